@@ -1,0 +1,12 @@
+import type { Deps } from "../src/deps";
+import { createUserErasureActivities } from "./user-erasure";
+
+/** Every activity the worker registers, bound to the process dependencies. */
+export function createActivities(deps: Deps) {
+  return {
+    ...createUserErasureActivities(deps),
+  };
+}
+
+/** The activity functions' types, for `proxyActivities<Activities>()` in workflows. */
+export type Activities = ReturnType<typeof createActivities>;

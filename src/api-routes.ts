@@ -1,0 +1,8 @@
+import type { RouteSpec } from "./http/route";
+import { applicationRoutes } from "./applications/routes";
+import { subscriptionRoutes } from "./subscriptions/routes";
+import { userRoutes } from "./users/routes";
+import { templateRoutes } from "./templates/routes";
+
+/** Every REST route, in mount order; the OpenAPI document is generated from this same list. */
+export const apiRoutes: RouteSpec[] = [...applicationRoutes, ...subscriptionRoutes, ...userRoutes, ...templateRoutes];

@@ -1,0 +1,29 @@
+import { loadConfig } from "./config";
+import { createLogger } from "./logger";
+import { createDeps, closeDeps, startApiServer } from "./runtime";
+import { onShutdownSignal, requireEnv } from "./infra/process";
+
+/**
+ * Production API process (`node dist/src/api.js`): serves the REST API against DATABASE_URL and
+ * TEMPORAL_ADDRESS. Run migrations separately (`node dist/src/cli/migrate.js`, fly's release command).
+ */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(config.LOG_LEVEL, "automata-api");
+  const databaseUrl = requireEnv("DATABASE_URL", "the API stores everything in PostgreSQL");
+  const temporalAddress = requireEnv("TEMPORAL_ADDRESS", "the API starts and signals Temporal workflows");
+  const encryptionKey = requireEnv("AUTOMATA_ENCRYPTION_KEY", "device tokens and provider credentials are encrypted at rest (32 bytes, base64 or hex)");
+  if (!config.AUTOMATA_ADMIN_TOKEN) logger.warn("AUTOMATA_ADMIN_TOKEN is not set: the admin API refuses every request");
+  const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey });
+  const api = await startApiServer(deps, config.PORT, config.HOST);
+  logger.info({ url: api.url }, "API listening");
+  onShutdownSignal(logger, async () => {
+    await api.close();
+    await closeDeps(deps);
+  });
+}
+
+main().catch((error: unknown) => {
+  console.error("API failed to start:", error);
+  process.exit(1);
+});

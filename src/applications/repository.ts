@@ -1,0 +1,50 @@
+import type { Knex } from "knex";
+import type { SecretBox } from "../crypto/secret-box";
+import type { ProviderCredentials } from "./schemas";
+import type { z } from "zod";
+import type { QuotaInput } from "./schemas";
+import { creditAccount, creditSourceAccount, transfer } from "../quota/ledger";
+import { newId } from "../db/ids";
+
+/** Reads an application's decrypted provider credentials ({} when none are configured). */
+export async function loadProviderCredentials(db: Knex, secrets: SecretBox, applicationId: string): Promise<ProviderCredentials> {
+  const row = await db("applications").where("id", applicationId).first<{ provider_credentials_ciphertext: string | null }>("provider_credentials_ciphertext");
+  if (!row?.provider_credentials_ciphertext) return {};
+  return JSON.parse(secrets.decrypt(row.provider_credentials_ciphertext)) as ProviderCredentials;
+}
+
+/** Merges new provider credentials over stored ones (null removes a provider) and encrypts them. */
+export function sealProviderCredentials(secrets: SecretBox, current: ProviderCredentials, update: ProviderCredentials): string | null {
+  const merged: ProviderCredentials = { ...current };
+  for (const provider of ["apns", "fcm"] as const) {
+    if (update[provider] === null) delete merged[provider];
+    else if (update[provider] !== undefined) (merged as Record<string, unknown>)[provider] = update[provider];
+  }
+  return Object.keys(merged).length === 0 ? null : secrets.encrypt(JSON.stringify(merged));
+}
+
+/** Creates or updates the quota row and tops up the credit balance through the ledger. */
+export async function applyQuota(trx: Knex.Transaction, applicationId: string, quota: z.infer<typeof QuotaInput>): Promise<void> {
+  const existing = await trx("message_quotas").where("application_id", applicationId).first();
+  const fields: Record<string, unknown> = {};
+  for (const key of ["daily_quota", "monthly_quota", "unit_price", "billing_currency"] as const) {
+    if (quota[key] !== undefined) fields[key] = quota[key];
+  }
+  if (existing) {
+    if (Object.keys(fields).length > 0) await trx("message_quotas").where("application_id", applicationId).update(fields);
+  } else {
+    await trx("message_quotas").insert({ id: newId(), application_id: applicationId, ...fields });
+  }
+  if (quota.credit_balance && quota.credit_balance > 0) {
+    const row = await trx("message_quotas").where("application_id", applicationId).first<{ billing_currency: string }>("billing_currency");
+    const currency = row?.billing_currency ?? "KRW";
+    await transfer(trx, {
+      from: creditSourceAccount(currency),
+      to: creditAccount(applicationId, currency),
+      amount: quota.credit_balance,
+      idempotencyKey: `topup:${applicationId}:${newId()}`,
+      reason: "credit_topup",
+      applicationId,
+    });
+  }
+}

@@ -1,0 +1,64 @@
+import path from "node:path";
+import { z } from "zod";
+
+/** Parses a duration like "72h", "30d", "15m", "5s", "250ms" or plain milliseconds into milliseconds. */
+export function parseDuration(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!match) throw new Error(`invalid duration "${value}" (use e.g. 250ms, 5s, 15m, 72h, 30d)`);
+  const amount = Number(match[1]);
+  const unit = match[2] ?? "ms";
+  const factor = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit] ?? 1;
+  return Math.round(amount * factor);
+}
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      try {
+        return parseDuration(v);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    });
+
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+
+const EnvSchema = z.object({
+  AUTOMATA_HOME: z.string().default(".automata"),
+  PORT: port(8080),
+  HOST: z.string().default("0.0.0.0"),
+  DATABASE_URL: z.string().optional(),
+  AUTOMATA_PG_PORT: port(5433),
+  TEMPORAL_ADDRESS: z.string().optional(),
+  TEMPORAL_NAMESPACE: z.string().default("default"),
+  TEMPORAL_PORT: port(7233),
+  TEMPORAL_UI_PORT: port(8233),
+  TEMPORAL_TASK_QUEUE: z.string().default("automata-signal"),
+  TEMPORAL_CLI: z.string().optional(),
+  AUTOMATA_ADMIN_TOKEN: z.string().min(16).optional(),
+  AUTOMATA_ENCRYPTION_KEY: z.string().optional(),
+  AUTOMATA_PUBLIC_URL: z.string().optional(),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  AUTOMATA_RECEIPT_TIMEOUT: duration("72h"),
+  AUTOMATA_CONVERSION_WINDOW: duration("30d"),
+  AUTOMATA_PENDING_TIMEOUT: duration("24h"),
+  AUTOMATA_RETRY_SCALE: z.coerce.number().positive().default(1),
+  AUTOMATA_SHUTDOWN_GRACE: duration("30s"),
+  AUTOMATA_MAX_BODY: z.string().default("256kb"),
+});
+
+/** Runtime configuration, read once from the environment; every knob the product has is named here. */
+export type Config = z.infer<typeof EnvSchema> & { homeDir: string };
+
+/** Reads and validates configuration from an environment object (defaults to process.env). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`invalid configuration: ${problems}`);
+  }
+  return { ...parsed.data, homeDir: path.resolve(parsed.data.AUTOMATA_HOME) };
+}

@@ -1,0 +1,36 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { SecretBox, parseMasterKey } from "./secret-box";
+
+const box = new SecretBox(crypto.randomBytes(32));
+
+test("encrypt/decrypt round-trips and never leaves the plaintext in the ciphertext", () => {
+  const token = "a".repeat(64);
+  const sealed = box.encrypt(token);
+  assert.equal(box.decrypt(sealed), token);
+  assert.ok(!sealed.includes(token));
+  assert.notEqual(box.encrypt(token), sealed, "a fresh IV per encryption");
+});
+
+test("tampered ciphertext and a different key are rejected", () => {
+  const sealed = box.encrypt("device-token");
+  const parts = sealed.split(":");
+  const flipped = Buffer.from(parts[3]!, "base64url");
+  flipped[0] = flipped[0]! ^ 1;
+  assert.throws(() => box.decrypt([parts[0], parts[1], parts[2], flipped.toString("base64url")].join(":")));
+  assert.throws(() => new SecretBox(crypto.randomBytes(32)).decrypt(sealed));
+});
+
+test("hash is deterministic per key and differs across keys", () => {
+  assert.equal(box.hash("t1"), box.hash("t1"));
+  assert.notEqual(box.hash("t1"), box.hash("t2"));
+  assert.notEqual(new SecretBox(crypto.randomBytes(32)).hash("t1"), box.hash("t1"));
+});
+
+test("master keys parse from hex and base64 and must be 32 bytes", () => {
+  const raw = crypto.randomBytes(32);
+  assert.deepEqual(parseMasterKey(raw.toString("hex")), raw);
+  assert.deepEqual(parseMasterKey(raw.toString("base64")), raw);
+  assert.throws(() => parseMasterKey("short"));
+});

@@ -1,0 +1,50 @@
+import crypto from "node:crypto";
+
+const CIPHERTEXT_VERSION = "v1";
+
+/**
+ * Encrypts device tokens and provider credentials at rest (AES-256-GCM) and computes the keyed hash
+ * (HMAC-SHA256) used to find and de-duplicate tokens without decrypting them. Both keys are derived
+ * from one master key with HKDF so the encryption key is never used as a MAC key.
+ */
+export class SecretBox {
+  private readonly encryptionKey: Buffer;
+  private readonly macKey: Buffer;
+
+  constructor(masterKey: Buffer) {
+    if (masterKey.length !== 32) throw new Error("AUTOMATA_ENCRYPTION_KEY must be 32 bytes (base64 or hex)");
+    this.encryptionKey = Buffer.from(crypto.hkdfSync("sha256", masterKey, Buffer.alloc(0), "automata-signal/aes-256-gcm", 32));
+    this.macKey = Buffer.from(crypto.hkdfSync("sha256", masterKey, Buffer.alloc(0), "automata-signal/hmac-sha256", 32));
+  }
+
+  /** Encrypts UTF-8 text into `v1:<iv>:<tag>:<ciphertext>` (base64url parts). */
+  encrypt(plaintext: string): string {
+    const iv = crypto.randomBytes(12);
+    const cipher = crypto.createCipheriv("aes-256-gcm", this.encryptionKey, iv);
+    const ciphertext = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
+    const tag = cipher.getAuthTag();
+    return [CIPHERTEXT_VERSION, iv.toString("base64url"), tag.toString("base64url"), ciphertext.toString("base64url")].join(":");
+  }
+
+  /** Decrypts a value produced by {@link encrypt}; throws if it was tampered with or the key differs. */
+  decrypt(sealed: string): string {
+    const [version, iv, tag, ciphertext] = sealed.split(":");
+    if (version !== CIPHERTEXT_VERSION || !iv || !tag || ciphertext === undefined) throw new Error("unrecognised ciphertext format");
+    const decipher = crypto.createDecipheriv("aes-256-gcm", this.encryptionKey, Buffer.from(iv, "base64url"));
+    decipher.setAuthTag(Buffer.from(tag, "base64url"));
+    return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString("utf8");
+  }
+
+  /** Keyed hash (hex) for equality lookups; the same input always gives the same hash. */
+  hash(value: string): string {
+    return crypto.createHmac("sha256", this.macKey).update(value, "utf8").digest("hex");
+  }
+}
+
+/** Parses a 32-byte key given as 64 hex characters or base64/base64url. */
+export function parseMasterKey(text: string): Buffer {
+  const trimmed = text.trim();
+  const key = /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, "hex") : Buffer.from(trimmed, "base64");
+  if (key.length !== 32) throw new Error("AUTOMATA_ENCRYPTION_KEY must decode to 32 bytes (64 hex chars or base64)");
+  return key;
+}

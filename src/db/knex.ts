@@ -1,0 +1,58 @@
+import fs from "node:fs";
+import path from "node:path";
+import knexFactory, { type Knex } from "knex";
+import { Model } from "objection";
+import pg from "pg";
+
+// bigint counters (ledger balances, counts) come back as strings by default; they fit in a double
+// for every value this product produces, and numbers are what the API returns.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+pg.types.setTypeParser(pg.types.builtins.NUMERIC, (value) => Number(value));
+
+/** Opens a knex pool on PostgreSQL and binds objection models to it. */
+export function createDb(url: string, poolMax = 20): Knex {
+  const db = knexFactory({
+    client: "pg",
+    connection: { connectionString: url, application_name: "automata-signal" },
+    pool: { min: 0, max: poolMax },
+    acquireConnectionTimeout: 10_000,
+  });
+  Model.knex(db);
+  return db;
+}
+
+/**
+ * Lists migrations by base name (no extension), so a database migrated from the TypeScript sources
+ * (`npm start`) and later from compiled JavaScript (production) sees the same history.
+ */
+class ExtensionlessMigrationSource implements Knex.MigrationSource<string> {
+  private readonly directory = path.resolve(__dirname, "../../migrations");
+  private readonly extension = __filename.endsWith(".ts") ? ".ts" : ".js";
+
+  async getMigrations(): Promise<string[]> {
+    return fs
+      .readdirSync(this.directory)
+      .filter((file) => file.endsWith(this.extension) && !file.endsWith(".d.ts") && !file.endsWith(".test.ts"))
+      .map((file) => file.slice(0, -this.extension.length))
+      .sort();
+  }
+
+  getMigrationName(migration: string): string {
+    return migration;
+  }
+
+  async getMigration(migration: string): Promise<Knex.Migration> {
+    return require(path.join(this.directory, migration + this.extension)) as Knex.Migration;
+  }
+}
+
+/** Migration settings shared by `npm run migrate`, `npm start` and the production release command. */
+export function migrationConfig(): Knex.MigratorConfig {
+  return { migrationSource: new ExtensionlessMigrationSource(), tableName: "knex_migrations" };
+}
+
+/** Applies every pending migration; safe to call on each start (knex takes a lock). */
+export async function migrateLatest(db: Knex): Promise<string[]> {
+  const [, applied] = (await db.migrate.latest(migrationConfig())) as [number, string[]];
+  return applied;
+}

@@ -1,0 +1,14 @@
+import type { Knex } from "knex";
+import type { Client } from "@temporalio/client";
+import type { Logger } from "pino";
+import type { Config } from "./config";
+import type { SecretBox } from "./crypto/secret-box";
+
+/** Everything request handlers and activities need, built once per process and passed down. */
+export interface Deps {
+  config: Config;
+  db: Knex;
+  temporal: Client;
+  secrets: SecretBox;
+  logger: Logger;
+}

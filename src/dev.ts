@@ -1,0 +1,70 @@
+import { loadConfig } from "./config";
+import { createLogger } from "./logger";
+import { startLocalStack } from "./infra/local-stack";
+import { readOrCreateLocalSecret } from "./infra/local-secrets";
+import { migrateLatest } from "./db/knex";
+import { createDeps, closeDeps, startApiServer } from "./runtime";
+import { startWorker } from "./worker/run-worker";
+import { installTemporalRuntimeLogger } from "./infra/process";
+
+/**
+ * `npm start`: the whole platform in one process tree on embedded defaults — PostgreSQL, the
+ * Temporal dev server with its UI, migrations, the API and a worker. Ctrl-C stops all of it.
+ */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(config.LOG_LEVEL);
+  // The SDK is chatty at info (bundling, state changes); operators of `npm start` need its warnings only.
+  installTemporalRuntimeLogger(logger.child({}, { level: logger.levelVal < 30 ? logger.level : "warn" }));
+  config.AUTOMATA_ADMIN_TOKEN ??= readOrCreateLocalSecret(config.homeDir, "admin-token");
+  const encryptionKey = config.AUTOMATA_ENCRYPTION_KEY ?? readOrCreateLocalSecret(config.homeDir, "encryption.key", () => require("node:crypto").randomBytes(32).toString("base64"));
+
+  console.log(`Automata-Signal: starting (data in ${config.homeDir})…`);
+  const stack = await startLocalStack(config, logger);
+  const deps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey });
+  const applied = await migrateLatest(deps.db);
+  if (applied.length > 0) logger.info({ migrations: applied }, "database migrated");
+  const worker = await startWorker(deps, stack.temporalAddress);
+  const api = await startApiServer(deps, config.PORT, config.HOST);
+
+  console.log(
+    [
+      "",
+      "Automata-Signal is running",
+      `  API            ${api.url}/api/v1   (docs: ${api.url}/docs)`,
+      `  Temporal UI    ${stack.temporalUiUrl ?? "(external Temporal at " + stack.temporalAddress + ")"}`,
+      `  Temporal gRPC  ${stack.temporalAddress}`,
+      `  PostgreSQL     ${stack.postgres ? `embedded on port ${config.AUTOMATA_PG_PORT}` : "DATABASE_URL"}`,
+      `  Admin token    ${config.AUTOMATA_ADMIN_TOKEN}`,
+      "",
+      "Create an application:",
+      `  curl -s -X POST ${api.url}/api/v1/admin/applications -H "Authorization: Bearer ${config.AUTOMATA_ADMIN_TOKEN}" -H "Content-Type: application/json" -d '{"name":"My App"}'`,
+      "",
+      "Press Ctrl-C to stop.",
+    ].join("\n"),
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`\n${signal}: stopping API, worker, Temporal and PostgreSQL…`);
+    await api.close();
+    await worker.shutdown();
+    await closeDeps(deps);
+    await stack.stop();
+    console.log("stopped");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  worker.done.catch(async (error: unknown) => {
+    logger.fatal({ err: error }, "worker stopped unexpectedly");
+    await stop("worker failure");
+  });
+}
+
+main().catch((error: unknown) => {
+  console.error("Automata-Signal failed to start:", error);
+  process.exit(1);
+});

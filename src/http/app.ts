@@ -1,0 +1,112 @@
+import path from "node:path";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { pinoHttp } from "pino-http";
+import { z } from "zod";
+import type { Deps } from "../deps";
+import { ApiError } from "./errors";
+import { requireAdmin, requireApiKey } from "./auth";
+import { apiKeyRateLimit } from "./rate-limit";
+import { parseOrThrow } from "./validation";
+import { buildOpenApiDocument, docsPageHtml } from "./openapi";
+import type { RouteSpec } from "./route";
+import { newId } from "../db/ids";
+import { checkReadiness } from "./health";
+
+/** Base path of the public REST API (REF-001 §1.1). */
+export const API_BASE = "/api/v1";
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+function asyncRoute(spec: RouteSpec, deps: Deps) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    try {
+      if (spec.body && !req.is("application/json")) {
+        throw new ApiError("invalid_request", "Content-Type must be application/json", { header: "Content-Type" });
+      }
+      const params = spec.params ? parseOrThrow(spec.params, req.params, "params") : req.params;
+      const query = spec.query ? parseOrThrow(spec.query, req.query, "query") : {};
+      const body = spec.body ? parseOrThrow(spec.body, req.body, "body") : undefined;
+      const result = await spec.handler({ body, query, params, application: res.locals.application, deps, req, res });
+      for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
+      res.status(result.status ?? 200).json({ status: "success", data: result.data });
+    } catch (error) {
+      next(error);
+    }
+  };
+}
+
+/** Builds the Express application: REF-001 envelope, auth, rate limits, validation, docs, health. */
+export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", true);
+  app.use(
+    pinoHttp({
+      logger: deps.logger,
+      genReqId: (req, res) => {
+        const incoming = req.headers["x-request-id"];
+        const id = typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : newId();
+        res.setHeader("X-Request-Id", id);
+        return id;
+      },
+      customProps: (_req, res) => {
+        const application = (res as Response).locals?.application as { id: string } | undefined;
+        return application ? { application_id: application.id } : {};
+      },
+      autoLogging: { ignore: (req) => req.url === "/healthz" },
+    }),
+  );
+
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "success", data: { status: "ok" } });
+  });
+  app.get("/readyz", (_req, res, next) => {
+    checkReadiness(deps)
+      .then((report) => res.status(report.ready ? 200 : 503).json(report.ready ? { status: "success", data: report } : new ApiError("service_unavailable", "Not ready", { checks: report.checks }).toBody()))
+      .catch(next);
+  });
+
+  const openApi = buildOpenApiDocument(routes, API_BASE);
+  app.get(`${API_BASE}/openapi.json`, (_req, res) => {
+    res.json(openApi);
+  });
+  const swaggerDir = path.dirname(require.resolve("swagger-ui-dist/package.json"));
+  app.use("/docs/assets", express.static(swaggerDir, { index: false }));
+  app.get("/docs", (_req, res) => {
+    res.type("html").send(docsPageHtml(`${API_BASE}/openapi.json`, "/docs/assets"));
+  });
+
+  const router = express.Router();
+  router.use(express.json({ limit: deps.config.AUTOMATA_MAX_BODY, strict: true, type: "application/json" }));
+  const rateLimiter = apiKeyRateLimit(deps.db);
+  const apiKeyAuth = requireApiKey(deps);
+  const adminAuth = requireAdmin(deps);
+  for (const spec of routes) {
+    const guards = spec.auth === "apiKey" ? [apiKeyAuth, rateLimiter] : spec.auth === "admin" ? [adminAuth] : [];
+    router[spec.method](spec.path, ...guards, asyncRoute(spec, deps));
+  }
+  app.use(API_BASE, router);
+
+  app.use((req, _res, next) => {
+    next(new ApiError("resource_not_found", `No route for ${req.method} ${req.path}`, { path: req.path }));
+  });
+  app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const apiError = toApiError(error);
+    if (apiError.status >= 500) req.log?.error({ err: error }, "request failed");
+    for (const [name, value] of Object.entries(apiError.headers)) res.setHeader(name, value);
+    res.status(apiError.status).json(apiError.toBody());
+  });
+  return app;
+}
+
+function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  const type = (error as { type?: string } | null)?.type;
+  if (type === "entity.parse.failed") return new ApiError("invalid_request", "The request body is not valid JSON");
+  if (type === "entity.too.large") {
+    return new ApiError("payload_too_large", "The request body is too large", { limit: (error as { limit?: number }).limit });
+  }
+  if (type === "encoding.unsupported" || type === "charset.unsupported") return new ApiError("invalid_request", "Unsupported body encoding");
+  if (error instanceof z.ZodError) return new ApiError("validation_error", "The request data failed validation");
+  return new ApiError("internal_server_error");
+}

@@ -1,0 +1,44 @@
+import { temporal } from "@temporalio/proto";
+import type { Deps } from "../deps";
+
+/** Result of one readiness probe; `ready` only when every check passed. */
+export interface ReadinessReport {
+  ready: boolean;
+  checks: Record<"database" | "temporal" | "worker", { ok: boolean; error?: string }>;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function probe(run: () => Promise<unknown>, what: string): Promise<{ ok: boolean; error?: string }> {
+  try {
+    await withTimeout(run(), 2_000, what);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, error: (error as Error).message };
+  }
+}
+
+/** Checks PostgreSQL, the Temporal frontend, and that at least one worker polls our task queue. */
+export async function checkReadiness(deps: Deps): Promise<ReadinessReport> {
+  const { namespace } = deps.temporal.options;
+  const [database, temporalCheck, worker] = await Promise.all([
+    probe(() => deps.db.raw("select 1"), "PostgreSQL"),
+    probe(() => deps.temporal.workflowService.getSystemInfo({}), "Temporal"),
+    probe(async () => {
+      const response = await deps.temporal.workflowService.describeTaskQueue({
+        namespace,
+        taskQueue: { name: deps.config.TEMPORAL_TASK_QUEUE, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+      });
+      if ((response.pollers ?? []).length === 0) throw new Error(`no worker polls task queue ${deps.config.TEMPORAL_TASK_QUEUE}`);
+    }, "Temporal task queue"),
+  ]);
+  const checks = { database, temporal: temporalCheck, worker };
+  return { ready: database.ok && temporalCheck.ok && worker.ok, checks };
+}

@@ -1,0 +1,91 @@
+import type { Knex } from "knex";
+import type { Request, Response, NextFunction, RequestHandler } from "express";
+import { rateLimit, type Store, type ClientRateLimitInfo, type Options } from "express-rate-limit";
+import { ApiError } from "./errors";
+import type { AuthenticatedApplication } from "./route";
+
+/** REF-001 §1.6 tiers: requests per minute per API key. */
+export const RATE_LIMIT_TIERS: Record<AuthenticatedApplication["rateLimitTier"], number> = {
+  basic: 300,
+  premium: 1_000,
+  enterprise: 5_000,
+};
+
+const WINDOW_MS = 60_000;
+
+/**
+ * A fixed-window counter in PostgreSQL so the limit holds across every API instance: one upsert per
+ * request returns the hit count for the current minute.
+ */
+export class PostgresRateLimitStore implements Store {
+  /** Counts are shared between instances (express-rate-limit uses this to skip in-memory checks). */
+  localKeys = false;
+  private lastCleanup = 0;
+
+  constructor(private readonly db: Knex) {}
+
+  /** Called by express-rate-limit with its options; the window is fixed at one minute. */
+  init(_options: Options): void {}
+
+  /** Adds one hit for `key` in the current window and returns the window's total and end. */
+  async increment(key: string): Promise<ClientRateLimitInfo> {
+    const windowStart = new Date(Math.floor(Date.now() / WINDOW_MS) * WINDOW_MS);
+    const result = await this.db.raw<{ rows: Array<{ hits: number }> }>(
+      `insert into rate_limit_counters (key, window_start, hits) values (?, ?, 1)
+       on conflict (key, window_start) do update set hits = rate_limit_counters.hits + 1
+       returning hits`,
+      [key, windowStart],
+    );
+    this.cleanupOccasionally();
+    return { totalHits: Number(result.rows[0]?.hits ?? 1), resetTime: new Date(windowStart.getTime() + WINDOW_MS) };
+  }
+
+  /** Undoes a hit (express-rate-limit calls this when configured to skip some requests). */
+  async decrement(key: string): Promise<void> {
+    const windowStart = new Date(Math.floor(Date.now() / WINDOW_MS) * WINDOW_MS);
+    await this.db("rate_limit_counters").where({ key, window_start: windowStart }).decrement("hits", 1);
+  }
+
+  /** Forgets a key's current window. */
+  async resetKey(key: string): Promise<void> {
+    await this.db("rate_limit_counters").where({ key }).delete();
+  }
+
+  private cleanupOccasionally(): void {
+    const now = Date.now();
+    if (now - this.lastCleanup < WINDOW_MS) return;
+    this.lastCleanup = now;
+    void this.db("rate_limit_counters")
+      .where("window_start", "<", new Date(now - 2 * WINDOW_MS))
+      .delete()
+      .catch(() => undefined /* another instance may be cleaning the same rows; the next minute retries */);
+  }
+}
+
+/**
+ * Per-API-key rate limiting by the application's tier, with REF-001's X-RateLimit-* headers and a
+ * REF-001 error body on 429. Must run after API key authentication.
+ */
+export function apiKeyRateLimit(db: Knex): RequestHandler {
+  const limiter = rateLimit({
+    windowMs: WINDOW_MS,
+    limit: (_req: Request, res: Response) => RATE_LIMIT_TIERS[(res.locals.application as AuthenticatedApplication).rateLimitTier],
+    keyGenerator: (_req: Request, res: Response) => `api_key:${(res.locals.application as AuthenticatedApplication).apiKeyId}`,
+    standardHeaders: false,
+    legacyHeaders: true,
+    store: new PostgresRateLimitStore(db),
+    // Our keys are API key ids, not IP addresses, so the IP-oriented sanity checks do not apply.
+    validate: false,
+    passOnStoreError: false,
+    handler: (_req: Request, res: Response, next: NextFunction) => {
+      const reset = res.getHeader("x-ratelimit-reset");
+      next(
+        new ApiError("rate_limit_exceeded", "Rate limit exceeded for this API key", {
+          limit: Number(res.getHeader("x-ratelimit-limit")),
+          reset_at: reset ? new Date(Number(reset) * 1000).toISOString() : undefined,
+        }),
+      );
+    },
+  });
+  return limiter;
+}

@@ -1,0 +1,14 @@
+import fs from "node:fs";
+import path from "node:path";
+import crypto from "node:crypto";
+
+/**
+ * Returns the value of a dev secret stored in the data dir, generating it on first use so a second
+ * `npm start` keeps the same admin token and can still decrypt the tokens it stored.
+ */
+export function readOrCreateLocalSecret(homeDir: string, name: string, generate: () => string = () => crypto.randomBytes(32).toString("base64url")): string {
+  const file = path.join(homeDir, name);
+  fs.mkdirSync(homeDir, { recursive: true });
+  if (!fs.existsSync(file)) fs.writeFileSync(file, generate(), { mode: 0o600 });
+  return fs.readFileSync(file, "utf8").trim();
+}

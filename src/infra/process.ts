@@ -1,0 +1,57 @@
+import type { Logger } from "pino";
+import { Runtime, makeTelemetryFilterString, type LogLevel } from "@temporalio/worker";
+
+/** Requires an environment variable in production entry points, with a message saying why. */
+export function requireEnv(name: string, why: string): string {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`${name} is required: ${why}`);
+    process.exit(2);
+  }
+  return value;
+}
+
+/** Runs `stop` once on SIGINT/SIGTERM, then exits; a second signal exits at once. */
+export function onShutdownSignal(logger: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+}
+
+let runtimeInstalled = false;
+
+/**
+ * Sends the Temporal SDK's own logs through our pino logger (JSON, same level) instead of its
+ * default console logger, so a worker's output is one consistent stream.
+ */
+export function installTemporalRuntimeLogger(logger: Logger): void {
+  // Runtime.install may run once per process; later calls (several workers in one test file) reuse it.
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const level = (["trace", "debug", "info", "warn", "error"].includes(logger.level) ? logger.level.toUpperCase() : "WARN") as LogLevel;
+  const forward = (lvl: "trace" | "debug" | "info" | "warn" | "error") => (message: string, meta?: Record<string, unknown>) =>
+    logger[lvl]({ component: "temporal-sdk", ...meta }, message);
+  Runtime.install({
+    logger: {
+      log: (lvl, message, meta) => forward(lvl.toLowerCase() as "info")(message, meta),
+      trace: forward("trace"),
+      debug: forward("debug"),
+      info: forward("info"),
+      warn: forward("warn"),
+      error: forward("error"),
+    },
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level === "TRACE" ? "TRACE" : "WARN" }), forward: {} } },
+  });
+}

@@ -1,0 +1,69 @@
+import http from "node:http";
+import { Client, Connection } from "@temporalio/client";
+import type { Logger } from "pino";
+import type { Config } from "./config";
+import type { Deps } from "./deps";
+import { createDb } from "./db/knex";
+import { SecretBox, parseMasterKey } from "./crypto/secret-box";
+import { createHttpApp } from "./http/app";
+import { apiRoutes } from "./api-routes";
+
+/** Where the process's infrastructure lives and which key protects secrets at rest. */
+export interface RuntimeOptions {
+  config: Config;
+  logger: Logger;
+  databaseUrl: string;
+  temporalAddress: string;
+  encryptionKey: string;
+  /** Largest PostgreSQL pool for this process. */
+  poolMax?: number;
+}
+
+/** Opens the database pool and the Temporal client: the dependencies every entry point shares. */
+export async function createDeps(options: RuntimeOptions): Promise<Deps> {
+  const db = createDb(options.databaseUrl, options.poolMax);
+  const connection = await Connection.connect({ address: options.temporalAddress });
+  const temporal = new Client({ connection, namespace: options.config.TEMPORAL_NAMESPACE });
+  return {
+    config: options.config,
+    db,
+    temporal,
+    secrets: new SecretBox(parseMasterKey(options.encryptionKey)),
+    logger: options.logger,
+  };
+}
+
+/** Closes what {@link createDeps} opened. */
+export async function closeDeps(deps: Deps): Promise<void> {
+  await deps.temporal.connection.close();
+  await deps.db.destroy();
+}
+
+/** A listening API server and how to drain it. */
+export interface ApiServer {
+  server: http.Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Serves the REST API; `close` stops accepting connections and lets in-flight requests finish. */
+export async function startApiServer(deps: Deps, port: number, host = "0.0.0.0"): Promise<ApiServer> {
+  const app = createHttpApp(deps, apiRoutes);
+  const server = http.createServer(app);
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  const boundPort = typeof address === "object" && address ? address.port : port;
+  return {
+    server,
+    url: `http://localhost:${boundPort}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}

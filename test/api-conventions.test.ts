@@ -1,0 +1,217 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { startTestApp, type TestApp } from "./support/harness";
+
+let app: TestApp;
+let apiKey: string;
+let applicationId: string;
+
+before(async () => {
+  app = await startTestApp();
+  ({ id: applicationId, apiKey } = await app.createApplication());
+});
+after(async () => {
+  await app.close();
+});
+
+describe("authentication", () => {
+  test("a missing API key answers 401 authentication_failed in the REF-001 envelope", async () => {
+    const res = await app.request("GET", `/admin/applications/${applicationId}`);
+    assert.equal(res.status, 401);
+    assert.deepEqual(Object.keys(res.body), ["status", "error"]);
+    assert.equal(res.body.status, "error");
+    assert.equal(res.body.error.code, "authentication_failed");
+  });
+
+  test("a wrong or malformed API key answers 401", async () => {
+    const forged = apiKey.slice(0, -4) + "AAAA";
+    for (const key of [forged, "nonsense", apiKey + "x"]) {
+      const res = await app.request("GET", "/openapi-does-not-matter", { key });
+      assert.ok([401, 404].includes(res.status));
+    }
+    const res = await app.request("POST", "/subscriptions", { key: forged, body: {} });
+    assert.equal(res.status, 401);
+    assert.equal(res.body.error.code, "authentication_failed");
+  });
+
+  test("the admin API refuses a wrong bearer token", async () => {
+    const res = await app.request("GET", `/admin/applications/${applicationId}`, { headers: { Authorization: "Bearer wrong-token-wrong-token" } });
+    assert.equal(res.status, 401);
+  });
+
+  test("API keys are stored hashed, never in clear", async () => {
+    const rows = await app.deps.db("api_keys").where("application_id", applicationId);
+    assert.equal(rows.length, 1);
+    assert.notEqual(rows[0].key_hash, apiKey);
+    assert.ok(!JSON.stringify(rows).includes(apiKey.split("_")[2]!));
+  });
+});
+
+describe("admin applications", () => {
+  test("create returns the key once; get shows quota, tier and keys without secrets", async () => {
+    const created = await app.request("POST", "/admin/applications", {
+      admin: true,
+      body: { name: "Quota App", quota: { daily_quota: 1000, monthly_quota: 20000, unit_price: 5, credit_balance: 10000, billing_currency: "KRW" }, rate_limit_tier: "premium", timezone: "Asia/Seoul" },
+    });
+    assert.equal(created.status, 201);
+    assert.match(created.body.data.api_key, /^as_/);
+    const got = await app.request("GET", `/admin/applications/${created.body.data.application_id}`, { admin: true });
+    assert.equal(got.status, 200);
+    assert.deepEqual(got.body.data.quota, { daily_quota: 1000, monthly_quota: 20000, unit_price: 5, billing_currency: "KRW", credit_balance: 10000 });
+    assert.equal(got.body.data.rate_limit_tier, "premium");
+    assert.equal(got.body.data.timezone, "Asia/Seoul");
+    assert.ok(!JSON.stringify(got.body).includes(created.body.data.api_key));
+  });
+
+  test("provider credentials are encrypted at rest and never returned", async () => {
+    const { id } = await app.createApplication();
+    const signingKey = "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQg\n-----END PRIVATE KEY-----";
+    const res = await app.request("PATCH", `/admin/applications/${id}`, {
+      admin: true,
+      body: { provider_credentials: { apns: { team_id: "TEAM123456", key_id: "KEY1234567", signing_key: signingKey, bundle_id: "com.example.app" } } },
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body.data.providers.apns, { team_id: "TEAM123456", key_id: "KEY1234567", bundle_id: "com.example.app", production: false });
+    assert.ok(!JSON.stringify(res.body).includes("PRIVATE KEY"));
+    const row = await app.deps.db("applications").where("id", id).first();
+    assert.ok(row.provider_credentials_ciphertext.startsWith("v1:"));
+    assert.ok(!row.provider_credentials_ciphertext.includes("TEAM123456"));
+  });
+
+  test("rotation issues a new key; with no grace period the old key stops working at once", async () => {
+    const { id, apiKey: oldKey } = await app.createApplication();
+    const rotated = await app.request("POST", `/admin/applications/${id}/api-keys`, { admin: true, body: {} });
+    assert.equal(rotated.status, 201);
+    const newKey = rotated.body.data.api_key;
+    assert.equal((await app.request("GET", "/subscriptions", { key: oldKey })).status, 401);
+    assert.notEqual((await app.request("GET", "/subscriptions", { key: newKey })).status, 401);
+  });
+
+  test("rotation with a grace period keeps the old key valid until it expires", async () => {
+    const { id, apiKey: oldKey } = await app.createApplication();
+    const rotated = await app.request("POST", `/admin/applications/${id}/api-keys`, { admin: true, body: { grace_period_seconds: 3600 } });
+    assert.equal(rotated.status, 201);
+    assert.notEqual((await app.request("GET", "/subscriptions", { key: oldKey })).status, 401);
+    const keys = await app.deps.db("api_keys").where("application_id", id).orderBy("created_at");
+    assert.ok(keys[0].expires_at > new Date(Date.now() + 3500_000));
+  });
+
+  test("a deactivated application is refused", async () => {
+    const { id, apiKey: key } = await app.createApplication();
+    await app.request("PATCH", `/admin/applications/${id}`, { admin: true, body: { is_active: false } });
+    const res = await app.request("GET", "/subscriptions", { key });
+    assert.equal(res.status, 403);
+    assert.equal(res.body.error.code, "permission_denied");
+  });
+
+  test("bad admin input is rejected with each bad field and nothing written", async () => {
+    const before = await app.deps.db("applications").count<{ count: number }[]>({ count: "*" });
+    const res = await app.request("POST", "/admin/applications", { admin: true, body: { name: "", quota: { daily_quota: -1 }, surprise: true, timezone: "Mars/Base" } });
+    assert.equal(res.status, 422);
+    assert.equal(res.body.error.code, "validation_error");
+    assert.deepEqual(Object.keys(res.body.error.details.fields).sort(), ["name", "quota.daily_quota", "surprise", "timezone"]);
+    const afterCount = await app.deps.db("applications").count<{ count: number }[]>({ count: "*" });
+    assert.deepEqual(afterCount, before);
+  });
+});
+
+describe("request handling", () => {
+  test("malformed JSON answers 400 invalid_request", async () => {
+    const res = await app.request("POST", "/admin/applications", { admin: true, rawBody: "{not json", headers: { "Content-Type": "application/json" } });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, "invalid_request");
+  });
+
+  test("a non-JSON content type answers 400 invalid_request", async () => {
+    const res = await app.request("POST", "/admin/applications", { admin: true, rawBody: "name=x", headers: { "Content-Type": "application/x-www-form-urlencoded" } });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, "invalid_request");
+  });
+
+  test("an oversize body answers 413 payload_too_large", async () => {
+    const res = await app.request("POST", "/admin/applications", { admin: true, body: { name: "x".repeat(300 * 1024) } });
+    assert.equal(res.status, 413);
+    assert.equal(res.body.error.code, "payload_too_large");
+  });
+
+  test("a malformed UUID in the path is a validation error naming the field", async () => {
+    const res = await app.request("GET", "/admin/applications/not-a-uuid", { admin: true });
+    assert.equal(res.status, 422);
+    assert.ok("id" in res.body.error.details.fields);
+  });
+
+  test("unknown routes answer 404 in the envelope, with a request id header", async () => {
+    const res = await app.request("GET", "/nope", { key: apiKey });
+    assert.equal(res.status, 404);
+    assert.equal(res.body.error.code, "resource_not_found");
+    assert.ok(res.headers.get("x-request-id"));
+  });
+
+  test("an incoming X-Request-Id is echoed back", async () => {
+    const res = await app.request("GET", "/subscriptions", { key: apiKey, headers: { "X-Request-Id": "trace-abc-123" } });
+    assert.equal(res.headers.get("x-request-id"), "trace-abc-123");
+  });
+});
+
+describe("rate limiting", () => {
+  test("basic tier: 300 requests per minute per key, headers on every answer, then 429", async () => {
+    const { apiKey: key } = await app.createApplication();
+    const first = await app.request("GET", "/subscriptions", { key });
+    assert.equal(first.headers.get("x-ratelimit-limit"), "300");
+    assert.equal(first.headers.get("x-ratelimit-remaining"), "299");
+    const reset = Number(first.headers.get("x-ratelimit-reset"));
+    assert.ok(reset * 1000 > Date.now() && reset * 1000 <= Date.now() + 61_000);
+    // The window is a wall-clock minute: if it is about to roll over, wait for the next one.
+    if (reset * 1000 - Date.now() < 15_000) await new Promise((r) => setTimeout(r, reset * 1000 - Date.now() + 100));
+    let limited: { status: number; body: any; headers: Headers } | undefined;
+    for (let i = 0; i < 310 && !limited; i++) {
+      const res = await app.request("GET", "/subscriptions", { key });
+      if (res.status === 429) limited = res;
+    }
+    assert.ok(limited, "expected a 429 within 310 requests");
+    assert.equal(limited.body.error.code, "rate_limit_exceeded");
+    assert.equal(limited.headers.get("x-ratelimit-remaining"), "0");
+    assert.ok(Number(limited.headers.get("retry-after")) > 0);
+  });
+
+  test("the count is shared through PostgreSQL, so a second API instance sees it", async () => {
+    const { apiKey: key } = await app.createApplication();
+    const other = await startTestApp();
+    try {
+      await app.request("GET", "/subscriptions", { key });
+      await app.request("GET", "/subscriptions", { key });
+      const res = await other.request("GET", "/subscriptions", { key });
+      assert.ok(Number(res.headers.get("x-ratelimit-remaining")) <= 297);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe("docs and health", () => {
+  test("the OpenAPI 3.1 document lists every route with its schemas", async () => {
+    const res = await fetch(`${app.url}/api/v1/openapi.json`);
+    const doc = (await res.json()) as any;
+    assert.equal(doc.openapi, "3.1.0");
+    const create = doc.paths["/admin/applications"].post;
+    assert.ok(create.requestBody.content["application/json"].schema.properties.name);
+    assert.ok(doc.paths["/admin/applications/{id}"].patch);
+  });
+
+  test("the docs page is served", async () => {
+    const res = await fetch(`${app.url}/docs`);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /swagger-ui/);
+    assert.equal((await fetch(`${app.url}/docs/assets/swagger-ui-bundle.js`)).status, 200);
+  });
+
+  test("healthz answers while readyz reports the missing worker", async () => {
+    assert.equal((await fetch(`${app.url}/healthz`)).status, 200);
+    const ready = await fetch(`${app.url}/readyz`);
+    const body = (await ready.json()) as any;
+    assert.equal(ready.status, 503, "this test app runs no worker on its task queue");
+    assert.equal(body.error.details.checks.database.ok, true);
+    assert.equal(body.error.details.checks.temporal.ok, true);
+    assert.equal(body.error.details.checks.worker.ok, false);
+  });
+});

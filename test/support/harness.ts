@@ -1,0 +1,120 @@
+import crypto from "node:crypto";
+import { loadConfig, type Config } from "../../src/config";
+import { createLogger } from "../../src/logger";
+import { createDeps, closeDeps, startApiServer, type ApiServer } from "../../src/runtime";
+import { startWorker, type RunningWorker } from "../../src/worker/run-worker";
+import type { Deps } from "../../src/deps";
+import { installTemporalRuntimeLogger } from "../../src/infra/process";
+
+/** A response as tests see it. */
+export interface ApiResponse<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+/** Options for {@link startTestApp}. */
+export interface TestAppOptions {
+  /** Also run a Temporal worker (on a task queue of its own, so test files never share work). */
+  worker?: boolean;
+  /** Extra environment (e.g. AUTOMATA_RECEIPT_TIMEOUT=3s). */
+  env?: Record<string, string>;
+}
+
+/** The API (and optionally a worker) running in this test process against the shared real servers. */
+export interface TestApp {
+  deps: Deps;
+  config: Config;
+  url: string;
+  adminToken: string;
+  worker?: RunningWorker;
+  /** Calls the API; `key` sends X-API-Key, `admin` sends the admin bearer token. */
+  request<T = any>(method: string, path: string, options?: { key?: string; admin?: boolean; body?: unknown; rawBody?: string; headers?: Record<string, string> }): Promise<ApiResponse<T>>;
+  /** Creates an application through the admin API and returns its id and API key. */
+  createApplication(body?: Record<string, unknown>): Promise<{ id: string; apiKey: string }>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the real API (and worker) in-process against the PostgreSQL and Temporal that `npm test`
+ * started (DATABASE_URL / TEMPORAL_ADDRESS). Each call gets fresh secrets and its own task queue.
+ */
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  if (!process.env.DATABASE_URL || !process.env.TEMPORAL_ADDRESS) {
+    throw new Error("run tests with `npm test` (it starts PostgreSQL and Temporal and sets DATABASE_URL / TEMPORAL_ADDRESS)");
+  }
+  const adminToken = crypto.randomBytes(24).toString("base64url");
+  const config = loadConfig({
+    ...process.env,
+    AUTOMATA_ADMIN_TOKEN: adminToken,
+    TEMPORAL_TASK_QUEUE: `test-${crypto.randomUUID()}`,
+    ...options.env,
+  });
+  const logger = createLogger(process.env.LOG_LEVEL ?? "warn", "test");
+  installTemporalRuntimeLogger(logger);
+  const deps = await createDeps({
+    config,
+    logger,
+    databaseUrl: process.env.DATABASE_URL,
+    temporalAddress: process.env.TEMPORAL_ADDRESS,
+    encryptionKey: crypto.randomBytes(32).toString("base64"),
+    poolMax: 10,
+  });
+  const api: ApiServer = await startApiServer(deps, 0, "127.0.0.1");
+  const worker = options.worker ? await startWorker(deps, process.env.TEMPORAL_ADDRESS) : undefined;
+
+  const request: TestApp["request"] = async (method, path, opts = {}) => {
+    const headers: Record<string, string> = { ...opts.headers };
+    if (opts.key) headers["X-API-Key"] = opts.key;
+    if (opts.admin) headers.Authorization = `Bearer ${adminToken}`;
+    let body: string | undefined = opts.rawBody;
+    if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers["Content-Type"] ??= "application/json";
+    }
+    const response = await fetch(`${api.url}/api/v1${path}`, { method, headers, body });
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // Non-JSON bodies are returned as text so a test can assert on them.
+    }
+    return { status: response.status, body: parsed as any, headers: response.headers };
+  };
+
+  return {
+    deps,
+    config,
+    url: api.url,
+    adminToken,
+    worker,
+    request,
+    async createApplication(body = {}) {
+      const response = await request("POST", "/admin/applications", { admin: true, body: { name: `test-${crypto.randomUUID()}`, ...body } });
+      if (response.status !== 201) throw new Error(`createApplication failed: ${response.status} ${JSON.stringify(response.body)}`);
+      return { id: response.body.data.application_id, apiKey: response.body.data.api_key };
+    },
+    async close() {
+      await api.close();
+      await worker?.shutdown();
+      await closeDeps(deps);
+    },
+  };
+}
+
+/** Polls `check` until it returns a truthy value or the timeout elapses. */
+export async function eventually<T>(check: () => Promise<T | undefined | null | false>, timeoutMs = 15_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
+}
