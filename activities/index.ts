@@ -1,10 +1,14 @@
 import type { Deps } from "../src/deps";
 import { createUserErasureActivities } from "./user-erasure";
+import { createMessageActivities } from "./messages";
+import { createReconcilerActivities } from "./reconciler";
 
 /** Every activity the worker registers, bound to the process dependencies. */
 export function createActivities(deps: Deps) {
   return {
     ...createUserErasureActivities(deps),
+    ...createMessageActivities(deps),
+    ...createReconcilerActivities(deps),
   };
 }
 

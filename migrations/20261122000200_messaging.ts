@@ -174,8 +174,9 @@ export async function up(knex: Knex): Promise<void> {
        CONSTRAINT messages_campaign_fk FOREIGN KEY (application_id, campaign_id)
          REFERENCES message_campaigns (application_id, id) ON DELETE SET NULL (campaign_id)
      )`,
+    // One message per (request key, recipient): a send to a user's N devices shares one key.
     `CREATE UNIQUE INDEX messages_idempotency_key
-       ON messages (application_id, idempotency_key)
+       ON messages (application_id, idempotency_key, subscription_id)
        WHERE idempotency_key IS NOT NULL`,
     `CREATE INDEX messages_application_id_created_at_idx ON messages (application_id, created_at DESC)`,
     `CREATE INDEX messages_application_id_status_created_at_idx ON messages (application_id, status, created_at)`,

@@ -3,6 +3,7 @@ import { applicationRoutes } from "./applications/routes";
 import { subscriptionRoutes } from "./subscriptions/routes";
 import { userRoutes } from "./users/routes";
 import { templateRoutes } from "./templates/routes";
+import { messageRoutes } from "./messages/routes";
 
 /** Every REST route, in mount order; the OpenAPI document is generated from this same list. */
-export const apiRoutes: RouteSpec[] = [...applicationRoutes, ...subscriptionRoutes, ...userRoutes, ...templateRoutes];
+export const apiRoutes: RouteSpec[] = [...applicationRoutes, ...subscriptionRoutes, ...userRoutes, ...templateRoutes, ...messageRoutes];

@@ -47,6 +47,11 @@ const EnvSchema = z.object({
   AUTOMATA_PENDING_TIMEOUT: duration("24h"),
   AUTOMATA_RETRY_SCALE: z.coerce.number().positive().default(1),
   AUTOMATA_SHUTDOWN_GRACE: duration("30s"),
+  AUTOMATA_RECONCILE_INTERVAL: duration("2m"),
+  AUTOMATA_RECONCILE_AFTER: duration("1m"),
+  AUTOMATA_SIMULATOR: z.enum(["on", "off"]).optional(),
+  AUTOMATA_SIMULATOR_APNS_PORT: port(0),
+  AUTOMATA_SIMULATOR_FCM_PORT: port(0),
   AUTOMATA_MAX_BODY: z.string().default("256kb"),
 });
 

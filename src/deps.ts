@@ -3,6 +3,7 @@ import type { Client } from "@temporalio/client";
 import type { Logger } from "pino";
 import type { Config } from "./config";
 import type { SecretBox } from "./crypto/secret-box";
+import type { PushDelivery } from "./messages/delivery";
 
 /** Everything request handlers and activities need, built once per process and passed down. */
 export interface Deps {
@@ -11,4 +12,6 @@ export interface Deps {
   temporal: Client;
   secrets: SecretBox;
   logger: Logger;
+  /** Provider selection and connection pools for sends (activities). */
+  push: PushDelivery;
 }

@@ -6,6 +6,8 @@ import { migrateLatest } from "./db/knex";
 import { createDeps, closeDeps, startApiServer } from "./runtime";
 import { startWorker } from "./worker/run-worker";
 import { installTemporalRuntimeLogger } from "./infra/process";
+import { startSimulator } from "./infra/simulator";
+import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
 
 /**
  * `npm start`: the whole platform in one process tree on embedded defaults — PostgreSQL, the
@@ -21,10 +23,13 @@ async function main(): Promise<void> {
 
   console.log(`Automata-Signal: starting (data in ${config.homeDir})…`);
   const stack = await startLocalStack(config, logger);
-  const deps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey });
+  // Apps without APNs/FCM credentials send to the built-in simulator (AUTOMATA_SIMULATOR=off disables it).
+  const simulator = config.AUTOMATA_SIMULATOR === "off" ? undefined : await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT });
+  const deps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey, simulator: simulator?.target });
   const applied = await migrateLatest(deps.db);
   if (applied.length > 0) logger.info({ migrations: applied }, "database migrated");
   const worker = await startWorker(deps, stack.temporalAddress);
+  await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
   const api = await startApiServer(deps, config.PORT, config.HOST);
 
   console.log(
@@ -35,6 +40,7 @@ async function main(): Promise<void> {
       `  Temporal UI    ${stack.temporalUiUrl ?? "(external Temporal at " + stack.temporalAddress + ")"}`,
       `  Temporal gRPC  ${stack.temporalAddress}`,
       `  PostgreSQL     ${stack.postgres ? `embedded on port ${config.AUTOMATA_PG_PORT}` : "DATABASE_URL"}`,
+      `  Simulator      ${simulator ? `APNs ${simulator.target.apnsEndpoint.url}, FCM ${simulator.target.fcmEndpoint.url} (for apps without credentials)` : "off"}`,
       `  Admin token    ${config.AUTOMATA_ADMIN_TOKEN}`,
       "",
       "Create an application:",
@@ -52,6 +58,7 @@ async function main(): Promise<void> {
     await api.close();
     await worker.shutdown();
     await closeDeps(deps);
+    await simulator?.stop();
     await stack.stop();
     console.log("stopped");
     process.exit(0);

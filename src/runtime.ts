@@ -7,6 +7,7 @@ import { createDb } from "./db/knex";
 import { SecretBox, parseMasterKey } from "./crypto/secret-box";
 import { createHttpApp } from "./http/app";
 import { apiRoutes } from "./api-routes";
+import { PushDelivery, type SimulatorTarget } from "./messages/delivery";
 
 /** Where the process's infrastructure lives and which key protects secrets at rest. */
 export interface RuntimeOptions {
@@ -17,6 +18,8 @@ export interface RuntimeOptions {
   encryptionKey: string;
   /** Largest PostgreSQL pool for this process. */
   poolMax?: number;
+  /** Send pushes of applications without credentials to this provider simulator. */
+  simulator?: SimulatorTarget;
 }
 
 /** Opens the database pool and the Temporal client: the dependencies every entry point shares. */
@@ -24,17 +27,20 @@ export async function createDeps(options: RuntimeOptions): Promise<Deps> {
   const db = createDb(options.databaseUrl, options.poolMax);
   const connection = await Connection.connect({ address: options.temporalAddress });
   const temporal = new Client({ connection, namespace: options.config.TEMPORAL_NAMESPACE });
+  const secrets = new SecretBox(parseMasterKey(options.encryptionKey));
   return {
     config: options.config,
     db,
     temporal,
-    secrets: new SecretBox(parseMasterKey(options.encryptionKey)),
+    secrets,
     logger: options.logger,
+    push: new PushDelivery(db, secrets, options.logger, options.simulator),
   };
 }
 
 /** Closes what {@link createDeps} opened. */
 export async function closeDeps(deps: Deps): Promise<void> {
+  await deps.push.close();
   await deps.temporal.connection.close();
   await deps.db.destroy();
 }

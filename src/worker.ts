@@ -3,6 +3,8 @@ import { createLogger } from "./logger";
 import { createDeps, closeDeps } from "./runtime";
 import { startWorker } from "./worker/run-worker";
 import { installTemporalRuntimeLogger, onShutdownSignal, requireEnv } from "./infra/process";
+import { startSimulator } from "./infra/simulator";
+import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
 
 /**
  * Production worker process (`node dist/src/worker.js`): polls our Temporal task queue and runs
@@ -15,13 +17,17 @@ async function main(): Promise<void> {
   const databaseUrl = requireEnv("DATABASE_URL", "activities read and write PostgreSQL");
   const temporalAddress = requireEnv("TEMPORAL_ADDRESS", "the worker polls Temporal for tasks");
   const encryptionKey = requireEnv("AUTOMATA_ENCRYPTION_KEY", "activities decrypt device tokens and provider credentials");
-  const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey });
+  // Off by default in production: an app without credentials fails with provider_not_configured.
+  const simulator = config.AUTOMATA_SIMULATOR === "on" ? await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT }) : undefined;
+  const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, simulator: simulator?.target });
   const worker = await startWorker(deps, temporalAddress);
+  await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE }, "worker running");
   // SIGTERM: stop polling, let in-flight activities finish within AUTOMATA_SHUTDOWN_GRACE.
   onShutdownSignal(logger, async () => {
     await worker.shutdown();
     await closeDeps(deps);
+    await simulator?.stop();
   });
   await worker.done;
   await closeDeps(deps);

@@ -1,2 +1,4 @@
 // The worker bundles this file: only workflow code (deterministic, no I/O) may be exported here.
 export { userErasureWorkflow } from "./user-erasure";
+export { messageWorkflow } from "./message";
+export { reconcilerWorkflow } from "./reconciler";

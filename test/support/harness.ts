@@ -5,6 +5,7 @@ import { createDeps, closeDeps, startApiServer, type ApiServer } from "../../src
 import { startWorker, type RunningWorker } from "../../src/worker/run-worker";
 import type { Deps } from "../../src/deps";
 import { installTemporalRuntimeLogger } from "../../src/infra/process";
+import { startSimulator, type RunningSimulator } from "../../src/infra/simulator";
 
 /** A response as tests see it. */
 export interface ApiResponse<T = any> {
@@ -19,6 +20,8 @@ export interface TestAppOptions {
   worker?: boolean;
   /** Extra environment (e.g. AUTOMATA_RECEIPT_TIMEOUT=3s). */
   env?: Record<string, string>;
+  /** Route pushes of apps without credentials to a provider simulator started for this app (default: with a worker). */
+  simulator?: boolean;
 }
 
 /** The API (and optionally a worker) running in this test process against the shared real servers. */
@@ -28,6 +31,8 @@ export interface TestApp {
   url: string;
   adminToken: string;
   worker?: RunningWorker;
+  /** The provider simulator, when started. */
+  simulator?: RunningSimulator;
   /** Calls the API; `key` sends X-API-Key, `admin` sends the admin bearer token. */
   request<T = any>(method: string, path: string, options?: { key?: string; admin?: boolean; body?: unknown; rawBody?: string; headers?: Record<string, string> }): Promise<ApiResponse<T>>;
   /** Creates an application through the admin API and returns its id and API key. */
@@ -52,6 +57,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const logger = createLogger(process.env.LOG_LEVEL ?? "warn", "test");
   installTemporalRuntimeLogger(logger);
+  const simulator = options.simulator ?? options.worker ? await startSimulator(logger) : undefined;
   const deps = await createDeps({
     config,
     logger,
@@ -59,6 +65,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     temporalAddress: process.env.TEMPORAL_ADDRESS,
     encryptionKey: crypto.randomBytes(32).toString("base64"),
     poolMax: 10,
+    simulator: simulator?.target,
   });
   const api: ApiServer = await startApiServer(deps, 0, "127.0.0.1");
   const worker = options.worker ? await startWorker(deps, process.env.TEMPORAL_ADDRESS) : undefined;
@@ -89,6 +96,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     url: api.url,
     adminToken,
     worker,
+    simulator,
     request,
     async createApplication(body = {}) {
       const response = await request("POST", "/admin/applications", { admin: true, body: { name: `test-${crypto.randomUUID()}`, ...body } });
@@ -99,6 +107,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       await api.close();
       await worker?.shutdown();
       await closeDeps(deps);
+      await simulator?.stop();
     },
   };
 }

@@ -1,0 +1,185 @@
+import { ApplicationFailure } from "@temporalio/activity";
+import type { Knex } from "knex";
+import type { Deps } from "../src/deps";
+import { applyMessageTransition, type MessageRow } from "../src/messages/transitions";
+import type { MessageStatus } from "../src/messages/state-machine";
+import { toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
+import { debitMessageQuota, refundMessageQuota } from "../src/quota/quota";
+import { changeSubscriptionStatus } from "../src/subscriptions/repository";
+import { ProviderNotConfiguredError, type SendOutcome, type TemporaryClass } from "../src/providers";
+
+/** What the workflow learns from one send attempt. */
+export type SendStepResult =
+  | { status: "successful"; providerMessageId: string }
+  | { status: "failed"; errorCode: string }
+  | { status: "errored"; retryClass: TemporaryClass; retryAfterMs?: number; errorCode: string }
+  /** The message was no longer pending (cancelled, or already sent by an attempt that crashed after committing). */
+  | { status: Exclude<MessageStatus, "pending" | "errored">; alreadyDecided: true };
+
+/** Result of the quota step. */
+export type QuotaStepResult = { proceed: true } | { proceed: false; status: MessageStatus };
+
+const PUSH_TYPES = new Set(["iOSPush", "AndroidPush"]);
+
+/** Activities of the message workflow; each is idempotent so Temporal may retry it after a crash. */
+export function createMessageActivities(deps: Deps) {
+  const { db } = deps;
+
+  async function lockMessage(trx: Knex.Transaction, messageId: string): Promise<MessageRow> {
+    const message = await trx("messages").where("id", messageId).forUpdate().first<MessageRow | undefined>();
+    if (!message) throw ApplicationFailure.nonRetryable(`message ${messageId} does not exist`, "MessageNotFound");
+    return message;
+  }
+
+  /** Fails a message that the provider never accepted, and gives its quota back. */
+  async function failUnsent(trx: Knex.Transaction, message: MessageRow, errorCode: string, errorMessage: string, details: Record<string, unknown> = {}): Promise<void> {
+    await applyMessageTransition(trx, {
+      messageId: message.id,
+      action: "fail",
+      set: { error_code: errorCode, error_message: errorMessage, error_details: details },
+      eventData: { error_code: errorCode, ...details },
+    });
+    await refundMessageQuota(trx, { applicationId: message.application_id, messageId: message.id });
+  }
+
+  return {
+    /**
+     * Debits one message from the application's allowance (idempotent per message). Exhausted quota
+     * fails the message with `quota_exceeded`; a message cancelled meanwhile is left alone.
+     */
+    async debitQuota(messageId: string): Promise<QuotaStepResult> {
+      return db.transaction(async (trx) => {
+        const message = await lockMessage(trx, messageId);
+        if (message.status !== "pending" && message.status !== "errored") return { proceed: false, status: message.status };
+        const debit = await debitMessageQuota(trx, { applicationId: message.application_id, messageId });
+        if (debit.status === "exhausted") {
+          await applyMessageTransition(trx, {
+            messageId,
+            action: "fail",
+            set: { error_code: "quota_exceeded", error_message: `${debit.period} quota exhausted`, error_details: debit },
+            eventData: { error_code: "quota_exceeded", period: debit.period },
+          });
+          return { proceed: false, status: "failed" as const };
+        }
+        return { proceed: true as const };
+      });
+    },
+
+    /**
+     * One delivery attempt. The message row stays locked while the provider is called, so a cancel
+     * racing the send waits and then sees the outcome: a message is never both cancelled and sent.
+     * The outcome is written in the same transaction (successful / failed + refund + subscription
+     * status / errored); a crash before commit leaves it pending and the retried activity sends
+     * again, which the device collapses because the APNs collapse id is the message id.
+     */
+    async sendMessage(messageId: string): Promise<SendStepResult> {
+      return db.transaction(async (trx) => {
+        const message = await lockMessage(trx, messageId);
+        if (message.status !== "pending") return { status: message.status as Exclude<MessageStatus, "pending" | "errored">, alreadyDecided: true as const };
+        const subscription = message.subscription_id
+          ? await trx("subscriptions").where({ id: message.subscription_id, application_id: message.application_id }).first()
+          : undefined;
+        if (!subscription || subscription.subscription_status <= 0) {
+          await failUnsent(trx, message, "subscription_disabled", "the subscription is gone or no longer subscribed", {
+            subscription_status: subscription?.subscription_status ?? null,
+          });
+          return { status: "failed" as const, errorCode: "subscription_disabled" };
+        }
+        if (!PUSH_TYPES.has(subscription.subscription_type) || !subscription.token_ciphertext) {
+          await failUnsent(trx, message, "invalid_subscription_type", `${subscription.subscription_type} is not a sendable channel yet`);
+          return { status: "failed" as const, errorCode: "invalid_subscription_type" };
+        }
+        let outcome: SendOutcome;
+        let providerName: string;
+        try {
+          const provider = await deps.push.providerFor(message.application_id, subscription.subscription_type, subscription.test_type === 1 || subscription.test_type === 2);
+          providerName = provider.platform;
+          const token = deps.secrets.decrypt(subscription.token_ciphertext);
+          outcome = await provider.send(toPushMessage({ ...message, options: message.options as StoredPushOptions }, token));
+        } catch (error) {
+          if (error instanceof ProviderNotConfiguredError) {
+            await failUnsent(trx, message, "provider_not_configured", error.message);
+            return { status: "failed" as const, errorCode: "provider_not_configured" };
+          }
+          throw error;
+        }
+        const attempts = trx.raw("attempts + 1");
+        if (outcome.kind === "success") {
+          await applyMessageTransition(trx, {
+            messageId,
+            action: "send",
+            set: { provider: providerName, provider_message_id: outcome.providerMessageId, attempts, error_code: null, error_message: null },
+            eventData: { provider: providerName, provider_message_id: outcome.providerMessageId },
+          });
+          return { status: "successful" as const, providerMessageId: outcome.providerMessageId };
+        }
+        if (outcome.kind === "permanent") {
+          await trx("messages").where("id", messageId).update({ attempts, provider: providerName });
+          await failUnsent(trx, message, outcome.reason, outcome.detail, { provider_code: outcome.code });
+          if (outcome.subscriptionStatus !== undefined) {
+            await changeSubscriptionStatus(trx, {
+              applicationId: message.application_id,
+              subscriptionId: subscription.id,
+              toStatus: outcome.subscriptionStatus,
+              eventType: "delivery_failed",
+              reason: outcome.code,
+              source: "provider",
+              data: { message_id: messageId },
+            });
+          }
+          return { status: "failed" as const, errorCode: outcome.reason };
+        }
+        await applyMessageTransition(trx, {
+          messageId,
+          action: "error",
+          set: { provider: providerName, attempts, error_code: outcome.reason, error_message: `${outcome.class}: ${outcome.code}` },
+          eventData: { class: outcome.class, code: outcome.code, retry_after_ms: outcome.retryAfterMs ?? null },
+        });
+        return { status: "errored" as const, retryClass: outcome.class, retryAfterMs: outcome.retryAfterMs, errorCode: outcome.reason };
+      });
+    },
+
+    /** errored → pending before the next attempt; answers the status the message is actually in. */
+    async retryMessage(messageId: string): Promise<MessageStatus> {
+      const result = await applyMessageTransition(db, { messageId, action: "retry" });
+      if (result.outcome === "not_found") throw ApplicationFailure.nonRetryable(`message ${messageId} does not exist`, "MessageNotFound");
+      return result.message.status;
+    },
+
+    /** Gives up on a message that was never accepted (retries exhausted, pending too long). */
+    async failMessage(messageId: string, errorCode: string, errorMessage: string): Promise<MessageStatus> {
+      return db.transaction(async (trx) => {
+        const message = await lockMessage(trx, messageId);
+        if (message.status !== "pending" && message.status !== "errored") return message.status;
+        await failUnsent(trx, message, errorCode, errorMessage);
+        return "failed" as const;
+      });
+    },
+
+    /** successful → failed(receipt_timeout); a receipt that won the race leaves its status standing. */
+    async expireReceipt(messageId: string): Promise<MessageStatus> {
+      const result = await applyMessageTransition(db, {
+        messageId,
+        action: "fail",
+        set: { error_code: "receipt_timeout", error_message: "no receipt from the device before the receipt timeout" },
+        eventData: { error_code: "receipt_timeout" },
+      });
+      if (result.outcome === "not_found") throw ApplicationFailure.nonRetryable(`message ${messageId} does not exist`, "MessageNotFound");
+      return result.message.status;
+    },
+
+    /** Returns the quota of a message cancelled before sending (no-op when nothing was debited). */
+    async refundQuota(messageId: string): Promise<void> {
+      const message = await db("messages").where("id", messageId).first<MessageRow | undefined>("application_id", "status");
+      if (!message || message.status !== "cancelled") return;
+      await refundMessageQuota(db, { applicationId: message.application_id, messageId });
+    },
+
+    /** Current status from PostgreSQL, the source of truth. */
+    async readMessageStatus(messageId: string): Promise<MessageStatus> {
+      const message = await db("messages").where("id", messageId).first<{ status: MessageStatus } | undefined>("status");
+      if (!message) throw ApplicationFailure.nonRetryable(`message ${messageId} does not exist`, "MessageNotFound");
+      return message.status;
+    },
+  };
+}

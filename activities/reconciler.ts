@@ -1,0 +1,38 @@
+import type { Deps } from "../src/deps";
+import { startMessageWorkflows, type StartableMessage } from "../src/messages/workflow-client";
+import { messageWorkflowId } from "../workflows/message";
+import { WorkflowNotFoundError } from "@temporalio/client";
+
+/** Activities of the reconciler workflow. */
+export function createReconcilerActivities(deps: Deps) {
+  return {
+    /**
+     * Looks at individually sent messages still pending/errored after `olderThanMs` and starts the
+     * workflow of each one that has none. Campaign messages are owned by their batch workflows.
+     */
+    async restartOrphanedMessages(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number }> {
+      const candidates = await deps
+        .db("messages")
+        .whereIn("status", ["pending", "errored"])
+        .whereNull("campaign_id")
+        .where("created_at", "<", new Date(Date.now() - options.olderThanMs))
+        .orderBy("created_at")
+        .limit(options.limit)
+        .select<StartableMessage[]>("id", "application_id", "subscription_id");
+      const orphaned: StartableMessage[] = [];
+      for (const message of candidates) {
+        try {
+          await deps.temporal.workflow.getHandle(messageWorkflowId(message.id)).describe();
+        } catch (error) {
+          if (!(error instanceof WorkflowNotFoundError)) throw error;
+          orphaned.push(message);
+        }
+      }
+      if (orphaned.length > 0) {
+        await startMessageWorkflows(deps, orphaned);
+        deps.logger.warn({ count: orphaned.length }, "reconciler started workflows for orphaned messages");
+      }
+      return { checked: candidates.length, started: orphaned.length };
+    },
+  };
+}

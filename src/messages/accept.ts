@@ -1,0 +1,153 @@
+import type { Knex } from "knex";
+import type { Deps } from "../deps";
+import { ApiError, notFound } from "../http/errors";
+import { newId } from "../db/ids";
+import { validatePushMessage, type PushPlatform } from "../providers/validation";
+import { toPushMessage, type StoredPushOptions } from "./push-options";
+import { startMessageWorkflows } from "./workflow-client";
+import { assertQuotaAvailable } from "../quota/quota";
+
+/** Content of the messages to create, already rendered. */
+export interface MessageContent {
+  title: string | null;
+  body: string | null;
+  data: Record<string, unknown>;
+  options: StoredPushOptions;
+  templateId?: string;
+  templateVersion?: number;
+  resentFromId?: string;
+}
+
+/** Who receives it: one subscription, or every active push subscription of a user. */
+export type Recipient = { subscriptionId: string } | { externalId: string };
+
+/** One message created (or found again through its Idempotency-Key). */
+export interface AcceptedMessageView {
+  message_id: string;
+  subscription_id: string;
+  status: string;
+  created_at: string;
+}
+
+interface RecipientRow {
+  id: string;
+  user_id: string | null;
+  subscription_type: string;
+  subscription_status: number;
+}
+
+const PUSH_TYPES = ["iOSPush", "AndroidPush"];
+const PLATFORM_OF: Record<string, PushPlatform> = { iOSPush: "apns", AndroidPush: "fcm" };
+
+async function resolveRecipients(db: Knex, applicationId: string, recipient: Recipient): Promise<RecipientRow[]> {
+  const columns = ["s.id", "s.user_id", "s.subscription_type", "s.subscription_status"];
+  if ("subscriptionId" in recipient) {
+    const row = await db("subscriptions as s").where({ "s.application_id": applicationId, "s.id": recipient.subscriptionId }).whereNull("s.archived_at").first<RecipientRow | undefined>(columns);
+    if (!row) throw notFound("subscription", recipient.subscriptionId);
+    if (!PUSH_TYPES.includes(row.subscription_type)) {
+      throw new ApiError("invalid_subscription_type", `${row.subscription_type} messages are not sendable yet; push (iOSPush, AndroidPush) is`, { subscription_type: row.subscription_type });
+    }
+    if (row.subscription_status <= 0) {
+      throw new ApiError("subscription_disabled", "The subscription is not subscribed", { subscription_id: row.id, subscription_status: row.subscription_status });
+    }
+    return [row];
+  }
+  const user = await db("users").where({ application_id: applicationId, external_id: recipient.externalId }).first<{ id: string } | undefined>("id");
+  if (!user) throw new ApiError("resource_not_found", "user not found", { external_id: recipient.externalId });
+  const rows = await db("subscriptions as s")
+    .where({ "s.application_id": applicationId, "s.user_id": user.id })
+    .whereIn("s.subscription_type", PUSH_TYPES)
+    .where("s.subscription_status", ">", 0)
+    .whereNull("s.archived_at")
+    .orderBy("s.id")
+    .select<RecipientRow[]>(columns);
+  if (rows.length === 0) {
+    throw new ApiError("subscription_disabled", "The user has no active push subscription", { external_id: recipient.externalId });
+  }
+  return rows;
+}
+
+function view(row: { id: string; subscription_id: string; status: string; created_at: Date }): AcceptedMessageView {
+  return { message_id: row.id, subscription_id: row.subscription_id, status: row.status, created_at: new Date(row.created_at).toISOString() };
+}
+
+/** Rejects content no provider would take, at the API (REF-001 `message_too_large` 400), not later. */
+export function assertSendable(content: Pick<MessageContent, "title" | "body" | "data" | "options">, platforms: PushPlatform[]): void {
+  const probe = toPushMessage({ id: "00000000-0000-7000-8000-000000000000", ...content }, "validation-probe-token");
+  const issues = validatePushMessage(probe, platforms);
+  if (issues.length === 0) return;
+  const code = issues.some((i) => i.code === "message_too_large") ? "message_too_large" : "invalid_message_content";
+  throw new ApiError(code, issues[0]!.message, { fields: Object.fromEntries(issues.map((i) => [i.field, i.message])) });
+}
+
+/**
+ * Accepts a send: resolves recipients, validates size, checks quota, writes the messages (pending)
+ * and their `created` events in one transaction, then starts one workflow per message. With an
+ * Idempotency-Key, a repeated request returns the messages the first one created and starts
+ * nothing new (a start with the same workflow id is a no-op). If Temporal is unreachable the
+ * messages stay pending in PostgreSQL and the reconciler starts them: accepted means durable.
+ */
+export async function acceptMessages(
+  deps: Deps,
+  applicationId: string,
+  recipient: Recipient,
+  content: MessageContent,
+  idempotencyKey: string | undefined,
+): Promise<AcceptedMessageView[]> {
+  if (idempotencyKey) {
+    const previous = await findByIdempotencyKey(deps.db, applicationId, idempotencyKey);
+    if (previous.length > 0) {
+      await startMessageWorkflows(deps, previous.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id })));
+      return previous.map(view);
+    }
+  }
+  const recipients = await resolveRecipients(deps.db, applicationId, recipient);
+  assertSendable(content, [...new Set(recipients.map((r) => PLATFORM_OF[r.subscription_type]!))]);
+  await assertQuotaAvailable(deps.db, applicationId, recipients.length);
+
+  const rows = recipients.map((r) => ({
+    id: newId(),
+    application_id: applicationId,
+    subscription_id: r.id,
+    user_id: r.user_id,
+    subscription_type: r.subscription_type,
+    channel: "push",
+    status: "pending",
+    title: content.title,
+    body: content.body,
+    data: JSON.stringify(content.data),
+    options: JSON.stringify(content.options),
+    template_id: content.templateId ?? null,
+    template_version: content.templateVersion ?? null,
+    resent_from_id: content.resentFromId ?? null,
+    idempotency_key: idempotencyKey ?? null,
+  }));
+  const inserted = await deps.db.transaction(async (trx) => {
+    const created = (await trx("messages")
+      .insert(rows)
+      .onConflict(trx.raw("(application_id, idempotency_key, subscription_id) where idempotency_key is not null"))
+      .ignore()
+      .returning(["id", "subscription_id", "status", "created_at"])) as Array<{ id: string; subscription_id: string; status: string; created_at: Date }>;
+    if (created.length > 0) {
+      await trx("message_events").insert(
+        created.map((m) => ({ id: newId(), message_id: m.id, application_id: applicationId, event_type: "created", to_status: "pending", data: JSON.stringify({ source: content.resentFromId ? "resend" : "api" }) })),
+      );
+    }
+    return created;
+  });
+  // A concurrent request with the same key won the insert race: answer with its messages.
+  const accepted = idempotencyKey && inserted.length < rows.length ? await findByIdempotencyKey(deps.db, applicationId, idempotencyKey) : inserted;
+  try {
+    await startMessageWorkflows(deps, accepted.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id })));
+  } catch (error) {
+    deps.logger.error({ err: error, application_id: applicationId, count: accepted.length }, "workflow start failed; the reconciler will start these messages");
+  }
+  return accepted.map(view);
+}
+
+async function findByIdempotencyKey(db: Knex, applicationId: string, key: string) {
+  return db("messages")
+    .where({ application_id: applicationId, idempotency_key: key })
+    .orderBy("id")
+    .select<Array<{ id: string; subscription_id: string; status: string; created_at: Date }>>("id", "subscription_id", "status", "created_at");
+}

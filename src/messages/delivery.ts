@@ -1,0 +1,98 @@
+import type { Knex } from "knex";
+import type { Logger } from "pino";
+import type { SecretBox } from "../crypto/secret-box";
+import { loadProviderCredentials } from "../applications/repository";
+import {
+  createProviderRegistry,
+  ProviderNotConfiguredError,
+  type ApplicationPushCredentials,
+  type ProviderEndpoint,
+  type ProviderRegistry,
+  type PushProvider,
+  type PushSubscriptionType,
+} from "../providers";
+import type { ApnsDevCredentials, FcmDevCredentials } from "../providers/simulator";
+
+/** Where the provider simulator listens and the credentials it accepts. */
+export interface SimulatorTarget {
+  apnsEndpoint: ProviderEndpoint;
+  fcmEndpoint: ProviderEndpoint;
+  apns: ApnsDevCredentials;
+  fcm: FcmDevCredentials;
+}
+
+/** How long decrypted credentials are reused before re-reading them (rotation takes effect within this). */
+const CREDENTIAL_CACHE_MS = 30_000;
+
+/**
+ * Picks the provider for one send: an application's own credentials go to Apple/Google; an
+ * application without credentials for that platform goes to the provider simulator when one is
+ * configured (`npm start`, tests, benchmarks), and is otherwise `provider_not_configured`.
+ */
+export class PushDelivery {
+  private readonly real: ProviderRegistry;
+  private readonly simulated: ProviderRegistry | undefined;
+  private readonly credentialCache = new Map<string, { at: number; credentials: Promise<ApplicationPushCredentials> }>();
+
+  constructor(
+    private readonly db: Knex,
+    private readonly secrets: SecretBox,
+    private readonly logger: Logger,
+    private readonly simulator?: SimulatorTarget,
+  ) {
+    this.real = createProviderRegistry({ apns: { requestTimeoutMs: 15_000 } });
+    this.simulated = simulator
+      ? createProviderRegistry({ apnsEndpoint: simulator.apnsEndpoint, fcmEndpoint: simulator.fcmEndpoint, apns: { requestTimeoutMs: 15_000 } })
+      : undefined;
+  }
+
+  /** True when pushes without credentials go to the simulator. */
+  get simulatorEnabled(): boolean {
+    return this.simulator !== undefined;
+  }
+
+  /** The provider for an application and subscription type; throws ProviderNotConfiguredError. */
+  async providerFor(applicationId: string, subscriptionType: PushSubscriptionType, sandbox = false): Promise<PushProvider> {
+    const credentials = await this.credentialsOf(applicationId);
+    const platform = subscriptionType === "iOSPush" ? "apns" : "fcm";
+    if (credentials[platform]) return this.real.providerFor(credentials, subscriptionType, { sandbox });
+    if (this.simulated && this.simulator) {
+      const simulated: ApplicationPushCredentials = {
+        applicationId,
+        apns: { ...this.simulator.apns, environment: "production" },
+        fcm: { projectId: this.simulator.fcm.projectId, accessToken: this.simulator.fcm.accessToken },
+      };
+      return this.simulated.providerFor(simulated, subscriptionType, { sandbox: false });
+    }
+    throw new ProviderNotConfiguredError(applicationId, subscriptionType);
+  }
+
+  /** Closes every provider's connections. */
+  async close(): Promise<void> {
+    await Promise.all([this.real.closeAll(), this.simulated?.closeAll()]);
+  }
+
+  private credentialsOf(applicationId: string): Promise<ApplicationPushCredentials> {
+    const cached = this.credentialCache.get(applicationId);
+    if (cached && Date.now() - cached.at < CREDENTIAL_CACHE_MS) return cached.credentials;
+    const credentials = loadProviderCredentials(this.db, this.secrets, applicationId).then((stored) => ({
+      applicationId,
+      apns: stored.apns
+        ? {
+            teamId: stored.apns.team_id,
+            keyId: stored.apns.key_id,
+            signingKey: stored.apns.signing_key,
+            bundleId: stored.apns.bundle_id,
+            environment: stored.apns.production ? ("production" as const) : ("sandbox" as const),
+          }
+        : undefined,
+      fcm: stored.fcm ? { projectId: String(stored.fcm.service_account.project_id), serviceAccount: stored.fcm.service_account } : undefined,
+    }));
+    credentials.catch((error: unknown) => {
+      this.credentialCache.delete(applicationId);
+      this.logger.warn({ err: error, application_id: applicationId }, "could not load provider credentials");
+    });
+    this.credentialCache.set(applicationId, { at: Date.now(), credentials });
+    return credentials;
+  }
+}

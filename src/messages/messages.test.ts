@@ -1,0 +1,330 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
+import { createPushSubscription, simulatorToken } from "../../test/support/fixtures";
+import { messageWorkflowId } from "../../workflows/message";
+import { ledgerInvariant } from "../quota/quota";
+import { ApplicationIdKey, MessageIdKey, MessageStatusKey, SubscriptionIdKey } from "../../temporal/search-attributes";
+
+// Short lifecycle windows and retry backoffs scaled down 10,000× so every failure class runs in seconds.
+const TIMING = { AUTOMATA_RECEIPT_TIMEOUT: "3s", AUTOMATA_CONVERSION_WINDOW: "2s", AUTOMATA_RETRY_SCALE: "0.0001", AUTOMATA_PENDING_TIMEOUT: "1h" };
+
+let app: TestApp;
+let apiKey: string;
+
+before(async () => {
+  app = await startTestApp({ worker: true, env: TIMING });
+  ({ apiKey } = await app.createApplication());
+});
+after(async () => {
+  await app.close();
+});
+
+async function send(body: Record<string, unknown>, key = apiKey, headers: Record<string, string> = {}) {
+  return app.request("POST", "/messages", { key, body, headers });
+}
+
+async function messageOf(id: string, key = apiKey) {
+  const res = await app.request("GET", `/messages/${id}`, { key });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.data;
+}
+
+async function waitForStatus(id: string, status: string, timeoutMs = 20_000, key = apiKey) {
+  return eventually(async () => {
+    const message = await messageOf(id, key);
+    return message.status === status ? message : undefined;
+  }, timeoutMs);
+}
+
+async function workflowResult(id: string) {
+  return app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).result();
+}
+
+describe("happy path", () => {
+  test("iOS: pending → successful → received → converted, with events, search attributes and counters", async () => {
+    const sub = await createPushSubscription(app, apiKey, { type: "iOSPush" });
+    const accepted = await send({ subscription_id: sub.id, title: "Hello", body: "World", data: { order_id: "ORD-1" }, badge: 3, sound: "default" });
+    assert.equal(accepted.status, 201);
+    assert.equal(accepted.body.data.status, "pending");
+    const id = accepted.body.data.message_id;
+
+    const sent = await waitForStatus(id, "successful");
+    assert.ok(sent.sent_at);
+    assert.ok(sent.provider_message_id);
+    assert.deepEqual(sent.events.map((e: { event_type: string }) => e.event_type), ["created", "sent"]);
+    const payload = app.simulator!.simulator.lastPayloadFor(sub.token)!;
+    assert.equal((payload.body as Record<string, unknown>).automata_message_id, id);
+    assert.equal(payload.headers["apns-collapse-id"], id);
+    assert.equal(((payload.body as { aps: { badge: number } }).aps).badge, 3);
+
+    const description = await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe();
+    assert.equal(description.status.name, "RUNNING");
+    assert.equal(description.typedSearchAttributes.get(MessageIdKey), id);
+    assert.equal(description.typedSearchAttributes.get(SubscriptionIdKey), sub.id);
+    assert.ok(description.typedSearchAttributes.get(ApplicationIdKey));
+    await eventually(async () => (await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).typedSearchAttributes.get(MessageStatusKey) === "successful");
+
+    const received = await app.request("POST", `/messages/${id}/status`, { key: apiKey, body: { status: "received" } });
+    assert.equal(received.status, 200);
+    assert.equal(received.body.data.status, "received");
+    const again = await app.request("POST", `/messages/${id}/status`, { key: apiKey, body: { status: "received" } });
+    assert.equal(again.status, 200, "a repeated receipt is idempotent");
+    assert.equal(again.body.data.received_at, received.body.data.received_at);
+
+    const converted = await app.request("POST", `/messages/${id}/convert`, { key: apiKey, body: { action: "clicked_button", data: { button_id: "confirm" } } });
+    assert.equal(converted.status, 200);
+    assert.equal(converted.body.data.status, "converted");
+    assert.equal(await workflowResult(id), "converted");
+
+    const final = await messageOf(id);
+    assert.deepEqual(final.events.map((e: { event_type: string }) => e.event_type), ["created", "sent", "received", "converted"]);
+    const subscription = await app.deps.db("subscriptions").where("id", sub.id).first();
+    assert.equal(subscription.total_messages_received, 1);
+    assert.equal(subscription.total_messages_converted, 1);
+    assert.ok(subscription.last_active_at);
+  });
+
+  test("Android: FCM data values are strings and carry automata_message_id", async () => {
+    const sub = await createPushSubscription(app, apiKey, { type: "AndroidPush" });
+    const accepted = await send({ subscription_id: sub.id, body: "Hi", data: { n: 5, nested: { a: 1 } }, priority: "high" });
+    const id = accepted.body.data.message_id;
+    await waitForStatus(id, "successful");
+    const { message } = app.simulator!.simulator.lastPayloadFor(sub.token)!.body as { message: { data: Record<string, string> } };
+    assert.equal(message.data.automata_message_id, id);
+    assert.equal(message.data.n, "5");
+    assert.equal(message.data.nested, JSON.stringify({ a: 1 }));
+  });
+
+  test("the workflow finishes as received when no conversion comes within the window", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
+    await waitForStatus(id, "successful");
+    await app.request("POST", `/messages/${id}/status`, { key: apiKey, body: { status: "received" } });
+    assert.equal(await workflowResult(id), "received");
+  });
+
+  test("a conversion without a receipt implies the receipt", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
+    await waitForStatus(id, "successful");
+    const converted = await app.request("POST", `/messages/${id}/convert`, { key: apiKey, body: { action: "opened" } });
+    assert.equal(converted.body.data.status, "converted");
+    const message = await messageOf(id);
+    assert.ok(message.received_at);
+    assert.equal(await workflowResult(id), "converted");
+  });
+});
+
+describe("failure classes", () => {
+  test("bad token: failed at once, subscription marked -10 with an event, quota refunded", async () => {
+    const { apiKey: key } = await app.createApplication({ quota: { daily_quota: 5 } });
+    const sub = await createPushSubscription(app, key, { token: simulatorToken("bad") });
+    const id = (await send({ subscription_id: sub.id, body: "x" }, key)).body.data.message_id;
+    const failed = await waitForStatus(id, "failed", 20_000, key);
+    assert.equal(failed.error_code, "invalid_token");
+    const subscription = await app.deps.db("subscriptions").where("id", sub.id).first();
+    assert.ok(subscription.subscription_status < 0);
+    const events = await app.deps.db("subscription_events").where({ subscription_id: sub.id, event_type: "delivery_failed" });
+    assert.equal(events.length, 1);
+    const usage = await app.deps.db("ledger_transfers").where("message_id", id).orderBy("created_at");
+    assert.ok(usage.some((t: { reason: string }) => /refund/.test(t.reason)), "the debit is refunded");
+    assert.equal(app.simulator!.simulator.requestsFor(sub.token), 1);
+  });
+
+  test("gone token (410 Unregistered): failed, subscription -10", async () => {
+    const sub = await createPushSubscription(app, apiKey, { type: "AndroidPush", token: simulatorToken("gone") });
+    const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
+    const failed = await waitForStatus(id, "failed");
+    assert.equal(failed.error_code, "unregistered");
+    assert.equal((await app.deps.db("subscriptions").where("id", sub.id).first()).subscription_status, -10);
+  });
+
+  test("flaky provider: errored, retried after a backoff, then successful", async () => {
+    const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("flaky") });
+    const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
+    const sent = await waitForStatus(id, "successful");
+    assert.deepEqual(sent.events.map((e: { event_type: string }) => e.event_type), ["created", "errored", "retried", "sent"]);
+    assert.equal(sent.attempts, 2);
+  });
+
+  test("rate limited: Retry-After honoured, 3 retries, then failed with retries_exhausted", async () => {
+    const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("busy") });
+    const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
+    const failed = await waitForStatus(id, "failed");
+    assert.equal(failed.error_code, "retries_exhausted");
+    assert.equal(app.simulator!.simulator.requestsFor(sub.token), 4);
+    assert.equal(failed.events.filter((e: { event_type: string }) => e.event_type === "errored").length, 4);
+  });
+
+  test("provider outage: retried every (scaled) 15 minutes for 24 tries, then failed", async () => {
+    const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
+    const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
+    const failed = await waitForStatus(id, "failed", 60_000);
+    assert.equal(failed.error_code, "retries_exhausted");
+    assert.equal(app.simulator!.simulator.requestsFor(sub.token), 24);
+  });
+
+  test("no receipt before the receipt timeout: failed(receipt_timeout); a late receipt is refused and changes nothing", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
+    const failed = await waitForStatus(id, "failed", 20_000);
+    assert.equal(failed.error_code, "receipt_timeout");
+    assert.equal(await workflowResult(id), "failed");
+    const late = await app.request("POST", `/messages/${id}/status`, { key: apiKey, body: { status: "received" } });
+    assert.equal(late.status, 400);
+    assert.equal(late.body.error.code, "message_already_processed");
+    assert.equal((await messageOf(id)).status, "failed");
+  });
+});
+
+describe("API rules", () => {
+  test("Idempotency-Key: the same key returns the first message and sends once", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    const headers = { "Idempotency-Key": `key-${sub.id}` };
+    const [first, second] = await Promise.all([send({ subscription_id: sub.id, body: "once" }, apiKey, headers), send({ subscription_id: sub.id, body: "once" }, apiKey, headers)]);
+    assert.equal(first.status, 201);
+    assert.equal(second.status, 201);
+    assert.equal(first.body.data.message_id, second.body.data.message_id);
+    await waitForStatus(first.body.data.message_id, "successful");
+    const third = await send({ subscription_id: sub.id, body: "once" }, apiKey, headers);
+    assert.equal(third.body.data.message_id, first.body.data.message_id);
+    assert.equal((await app.deps.db("messages").where("subscription_id", sub.id)).length, 1);
+    assert.equal(app.simulator!.simulator.requestsFor(sub.token), 1);
+  });
+
+  test("external_id: one message per active push subscription of the user", async () => {
+    const externalId = `user-${Date.now()}`;
+    const ios = await createPushSubscription(app, apiKey, { type: "iOSPush", externalId });
+    const android = await createPushSubscription(app, apiKey, { type: "AndroidPush", externalId });
+    const res = await send({ external_id: externalId, title: "Both", body: "devices" });
+    assert.equal(res.status, 201);
+    assert.equal(res.body.data.message_ids.length, 2);
+    assert.deepEqual(res.body.data.messages.map((m: { subscription_id: string }) => m.subscription_id).sort(), [ios.id, android.id].sort());
+    for (const id of res.body.data.message_ids) await waitForStatus(id, "successful");
+    const listed = await app.request("GET", `/messages?external_id=${externalId}`, { key: apiKey });
+    assert.equal(listed.body.data.pagination.total_items, 2);
+  });
+
+  test("a message over the provider limits is refused at the API with message_too_large and nothing written", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    const before = await app.deps.db("messages").where("subscription_id", sub.id);
+    const res = await send({ subscription_id: sub.id, title: "t".repeat(151), body: "x" });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, "message_too_large");
+    const big = await send({ subscription_id: sub.id, body: "가".repeat(1400) });
+    assert.equal(big.body.error.code, "message_too_large");
+    assert.deepEqual(await app.deps.db("messages").where("subscription_id", sub.id), before);
+  });
+
+  test("bad send input answers 4xx and writes nothing", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    for (const body of [{ subscription_id: sub.id }, { body: "no recipient" }, { subscription_id: "nope", body: "x" }, { subscription_id: sub.id, body: 5 }, { subscription_id: sub.id, body: "x", surprise: 1 }]) {
+      const res = await send(body);
+      assert.equal(res.status, 422, JSON.stringify(body));
+      assert.equal(res.body.error.code, "validation_error");
+    }
+    const missing = await send({ subscription_id: "01890000-0000-7000-8000-000000000000", body: "x" });
+    assert.equal(missing.status, 404);
+    assert.equal((await app.deps.db("messages").where("subscription_id", sub.id)).length, 0);
+  });
+
+  test("quota: the API refuses sends once the daily allowance is used, with limit, used and reset_at", async () => {
+    const { apiKey: key } = await app.createApplication({ quota: { daily_quota: 2 } });
+    const sub = await createPushSubscription(app, key);
+    for (let i = 0; i < 2; i++) {
+      const id = (await send({ subscription_id: sub.id, body: `n${i}` }, key)).body.data.message_id;
+      await waitForStatus(id, "successful", 20_000, key);
+    }
+    const refused = await send({ subscription_id: sub.id, body: "third" }, key);
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.error.code, "quota_exceeded");
+    assert.equal(refused.body.error.details.limit, 2);
+    assert.equal(refused.body.error.details.used, 2);
+    assert.ok(Date.parse(refused.body.error.details.reset_at) > Date.now());
+    for (const row of await ledgerInvariant(app.deps.db)) assert.equal(row.sum, 0, `ledger balances of ${row.unit} sum to zero`);
+  });
+
+  test("tenants are isolated: another application's message answers 404 everywhere", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    const id = (await send({ subscription_id: sub.id, body: "mine" })).body.data.message_id;
+    const { apiKey: otherKey } = await app.createApplication();
+    for (const [method, path, body] of [
+      ["GET", `/messages/${id}`, undefined],
+      ["POST", `/messages/${id}/status`, { status: "received" }],
+      ["POST", `/messages/${id}/convert`, { action: "opened" }],
+      ["POST", `/messages/${id}/cancel`, undefined],
+      ["POST", `/messages/${id}/resend`, undefined],
+    ] as const) {
+      const res = await app.request(method, path, { key: otherKey, body });
+      assert.equal(res.status, 404, `${method} ${path}`);
+    }
+    assert.equal((await send({ subscription_id: sub.id, body: "theirs" }, otherKey)).status, 404);
+    const list = await app.request("GET", "/messages", { key: otherKey });
+    assert.equal(list.body.data.pagination.total_items, 0);
+  });
+
+  test("resend: a failed message is sent again as a new message referencing it", async () => {
+    const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("bad") });
+    const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
+    await waitForStatus(id, "failed");
+    // The bad token moved the subscription to -10: resending needs a live subscription again.
+    await app.deps.db("subscriptions").where("id", sub.id).update({ subscription_status: 1 });
+    const resent = await app.request("POST", `/messages/${id}/resend`, { key: apiKey });
+    assert.equal(resent.status, 201);
+    assert.equal(resent.body.data.resent_from_id, id);
+    assert.notEqual(resent.body.data.message_id, id);
+    const notFailed = await app.request("POST", `/messages/${resent.body.data.message_id}/resend`, { key: apiKey });
+    assert.equal(notFailed.status, 400);
+  });
+
+  test("template sends record the template version used", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    const template = await app.request("POST", "/templates", { key: apiKey, body: { name: `order-${Date.now()}`, title_template: "Hi {{user_name}}", body_template: "Order {{order_id}} <shipped>" } });
+    assert.equal(template.status, 201, JSON.stringify(template.body));
+    const templateId = template.body.data.id ?? template.body.data.template_id;
+    const res = await app.request("POST", "/messages/template", { key: apiKey, body: { subscription_id: sub.id, template_id: templateId, variables: { user_name: "홍길동", order_id: "ORD-9" } } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const message = await messageOf(res.body.data.message_id);
+    assert.equal(message.title, "Hi 홍길동");
+    assert.equal(message.body, "Order ORD-9 <shipped>");
+    assert.equal(message.template_id, templateId);
+    assert.equal(message.template_version, 1);
+  });
+});
+
+describe("cancel", () => {
+  test("a message cancelled before any worker picked it up is never sent, and its workflow ends cancelled", async () => {
+    const idle = await startTestApp({ env: TIMING });
+    try {
+      const { apiKey: key } = await idle.createApplication({ quota: { daily_quota: 10 } });
+      const sub = await createPushSubscription(idle, key);
+      const id = (await idle.request("POST", "/messages", { key, body: { subscription_id: sub.id, body: "x" } })).body.data.message_id;
+      const cancelled = await idle.request("POST", `/messages/${id}/cancel`, { key });
+      assert.equal(cancelled.status, 200);
+      assert.equal(cancelled.body.data.status, "cancelled");
+      const again = await idle.request("POST", `/messages/${id}/cancel`, { key });
+      assert.equal(again.status, 200, "cancelling twice is idempotent");
+      const worker = await startTestApp({ worker: true, env: { ...TIMING, TEMPORAL_TASK_QUEUE: idle.config.TEMPORAL_TASK_QUEUE } });
+      try {
+        assert.equal(await idle.deps.temporal.workflow.getHandle(messageWorkflowId(id)).result(), "cancelled");
+        assert.equal(worker.simulator!.simulator.totalRequests(), 0);
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      await idle.close();
+    }
+  });
+
+  test("a cancel racing an in-flight send waits for it and answers message_already_processed", async () => {
+    const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("slow") });
+    const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
+    await eventually(async () => app.simulator!.simulator.requestsFor(sub.token) > 0);
+    const cancel = await app.request("POST", `/messages/${id}/cancel`, { key: apiKey });
+    assert.equal(cancel.status, 400);
+    assert.equal(cancel.body.error.code, "message_already_processed");
+    assert.equal(cancel.body.error.details.status, "successful");
+    assert.equal((await messageOf(id)).status, "successful");
+  });
+});

@@ -1,0 +1,35 @@
+/**
+ * Retry schedules by failure class (SEQ-003 §9, SEQ-002 §6). Pure and deterministic, so the message
+ * workflow can call it and the retry loop stays visible in workflow history as timers.
+ */
+
+/** Classes of temporary failure, each with its own schedule. */
+export type RetryClass = "network" | "provider_outage" | "rate_limited";
+
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+
+/** Delays before each retry, per class; the list length is the number of retries allowed. */
+export const RETRY_SCHEDULES: Record<RetryClass, readonly number[]> = {
+  // Exponential-ish backoff: 5 tries in all (the first attempt plus 4 retries).
+  network: [30 * SECOND, 2 * MINUTE, 5 * MINUTE, 15 * MINUTE],
+  // Linear every 15 minutes for up to 6 hours (24 tries in all).
+  provider_outage: Array.from({ length: 23 }, () => 15 * MINUTE),
+  // Provider-specified when it says (Retry-After), else 1, 2, then 5 minutes: 3 retries.
+  rate_limited: [1 * MINUTE, 2 * MINUTE, 5 * MINUTE],
+};
+
+/** Longest Retry-After we honour; a provider asking for more is treated as an outage. */
+export const MAX_RETRY_AFTER_MS = 60 * MINUTE;
+
+/**
+ * Delay before retry number `retryNumber` (1-based) of a class, or undefined when that class's
+ * retries are exhausted. `scale` shrinks every delay (tests run the 6-hour schedule in seconds).
+ */
+export function nextRetryDelay(retryClass: RetryClass, retryNumber: number, scale = 1, retryAfterMs?: number): number | undefined {
+  const schedule = RETRY_SCHEDULES[retryClass];
+  const planned = schedule[retryNumber - 1];
+  if (planned === undefined) return undefined;
+  const base = retryClass === "rate_limited" && retryAfterMs !== undefined && retryAfterMs > 0 ? Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) : planned;
+  return Math.max(1, Math.round(base * scale));
+}

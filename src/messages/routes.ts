@@ -1,0 +1,273 @@
+import { z } from "zod";
+import { defineRoute, type RouteSpec } from "../http/route";
+import { IdParams } from "../http/validation";
+import { ApiError, notFound } from "../http/errors";
+import { paginate } from "../http/pagination";
+import type { Deps } from "../deps";
+import { ConvertMessageBody, ListMessagesQuery, MessageStatusBody, SendMessageBody, SendTemplateMessageBody, AcceptedMessage } from "./schemas";
+import { acceptMessages, type AcceptedMessageView, type Recipient } from "./accept";
+import { storedPushOptions, PushOptionsShape } from "./push-options";
+import { applyMessageTransition, applySdkAction, type MessageRow, type TransitionResult } from "./transitions";
+import { signalMessageWorkflow } from "./workflow-client";
+import { cancelledSignal, convertedSignal, receivedSignal } from "../../workflows/message";
+import { loadTemplateForSend } from "../templates/repository";
+import { renderTemplate } from "../templates/render";
+
+const TAG = "Messages";
+const IDEMPOTENCY_HEADER = {
+  name: "Idempotency-Key",
+  description: "Repeat a request with the same key to get the first result back; nothing is sent twice.",
+};
+
+const iso = (value: Date | string | null | undefined): string | null => (value ? new Date(value).toISOString() : null);
+
+function recipientOf(body: { subscription_id?: string; external_id?: string }): Recipient {
+  return body.subscription_id ? { subscriptionId: body.subscription_id } : { externalId: body.external_id! };
+}
+
+function idempotencyKeyOf(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const key = header.trim();
+  if (key.length === 0 || key.length > 255) throw new ApiError("invalid_request", "Idempotency-Key must be 1 to 255 characters", { header: "Idempotency-Key" });
+  return key;
+}
+
+/** REF-001 answers one message as `{message_id, status, created_at}`; a fan-out lists them all. */
+function sendResponse(accepted: AcceptedMessageView[], recipient: Recipient) {
+  if ("subscriptionId" in recipient) return { status: 201, data: accepted[0] };
+  return { status: 201, data: { message_ids: accepted.map((m) => m.message_id), messages: accepted } };
+}
+
+function pushOptionsOf(body: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.keys(PushOptionsShape).filter((k) => body[k] !== undefined).map((k) => [k, body[k]]));
+}
+
+async function messageView(deps: Deps, applicationId: string, id: string) {
+  const message = await deps.db("messages").where({ id, application_id: applicationId }).first<MessageRow | undefined>();
+  if (!message) throw notFound("message", id);
+  const events = await deps.db("message_events").where("message_id", id).orderBy([{ column: "created_at" }, { column: "id" }]);
+  return {
+    ...summary(message),
+    data: message.data,
+    options: message.options,
+    provider: message.provider,
+    provider_message_id: message.provider_message_id,
+    error_code: message.error_code,
+    error_message: message.error_message,
+    attempts: message.attempts,
+    template_id: message.template_id,
+    template_version: message.template_version,
+    resent_from_id: message.resent_from_id,
+    is_test: message.is_test,
+    events: events.map((e: { event_type: string; from_status: string | null; to_status: string | null; data: unknown; created_at: Date }) => ({
+      event_type: e.event_type,
+      from_status: e.from_status,
+      to_status: e.to_status,
+      data: e.data,
+      occurred_at: iso(e.created_at),
+    })),
+  };
+}
+
+function summary(message: MessageRow) {
+  return {
+    id: message.id,
+    subscription_id: message.subscription_id,
+    campaign_id: message.campaign_id,
+    title: message.title,
+    body: message.body,
+    status: message.status,
+    created_at: iso(message.created_at),
+    sent_at: iso(message.sent_at),
+    received_at: iso(message.received_at),
+    converted_at: iso(message.converted_at),
+    failed_at: iso(message.failed_at),
+    cancelled_at: iso(message.cancelled_at),
+  };
+}
+
+/**
+ * Turns a refused transition into REF-001's answer. Illegal changes answer
+ * `message_already_processed` (400, REF-001 §8.3) with the current status, and change nothing.
+ */
+function assertTransition(result: TransitionResult, id: string, attempted: string): MessageRow {
+  if (result.outcome === "not_found") throw notFound("message", id);
+  if (result.outcome === "illegal") {
+    throw new ApiError("message_already_processed", `The message is ${result.message.status}; it cannot become ${attempted}`, { id, status: result.message.status, attempted });
+  }
+  return result.message;
+}
+
+/** Message routes (REF-001 §4): send, send from template, read, SDK receipts and conversions, cancel, resend. */
+export const messageRoutes: RouteSpec[] = [
+  defineRoute({
+    method: "post",
+    path: "/messages",
+    summary: "Send a push to one subscription, or to every active push subscription of a user (external_id)",
+    tag: TAG,
+    auth: "apiKey",
+    body: SendMessageBody,
+    headers: [IDEMPOTENCY_HEADER],
+    responses: { 201: { description: "Accepted; delivery is asynchronous", schema: AcceptedMessage } },
+    handler: async ({ body, deps, application, req }) => {
+      const recipient = recipientOf(body);
+      const accepted = await acceptMessages(
+        deps,
+        application.id,
+        recipient,
+        { title: body.title ?? null, body: body.body ?? null, data: body.data ?? {}, options: storedPushOptions(pushOptionsOf(body), new Date()) },
+        idempotencyKeyOf(req.header("idempotency-key")),
+      );
+      return sendResponse(accepted, recipient);
+    },
+  }),
+  defineRoute({
+    method: "post",
+    path: "/messages/template",
+    summary: "Send a push rendered from a template (the version used is recorded on the message)",
+    tag: TAG,
+    auth: "apiKey",
+    body: SendTemplateMessageBody,
+    headers: [IDEMPOTENCY_HEADER],
+    responses: { 201: { description: "Accepted; delivery is asynchronous", schema: AcceptedMessage } },
+    handler: async ({ body, deps, application, req }) => {
+      const recipient = recipientOf(body);
+      const template = await loadTemplateForSend(deps.db, application.id, body.template_id);
+      const rendered = renderTemplate(template.content, body.variables ?? {});
+      const options = storedPushOptions({ ...template.content.options, ...pushOptionsOf(body) }, new Date());
+      const accepted = await acceptMessages(
+        deps,
+        application.id,
+        recipient,
+        { title: rendered.title, body: rendered.body, data: rendered.data, options, templateId: template.templateId, templateVersion: template.version },
+        idempotencyKeyOf(req.header("idempotency-key")),
+      );
+      return sendResponse(accepted, recipient);
+    },
+  }),
+  defineRoute({
+    method: "get",
+    path: "/messages",
+    summary: "List messages (filters: status, subscription_id, external_id, campaign_id, from/to)",
+    tag: TAG,
+    auth: "apiKey",
+    query: ListMessagesQuery,
+    responses: { 200: { description: "A page of messages" } },
+    handler: async ({ query, deps, application }) => {
+      const q = deps.db("messages as m").where("m.application_id", application.id).select("m.*");
+      if (query.status) q.where("m.status", query.status);
+      if (query.subscription_id) q.where("m.subscription_id", query.subscription_id);
+      if (query.campaign_id) q.where("m.campaign_id", query.campaign_id);
+      if (query.from) q.where("m.created_at", ">=", new Date(query.from));
+      if (query.to) q.where("m.created_at", "<", new Date(query.to));
+      if (query.external_id) {
+        q.whereIn("m.user_id", deps.db("users").where({ application_id: application.id, external_id: query.external_id }).select("id"));
+      }
+      const { rows, pagination } = await paginate<MessageRow>(q, query.page, query.per_page, [
+        { column: "m.created_at", order: "desc" },
+        { column: "m.id", order: "desc" },
+      ]);
+      return { data: { messages: rows.map(summary), pagination } };
+    },
+  }),
+  defineRoute({
+    method: "get",
+    path: "/messages/:id",
+    summary: "Get a message with its status history",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    responses: { 200: { description: "The message and its events" } },
+    handler: async ({ params, deps, application }) => ({ data: await messageView(deps, application.id, params.id) }),
+  }),
+  defineRoute({
+    method: "post",
+    path: "/messages/:id/status",
+    summary: "SDK receipt: the device received the message (idempotent)",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    body: MessageStatusBody,
+    responses: { 200: { description: "The message status after the receipt" } },
+    handler: async ({ params, deps, application }) => {
+      const result = await applySdkAction(deps.db, { messageId: params.id, applicationId: application.id, action: "receive" });
+      const message = assertTransition(result, params.id, "received");
+      if (result.outcome === "applied") await signalMessageWorkflow(deps, params.id, receivedSignal);
+      return { data: { id: message.id, status: message.status, received_at: iso(message.received_at) } };
+    },
+  }),
+  defineRoute({
+    method: "post",
+    path: "/messages/:id/convert",
+    summary: "SDK conversion: the user opened or acted on the message (idempotent; implies the receipt)",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    body: ConvertMessageBody,
+    responses: { 200: { description: "The message status after the conversion" } },
+    handler: async ({ params, body, deps, application }) => {
+      const result = await applySdkAction(deps.db, {
+        messageId: params.id,
+        applicationId: application.id,
+        action: "convert",
+        eventData: { action: body.action, ...(body.data ? { data: body.data } : {}) },
+      });
+      const message = assertTransition(result, params.id, "converted");
+      if (result.outcome === "applied") await signalMessageWorkflow(deps, params.id, convertedSignal);
+      return { data: { id: message.id, status: message.status, converted_at: iso(message.converted_at) } };
+    },
+  }),
+  defineRoute({
+    method: "post",
+    path: "/messages/:id/cancel",
+    summary: "Cancel a message that has not been sent yet",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    responses: { 200: { description: "The cancelled message" } },
+    handler: async ({ params, deps, application }) => {
+      // A send in progress holds the row lock; waiting for it gives the true answer (sent or not).
+      const result = await deps.db.transaction(async (trx) => {
+        await trx.raw("set local lock_timeout = '20s'");
+        return applyMessageTransition(trx, { messageId: params.id, applicationId: application.id, action: "cancel", eventData: { source: "api" } });
+      });
+      const message = assertTransition(result, params.id, "cancelled");
+      if (result.outcome === "applied") await signalMessageWorkflow(deps, params.id, cancelledSignal);
+      return { data: { id: message.id, status: message.status, cancelled_at: iso(message.cancelled_at) } };
+    },
+  }),
+  defineRoute({
+    method: "post",
+    path: "/messages/:id/resend",
+    summary: "Resend a failed message as a new message that references it",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    headers: [IDEMPOTENCY_HEADER],
+    responses: { 201: { description: "The new message", schema: AcceptedMessage.extend({ resent_from_id: z.string() }) } },
+    handler: async ({ params, deps, application, req }) => {
+      const original = await deps.db("messages").where({ id: params.id, application_id: application.id }).first<MessageRow | undefined>();
+      if (!original) throw notFound("message", params.id);
+      if (original.status !== "failed") {
+        throw new ApiError("message_already_processed", `Only failed messages can be resent; this one is ${original.status}`, { id: params.id, status: original.status });
+      }
+      if (!original.subscription_id) throw new ApiError("subscription_disabled", "The original subscription no longer exists", { id: params.id });
+      const [accepted] = await acceptMessages(
+        deps,
+        application.id,
+        { subscriptionId: original.subscription_id },
+        {
+          title: original.title,
+          body: original.body,
+          data: original.data ?? {},
+          options: original.options ?? {},
+          templateId: original.template_id ?? undefined,
+          templateVersion: original.template_version ?? undefined,
+          resentFromId: original.id,
+        },
+        idempotencyKeyOf(req.header("idempotency-key")),
+      );
+      return { status: 201, data: { ...accepted, resent_from_id: original.id } };
+    },
+  }),
+];

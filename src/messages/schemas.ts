@@ -1,0 +1,64 @@
+import { z } from "zod";
+import { PushOptionsShape } from "./push-options";
+import { MESSAGE_STATUSES } from "./state-machine";
+import { PaginationQuery } from "../http/pagination";
+
+const Recipient = {
+  subscription_id: z.uuid({ message: "must be a valid UUID" }).optional(),
+  external_id: z.string().trim().min(1).max(255).optional().describe("send to every active push subscription of this user"),
+};
+
+/** Custom data delivered with the push (FCM receives every value as a string). */
+const Data = z.record(z.string().min(1).max(256), z.unknown());
+
+const exactlyOneRecipient = (body: { subscription_id?: string; external_id?: string }, ctx: z.RefinementCtx) => {
+  if ((body.subscription_id === undefined) === (body.external_id === undefined)) {
+    ctx.addIssue({ code: "custom", path: ["subscription_id"], message: "give exactly one of subscription_id or external_id" });
+  }
+};
+
+/** Body of `POST /messages` (REF-001 §4.1 plus push options and external_id fan-out). */
+export const SendMessageBody = z
+  .strictObject({
+    ...Recipient,
+    title: z.string().optional(),
+    body: z.string().optional(),
+    data: Data.optional(),
+    ...PushOptionsShape,
+  })
+  .superRefine(exactlyOneRecipient)
+  .superRefine((body, ctx) => {
+    if (!body.title && !body.body) ctx.addIssue({ code: "custom", path: ["body"], message: "title or body is required" });
+  });
+
+/** Body of `POST /messages/template` (REF-001 §4.2). Push options here override the template's. */
+export const SendTemplateMessageBody = z
+  .strictObject({
+    ...Recipient,
+    template_id: z.uuid({ message: "must be a valid UUID" }),
+    variables: z.record(z.string(), z.unknown()).optional(),
+    ...PushOptionsShape,
+  })
+  .superRefine(exactlyOneRecipient);
+
+/** Body of `POST /messages/:id/status` (REF-001 §4.4): the SDK's receipt. */
+export const MessageStatusBody = z.strictObject({ status: z.literal("received") });
+
+/** Body of `POST /messages/:id/convert` (REF-001 §4.5). */
+export const ConvertMessageBody = z.strictObject({
+  action: z.string().trim().min(1).max(128).default("opened"),
+  data: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** Query of `GET /messages`. */
+export const ListMessagesQuery = PaginationQuery.extend({
+  status: z.enum(MESSAGE_STATUSES).optional(),
+  subscription_id: z.uuid().optional(),
+  external_id: z.string().min(1).max(255).optional(),
+  campaign_id: z.uuid().optional(),
+  from: z.iso.datetime({ offset: true }).optional().describe("created at or after (ISO 8601)"),
+  to: z.iso.datetime({ offset: true }).optional().describe("created before (ISO 8601)"),
+}).strict();
+
+/** One accepted message in a send response. */
+export const AcceptedMessage = z.object({ message_id: z.string(), subscription_id: z.string(), status: z.string(), created_at: z.string() });

@@ -1,0 +1,66 @@
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from "@temporalio/client";
+import type { Deps } from "../deps";
+import { messageWorkflow, messageWorkflowId, type MessageTiming, type cancelledSignal, type convertedSignal, type receivedSignal } from "../../workflows/message";
+import { ApplicationIdKey, MessageIdKey, MessageStatusKey, SubscriptionIdKey } from "../../temporal/search-attributes";
+
+/** Durations from configuration, handed to each workflow at start so its history is self-contained. */
+export function messageTiming(deps: Pick<Deps, "config">): MessageTiming {
+  return {
+    receiptTimeoutMs: deps.config.AUTOMATA_RECEIPT_TIMEOUT,
+    conversionWindowMs: deps.config.AUTOMATA_CONVERSION_WINDOW,
+    pendingTimeoutMs: deps.config.AUTOMATA_PENDING_TIMEOUT,
+    retryScale: deps.config.AUTOMATA_RETRY_SCALE,
+  };
+}
+
+/** The fields of a message row needed to start its workflow. */
+export interface StartableMessage {
+  id: string;
+  application_id: string;
+  subscription_id: string | null;
+}
+
+/**
+ * Starts (or finds) each message's workflow. The workflow id is the message's business id and the
+ * conflict policy is USE_EXISTING, so repeating a start (a retried request, an Idempotency-Key
+ * replay, the reconciler) never creates a second execution; a closed one is only re-run if it
+ * failed or was terminated.
+ */
+export async function startMessageWorkflows(deps: Deps, messages: readonly StartableMessage[]): Promise<void> {
+  const timing = messageTiming(deps);
+  await Promise.all(
+    messages.map((message) =>
+      deps.temporal.workflow.start(messageWorkflow, {
+        workflowId: messageWorkflowId(message.id),
+        taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+        args: [{ messageId: message.id, applicationId: message.application_id, timing }],
+        workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        typedSearchAttributes: [
+          { key: ApplicationIdKey, value: message.application_id },
+          { key: MessageIdKey, value: message.id },
+          { key: MessageStatusKey, value: "pending" },
+          ...(message.subscription_id ? [{ key: SubscriptionIdKey, value: message.subscription_id }] : []),
+        ],
+      }),
+    ),
+  );
+}
+
+/**
+ * Tells a message's workflow that PostgreSQL changed under it (receipt, conversion, cancel) so it
+ * can finish early. Best effort: the database is already right, and a workflow that is gone (or
+ * not started yet) re-reads the database when it next looks.
+ */
+export async function signalMessageWorkflow(
+  deps: Deps,
+  messageId: string,
+  signal: typeof receivedSignal | typeof convertedSignal | typeof cancelledSignal,
+): Promise<void> {
+  try {
+    await deps.temporal.workflow.getHandle(messageWorkflowId(messageId)).signal(signal);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return;
+    deps.logger.warn({ err: error, message_id: messageId, signal: signal.name }, "could not signal the message workflow; it will read PostgreSQL itself");
+  }
+}

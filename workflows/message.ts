@@ -1,0 +1,115 @@
+import { condition, defineQuery, defineSignal, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo } from "@temporalio/workflow";
+import type { createMessageActivities } from "../activities/messages";
+import type { MessageStatus } from "../src/messages/state-machine";
+import { nextRetryDelay, type RetryClass } from "../src/messages/retry-policy";
+import { MessageStatusKey } from "../temporal/search-attributes";
+
+const activities = proxyActivities<ReturnType<typeof createMessageActivities>>({
+  // A send holds the row lock while the provider answers; the adapters time out at 15 s.
+  startToCloseTimeout: "1 minute",
+  // Infrastructure failures (database down, worker crash) are retried until they clear; provider
+  // outcomes are values, not exceptions, and their retries are the timers below.
+  retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
+});
+
+/** Durations the workflow runs with; fixed at acceptance so a replay never depends on config. */
+export interface MessageTiming {
+  receiptTimeoutMs: number;
+  conversionWindowMs: number;
+  pendingTimeoutMs: number;
+  retryScale: number;
+}
+
+/** Input of {@link messageWorkflow}. */
+export interface MessageWorkflowInput {
+  messageId: string;
+  applicationId: string;
+  timing: MessageTiming;
+}
+
+/** The SDK reported the device received the message (the API already updated PostgreSQL). */
+export const receivedSignal = defineSignal("received");
+/** The SDK reported a conversion (the API already updated PostgreSQL). */
+export const convertedSignal = defineSignal("converted");
+/** The message was cancelled through the API (PostgreSQL already says so). */
+export const cancelledSignal = defineSignal("cancelled");
+/** The status the workflow last observed. */
+export const statusQuery = defineQuery<MessageStatus>("status");
+
+/** Workflow id of a message: its business id, so starting it twice is impossible. */
+export function messageWorkflowId(messageId: string): string {
+  return `message-${messageId}`;
+}
+
+/**
+ * One message's lifecycle (SEQ-002/SEQ-003): debit quota, send with per-class retries as durable
+ * timers, then wait for the device's receipt and for a conversion. PostgreSQL holds the state;
+ * every change goes through a conditional transition in an activity, and the workflow mirrors it
+ * in the MessageStatus search attribute.
+ */
+export async function messageWorkflow(input: MessageWorkflowInput): Promise<MessageStatus> {
+  const { messageId, timing } = input;
+  let status = "pending" as MessageStatus;
+  let receiptSignalled = false;
+  let conversionSignalled = false;
+  let cancelSignalled = false;
+  setHandler(receivedSignal, () => void (receiptSignalled = true));
+  setHandler(convertedSignal, () => void (conversionSignalled = true));
+  setHandler(cancelledSignal, () => void (cancelSignalled = true));
+  setHandler(statusQuery, () => status);
+
+  const observe = (next: MessageStatus): MessageStatus => {
+    if (next !== status) {
+      status = next;
+      upsertSearchAttributes([{ key: MessageStatusKey, value: next }]);
+    }
+    return status;
+  };
+  const finishCancelled = async (): Promise<MessageStatus> => {
+    await activities.refundQuota(messageId);
+    return observe("cancelled");
+  };
+
+  const quota = await activities.debitQuota(messageId);
+  if (!quota.proceed) return quota.status === "cancelled" ? finishCancelled() : observe(quota.status);
+
+  const acceptedAt = workflowInfo().startTime.getTime();
+  const retriesByClass: Record<RetryClass, number> = { network: 0, provider_outage: 0, rate_limited: 0 };
+  for (;;) {
+    const attempt = await activities.sendMessage(messageId);
+    if ("alreadyDecided" in attempt) {
+      if (attempt.status === "cancelled") return finishCancelled();
+      observe(attempt.status);
+      break;
+    }
+    observe(attempt.status);
+    if (attempt.status === "successful") break;
+    if (attempt.status === "failed") return status;
+
+    retriesByClass[attempt.retryClass] += 1;
+    const delay = nextRetryDelay(attempt.retryClass, retriesByClass[attempt.retryClass], timing.retryScale, attempt.retryAfterMs);
+    const pendingFor = Date.now() - acceptedAt;
+    if (delay === undefined || pendingFor + delay > timing.pendingTimeoutMs) {
+      const reason = delay === undefined ? "retries_exhausted" : "pending_timeout";
+      return observe(await activities.failMessage(messageId, reason, `${attempt.retryClass} failures: ${attempt.errorCode}`));
+    }
+    // Sleep until the retry is due, waking early if the message is cancelled meanwhile.
+    if (await condition(() => cancelSignalled, delay)) {
+      const current = await activities.readMessageStatus(messageId);
+      if (current === "cancelled") return finishCancelled();
+    }
+    const resumed = await activities.retryMessage(messageId);
+    if (resumed === "cancelled") return finishCancelled();
+    if (resumed !== "pending") return observe(resumed);
+    observe("pending");
+  }
+
+  if (status === "successful") {
+    const receipt = await condition(() => receiptSignalled || conversionSignalled, timing.receiptTimeoutMs);
+    observe(receipt ? await activities.readMessageStatus(messageId) : await activities.expireReceipt(messageId));
+  }
+  if (status === "received") {
+    if (await condition(() => conversionSignalled, timing.conversionWindowMs)) observe(await activities.readMessageStatus(messageId));
+  }
+  return status;
+}

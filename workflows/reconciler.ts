@@ -1,0 +1,18 @@
+import { proxyActivities } from "@temporalio/workflow";
+import type { createReconcilerActivities } from "../activities/reconciler";
+
+const { restartOrphanedMessages } = proxyActivities<ReturnType<typeof createReconcilerActivities>>({
+  startToCloseTimeout: "5 minutes",
+  retry: { maximumAttempts: 3 },
+});
+
+/** Id of the Temporal Schedule that runs the reconciler. */
+export const RECONCILER_SCHEDULE_ID = "message-reconciler";
+
+/**
+ * Finds messages accepted but left without a running workflow (e.g. the API died between its
+ * insert and the workflow start, or Temporal was down) and starts them. Run by a Temporal Schedule.
+ */
+export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number }> {
+  return restartOrphanedMessages(options);
+}
