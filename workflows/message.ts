@@ -5,8 +5,9 @@ import { nextRetryDelay, type RetryClass } from "../src/messages/retry-policy";
 import { MessageStatusKey } from "../temporal/search-attributes";
 
 const activities = proxyActivities<ReturnType<typeof createMessageActivities>>({
-  // A send holds the row lock while the provider answers; the adapters time out at 15 s.
-  startToCloseTimeout: "1 minute",
+  // A send holds the row lock while the provider answers (adapters time out at 15 s); a worker that
+  // dies mid-send is noticed after this timeout and the send is retried on another worker.
+  startToCloseTimeout: "30 seconds",
   // Infrastructure failures (database down, worker crash) are retried until they clear; provider
   // outcomes are values, not exceptions, and their retries are the timers below.
   retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },

@@ -20,6 +20,8 @@ export interface TestAppOptions {
   worker?: boolean;
   /** Extra environment (e.g. AUTOMATA_RECEIPT_TIMEOUT=3s). */
   env?: Record<string, string>;
+  /** Share another app's encryption key (two API instances, or an API and a worker, of one deployment). */
+  encryptionKey?: string;
   /** Route pushes of apps without credentials to a provider simulator started for this app (default: with a worker). */
   simulator?: boolean;
 }
@@ -33,6 +35,8 @@ export interface TestApp {
   worker?: RunningWorker;
   /** The provider simulator, when started. */
   simulator?: RunningSimulator;
+  /** The key this app encrypts tokens with; a separate worker process must use the same. */
+  encryptionKey: string;
   /** Calls the API; `key` sends X-API-Key, `admin` sends the admin bearer token. */
   request<T = any>(method: string, path: string, options?: { key?: string; admin?: boolean; body?: unknown; rawBody?: string; headers?: Record<string, string> }): Promise<ApiResponse<T>>;
   /** Creates an application through the admin API and returns its id and API key. */
@@ -56,6 +60,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ...options.env,
   });
   const logger = createLogger(process.env.LOG_LEVEL ?? "warn", "test");
+  const encryptionKey = options.encryptionKey ?? crypto.randomBytes(32).toString("base64");
   installTemporalRuntimeLogger(logger);
   const simulator = options.simulator ?? options.worker ? await startSimulator(logger) : undefined;
   const deps = await createDeps({
@@ -63,7 +68,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     logger,
     databaseUrl: process.env.DATABASE_URL,
     temporalAddress: process.env.TEMPORAL_ADDRESS,
-    encryptionKey: crypto.randomBytes(32).toString("base64"),
+    encryptionKey,
     poolMax: 10,
     simulator: simulator?.target,
   });
@@ -97,6 +102,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     adminToken,
     worker,
     simulator,
+    encryptionKey,
     request,
     async createApplication(body = {}) {
       const response = await request("POST", "/admin/applications", { admin: true, body: { name: `test-${crypto.randomUUID()}`, ...body } });

@@ -1,0 +1,56 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
+import { createPushSubscription } from "../../test/support/fixtures";
+import { ensureReconcilerSchedule } from "../worker/reconciler-schedule";
+import { newId } from "../db/ids";
+import { messageWorkflowId } from "../../workflows/message";
+import { createReconcilerActivities } from "../../activities/reconciler";
+
+let app: TestApp;
+
+before(async () => {
+  app = await startTestApp({ worker: true, env: { AUTOMATA_RECEIPT_TIMEOUT: "1h" } });
+});
+after(async () => {
+  await app.close();
+});
+
+test("a message accepted without a workflow (API died before starting it) is started by the reconciler schedule", { timeout: 90_000 }, async () => {
+  const { id: applicationId, apiKey } = await app.createApplication();
+  const sub = await createPushSubscription(app, apiKey);
+  // What the API leaves behind if it dies between its insert and the workflow start.
+  const orphanId = newId();
+  await app.deps.db("messages").insert({
+    id: orphanId,
+    application_id: applicationId,
+    subscription_id: sub.id,
+    subscription_type: "iOSPush",
+    status: "pending",
+    body: "orphaned",
+    created_at: new Date(Date.now() - 10 * 60_000),
+  });
+  const scheduleId = await ensureReconcilerSchedule(app.deps, { intervalMs: 1_000, olderThanMs: 60_000 });
+  try {
+    const description = await app.deps.temporal.schedule.getHandle(scheduleId).describe();
+    assert.equal(description.action.type, "startWorkflow");
+    await eventually(async () => (await app.deps.db("messages").where("id", orphanId).first()).status === "successful", 60_000, 250);
+    const workflow = await app.deps.temporal.workflow.getHandle(messageWorkflowId(orphanId)).describe();
+    assert.equal(workflow.status.name, "RUNNING");
+    // Creating the schedule again (every worker does at start) is harmless.
+    assert.equal(await ensureReconcilerSchedule(app.deps, { intervalMs: 1_000, olderThanMs: 60_000 }), scheduleId);
+  } finally {
+    await app.deps.temporal.schedule.getHandle(scheduleId).delete();
+  }
+});
+
+test("messages that already have a workflow are left alone", async () => {
+  const { apiKey } = await app.createApplication();
+  const sub = await createPushSubscription(app, apiKey);
+  const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, body: "normal" } });
+  const id = res.body.data.message_id;
+  await app.deps.db("messages").where("id", id).update({ created_at: new Date(Date.now() - 10 * 60_000) });
+  const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
+  const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 500 });
+  assert.equal(result.started, 0);
+});

@@ -1,0 +1,34 @@
+/**
+ * A worker in its own process, so tests can kill it with SIGKILL mid-send and start another.
+ * Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE, AUTOMATA_ENCRYPTION_KEY, and
+ * AUTOMATA_TEST_SIMULATOR (JSON of the in-test simulator's target). Prints "worker ready" once polling.
+ */
+import { loadConfig } from "../../src/config";
+import { createLogger } from "../../src/logger";
+import { createDeps } from "../../src/runtime";
+import { startWorker } from "../../src/worker/run-worker";
+import { installTemporalRuntimeLogger } from "../../src/infra/process";
+import type { SimulatorTarget } from "../../src/messages/delivery";
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(config.LOG_LEVEL, "test-worker-process");
+  installTemporalRuntimeLogger(logger);
+  const simulator = process.env.AUTOMATA_TEST_SIMULATOR ? (JSON.parse(process.env.AUTOMATA_TEST_SIMULATOR) as SimulatorTarget) : undefined;
+  const deps = await createDeps({
+    config,
+    logger,
+    databaseUrl: process.env.DATABASE_URL!,
+    temporalAddress: process.env.TEMPORAL_ADDRESS!,
+    encryptionKey: process.env.AUTOMATA_ENCRYPTION_KEY!,
+    simulator,
+  });
+  const worker = await startWorker(deps, process.env.TEMPORAL_ADDRESS!);
+  console.log("worker ready");
+  await worker.done;
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
