@@ -166,7 +166,10 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     "--port", String(options.port),
     "--namespace", options.namespace,
     "--db-filename", options.dbFile,
+    // WAL with synchronous=NORMAL survives process crashes (only an OS crash can lose the last
+    // commits) and cuts fsyncs per workflow transition, the dev server's bottleneck.
     "--sqlite-pragma", "journal_mode=WAL",
+    "--sqlite-pragma", "synchronous=NORMAL",
     "--log-level", "warn",
     ...(options.headless ? ["--headless"] : ["--ui-port", String(options.uiPort)]),
     ...Object.entries(CUSTOM_SEARCH_ATTRIBUTES).flatMap(([name, type]) => ["--search-attribute", `${name}=${type}`]),
@@ -228,7 +231,7 @@ async function startWithSdkDownload(options: DevServerOptions): Promise<Temporal
       dbFilename: options.dbFile,
       ui: !options.headless,
       uiPort: options.headless ? undefined : options.uiPort,
-      extraArgs: ["--sqlite-pragma", "journal_mode=WAL"],
+      extraArgs: ["--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL"],
       searchAttributes: CUSTOM_SEARCH_ATTRIBUTE_KEYS,
     },
   });

@@ -1,15 +1,18 @@
-import { condition, defineQuery, defineSignal, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo } from "@temporalio/workflow";
+import { condition, defineQuery, defineSignal, proxyLocalActivities, setHandler, upsertSearchAttributes, workflowInfo } from "@temporalio/workflow";
 import type { createMessageActivities } from "../activities/messages";
 import type { MessageStatus } from "../src/messages/state-machine";
 import { nextRetryDelay, type RetryClass } from "../src/messages/retry-policy";
 import { MessageStatusKey } from "../temporal/search-attributes";
 
-const activities = proxyActivities<ReturnType<typeof createMessageActivities>>({
-  // A send holds the row lock while the provider answers (adapters time out at 15 s); a worker that
-  // dies mid-send is noticed after this timeout and the send is retried on another worker.
+// Local activities: each step is a short database transaction (the send adds one provider call
+// bounded at 15 s), so running them inside the workflow task saves the server the schedule/start/
+// complete round trips of regular activities; a happy-path message is accepted, debited and sent in
+// a single workflow task. A worker that dies mid-step fails the workflow task and another worker
+// re-runs it; the steps are idempotent conditional updates, so a re-run changes nothing twice.
+const activities = proxyLocalActivities<ReturnType<typeof createMessageActivities>>({
   startToCloseTimeout: "30 seconds",
-  // Infrastructure failures (database down, worker crash) are retried until they clear; provider
-  // outcomes are values, not exceptions, and their retries are the timers below.
+  // Infrastructure failures (database down) are retried until they clear; provider outcomes are
+  // values, not exceptions, and their retries are the durable timers below.
   retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
 });
 

@@ -1,0 +1,202 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { ApnsProvider } from "./apns";
+import { installDnsGuard, type DnsGuard } from "./dns-guard";
+import { buildApnsPayload } from "./payload";
+import { ProviderSimulator, generateApnsSigningKey } from "./simulator";
+import type { PushMessage, SendOutcome } from "./types";
+
+let guard: DnsGuard;
+let sim: ProviderSimulator;
+let apns: ApnsProvider;
+
+before(async () => {
+  guard = installDnsGuard();
+  sim = new ProviderSimulator();
+  await sim.start();
+  apns = new ApnsProvider({ ...sim.apnsCredentials(), endpoint: sim.apnsEndpoint() });
+});
+
+after(async () => {
+  await apns.close();
+  await sim.stop();
+  assert.deepEqual(guard.blocked, [], "nothing tried to reach Apple");
+  guard.uninstall();
+});
+
+const message = (token: string, extra: Partial<PushMessage> = {}): PushMessage => ({
+  messageId: crypto.randomUUID(),
+  token,
+  title: "Hello",
+  body: "World",
+  ...extra,
+});
+
+/** Expected outcome fields per simulator token prefix. */
+const EXPECTED: Record<string, Partial<Record<string, unknown>>> = {
+  ok: { kind: "success" },
+  bad: { kind: "permanent", reason: "invalid_token", code: "BadDeviceToken", subscriptionStatus: -10 },
+  gone: { kind: "permanent", reason: "unregistered", code: "Unregistered", subscriptionStatus: -10 },
+  busy: { kind: "temporary", class: "rate_limited", code: "TooManyRequests", retryAfterMs: 1000 },
+  down: { kind: "temporary", class: "provider_outage", code: "ServiceUnavailable" },
+  flaky: { kind: "temporary", class: "provider_outage", code: "ServiceUnavailable" },
+  mismatch: { kind: "permanent", reason: "token_topic_mismatch", code: "DeviceTokenNotForTopic", subscriptionStatus: -14 },
+  reset: { kind: "temporary", class: "network", code: "ERR_HTTP2_STREAM_ERROR" },
+};
+
+function assertLike(outcome: SendOutcome, expected: Partial<Record<string, unknown>>, label: string): void {
+  for (const [key, value] of Object.entries(expected)) {
+    assert.deepEqual((outcome as unknown as Record<string, unknown>)[key], value, `${label}: ${key} in ${JSON.stringify(outcome)}`);
+  }
+}
+
+test("success: apns-id comes back as providerMessageId; headers and payload are what we built", async () => {
+  const m = message("ok-payload", {
+    data: { deeplink: "app://x", n: 3, nested: { a: 1 } },
+    badge: 4,
+    sound: "ping.caf",
+    category: "NEWS",
+    threadId: "t1",
+    imageUrl: "https://cdn.example/i.png",
+    interruptionLevel: "time-sensitive",
+    priority: "normal",
+    expiration: 2_000_000_000,
+  });
+  const outcome = await apns.send(m);
+  assert.deepEqual(outcome, { kind: "success", providerMessageId: m.messageId });
+  const seen = sim.lastPayloadFor("ok-payload");
+  assert.ok(seen);
+  assert.equal(seen.provider, "apns");
+  assert.deepEqual(seen.body, buildApnsPayload(m));
+  assert.deepEqual(seen.body, {
+    aps: {
+      alert: { title: "Hello", body: "World" },
+      badge: 4,
+      sound: "ping.caf",
+      category: "NEWS",
+      "thread-id": "t1",
+      "mutable-content": 1,
+      "interruption-level": "time-sensitive",
+    },
+    deeplink: "app://x",
+    n: 3,
+    nested: { a: 1 },
+    image_url: "https://cdn.example/i.png",
+    automata_message_id: m.messageId,
+  });
+  assert.equal(seen.headers["apns-collapse-id"], m.messageId, "a redelivery after a crash replaces the first copy");
+  assert.equal(seen.headers["apns-id"], m.messageId);
+  assert.equal(seen.headers["apns-topic"], sim.apnsCredentials().bundleId);
+  assert.equal(seen.headers["apns-push-type"], "alert");
+  assert.equal(seen.headers["apns-priority"], "5");
+  assert.equal(seen.headers["apns-expiration"], "2000000000");
+  assert.match(seen.headers.authorization ?? "", /^bearer [\w-]+\.[\w-]+\.[\w-]+$/);
+});
+
+test("high priority is APNs 10 (apns2 leaves the header out: 10 is the default)", async () => {
+  await apns.send(message("ok-priority", { priority: "high" }));
+  assert.equal(sim.lastPayloadFor("ok-priority")?.headers["apns-priority"], undefined);
+});
+
+test("non-UUID message ids: APNs assigns the apns-id, collapse id is the message id (hashed past 64 bytes)", async () => {
+  const short = await apns.send(message("ok-short", { messageId: "msg-42" }));
+  assert.equal(short.kind, "success");
+  assert.match(short.kind === "success" ? short.providerMessageId : "", /^[0-9a-f-]{36}$/);
+  assert.equal(sim.lastPayloadFor("ok-short")?.headers["apns-collapse-id"], "msg-42");
+  const longId = "m".repeat(80);
+  assert.equal((await apns.send(message("ok-long", { messageId: longId }))).kind, "success");
+  assert.equal(sim.lastPayloadFor("ok-long")?.headers["apns-collapse-id"]?.length, 64);
+  assert.equal((sim.lastPayloadFor("ok-long")?.body as Record<string, unknown>).automata_message_id, longId);
+});
+
+test("every simulator prefix maps to the expected outcome, one request each (no hidden retries)", async () => {
+  for (const prefix of ["bad", "gone", "busy", "down", "mismatch", "reset"]) {
+    const token = `${prefix}-single`;
+    const outcome = await apns.send(message(token));
+    assertLike(outcome, EXPECTED[prefix]!, prefix);
+    assert.equal(sim.requestsFor(token), 1, `${prefix} requests`);
+  }
+});
+
+test("auth failures do not touch the subscription", async () => {
+  const wrongKey = new ApnsProvider({ ...sim.apnsCredentials(), signingKey: generateApnsSigningKey().privateKeyPem, endpoint: sim.apnsEndpoint() });
+  const wrongKid = new ApnsProvider({ ...sim.apnsCredentials(), keyId: "OTHERKEY01", endpoint: sim.apnsEndpoint() });
+  const wrongTeam = new ApnsProvider({ ...sim.apnsCredentials(), teamId: "OTHERTEAM1", endpoint: sim.apnsEndpoint() });
+  try {
+    for (const [label, provider] of [["key", wrongKey], ["kid", wrongKid], ["team", wrongTeam]] as const) {
+      const outcome = await provider.send(message(`ok-jwt-${label}`));
+      assert.deepEqual(
+        { ...outcome, detail: undefined },
+        { kind: "permanent", reason: "provider_auth_failed", code: "InvalidProviderToken", detail: undefined },
+        label,
+      );
+      assert.equal("subscriptionStatus" in outcome, false, `${label}: subscription untouched`);
+    }
+  } finally {
+    await Promise.all([wrongKey.close(), wrongKid.close(), wrongTeam.close()]);
+  }
+});
+
+test("wrong bundle id is a configuration error, not a device error", async () => {
+  const wrongTopic = new ApnsProvider({ ...sim.apnsCredentials(), bundleId: "com.other.app", endpoint: sim.apnsEndpoint() });
+  try {
+    assertLike(await wrongTopic.send(message("ok-topic")), { kind: "permanent", reason: "provider_config_invalid", code: "TopicDisallowed", subscriptionStatus: undefined }, "topic");
+  } finally {
+    await wrongTopic.close();
+  }
+});
+
+test("an unusable .p8 key fails every send as provider_auth_failed without a request", async () => {
+  const broken = new ApnsProvider({ ...sim.apnsCredentials(), signingKey: "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----", endpoint: sim.apnsEndpoint() });
+  try {
+    assertLike(await broken.send(message("ok-brokenkey")), { kind: "permanent", reason: "provider_auth_failed", code: "InvalidSigningKey" }, "key");
+    assert.equal(sim.requestsFor("ok-brokenkey"), 0);
+  } finally {
+    await broken.close();
+  }
+});
+
+test("flaky: 503 first, then success", async () => {
+  assertLike(await apns.send(message("flaky-1")), EXPECTED.flaky!, "first");
+  assertLike(await apns.send(message("flaky-1")), { kind: "success" }, "second");
+  assert.equal(sim.requestsFor("flaky-1"), 2);
+});
+
+test("slow: answers after ~2 s and still succeeds", async () => {
+  const started = Date.now();
+  assertLike(await apns.send(message("slow-1")), { kind: "success" }, "slow");
+  assert.ok(Date.now() - started >= 1900, "waited for the slow answer");
+});
+
+test("invalid messages are refused locally without a request", async () => {
+  const outcome = await apns.send(message("ok-invalid", { title: "x".repeat(151) }));
+  assertLike(outcome, { kind: "permanent", reason: "message_too_large", code: "validation" }, "validation");
+  assert.equal(sim.requestsFor("ok-invalid"), 0);
+  assert.deepEqual(apns.validate(message("ok-invalid", { data: { aps: 1 } })).map((i) => i.field), ["data.aps"]);
+});
+
+test("batch of 1000 mixed tokens: one outcome per message, in order", async () => {
+  const prefixes = ["ok", "bad", "gone", "busy", "down", "flaky", "mismatch", "ok", "ok", "ok"];
+  const messages = Array.from({ length: 1000 }, (_, i) => message(`${prefixes[i % prefixes.length]}-batch-${i}`));
+  const before = sim.totalRequests();
+  const started = Date.now();
+  const outcomes = await apns.sendBatch(messages);
+  const elapsed = Date.now() - started;
+  assert.equal(outcomes.length, 1000);
+  assert.equal(sim.totalRequests() - before, 1000);
+  outcomes.forEach((outcome, i) => {
+    const prefix = prefixes[i % prefixes.length]!;
+    assertLike(outcome, EXPECTED[prefix]!, `#${i}`);
+    if (outcome.kind === "success") assert.equal(outcome.providerMessageId, messages[i]!.messageId, `order at #${i}`);
+  });
+  assert.ok(elapsed < 10_000, `batch took ${elapsed} ms`);
+});
+
+test("after close, sends answer provider_closed instead of throwing", async () => {
+  const provider = new ApnsProvider({ ...sim.apnsCredentials(), endpoint: sim.apnsEndpoint() });
+  assert.equal((await provider.send(message("ok-close"))).kind, "success");
+  await provider.close();
+  assertLike(await provider.send(message("ok-close")), { kind: "temporary", class: "network", reason: "provider_closed" }, "closed");
+  assert.deepEqual(await provider.sendBatch([]), []);
+});

@@ -1,0 +1,202 @@
+/**
+ * APNs adapter on apns2 (token auth, HTTP/2). apns2 owns JWT signing and the request format; we
+ * own the connection pool (timeouts, simulator origin), the payload and error classification.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import crypto from "node:crypto";
+import type * as Apns2 from "apns2" with { "resolution-mode": "require" };
+import { Pool, type Dispatcher } from "undici";
+import { classifyApnsError } from "./errors";
+import { apnsCollapseId, buildApnsPayload } from "./payload";
+import type { FailureOutcome, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
+import { outcomeFromIssues, validateApnsMessage } from "./validation";
+
+/** An application's APNs token-auth credential (.p8 key). */
+export interface ApnsCredentials {
+  teamId: string;
+  keyId: string;
+  /** PKCS#8 PEM contents of the .p8 file. */
+  signingKey: string;
+  /** App bundle id; every push goes to this `apns-topic`. */
+  bundleId: string;
+}
+
+/** APNs environment: sandbox tokens come from development builds (subscription test_type). */
+export type ApnsEnvironment = "production" | "sandbox";
+
+/** Construction options for {@link ApnsProvider}. */
+export interface ApnsProviderOptions extends ApnsCredentials {
+  environment?: ApnsEnvironment;
+  /** Send somewhere other than Apple (the simulator); overrides `environment`. */
+  endpoint?: ProviderEndpoint;
+  /** HTTP/2 connections in the pool (apns2's default is 32). */
+  connections?: number;
+  /**
+   * Concurrent streams per connection. Keep 1 (apns2's value): undici 7 does not wait for the server's
+   * SETTINGS_MAX_CONCURRENT_STREAMS, so a burst on a fresh connection gets streams refused (measured), and
+   * APNs allows a single stream until the first provider token is accepted. Scale with `connections` instead.
+   */
+  pipelining?: number;
+  /** Per-request headers/body timeout. apns2 ignores its own `requestTimeout`, and undici's default is 300 s. */
+  requestTimeoutMs?: number;
+  /** Messages in flight per sendBatch step. */
+  batchChunkSize?: number;
+}
+
+/** Default messages in flight per sendBatch step. */
+export const APNS_BATCH_CHUNK_SIZE = 500;
+/** Default pool size (apns2's own default). */
+export const APNS_DEFAULT_CONNECTIONS = 32;
+/** Default per-request timeout. */
+export const APNS_DEFAULT_TIMEOUT_MS = 30_000;
+
+// apns2's package.json says "type": "module", so TypeScript (module commonjs) refuses a value import even though its
+// exports map ships a CommonJS build; require that build and take only the types from the ESM declarations.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { ApnsClient, Host, Notification, Priority } = require("apns2") as typeof Apns2;
+type ApnsClient = Apns2.ApnsClient;
+type Notification = Apns2.Notification;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** What the pool wrapper learns about one request that apns2 throws away (it returns only the Notification). */
+interface Exchange {
+  requestApnsId?: string;
+  responseApnsId?: string;
+  retryAfter?: string;
+}
+
+// Per-send context so the shared pool wrapper can hand response headers back to the right send() call.
+const exchange = new AsyncLocalStorage<Exchange>();
+
+function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+type RequestFn = (options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
+
+// apns2 discards response headers, but apns-id is the provider message id and Retry-After drives backoff.
+function observeResponses(pool: Pool): void {
+  const original = pool.request.bind(pool) as unknown as RequestFn;
+  const observed: RequestFn = async (options) => {
+    const context = exchange.getStore();
+    const headers = options.headers;
+    if (context?.requestApnsId !== undefined && headers !== null && typeof headers === "object" && !Array.isArray(headers)) {
+      (headers as Record<string, string>)["apns-id"] = context.requestApnsId;
+    }
+    const response = await original(options);
+    if (context !== undefined) {
+      context.responseApnsId = firstHeader(response.headers["apns-id"]);
+      context.retryAfter = firstHeader(response.headers["retry-after"]);
+    }
+    return response;
+  };
+  Object.defineProperty(pool, "request", { value: observed, configurable: true, writable: true });
+}
+
+const CLOSED: FailureOutcome = { kind: "temporary", class: "network", reason: "provider_closed", code: "provider_closed" };
+
+/** One APNs credential + environment; holds an HTTP/2 pool, so create once and reuse (see the registry). */
+export class ApnsProvider implements PushProvider {
+  readonly platform = "apns" as const;
+  /** Origin requests go to (Apple or the simulator). */
+  readonly origin: string;
+  private readonly client: ApnsClient;
+  private readonly chunkSize: number;
+  private readonly keyProblem: string | undefined;
+  private readonly retiredPool: Promise<void>;
+  private closed = false;
+
+  constructor(options: ApnsProviderOptions) {
+    this.chunkSize = Math.max(1, options.batchChunkSize ?? APNS_BATCH_CHUNK_SIZE);
+    this.keyProblem = signingKeyProblem(options.signingKey);
+    const host = options.environment === "sandbox" ? Host.development : Host.production;
+    this.origin = options.endpoint !== undefined ? new URL(options.endpoint.url).origin : `https://${host}:443`;
+    this.client = new ApnsClient({
+      team: options.teamId,
+      keyId: options.keyId,
+      signingKey: options.signingKey,
+      defaultTopic: options.bundleId,
+      host: options.endpoint !== undefined ? new URL(options.endpoint.url).hostname : host,
+    });
+    const timeout = options.requestTimeoutMs ?? APNS_DEFAULT_TIMEOUT_MS;
+    const pool = new Pool(this.origin, {
+      connections: options.connections ?? APNS_DEFAULT_CONNECTIONS,
+      pipelining: options.pipelining ?? 1,
+      allowH2: true,
+      maxConcurrentStreams: 100,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      connectTimeout: Math.min(timeout, 10_000),
+      ...(options.endpoint !== undefined ? { connect: { ca: options.endpoint.ca } } : {}),
+    });
+    observeResponses(pool);
+    // apns2 hard-codes port 443 and has no timeout/CA options, so its own pool (never used yet) is swapped for ours.
+    this.retiredPool = this.client.client.close();
+    Object.defineProperty(this.client, "client", { value: pool, configurable: true, enumerable: true, writable: false });
+  }
+
+  /** APNs rules: shared limits, reserved keys, 4 KB payload. */
+  validate(message: PushMessage): ValidationIssue[] {
+    return validateApnsMessage(message);
+  }
+
+  /** One attempt; never rejects. */
+  async send(message: PushMessage): Promise<SendOutcome> {
+    if (this.closed) return CLOSED;
+    const context: Exchange = {};
+    try {
+      if (this.keyProblem !== undefined) {
+        return { kind: "permanent", reason: "provider_auth_failed", code: "InvalidSigningKey", detail: this.keyProblem };
+      }
+      const issues = validateApnsMessage(message);
+      if (issues.length > 0) return outcomeFromIssues(issues);
+      if (UUID.test(message.messageId)) context.requestApnsId = message.messageId.toLowerCase();
+      const notification = toNotification(message);
+      await exchange.run(context, () => this.client.send(notification));
+      return { kind: "success", providerMessageId: context.responseApnsId ?? context.requestApnsId ?? message.messageId };
+    } catch (error) {
+      return classifyApnsError(error, context.retryAfter !== undefined ? { retryAfter: context.retryAfter } : {});
+    }
+  }
+
+  /** Sends in concurrent chunks (HTTP/2 multiplexes them over the pool); never rejects, order preserved. */
+  async sendBatch(messages: readonly PushMessage[]): Promise<SendOutcome[]> {
+    const outcomes: SendOutcome[] = [];
+    for (let start = 0; start < messages.length; start += this.chunkSize) {
+      const chunk = messages.slice(start, start + this.chunkSize);
+      outcomes.push(...(await Promise.all(chunk.map((message) => this.send(message)))));
+    }
+    return outcomes;
+  }
+
+  /** Waits for in-flight requests, then closes the pool. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([this.client.close(), this.retiredPool]);
+  }
+}
+
+/** Maps a PushMessage onto apns2's Notification; the body is exactly {@link buildApnsPayload}. */
+export function toNotification(message: PushMessage): Notification {
+  const { aps, ...custom } = buildApnsPayload(message);
+  return new Notification(message.token, {
+    aps,
+    data: custom,
+    collapseId: apnsCollapseId(message.messageId),
+    ...(message.priority !== undefined ? { priority: message.priority === "high" ? Priority.immediate : Priority.throttled } : {}),
+    ...(message.expiration !== undefined ? { expiration: message.expiration } : {}),
+  });
+}
+
+// A broken .p8 would otherwise fail inside fast-jwt on every send; detect it once, up front.
+function signingKeyProblem(pem: string): string | undefined {
+  try {
+    const key = crypto.createPrivateKey(pem);
+    if (key.asymmetricKeyType !== "ec") return `APNs signing key must be an EC (P-256) key, got ${key.asymmetricKeyType ?? "unknown"}`;
+    return undefined;
+  } catch (error) {
+    return `APNs signing key is not a valid PEM private key: ${(error as Error).message}`;
+  }
+}

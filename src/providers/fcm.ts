@@ -1,0 +1,245 @@
+/**
+ * FCM HTTP v1 adapter on firebase-admin. We always use the legacy HTTP/1.1 transport through our own
+ * keep-alive agent: it is the only path that honours `httpAgent` (so the simulator tests exercise the
+ * production code path), it reuses sockets across batches, and it is faster on loopback (see notes).
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import crypto from "node:crypto";
+import type { ClientRequest, IncomingMessage } from "node:http";
+import https from "node:https";
+import type { Duplex } from "node:stream";
+import tls from "node:tls";
+import { cert, deleteApp, initializeApp, type App, type Credential } from "firebase-admin/app";
+import { getMessaging, type Messaging, type TokenMessage } from "firebase-admin/messaging";
+import { classifyFcmError } from "./errors";
+import { buildFcmMessage } from "./payload";
+import type { FailureOutcome, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
+import { outcomeFromIssues, validateFcmMessage } from "./validation";
+
+/** An application's FCM credential: a service account (production) or a static access token (simulator/tests). */
+export interface FcmCredentials {
+  projectId: string;
+  /** Service-account key, as the parsed JSON object or its JSON text (never a file path). */
+  serviceAccount?: Record<string, unknown> | string;
+  /** Static OAuth access token; used instead of a service account. */
+  accessToken?: string;
+}
+
+/** Construction options for {@link FcmProvider}. */
+export interface FcmProviderOptions extends FcmCredentials {
+  /** Send somewhere other than fcm.googleapis.com (the simulator). */
+  endpoint?: ProviderEndpoint;
+  /** Keep-alive sockets to FCM; unbounded sockets made 500 concurrent sends open thousands of TLS connections. */
+  maxSockets?: number;
+  /** Messages per sendEach call (FCM caps it at 500). */
+  batchChunkSize?: number;
+  /** Keep firebase-admin's internal retries (503/ECONNRESET, up to 4× with 0–4 s waits). Default false: the workflow owns retries. */
+  sdkRetries?: boolean;
+}
+
+/** FCM's sendEach limit. */
+export const FCM_MAX_BATCH = 500;
+/** Default keep-alive sockets for the simulator: loopback needs few, and the notes measured 16 as fast. */
+export const FCM_SIMULATOR_SOCKETS = 16;
+/** Default keep-alive sockets when talking to Google (~RTT-bound, so more than loopback needs). */
+export const FCM_DEFAULT_SOCKETS = 64;
+
+const NO_RETRY = { maxRetries: 0, statusCodes: [] as number[], ioErrorCodes: [] as string[], backOffFactor: 0, maxDelayInMillis: 0 };
+
+/** Retry-After seen during one sendEach call, by status; firebase-admin errors do not carry response headers. */
+interface Exchange {
+  /** Largest Retry-After on a 429 (applies to rate_limited outcomes). */
+  rateLimitedSeconds?: number;
+  /** Largest Retry-After on a 503 (applies to provider_outage outcomes). */
+  outageSeconds?: number;
+}
+
+const exchange = new AsyncLocalStorage<Exchange>();
+
+/**
+ * Keep-alive agent that (a) optionally pins every connection to the simulator and (b) notes Retry-After
+ * on 429/503 responses for the call that issued them.
+ */
+class FcmAgent extends https.Agent {
+  private readonly pin: { host: string; port: number; servername: string; ca: string } | undefined;
+
+  constructor(maxSockets: number, endpoint?: ProviderEndpoint) {
+    super({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets });
+    if (endpoint !== undefined) {
+      const url = new URL(endpoint.url);
+      // The simulator listens on IPv4 loopback; resolving "localhost" could pick ::1.
+      const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname;
+      this.pin = { host, port: Number(url.port || 443), servername: url.hostname, ca: endpoint.ca };
+    }
+  }
+
+  override createConnection(options: https.RequestOptions, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+    if (this.pin === undefined) return super.createConnection(options, callback);
+    const base = options as unknown as tls.ConnectionOptions;
+    return tls.connect({ ...base, host: this.pin.host, port: this.pin.port, servername: this.pin.servername, ca: this.pin.ca });
+  }
+
+  // Not in @types/node, but http.Agent#addRequest is how every request reaches an agent (agent-base relies on it too).
+  addRequest(request: ClientRequest, options: unknown): void {
+    const context = exchange.getStore();
+    if (context !== undefined) {
+      request.once("response", (response: IncomingMessage) => {
+        const field = response.statusCode === 429 ? "rateLimitedSeconds" : response.statusCode === 503 ? "outageSeconds" : undefined;
+        const value = response.headers["retry-after"];
+        if (field === undefined || value === undefined || !/^\d+$/.test(value.trim())) return;
+        // sendEach hides which response belonged to which message, so the batch shares the largest wait per status.
+        context[field] = Math.max(context[field] ?? 0, Number(value));
+      });
+    }
+    (https.Agent.prototype as unknown as { addRequest(this: https.Agent, r: ClientRequest, o: unknown): void }).addRequest.call(this, request, options);
+  }
+}
+
+function staticCredential(accessToken: string): Credential {
+  return { getAccessToken: async () => ({ access_token: accessToken, expires_in: 3600 }) };
+}
+
+function buildCredential(options: FcmCredentials): Credential {
+  if (options.serviceAccount !== undefined) {
+    const account = typeof options.serviceAccount === "string" ? (JSON.parse(options.serviceAccount) as Record<string, unknown>) : options.serviceAccount;
+    return cert(account);
+  }
+  if (options.accessToken !== undefined) return staticCredential(options.accessToken);
+  throw new Error("FCM credentials need a serviceAccount or an accessToken");
+}
+
+/** Turns off firebase-admin's internal HttpClient retries; it has no public switch, so this reaches into one private field and reports whether it could. */
+export function disableSdkRetries(messaging: Messaging): boolean {
+  const handler = (messaging as unknown as { messagingRequestHandler?: Record<string, { retry?: unknown } | undefined> }).messagingRequestHandler;
+  let patched = false;
+  for (const name of ["httpClient", "http2Client"]) {
+    const client = handler?.[name];
+    if (client !== undefined && "retry" in client) {
+      client.retry = { ...NO_RETRY };
+      patched = true;
+    }
+  }
+  return patched;
+}
+
+function withRetryAfter(outcome: FailureOutcome, context: Exchange): FailureOutcome {
+  if (outcome.kind !== "temporary") return outcome;
+  const seconds = outcome.class === "rate_limited" ? context.rateLimitedSeconds : outcome.class === "provider_outage" ? context.outageSeconds : undefined;
+  return seconds === undefined ? outcome : { ...outcome, retryAfterMs: seconds * 1000 };
+}
+
+const CLOSED: FailureOutcome = { kind: "temporary", class: "network", reason: "provider_closed", code: "provider_closed" };
+
+let appCounter = 0;
+
+/** One FCM project credential; owns a firebase-admin App and a keep-alive agent, so create once and reuse. */
+export class FcmProvider implements PushProvider {
+  readonly platform = "fcm" as const;
+  /** Whether firebase-admin's own retries are off (false if its internals changed; then a 503 costs ~7 s before we see it). */
+  readonly sdkRetriesDisabled: boolean;
+  private readonly app: App | undefined;
+  private readonly messaging: Messaging | undefined;
+  private readonly agent: FcmAgent;
+  private readonly chunkSize: number;
+  private readonly configProblem: string | undefined;
+  private closed = false;
+
+  constructor(options: FcmProviderOptions) {
+    this.chunkSize = Math.min(FCM_MAX_BATCH, Math.max(1, options.batchChunkSize ?? FCM_MAX_BATCH));
+    const sockets = options.maxSockets ?? (options.endpoint !== undefined ? FCM_SIMULATOR_SOCKETS : FCM_DEFAULT_SOCKETS);
+    this.agent = new FcmAgent(sockets, options.endpoint);
+    let credential: Credential | undefined;
+    let problem: string | undefined;
+    try {
+      credential = buildCredential(options);
+    } catch (error) {
+      // A malformed credential is a per-application configuration error; report it on every send instead of throwing from a factory.
+      problem = `FCM credential is unusable: ${(error as Error).message}`;
+    }
+    this.configProblem = problem;
+    if (credential !== undefined) {
+      appCounter += 1;
+      const name = `automata-fcm-${options.projectId}-${appCounter}-${crypto.randomBytes(4).toString("hex")}`;
+      this.app = initializeApp({ credential, projectId: options.projectId, httpAgent: this.agent }, name);
+      this.messaging = getMessaging(this.app);
+      // The HTTP/2 path ignores httpAgent, opens a session per sendEach call, and sends a ":scheme: https:" Node servers reject.
+      this.messaging.enableLegacyHttpTransport();
+      this.sdkRetriesDisabled = options.sdkRetries === true ? false : disableSdkRetries(this.messaging);
+    } else {
+      this.sdkRetriesDisabled = false;
+    }
+  }
+
+  /** FCM rules: shared limits, reserved data keys, 4 KB payload. */
+  validate(message: PushMessage): ValidationIssue[] {
+    return validateFcmMessage(message);
+  }
+
+  /** One attempt; never rejects. */
+  async send(message: PushMessage): Promise<SendOutcome> {
+    const [outcome] = await this.sendBatch([message]);
+    return outcome ?? CLOSED;
+  }
+
+  /** sendEach in chunks of ≤500; never rejects, order preserved. */
+  async sendBatch(messages: readonly PushMessage[]): Promise<SendOutcome[]> {
+    const outcomes: SendOutcome[] = new Array<SendOutcome>(messages.length);
+    for (let start = 0; start < messages.length; start += this.chunkSize) {
+      await this.sendChunk(messages, start, Math.min(messages.length, start + this.chunkSize), outcomes);
+    }
+    return outcomes;
+  }
+
+  /** Deletes the firebase-admin App and closes the sockets. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.app !== undefined) await deleteApp(this.app);
+    this.agent.destroy();
+  }
+
+  private async sendChunk(messages: readonly PushMessage[], start: number, end: number, outcomes: SendOutcome[]): Promise<void> {
+    const indexes: number[] = [];
+    const wire: TokenMessage[] = [];
+    for (let i = start; i < end; i += 1) {
+      const message = messages[i] as PushMessage;
+      const early = this.precheck(message);
+      if (early !== undefined) {
+        outcomes[i] = early;
+        continue;
+      }
+      try {
+        wire.push(buildFcmMessage(message));
+        indexes.push(i);
+      } catch (error) {
+        outcomes[i] = classifyFcmError(error);
+      }
+    }
+    if (wire.length === 0 || this.messaging === undefined) return;
+    const messaging = this.messaging;
+    const context: Exchange = {};
+    try {
+      const batch = await exchange.run(context, () => messaging.sendEach(wire));
+      batch.responses.forEach((response, k) => {
+        const index = indexes[k] as number;
+        outcomes[index] =
+          response.success && response.messageId !== undefined
+            ? { kind: "success", providerMessageId: response.messageId }
+            : withRetryAfter(classifyFcmError(response.error ?? new Error("FCM reported failure without an error")), context);
+      });
+    } catch (error) {
+      // sendEach rejects only for whole-call problems (e.g. the App was deleted); every message shares that fate.
+      const outcome = classifyFcmError(error);
+      for (const index of indexes) outcomes[index] = outcome;
+    }
+  }
+
+  private precheck(message: PushMessage): SendOutcome | undefined {
+    if (this.closed) return CLOSED;
+    if (this.configProblem !== undefined) {
+      return { kind: "permanent", reason: "provider_auth_failed", code: "invalid_credential", detail: this.configProblem };
+    }
+    const issues = validateFcmMessage(message);
+    return issues.length > 0 ? outcomeFromIssues(issues) : undefined;
+  }
+}

@@ -1,0 +1,78 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { installDnsGuard, type DnsGuard } from "./dns-guard";
+import { ApnsProvider, FcmProvider, ProviderNotConfiguredError, createProviderRegistry, credentialFingerprint, type ApplicationPushCredentials } from "./index";
+import { ProviderSimulator, generateApnsSigningKey } from "./simulator";
+
+let guard: DnsGuard;
+let sim: ProviderSimulator;
+
+before(async () => {
+  guard = installDnsGuard();
+  sim = new ProviderSimulator();
+  await sim.start();
+});
+
+after(async () => {
+  await sim.stop();
+  assert.deepEqual(guard.blocked, []);
+  guard.uninstall();
+});
+
+const credentials = (applicationId = "app-1"): ApplicationPushCredentials => ({
+  applicationId,
+  apns: sim.apnsCredentials(),
+  fcm: sim.fcmCredentials(),
+});
+
+test("credential fingerprints ignore key order and change with any value", () => {
+  assert.equal(credentialFingerprint({ a: 1, b: { c: 2, d: 3 } }), credentialFingerprint({ b: { d: 3, c: 2 }, a: 1 }));
+  assert.notEqual(credentialFingerprint({ a: 1 }), credentialFingerprint({ a: 2 }));
+  assert.equal(credentialFingerprint({ a: 1, b: undefined }), credentialFingerprint({ a: 1 }));
+  assert.doesNotMatch(credentialFingerprint({ secret: "hunter2" }), /hunter2/);
+});
+
+test("providers are cached per application credential and reach the simulator", async () => {
+  const registry = createProviderRegistry({ apnsEndpoint: sim.apnsEndpoint(), fcmEndpoint: sim.fcmEndpoint() });
+  try {
+    const ios = registry.providerFor(credentials(), "iOSPush");
+    const android = registry.providerFor(credentials(), "AndroidPush");
+    assert.ok(ios instanceof ApnsProvider);
+    assert.ok(android instanceof FcmProvider);
+    assert.equal(registry.providerFor(credentials(), "iOSPush"), ios, "same credential → same pool");
+    assert.equal(registry.providerFor({ ...credentials(), apns: { ...sim.apnsCredentials() } }, "iOSPush"), ios, "equal by value, not identity");
+    assert.notEqual(registry.providerFor(credentials("app-2"), "iOSPush"), ios, "other application → own provider");
+    assert.notEqual(registry.providerFor(credentials(), "iOSPush", { sandbox: true }), ios, "sandbox has its own pool");
+    assert.equal(registry.size(), 4);
+    const message = { messageId: "m-1", token: "ok-registry", body: "hi" };
+    assert.equal((await ios.send(message)).kind, "success");
+    assert.equal((await android.send(message)).kind, "success");
+    assert.equal(sim.requestsFor("ok-registry"), 2);
+  } finally {
+    await registry.closeAll();
+  }
+  assert.equal(registry.size(), 0);
+});
+
+test("a rotated credential replaces the application's provider and closes the old one", async () => {
+  const registry = createProviderRegistry({ apnsEndpoint: sim.apnsEndpoint(), fcmEndpoint: sim.fcmEndpoint() });
+  try {
+    const before = registry.providerFor(credentials(), "iOSPush");
+    const rotated = { ...credentials(), apns: { ...sim.apnsCredentials(), signingKey: generateApnsSigningKey().privateKeyPem } };
+    const after = registry.providerFor(rotated, "iOSPush");
+    assert.notEqual(after, before);
+    assert.equal(registry.size(), 1);
+    const outcome = await before.send({ messageId: "m", token: "ok-rotated", body: "x" });
+    assert.equal(outcome.kind === "temporary" ? outcome.reason : outcome.kind, "provider_closed");
+  } finally {
+    await registry.closeAll();
+  }
+});
+
+test("missing credentials or an unsupported type throw ProviderNotConfiguredError", async () => {
+  const registry = createProviderRegistry();
+  assert.throws(() => registry.providerFor({ applicationId: "a" }, "iOSPush"), ProviderNotConfiguredError);
+  assert.throws(() => registry.providerFor({ applicationId: "a" }, "AndroidPush"), { code: "provider_not_configured" });
+  assert.throws(() => registry.providerFor(credentials(), "Email" as never), ProviderNotConfiguredError);
+  await registry.closeAll();
+});

@@ -1,0 +1,140 @@
+/**
+ * Provider registry (COMP-002 §4 AdapterFactory): one live provider per application credential, so
+ * HTTP/2 pools and keep-alive sockets are shared by every send for that application.
+ */
+import crypto from "node:crypto";
+import { ApnsProvider, type ApnsCredentials, type ApnsEnvironment, type ApnsProviderOptions } from "./apns";
+import { FcmProvider, type FcmCredentials, type FcmProviderOptions } from "./fcm";
+import type { ProviderEndpoint, PushProvider, PushSubscriptionType } from "./types";
+
+export * from "./types";
+export { ApnsProvider, type ApnsCredentials, type ApnsEnvironment, type ApnsProviderOptions } from "./apns";
+export { FcmProvider, type FcmCredentials, type FcmProviderOptions } from "./fcm";
+export { classifyApnsError, classifyFcmError, SUBSCRIPTION_STATUS } from "./errors";
+export { validatePushMessage, validateApnsMessage, validateFcmMessage, PUSH_LIMITS } from "./validation";
+
+/** An application's decrypted push credentials, as stored (encrypted) on the application row. */
+export interface ApplicationPushCredentials {
+  applicationId: string;
+  apns?: ApnsCredentials & { environment?: ApnsEnvironment };
+  fcm?: FcmCredentials;
+}
+
+/** Registry-wide settings; endpoints route every provider to the simulator in dev/test. */
+export interface ProviderRegistryOptions {
+  apnsEndpoint?: ProviderEndpoint;
+  fcmEndpoint?: ProviderEndpoint;
+  /** Tuning passed to every ApnsProvider (connections, timeouts, chunk size). */
+  apns?: Pick<ApnsProviderOptions, "connections" | "pipelining" | "requestTimeoutMs" | "batchChunkSize">;
+  /** Tuning passed to every FcmProvider. */
+  fcm?: Pick<FcmProviderOptions, "maxSockets" | "batchChunkSize" | "sdkRetries">;
+}
+
+/** Per-call selection beyond the subscription type. */
+export interface ProviderSelection {
+  /** APNs sandbox for development-build tokens (subscription test_type 1/2); overrides the credential's environment. */
+  sandbox?: boolean;
+}
+
+/** Thrown when an application has no credentials for the requested subscription type. */
+export class ProviderNotConfiguredError extends Error {
+  readonly code = "provider_not_configured";
+  constructor(applicationId: string, subscriptionType: string) {
+    super(`application ${applicationId} has no push credentials for ${subscriptionType}`);
+    this.name = "ProviderNotConfiguredError";
+  }
+}
+
+/** Caches providers; see {@link createProviderRegistry}. */
+export interface ProviderRegistry {
+  /** The cached provider for this credential, creating it on first use; throws ProviderNotConfiguredError when credentials are missing. */
+  providerFor(credentials: ApplicationPushCredentials, subscriptionType: PushSubscriptionType, selection?: ProviderSelection): PushProvider;
+  /** Number of live providers. */
+  size(): number;
+  /** Closes every provider (process shutdown). */
+  closeAll(): Promise<void>;
+}
+
+/** Stable hash of a credential (keys sorted) so a rotated key gets a fresh provider and the cache key never holds the secret. */
+export function credentialFingerprint(value: unknown): string {
+  return crypto.createHash("sha256").update(canonicalJson(value)).digest("hex").slice(0, 32);
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/** Creates a registry. Credential rotation replaces (and closes) the application's previous provider of that kind. */
+export function createProviderRegistry(options: ProviderRegistryOptions = {}): ProviderRegistry {
+  const byKey = new Map<string, PushProvider>();
+  // slot = application + platform (+ APNs environment); lets a rotated credential retire the old pool.
+  const keyBySlot = new Map<string, string>();
+  const retiring = new Set<Promise<void>>();
+
+  const retireErrors: unknown[] = [];
+
+  const retire = (provider: PushProvider) => {
+    // Let in-flight sends finish on the old pool; closeAll waits for these and reports their failures.
+    const closing: Promise<void> = provider
+      .close()
+      .then(undefined, (error: unknown) => {
+        retireErrors.push(error);
+      })
+      .finally(() => retiring.delete(closing));
+    retiring.add(closing);
+  };
+
+  const remember = (slot: string, key: string, create: () => PushProvider): PushProvider => {
+    const existing = byKey.get(key);
+    if (existing !== undefined) return existing;
+    const previousKey = keyBySlot.get(slot);
+    if (previousKey !== undefined) {
+      const previous = byKey.get(previousKey);
+      byKey.delete(previousKey);
+      if (previous !== undefined) retire(previous);
+    }
+    const provider = create();
+    byKey.set(key, provider);
+    keyBySlot.set(slot, key);
+    return provider;
+  };
+
+  return {
+    providerFor(credentials, subscriptionType, selection = {}) {
+      if (subscriptionType === "iOSPush") {
+        const apns = credentials.apns;
+        if (apns === undefined) throw new ProviderNotConfiguredError(credentials.applicationId, subscriptionType);
+        const environment: ApnsEnvironment = selection.sandbox === true ? "sandbox" : apns.environment ?? "production";
+        const slot = `${credentials.applicationId}|apns|${environment}`;
+        const key = `${slot}|${credentialFingerprint(apns)}`;
+        return remember(slot, key, () => new ApnsProvider({ ...options.apns, ...apns, environment, ...(options.apnsEndpoint ? { endpoint: options.apnsEndpoint } : {}) }));
+      }
+      if (subscriptionType === "AndroidPush") {
+        const fcm = credentials.fcm;
+        if (fcm === undefined) throw new ProviderNotConfiguredError(credentials.applicationId, subscriptionType);
+        const slot = `${credentials.applicationId}|fcm`;
+        const key = `${slot}|${credentialFingerprint(fcm)}`;
+        return remember(slot, key, () => new FcmProvider({ ...options.fcm, ...fcm, ...(options.fcmEndpoint ? { endpoint: options.fcmEndpoint } : {}) }));
+      }
+      throw new ProviderNotConfiguredError(credentials.applicationId, String(subscriptionType));
+    },
+    size() {
+      return byKey.size;
+    },
+    async closeAll() {
+      const providers = [...byKey.values()];
+      byKey.clear();
+      keyBySlot.clear();
+      const results = await Promise.allSettled([...providers.map((p) => p.close()), ...retiring]);
+      const errors = [...retireErrors.splice(0), ...results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []))];
+      if (errors.length > 0) throw new AggregateError(errors, "some push providers failed to close");
+    },
+  };
+}
