@@ -61,7 +61,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const logger = createLogger(process.env.LOG_LEVEL ?? "warn", "test");
   const encryptionKey = options.encryptionKey ?? crypto.randomBytes(32).toString("base64");
-  installTemporalRuntimeLogger(logger);
+  // Installing the SDK runtime without a worker would keep its native handle (and this process) alive.
+  if (options.worker) installTemporalRuntimeLogger(logger);
   const simulator = options.simulator ?? options.worker ? await startSimulator(logger) : undefined;
   const deps = await createDeps({
     config,
