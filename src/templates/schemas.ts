@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { PushOptionsShape } from "../messages/push-options";
 import { PaginationQuery, PaginationSchema } from "../http/pagination";
 import { MAX_NESTING_DEPTH, VARIABLE_NAME_PATTERN, templateSyntaxError } from "./render";
 
@@ -59,23 +60,10 @@ const TemplateVariables = z
   });
 
 /**
- * Push delivery options stored with each version (literal values, not templated); names are the
- * snake_case of the provider adapter's PushMessage fields.
+ * Push delivery options stored with each version (literal values, not templated): the same options
+ * every send endpoint accepts, so a template can carry anything a direct send can.
  */
-export const TemplateOptions = z.strictObject({
-  sound: z.string().min(1).max(256).optional(),
-  badge: z.number().int().min(0).optional(),
-  category: z.string().min(1).max(256).optional(),
-  thread_id: z.string().min(1).max(256).optional(),
-  mutable_content: z.boolean().optional(),
-  image_url: z.url({ protocol: /^https?$/, message: "must be an http(s) URL" }).max(2048).optional(),
-  interruption_level: z.enum(["passive", "active", "time-sensitive", "critical"]).optional(),
-  priority: z.enum(["high", "normal"]).optional(),
-  ttl_seconds: z.number().int().min(0).max(28 * 86_400).optional().describe("how long the provider may hold an undelivered push"),
-  collapse_key: z.string().min(1).max(64).optional(),
-  click_action: z.string().min(1).max(256).optional(),
-  android_channel_id: z.string().min(1).max(256).optional(),
-});
+export const TemplateOptions = z.strictObject(PushOptionsShape);
 
 /** Options as stored in `message_template_versions.options`. */
 export type TemplateOptionsValue = z.infer<typeof TemplateOptions>;
