@@ -39,7 +39,7 @@ export async function applyQuota(trx: Knex.Transaction, applicationId: string, q
     const row = await trx("message_quotas").where("application_id", applicationId).first<{ billing_currency: string }>("billing_currency");
     const currency = row?.billing_currency ?? "KRW";
     await transfer(trx, {
-      from: creditSourceAccount(currency),
+      from: creditSourceAccount(applicationId, currency),
       to: creditAccount(applicationId, currency),
       amount: quota.credit_balance,
       idempotencyKey: `topup:${applicationId}:${newId()}`,

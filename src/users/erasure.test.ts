@@ -1,0 +1,257 @@
+import crypto from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { eventually, startTestApp, type TestApp } from "../../test/support/harness";
+import { newId } from "../db/ids";
+
+let app: TestApp;
+let tenant: { id: string; apiKey: string };
+
+before(async () => {
+  app = await startTestApp({ worker: true });
+  tenant = await app.createApplication();
+});
+after(async () => {
+  await app.close();
+});
+
+const ext = (label: string): string => `${label}-${crypto.randomUUID()}@example.com`;
+
+async function insertSubscription(target: TestApp, applicationId: string): Promise<string> {
+  const id = newId();
+  const token = crypto.randomBytes(32).toString("hex");
+  await target.deps.db("subscriptions").insert({
+    id,
+    application_id: applicationId,
+    subscription_type: "iOSPush",
+    token_ciphertext: target.deps.secrets.encrypt(token),
+    token_hash: target.deps.secrets.hash(token),
+    subscription_status: 1,
+    subscribed_at: new Date(),
+    device_model: "iPhone15,2",
+    tags: JSON.stringify({ vip: true }),
+  });
+  return id;
+}
+
+async function insertMessage(target: TestApp, fields: Record<string, unknown>): Promise<string> {
+  const id = newId();
+  await target.deps.db("messages").insert({
+    id,
+    channel: "push",
+    subscription_type: "iOSPush",
+    status: "received",
+    title: "Hello Jane",
+    body: "Your order #123 to 1 Main St has shipped",
+    data: JSON.stringify({ order_id: "123", name: "Jane" }),
+    options: JSON.stringify({ variables: { name: "Jane" }, sound: "default" }),
+    provider: "apns",
+    provider_message_id: crypto.randomUUID(),
+    idempotency_key: `order-shipped-${crypto.randomUUID()}`,
+    error_details: JSON.stringify({ token_suffix: "abcd" }),
+    attempts: 1,
+    sent_at: new Date(),
+    received_at: new Date(),
+    ...fields,
+  });
+  await target.deps.db("message_events").insert([
+    { id: newId(), message_id: id, application_id: fields.application_id, event_type: "sent", from_status: "pending", to_status: "successful", data: JSON.stringify({ apns_id: "x" }) },
+    { id: newId(), message_id: id, application_id: fields.application_id, event_type: "received", from_status: "successful", to_status: "received", data: JSON.stringify({ device: "Jane's phone" }) },
+  ]);
+  return id;
+}
+
+async function identify(target: TestApp, key: string, externalId: string, subscriptions: string[] = []): Promise<string> {
+  const res = await target.request("POST", "/users/identify", { key, body: { external_id: externalId, subscriptions } });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.data.user_id;
+}
+
+async function waitForCompletion(target: TestApp, key: string, requestId: string, timeoutMs = 30_000): Promise<any> {
+  return eventually(async () => {
+    const res = await target.request("GET", `/users/erasure-requests/${requestId}`, { key });
+    return res.body.data?.status === "completed" ? res.body.data : undefined;
+  }, timeoutMs, 200);
+}
+
+describe("GDPR erasure (DELETE /users/:external_id)", () => {
+  test("end to end: user and subscriptions deleted, messages kept but emptied of personal content", async () => {
+    const externalId = ext("jane");
+    const [s1, s2, s3] = [await insertSubscription(app, tenant.id), await insertSubscription(app, tenant.id), await insertSubscription(app, tenant.id)];
+    // An anonymous message to s1 from before Jane logged in: her device, her content.
+    const anonymous = await insertMessage(app, { application_id: tenant.id, subscription_id: s1 });
+    const userId = await identify(app, tenant.apiKey, externalId, [s1, s2, s3]);
+    // s3 is a device Jane logged out of: it outlives her, but must stop naming her.
+    await app.request("POST", "/users/logout", { key: tenant.apiKey, body: { subscriptions: [s3] } });
+    const mine = [
+      await insertMessage(app, { application_id: tenant.id, subscription_id: s1, user_id: userId }),
+      await insertMessage(app, { application_id: tenant.id, subscription_id: s2, user_id: userId, status: "failed", error_code: "BadDeviceToken", error_message: "token for Jane rejected", failed_at: new Date() }),
+      await insertMessage(app, { application_id: tenant.id, subscription_id: s3, user_id: userId }),
+    ];
+    // Another user's message and device must be untouched.
+    const otherSub = await insertSubscription(app, tenant.id);
+    const otherUser = await identify(app, tenant.apiKey, ext("john"), [otherSub]);
+    const theirs = await insertMessage(app, { application_id: tenant.id, subscription_id: otherSub, user_id: otherUser });
+
+    const del = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
+    assert.equal(del.status, 202);
+    assert.equal(del.body.data.status, "pending");
+    assert.ok(del.body.data.request_id);
+    assert.equal(typeof del.body.data.message, "string");
+
+    const done = await waitForCompletion(app, tenant.apiKey, del.body.data.request_id);
+    assert.ok(done.completed_at);
+    assert.deepEqual(done.result, { users: 1, subscriptions: 2, messages_scrubbed: 4, subscription_events_scrubbed: 2 });
+
+    const db = app.deps.db;
+    assert.equal(await db("users").where({ id: userId }).first(), undefined);
+    assert.equal((await db("subscriptions").whereIn("id", [s1, s2])).length, 0);
+    assert.equal((await db("subscription_events").whereIn("subscription_id", [s1, s2])).length, 0);
+
+    for (const id of [anonymous, ...mine]) {
+      const m = await db("messages").where({ id }).first();
+      assert.ok(m, "the message row is kept");
+      assert.equal(m.title, null);
+      assert.equal(m.body, null);
+      assert.deepEqual(m.data, {});
+      assert.deepEqual(m.options, {});
+      assert.deepEqual(m.error_details, {});
+      assert.equal(m.error_message, null);
+      assert.equal(m.idempotency_key, null);
+      assert.equal(m.provider_message_id, null);
+      assert.equal(m.user_id, null);
+      assert.equal(m.subscription_id, null);
+      assert.equal(m.provider, "apns");
+      assert.ok(m.sent_at);
+      const events = await db("message_events").where({ message_id: id }).orderBy("created_at");
+      assert.equal(events.length, 2, "event rows (the counts) are kept");
+      assert.deepEqual(
+        events.map((e: { to_status: string }) => e.to_status),
+        ["successful", "received"],
+      );
+      for (const e of events) assert.deepEqual(e.data, {});
+    }
+    assert.equal((await db("messages").where({ id: mine[1] }).first()).status, "failed");
+    assert.equal((await db("messages").where({ id: mine[1] }).first()).error_code, "BadDeviceToken");
+
+    const other = await db("messages").where({ id: theirs }).first();
+    assert.equal(other.title, "Hello Jane");
+    assert.equal(other.user_id, otherUser);
+    assert.ok(await db("subscriptions").where({ id: otherSub }).first());
+
+    // The logged-out device survives, but nothing left in the database names her.
+    assert.ok(await db("subscriptions").where({ id: s3 }).first());
+    const s3Events = await db("subscription_events").where({ subscription_id: s3 }).orderBy("created_at");
+    assert.deepEqual(
+      s3Events.map((e: { event_type: string }) => e.event_type),
+      ["user_linked", "user_unlinked"],
+    );
+    for (const e of s3Events) {
+      assert.equal(e.user_id, null);
+      assert.deepEqual(e.data, {});
+    }
+    const tables = ["users", "subscriptions", "subscription_events", "messages", "message_events"];
+    for (const table of tables) {
+      const hits = await db(table).whereRaw(`${table}::text like ?`, [`%${externalId}%`]);
+      assert.equal(hits.length, 0, `${table} still mentions the external id`);
+      const byId = await db(table).whereRaw(`${table}::text like ?`, [`%${userId}%`]);
+      assert.equal(byId.length, 0, `${table} still mentions the user id`);
+    }
+    const request = await db("erasure_requests").where({ id: del.body.data.request_id }).first();
+    assert.equal(request.user_id, null);
+    assert.equal(request.status, "completed");
+
+    // The user is gone: a second DELETE is a 404, and identifying again makes a brand-new user.
+    assert.equal((await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey })).status, 404);
+    assert.equal((await app.request("GET", `/users/${encodeURIComponent(externalId)}/subscriptions`, { key: tenant.apiKey })).status, 404);
+    assert.notEqual(await identify(app, tenant.apiKey, externalId), userId);
+  });
+
+  test("if Temporal refuses the start: 503 with the request id, the row stays pending, a retried DELETE resumes it", async () => {
+    const externalId = ext("retry");
+    const sub = await insertSubscription(app, tenant.id);
+    const userId = await identify(app, tenant.apiKey, externalId, [sub]);
+    const client = app.deps.temporal.workflow;
+    const original = client.start.bind(client);
+    client.start = (async () => {
+      throw new Error("simulated Temporal outage");
+    }) as typeof client.start;
+    let failed: { status: number; body: any; headers: Headers } | undefined;
+    try {
+      failed = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
+    } finally {
+      client.start = original;
+    }
+    assert.ok(failed);
+    assert.equal(failed.status, 503);
+    assert.equal(failed.body.error.code, "service_unavailable");
+    assert.ok(failed.headers.get("retry-after"));
+    const requestId = failed.body.error.details.request_id;
+    const row = await app.deps.db("erasure_requests").where({ id: requestId }).first();
+    assert.equal(row.status, "pending");
+    assert.equal(row.workflow_id, null);
+    assert.ok(await app.deps.db("users").where({ id: userId }).first(), "nothing erased yet");
+
+    const retried = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
+    assert.equal(retried.status, 202);
+    assert.equal(retried.body.data.request_id, requestId);
+    const done = await waitForCompletion(app, tenant.apiKey, requestId);
+    assert.deepEqual(done.result, { users: 1, subscriptions: 1, messages_scrubbed: 0, subscription_events_scrubbed: 0 });
+    assert.equal((await app.deps.db("erasure_requests").where({ application_id: tenant.id, external_id: externalId })).length, 1);
+    assert.equal(await app.deps.db("subscriptions").where({ id: sub }).first(), undefined);
+  });
+
+  test("a request made while no worker runs completes once a worker starts on the task queue", async () => {
+    const apiOnly = await startTestApp();
+    let worker: TestApp | undefined;
+    try {
+      const own = await apiOnly.createApplication();
+      const externalId = ext("durable");
+      const sub = await insertSubscription(apiOnly, own.id);
+      const userId = await identify(apiOnly, own.apiKey, externalId, [sub]);
+      const message = await insertMessage(apiOnly, { application_id: own.id, subscription_id: sub, user_id: userId });
+      const del = await apiOnly.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: own.apiKey });
+      assert.equal(del.status, 202);
+      const requestId = del.body.data.request_id;
+      await new Promise((r) => setTimeout(r, 1500));
+      const waiting = await apiOnly.request("GET", `/users/erasure-requests/${requestId}`, { key: own.apiKey });
+      assert.equal(waiting.body.data.status, "pending", "no worker polls this task queue yet");
+      assert.ok(await apiOnly.deps.db("users").where({ id: userId }).first());
+
+      worker = await startTestApp({ worker: true, env: { TEMPORAL_TASK_QUEUE: apiOnly.config.TEMPORAL_TASK_QUEUE } });
+      const done = await waitForCompletion(apiOnly, own.apiKey, requestId, 60_000);
+      assert.deepEqual(done.result, { users: 1, subscriptions: 1, messages_scrubbed: 1, subscription_events_scrubbed: 0 });
+      assert.equal(await apiOnly.deps.db("users").where({ id: userId }).first(), undefined);
+      const m = await apiOnly.deps.db("messages").where({ id: message }).first();
+      assert.equal(m.title, null);
+      assert.equal(m.status, "received");
+    } finally {
+      await worker?.close();
+      await apiOnly.close();
+    }
+  });
+
+  test("a user with more messages than one batch is fully scrubbed", async () => {
+    const externalId = ext("heavy");
+    const sub = await insertSubscription(app, tenant.id);
+    const userId = await identify(app, tenant.apiKey, externalId, [sub]);
+    const rows = Array.from({ length: 2500 }, () => ({
+      id: newId(),
+      application_id: tenant.id,
+      subscription_id: sub,
+      user_id: userId,
+      status: "successful",
+      title: "Hi Jane",
+      body: "private",
+      data: JSON.stringify({ k: "v" }),
+    }));
+    await app.deps.db.batchInsert("messages", rows, 500);
+    const del = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
+    const done = await waitForCompletion(app, tenant.apiKey, del.body.data.request_id, 60_000);
+    assert.equal(done.result.messages_scrubbed, 2500);
+    const [left] = await app.deps.db("messages").whereIn("id", rows.map((r) => r.id)).whereNotNull("title").count<{ count: number }[]>({ count: "*" });
+    assert.equal(Number(left?.count), 0);
+    const [kept] = await app.deps.db("messages").whereIn("id", rows.map((r) => r.id)).where({ status: "successful" }).count<{ count: number }[]>({ count: "*" });
+    assert.equal(Number(kept?.count), 2500);
+  });
+});
