@@ -64,6 +64,12 @@ async function main(): Promise<number> {
   const started = Date.now();
   const stack = await startLocalStack(config, logger, { headless: true, ephemeral: true });
   console.log(`# infrastructure up in ${Date.now() - started} ms: PostgreSQL ${stack.postgres ? "embedded" : "external"}, Temporal ${stack.temporalAddress}`);
+  // Ctrl-C: the test runner child gets the signal too; make sure the servers go down with it.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      void stack.stop().finally(() => process.exit(130));
+    });
+  }
   try {
     const db = createDb(stack.databaseUrl, 2);
     await migrateLatest(db);

