@@ -18,7 +18,7 @@ export function createReconcilerActivities(deps: Deps) {
         .where("created_at", "<", new Date(Date.now() - options.olderThanMs))
         .orderBy("created_at")
         .limit(options.limit)
-        .select<StartableMessage[]>("id", "application_id", "subscription_id");
+        .select<StartableMessage[]>("id", "application_id", "subscription_id", "created_at");
       const orphaned: StartableMessage[] = [];
       for (const message of candidates) {
         try {

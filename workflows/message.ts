@@ -29,6 +29,8 @@ export interface MessageWorkflowInput {
   messageId: string;
   applicationId: string;
   timing: MessageTiming;
+  /** When the API accepted the message (epoch ms); the pending timeout counts from here. */
+  acceptedAt?: number;
 }
 
 /** The SDK reported the device received the message (the API already updated PostgreSQL). */
@@ -74,10 +76,15 @@ export async function messageWorkflow(input: MessageWorkflowInput): Promise<Mess
     return observe("cancelled");
   };
 
+  // Histories from before acceptedAt existed count from the workflow start.
+  const acceptedAt = input.acceptedAt ?? workflowInfo().startTime.getTime();
+  if (Date.now() - acceptedAt > timing.pendingTimeoutMs) {
+    // Started late (e.g. by the reconciler after a long Temporal outage): too old to send now.
+    return observe(await activities.failMessage(messageId, "pending_timeout", "the message waited longer than the pending timeout before its first attempt"));
+  }
   const quota = await activities.debitQuota(messageId);
   if (!quota.proceed) return quota.status === "cancelled" ? finishCancelled() : observe(quota.status);
 
-  const acceptedAt = workflowInfo().startTime.getTime();
   const retriesByClass: Record<RetryClass, number> = { network: 0, provider_outage: 0, rate_limited: 0 };
   for (;;) {
     const attempt = await activities.sendMessage(messageId);

@@ -97,7 +97,7 @@ export async function acceptMessages(
   if (idempotencyKey) {
     const previous = await findByIdempotencyKey(deps.db, applicationId, idempotencyKey);
     if (previous.length > 0) {
-      await startMessageWorkflows(deps, previous.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id })));
+      await startMessageWorkflows(deps, previous.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id, created_at: m.created_at })));
       return previous.map(view);
     }
   }
@@ -138,7 +138,7 @@ export async function acceptMessages(
   // A concurrent request with the same key won the insert race: answer with its messages.
   const accepted = idempotencyKey && inserted.length < rows.length ? await findByIdempotencyKey(deps.db, applicationId, idempotencyKey) : inserted;
   try {
-    await startMessageWorkflows(deps, accepted.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id })));
+    await startMessageWorkflows(deps, accepted.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id, created_at: m.created_at })));
   } catch (error) {
     deps.logger.error({ err: error, application_id: applicationId, count: accepted.length }, "workflow start failed; the reconciler will start these messages");
   }

@@ -30,11 +30,28 @@ test("a message accepted without a workflow (API died before starting it) is sta
     body: "orphaned",
     created_at: new Date(Date.now() - 10 * 60_000),
   });
+  // One accepted two days ago is past the 24 h pending timeout: it must fail, not go out late.
+  const staleId = newId();
+  await app.deps.db("messages").insert({
+    id: staleId,
+    application_id: applicationId,
+    subscription_id: sub.id,
+    subscription_type: "iOSPush",
+    status: "pending",
+    body: "too old",
+    created_at: new Date(Date.now() - 48 * 3_600_000),
+  });
   const scheduleId = await ensureReconcilerSchedule(app.deps, { intervalMs: 1_000, olderThanMs: 60_000 });
   try {
     const description = await app.deps.temporal.schedule.getHandle(scheduleId).describe();
     assert.equal(description.action.type, "startWorkflow");
     await eventually(async () => (await app.deps.db("messages").where("id", orphanId).first()).status === "successful", 60_000, 250);
+    const stale = await eventually(async () => {
+      const row = await app.deps.db("messages").where("id", staleId).first();
+      return row.status === "failed" ? row : undefined;
+    }, 60_000, 250);
+    assert.equal(stale.error_code, "pending_timeout");
+    assert.equal(app.simulator!.simulator.requestsFor(sub.token), 1, "only the fresh orphan was sent; the stale one never was");
     const workflow = await app.deps.temporal.workflow.getHandle(messageWorkflowId(orphanId)).describe();
     assert.equal(workflow.status.name, "RUNNING");
     // Creating the schedule again (every worker does at start) is harmless.

@@ -18,6 +18,8 @@ export interface StartableMessage {
   id: string;
   application_id: string;
   subscription_id: string | null;
+  /** Acceptance time; the pending timeout counts from here even if the workflow starts late. */
+  created_at?: Date;
 }
 
 /**
@@ -33,7 +35,7 @@ export async function startMessageWorkflows(deps: Deps, messages: readonly Start
       deps.temporal.workflow.start(messageWorkflow, {
         workflowId: messageWorkflowId(message.id),
         taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-        args: [{ messageId: message.id, applicationId: message.application_id, timing }],
+        args: [{ messageId: message.id, applicationId: message.application_id, timing, acceptedAt: message.created_at ? new Date(message.created_at).getTime() : Date.now() }],
         workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         typedSearchAttributes: [
