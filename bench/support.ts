@@ -1,6 +1,5 @@
 import fs from "node:fs";
 import os from "node:os";
-import net from "node:net";
 import path from "node:path";
 import crypto from "node:crypto";
 import { loadConfig, type Config } from "../src/config";
@@ -12,6 +11,7 @@ import { startWorker, type RunningWorker } from "../src/worker/run-worker";
 import { installTemporalRuntimeLogger } from "../src/infra/process";
 import { startSimulator, type RunningSimulator } from "../src/infra/simulator";
 import type { Deps } from "../src/deps";
+import { freePort } from "../src/infra/ports";
 
 /** A whole platform started for a benchmark: throwaway PostgreSQL and Temporal, API, worker, simulator. */
 export interface BenchPlatform {
@@ -22,17 +22,6 @@ export interface BenchPlatform {
   simulator: RunningSimulator;
   adminToken: string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Starts everything a benchmark needs on free ports under a temporary data directory. */

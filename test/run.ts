@@ -5,13 +5,13 @@
  */
 import fs from "node:fs";
 import os from "node:os";
-import net from "node:net";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
 import { startLocalStack } from "../src/infra/local-stack";
 import { createDb, migrateLatest } from "../src/db/knex";
+import { freePort } from "../src/infra/ports";
 
 const ROOT = path.resolve(__dirname, "..");
 const SEARCH_DIRS = ["src", "test", "activities", "workflows", "temporal", "bench"];
@@ -28,18 +28,6 @@ function findTests(targets: string[]): string[] {
   };
   for (const target of targets) walk(path.resolve(ROOT, target));
   return found.sort();
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function main(): Promise<number> {

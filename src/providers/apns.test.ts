@@ -1,11 +1,10 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import crypto from "node:crypto";
 import { ApnsProvider } from "./apns";
 import { installDnsGuard, type DnsGuard } from "./dns-guard";
 import { buildApnsPayload } from "./payload";
 import { ProviderSimulator, generateApnsSigningKey } from "./simulator";
-import type { PushMessage, SendOutcome } from "./types";
+import { assertOutcomeLike, testPush } from "./test-support";
 
 let guard: DnsGuard;
 let sim: ProviderSimulator;
@@ -25,13 +24,7 @@ after(async () => {
   guard.uninstall();
 });
 
-const message = (token: string, extra: Partial<PushMessage> = {}): PushMessage => ({
-  messageId: crypto.randomUUID(),
-  token,
-  title: "Hello",
-  body: "World",
-  ...extra,
-});
+const message = testPush;
 
 /** Expected outcome fields per simulator token prefix. */
 const EXPECTED: Record<string, Partial<Record<string, unknown>>> = {
@@ -45,11 +38,7 @@ const EXPECTED: Record<string, Partial<Record<string, unknown>>> = {
   reset: { kind: "temporary", class: "network", code: "ERR_HTTP2_STREAM_ERROR" },
 };
 
-function assertLike(outcome: SendOutcome, expected: Partial<Record<string, unknown>>, label: string): void {
-  for (const [key, value] of Object.entries(expected)) {
-    assert.deepEqual((outcome as unknown as Record<string, unknown>)[key], value, `${label}: ${key} in ${JSON.stringify(outcome)}`);
-  }
-}
+const assertLike = assertOutcomeLike;
 
 test("success: apns-id comes back as providerMessageId; headers and payload are what we built", async () => {
   const m = message("ok-payload", {

@@ -1,10 +1,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import crypto from "node:crypto";
 import { installDnsGuard, type DnsGuard } from "./dns-guard";
 import { FcmProvider } from "./fcm";
 import { ProviderSimulator } from "./simulator";
-import type { PushMessage, SendOutcome } from "./types";
+import { assertOutcomeLike, testPush } from "./test-support";
 
 let guard: DnsGuard;
 let sim: ProviderSimulator;
@@ -24,13 +23,7 @@ after(async () => {
   guard.uninstall();
 });
 
-const message = (token: string, extra: Partial<PushMessage> = {}): PushMessage => ({
-  messageId: crypto.randomUUID(),
-  token,
-  title: "Hello",
-  body: "World",
-  ...extra,
-});
+const message = testPush;
 
 const EXPECTED: Record<string, Partial<Record<string, unknown>>> = {
   ok: { kind: "success" },
@@ -43,11 +36,7 @@ const EXPECTED: Record<string, Partial<Record<string, unknown>>> = {
   reset: { kind: "temporary", class: "network", code: "app/network-error" },
 };
 
-function assertLike(outcome: SendOutcome, expected: Partial<Record<string, unknown>>, label: string): void {
-  for (const [key, value] of Object.entries(expected)) {
-    assert.deepEqual((outcome as unknown as Record<string, unknown>)[key], value, `${label}: ${key} in ${JSON.stringify(outcome)}`);
-  }
-}
+const assertLike = assertOutcomeLike;
 
 interface Envelope {
   message: { token: string; data: Record<string, string>; notification?: Record<string, string>; android?: Record<string, unknown> };
