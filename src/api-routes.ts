@@ -4,6 +4,7 @@ import { subscriptionRoutes } from "./subscriptions/routes";
 import { userRoutes } from "./users/routes";
 import { templateRoutes } from "./templates/routes";
 import { messageRoutes } from "./messages/routes";
+import { analyticsRoutes } from "./analytics/routes";
 
 /** Every REST route, in mount order; the OpenAPI document is generated from this same list. */
-export const apiRoutes: RouteSpec[] = [...applicationRoutes, ...subscriptionRoutes, ...userRoutes, ...templateRoutes, ...messageRoutes];
+export const apiRoutes: RouteSpec[] = [...applicationRoutes, ...subscriptionRoutes, ...userRoutes, ...templateRoutes, ...messageRoutes, ...analyticsRoutes];
