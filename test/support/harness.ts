@@ -1,4 +1,6 @@
 import crypto from "node:crypto";
+// Every integration test process refuses DNS lookups of Apple and Google (see the preload module).
+import "./dns-guard-preload";
 import { loadConfig, type Config } from "../../src/config";
 import { createLogger } from "../../src/logger";
 import { createDeps, closeDeps, startApiServer, type ApiServer } from "../../src/runtime";
