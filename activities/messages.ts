@@ -7,6 +7,8 @@ import { toPushMessage, type StoredPushOptions } from "../src/messages/push-opti
 import { debitMessageQuota, refundMessageQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { ProviderNotConfiguredError, type SendOutcome, type TemporaryClass } from "../src/providers";
+import { afterCommit } from "../src/metrics/after-commit";
+import { messageRetriesTotal, providerErrorsTotal, providerRequestDuration } from "../src/metrics/registry";
 
 /** What the workflow learns from one send attempt. */
 export type SendStepResult =
@@ -95,7 +97,23 @@ export function createMessageActivities(deps: Deps) {
           const provider = await deps.push.providerFor(message.application_id, subscription.subscription_type, subscription.test_type === 1 || subscription.test_type === 2);
           providerName = provider.platform;
           const token = deps.secrets.decrypt(subscription.token_ciphertext);
-          outcome = await provider.send(toPushMessage({ ...message, options: message.options as StoredPushOptions }, token));
+          const started = process.hrtime.bigint();
+          try {
+            outcome = await provider.send(toPushMessage({ ...message, options: message.options as StoredPushOptions }, token));
+          } catch (error) {
+            // Adapters answer outcomes, so a throw is a bug or a crash in the client: still a provider error.
+            providerRequestDuration.observe({ provider: providerName, outcome: "exception" }, Number(process.hrtime.bigint() - started) / 1e9);
+            providerErrorsTotal.inc({ provider: providerName, reason: "exception" });
+            throw error;
+          }
+          // The provider was called whether or not this transaction commits, so these count at once.
+          providerRequestDuration.observe({ provider: providerName, outcome: outcome.kind }, Number(process.hrtime.bigint() - started) / 1e9);
+          if (outcome.kind !== "success") providerErrorsTotal.inc({ provider: providerName, reason: outcome.reason });
+          // Ids only: the token and the payload never reach logs.
+          deps.logger.debug(
+            { message_id: messageId, application_id: message.application_id, workflow_id: `message-${messageId}`, provider: providerName, outcome: outcome.kind, reason: outcome.kind === "success" ? undefined : outcome.reason },
+            "provider answered",
+          );
         } catch (error) {
           if (error instanceof ProviderNotConfiguredError) {
             await failUnsent(trx, message, "provider_not_configured", error.message);
@@ -135,6 +153,8 @@ export function createMessageActivities(deps: Deps) {
           set: { provider: providerName, attempts, error_code: outcome.reason, error_message: `${outcome.class}: ${outcome.code}` },
           eventData: { class: outcome.class, code: outcome.code, retry_after_ms: outcome.retryAfterMs ?? null },
         });
+        const retryClass = outcome.class;
+        afterCommit(trx, () => messageRetriesTotal.inc({ class: retryClass }));
         return { status: "errored" as const, retryClass: outcome.class, retryAfterMs: outcome.retryAfterMs, errorCode: outcome.reason };
       });
     },

@@ -53,6 +53,10 @@ const EnvSchema = z.object({
   AUTOMATA_SIMULATOR_APNS_PORT: port(0),
   AUTOMATA_SIMULATOR_FCM_PORT: port(0),
   AUTOMATA_MAX_BODY: z.string().default("256kb"),
+  /** Port of the worker's own /metrics + /healthz server (the API serves /metrics on PORT). */
+  AUTOMATA_METRICS_PORT: port(9464),
+  /** host:port of the Temporal SDK's Prometheus exporter (merged into /metrics); empty disables it. */
+  AUTOMATA_TEMPORAL_METRICS_ADDRESS: z.string().default("127.0.0.1:9465"),
 });
 
 /** Runtime configuration, read once from the environment; every knob the product has is named here. */

@@ -17,7 +17,8 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL);
   // The SDK is chatty at info (bundling, state changes); operators of `npm start` need its warnings only.
-  installTemporalRuntimeLogger(logger.child({}, { level: logger.levelVal < 30 ? logger.level : "warn" }));
+  // Its metrics exporter (AUTOMATA_TEMPORAL_METRICS_ADDRESS) is appended to the API's /metrics: one process, one scrape.
+  installTemporalRuntimeLogger(logger.child({}, { level: logger.levelVal < 30 ? logger.level : "warn" }), { metricsAddress: config.AUTOMATA_TEMPORAL_METRICS_ADDRESS });
   config.AUTOMATA_ADMIN_TOKEN ??= readOrCreateLocalSecret(config.homeDir, "admin-token");
   const encryptionKey = config.AUTOMATA_ENCRYPTION_KEY ?? readOrCreateLocalSecret(config.homeDir, "encryption.key", () => require("node:crypto").randomBytes(32).toString("base64"));
 
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
     [
       "",
       "Automata-Signal is running",
-      `  API            ${api.url}/api/v1   (docs: ${api.url}/docs)`,
+      `  API            ${api.url}/api/v1   (docs: ${api.url}/docs, metrics: ${api.url}/metrics)`,
       `  Temporal UI    ${stack.temporalUiUrl ?? "(external Temporal at " + stack.temporalAddress + ")"}`,
       `  Temporal gRPC  ${stack.temporalAddress}`,
       `  PostgreSQL     ${stack.postgres ? `embedded on port ${config.AUTOMATA_PG_PORT}` : "DATABASE_URL"}`,

@@ -1,4 +1,4 @@
-import pino, { type Logger } from "pino";
+import pino, { type DestinationStream, type Logger } from "pino";
 
 /**
  * Paths that may carry secrets or personal data; pino replaces them before a line is written.
@@ -19,7 +19,8 @@ export const REDACTED_PATHS = [
   "*.plaintext",
 ];
 
-/** Creates the process logger: JSON lines, secrets redacted. */
-export function createLogger(level: string, name = "automata-signal"): Logger {
-  return pino({ name, level, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } });
+/** Creates the process logger: JSON lines, secrets redacted; `destination` (default stdout) lets tests capture the stream. */
+export function createLogger(level: string, name = "automata-signal", destination?: DestinationStream): Logger {
+  const options = { name, level, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
+  return destination ? pino(options, destination) : pino(options);
 }

@@ -5,6 +5,8 @@ import { startWorker } from "./worker/run-worker";
 import { installTemporalRuntimeLogger, onShutdownSignal, requireEnv } from "./infra/process";
 import { startSimulator } from "./infra/simulator";
 import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
+import { startMetricsServer } from "./metrics/exposition";
+import { setBacklogSource } from "./metrics/registry";
 
 /**
  * Production worker process (`node dist/src/worker.js`): polls our Temporal task queue and runs
@@ -13,7 +15,7 @@ import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL, "automata-worker");
-  installTemporalRuntimeLogger(logger);
+  installTemporalRuntimeLogger(logger, { metricsAddress: config.AUTOMATA_TEMPORAL_METRICS_ADDRESS });
   const databaseUrl = requireEnv("DATABASE_URL", "activities read and write PostgreSQL");
   const temporalAddress = requireEnv("TEMPORAL_ADDRESS", "the worker polls Temporal for tasks");
   const encryptionKey = requireEnv("AUTOMATA_ENCRYPTION_KEY", "activities decrypt device tokens and provider credentials");
@@ -21,15 +23,21 @@ async function main(): Promise<void> {
   const simulator = config.AUTOMATA_SIMULATOR === "on" ? await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT }) : undefined;
   const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, simulator: simulator?.target });
   const worker = await startWorker(deps, temporalAddress);
+  // The worker has no API: a tiny server exposes /metrics (ours + the Temporal SDK's) and /healthz.
+  setBacklogSource(deps.db);
+  const metrics = await startMetricsServer(logger, config.AUTOMATA_METRICS_PORT);
+  logger.info({ port: metrics.port }, "metrics listening");
   await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE }, "worker running");
   // SIGTERM: stop polling, let in-flight activities finish within AUTOMATA_SHUTDOWN_GRACE.
   onShutdownSignal(logger, async () => {
     await worker.shutdown();
+    await metrics.close();
     await closeDeps(deps);
     await simulator?.stop();
   });
   await worker.done;
+  await metrics.close();
   await closeDeps(deps);
 }
 

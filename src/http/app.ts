@@ -11,6 +11,8 @@ import { buildOpenApiDocument, docsPageHtml } from "./openapi";
 import type { RouteSpec } from "./route";
 import { newId } from "../db/ids";
 import { checkReadiness } from "./health";
+import { httpRequestDuration, setBacklogSource } from "../metrics/registry";
+import { METRICS_CONTENT_TYPE, renderMetrics } from "../metrics/exposition";
 
 /** Base path of the public REST API (REF-001 §1.1). */
 export const API_BASE = "/api/v1";
@@ -35,11 +37,29 @@ function asyncRoute(spec: RouteSpec, deps: Deps) {
   };
 }
 
+/**
+ * Records every request's duration on 'finish', labelled by the route PATTERN (never the raw URL:
+ * ids would explode cardinality and leak into labels); requests no route matched are `unmatched`.
+ */
+function recordRequestDuration(req: Request, res: Response, next: NextFunction): void {
+  const started = process.hrtime.bigint();
+  res.on("finish", () => {
+    // Set by the API router per route (its baseUrl is gone once an error leaves the router); req.route covers top-level routes.
+    const pattern = res.locals.routePattern as string | undefined;
+    const routePath = (req.route as { path?: unknown } | undefined)?.path;
+    const route = pattern ?? (typeof routePath === "string" ? `${req.baseUrl}${routePath}` : "unmatched");
+    httpRequestDuration.observe({ method: req.method, route, status: String(res.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+  });
+  next();
+}
+
 /** Builds the Express application: REF-001 envelope, auth, rate limits, validation, docs, health. */
 export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("trust proxy", true);
+  app.use(recordRequestDuration);
+  setBacklogSource(deps.db);
   app.use(
     pinoHttp({
       logger: deps.logger,
@@ -53,9 +73,16 @@ export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express 
         const application = (res as Response).locals?.application as { id: string } | undefined;
         return application ? { application_id: application.id } : {};
       },
-      autoLogging: { ignore: (req) => req.url === "/healthz" },
+      autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/metrics" },
     }),
   );
+
+  // Prometheus scrape endpoint: unauthenticated like /healthz (expose it only to the scraper's network).
+  app.get("/metrics", (_req, res, next) => {
+    renderMetrics()
+      .then((text) => res.setHeader("Content-Type", METRICS_CONTENT_TYPE).send(text))
+      .catch(next);
+  });
 
   app.get("/healthz", (_req, res) => {
     res.json({ status: "success", data: { status: "ok" } });
@@ -83,7 +110,12 @@ export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express 
   const adminAuth = requireAdmin(deps);
   for (const spec of routes) {
     const guards = spec.auth === "apiKey" ? [apiKeyAuth, rateLimiter] : spec.auth === "admin" ? [adminAuth] : [];
-    router[spec.method](spec.path, ...guards, asyncRoute(spec, deps));
+    const routePattern = `${API_BASE}${spec.path}`;
+    const tagRoute = (_req: Request, res: Response, next: NextFunction) => {
+      res.locals.routePattern = routePattern;
+      next();
+    };
+    router[spec.method](spec.path, tagRoute, ...guards, asyncRoute(spec, deps));
   }
   app.use(API_BASE, router);
 

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { Runtime, makeTelemetryFilterString, type LogLevel } from "@temporalio/worker";
+import { setTemporalMetricsAddress } from "../metrics/exposition";
 
 /** Requires an environment variable in production entry points, with a message saying why. */
 export function requireEnv(name: string, why: string): string {
@@ -34,9 +35,11 @@ let runtimeInstalled = false;
 
 /**
  * Sends the Temporal SDK's own logs through our pino logger (JSON, same level) instead of its
- * default console logger, so a worker's output is one consistent stream.
+ * default console logger, so a worker's output is one consistent stream. With `metricsAddress`
+ * (host:port) the SDK also exports its metrics (task slots, schedule-to-start and task latencies)
+ * there, prefixed `automata_temporal_`, and our /metrics appends them; empty or absent: no exporter.
  */
-export function installTemporalRuntimeLogger(logger: Logger): void {
+export function installTemporalRuntimeLogger(logger: Logger, options: { metricsAddress?: string } = {}): void {
   // Runtime.install may run once per process; later calls (several workers in one test file) reuse it.
   if (runtimeInstalled) return;
   runtimeInstalled = true;
@@ -52,6 +55,17 @@ export function installTemporalRuntimeLogger(logger: Logger): void {
       warn: forward("warn"),
       error: forward("error"),
     },
-    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level === "TRACE" ? "TRACE" : "WARN" }), forward: {} } },
+    telemetryOptions: {
+      logging: { filter: makeTelemetryFilterString({ core: level === "TRACE" ? "TRACE" : "WARN" }), forward: {} },
+      ...(options.metricsAddress
+        ? {
+            metrics: {
+              metricPrefix: "automata_temporal_",
+              prometheus: { bindAddress: options.metricsAddress, unitSuffix: true, useSecondsForDurations: true },
+            },
+          }
+        : {}),
+    },
   });
+  setTemporalMetricsAddress(options.metricsAddress);
 }

@@ -6,6 +6,7 @@ import { validatePushMessage, type PushPlatform } from "../providers/validation"
 import { toPushMessage, type StoredPushOptions } from "./push-options";
 import { startMessageWorkflows } from "./workflow-client";
 import { assertQuotaAvailable } from "../quota/quota";
+import { messagesTotal, providerLabel } from "../metrics/registry";
 
 /** Content of the messages to create, already rendered. */
 export interface MessageContent {
@@ -135,6 +136,9 @@ export async function acceptMessages(
     }
     return created;
   });
+  // Only rows this request inserted (committed above) count; idempotent repeats are not new messages.
+  const typeOf = new Map(recipients.map((r) => [r.id, r.subscription_type]));
+  for (const m of inserted) messagesTotal.inc({ event: "accepted", channel: "push", provider: providerLabel({ subscription_type: typeOf.get(m.subscription_id) }) });
   // A concurrent request with the same key won the insert race: answer with its messages.
   const accepted = idempotencyKey && inserted.length < rows.length ? await findByIdempotencyKey(deps.db, applicationId, idempotencyKey) : inserted;
   try {

@@ -12,9 +12,14 @@ const TIMING = { AUTOMATA_RECEIPT_TIMEOUT: "3s", AUTOMATA_CONVERSION_WINDOW: "2s
 let app: TestApp;
 let apiKey: string;
 
+/** These tests poll the API; the enterprise tier (5,000/min) keeps long retry tests under the limit. */
+function createApp(body: Record<string, unknown> = {}) {
+  return app.createApplication({ rate_limit_tier: "enterprise", ...body });
+}
+
 before(async () => {
   app = await startTestApp({ worker: true, env: TIMING });
-  ({ apiKey } = await app.createApplication());
+  ({ apiKey } = await createApp());
 });
 after(async () => {
   await app.close();
@@ -34,7 +39,7 @@ async function waitForStatus(id: string, status: string, timeoutMs = 20_000, key
   return eventually(async () => {
     const message = await messageOf(id, key);
     return message.status === status ? message : undefined;
-  }, timeoutMs);
+  }, timeoutMs, 250);
 }
 
 async function workflowResult(id: string) {
@@ -118,7 +123,7 @@ describe("happy path", () => {
 
 describe("failure classes", () => {
   test("bad token: failed at once, subscription marked -10 with an event, quota refunded", async () => {
-    const { apiKey: key } = await app.createApplication({ quota: { daily_quota: 5 } });
+    const { apiKey: key } = await createApp({ quota: { daily_quota: 5 } });
     const sub = await createPushSubscription(app, key, { token: simulatorToken("bad") });
     const id = (await send({ subscription_id: sub.id, body: "x" }, key)).body.data.message_id;
     const failed = await waitForStatus(id, "failed", 20_000, key);
@@ -230,7 +235,7 @@ describe("API rules", () => {
   });
 
   test("quota: the API refuses sends once the daily allowance is used, with limit, used and reset_at", async () => {
-    const { apiKey: key } = await app.createApplication({ quota: { daily_quota: 2 } });
+    const { apiKey: key } = await createApp({ quota: { daily_quota: 2 } });
     const sub = await createPushSubscription(app, key);
     for (let i = 0; i < 2; i++) {
       const id = (await send({ subscription_id: sub.id, body: `n${i}` }, key)).body.data.message_id;
@@ -248,7 +253,7 @@ describe("API rules", () => {
   test("tenants are isolated: another application's message answers 404 everywhere", async () => {
     const sub = await createPushSubscription(app, apiKey);
     const id = (await send({ subscription_id: sub.id, body: "mine" })).body.data.message_id;
-    const { apiKey: otherKey } = await app.createApplication();
+    const { apiKey: otherKey } = await createApp();
     for (const [method, path, body] of [
       ["GET", `/messages/${id}`, undefined],
       ["POST", `/messages/${id}/status`, { status: "received" }],

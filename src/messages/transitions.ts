@@ -1,5 +1,7 @@
 import type { Knex } from "knex";
 import { newId } from "../db/ids";
+import { afterCommit } from "../metrics/after-commit";
+import { messagesTotal, providerLabel } from "../metrics/registry";
 import { TRANSITIONS, isMessageStatus, planSdkAction, type MessageStatus, type TransitionName } from "./state-machine";
 
 /** A `messages` row as the pipeline reads it. */
@@ -58,6 +60,17 @@ export type TransitionResult =
  * cancel racing a send can never both win. Subscription counters follow receipts and conversions.
  */
 export async function applyMessageTransition(db: Knex | Knex.Transaction, request: TransitionRequest): Promise<TransitionResult> {
+  const result = await applyInTransaction(db, request);
+  if (result.outcome === "applied") {
+    const { message } = result;
+    const event = TRANSITIONS[request.action].event;
+    // Counted when the outermost transaction commits: a rolled-back transition is not an event.
+    afterCommit(db, () => messagesTotal.inc({ event, channel: (message as { channel?: string }).channel ?? "push", provider: providerLabel(message) }));
+  }
+  return result;
+}
+
+async function applyInTransaction(db: Knex | Knex.Transaction, request: TransitionRequest): Promise<TransitionResult> {
   return db.transaction(async (trx) => {
     const rule = TRANSITIONS[request.action];
     const set: Record<string, unknown> = { ...request.set, status: rule.to };

@@ -1,5 +1,7 @@
 import type { Knex } from "knex";
 import { newId } from "../db/ids";
+import { afterCommit } from "../metrics/after-commit";
+import { ledgerTransfersTotal } from "../metrics/registry";
 
 /** An account in the double-entry ledger (`ledger_accounts`). */
 export interface LedgerAccountRef {
@@ -204,6 +206,8 @@ export async function postTransfer(trx: Knex.Transaction, request: LockedTransfe
     // A concurrent transaction committed the same key first: this whole transaction must not apply.
     throw new DuplicateTransferError(request.idempotencyKey);
   }
+  // Counted when the outermost transaction commits (ledger transactions are retried on conflicts).
+  afterCommit(trx, () => ledgerTransfersTotal.inc({ reason: request.reason }));
   from.balance = Number(debited[0]!.balance);
   if (credited[0]) to.balance = Number(credited[0].balance);
   return { status: "applied", transferId };

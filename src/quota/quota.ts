@@ -20,6 +20,7 @@
  * "used" of a period is never stored: it is granted − balance of that period's account.
  */
 import type { Knex } from "knex";
+import { quotaRejectionsTotal } from "../metrics/registry";
 import { ApiError, notFound } from "../http/errors";
 import { periodKeys, resolveTimeZone, type PeriodKeys } from "./periods";
 import {
@@ -325,7 +326,10 @@ async function debitQuota(db: Knex, spec: DebitSpec): Promise<DebitResult> {
       return await db.transaction((trx) => debitInTransaction(trx, spec));
     } catch (error) {
       // The refusal was thrown only to roll back the grants of this attempt; it is an answer.
-      if (error instanceof QuotaRefused) return error.result;
+      if (error instanceof QuotaRefused) {
+        quotaRejectionsTotal.inc({ period: error.result.period });
+        return error.result;
+      }
       throw error;
     }
   });
@@ -546,7 +550,11 @@ export async function assertQuotaAvailable(db: Knex, applicationId: string, unit
   if (charge > 0 && status.credit && status.credit.balance < charge) {
     refusals.push({ status: "exhausted", period: "credit", limit: null, used: null, resetAt: null, balance: status.credit.balance, unitPrice: config.unitPrice!, currency: config.currency, required: charge });
   }
-  if (refusals.length > 0) throw quotaExceededError(mostBinding(refusals));
+  if (refusals.length > 0) {
+    const binding = mostBinding(refusals);
+    quotaRejectionsTotal.inc({ period: binding.period });
+    throw quotaExceededError(binding);
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import crypto from "node:crypto";
 // Every integration test process refuses DNS lookups of Apple and Google (see the preload module).
 import "./dns-guard-preload";
+import type { DestinationStream } from "pino";
 import { loadConfig, type Config } from "../../src/config";
 import { createLogger } from "../../src/logger";
 import { createDeps, closeDeps, startApiServer, type ApiServer } from "../../src/runtime";
@@ -26,6 +27,10 @@ export interface TestAppOptions {
   encryptionKey?: string;
   /** Route pushes of apps without credentials to a provider simulator started for this app (default: with a worker). */
   simulator?: boolean;
+  /** Write this app's logs here (tests that inspect log output) instead of stdout. */
+  logDestination?: DestinationStream;
+  /** Log level for this app (default: LOG_LEVEL, else warn). */
+  logLevel?: string;
 }
 
 /** The API (and optionally a worker) running in this test process against the shared real servers. */
@@ -61,10 +66,11 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     TEMPORAL_TASK_QUEUE: `test-${crypto.randomUUID()}`,
     ...options.env,
   });
-  const logger = createLogger(process.env.LOG_LEVEL ?? "warn", "test");
+  const logger = createLogger(options.logLevel ?? process.env.LOG_LEVEL ?? "warn", "test", options.logDestination);
   const encryptionKey = options.encryptionKey ?? crypto.randomBytes(32).toString("base64");
   // Installing the SDK runtime without a worker would keep its native handle (and this process) alive.
-  if (options.worker) installTemporalRuntimeLogger(logger);
+  // The SDK's metrics exporter binds a port: off unless a test passes AUTOMATA_TEMPORAL_METRICS_ADDRESS (a free port).
+  if (options.worker) installTemporalRuntimeLogger(logger, { metricsAddress: options.env?.AUTOMATA_TEMPORAL_METRICS_ADDRESS });
   const simulator = options.simulator ?? options.worker ? await startSimulator(logger) : undefined;
   const deps = await createDeps({
     config,

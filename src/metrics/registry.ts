@@ -1,0 +1,137 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { Knex } from "knex";
+
+/**
+ * The process's one Prometheus registry. Every metric is defined here, once, so names, labels
+ * and buckets stay consistent between the API, the worker and `npm start` (all one registry).
+ * Label values are bounded vocabularies only: never ids, tokens or raw URLs.
+ */
+export const registry = new Registry();
+
+// Node process metrics (CPU, memory, event-loop lag, GC) under our namespace.
+collectDefaultMetrics({ register: registry, prefix: "automata_" });
+
+/** HTTP request duration by Express route pattern (`unmatched` for 404s) and status code. */
+export const httpRequestDuration = new Histogram({
+  name: "automata_http_request_duration_seconds",
+  help: "HTTP request duration by method, route pattern and status code",
+  labelNames: ["method", "route", "status"] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+
+/** Message lifecycle events (accepted, sent, failed, errored, retried, received, converted, cancelled), counted after commit. */
+export const messagesTotal = new Counter({
+  name: "automata_messages_total",
+  help: "Message lifecycle events by event, channel and provider",
+  labelNames: ["event", "channel", "provider"] as const,
+  registers: [registry],
+});
+
+/** Latency of one provider send by provider (apns, fcm) and outcome (success, permanent, temporary, exception). */
+export const providerRequestDuration = new Histogram({
+  name: "automata_provider_request_duration_seconds",
+  help: "Duration of one push provider request by provider and outcome",
+  labelNames: ["provider", "outcome"] as const,
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: [registry],
+});
+
+/** Provider sends that did not succeed, by provider and normalised reason (bad_token, service_unavailable …). */
+export const providerErrorsTotal = new Counter({
+  name: "automata_provider_errors_total",
+  help: "Push provider errors by provider and normalised reason",
+  labelNames: ["provider", "reason"] as const,
+  registers: [registry],
+});
+
+/** Temporary send failures that schedule a retry, by retry class (network, provider_outage, rate_limited). */
+export const messageRetriesTotal = new Counter({
+  name: "automata_message_retries_total",
+  help: "Temporary delivery failures that schedule a retry, by retry class",
+  labelNames: ["class"] as const,
+  registers: [registry],
+});
+
+/** Sends refused for quota, by period (daily, monthly, credit), at the API check and at the workflow's debit. */
+export const quotaRejectionsTotal = new Counter({
+  name: "automata_quota_rejections_total",
+  help: "Messages refused because a quota period or the credit is exhausted",
+  labelNames: ["period"] as const,
+  registers: [registry],
+});
+
+/** Ledger transfers committed, by reason (quota_debit, quota_charge, quota_refund …). */
+export const ledgerTransfersTotal = new Counter({
+  name: "automata_ledger_transfers_total",
+  help: "Double-entry ledger transfers committed, by reason",
+  labelNames: ["reason"] as const,
+  registers: [registry],
+});
+
+/** Failures of on-scrape collectors (backlog SQL, Temporal SDK endpoint); the scrape still answers. */
+export const metricsCollectErrorsTotal = new Counter({
+  name: "automata_metrics_collect_errors_total",
+  help: "Errors while collecting on-scrape metrics, by collector",
+  labelNames: ["collector", "error"] as const,
+  registers: [registry],
+});
+
+const BACKLOG_CACHE_MS = 10_000;
+let backlogDb: Knex | undefined;
+let backlogCache: { at: number; count: number; oldestAgeSeconds: number } | undefined;
+
+async function readBacklog(): Promise<{ count: number; oldestAgeSeconds: number } | undefined> {
+  if (!backlogDb) return undefined;
+  if (backlogCache && Date.now() - backlogCache.at < BACKLOG_CACHE_MS) return backlogCache;
+  let row: { count: string; oldest: string | null } | undefined;
+  try {
+    // Served by the partial index messages_pending_created_at_idx; cached so scrapes stay cheap.
+    const result = await backlogDb.raw<{ rows: Array<{ count: string; oldest: string | null }> }>(
+      "select count(*) as count, extract(epoch from now() - min(created_at)) as oldest from messages where status = 'pending'",
+    );
+    row = result.rows[0];
+  } catch (error) {
+    // A scrape must not fail because the database is briefly unreachable; the error counter says it happened.
+    metricsCollectErrorsTotal.inc({ collector: "backlog", error: (error as { code?: string }).code ?? "error" });
+    return undefined;
+  }
+  backlogCache = { at: Date.now(), count: Number(row?.count ?? 0), oldestAgeSeconds: Number(row?.oldest ?? 0) };
+  return backlogCache;
+}
+
+/** Messages waiting to be sent (status pending), read from PostgreSQL on scrape (cached 10 s). */
+export const messagesPending = new Gauge({
+  name: "automata_messages_pending",
+  help: "Messages in status pending (accepted, not yet sent), all applications",
+  registers: [registry],
+  async collect() {
+    const backlog = await readBacklog();
+    if (backlog) this.set(backlog.count);
+  },
+});
+
+/** Age of the oldest pending message in seconds (0 when none), read on scrape (cached 10 s). */
+export const oldestPendingAge = new Gauge({
+  name: "automata_messages_oldest_pending_age_seconds",
+  help: "Age in seconds of the oldest message still pending",
+  registers: [registry],
+  async collect() {
+    const backlog = await readBacklog();
+    if (backlog) this.set(backlog.oldestAgeSeconds);
+  },
+});
+
+/** Lets the backlog gauges read this database on scrape; the last process component to call it wins. */
+export function setBacklogSource(db: Knex | undefined): void {
+  backlogDb = db;
+  backlogCache = undefined;
+}
+
+/** Provider label for a message: the provider that handled it, else the platform its subscription type goes to. */
+export function providerLabel(message: { provider?: string | null; subscription_type?: string | null }): string {
+  if (message.provider) return message.provider;
+  if (message.subscription_type === "iOSPush") return "apns";
+  if (message.subscription_type === "AndroidPush") return "fcm";
+  return "unknown";
+}
