@@ -7,6 +7,8 @@ export interface ReadinessReport {
   checks: Record<"database" | "temporal" | "worker", { ok: boolean; error?: string }>;
 }
 
+const PROBE_TIMEOUT_MS = 2_000;
+
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_resolve, reject) => {
@@ -17,7 +19,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 
 async function probe(run: () => Promise<unknown>, what: string): Promise<{ ok: boolean; error?: string }> {
   try {
-    await withTimeout(run(), 2_000, what);
+    await withTimeout(run(), PROBE_TIMEOUT_MS, what);
     return { ok: true };
   } catch (error) {
     return { ok: false, error: (error as Error).message };
@@ -29,13 +31,15 @@ export async function checkReadiness(deps: Deps): Promise<ReadinessReport> {
   const { namespace } = deps.temporal.options;
   const [database, temporalCheck, worker] = await Promise.all([
     probe(() => deps.db.raw("select 1"), "PostgreSQL"),
-    probe(() => deps.temporal.workflowService.getSystemInfo({}), "Temporal"),
+    // A gRPC deadline, not just our race: without it the client's retry interceptor keeps retrying a
+    // probe against a down server in the background long after the request was answered.
+    probe(() => deps.temporal.connection.withDeadline(Date.now() + PROBE_TIMEOUT_MS, () => deps.temporal.workflowService.getSystemInfo({})), "Temporal"),
     probe(async () => {
-      const response = await deps.temporal.workflowService.describeTaskQueue({
+      const response = await deps.temporal.connection.withDeadline(Date.now() + PROBE_TIMEOUT_MS, () => deps.temporal.workflowService.describeTaskQueue({
         namespace,
         taskQueue: { name: deps.config.TEMPORAL_TASK_QUEUE, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
         taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-      });
+      }));
       if ((response.pollers ?? []).length === 0) throw new Error(`no worker polls task queue ${deps.config.TEMPORAL_TASK_QUEUE}`);
     }, "Temporal task queue"),
   ]);
