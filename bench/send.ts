@@ -14,6 +14,7 @@ async function main(): Promise<void> {
   const subscriptionCount = Math.min(messages, 500);
   const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" });
   const base = `${platform.api.url}/api/v1`;
+  console.log(`metrics: ${platform.api.url}/metrics (live while this runs)`);
   try {
     const app = await (
       await fetch(`${base}/admin/applications`, {
