@@ -1,4 +1,5 @@
 import http from "node:http";
+import { listen } from "./infra/http-server";
 import { Client, Connection } from "@temporalio/client";
 import type { Logger } from "pino";
 import type { Config } from "./config";
@@ -57,19 +58,6 @@ export async function startApiServer(deps: Deps, port: number, host = "0.0.0.0")
   const app = createHttpApp(deps, apiRoutes);
   const server = http.createServer(app);
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
-  const address = server.address();
-  const boundPort = typeof address === "object" && address ? address.port : port;
-  return {
-    server,
-    url: `http://localhost:${boundPort}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      }),
-  };
+  const listening = await listen(server, port, host);
+  return { server, url: `http://localhost:${listening.port}`, close: listening.close };
 }

@@ -1,4 +1,5 @@
 import http from "node:http";
+import { listen } from "../infra/http-server";
 import type { Logger } from "pino";
 import { metricsCollectErrorsTotal, registry } from "./registry";
 
@@ -71,19 +72,6 @@ export async function startMetricsServer(logger: Logger, port: number, host = "0
     }
     res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
-  const address = server.address();
-  const boundPort = typeof address === "object" && address ? address.port : port;
-  return {
-    server,
-    port: boundPort,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      }),
-  };
+  const listening = await listen(server, port, host);
+  return { server, port: listening.port, close: listening.close };
 }
