@@ -2,6 +2,7 @@ import type { Deps } from "../src/deps";
 import { createUserErasureActivities } from "./user-erasure";
 import { createMessageActivities } from "./messages";
 import { createReconcilerActivities } from "./reconciler";
+import { createCampaignActivities } from "./campaigns";
 
 /** Every activity the worker registers, bound to the process dependencies. */
 export function createActivities(deps: Deps) {
@@ -9,6 +10,7 @@ export function createActivities(deps: Deps) {
     ...createUserErasureActivities(deps),
     ...createMessageActivities(deps),
     ...createReconcilerActivities(deps),
+    ...createCampaignActivities(deps),
   };
 }
 

@@ -5,6 +5,7 @@ import { userRoutes } from "./users/routes";
 import { templateRoutes } from "./templates/routes";
 import { messageRoutes } from "./messages/routes";
 import { analyticsRoutes } from "./analytics/routes";
+import { campaignRoutes } from "./campaigns/routes";
 
 /** Every REST route, in mount order; the OpenAPI document is generated from this same list. */
-export const apiRoutes: RouteSpec[] = [...applicationRoutes, ...subscriptionRoutes, ...userRoutes, ...templateRoutes, ...messageRoutes, ...analyticsRoutes];
+export const apiRoutes: RouteSpec[] = [...applicationRoutes, ...subscriptionRoutes, ...userRoutes, ...templateRoutes, ...messageRoutes, ...analyticsRoutes, ...campaignRoutes];

@@ -1,0 +1,344 @@
+import { ApplicationFailure, heartbeat } from "@temporalio/activity";
+import type { Knex } from "knex";
+import type { Deps } from "../src/deps";
+import { newId } from "../src/db/ids";
+import { toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
+import { debitBatchQuota, refundBatchQuota } from "../src/quota/quota";
+import { changeSubscriptionStatus } from "../src/subscriptions/repository";
+import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
+import { audienceQuery, parseTargetingCriteria } from "../src/campaigns/targeting";
+import { countMessageEvents, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
+import { inBatch, refreshCampaignCounters, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
+
+/** One keyset page of a campaign's audience: how many matched and the last subscription id. */
+export interface AudiencePage {
+  count: number;
+  last: string | null;
+}
+
+/** What one send round of a batch did, and what is left to retry (by failure class). */
+export interface BatchSendResult {
+  successful: number;
+  failed: number;
+  errored: Partial<Record<TemporaryClass, number>>;
+  /** The largest Retry-After a rate-limited provider asked for in this round. */
+  retryAfterMs?: number;
+}
+
+/** Messages sent per transaction: the rows stay locked while the provider answers (cancel waits). */
+const SEND_CHUNK = 100;
+
+/** Ledger batch id of a campaign batch (idempotency scope of its debit and refund). */
+export function campaignBatchId(range: Pick<BatchRange, "campaignId" | "batchNo">): string {
+  return `${range.campaignId}.b${range.batchNo}`;
+}
+
+async function countOf(query: Knex.QueryBuilder): Promise<number> {
+  const [row] = (await query.count({ n: "*" })) as Array<{ n: string | number }>;
+  return Number(row?.n ?? 0);
+}
+
+interface SendRow {
+  id: string;
+  application_id: string;
+  title: string | null;
+  body: string | null;
+  data: Record<string, unknown>;
+  options: StoredPushOptions;
+  subscription_id: string;
+  subscription_type: string;
+  subscription_status: number;
+  archived_at: Date | null;
+  token_ciphertext: string | null;
+  test_type: number | null;
+}
+
+/** Activities of the campaign and campaign-batch workflows; each is idempotent so Temporal may retry it. */
+export function createCampaignActivities(deps: Deps) {
+  const { db } = deps;
+
+  async function loadCampaign(campaignId: string, trx: Knex | Knex.Transaction = db): Promise<CampaignRow> {
+    const campaign = await trx("message_campaigns").where("id", campaignId).first<CampaignRow | undefined>();
+    if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${campaignId} does not exist`, "CampaignNotFound");
+    return campaign;
+  }
+
+  /** Fails messages the provider never accepted (their quota comes back when the batch settles). */
+  function failUnsent(rows: readonly SendRow[], provider: string | null, errorCode: string, errorMessage: string): PerMessageOutcome[] {
+    return rows.map((r) => ({ id: r.id, provider, error_code: errorCode, error_message: errorMessage, event: { error_code: errorCode } }));
+  }
+
+  /** Sends one locked chunk grouped by provider and records every outcome in bulk, in `trx`. */
+  async function sendChunk(trx: Knex.Transaction, rows: readonly SendRow[], result: BatchSendResult): Promise<void> {
+    const sent: PerMessageOutcome[] = [];
+    const failed: PerMessageOutcome[] = [];
+    const errored: PerMessageOutcome[] = [];
+    const statusChanges: Array<{ applicationId: string; subscriptionId: string; toStatus: number; code: string; messageId: string }> = [];
+    const groups = new Map<string, SendRow[]>();
+    for (const row of rows) {
+      if (row.subscription_status <= 0 || row.archived_at) {
+        failed.push(...failUnsent([row], null, "subscription_disabled", "the subscription is gone or no longer subscribed"));
+      } else if ((row.subscription_type !== "iOSPush" && row.subscription_type !== "AndroidPush") || !row.token_ciphertext) {
+        failed.push(...failUnsent([row], null, "invalid_subscription_type", `${row.subscription_type} is not a sendable channel yet`));
+      } else {
+        const sandbox = row.test_type === 1 || row.test_type === 2;
+        const key = `${row.subscription_type}:${sandbox}`;
+        groups.set(key, [...(groups.get(key) ?? []), row]);
+      }
+    }
+    for (const group of groups.values()) {
+      const first = group[0]!;
+      let provider;
+      try {
+        provider = await deps.push.providerFor(first.application_id, first.subscription_type as PushSubscriptionType, first.test_type === 1 || first.test_type === 2);
+      } catch (error) {
+        if (!(error instanceof ProviderNotConfiguredError)) throw error;
+        failed.push(...failUnsent(group, null, "provider_not_configured", error.message));
+        continue;
+      }
+      // Tokens are decrypted here, inside the activity, and never leave this process.
+      const messages: PushMessage[] = group.map((r) => toPushMessage(r, deps.secrets.decrypt(r.token_ciphertext!)));
+      const outcomes: SendOutcome[] = await provider.sendBatch(messages);
+      outcomes.forEach((outcome, i) => {
+        const row = group[i]!;
+        if (outcome.kind === "success") {
+          sent.push({ id: row.id, provider: provider.platform, provider_message_id: outcome.providerMessageId, event: { provider: provider.platform, provider_message_id: outcome.providerMessageId } });
+        } else if (outcome.kind === "permanent") {
+          failed.push({
+            id: row.id,
+            provider: provider.platform,
+            error_code: outcome.reason,
+            error_message: outcome.detail,
+            error_details: { provider_code: outcome.code },
+            event: { error_code: outcome.reason, provider_code: outcome.code },
+          });
+          if (outcome.subscriptionStatus !== undefined) {
+            statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id });
+          }
+        } else {
+          errored.push({
+            id: row.id,
+            provider: provider.platform,
+            error_code: outcome.reason,
+            error_message: `${outcome.class}: ${outcome.code}`,
+            error_details: { class: outcome.class, code: outcome.code, retry_after_ms: outcome.retryAfterMs ?? null },
+            event: { class: outcome.class, code: outcome.code, retry_after_ms: outcome.retryAfterMs ?? null },
+          });
+          if (outcome.class === "rate_limited" && outcome.retryAfterMs !== undefined) result.retryAfterMs = Math.max(result.retryAfterMs ?? 0, outcome.retryAfterMs);
+        }
+      });
+    }
+    result.successful += (await transitionMessagesEach(trx, "send", sent)).length;
+    result.failed += (await transitionMessagesEach(trx, "fail", failed)).length;
+    await transitionMessagesEach(trx, "error", errored);
+    // Same REF-002 rules as a single message: a permanent token error changes the subscription.
+    for (const change of statusChanges) {
+      await changeSubscriptionStatus(trx, {
+        applicationId: change.applicationId,
+        subscriptionId: change.subscriptionId,
+        toStatus: change.toStatus,
+        eventType: "delivery_failed",
+        reason: change.code,
+        source: "provider",
+        data: { message_id: change.messageId },
+      });
+    }
+  }
+
+  return {
+    /** draft/scheduled → running (stamps started_at once); answers the campaign's status afterwards. */
+    async markCampaignRunning(campaignId: string): Promise<CampaignStatus> {
+      const [row] = (await db("message_campaigns")
+        .where("id", campaignId)
+        .whereIn("status", ["draft", "scheduled", "running"])
+        .update({ status: "running", started_at: db.raw("coalesce(started_at, now())") }, ["status"])) as Array<{ status: CampaignStatus }>;
+      return row?.status ?? (await loadCampaign(campaignId)).status;
+    },
+
+    /** The next ≤ `limit` matching subscriptions after `after` (keyset on id, never OFFSET). */
+    async nextAudiencePage(input: { campaignId: string; after: string | null; limit: number }): Promise<AudiencePage> {
+      const campaign = await loadCampaign(input.campaignId);
+      const criteria = parseTargetingCriteria(campaign.targeting_criteria);
+      const page = audienceQuery(db, campaign.application_id, criteria).select("s.id").orderBy("s.id").limit(input.limit);
+      if (input.after) page.where("s.id", ">", input.after);
+      // Only the count and the last id leave the activity: the batch re-reads its slice by range.
+      const rows = (await page) as Array<{ id: string }>;
+      return { count: rows.length, last: rows.at(-1)?.id ?? null };
+    },
+
+    /**
+     * Creates the batch's messages (one multi-row insert, `pending`, content rendered at campaign
+     * creation) for the still-matching subscriptions in its id range. Idempotent on (campaign,
+     * subscription). Answers how many messages the batch has; a cancelled campaign creates none.
+     */
+    async createCampaignBatch(range: BatchRange): Promise<{ messages: number }> {
+      return db.transaction(async (trx) => {
+        // Row lock (NO KEY UPDATE, so the messages' foreign-key checks are not blocked): a cancel's
+        // UPDATE of the campaign waits until these messages are committed, so the bulk cancel that
+        // follows it always sees them; concurrent batches of one campaign create one at a time.
+        const campaign = await trx("message_campaigns").where("id", range.campaignId).forNoKeyUpdate().first<CampaignRow | undefined>();
+        if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${range.campaignId} does not exist`, "CampaignNotFound");
+        if (campaign.status === "cancelled") return { messages: 0 };
+        const criteria = parseTargetingCriteria(campaign.targeting_criteria);
+        const slice = audienceQuery(trx, campaign.application_id, criteria).where("s.id", "<=", range.last).select("s.id", "s.user_id", "s.subscription_type").orderBy("s.id");
+        if (range.after) slice.where("s.id", ">", range.after);
+        const subscriptions = (await slice) as Array<{ id: string; user_id: string | null; subscription_type: string }>;
+        const { content } = campaign;
+        const rows = subscriptions.map((s) => ({
+          id: newId(),
+          application_id: campaign.application_id,
+          subscription_id: s.id,
+          user_id: s.user_id,
+          campaign_id: campaign.id,
+          template_id: campaign.template_id,
+          template_version: campaign.template_version,
+          channel: "push",
+          subscription_type: s.subscription_type,
+          status: "pending",
+          title: content.title,
+          body: content.body,
+          data: JSON.stringify(content.data ?? {}),
+          options: JSON.stringify(content.options ?? {}),
+        }));
+        const inserted = rows.length
+          ? ((await trx("messages")
+              .insert(rows)
+              .onConflict(trx.raw("(campaign_id, subscription_id) where campaign_id is not null"))
+              .ignore()
+              .returning(["id", "provider", "subscription_type"])) as Array<{ id: string; provider: string | null; subscription_type: string | null }>)
+          : [];
+        if (inserted.length > 0) {
+          await trx("message_events").insert(
+            inserted.map((m) => ({ id: newId(), message_id: m.id, application_id: campaign.application_id, event_type: "created", to_status: "pending", data: JSON.stringify({ source: "campaign", batch: range.batchNo }) })),
+          );
+          await trx("message_campaigns").where("id", campaign.id).increment("total_recipients", inserted.length);
+          countMessageEvents(trx, "accepted", inserted);
+        }
+        return { messages: await countOf(trx("messages").where(inBatch(range))) };
+      });
+    },
+
+    /**
+     * Debits the whole batch in one ledger transfer (idempotent per batch id). Exhausted quota fails
+     * every unsent message of the batch with `quota_exceeded`.
+     */
+    async debitCampaignBatch(range: BatchRange): Promise<{ proceed: boolean }> {
+      const units = await countOf(db("messages").where(inBatch(range)));
+      if (units === 0) return { proceed: false };
+      if ((await loadCampaign(range.campaignId)).status === "cancelled") {
+        // Cancelled after this batch was created: nothing is debited and nothing is sent.
+        await db.transaction((trx) => transitionMessagesWhere(trx, "cancel", inBatch(range), {}, { source: "campaign_cancel" }));
+        return { proceed: false };
+      }
+      const debit = await debitBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), units });
+      if (debit.status !== "exhausted") return { proceed: true };
+      await db.transaction((trx) =>
+        transitionMessagesWhere(trx, "fail", inBatch(range), { error_code: "quota_exceeded", error_message: `${debit.period} quota exhausted`, error_details: debit }, { error_code: "quota_exceeded", period: debit.period }),
+      );
+      return { proceed: false };
+    },
+
+    /**
+     * One send round: every still-`pending` message of the batch, in locked chunks, through the
+     * provider's sendBatch. A retried activity resumes with what is still pending, so nothing that
+     * was committed is sent twice; it heartbeats after each chunk.
+     */
+    async sendCampaignBatch(range: BatchRange): Promise<BatchSendResult> {
+      const result: BatchSendResult = { successful: 0, failed: 0, errored: {} };
+      for (;;) {
+        const count = await db.transaction(async (trx) => {
+          const rows = (await trx("messages as m")
+            .join("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
+            .where(inBatch(range, "m"))
+            .where("m.status", "pending")
+            .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.test_type")
+            .orderBy("m.subscription_id")
+            .limit(SEND_CHUNK)
+            .forUpdate("m")) as SendRow[];
+          if (rows.length > 0) await sendChunk(trx, rows, result);
+          return rows.length;
+        });
+        if (count === 0) break;
+        heartbeat({ successful: result.successful, failed: result.failed });
+      }
+      const errored = (await db("messages")
+        .where(inBatch(range))
+        .where("status", "errored")
+        .groupByRaw("error_details->>'class'")
+        .select(db.raw("error_details->>'class' as class"), db.raw("count(*)::int as n"))) as Array<{ class: TemporaryClass; n: number }>;
+      for (const row of errored) result.errored[row.class] = row.n;
+      return result;
+    },
+
+    /** errored → pending for the batch's messages, before the next round. */
+    async retryCampaignBatch(range: BatchRange): Promise<number> {
+      return (await db.transaction((trx) => transitionMessagesWhere(trx, "retry", inBatch(range)))).length;
+    },
+
+    /** Gives up on the batch's errored messages of exhausted classes (`retries_exhausted`). */
+    async failErroredCampaignBatch(range: BatchRange, classes: TemporaryClass[]): Promise<number> {
+      const changed = await db.transaction((trx) =>
+        transitionMessagesWhere(
+          trx,
+          "fail",
+          (q) => {
+            inBatch(range)(q);
+            q.where("status", "errored").whereRaw("error_details->>'class' = any(?::text[])", [classes]);
+          },
+          { error_code: "retries_exhausted", error_message: `retries exhausted: ${classes.join(", ")}` },
+          { error_code: "retries_exhausted" },
+        ),
+      );
+      return changed.length;
+    },
+
+    /** Refunds the batch's messages the provider never accepted (failed or cancelled unsent); once per batch. */
+    async settleCampaignBatch(range: BatchRange): Promise<number> {
+      const units = await countOf(db("messages").where(inBatch(range)).whereIn("status", ["failed", "cancelled"]).whereNull("sent_at"));
+      if (units > 0) await refundBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), units, refundId: "settle" });
+      await refreshCampaignCounters(db, range.campaignId);
+      return units;
+    },
+
+    /** successful → failed(receipt_timeout) for the batch; receipts that arrived first stand. */
+    async expireCampaignBatchReceipts(range: BatchRange): Promise<number> {
+      const changed = await db.transaction((trx) =>
+        transitionMessagesWhere(
+          trx,
+          "fail",
+          (q) => {
+            inBatch(range)(q);
+            q.where("status", "successful");
+          },
+          { error_code: "receipt_timeout", error_message: "no receipt from the device before the receipt timeout" },
+          { error_code: "receipt_timeout" },
+        ),
+      );
+      await refreshCampaignCounters(db, range.campaignId);
+      return changed.length;
+    },
+
+    /** Cancels every unsent message of the campaign (waits for in-flight sends' row locks). */
+    async cancelCampaignMessages(campaignId: string): Promise<number> {
+      const campaign = await loadCampaign(campaignId);
+      const changed = await db.transaction((trx) =>
+        transitionMessagesWhere(trx, "cancel", (q) => q.where("campaign_id", campaignId).where("application_id", campaign.application_id), {}, { source: "campaign_cancel" }),
+      );
+      return changed.length;
+    },
+
+    /**
+     * Ends the campaign: counters from its messages, then running/paused → completed (a campaign
+     * cancelled meanwhile stays cancelled). Answers the final status.
+     */
+    async finishCampaign(campaignId: string, outcome: "completed" | "cancelled"): Promise<CampaignStatus> {
+      await refreshCampaignCounters(db, campaignId);
+      if (outcome === "completed") {
+        await db("message_campaigns").where("id", campaignId).whereIn("status", ["running", "paused"]).update({ status: "completed", completed_at: db.fn.now() });
+      } else {
+        await db("message_campaigns").where("id", campaignId).whereNot("status", "cancelled").whereNot("status", "completed").update({ status: "cancelled", cancelled_at: db.fn.now() });
+      }
+      return (await loadCampaign(campaignId)).status;
+    },
+  };
+}

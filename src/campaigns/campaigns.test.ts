@@ -1,0 +1,446 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { WorkflowNotFoundError } from "@temporalio/client";
+import { Worker } from "@temporalio/worker";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
+import { simulatorToken } from "../../test/support/fixtures";
+import { newId } from "../db/ids";
+import { ledgerInvariant, quotaStatus } from "../quota/quota";
+import { messageWorkflowId } from "../../workflows/message";
+import { campaignWorkflow, campaignWorkflowId, progressQuery } from "../../workflows/campaign";
+import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
+import { audienceQuery, parseTargetingCriteria } from "./targeting";
+
+// Receipt window and retry backoffs shrunk so a campaign's whole lifecycle runs in seconds.
+const TIMING = { AUTOMATA_RECEIPT_TIMEOUT: "3s", AUTOMATA_RETRY_SCALE: "0.0001" };
+
+let app: TestApp;
+
+before(async () => {
+  app = await startTestApp({ worker: true, env: TIMING });
+});
+after(async () => {
+  await app.close();
+});
+
+function createApp(body: Record<string, unknown> = {}) {
+  return app.createApplication({ rate_limit_tier: "enterprise", ...body });
+}
+
+type Prefix = Parameters<typeof simulatorToken>[0];
+
+/** Seeds push subscriptions straight into PostgreSQL in one multi-row insert; returns their ids. */
+async function seed(applicationId: string, count: number, options: { prefix?: (i: number) => Prefix; tags?: (i: number) => Record<string, string> } = {}): Promise<string[]> {
+  const rows = Array.from({ length: count }, (_, i) => {
+    const token = simulatorToken(options.prefix?.(i) ?? "ok");
+    return {
+      id: newId(),
+      application_id: applicationId,
+      subscription_type: i % 2 === 0 ? "iOSPush" : "AndroidPush",
+      token_ciphertext: app.deps.secrets.encrypt(token),
+      token_hash: app.deps.secrets.hash(token),
+      subscription_status: 1,
+      subscribed_at: new Date(),
+      tags: JSON.stringify(options.tags?.(i) ?? {}),
+    };
+  });
+  for (let i = 0; i < rows.length; i += 500) await app.deps.db("subscriptions").insert(rows.slice(i, i + 500));
+  return rows.map((r) => r.id);
+}
+
+async function createCampaign(key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) {
+  return app.request("POST", "/campaigns", { key, body: { name: `c-${newId()}`, title: "Hello", body: "Campaign", ...body }, headers });
+}
+
+async function campaignOf(key: string, id: string) {
+  const res = await app.request("GET", `/campaigns/${id}`, { key });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.data;
+}
+
+async function waitForCampaign(key: string, id: string, status: string, timeoutMs = 60_000) {
+  return eventually(async () => {
+    const c = await campaignOf(key, id);
+    return c.status === status ? c : undefined;
+  }, timeoutMs, 200);
+}
+
+async function messageStatuses(campaignId: string): Promise<Record<string, number>> {
+  const rows = (await app.deps.db("messages").where("campaign_id", campaignId).groupBy("status").select("status", app.deps.db.raw("count(*)::int as n"))) as Array<{ status: string; n: number }>;
+  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}
+
+async function statsOf(key: string, id: string) {
+  const res = await app.request("GET", `/campaigns/${id}/stats`, { key });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.data;
+}
+
+describe("campaign execution", () => {
+  test("1,200 recipients: one message each, all sent in batches, stats, receipts and expiry", async () => {
+    const { id: appId, apiKey } = await createApp();
+    const subscriptionIds = await seed(appId, 1_200);
+    const created = await createCampaign(apiKey, { data: { promo: "spring" }, badge: 1 });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.data.status, "running");
+    const id = created.body.data.campaign_id;
+
+    const done = await waitForCampaign(apiKey, id, "completed");
+    assert.ok(done.started_at && done.completed_at);
+    const messages = (await app.deps.db("messages").where("campaign_id", id).select("id", "subscription_id", "sent_at", "attempts", "status", "error_code", "title", "data")) as Array<{
+      id: string;
+      subscription_id: string;
+      sent_at: Date | null;
+      attempts: number;
+      status: string;
+      error_code: string | null;
+      title: string;
+      data: Record<string, unknown>;
+    }>;
+    assert.equal(messages.length, 1_200);
+    assert.deepEqual(new Set(messages.map((m) => m.subscription_id)), new Set(subscriptionIds), "every recipient got exactly one message");
+    for (const m of messages) {
+      assert.ok(m.sent_at, "accepted by the provider");
+      assert.equal(m.attempts, 1);
+      assert.ok(m.status === "successful" || (m.status === "failed" && m.error_code === "receipt_timeout"), `${m.status} ${m.error_code}`);
+      assert.equal(m.title, "Hello");
+      assert.deepEqual(m.data, { promo: "spring" });
+    }
+
+    // A receipt for a campaign message works through the message API (no per-message workflow).
+    const receipt = await app.request("POST", `/messages/${messages[0]!.id}/status`, { key: apiKey, body: { status: "received" } });
+    const received = receipt.status === 200 ? 1 : 0;
+    await assert.rejects(app.deps.temporal.workflow.getHandle(messageWorkflowId(messages[1]!.id)).describe(), WorkflowNotFoundError);
+
+    // Batches share the campaign's search attribute: 1 campaign + 3 batches (500, 500, 200).
+    await eventually(async () => (await app.deps.temporal.workflow.count(`CampaignId = "${id}"`)).count === 4, 20_000, 500);
+    const progress = await app.deps.temporal.workflow.getHandle(campaignWorkflowId(id)).query(progressQuery);
+    assert.equal(progress.batchesStarted, 3);
+    assert.equal(progress.messages, 1_200);
+
+    // After the receipt window every message without a receipt fails with receipt_timeout.
+    await eventually(async () => ((await messageStatuses(id)).successful ?? 0) === 0, 20_000, 250);
+    const stats = await statsOf(apiKey, id);
+    assert.equal(stats.status, "completed");
+    assert.equal(stats.total_recipients, 1_200);
+    assert.equal(stats.received_count, received);
+    assert.equal(stats.successful_count, received);
+    assert.equal(stats.failed_count, 1_200 - received);
+    assert.equal(stats.remaining, 0);
+    assert.equal(stats.channel_stats.push.total, 1_200);
+    assert.equal(stats.delivery_rate, Math.round((received / 1_200) * 10_000) / 100);
+    const row = await app.deps.db("message_campaigns").where("id", id).first();
+    assert.equal(row.total_recipients, 1_200);
+    for (const r of await ledgerInvariant(app.deps.db)) assert.equal(r.sum, 0, `ledger balances of ${r.unit} sum to zero`);
+  });
+
+  test("10% gone tokens fail, their subscriptions move to -10, and their quota is refunded", async () => {
+    const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 1_000 } });
+    const ids = await seed(appId, 100, { prefix: (i) => (i % 10 === 0 ? "gone" : "ok") });
+    const gone = ids.filter((_, i) => i % 10 === 0);
+    const created = await createCampaign(apiKey, {});
+    const id = created.body.data.campaign_id;
+    await waitForCampaign(apiKey, id, "completed");
+    const failed = (await app.deps.db("messages").where({ campaign_id: id }).whereNull("sent_at").select("subscription_id", "status", "error_code")) as Array<{ subscription_id: string; status: string; error_code: string }>;
+    assert.equal(failed.length, 10);
+    assert.deepEqual(new Set(failed.map((f) => f.subscription_id)), new Set(gone));
+    for (const f of failed) assert.equal(f.status, "failed");
+    const statuses = (await app.deps.db("subscriptions").whereIn("id", gone).pluck("subscription_status")) as number[];
+    assert.deepEqual([...new Set(statuses)], [-10]);
+    const events = await app.deps.db("subscription_events").whereIn("subscription_id", gone).count({ n: "*" });
+    assert.equal(Number(events[0]!.n), 10);
+    const quota = await quotaStatus(app.deps.db, appId);
+    assert.equal(quota.daily!.used, 90, "the batch debit of 100 minus the 10 never-accepted");
+  });
+
+  test("quota exhausted: the batch fails with quota_exceeded and nothing is sent", async () => {
+    const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 50 } });
+    await seed(appId, 80);
+    const id = (await createCampaign(apiKey, {})).body.data.campaign_id;
+    await waitForCampaign(apiKey, id, "completed");
+    const rows = (await app.deps.db("messages").where("campaign_id", id).select("status", "error_code", "sent_at")) as Array<{ status: string; error_code: string; sent_at: Date | null }>;
+    assert.equal(rows.length, 80);
+    for (const r of rows) assert.deepEqual([r.status, r.error_code, r.sent_at], ["failed", "quota_exceeded", null]);
+    assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 0);
+  });
+
+  test("temporary failures retry on timers: flaky tokens succeed on the 2nd attempt, down tokens exhaust and are refunded", async () => {
+    const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 1_000 } });
+    const kinds: Prefix[] = ["ok", "flaky", "down"];
+    const ids = await seed(appId, 30, { prefix: (i) => kinds[Math.floor(i / 10)]! });
+    const id = (await createCampaign(apiKey, {})).body.data.campaign_id;
+    await waitForCampaign(apiKey, id, "completed", 90_000);
+    const rows = (await app.deps.db("messages").where("campaign_id", id).select("subscription_id", "status", "error_code", "attempts", "sent_at")) as Array<{
+      subscription_id: string;
+      status: string;
+      error_code: string | null;
+      attempts: number;
+      sent_at: Date | null;
+    }>;
+    const kindOf = new Map(ids.map((sid, i) => [sid, kinds[Math.floor(i / 10)]!]));
+    for (const r of rows) {
+      const kind = kindOf.get(r.subscription_id);
+      if (kind === "ok") assert.equal(r.attempts, 1);
+      if (kind === "flaky") assert.equal(r.attempts, 2);
+      if (kind === "down") {
+        assert.deepEqual([r.status, r.error_code, r.sent_at], ["failed", "retries_exhausted", null]);
+        assert.equal(r.attempts, 24, "the first attempt plus 23 provider_outage retries");
+      } else assert.ok(r.sent_at);
+    }
+    assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 20);
+    const rejected = await createCampaign((await createApp({ quota: { daily_quota: 0 } })).apiKey, {});
+    assert.equal(rejected.status, 403);
+    assert.equal(rejected.body.error.code, "quota_exceeded");
+  });
+
+  test("cancel mid-campaign: no new batches, unsent messages cancelled and refunded", async () => {
+    const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 10_000 } });
+    await seed(appId, 700, { prefix: () => "slow" });
+    // The throttle keeps the second page from starting for ~50 s after the first (cancel wakes it).
+    const id = (await createCampaign(apiKey, { throttle_per_minute: 600 })).body.data.campaign_id;
+    await eventually(async () => ((await messageStatuses(id)).successful ?? 0) > 0, 30_000, 100);
+    const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    assert.equal(cancelled.body.data.status, "cancelled");
+    assert.ok(cancelled.body.data.cancelled_at);
+    await eventually(async () => {
+      const s = await messageStatuses(id);
+      return (s.pending ?? 0) + (s.errored ?? 0) === 0 && (s.cancelled ?? 0) > 0 ? s : undefined;
+    }, 30_000, 200);
+    await eventually(async () => {
+      const description = await app.deps.temporal.workflow.getHandle(campaignWorkflowId(id)).describe();
+      return description.status.name === "COMPLETED";
+    }, 30_000, 200);
+    const rows = (await app.deps.db("messages").where("campaign_id", id).select("status", "sent_at")) as Array<{ status: string; sent_at: Date | null }>;
+    assert.ok(rows.length <= 500, `only the first page was created (${rows.length})`);
+    for (const r of rows) if (r.status === "cancelled") assert.equal(r.sent_at, null);
+    const accepted = rows.filter((r) => r.sent_at).length;
+    // Every cancelled message's unit comes back once its batch settles.
+    await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === accepted, 30_000, 250);
+    assert.equal((await campaignOf(apiKey, id)).status, "cancelled");
+    const again = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
+    assert.equal(again.status, 400);
+    assert.equal(again.body.error.code, "campaign_already_completed");
+  });
+
+  test("pause stops new batches; resume finishes the audience", async () => {
+    const { id: appId, apiKey } = await createApp();
+    await seed(appId, 1_100);
+    // ~1 s between pages, so the pause lands between batches.
+    const id = (await createCampaign(apiKey, { throttle_per_minute: 30_000 })).body.data.campaign_id;
+    const paused = await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey });
+    assert.equal(paused.status, 200, JSON.stringify(paused.body));
+    assert.equal(paused.body.data.status, "paused");
+    const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
+    await eventually(async () => (await handle.query(progressQuery)).paused, 10_000, 100);
+    const before = (await handle.query(progressQuery)).batchesStarted;
+    await new Promise((r) => setTimeout(r, 2_500));
+    const during = await handle.query(progressQuery);
+    assert.equal(during.batchesStarted, before, "no batch starts while paused");
+    assert.ok(before < 3);
+    assert.equal((await campaignOf(apiKey, id)).status, "paused");
+    const again = await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey });
+    assert.equal(again.status, 409);
+
+    const resumed = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
+    assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+    await waitForCampaign(apiKey, id, "completed");
+    const count = await app.deps.db("messages").where("campaign_id", id).count({ n: "*" });
+    assert.equal(Number(count[0]!.n), 1_100);
+  });
+
+  test("small pages: keyset paging across continue-as-new with a bounded window", async () => {
+    const { id: appId } = await createApp();
+    const ids = await seed(appId, 47);
+    const id = newId();
+    await app.deps.db("message_campaigns").insert({
+      id,
+      application_id: appId,
+      name: "paged",
+      content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
+      targeting_criteria: JSON.stringify({}),
+      status: "running",
+      started_at: new Date(),
+    });
+    // Pages of 10 (5 batches), 2 sending at once, and a new run every 2 batches.
+    const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
+      workflowId: campaignWorkflowId(id),
+      taskQueue: app.config.TEMPORAL_TASK_QUEUE,
+      args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 0.0001 }, pageSize: 10, window: 2, throttlePerMinute: null, batchesPerRun: 2 }],
+      typedSearchAttributes: [
+        { key: CampaignIdKey, value: id },
+        { key: ApplicationIdKey, value: appId },
+      ],
+    });
+    const result = await handle.result();
+    assert.equal(result.batchesStarted, 5);
+    assert.equal(result.messages, 47);
+    assert.equal(result.recipientsPaged, 47);
+    assert.deepEqual(result.inFlight, []);
+    assert.notEqual((await handle.describe()).runId, handle.firstExecutionRunId, "the campaign continued as new");
+    const targeted = (await app.deps.db("messages").where("campaign_id", id).pluck("subscription_id")) as string[];
+    assert.equal(targeted.length, 47);
+    assert.deepEqual(new Set(targeted), new Set(ids));
+    assert.equal((await app.deps.db("message_campaigns").where("id", id).first()).status, "completed");
+    // The campaign and batch code replays its own histories (determinism check).
+    const workflowsPath = require.resolve("../../workflows");
+    await Worker.runReplayHistory({ workflowsPath }, await app.deps.temporal.workflow.getHandle(campaignWorkflowId(id)).fetchHistory(), campaignWorkflowId(id));
+    await Worker.runReplayHistory({ workflowsPath }, await app.deps.temporal.workflow.getHandle(`campaign-${id}-batch-0`).fetchHistory(), `campaign-${id}-batch-0`);
+  });
+
+  test("scheduled in the future waits; execute starts it early", async () => {
+    const { id: appId, apiKey } = await createApp();
+    await seed(appId, 20);
+    const scheduledAt = new Date(Date.now() + 3_600_000).toISOString();
+    const created = await createCampaign(apiKey, { scheduled_at: scheduledAt });
+    assert.equal(created.body.data.status, "scheduled");
+    assert.equal(created.body.data.scheduled_at, scheduledAt);
+    const id = created.body.data.campaign_id;
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.deepEqual(await messageStatuses(id), {});
+    const resume = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
+    assert.equal(resume.status, 409);
+
+    const executed = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
+    assert.equal(executed.status, 200, JSON.stringify(executed.body));
+    assert.equal(executed.body.data.status, "running");
+    assert.ok(executed.body.data.started_at);
+    const twice = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
+    assert.equal(twice.status, 400);
+    assert.ok(["campaign_already_started", "campaign_already_completed"].includes(twice.body.error.code));
+    await waitForCampaign(apiKey, id, "completed");
+    assert.equal(Object.values(await messageStatuses(id)).reduce((a, b) => a + b, 0), 20);
+  });
+
+  test("a scheduled_at in the past starts at once", async () => {
+    const { id: appId, apiKey } = await createApp();
+    await seed(appId, 3);
+    const created = await createCampaign(apiKey, { scheduled_at: new Date(Date.now() - 60_000).toISOString() });
+    assert.equal(created.body.data.status, "running");
+    await waitForCampaign(apiKey, created.body.data.campaign_id, "completed");
+  });
+
+  test("an empty audience completes with 0 recipients", async () => {
+    const { id: appId, apiKey } = await createApp();
+    await seed(appId, 5);
+    const id = (await createCampaign(apiKey, { targeting_criteria: { tags: { nobody: "has-this" } } })).body.data.campaign_id;
+    const done = await waitForCampaign(apiKey, id, "completed");
+    assert.equal(done.total_recipients, 0);
+    const stats = await statsOf(apiKey, id);
+    assert.equal(stats.total_recipients, 0);
+    assert.equal(stats.delivery_rate, 0);
+  });
+
+  test("tags any-of targets only matching subscriptions; estimate matches a direct count", async () => {
+    const { id: appId, apiKey } = await createApp();
+    const levels = ["silver", "gold", "bronze"];
+    const ids = await seed(appId, 90, { tags: (i) => ({ level: levels[i % 3]!, ...(i % 2 === 0 ? { vip: "1" } : {}) }) });
+    const criteria = { tags: { level: ["silver", "gold"], vip: "1" } };
+    const expected = ids.filter((_, i) => i % 3 !== 2 && i % 2 === 0);
+
+    const estimate = await app.request("POST", "/campaigns/estimate", { key: apiKey, body: { targeting_criteria: criteria } });
+    assert.equal(estimate.status, 200, JSON.stringify(estimate.body));
+    assert.equal(estimate.body.data.total, expected.length);
+    // Even indexes are iOS in seed(): every vip is iOS.
+    assert.deepEqual(estimate.body.data.by_subscription_type, { iOSPush: expected.length });
+    const direct = await audienceQuery(app.deps.db, appId, parseTargetingCriteria(criteria)).count({ n: "*" });
+    assert.equal(Number(direct[0]!.n), expected.length);
+    const raw = await app.deps.db.raw(
+      `select count(*)::int as n from subscriptions where application_id = ? and subscription_status > 0 and (tags->>'level' in ('silver','gold')) and tags->>'vip' = '1'`,
+      [appId],
+    );
+    assert.equal(raw.rows[0].n, expected.length);
+
+    const id = (await createCampaign(apiKey, { targeting_criteria: criteria })).body.data.campaign_id;
+    await waitForCampaign(apiKey, id, "completed");
+    const targeted = (await app.deps.db("messages").where("campaign_id", id).pluck("subscription_id")) as string[];
+    assert.deepEqual(new Set(targeted), new Set(expected));
+    const page = await app.request("GET", `/campaigns/${id}/messages?per_page=5`, { key: apiKey });
+    assert.equal(page.status, 200);
+    assert.equal(page.body.data.messages.length, 5);
+    assert.equal(page.body.data.pagination.total_items, expected.length);
+  });
+});
+
+describe("campaign API", () => {
+  test("bad criteria → invalid_targeting_criteria naming the field", async () => {
+    const { apiKey } = await createApp();
+    const res = await createCampaign(apiKey, { targeting_criteria: { segment: "all" } });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, "invalid_targeting_criteria");
+    assert.equal(res.body.error.details.field, "targeting_criteria.segment");
+    const estimate = await app.request("POST", "/campaigns/estimate", { key: apiKey, body: { targeting_criteria: { countries: "KR" } } });
+    assert.equal(estimate.status, 400);
+    assert.equal(estimate.body.error.details.field, "targeting_criteria.countries");
+  });
+
+  test("another tenant's campaign is campaign_not_found", async () => {
+    const a = await createApp();
+    const b = await createApp();
+    const id = (await createCampaign(a.apiKey, { scheduled_at: new Date(Date.now() + 3_600_000).toISOString() })).body.data.campaign_id;
+    for (const [method, path] of [
+      ["GET", `/campaigns/${id}`],
+      ["GET", `/campaigns/${id}/stats`],
+      ["GET", `/campaigns/${id}/messages`],
+      ["POST", `/campaigns/${id}/execute`],
+      ["POST", `/campaigns/${id}/cancel`],
+      ["POST", `/campaigns/${id}/pause`],
+    ] as const) {
+      const res = await app.request(method, path, { key: b.apiKey });
+      assert.equal(res.status, 404, `${method} ${path}`);
+      assert.equal(res.body.error.code, "campaign_not_found");
+    }
+    const list = await app.request("GET", "/campaigns", { key: b.apiKey });
+    assert.equal(list.body.data.pagination.total_items, 0);
+    const cancel = await app.request("POST", `/campaigns/${id}/cancel`, { key: a.apiKey });
+    assert.equal(cancel.body.data.status, "cancelled");
+    assert.equal((await app.request("POST", `/campaigns/${id}/cancel`, { key: a.apiKey })).status, 200, "cancel is idempotent");
+  });
+
+  test("Idempotency-Key returns the first campaign; list filters by status", async () => {
+    const { apiKey } = await createApp();
+    const body = { scheduled_at: new Date(Date.now() + 3_600_000).toISOString(), name: "same" };
+    const first = await createCampaign(apiKey, body, { "Idempotency-Key": "k-1" });
+    const second = await createCampaign(apiKey, body, { "Idempotency-Key": "k-1" });
+    assert.equal(first.status, 201);
+    assert.equal(second.body.data.campaign_id, first.body.data.campaign_id);
+    const list = await app.request("GET", "/campaigns?status=scheduled", { key: apiKey });
+    assert.equal(list.body.data.pagination.total_items, 1);
+    assert.equal(list.body.data.campaigns[0].id, first.body.data.campaign_id);
+    const none = await app.request("GET", "/campaigns?status=completed", { key: apiKey });
+    assert.equal(none.body.data.pagination.total_items, 0);
+    const detail = await campaignOf(apiKey, first.body.data.campaign_id);
+    assert.equal(detail.title, "Hello");
+    assert.deepEqual(detail.targeting_criteria, {});
+    await app.request("POST", `/campaigns/${first.body.data.campaign_id}/cancel`, { key: apiKey });
+    const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(first.body.data.campaign_id));
+    await eventually(async () => (await handle.describe()).status.name === "COMPLETED", 15_000, 200);
+    const runId = (await handle.describe()).runId;
+    const replay = await createCampaign(apiKey, body, { "Idempotency-Key": "k-1" });
+    assert.equal(replay.status, 201, JSON.stringify(replay.body));
+    assert.equal(replay.body.data.campaign_id, first.body.data.campaign_id);
+    assert.equal(replay.body.data.status, "cancelled");
+    assert.equal((await handle.describe()).runId, runId, "a replay does not run a finished campaign again");
+  });
+
+  test("template campaigns render once with the campaign variables", async () => {
+    const { id: appId, apiKey } = await createApp();
+    await seed(appId, 4);
+    const template = await app.request("POST", "/templates", {
+      key: apiKey,
+      body: { name: `t-${newId()}`, title_template: "Hi {{promo}}", body_template: "{{discount}} off", variables: [{ name: "promo", required: true }] },
+    });
+    assert.equal(template.status, 201, JSON.stringify(template.body));
+    const templateId = template.body.data.template_id ?? template.body.data.id;
+    const missing = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "t", template_id: templateId } });
+    assert.equal(missing.status, 400);
+    assert.equal(missing.body.error.code, "missing_required_variable");
+    const created = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "t", template_id: templateId, variables: { promo: "Spring", discount: "20%" } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.data.campaign_id;
+    await waitForCampaign(apiKey, id, "completed");
+    const rows = (await app.deps.db("messages").where("campaign_id", id).select("title", "body", "template_id", "template_version")) as Array<Record<string, unknown>>;
+    assert.equal(rows.length, 4);
+    for (const r of rows) assert.deepEqual(r, { title: "Hi Spring", body: "20% off", template_id: templateId, template_version: 1 });
+  });
+});

@@ -1,0 +1,363 @@
+import { defineRoute, type RouteSpec } from "../http/route";
+import { IdParams } from "../http/validation";
+import { ApiError } from "../http/errors";
+import { paginate } from "../http/pagination";
+import type { Deps } from "../deps";
+import { newId } from "../db/ids";
+import { storedPushOptions, PushOptionsShape } from "../messages/push-options";
+import type { MessageRow } from "../messages/transitions";
+import { assertQuotaAvailable } from "../quota/quota";
+import { loadTemplateForSend } from "../templates/repository";
+import { renderTemplate } from "../templates/render";
+import { cancelSignal, executeSignal, pauseSignal, resumeSignal } from "../../workflows/campaign";
+import { CampaignMessagesQuery, CreateCampaignBody, CreatedCampaign, EstimateBody, ListCampaignsQuery } from "./schemas";
+import { audienceQuery, parseTargetingCriteria } from "./targeting";
+import { campaignCounts, type CampaignContent, type CampaignRow, type CampaignStatus } from "./repository";
+import { signalCampaignWorkflow, startCampaignWorkflow } from "./workflow-client";
+
+const TAG = "Campaigns";
+const IDEMPOTENCY_HEADER = {
+  name: "Idempotency-Key",
+  description: "Repeat a create with the same key to get the first campaign back; it is never created or started twice.",
+};
+
+const iso = (value: Date | string | null | undefined): string | null => (value ? new Date(value).toISOString() : null);
+
+/** Percentage with two decimals; 0 when nothing was there to count (REF-001 §6.5 rates). */
+const rate = (part: number, whole: number): number => (whole > 0 ? Math.round((part / whole) * 10_000) / 100 : 0);
+
+function idempotencyKeyOf(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const key = header.trim();
+  if (key.length === 0 || key.length > 255) throw new ApiError("invalid_request", "Idempotency-Key must be 1 to 255 characters", { header: "Idempotency-Key" });
+  return key;
+}
+
+/** The campaign_not_found 404, also for another tenant's campaign. */
+function campaignNotFound(id: string): ApiError {
+  return new ApiError("campaign_not_found", undefined, { id });
+}
+
+async function loadCampaign(deps: Deps, applicationId: string, id: string): Promise<CampaignRow> {
+  const campaign = await deps.db("message_campaigns").where({ id, application_id: applicationId }).first<CampaignRow | undefined>();
+  if (!campaign) throw campaignNotFound(id);
+  return campaign;
+}
+
+function campaignView(c: CampaignRow) {
+  return {
+    id: c.id,
+    name: c.name,
+    description: c.description,
+    template_id: c.template_id,
+    template_version: c.template_version,
+    title: c.content.title,
+    body: c.content.body,
+    data: c.content.data,
+    options: c.content.options,
+    variables: c.content.variables,
+    targeting_criteria: c.targeting_criteria,
+    status: c.status,
+    throttle_per_minute: c.throttle_per_minute,
+    scheduled_at: iso(c.scheduled_at),
+    started_at: iso(c.started_at),
+    completed_at: iso(c.completed_at),
+    cancelled_at: iso(c.cancelled_at),
+    created_at: iso(c.created_at),
+    created_by: c.created_by,
+    total_recipients: c.total_recipients,
+    successful_count: c.sent_count,
+    failed_count: c.failed_count,
+  };
+}
+
+/** Refuses a state change with the REF-001 code for where the campaign is. */
+function refuse(c: CampaignRow, action: string): never {
+  if (c.status === "completed" || c.status === "failed" || c.status === "cancelled") {
+    throw new ApiError("campaign_already_completed", `The campaign is ${c.status}; it cannot ${action}`, { id: c.id, status: c.status });
+  }
+  if (action === "execute") throw new ApiError("campaign_already_started", `The campaign is ${c.status}`, { id: c.id, status: c.status });
+  throw new ApiError("invalid_status_transition", `The campaign is ${c.status}; it cannot ${action}`, { id: c.id, status: c.status });
+}
+
+/**
+ * Moves a campaign from one of `from` to `to` with a conditional update (PostgreSQL first, then the
+ * workflow is signalled), or refuses with the code for its current status.
+ */
+async function changeStatus(deps: Deps, applicationId: string, id: string, action: string, from: CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow> {
+  const [updated] = (await deps.db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
+  if (updated) return updated;
+  refuse(await loadCampaign(deps, applicationId, id), action);
+}
+
+function pushOptionsOf(body: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.keys(PushOptionsShape).filter((k) => body[k] !== undefined).map((k) => [k, body[k]]));
+}
+
+/** Campaign routes (REF-001 §6 plus pause/resume, messages and audience estimate). */
+export const campaignRoutes: RouteSpec[] = [
+  defineRoute({
+    method: "post",
+    path: "/campaigns/estimate",
+    summary: "Count the audience a targeting_criteria would reach, by platform",
+    tag: TAG,
+    auth: "apiKey",
+    body: EstimateBody,
+    responses: { 200: { description: "Audience size" } },
+    handler: async ({ body, deps, application }) => {
+      const criteria = parseTargetingCriteria(body.targeting_criteria);
+      const rows = (await audienceQuery(deps.db, application.id, criteria)
+        .groupBy("s.subscription_type")
+        .select("s.subscription_type", deps.db.raw("count(*)::int as n"))) as Array<{ subscription_type: string; n: number }>;
+      const byPlatform = Object.fromEntries(rows.map((r) => [r.subscription_type, r.n]));
+      return { data: { total: rows.reduce((sum, r) => sum + r.n, 0), by_subscription_type: byPlatform } };
+    },
+  }),
+  defineRoute({
+    method: "post",
+    path: "/campaigns",
+    summary: "Create a campaign; it starts now, or at scheduled_at (a past scheduled_at starts now)",
+    tag: TAG,
+    auth: "apiKey",
+    body: CreateCampaignBody,
+    headers: [IDEMPOTENCY_HEADER],
+    responses: { 201: { description: "The campaign", schema: CreatedCampaign } },
+    handler: async ({ body, deps, application, req }) => {
+      const criteria = parseTargetingCriteria(body.targeting_criteria);
+      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
+      const created = (c: CampaignRow) => ({
+        status: 201,
+        data: { campaign_id: c.id, name: c.name, status: c.status, scheduled_at: iso(c.scheduled_at), created_at: iso(c.created_at) },
+      });
+      const previous = idempotencyKey
+        ? await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow | undefined>()
+        : undefined;
+      if (previous) {
+        // A replay answers the first campaign (and re-attempts its start if that had failed).
+        await startCampaignWorkflow(deps, previous);
+        return created(previous);
+      }
+      const now = new Date();
+      let content: CampaignContent;
+      let template: { templateId: string; version: number } | undefined;
+      if (body.template_id) {
+        const loaded = await loadTemplateForSend(deps.db, application.id, body.template_id, body.template_version);
+        // Rendered once for every recipient: campaign variables are campaign-wide (no per-recipient fields yet).
+        const rendered = renderTemplate(loaded.content, body.variables ?? {});
+        content = {
+          title: rendered.title,
+          body: rendered.body,
+          data: rendered.data,
+          options: storedPushOptions({ ...loaded.content.options, ...pushOptionsOf(body) }, now),
+          variables: body.variables ?? {},
+        };
+        template = { templateId: loaded.templateId, version: loaded.version };
+      } else {
+        content = { title: body.title ?? null, body: body.body ?? null, data: body.data ?? {}, options: storedPushOptions(pushOptionsOf(body), now), variables: {} };
+      }
+      const scheduledAt = body.scheduled_at ? new Date(body.scheduled_at) : null;
+      const future = scheduledAt !== null && scheduledAt.getTime() > now.getTime();
+      // An immediate campaign with no allowance left would only fail every batch: refuse it now.
+      // Scheduled ones are checked when their batches debit (the allowance may have reset by then).
+      if (!future) await assertQuotaAvailable(deps.db, application.id, 1, now);
+      const id = newId();
+      const [inserted] = (await deps.db("message_campaigns")
+        .insert({
+          id,
+          application_id: application.id,
+          template_id: template?.templateId ?? null,
+          template_version: template?.version ?? null,
+          name: body.name,
+          description: body.description ?? null,
+          campaign_type: future ? "scheduled" : "immediate",
+          content: JSON.stringify(content),
+          targeting_criteria: JSON.stringify(criteria),
+          status: future ? "scheduled" : "running",
+          throttle_per_minute: body.throttle_per_minute ?? null,
+          scheduled_at: scheduledAt,
+          started_at: future ? null : now,
+          workflow_id: `campaign-${id}`,
+          created_by: `api_key:${application.apiKeyId}`,
+          idempotency_key: idempotencyKey ?? null,
+        })
+        .onConflict(deps.db.raw("(application_id, idempotency_key) where idempotency_key is not null"))
+        .ignore()
+        .returning("*")) as CampaignRow[];
+      const campaign = inserted ?? (await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow>());
+      // A concurrent request with the same key won the insert: answer with its campaign. USE_EXISTING
+      // makes the start a no-op for a workflow that is already running.
+      await startCampaignWorkflow(deps, campaign);
+      return created(campaign);
+    },
+  }),
+  defineRoute({
+    method: "get",
+    path: "/campaigns",
+    summary: "List campaigns (filters: status, from/to on created_at)",
+    tag: TAG,
+    auth: "apiKey",
+    query: ListCampaignsQuery,
+    responses: { 200: { description: "A page of campaigns" } },
+    handler: async ({ query, deps, application }) => {
+      const q = deps.db("message_campaigns").where("application_id", application.id).select("*");
+      if (query.status) q.where("status", query.status);
+      if (query.from) q.where("created_at", ">=", new Date(query.from));
+      if (query.to) q.where("created_at", "<", new Date(query.to));
+      const { rows, pagination } = await paginate<CampaignRow>(q, query.page, query.per_page, [
+        { column: "created_at", order: "desc" },
+        { column: "id", order: "desc" },
+      ]);
+      const campaigns = rows.map((c) => ({
+        id: c.id,
+        name: c.name,
+        status: c.status,
+        scheduled_at: iso(c.scheduled_at),
+        started_at: iso(c.started_at),
+        completed_at: iso(c.completed_at),
+        created_at: iso(c.created_at),
+        total_recipients: c.total_recipients,
+        successful_count: c.sent_count,
+        failed_count: c.failed_count,
+      }));
+      return { data: { campaigns, pagination } };
+    },
+  }),
+  defineRoute({
+    method: "get",
+    path: "/campaigns/:id",
+    summary: "Get a campaign",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    responses: { 200: { description: "The campaign" } },
+    handler: async ({ params, deps, application }) => ({ data: campaignView(await loadCampaign(deps, application.id, params.id)) }),
+  }),
+  defineRoute({
+    method: "post",
+    path: "/campaigns/:id/execute",
+    summary: "Start a scheduled campaign now",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    responses: { 200: { description: "The running campaign" } },
+    handler: async ({ params, deps, application }) => {
+      const c = await changeStatus(deps, application.id, params.id, "execute", ["draft", "scheduled"], { status: "running", started_at: deps.db.fn.now() });
+      await signalCampaignWorkflow(deps, c.id, executeSignal);
+      return { data: { id: c.id, status: c.status, started_at: iso(c.started_at) } };
+    },
+  }),
+  defineRoute({
+    method: "post",
+    path: "/campaigns/:id/cancel",
+    summary: "Cancel a scheduled, running or paused campaign (unsent messages are cancelled; idempotent)",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    responses: { 200: { description: "The cancelled campaign" } },
+    handler: async ({ params, deps, application }) => {
+      const current = await loadCampaign(deps, application.id, params.id);
+      const c =
+        current.status === "cancelled"
+          ? current
+          : await changeStatus(deps, application.id, params.id, "cancel", ["draft", "scheduled", "running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
+      await signalCampaignWorkflow(deps, c.id, cancelSignal);
+      return { data: { id: c.id, status: c.status, cancelled_at: iso(c.cancelled_at) } };
+    },
+  }),
+  defineRoute({
+    method: "post",
+    path: "/campaigns/:id/pause",
+    summary: "Pause a running campaign: no new batch starts (batches already sending finish)",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    responses: { 200: { description: "The paused campaign" } },
+    handler: async ({ params, deps, application }) => {
+      const c = await changeStatus(deps, application.id, params.id, "pause", ["running"], { status: "paused" });
+      await signalCampaignWorkflow(deps, c.id, pauseSignal);
+      return { data: { id: c.id, status: c.status } };
+    },
+  }),
+  defineRoute({
+    method: "post",
+    path: "/campaigns/:id/resume",
+    summary: "Resume a paused campaign",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    responses: { 200: { description: "The running campaign" } },
+    handler: async ({ params, deps, application }) => {
+      const c = await changeStatus(deps, application.id, params.id, "resume", ["paused"], { status: "running" });
+      await signalCampaignWorkflow(deps, c.id, resumeSignal);
+      return { data: { id: c.id, status: c.status } };
+    },
+  }),
+  defineRoute({
+    method: "get",
+    path: "/campaigns/:id/stats",
+    summary: "Delivery and engagement statistics, counted live from the campaign's messages",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    responses: { 200: { description: "Statistics (REF-001 §6.5)" } },
+    handler: async ({ params, deps, application }) => {
+      const c = await loadCampaign(deps, application.id, params.id);
+      const n = await campaignCounts(deps.db, c.id);
+      // Accepted by the provider and not (yet) failed: successful, received or converted now.
+      const successful = n.successful + n.received + n.converted;
+      const received = n.received + n.converted;
+      const push = { total: n.total, successful, failed: n.failed, received, converted: n.converted };
+      return {
+        data: {
+          id: c.id,
+          name: c.name,
+          status: c.status,
+          total_recipients: n.total,
+          successful_count: successful,
+          failed_count: n.failed,
+          received_count: received,
+          converted_count: n.converted,
+          cancelled_count: n.cancelled,
+          pending_count: n.pending + n.errored,
+          remaining: n.pending + n.errored,
+          channel_stats: { push },
+          delivery_rate: rate(successful, n.total),
+          receive_rate: rate(received, successful),
+          conversion_rate: rate(n.converted, received),
+          started_at: iso(c.started_at),
+          completed_at: iso(c.completed_at),
+          cancelled_at: iso(c.cancelled_at),
+        },
+      };
+    },
+  }),
+  defineRoute({
+    method: "get",
+    path: "/campaigns/:id/messages",
+    summary: "List a campaign's messages (filter: status)",
+    tag: TAG,
+    auth: "apiKey",
+    params: IdParams,
+    query: CampaignMessagesQuery,
+    responses: { 200: { description: "A page of messages" } },
+    handler: async ({ params, query, deps, application }) => {
+      const c = await loadCampaign(deps, application.id, params.id);
+      const q = deps.db("messages").where({ application_id: application.id, campaign_id: c.id }).select("*");
+      if (query.status) q.where("status", query.status);
+      const { rows, pagination } = await paginate<MessageRow>(q, query.page, query.per_page, [{ column: "id", order: "asc" }]);
+      const messages = rows.map((m) => ({
+        id: m.id,
+        subscription_id: m.subscription_id,
+        status: m.status,
+        error_code: m.error_code,
+        created_at: iso(m.created_at),
+        sent_at: iso(m.sent_at),
+        received_at: iso(m.received_at),
+        converted_at: iso(m.converted_at),
+        failed_at: iso(m.failed_at),
+        cancelled_at: iso(m.cancelled_at),
+      }));
+      return { data: { messages, pagination } };
+    },
+  }),
+];

@@ -1,0 +1,50 @@
+import { z } from "zod";
+import { PushOptionsShape } from "../messages/push-options";
+import { MESSAGE_STATUSES } from "../messages/state-machine";
+import { PaginationQuery } from "../http/pagination";
+import { CAMPAIGN_STATUSES } from "./repository";
+
+const isoDate = z.iso.datetime({ offset: true });
+
+/**
+ * Body of `POST /campaigns` (REF-001 §6.1): a template (rendered once with `variables`) or direct
+ * content, targeting, and an optional start time. `targeting_criteria` is validated separately so
+ * its errors are `invalid_targeting_criteria`, as the contract asks.
+ */
+export const CreateCampaignBody = z
+  .strictObject({
+    name: z.string().trim().min(1).max(200),
+    description: z.string().max(2000).optional(),
+    template_id: z.uuid({ message: "must be a valid UUID" }).optional(),
+    template_version: z.number().int().min(1).optional().describe("pin a template version (default: current)"),
+    title: z.string().optional(),
+    body: z.string().optional(),
+    data: z.record(z.string().min(1).max(256), z.unknown()).optional(),
+    variables: z.record(z.string(), z.unknown()).optional(),
+    targeting_criteria: z.unknown().optional().describe("tags, countries, languages, subscription_types, last_active_after/before, external_ids, test_type"),
+    scheduled_at: isoDate.optional().describe("absent or in the past = start now"),
+    throttle_per_minute: z.number().int().min(1).max(1_000_000).optional().describe("pace batches to about this many recipients per minute"),
+    ...PushOptionsShape,
+  })
+  .superRefine((body, ctx) => {
+    const direct = body.title !== undefined || body.body !== undefined || body.data !== undefined;
+    if (body.template_id && direct) ctx.addIssue({ code: "custom", path: ["template_id"], message: "give template_id or title/body/data, not both" });
+    if (!body.template_id && !body.title && !body.body) ctx.addIssue({ code: "custom", path: ["body"], message: "template_id, title or body is required" });
+    if (!body.template_id && body.variables) ctx.addIssue({ code: "custom", path: ["variables"], message: "variables need a template_id" });
+  });
+
+/** Body of `POST /campaigns/estimate`. */
+export const EstimateBody = z.strictObject({ targeting_criteria: z.unknown().optional() });
+
+/** Query of `GET /campaigns` (REF-001 §6.6). */
+export const ListCampaignsQuery = PaginationQuery.extend({
+  status: z.enum(CAMPAIGN_STATUSES).optional(),
+  from: isoDate.optional().describe("created at or after (ISO 8601)"),
+  to: isoDate.optional().describe("created before (ISO 8601)"),
+}).strict();
+
+/** Query of `GET /campaigns/:id/messages`. */
+export const CampaignMessagesQuery = PaginationQuery.extend({ status: z.enum(MESSAGE_STATUSES).optional() }).strict();
+
+/** The create answer (REF-001 §6.1). */
+export const CreatedCampaign = z.object({ campaign_id: z.string(), name: z.string(), status: z.string(), scheduled_at: z.string().nullable(), created_at: z.string() });

@@ -1,0 +1,78 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import knexFactory from "knex";
+import { ApiError } from "../http/errors";
+import { audienceQuery, parseTargetingCriteria } from "./targeting";
+
+// A connection-less knex: compiles SQL only.
+const db = knexFactory({ client: "pg" });
+const APP = "00000000-0000-7000-8000-000000000001";
+
+function compile(criteria: unknown) {
+  const { sql, bindings } = audienceQuery(db, APP, parseTargetingCriteria(criteria)).select("s.id").toSQL();
+  return { sql, bindings: bindings as unknown[] };
+}
+
+const BASE = `select "s"."id" from "subscriptions" as "s" where "s"."application_id" = ? and "s"."subscription_status" > ? and "s"."archived_at" is null and "s"."subscription_type" in (?, ?)`;
+
+describe("targeting compiler", () => {
+  const cases: Array<{ name: string; criteria: unknown; sql: string; bindings: unknown[] }> = [
+    { name: "empty criteria: tenant, deliverable, not archived, push types", criteria: {}, sql: BASE, bindings: [APP, 0, "iOSPush", "AndroidPush"] },
+    {
+      name: "tag value is one jsonb containment (GIN jsonb_path_ops)",
+      criteria: { tags: { premium_user: "true" } },
+      sql: `${BASE} and (s.tags @> ?::jsonb)`,
+      bindings: [APP, 0, "iOSPush", "AndroidPush", '{"premium_user":"true"}'],
+    },
+    {
+      name: "tag list is any-of: OR of containments, AND across keys",
+      criteria: { tags: { level: ["silver", "gold"], vip: "1" } },
+      sql: `${BASE} and (s.tags @> ?::jsonb or s.tags @> ?::jsonb) and (s.tags @> ?::jsonb)`,
+      bindings: [APP, 0, "iOSPush", "AndroidPush", '{"level":"silver"}', '{"level":"gold"}', '{"vip":"1"}'],
+    },
+    {
+      name: "countries, languages and subscription_types",
+      criteria: { countries: ["KR", "US"], languages: ["ko"], subscription_types: ["AndroidPush"] },
+      sql: BASE.replace(`in (?, ?)`, `in (?)`) + ` and "s"."country" in (?, ?) and "s"."language" in (?)`,
+      bindings: [APP, 0, "AndroidPush", "KR", "US", "ko"],
+    },
+    {
+      name: "last_active window",
+      criteria: { last_active_after: "2025-03-01T00:00:00Z", last_active_before: "2025-04-01T00:00:00Z" },
+      sql: `${BASE} and "s"."last_active_at" >= ? and "s"."last_active_at" < ?`,
+      bindings: [APP, 0, "iOSPush", "AndroidPush", new Date("2025-03-01T00:00:00Z"), new Date("2025-04-01T00:00:00Z")],
+    },
+    {
+      name: "external_ids: semi-join on the tenant's users",
+      criteria: { external_ids: ["u1", "u2"] },
+      sql: `${BASE} and "s"."user_id" in (select "u"."id" from "users" as "u" where "u"."application_id" = ? and "u"."external_id" in (?, ?))`,
+      bindings: [APP, 0, "iOSPush", "AndroidPush", APP, "u1", "u2"],
+    },
+    { name: "test_type null = production only", criteria: { test_type: null }, sql: `${BASE} and "s"."test_type" is null`, bindings: [APP, 0, "iOSPush", "AndroidPush"] },
+    { name: "test_type 1", criteria: { test_type: 1 }, sql: `${BASE} and "s"."test_type" = ?`, bindings: [APP, 0, "iOSPush", "AndroidPush", 1] },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const compiled = compile(c.criteria);
+      assert.equal(compiled.sql, c.sql);
+      assert.deepEqual(compiled.bindings, c.bindings);
+    });
+  }
+
+  const invalid: Array<{ criteria: unknown; field: string }> = [
+    { criteria: { segments: ["x"] }, field: "targeting_criteria.segments" },
+    { criteria: { countries: "KR" }, field: "targeting_criteria.countries" },
+    { criteria: { tags: { level: [] } }, field: "targeting_criteria.tags.level" },
+    { criteria: { subscription_types: ["Email"] }, field: "targeting_criteria.subscription_types.0" },
+    { criteria: { last_active_after: "yesterday" }, field: "targeting_criteria.last_active_after" },
+    { criteria: "all", field: "targeting_criteria" },
+  ];
+  for (const c of invalid) {
+    test(`refuses ${JSON.stringify(c.criteria)} naming ${c.field}`, () => {
+      assert.throws(
+        () => parseTargetingCriteria(c.criteria),
+        (error: unknown) => error instanceof ApiError && error.code === "invalid_targeting_criteria" && error.status === 400 && error.details.field === c.field,
+      );
+    });
+  }
+});

@@ -1,0 +1,94 @@
+import { condition, defineSignal, getExternalWorkflowHandle, log, proxyActivities, setHandler, sleep } from "@temporalio/workflow";
+import type { createCampaignActivities } from "../activities/campaigns";
+import type { BatchRange } from "../src/campaigns/repository";
+import { nextRetryDelay, type RetryClass } from "../src/messages/retry-policy";
+
+// Regular (not local) activities: a batch send of 500 pushes can outlast a workflow task, and it
+// heartbeats, so a worker that dies mid-send is noticed within the heartbeat timeout and the retried
+// activity resumes with the messages still pending.
+const activities = proxyActivities<ReturnType<typeof createCampaignActivities>>({
+  startToCloseTimeout: "10 minutes",
+  heartbeatTimeout: "1 minute",
+  retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
+});
+
+/** Durations a batch runs with; fixed when the campaign started so replays never read config. */
+export interface CampaignTiming {
+  receiptTimeoutMs: number;
+  retryScale: number;
+}
+
+/** Input of {@link campaignBatchWorkflow}. */
+export interface CampaignBatchInput extends BatchRange {
+  timing: CampaignTiming;
+  /** Workflow id of the campaign, told when this batch has finished sending. */
+  parentWorkflowId: string;
+}
+
+/** What a batch reports to its campaign when it has finished sending (before the receipt wait). */
+export interface BatchDone {
+  batchNo: number;
+  messages: number;
+  successful: number;
+  failed: number;
+}
+
+/** Sent by a batch to its campaign workflow when the batch has nothing more to send. */
+export const batchDoneSignal = defineSignal<[BatchDone]>("batchDone");
+/** Sent by the campaign to its running batches on cancel: wake up from retry timers now. */
+export const batchCancelSignal = defineSignal("cancel");
+
+/** Workflow id of a campaign batch. */
+export function campaignBatchWorkflowId(campaignId: string, batchNo: number): string {
+  return `campaign-${campaignId}-batch-${batchNo}`;
+}
+
+/**
+ * One page (≤ 500 recipients) of a campaign: create its messages in bulk, debit the quota once,
+ * send through the providers' batch APIs, retry the temporarily failed subset on durable timers per
+ * failure class, refund what was never accepted, tell the campaign, then wait once for the
+ * receipt window and expire the messages that got no receipt.
+ */
+export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<BatchDone> {
+  const { timing, parentWorkflowId, ...range } = input;
+  let cancelled = false;
+  setHandler(batchCancelSignal, () => void (cancelled = true));
+
+  const done: BatchDone = { batchNo: range.batchNo, messages: 0, successful: 0, failed: 0 };
+  done.messages = (await activities.createCampaignBatch(range)).messages;
+  if (done.messages > 0 && (await activities.debitCampaignBatch(range)).proceed) {
+    const retries: Record<RetryClass, number> = { network: 0, provider_outage: 0, rate_limited: 0 };
+    for (;;) {
+      const round = await activities.sendCampaignBatch(range);
+      done.successful += round.successful;
+      done.failed += round.failed;
+      const classes = (Object.keys(round.errored) as RetryClass[]).filter((c) => (round.errored[c] ?? 0) > 0);
+      if (classes.length === 0) break;
+      let delay = 0;
+      const exhausted: RetryClass[] = [];
+      for (const retryClass of classes) {
+        retries[retryClass] += 1;
+        const next = nextRetryDelay(retryClass, retries[retryClass], timing.retryScale, retryClass === "rate_limited" ? round.retryAfterMs : undefined);
+        if (next === undefined) exhausted.push(retryClass);
+        else delay = Math.max(delay, next);
+      }
+      if (exhausted.length > 0) await activities.failErroredCampaignBatch(range, exhausted);
+      if (exhausted.length === classes.length) break;
+      // One timer for the whole still-errored subset; a campaign cancel cuts it short.
+      await condition(() => cancelled, delay);
+      await activities.retryCampaignBatch(range);
+    }
+    await activities.settleCampaignBatch(range);
+  }
+  try {
+    await getExternalWorkflowHandle(parentWorkflowId).signal(batchDoneSignal, done);
+  } catch (error) {
+    // The campaign already finished (cancelled); nobody is waiting for this batch any more.
+    log.info("campaign workflow not reachable for batchDone", { batchNo: range.batchNo, error: String(error) });
+  }
+  if (done.successful > 0) {
+    await sleep(timing.receiptTimeoutMs);
+    await activities.expireCampaignBatchReceipts(range);
+  }
+  return done;
+}

@@ -1,0 +1,187 @@
+import {
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  getExternalWorkflowHandle,
+  log,
+  ParentClosePolicy,
+  proxyActivities,
+  setHandler,
+  startChild,
+  workflowInfo,
+} from "@temporalio/workflow";
+import type { createCampaignActivities } from "../activities/campaigns";
+import { ApplicationIdKey, CampaignIdKey } from "../temporal/search-attributes";
+export { campaignBatchWorkflow } from "./campaign-batch";
+import { batchCancelSignal, batchDoneSignal, campaignBatchWorkflow, campaignBatchWorkflowId, type BatchDone, type CampaignTiming } from "./campaign-batch";
+
+const activities = proxyActivities<ReturnType<typeof createCampaignActivities>>({
+  startToCloseTimeout: "2 minutes",
+  retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
+});
+
+/** Where a campaign's fan-out stands; carried across continue-as-new. */
+export interface CampaignProgress {
+  started: boolean;
+  /** Last subscription id handed to a batch (keyset cursor). */
+  cursor: string | null;
+  /** The audience has been fully paged. */
+  exhausted: boolean;
+  batchesStarted: number;
+  /** Batch numbers started but not yet done sending. */
+  inFlight: number[];
+  recipientsPaged: number;
+  messages: number;
+  successful: number;
+  failed: number;
+  paused: boolean;
+  cancelled: boolean;
+}
+
+/** Input of {@link campaignWorkflow}. */
+export interface CampaignWorkflowInput {
+  campaignId: string;
+  applicationId: string;
+  /** Epoch ms to start at; null/past = now. */
+  scheduledAt: number | null;
+  timing: CampaignTiming;
+  /** Recipients per batch (≤ 500). */
+  pageSize: number;
+  /** Batches sending at the same time. */
+  window: number;
+  throttlePerMinute: number | null;
+  /**
+   * Continue as new after this many batches even if the server has not suggested it yet, so each
+   * run's history stays bounded (and tests can exercise the hand-over). Default: only on suggestion.
+   */
+  batchesPerRun?: number;
+  /** Set by continue-as-new. */
+  progress?: CampaignProgress;
+}
+
+/** Start now instead of at scheduled_at (the API already set the campaign running). */
+export const executeSignal = defineSignal("execute");
+/** Stop: no new batches, cancel unsent messages (the API already set the campaign cancelled). */
+export const cancelSignal = defineSignal("cancel");
+/** Start no new batch until resumed (running batches finish). */
+export const pauseSignal = defineSignal("pause");
+/** Continue starting batches. */
+export const resumeSignal = defineSignal("resume");
+/** The fan-out's progress. */
+export const progressQuery = defineQuery<CampaignProgress>("progress");
+
+/** Workflow id of a campaign: its business id, so it can never run twice. */
+export function campaignWorkflowId(campaignId: string): string {
+  return `campaign-${campaignId}`;
+}
+
+/**
+ * A campaign (SEQ-002 §2.3/§4): waits durably for scheduled_at (or execute/cancel), then pages the
+ * audience by keyset on subscription id and starts one batch child workflow per page, keeping at
+ * most `window` batches sending, pacing by throttle_per_minute, obeying pause/resume/cancel, and
+ * continuing as new when the history grows. PostgreSQL holds the campaign's status; the API writes
+ * it first and signals, activities write the transitions the workflow makes.
+ */
+export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<CampaignProgress> {
+  const { campaignId, applicationId } = input;
+  const p: CampaignProgress = input.progress ?? {
+    started: false,
+    cursor: null,
+    exhausted: false,
+    batchesStarted: 0,
+    inFlight: [],
+    recipientsPaged: 0,
+    messages: 0,
+    successful: 0,
+    failed: 0,
+    paused: false,
+    cancelled: false,
+  };
+  let executeNow = false;
+  setHandler(executeSignal, () => void (executeNow = true));
+  setHandler(cancelSignal, () => void (p.cancelled = true));
+  setHandler(pauseSignal, () => void (p.paused = true));
+  setHandler(resumeSignal, () => void (p.paused = false));
+  const batchFinished = (done: BatchDone): void => {
+    if (!p.inFlight.includes(done.batchNo)) return;
+    p.inFlight = p.inFlight.filter((n) => n !== done.batchNo);
+    p.messages += done.messages;
+    p.successful += done.successful;
+    p.failed += done.failed;
+  };
+  setHandler(batchDoneSignal, batchFinished);
+  setHandler(progressQuery, () => p);
+
+  if (!p.started) {
+    const wait = input.scheduledAt === null ? 0 : input.scheduledAt - Date.now();
+    if (wait > 0) await condition(() => executeNow || p.cancelled, wait);
+    if (!p.cancelled) {
+      const status = await activities.markCampaignRunning(campaignId);
+      // Cancelled (or otherwise ended) before it started: nothing was sent, nothing to clean up.
+      if (status !== "running" && status !== "paused") return p;
+      p.paused = status === "paused";
+    }
+    p.started = true;
+  }
+
+  let batchesThisRun = 0;
+  while (!p.cancelled && !p.exhausted) {
+    await condition(() => p.cancelled || (!p.paused && p.inFlight.length < input.window));
+    if (p.cancelled) break;
+    const page = await activities.nextAudiencePage({ campaignId, after: p.cursor, limit: input.pageSize });
+    if (page.count === 0 || page.last === null) {
+      p.exhausted = true;
+      break;
+    }
+    const batchNo = p.batchesStarted;
+    // ABANDON: batches outlive this run (continue-as-new) and even the campaign (their receipt
+    // windows and refunds must complete after the campaign has finished sending).
+    const child = await startChild(campaignBatchWorkflow, {
+      workflowId: campaignBatchWorkflowId(campaignId, batchNo),
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      typedSearchAttributes: [
+        { key: CampaignIdKey, value: campaignId },
+        { key: ApplicationIdKey, value: applicationId },
+      ],
+      args: [{ campaignId, applicationId, batchNo, after: p.cursor, last: page.last, timing: input.timing, parentWorkflowId: workflowInfo().workflowId }],
+    });
+    p.inFlight.push(batchNo);
+    // A batch that fails or is terminated never signals: free its window slot so the campaign can
+    // finish (its messages keep whatever status they reached). Only observable within this run.
+    child.result().then(
+      () => undefined,
+      (error: unknown) => {
+        log.warn("campaign batch did not complete", { batchNo, error: String(error) });
+        batchFinished({ batchNo, messages: 0, successful: 0, failed: 0 });
+      },
+    );
+    p.batchesStarted += 1;
+    batchesThisRun += 1;
+    p.recipientsPaged += page.count;
+    p.cursor = page.last;
+    if (page.count < input.pageSize) p.exhausted = true;
+    if (input.throttlePerMinute) await condition(() => p.cancelled, Math.ceil((page.count * 60_000) / input.throttlePerMinute));
+    const runFull = input.batchesPerRun !== undefined && batchesThisRun >= input.batchesPerRun;
+    // The cursor, counters and in-flight batch numbers carry over; batches signal by workflow id,
+    // so their batchDone reaches whichever run is current.
+    if (!p.exhausted && (workflowInfo().continueAsNewSuggested || runFull)) await continueAsNew<typeof campaignWorkflow>({ ...input, progress: p });
+  }
+
+  if (!p.cancelled) await condition(() => p.cancelled || p.inFlight.length === 0);
+  if (p.cancelled) {
+    await activities.cancelCampaignMessages(campaignId);
+    for (const batchNo of p.inFlight) {
+      try {
+        await getExternalWorkflowHandle(campaignBatchWorkflowId(campaignId, batchNo)).signal(batchCancelSignal);
+      } catch (error) {
+        // The batch already finished; its messages were cancelled or decided above.
+        log.info("batch not reachable for cancel", { batchNo, error: String(error) });
+      }
+    }
+    await activities.finishCampaign(campaignId, "cancelled");
+    return p;
+  }
+  await activities.finishCampaign(campaignId, "completed");
+  return p;
+}
