@@ -6,7 +6,7 @@ import type { MessageStatus } from "../src/messages/state-machine";
 import { toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitMessageQuota, refundMessageQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
-import { ProviderNotConfiguredError, type SendOutcome, type TemporaryClass } from "../src/providers";
+import { ProviderNotConfiguredError, isPushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { afterCommit } from "../src/metrics/after-commit";
 import { messageRetriesTotal, providerErrorsTotal, providerRequestDuration } from "../src/metrics/registry";
 
@@ -21,7 +21,6 @@ export type SendStepResult =
 /** Result of the quota step. */
 export type QuotaStepResult = { proceed: true } | { proceed: false; status: MessageStatus };
 
-const PUSH_TYPES = new Set(["iOSPush", "AndroidPush"]);
 
 /** Activities of the message workflow; each is idempotent so Temporal may retry it after a crash. */
 export function createMessageActivities(deps: Deps) {
@@ -87,7 +86,7 @@ export function createMessageActivities(deps: Deps) {
           });
           return { status: "failed" as const, errorCode: "subscription_disabled" };
         }
-        if (!PUSH_TYPES.has(subscription.subscription_type) || !subscription.token_ciphertext) {
+        if (!isPushSubscriptionType(subscription.subscription_type) || !subscription.token_ciphertext) {
           await failUnsent(trx, message, "invalid_subscription_type", `${subscription.subscription_type} is not a sendable channel yet`);
           return { status: "failed" as const, errorCode: "invalid_subscription_type" };
         }

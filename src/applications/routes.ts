@@ -9,6 +9,7 @@ import { applyQuota, loadProviderCredentials, sealProviderCredentials } from "./
 import { balanceOf, creditAccount } from "../quota/ledger";
 import { newId } from "../db/ids";
 import { PaginationQuery, paginate } from "../http/pagination";
+import { iso } from "../http/format";
 
 const TAG = "Admin: applications";
 
@@ -37,7 +38,6 @@ const ApplicationView = z.object({
   updated_at: z.string(),
 });
 
-const iso = (value: Date | string | null | undefined): string | null => (value ? new Date(value).toISOString() : null);
 
 async function viewApplication(deps: Deps, id: string): Promise<z.infer<typeof ApplicationView>> {
   const app = await deps.db("applications").where("id", id).first();

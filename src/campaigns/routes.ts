@@ -14,6 +14,7 @@ import { CampaignMessagesQuery, CreateCampaignBody, CreatedCampaign, EstimateBod
 import { audienceQuery, parseTargetingCriteria } from "./targeting";
 import { campaignCounts, type CampaignContent, type CampaignRow, type CampaignStatus } from "./repository";
 import { signalCampaignWorkflow, startCampaignWorkflow } from "./workflow-client";
+import { iso } from "../http/format";
 
 const TAG = "Campaigns";
 const IDEMPOTENCY_HEADER = {
@@ -21,7 +22,6 @@ const IDEMPOTENCY_HEADER = {
   description: "Repeat a create with the same key to get the first campaign back; it is never created or started twice.",
 };
 
-const iso = (value: Date | string | null | undefined): string | null => (value ? new Date(value).toISOString() : null);
 
 /** Percentage with two decimals; 0 when nothing was there to count (REF-001 §6.5 rates). */
 const rate = (part: number, whole: number): number => (whole > 0 ? Math.round((part / whole) * 10_000) / 100 : 0);

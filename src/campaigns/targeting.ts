@@ -6,9 +6,7 @@
 import type { Knex } from "knex";
 import { z } from "zod";
 import { ApiError } from "../http/errors";
-
-/** Subscription types a campaign can reach today (push only; e-mail/SMS have no sender yet). */
-export const CAMPAIGN_SUBSCRIPTION_TYPES = ["iOSPush", "AndroidPush"] as const;
+import { PUSH_SUBSCRIPTION_TYPES } from "../providers/types";
 
 const tagValue = z.union([z.string().max(255), z.array(z.string().max(255)).min(1).max(100)]);
 const isoDate = z.iso.datetime({ offset: true });
@@ -18,7 +16,7 @@ export const TargetingCriteriaSchema = z.strictObject({
   tags: z.record(z.string().min(1).max(128), tagValue).optional().describe("key → value, or key → list (any of)"),
   countries: z.array(z.string().min(2).max(8)).min(1).max(300).optional(),
   languages: z.array(z.string().min(2).max(16)).min(1).max(300).optional(),
-  subscription_types: z.array(z.enum(CAMPAIGN_SUBSCRIPTION_TYPES)).min(1).optional(),
+  subscription_types: z.array(z.enum(PUSH_SUBSCRIPTION_TYPES)).min(1).optional(),
   last_active_after: isoDate.optional(),
   last_active_before: isoDate.optional(),
   external_ids: z.array(z.string().min(1).max(255)).min(1).max(10_000).optional(),
@@ -55,7 +53,7 @@ export function applyTargeting(query: Knex.QueryBuilder, db: Knex, applicationId
     .where("s.application_id", applicationId)
     .where("s.subscription_status", ">", 0)
     .whereNull("s.archived_at")
-    .whereIn("s.subscription_type", criteria.subscription_types ?? [...CAMPAIGN_SUBSCRIPTION_TYPES]);
+    .whereIn("s.subscription_type", criteria.subscription_types ?? [...PUSH_SUBSCRIPTION_TYPES]);
   for (const [key, value] of Object.entries(criteria.tags ?? {})) {
     const values = Array.isArray(value) ? value : [value];
     query.where((any) => {

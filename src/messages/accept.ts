@@ -3,6 +3,7 @@ import type { Deps } from "../deps";
 import { ApiError, notFound } from "../http/errors";
 import { newId } from "../db/ids";
 import { validatePushMessage, type PushPlatform } from "../providers/validation";
+import { PUSH_SUBSCRIPTION_TYPES, isPushSubscriptionType } from "../providers/types";
 import { toPushMessage, type StoredPushOptions } from "./push-options";
 import { startMessageWorkflows } from "./workflow-client";
 import { assertQuotaAvailable } from "../quota/quota";
@@ -37,7 +38,6 @@ interface RecipientRow {
   subscription_status: number;
 }
 
-const PUSH_TYPES = ["iOSPush", "AndroidPush"];
 const PLATFORM_OF: Record<string, PushPlatform> = { iOSPush: "apns", AndroidPush: "fcm" };
 
 async function resolveRecipients(db: Knex, applicationId: string, recipient: Recipient): Promise<RecipientRow[]> {
@@ -45,7 +45,7 @@ async function resolveRecipients(db: Knex, applicationId: string, recipient: Rec
   if ("subscriptionId" in recipient) {
     const row = await db("subscriptions as s").where({ "s.application_id": applicationId, "s.id": recipient.subscriptionId }).whereNull("s.archived_at").first<RecipientRow | undefined>(columns);
     if (!row) throw notFound("subscription", recipient.subscriptionId);
-    if (!PUSH_TYPES.includes(row.subscription_type)) {
+    if (!isPushSubscriptionType(row.subscription_type)) {
       throw new ApiError("invalid_subscription_type", `${row.subscription_type} messages are not sendable yet; push (iOSPush, AndroidPush) is`, { subscription_type: row.subscription_type });
     }
     if (row.subscription_status <= 0) {
@@ -57,7 +57,7 @@ async function resolveRecipients(db: Knex, applicationId: string, recipient: Rec
   if (!user) throw new ApiError("resource_not_found", "user not found", { external_id: recipient.externalId });
   const rows = await db("subscriptions as s")
     .where({ "s.application_id": applicationId, "s.user_id": user.id })
-    .whereIn("s.subscription_type", PUSH_TYPES)
+    .whereIn("s.subscription_type", PUSH_SUBSCRIPTION_TYPES)
     .where("s.subscription_status", ">", 0)
     .whereNull("s.archived_at")
     .orderBy("s.id")

@@ -12,6 +12,7 @@ import { signalMessageWorkflow } from "./workflow-client";
 import { cancelledSignal, convertedSignal, receivedSignal } from "../../workflows/message";
 import { loadTemplateForSend } from "../templates/repository";
 import { renderTemplate } from "../templates/render";
+import { iso } from "../http/format";
 
 const TAG = "Messages";
 const IDEMPOTENCY_HEADER = {
@@ -19,7 +20,6 @@ const IDEMPOTENCY_HEADER = {
   description: "Repeat a request with the same key to get the first result back; nothing is sent twice.",
 };
 
-const iso = (value: Date | string | null | undefined): string | null => (value ? new Date(value).toISOString() : null);
 
 function recipientOf(body: { subscription_id?: string; external_id?: string }): Recipient {
   return body.subscription_id ? { subscriptionId: body.subscription_id } : { externalId: body.external_id! };

@@ -7,6 +7,14 @@
 /** Subscription types that reach a push provider (names match the `subscription_type` column). */
 export type PushSubscriptionType = "iOSPush" | "AndroidPush";
 
+/** The subscription types that can be sent to now; every send path checks against this one list. */
+export const PUSH_SUBSCRIPTION_TYPES = ["iOSPush", "AndroidPush"] as const satisfies readonly PushSubscriptionType[];
+
+/** True for a subscription type a push provider can deliver to. */
+export function isPushSubscriptionType(value: string): value is PushSubscriptionType {
+  return (PUSH_SUBSCRIPTION_TYPES as readonly string[]).includes(value);
+}
+
 /** APNs interruption levels (iOS 15+); FCM ignores them. */
 export type InterruptionLevel = "passive" | "active" | "time-sensitive" | "critical";
 

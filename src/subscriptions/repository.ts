@@ -11,6 +11,7 @@ import { paginate, type Pagination } from "../http/pagination";
 import { MAX_TAGS, type DeviceInfoInput, type SubscriptionType, type SubscriptionViewData } from "./schemas";
 import { nextStatusFor, statusClass, SubscriptionStatus, type StatusAction, type SubscriptionEventType } from "./status";
 import { maskToken, normalizeToken } from "./tokens";
+import { iso } from "../http/format";
 
 /** A `subscriptions` row as node-pg returns it. */
 export interface SubscriptionRow {
@@ -82,7 +83,6 @@ function selectWithUser(db: Knex, applicationId: string): Knex.QueryBuilder {
     .select("s.*", "u.external_id as user_external_id");
 }
 
-const iso = (value: Date | null): string | null => (value ? value.toISOString() : null);
 
 /** Maps a row to the API view (REF-001 §2.2); the token is shown masked only. */
 export function toSubscriptionView(deps: Pick<Deps, "secrets" | "logger">, row: SubscriptionWithUserRow): SubscriptionViewData {

@@ -28,10 +28,10 @@ import {
   UpdateTemplateBody,
   UpdatedTemplateView,
 } from "./schemas";
+import { iso } from "../http/format";
 
 const TAG = "Templates";
 
-const iso = (value: Date): string => new Date(value).toISOString();
 
 function statusView(row: TemplateRow): { id: string; is_active: boolean; updated_at: string } {
   return { id: row.id, is_active: row.is_active, updated_at: iso(row.updated_at) };

@@ -24,10 +24,10 @@ import {
   type ErasureRequestRow,
 } from "./repository";
 import { startErasureWorkflow } from "./erasure";
+import { iso } from "../http/format";
 
 const TAG = "Users";
 
-const iso = (value: Date | string | null | undefined): string | null => (value ? new Date(value).toISOString() : null);
 
 /** The SDK repeats its application id in the body (SEQ-001); it may only name the key's own application. */
 function assertOwnApplication(bodyApplicationId: string | undefined, applicationId: string): void {
