@@ -8,13 +8,27 @@ import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
-import { inBatch, refreshCampaignCounters, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
+import { inBatch, refreshCampaignCounters, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
+import { renderForRecipient, type RenderedContent } from "../src/campaigns/personalize";
+import { deliveryGroups, type DeliveryGroup } from "../src/campaigns/timezones";
+import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
+import { ApiError } from "../src/http/errors";
+import { WorkflowNotFoundError } from "@temporalio/client";
 
-/** One keyset page of a campaign's audience: how many matched and the last subscription id. */
+/**
+ * One keyset page of a campaign's audience: how many matched and the last subscription id, and
+ * the campaign's status in PostgreSQL (the truth; a signal the API could not deliver is caught here).
+ */
 export interface AudiencePage {
   count: number;
   last: string | null;
+  /** The page size asked for after the application's ceiling (fewer rows = end of the audience). */
+  limit?: number;
+  status: CampaignStatus;
+  /** Wait this long before starting the page's batch (application ceiling). */
+  waitMs: number;
 }
+
 
 /** What one send round of a batch did, and what is left to retry (by failure class). */
 export interface BatchSendResult {
@@ -23,6 +37,18 @@ export interface BatchSendResult {
   errored: Partial<Record<TemporaryClass, number>>;
   /** The largest Retry-After a rate-limited provider asked for in this round. */
   retryAfterMs?: number;
+}
+
+/** A subscription a batch creates a message for (recipient fields only for personalized content). */
+interface RecipientRow {
+  id: string;
+  user_id: string | null;
+  subscription_type: string;
+  tags: Record<string, unknown> | null;
+  language: string | null;
+  country: string | null;
+  timezone: string | null;
+  external_id: string | null;
 }
 
 /** Messages sent per transaction: the rows stay locked while the provider answers (cancel waits). */
@@ -56,6 +82,42 @@ interface SendRow {
 /** Activities of the campaign and campaign-batch workflows; each is idempotent so Temporal may retry it. */
 export function createCampaignActivities(deps: Deps) {
   const { db } = deps;
+
+  /**
+   * Reserves `units` sends in the application's pacing row and answers how long to wait before
+   * starting them: the reserved span ends at the new next_free_at and starts `span` earlier.
+   */
+  async function reserveSendSlot(applicationId: string, units: number, perMinute: number): Promise<number> {
+    const spanMs = Math.ceil((units * 60_000) / perMinute);
+    const result = await db.raw(
+      `INSERT INTO application_send_pacing AS p (application_id, next_free_at)
+         VALUES (?, clock_timestamp() + make_interval(secs => ? / 1000.0))
+       ON CONFLICT (application_id) DO UPDATE
+         SET next_free_at = greatest(p.next_free_at, clock_timestamp()) + make_interval(secs => ? / 1000.0)
+       RETURNING extract(epoch FROM (next_free_at - clock_timestamp())) * 1000 AS until_free_ms`,
+      [applicationId, spanMs, spanMs],
+    );
+    const untilFreeMs = Number((result.rows as Array<{ until_free_ms: string | number }>)[0]!.until_free_ms);
+    return Math.max(0, Math.round(untilFreeMs - spanMs));
+  }
+
+  /** Fails the unsent messages of a batch whose workflow ended abnormally and refunds them. */
+  async function abortBatch(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<void> {
+    const changed = await db.transaction((trx) =>
+      transitionMessagesWhere(
+        trx,
+        "fail",
+        (q) => {
+          inBatch(batch)(q);
+          q.whereIn("status", ["pending", "errored"]);
+        },
+        { error_code: "batch_aborted", error_message: "the batch workflow ended before sending this message" },
+        { error_code: "batch_aborted" },
+      ),
+    );
+    if (changed.length > 0) await refundBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), units: changed.length, refundId: "abort" });
+    await refreshCampaignCounters(db, batch.campaignId);
+  }
 
   async function loadCampaign(campaignId: string, trx: Knex | Knex.Transaction = db): Promise<CampaignRow> {
     const campaign = await trx("message_campaigns").where("id", campaignId).first<CampaignRow | undefined>();
@@ -155,15 +217,73 @@ export function createCampaignActivities(deps: Deps) {
       return row?.status ?? (await loadCampaign(campaignId)).status;
     },
 
-    /** The next ≤ `limit` matching subscriptions after `after` (keyset on id, never OFFSET). */
-    async nextAudiencePage(input: { campaignId: string; after: string | null; limit: number }): Promise<AudiencePage> {
+    /** The campaign's status in PostgreSQL (the workflow re-reads it while it waits or is paused). */
+    async campaignStatus(campaignId: string): Promise<CampaignStatus> {
+      return (await loadCampaign(campaignId)).status;
+    },
+
+    /**
+     * Timezone delivery: the audience's distinct timezones grouped by the instant their local
+     * time next reads `local_time` after `fromMs`. One DISTINCT over the audience (index-bounded
+     * by the targeting), never the subscriptions themselves.
+     */
+    async planDeliveryGroups(input: { campaignId: string; fromMs: number }): Promise<DeliveryGroup[]> {
       const campaign = await loadCampaign(input.campaignId);
+      if (!campaign.delivery) return [];
       const criteria = parseTargetingCriteria(campaign.targeting_criteria);
-      const page = audienceQuery(db, campaign.application_id, criteria).select("s.id").orderBy("s.id").limit(input.limit);
+      const zones = (await audienceQuery(db, campaign.application_id, criteria).distinct("s.timezone")) as Array<{ timezone: string | null }>;
+      return deliveryGroups(
+        zones.map((z) => z.timezone),
+        campaign.delivery.fallback_timezone,
+        campaign.delivery.local_time,
+        new Date(input.fromMs),
+      );
+    },
+
+    /**
+     * The next ≤ `limit` matching subscriptions after `after` (keyset on id, never OFFSET), and the
+     * wait before they may be sent under the application's ceiling (applications.
+     * campaign_max_per_minute): the page is reserved in one pacing row per application, advanced
+     * atomically, so all campaigns on all workers draw from the same ceiling. Under a ceiling a page
+     * is at most ~10 s of it, so pacing stays smooth instead of bursting 500 then idling.
+     */
+    async nextAudiencePage(input: { campaignId: string; after: string | null; limit: number; group?: AudienceGroup }): Promise<AudiencePage> {
+      const campaign = await loadCampaign(input.campaignId);
+      if (campaign.status !== "running") return { count: 0, last: null, status: campaign.status, waitMs: 0 };
+      const app = (await db("applications").where("id", campaign.application_id).first("campaign_max_per_minute")) as { campaign_max_per_minute: number | null } | undefined;
+      const ceiling = app?.campaign_max_per_minute ?? null;
+      const limit = ceiling ? Math.min(input.limit, Math.max(1, Math.ceil(ceiling / 6))) : input.limit;
+      const criteria = parseTargetingCriteria(campaign.targeting_criteria);
+      const page = audienceQuery(db, campaign.application_id, criteria, input.group).select("s.id").orderBy("s.id").limit(limit);
       if (input.after) page.where("s.id", ">", input.after);
       // Only the count and the last id leave the activity: the batch re-reads its slice by range.
       const rows = (await page) as Array<{ id: string }>;
-      return { count: rows.length, last: rows.at(-1)?.id ?? null };
+      const waitMs = ceiling && rows.length > 0 ? await reserveSendSlot(campaign.application_id, rows.length, ceiling) : 0;
+      return { count: rows.length, last: rows.at(-1)?.id ?? null, limit, status: campaign.status, waitMs };
+    },
+
+    /**
+     * Which of these batch workflows have closed (completed, failed, terminated, timed out). A
+     * batch that failed or was terminated never signals batchDone; the campaign frees its window
+     * slot from this answer (also for batches started by an earlier run, before continue-as-new).
+     * Such a batch's unsent messages would otherwise stay pending for ever: they fail with
+     * `batch_aborted` and their units are refunded, so every message still ends somewhere.
+     */
+    async closedCampaignBatches(input: { campaignId: string; applicationId: string; batchNos: number[] }): Promise<number[]> {
+      const closed: number[] = [];
+      for (const batchNo of input.batchNos) {
+        let status: string;
+        try {
+          status = (await deps.temporal.workflow.getHandle(campaignBatchWorkflowId(input.campaignId, batchNo)).describe()).status.name;
+        } catch (error) {
+          if (!(error instanceof WorkflowNotFoundError)) throw error;
+          status = "NOT_FOUND";
+        }
+        if (status === "RUNNING") continue;
+        closed.push(batchNo);
+        if (status !== "COMPLETED") await abortBatch({ campaignId: input.campaignId, applicationId: input.applicationId, batchNo });
+      }
+      return closed;
     },
 
     /**
@@ -180,26 +300,53 @@ export function createCampaignActivities(deps: Deps) {
         if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${range.campaignId} does not exist`, "CampaignNotFound");
         if (campaign.status === "cancelled") return { messages: 0 };
         const criteria = parseTargetingCriteria(campaign.targeting_criteria);
-        const slice = audienceQuery(trx, campaign.application_id, criteria).where("s.id", "<=", range.last).select("s.id", "s.user_id", "s.subscription_type").orderBy("s.id");
-        if (range.after) slice.where("s.id", ">", range.after);
-        const subscriptions = (await slice) as Array<{ id: string; user_id: string | null; subscription_type: string }>;
         const { content } = campaign;
-        const rows = subscriptions.map((s) => ({
-          id: newId(),
-          application_id: campaign.application_id,
-          subscription_id: s.id,
-          user_id: s.user_id,
-          campaign_id: campaign.id,
-          template_id: campaign.template_id,
-          template_version: campaign.template_version,
-          channel: "push",
-          subscription_type: s.subscription_type,
-          status: "pending",
-          title: content.title,
-          body: content.body,
-          data: JSON.stringify(content.data ?? {}),
-          options: JSON.stringify(content.options ?? {}),
-        }));
+        const personalized = content.personalized;
+        const slice = audienceQuery(trx, campaign.application_id, criteria, range.group)
+          .where("s.id", "<=", range.last)
+          .select("s.id", "s.user_id", "s.subscription_type")
+          .orderBy("s.id");
+        if (range.after) slice.where("s.id", ">", range.after);
+        // Recipient fields are read only when the template uses them.
+        if (personalized) {
+          slice
+            .leftJoin("users as u", (on) => on.on("u.id", "s.user_id").andOn("u.application_id", "s.application_id"))
+            .select("s.tags", "s.language", "s.country", "s.timezone", "u.external_id");
+        }
+        const subscriptions = (await slice) as Array<RecipientRow>;
+        const unrenderable = new Map<string, ApiError>();
+        const rows = subscriptions.map((s) => {
+          const id = newId();
+          let rendered: RenderedContent = { title: content.title, body: content.body, data: content.data ?? {} };
+          if (personalized) {
+            try {
+              rendered = renderForRecipient(personalized, content.variables, { ...s, subscription_id: s.id });
+            } catch (error) {
+              // This recipient lacks a required field: its message fails below instead of sending
+              // a broken text; everyone else in the batch still gets theirs.
+              if (!(error instanceof ApiError)) throw error;
+              unrenderable.set(id, error);
+              rendered = { title: null, body: null, data: {} };
+            }
+          }
+          return {
+            id,
+            application_id: campaign.application_id,
+            subscription_id: s.id,
+            user_id: s.user_id,
+            campaign_id: campaign.id,
+            campaign_batch: range.batchNo,
+            template_id: campaign.template_id,
+            template_version: campaign.template_version,
+            channel: "push",
+            subscription_type: s.subscription_type,
+            status: "pending",
+            title: rendered.title,
+            body: rendered.body,
+            data: JSON.stringify(rendered.data),
+            options: JSON.stringify(content.options ?? {}),
+          };
+        });
         const inserted = rows.length
           ? ((await trx("messages")
               .insert(rows)
@@ -213,6 +360,17 @@ export function createCampaignActivities(deps: Deps) {
           );
           await trx("message_campaigns").where("id", campaign.id).increment("total_recipients", inserted.length);
           countMessageEvents(trx, "accepted", inserted);
+          const failedRender = inserted.filter((m) => unrenderable.has(m.id));
+          if (failedRender.length > 0) {
+            await transitionMessagesEach(
+              trx,
+              "fail",
+              failedRender.map((m) => {
+                const error = unrenderable.get(m.id)!;
+                return { id: m.id, provider: null, error_code: error.code, error_message: error.message, error_details: error.details, event: { error_code: error.code } };
+              }),
+            );
+          }
         }
         return { messages: await countOf(trx("messages").where(inBatch(range))) };
       });
@@ -275,8 +433,12 @@ export function createCampaignActivities(deps: Deps) {
       return (await db.transaction((trx) => transitionMessagesWhere(trx, "retry", inBatch(range)))).length;
     },
 
-    /** Gives up on the batch's errored messages of exhausted classes (`retries_exhausted`). */
-    async failErroredCampaignBatch(range: BatchRange, classes: TemporaryClass[]): Promise<number> {
+    /**
+     * Gives up on the batch's errored messages of these classes: `retries_exhausted`, or
+     * `pending_timeout` when the next retry would land after the pending timeout (as for single
+     * messages).
+     */
+    async failErroredCampaignBatch(range: BatchRange, classes: TemporaryClass[], errorCode: "retries_exhausted" | "pending_timeout" = "retries_exhausted"): Promise<number> {
       const changed = await db.transaction((trx) =>
         transitionMessagesWhere(
           trx,
@@ -285,8 +447,8 @@ export function createCampaignActivities(deps: Deps) {
             inBatch(range)(q);
             q.where("status", "errored").whereRaw("error_details->>'class' = any(?::text[])", [classes]);
           },
-          { error_code: "retries_exhausted", error_message: `retries exhausted: ${classes.join(", ")}` },
-          { error_code: "retries_exhausted" },
+          { error_code: errorCode, error_message: `${errorCode === "pending_timeout" ? "pending timeout" : "retries exhausted"}: ${classes.join(", ")}` },
+          { error_code: errorCode },
         ),
       );
       return changed.length;

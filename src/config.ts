@@ -48,6 +48,8 @@ const EnvSchema = z.object({
   AUTOMATA_RETRY_SCALE: z.coerce.number().positive().default(1),
   AUTOMATA_SHUTDOWN_GRACE: duration("30s"),
   AUTOMATA_RECONCILE_INTERVAL: duration("2m"),
+  /** How often a waiting or paused campaign re-reads its status (catches an undelivered signal). */
+  AUTOMATA_CAMPAIGN_STATUS_POLL: duration("5m"),
   AUTOMATA_RECONCILE_AFTER: duration("1m"),
   AUTOMATA_SIMULATOR: z.enum(["on", "off"]).optional(),
   AUTOMATA_SIMULATOR_APNS_PORT: port(0),

@@ -16,6 +16,8 @@ const activities = proxyActivities<ReturnType<typeof createCampaignActivities>>(
 export interface CampaignTiming {
   receiptTimeoutMs: number;
   retryScale: number;
+  /** Messages still unsent this long after their batch created them fail with `pending_timeout`. */
+  pendingTimeoutMs: number;
 }
 
 /** Input of {@link campaignBatchWorkflow}. */
@@ -55,6 +57,7 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
   setHandler(batchCancelSignal, () => void (cancelled = true));
 
   const done: BatchDone = { batchNo: range.batchNo, messages: 0, successful: 0, failed: 0 };
+  const createdAt = Date.now();
   done.messages = (await activities.createCampaignBatch(range)).messages;
   if (done.messages > 0 && (await activities.debitCampaignBatch(range)).proceed) {
     const retries: Record<RetryClass, number> = { network: 0, provider_outage: 0, rate_limited: 0 };
@@ -74,6 +77,13 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
       }
       if (exhausted.length > 0) await activities.failErroredCampaignBatch(range, exhausted);
       if (exhausted.length === classes.length) break;
+      // Same rule as a single message: a retry that would land after the pending timeout is not
+      // attempted (older timing inputs have no pending timeout).
+      const pendingTimeoutMs = timing.pendingTimeoutMs ?? Number.POSITIVE_INFINITY;
+      if (Date.now() - createdAt + delay > pendingTimeoutMs) {
+        await activities.failErroredCampaignBatch(range, classes.filter((c) => !exhausted.includes(c)), "pending_timeout");
+        break;
+      }
       // One timer for the whole still-errored subset; a campaign cancel cuts it short.
       await condition(() => cancelled, delay);
       await activities.retryCampaignBatch(range);

@@ -13,6 +13,8 @@ import {
 } from "@temporalio/workflow";
 import type { createCampaignActivities } from "../activities/campaigns";
 import { ApplicationIdKey, CampaignIdKey } from "../temporal/search-attributes";
+import type { CampaignDelivery, CampaignStatus } from "../src/campaigns/repository";
+import type { DeliveryGroup } from "../src/campaigns/timezones";
 export { campaignBatchWorkflow } from "./campaign-batch";
 import { batchCancelSignal, batchDoneSignal, campaignBatchWorkflow, campaignBatchWorkflowId, type BatchDone, type CampaignTiming } from "./campaign-batch";
 
@@ -24,7 +26,7 @@ const activities = proxyActivities<ReturnType<typeof createCampaignActivities>>(
 /** Where a campaign's fan-out stands; carried across continue-as-new. */
 export interface CampaignProgress {
   started: boolean;
-  /** Last subscription id handed to a batch (keyset cursor). */
+  /** Last subscription id handed to a batch (keyset cursor; per delivery group). */
   cursor: string | null;
   /** The audience has been fully paged. */
   exhausted: boolean;
@@ -37,6 +39,10 @@ export interface CampaignProgress {
   failed: number;
   paused: boolean;
   cancelled: boolean;
+  /** Timezone delivery: the groups planned at start, earliest first (absent without it). */
+  groups?: DeliveryGroup[];
+  /** The group being paged. */
+  groupIndex?: number;
 }
 
 /** Input of {@link campaignWorkflow}. */
@@ -51,6 +57,13 @@ export interface CampaignWorkflowInput {
   /** Batches sending at the same time. */
   window: number;
   throttlePerMinute: number | null;
+  /** Timezone delivery (each recipient at local_time in their timezone); null = all at once. */
+  delivery?: CampaignDelivery | null;
+  /**
+   * How often a waiting campaign re-reads its status from PostgreSQL and looks for batches that
+   * closed without reporting: a signal the API could not deliver is then caught within this time.
+   */
+  statusPollMs?: number;
   /**
    * Continue as new after this many batches even if the server has not suggested it yet, so each
    * run's history stays bounded (and tests can exercise the hand-over). Default: only on suggestion.
@@ -76,15 +89,20 @@ export function campaignWorkflowId(campaignId: string): string {
   return `campaign-${campaignId}`;
 }
 
+const DEFAULT_STATUS_POLL_MS = 5 * 60_000;
+
 /**
  * A campaign (SEQ-002 §2.3/§4): waits durably for scheduled_at (or execute/cancel), then pages the
- * audience by keyset on subscription id and starts one batch child workflow per page, keeping at
- * most `window` batches sending, pacing by throttle_per_minute, obeying pause/resume/cancel, and
- * continuing as new when the history grows. PostgreSQL holds the campaign's status; the API writes
- * it first and signals, activities write the transitions the workflow makes.
+ * audience by keyset on subscription id — per timezone group, each at its own instant, with
+ * timezone delivery — and starts one batch child workflow per page, keeping at most `window`
+ * batches sending, pacing by throttle_per_minute and the application's ceiling, obeying
+ * pause/resume/cancel, and continuing as new when the history grows. PostgreSQL holds the
+ * campaign's status: the API writes it first and signals; the workflow re-reads it with every page
+ * and while it waits, so an undelivered signal delays a change but never loses it.
  */
 export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<CampaignProgress> {
   const { campaignId, applicationId } = input;
+  const pollMs = input.statusPollMs ?? DEFAULT_STATUS_POLL_MS;
   const p: CampaignProgress = input.progress ?? {
     started: false,
     cursor: null,
@@ -112,28 +130,91 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
   };
   setHandler(batchDoneSignal, batchFinished);
   setHandler(progressQuery, () => p);
+  const handOver = async (): Promise<void> => {
+    if (workflowInfo().continueAsNewSuggested) await continueAsNew<typeof campaignWorkflow>({ ...input, progress: p });
+  };
+  /** Applies the status PostgreSQL holds (the API's truth) to the fan-out. */
+  const applyStatus = (status: CampaignStatus): void => {
+    if (status === "running") p.paused = false;
+    else if (status === "paused") p.paused = true;
+    // Ended outside this workflow (cancelled by the API, or failed by an operator): stop sending.
+    else if (status === "cancelled" || status === "completed" || status === "failed") p.cancelled = true;
+  };
+  /**
+   * Waits until `ready`, re-reading the status and freeing the window slots of batches that closed
+   * without reporting (failed, terminated; also ones started before a continue-as-new) every poll.
+   */
+  const waitUntil = async (ready: () => boolean): Promise<void> => {
+    while (!(await condition(() => p.cancelled || ready(), pollMs))) {
+      applyStatus(await activities.campaignStatus(campaignId));
+      if (p.inFlight.length > 0) {
+        for (const batchNo of await activities.closedCampaignBatches({ campaignId, applicationId, batchNos: p.inFlight })) {
+          log.warn("campaign batch closed without reporting", { batchNo });
+          batchFinished({ batchNo, messages: 0, successful: 0, failed: 0 });
+        }
+      }
+      await handOver();
+    }
+  };
+  const nextGroup = (): void => {
+    p.cursor = null;
+    if (!p.groups) {
+      p.exhausted = true;
+      return;
+    }
+    p.groupIndex = (p.groupIndex ?? 0) + 1;
+    if (p.groupIndex >= p.groups.length) p.exhausted = true;
+  };
 
   if (!p.started) {
-    const wait = input.scheduledAt === null ? 0 : input.scheduledAt - Date.now();
-    if (wait > 0) await condition(() => executeNow || p.cancelled, wait);
+    if (input.scheduledAt !== null) {
+      const at = input.scheduledAt;
+      while (!executeNow && !p.cancelled && Date.now() < at) {
+        if (await condition(() => executeNow || p.cancelled, Math.min(at - Date.now(), pollMs))) break;
+        const status = await activities.campaignStatus(campaignId);
+        // `running` before the time means an execute whose signal was lost; anything but
+        // scheduled/draft means it ended (markCampaignRunning below decides).
+        if (status !== "scheduled" && status !== "draft") break;
+        await handOver();
+      }
+    }
     if (!p.cancelled) {
       const status = await activities.markCampaignRunning(campaignId);
       // Cancelled (or otherwise ended) before it started: nothing was sent, nothing to clean up.
       if (status !== "running" && status !== "paused") return p;
       p.paused = status === "paused";
+      if (input.delivery) {
+        p.groups = await activities.planDeliveryGroups({ campaignId, fromMs: Date.now() });
+        p.groupIndex = 0;
+        if (p.groups.length === 0) p.exhausted = true;
+      }
     }
     p.started = true;
   }
 
   let batchesThisRun = 0;
   while (!p.cancelled && !p.exhausted) {
-    await condition(() => p.cancelled || (!p.paused && p.inFlight.length < input.window));
-    if (p.cancelled) break;
-    const page = await activities.nextAudiencePage({ campaignId, after: p.cursor, limit: input.pageSize });
-    if (page.count === 0 || page.last === null) {
-      p.exhausted = true;
-      break;
+    const group = p.groups?.[p.groupIndex ?? 0];
+    if (group && Date.now() < group.sendAt) {
+      // This group's local time has not come yet (a cancel cuts the wait short).
+      await condition(() => p.cancelled, group.sendAt - Date.now());
+      continue;
     }
+    await waitUntil(() => !p.paused && p.inFlight.length < input.window);
+    if (p.cancelled) break;
+    const limit = input.throttlePerMinute ? Math.min(input.pageSize, Math.max(1, Math.ceil(input.throttlePerMinute / 6))) : input.pageSize;
+    const audienceGroup = group ? { timezones: group.timezones, includesUnset: group.includesUnset } : undefined;
+    const page = await activities.nextAudiencePage({ campaignId, after: p.cursor, limit, group: audienceGroup });
+    if (page.status !== "running") {
+      applyStatus(page.status);
+      continue;
+    }
+    if (page.count === 0 || page.last === null) {
+      nextGroup();
+      continue;
+    }
+    // The application's ceiling, shared by all its campaigns: this page's reserved start.
+    if (page.waitMs > 0 && (await condition(() => p.cancelled, page.waitMs))) break;
     const batchNo = p.batchesStarted;
     // ABANDON: batches outlive this run (continue-as-new) and even the campaign (their receipt
     // windows and refunds must complete after the campaign has finished sending).
@@ -144,11 +225,12 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
         { key: CampaignIdKey, value: campaignId },
         { key: ApplicationIdKey, value: applicationId },
       ],
-      args: [{ campaignId, applicationId, batchNo, after: p.cursor, last: page.last, timing: input.timing, parentWorkflowId: workflowInfo().workflowId }],
+      args: [{ campaignId, applicationId, batchNo, after: p.cursor, last: page.last, group: audienceGroup, timing: input.timing, parentWorkflowId: workflowInfo().workflowId }],
     });
     p.inFlight.push(batchNo);
     // A batch that fails or is terminated never signals: free its window slot so the campaign can
-    // finish (its messages keep whatever status they reached). Only observable within this run.
+    // finish (its messages keep whatever status they reached). Observable within this run; after a
+    // continue-as-new, waitUntil's poll finds such batches instead.
     child.result().then(
       () => undefined,
       (error: unknown) => {
@@ -160,7 +242,7 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     batchesThisRun += 1;
     p.recipientsPaged += page.count;
     p.cursor = page.last;
-    if (page.count < input.pageSize) p.exhausted = true;
+    if (page.count < (page.limit ?? limit)) nextGroup();
     if (input.throttlePerMinute) await condition(() => p.cancelled, Math.ceil((page.count * 60_000) / input.throttlePerMinute));
     const runFull = input.batchesPerRun !== undefined && batchesThisRun >= input.batchesPerRun;
     // The cursor, counters and in-flight batch numbers carry over; batches signal by workflow id,
@@ -168,7 +250,7 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     if (!p.exhausted && (workflowInfo().continueAsNewSuggested || runFull)) await continueAsNew<typeof campaignWorkflow>({ ...input, progress: p });
   }
 
-  if (!p.cancelled) await condition(() => p.cancelled || p.inFlight.length === 0);
+  if (!p.cancelled) await waitUntil(() => p.inFlight.length === 0);
   if (p.cancelled) {
     await activities.cancelCampaignMessages(campaignId);
     for (const batchNo of p.inFlight) {

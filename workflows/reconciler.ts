@@ -1,7 +1,7 @@
 import { proxyActivities } from "@temporalio/workflow";
 import type { createReconcilerActivities } from "../activities/reconciler";
 
-const { restartOrphanedMessages } = proxyActivities<ReturnType<typeof createReconcilerActivities>>({
+const { restartOrphanedMessages, restartOrphanedCampaigns } = proxyActivities<ReturnType<typeof createReconcilerActivities>>({
   startToCloseTimeout: "5 minutes",
   retry: { maximumAttempts: 3 },
 });
@@ -10,9 +10,12 @@ const { restartOrphanedMessages } = proxyActivities<ReturnType<typeof createReco
 export const RECONCILER_SCHEDULE_ID = "message-reconciler";
 
 /**
- * Finds messages accepted but left without a running workflow (e.g. the API died between its
- * insert and the workflow start, or Temporal was down) and starts them. Run by a Temporal Schedule.
+ * Finds messages and campaigns accepted but left without a running workflow (e.g. the API died
+ * between its insert and the workflow start, or Temporal was down) and starts them. Run by a
+ * Temporal Schedule.
  */
-export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number }> {
-  return restartOrphanedMessages(options);
+export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number; campaignsStarted: number }> {
+  const messages = await restartOrphanedMessages(options);
+  const campaigns = await restartOrphanedCampaigns(options);
+  return { ...messages, campaignsStarted: campaigns.started };
 }

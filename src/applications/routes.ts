@@ -19,6 +19,7 @@ const ApplicationView = z.object({
   is_active: z.boolean(),
   rate_limit_tier: z.string(),
   timezone: z.string(),
+  campaign_max_per_minute: z.number().nullable(),
   settings: z.record(z.string(), z.unknown()),
   providers: z.object({
     apns: z.object({ team_id: z.string(), key_id: z.string(), bundle_id: z.string(), production: z.boolean() }).nullable(),
@@ -52,6 +53,7 @@ async function viewApplication(deps: Deps, id: string): Promise<z.infer<typeof A
     is_active: app.is_active,
     rate_limit_tier: app.rate_limit_tier,
     timezone: app.timezone,
+    campaign_max_per_minute: app.campaign_max_per_minute ?? null,
     settings: app.settings ?? {},
     providers: {
       apns: credentials.apns
@@ -99,6 +101,7 @@ export const applicationRoutes: RouteSpec[] = [
           settings: JSON.stringify(body.settings ?? {}),
           rate_limit_tier: body.rate_limit_tier ?? "basic",
           timezone: body.timezone ?? "UTC",
+          campaign_max_per_minute: body.campaign_max_per_minute ?? null,
           provider_credentials_ciphertext: body.provider_credentials ? sealProviderCredentials(deps.secrets, {}, body.provider_credentials) : null,
         });
         await applyQuota(trx, id, body.quota ?? {});
@@ -153,6 +156,7 @@ export const applicationRoutes: RouteSpec[] = [
         if (body.settings !== undefined) changes.settings = JSON.stringify({ ...(app.settings ?? {}), ...body.settings });
         if (body.rate_limit_tier !== undefined) changes.rate_limit_tier = body.rate_limit_tier;
         if (body.timezone !== undefined) changes.timezone = body.timezone;
+        if (body.campaign_max_per_minute !== undefined) changes.campaign_max_per_minute = body.campaign_max_per_minute;
         if (body.is_active !== undefined) changes.is_active = body.is_active;
         if (body.provider_credentials !== undefined) {
           const current = app.provider_credentials_ciphertext ? JSON.parse(deps.secrets.decrypt(app.provider_credentials_ciphertext)) : {};

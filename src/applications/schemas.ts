@@ -40,6 +40,15 @@ const Timezone = z.string().refine((tz) => {
   }
 }, "must be an IANA timezone like Asia/Seoul");
 
+const CampaignCeiling = z
+  .number()
+  .int()
+  .min(1)
+  .max(10_000_000)
+  .nullable()
+  .optional()
+  .describe("ceiling over all of the application's campaigns together, recipients per minute; null = none");
+
 /** Body of `POST /admin/applications`. */
 export const CreateApplicationBody = z.strictObject({
   name: z.string().trim().min(1).max(200),
@@ -48,6 +57,7 @@ export const CreateApplicationBody = z.strictObject({
   provider_credentials: ProviderCredentialsInput.optional(),
   rate_limit_tier: Tier.optional(),
   timezone: Timezone.optional(),
+  campaign_max_per_minute: CampaignCeiling,
 });
 
 /** Body of `PATCH /admin/applications/:id`. */
@@ -58,6 +68,7 @@ export const UpdateApplicationBody = z.strictObject({
   provider_credentials: ProviderCredentialsInput.optional(),
   rate_limit_tier: Tier.optional(),
   timezone: Timezone.optional(),
+  campaign_max_per_minute: CampaignCeiling,
   is_active: z.boolean().optional(),
 });
 

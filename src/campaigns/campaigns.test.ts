@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { WorkflowNotFoundError } from "@temporalio/client";
 import { Worker } from "@temporalio/worker";
 import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
-import { simulatorToken } from "../../test/support/fixtures";
+import { seedPushSubscriptions, type SeedOptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { ledgerInvariant, quotaStatus } from "../quota/quota";
 import { messageWorkflowId } from "../../workflows/message";
@@ -27,25 +27,9 @@ function createApp(body: Record<string, unknown> = {}) {
   return app.createApplication({ rate_limit_tier: "enterprise", ...body });
 }
 
-type Prefix = Parameters<typeof simulatorToken>[0];
-
-/** Seeds push subscriptions straight into PostgreSQL in one multi-row insert; returns their ids. */
-async function seed(applicationId: string, count: number, options: { prefix?: (i: number) => Prefix; tags?: (i: number) => Record<string, string> } = {}): Promise<string[]> {
-  const rows = Array.from({ length: count }, (_, i) => {
-    const token = simulatorToken(options.prefix?.(i) ?? "ok");
-    return {
-      id: newId(),
-      application_id: applicationId,
-      subscription_type: i % 2 === 0 ? "iOSPush" : "AndroidPush",
-      token_ciphertext: app.deps.secrets.encrypt(token),
-      token_hash: app.deps.secrets.hash(token),
-      subscription_status: 1,
-      subscribed_at: new Date(),
-      tags: JSON.stringify(options.tags?.(i) ?? {}),
-    };
-  });
-  for (let i = 0; i < rows.length; i += 500) await app.deps.db("subscriptions").insert(rows.slice(i, i + 500));
-  return rows.map((r) => r.id);
+/** Seeds push subscriptions straight into PostgreSQL; returns their ids. */
+function seed(applicationId: string, count: number, options: SeedOptions = {}): Promise<string[]> {
+  return seedPushSubscriptions(app, applicationId, count, options);
 }
 
 async function createCampaign(key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) {
@@ -166,7 +150,7 @@ describe("campaign execution", () => {
 
   test("temporary failures retry on timers: flaky tokens succeed on the 2nd attempt, down tokens exhaust and are refunded", async () => {
     const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 1_000 } });
-    const kinds: Prefix[] = ["ok", "flaky", "down"];
+    const kinds = ["ok", "flaky", "down"] as const;
     const ids = await seed(appId, 30, { prefix: (i) => kinds[Math.floor(i / 10)]! });
     const id = (await createCampaign(apiKey, {})).body.data.campaign_id;
     await waitForCampaign(apiKey, id, "completed", 90_000);
@@ -196,8 +180,9 @@ describe("campaign execution", () => {
   test("cancel mid-campaign: no new batches, unsent messages cancelled and refunded", async () => {
     const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 10_000 } });
     await seed(appId, 700, { prefix: () => "slow" });
-    // The throttle keeps the second page from starting for ~50 s after the first (cancel wakes it).
-    const id = (await createCampaign(apiKey, { throttle_per_minute: 600 })).body.data.campaign_id;
+    // 3,000/min: pages of 500 (10 s worth each), and the second page waits ~10 s after the first
+    // (cancel wakes it).
+    const id = (await createCampaign(apiKey, { throttle_per_minute: 3_000 })).body.data.campaign_id;
     await eventually(async () => ((await messageStatuses(id)).successful ?? 0) > 0, 30_000, 100);
     const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
     assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
@@ -266,7 +251,7 @@ describe("campaign execution", () => {
     const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
       workflowId: campaignWorkflowId(id),
       taskQueue: app.config.TEMPORAL_TASK_QUEUE,
-      args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 0.0001 }, pageSize: 10, window: 2, throttlePerMinute: null, batchesPerRun: 2 }],
+      args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 0.0001, pendingTimeoutMs: 3_600_000 }, pageSize: 10, window: 2, throttlePerMinute: null, batchesPerRun: 2 }],
       typedSearchAttributes: [
         { key: CampaignIdKey, value: id },
         { key: ApplicationIdKey, value: appId },

@@ -3,6 +3,7 @@
  */
 import type { Knex } from "knex";
 import type { StoredPushOptions } from "../messages/push-options";
+import type { RenderableTemplate } from "../templates/render";
 import type { TargetingCriteria } from "./targeting";
 
 /** Every campaign status (the `message_campaigns_status_check` constraint). */
@@ -21,6 +22,28 @@ export interface CampaignContent {
   data: Record<string, unknown>;
   options: StoredPushOptions;
   variables: Record<string, unknown>;
+  /**
+   * The template source when it references recipient fields (`{{tags.x}}`): title/body/data above
+   * are then only a preview, and each message is rendered from this at batch creation.
+   */
+  personalized?: RenderableTemplate;
+}
+
+/** A recurring campaign's schedule (a Temporal Schedule; times in `timezone`). */
+export interface CampaignSchedule {
+  cron: string;
+  timezone: string;
+  start_at?: string;
+  end_at?: string;
+}
+
+/** Timezone delivery: every recipient at `local_time` in their own timezone. */
+export interface CampaignDelivery {
+  mode: "timezone";
+  /** "HH:MM" or "HH:MM:SS". */
+  local_time: string;
+  /** For subscriptions without a (valid) timezone; defaults to the application's timezone. */
+  fallback_timezone: string;
 }
 
 /** A `message_campaigns` row. */
@@ -50,11 +73,32 @@ export interface CampaignRow {
   converted_count: number;
   skipped_count: number;
   idempotency_key: string | null;
+  /** Fingerprint of the create request that carried `idempotency_key`. */
+  request_hash: string | null;
+  /** Set on a recurring campaign (campaign_type "recurring"). */
+  schedule: CampaignSchedule | null;
+  delivery: CampaignDelivery | null;
+  /** Set on one run of a recurring campaign. */
+  parent_campaign_id: string | null;
+  /** The schedule's workflow id of this run (unique per parent). */
+  run_key: string | null;
   created_at: Date;
   updated_at: Date;
 }
 
-/** A batch's slice of the audience: subscription ids in (after, last], keyset bounds. */
+/** Which timezone delivery group an audience query is limited to (see timezones.ts). */
+export interface AudienceGroup {
+  /** subscriptions.timezone values in the group, as stored. */
+  timezones: string[];
+  /** Subscriptions without a timezone belong to this group. */
+  includesUnset: boolean;
+}
+
+/**
+ * A batch's slice of the audience: subscription ids in (after, last] (keyset bounds), within a
+ * timezone delivery group if the campaign has one. The batch's messages are then addressed by
+ * (campaign_id, campaign_batch).
+ */
 export interface BatchRange {
   campaignId: string;
   applicationId: string;
@@ -63,14 +107,14 @@ export interface BatchRange {
   after: string | null;
   /** Inclusive upper bound. */
   last: string;
+  group?: AudienceGroup;
 }
 
-/** Restricts a `messages` query to one batch (served by the unique (campaign_id, subscription_id) index). */
-export function inBatch(range: BatchRange, alias = ""): (query: Knex.QueryBuilder) => void {
+/** Restricts a `messages` query to one batch's messages (the (campaign_id, campaign_batch) index). */
+export function inBatch(range: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">, alias = ""): (query: Knex.QueryBuilder) => void {
   const col = (c: string) => (alias ? `${alias}.${c}` : c);
   return (query) => {
-    query.where(col("campaign_id"), range.campaignId).where(col("application_id"), range.applicationId).where(col("subscription_id"), "<=", range.last);
-    if (range.after) query.where(col("subscription_id"), ">", range.after);
+    query.where(col("campaign_id"), range.campaignId).where(col("campaign_batch"), range.batchNo).where(col("application_id"), range.applicationId);
   };
 }
 

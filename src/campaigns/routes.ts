@@ -12,9 +12,13 @@ import { renderTemplate } from "../templates/render";
 import { cancelSignal, executeSignal, pauseSignal, resumeSignal } from "../../workflows/campaign";
 import { CampaignMessagesQuery, CreateCampaignBody, CreatedCampaign, EstimateBody, ListCampaignsQuery } from "./schemas";
 import { audienceQuery, parseTargetingCriteria } from "./targeting";
-import { campaignCounts, type CampaignContent, type CampaignRow, type CampaignStatus } from "./repository";
-import { signalCampaignWorkflow, startCampaignWorkflow } from "./workflow-client";
+import { campaignCounts, type CampaignContent, type CampaignDelivery, type CampaignRow, type CampaignStatus } from "./repository";
+import { signalCampaignWorkflow, startCampaign } from "./workflow-client";
 import { iso } from "../http/format";
+import { createHash } from "node:crypto";
+import type { z } from "zod";
+import { stringify as stableStringify } from "safe-stable-stringify";
+import { referencesRecipient, validatePersonalizedTemplate } from "./personalize";
 
 const TAG = "Campaigns";
 const IDEMPOTENCY_HEADER = {
@@ -59,6 +63,7 @@ function campaignView(c: CampaignRow) {
     targeting_criteria: c.targeting_criteria,
     status: c.status,
     throttle_per_minute: c.throttle_per_minute,
+    delivery: c.delivery,
     scheduled_at: iso(c.scheduled_at),
     started_at: iso(c.started_at),
     completed_at: iso(c.completed_at),
@@ -88,6 +93,38 @@ async function changeStatus(deps: Deps, applicationId: string, id: string, actio
   const [updated] = (await deps.db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
   if (updated) return updated;
   refuse(await loadCampaign(deps, applicationId, id), action);
+}
+
+/** Fingerprint of a create body: key order and whitespace do not matter, any value does. */
+function fingerprint(body: unknown): string {
+  return createHash("sha256").update(stableStringify(body) ?? "").digest("hex");
+}
+
+/**
+ * What every recipient gets. A template is rendered once here with the campaign variables, unless
+ * it references recipient fields (`{{tags.x}}`): then its source is kept and each batch renders it
+ * per recipient (the rendered preview below uses placeholders only for validation).
+ */
+async function campaignContent(
+  deps: Deps,
+  applicationId: string,
+  body: z.output<typeof CreateCampaignBody>,
+  now: Date,
+): Promise<{ content: CampaignContent; template?: { templateId: string; version: number } }> {
+  if (!body.template_id) {
+    return { content: { title: body.title ?? null, body: body.body ?? null, data: body.data ?? {}, options: storedPushOptions(pushOptionsOf(body), now), variables: {} } };
+  }
+  const loaded = await loadTemplateForSend(deps.db, applicationId, body.template_id, body.template_version);
+  const variables = body.variables ?? {};
+  const options = storedPushOptions({ ...loaded.content.options, ...pushOptionsOf(body) }, now);
+  const template = { templateId: loaded.templateId, version: loaded.version };
+  if (referencesRecipient(loaded.content)) {
+    validatePersonalizedTemplate(loaded.content, variables);
+    const source = { title: loaded.content.title, body: loaded.content.body, dataTemplate: loaded.content.dataTemplate, variables: loaded.content.variables };
+    return { content: { title: loaded.content.title ?? null, body: loaded.content.body ?? null, data: {}, options, variables, personalized: source }, template };
+  }
+  const rendered = renderTemplate(loaded.content, variables);
+  return { content: { title: rendered.title, body: rendered.body, data: rendered.data, options, variables }, template };
 }
 
 function pushOptionsOf(body: Record<string, unknown>): Record<string, unknown> {
@@ -125,69 +162,67 @@ export const campaignRoutes: RouteSpec[] = [
     handler: async ({ body, deps, application, req }) => {
       const criteria = parseTargetingCriteria(body.targeting_criteria);
       const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
+      const requestHash = idempotencyKey ? fingerprint(body) : null;
       const created = (c: CampaignRow) => ({
         status: 201,
         data: { campaign_id: c.id, name: c.name, status: c.status, scheduled_at: iso(c.scheduled_at), created_at: iso(c.created_at) },
       });
+      const replay = async (previous: CampaignRow) => {
+        if (previous.request_hash !== null && previous.request_hash !== requestHash) {
+          throw new ApiError("idempotency_key_reused", undefined, { header: "Idempotency-Key", campaign_id: previous.id });
+        }
+        // A replay answers the first campaign (and re-attempts its start if that had failed).
+        await startCampaign(deps, previous);
+        return created(previous);
+      };
       const previous = idempotencyKey
         ? await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow | undefined>()
         : undefined;
-      if (previous) {
-        // A replay answers the first campaign (and re-attempts its start if that had failed).
-        await startCampaignWorkflow(deps, previous);
-        return created(previous);
-      }
+      if (previous) return replay(previous);
       const now = new Date();
-      let content: CampaignContent;
-      let template: { templateId: string; version: number } | undefined;
-      if (body.template_id) {
-        const loaded = await loadTemplateForSend(deps.db, application.id, body.template_id, body.template_version);
-        // Rendered once for every recipient: campaign variables are campaign-wide (no per-recipient fields yet).
-        const rendered = renderTemplate(loaded.content, body.variables ?? {});
-        content = {
-          title: rendered.title,
-          body: rendered.body,
-          data: rendered.data,
-          options: storedPushOptions({ ...loaded.content.options, ...pushOptionsOf(body) }, now),
-          variables: body.variables ?? {},
-        };
-        template = { templateId: loaded.templateId, version: loaded.version };
-      } else {
-        content = { title: body.title ?? null, body: body.body ?? null, data: body.data ?? {}, options: storedPushOptions(pushOptionsOf(body), now), variables: {} };
-      }
+      const content = await campaignContent(deps, application.id, body, now);
       const scheduledAt = body.scheduled_at ? new Date(body.scheduled_at) : null;
       const future = scheduledAt !== null && scheduledAt.getTime() > now.getTime();
+      const recurring = body.schedule !== undefined;
       // An immediate campaign with no allowance left would only fail every batch: refuse it now.
-      // Scheduled ones are checked when their batches debit (the allowance may have reset by then).
-      if (!future) await assertQuotaAvailable(deps.db, application.id, 1, now);
+      // Scheduled and recurring ones are checked when their batches debit (the allowance may have
+      // reset by then).
+      if (!future && !recurring) await assertQuotaAvailable(deps.db, application.id, 1, now);
+      const delivery: CampaignDelivery | null = body.delivery
+        ? { mode: "timezone", local_time: body.delivery.local_time, fallback_timezone: body.delivery.fallback_timezone ?? application.timezone ?? "UTC" }
+        : null;
       const id = newId();
       const [inserted] = (await deps.db("message_campaigns")
         .insert({
           id,
           application_id: application.id,
-          template_id: template?.templateId ?? null,
-          template_version: template?.version ?? null,
+          template_id: content.template?.templateId ?? null,
+          template_version: content.template?.version ?? null,
           name: body.name,
           description: body.description ?? null,
-          campaign_type: future ? "scheduled" : "immediate",
-          content: JSON.stringify(content),
+          campaign_type: recurring ? "recurring" : future ? "scheduled" : "immediate",
+          content: JSON.stringify(content.content),
           targeting_criteria: JSON.stringify(criteria),
+          // A recurring campaign is `running` while its schedule is active; its runs carry the sends.
           status: future ? "scheduled" : "running",
           throttle_per_minute: body.throttle_per_minute ?? null,
           scheduled_at: scheduledAt,
           started_at: future ? null : now,
+          schedule: body.schedule ? JSON.stringify(body.schedule) : null,
+          delivery: delivery ? JSON.stringify(delivery) : null,
           workflow_id: `campaign-${id}`,
           created_by: `api_key:${application.apiKeyId}`,
           idempotency_key: idempotencyKey ?? null,
+          request_hash: requestHash,
         })
         .onConflict(deps.db.raw("(application_id, idempotency_key) where idempotency_key is not null"))
         .ignore()
         .returning("*")) as CampaignRow[];
-      const campaign = inserted ?? (await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow>());
-      // A concurrent request with the same key won the insert: answer with its campaign. USE_EXISTING
-      // makes the start a no-op for a workflow that is already running.
-      await startCampaignWorkflow(deps, campaign);
-      return created(campaign);
+      // A concurrent request with the same key won the insert: answer with its campaign (or refuse
+      // if its body differed).
+      if (!inserted) return replay(await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow>());
+      await startCampaign(deps, inserted);
+      return created(inserted);
     },
   }),
   defineRoute({

@@ -3,8 +3,29 @@ import { PushOptionsShape } from "../messages/push-options";
 import { MESSAGE_STATUSES } from "../messages/state-machine";
 import { PaginationQuery } from "../http/pagination";
 import { CAMPAIGN_STATUSES } from "./repository";
+import { isValidTimeZone, LOCAL_TIME_PATTERN } from "./timezones";
 
 const isoDate = z.iso.datetime({ offset: true });
+
+const timeZone = z.string().min(1).max(64).refine(isValidTimeZone, { message: "must be an IANA timezone such as Asia/Seoul" });
+
+/** `schedule` of a recurring campaign: a Temporal Schedule fires one run per cron match. */
+export const CampaignScheduleBody = z
+  .strictObject({
+    cron: z.string().trim().min(1).max(200).describe('cron expression, e.g. "0 9 * * MON" (an optional leading seconds field is accepted)'),
+    timezone: timeZone.default("UTC").describe("the cron's timezone"),
+    start_at: isoDate.optional().describe("no run before this instant"),
+    end_at: isoDate.optional().describe("no run after this instant"),
+  })
+  .refine((s) => !s.start_at || !s.end_at || new Date(s.start_at) < new Date(s.end_at), { message: "end_at must be after start_at", path: ["end_at"] });
+
+/** `delivery` of a campaign: each recipient at a local time in their own timezone. */
+export const CampaignDeliveryBody = z.strictObject({
+  mode: z.literal("timezone"),
+  local_time: z.string().regex(LOCAL_TIME_PATTERN, { message: "must be HH:MM or HH:MM:SS" }),
+  fallback_timezone: timeZone.optional().describe("for subscriptions without a timezone (default: the application's timezone)"),
+});
+
 
 /**
  * Body of `POST /campaigns` (REF-001 §6.1): a template (rendered once with `variables`) or direct
@@ -24,6 +45,8 @@ export const CreateCampaignBody = z
     targeting_criteria: z.unknown().optional().describe("tags, countries, languages, subscription_types, last_active_after/before, external_ids, test_type"),
     scheduled_at: isoDate.optional().describe("absent or in the past = start now"),
     throttle_per_minute: z.number().int().min(1).max(1_000_000).optional().describe("pace batches to about this many recipients per minute"),
+    schedule: CampaignScheduleBody.optional().describe("recurring campaign: one run per cron match"),
+    delivery: CampaignDeliveryBody.optional().describe("timezone delivery: each recipient at local_time in their timezone"),
     ...PushOptionsShape,
   })
   .superRefine((body, ctx) => {
@@ -31,6 +54,7 @@ export const CreateCampaignBody = z
     if (body.template_id && direct) ctx.addIssue({ code: "custom", path: ["template_id"], message: "give template_id or title/body/data, not both" });
     if (!body.template_id && !body.title && !body.body) ctx.addIssue({ code: "custom", path: ["body"], message: "template_id, title or body is required" });
     if (!body.template_id && body.variables) ctx.addIssue({ code: "custom", path: ["variables"], message: "variables need a template_id" });
+    if (body.schedule && body.scheduled_at) ctx.addIssue({ code: "custom", path: ["scheduled_at"], message: "a recurring campaign starts by its schedule (use schedule.start_at)" });
   });
 
 /** Body of `POST /campaigns/estimate`. */

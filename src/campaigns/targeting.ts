@@ -7,6 +7,7 @@ import type { Knex } from "knex";
 import { z } from "zod";
 import { ApiError } from "../http/errors";
 import { PUSH_SUBSCRIPTION_TYPES } from "../providers/types";
+import type { AudienceGroup } from "./repository";
 
 const tagValue = z.union([z.string().max(255), z.array(z.string().max(255)).min(1).max(100)]);
 const isoDate = z.iso.datetime({ offset: true });
@@ -72,7 +73,18 @@ export function applyTargeting(query: Knex.QueryBuilder, db: Knex, applicationId
   return query;
 }
 
-/** The audience query: matching subscriptions, nothing selected yet. */
-export function audienceQuery(db: Knex, applicationId: string, criteria: TargetingCriteria): Knex.QueryBuilder {
-  return applyTargeting(db("subscriptions as s"), db, applicationId, criteria);
+/** Limits an audience query to one timezone delivery group. */
+export function applyAudienceGroup(query: Knex.QueryBuilder, group: AudienceGroup | undefined): Knex.QueryBuilder {
+  if (!group) return query;
+  return query.where((inGroup) => {
+    if (group.timezones.length > 0) inGroup.orWhereIn("s.timezone", group.timezones);
+    if (group.includesUnset) inGroup.orWhereNull("s.timezone");
+    // An empty group matches nobody rather than everybody.
+    if (group.timezones.length === 0 && !group.includesUnset) inGroup.whereRaw("false");
+  });
+}
+
+/** The audience query: matching subscriptions (in one delivery group if given), nothing selected yet. */
+export function audienceQuery(db: Knex, applicationId: string, criteria: TargetingCriteria, group?: AudienceGroup): Knex.QueryBuilder {
+  return applyAudienceGroup(applyTargeting(db("subscriptions as s"), db, applicationId, criteria), group);
 }

@@ -1,20 +1,49 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from "@temporalio/client";
 import type { Deps } from "../deps";
-import { campaignWorkflow, campaignWorkflowId, type cancelSignal, type executeSignal, type pauseSignal, type resumeSignal } from "../../workflows/campaign";
+import { campaignWorkflow, campaignWorkflowId, type CampaignWorkflowInput, type cancelSignal, type executeSignal, type pauseSignal, type resumeSignal } from "../../workflows/campaign";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
 import type { CampaignRow } from "./repository";
+import type { Config } from "../config";
+import { ensureCampaignSchedule } from "./schedules";
 
 /** Recipients per batch (SEQ-002 §4.1: chunks of 500). */
 export const CAMPAIGN_PAGE_SIZE = 500;
 /** Batches of one campaign sending at the same time. */
 export const CAMPAIGN_BATCH_WINDOW = 4;
 
+/** The campaign columns its workflow input is made of. */
+export type StartableCampaign = Pick<CampaignRow, "id" | "application_id" | "scheduled_at" | "throttle_per_minute" | "delivery" | "schedule">;
+
+/**
+ * Starts what drives a campaign: the Temporal Schedule of a recurring campaign (its runs start
+ * campaign workflows), or the campaign workflow itself. Idempotent.
+ */
+export async function startCampaign(deps: Deps, campaign: StartableCampaign): Promise<void> {
+  if (campaign.schedule) await ensureCampaignSchedule(deps, campaign);
+  else await startCampaignWorkflow(deps, campaign);
+}
+
+/** The campaign workflow's input; timings are read from config once, here, never in the workflow. */
+export function campaignWorkflowInput(config: Config, campaign: StartableCampaign): CampaignWorkflowInput {
+  return {
+    campaignId: campaign.id,
+    applicationId: campaign.application_id,
+    scheduledAt: campaign.scheduled_at ? new Date(campaign.scheduled_at).getTime() : null,
+    timing: { receiptTimeoutMs: config.AUTOMATA_RECEIPT_TIMEOUT, retryScale: config.AUTOMATA_RETRY_SCALE, pendingTimeoutMs: config.AUTOMATA_PENDING_TIMEOUT },
+    pageSize: CAMPAIGN_PAGE_SIZE,
+    window: CAMPAIGN_BATCH_WINDOW,
+    throttlePerMinute: campaign.throttle_per_minute,
+    delivery: campaign.delivery,
+    statusPollMs: config.AUTOMATA_CAMPAIGN_STATUS_POLL,
+  };
+}
+
 /**
  * Starts (or finds) a campaign's workflow; the id is the campaign's business id with USE_EXISTING,
  * so an Idempotency-Key replay or a retried request never starts a second one, and a finished one
  * is only re-run if it failed.
  */
-export async function startCampaignWorkflow(deps: Deps, campaign: Pick<CampaignRow, "id" | "application_id" | "scheduled_at" | "throttle_per_minute">): Promise<void> {
+export async function startCampaignWorkflow(deps: Deps, campaign: StartableCampaign): Promise<void> {
   try {
     await start(deps, campaign);
   } catch (error) {
@@ -24,23 +53,13 @@ export async function startCampaignWorkflow(deps: Deps, campaign: Pick<CampaignR
   }
 }
 
-async function start(deps: Deps, campaign: Pick<CampaignRow, "id" | "application_id" | "scheduled_at" | "throttle_per_minute">): Promise<void> {
+async function start(deps: Deps, campaign: StartableCampaign): Promise<void> {
   await deps.temporal.workflow.start(campaignWorkflow, {
     workflowId: campaignWorkflowId(campaign.id),
     taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
     workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-    args: [
-      {
-        campaignId: campaign.id,
-        applicationId: campaign.application_id,
-        scheduledAt: campaign.scheduled_at ? new Date(campaign.scheduled_at).getTime() : null,
-        timing: { receiptTimeoutMs: deps.config.AUTOMATA_RECEIPT_TIMEOUT, retryScale: deps.config.AUTOMATA_RETRY_SCALE },
-        pageSize: CAMPAIGN_PAGE_SIZE,
-        window: CAMPAIGN_BATCH_WINDOW,
-        throttlePerMinute: campaign.throttle_per_minute,
-      },
-    ],
+    args: [campaignWorkflowInput(deps.config, campaign)],
     typedSearchAttributes: [
       { key: CampaignIdKey, value: campaign.id },
       { key: ApplicationIdKey, value: campaign.application_id },
@@ -49,8 +68,10 @@ async function start(deps: Deps, campaign: Pick<CampaignRow, "id" | "application
 }
 
 /**
- * Tells the campaign workflow that PostgreSQL changed (execute, cancel, pause, resume). A workflow
- * that has already finished has nothing left to do; other failures are logged, not hidden.
+ * Tells the campaign workflow that PostgreSQL changed (execute, cancel, pause, resume), so it acts
+ * at once. Best effort: the workflow re-reads the status with every page and every
+ * AUTOMATA_CAMPAIGN_STATUS_POLL while it waits, so a signal Temporal could not take (it was down)
+ * delays the change but never loses it; the API's answer already reflects PostgreSQL.
  */
 export async function signalCampaignWorkflow(
   deps: Deps,
@@ -60,8 +81,8 @@ export async function signalCampaignWorkflow(
   try {
     await deps.temporal.workflow.getHandle(campaignWorkflowId(campaignId)).signal(signal);
   } catch (error) {
+    // Finished already: nothing left to tell.
     if (error instanceof WorkflowNotFoundError) return;
-    deps.logger.warn({ err: error, campaign_id: campaignId, signal: signal.name }, "could not signal the campaign workflow");
-    throw error;
+    deps.logger.warn({ err: error, campaign_id: campaignId, signal: signal.name }, "could not signal the campaign workflow; it will read the change from PostgreSQL");
   }
 }

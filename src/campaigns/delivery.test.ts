@@ -1,0 +1,291 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
+import { seedPushSubscriptions, type SeedOptions } from "../../test/support/fixtures";
+import { newId } from "../db/ids";
+import { quotaStatus } from "../quota/quota";
+import { campaignWorkflow, campaignWorkflowId, progressQuery } from "../../workflows/campaign";
+import { campaignBatchWorkflowId } from "../../workflows/campaign-batch";
+import { createReconcilerActivities } from "../../activities/reconciler";
+import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
+
+// Retry backoffs at 1/1000 (15 min outage retries → 0.9 s) and a 2 s pending timeout, so the
+// pending-timeout rule shows within seconds; status re-reads every second (lost signals).
+const ENV = { AUTOMATA_RECEIPT_TIMEOUT: "3s", AUTOMATA_RETRY_SCALE: "0.001", AUTOMATA_PENDING_TIMEOUT: "2s", AUTOMATA_CAMPAIGN_STATUS_POLL: "1s" };
+
+let app: TestApp;
+
+before(async () => {
+  app = await startTestApp({ worker: true, env: ENV });
+});
+after(async () => {
+  await app.close();
+});
+
+function createApp(body: Record<string, unknown> = {}) {
+  return app.createApplication({ rate_limit_tier: "enterprise", ...body });
+}
+
+async function createCampaign(key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) {
+  return app.request("POST", "/campaigns", { key, body: { name: `c-${newId()}`, title: "Hello", body: "Campaign", ...body }, headers });
+}
+
+async function createdCampaign(key: string, body: Record<string, unknown>): Promise<string> {
+  const res = await createCampaign(key, body);
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  return res.body.data.campaign_id;
+}
+
+async function statusOf(id: string): Promise<string> {
+  return (await app.deps.db("message_campaigns").where("id", id).first()).status;
+}
+
+async function messagesOf(id: string) {
+  return (await app.deps.db("messages").where("campaign_id", id).orderBy("subscription_id")) as Array<{
+    subscription_id: string;
+    status: string;
+    title: string | null;
+    body: string | null;
+    error_code: string | null;
+    attempts: number;
+    sent_at: Date | null;
+  }>;
+}
+
+async function seed(applicationId: string, count: number, options: SeedOptions = {}): Promise<string[]> {
+  return seedPushSubscriptions(app, applicationId, count, options);
+}
+
+test("timezone delivery: each timezone group at its local time; unset and invalid zones use the fallback; later groups wait", async () => {
+  const { id: appId, apiKey } = await createApp();
+  const zones = ["UTC", "Europe/London", null, "Mars/Base", "Asia/Seoul"];
+  const tag = newId();
+  const ids = await seed(appId, 20, { timezone: (i) => zones[i % 5]!, tags: () => ({ wave: tag }) });
+  const seoul = new Set(ids.filter((_, i) => i % 5 === 4));
+  // A local time ~8 s from now in UTC: UTC, unset and invalid zones (fallback UTC) and London
+  // when it is on UTC+0 (winter) go then; Seoul (UTC+9) reaches that wall-clock time 15 h later.
+  const target = new Date(Math.ceil((Date.now() + 8_000) / 1_000) * 1_000);
+  const localTime = target.toISOString().slice(11, 19);
+  const id = await createdCampaign(apiKey, { targeting_criteria: { tags: { wave: tag } }, delivery: { mode: "timezone", local_time: localTime, fallback_timezone: "UTC" } });
+  const view = (await app.request("GET", `/campaigns/${id}`, { key: apiKey })).body.data;
+  assert.deepEqual(view.delivery, { mode: "timezone", local_time: localTime, fallback_timezone: "UTC" });
+
+  const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
+  const progress = await eventually(async () => {
+    const p = await handle.query(progressQuery);
+    return p.groups ? p : undefined;
+  }, 15_000, 100);
+  const londonWithUtc = new Date(target).toLocaleString("en-GB", { timeZone: "Europe/London", hour12: false }).endsWith(localTime);
+  assert.equal(progress.groups!.length, 2);
+  assert.equal(progress.groups![0]!.sendAt, target.getTime());
+  assert.equal(progress.groups![0]!.includesUnset, true);
+  assert.deepEqual(new Set(progress.groups![0]!.timezones), new Set(londonWithUtc ? ["UTC", "Europe/London", "Mars/Base"] : ["UTC", "Mars/Base"]));
+  assert.equal(progress.groups![1]!.sendAt, target.getTime() + 15 * 3_600_000);
+  assert.deepEqual(progress.groups![1]!.timezones, ["Asia/Seoul"]);
+
+  const firstWave = await eventually(async () => {
+    const rows = await messagesOf(id);
+    return rows.length === 16 && rows.every((m) => m.status === "successful" || m.status === "failed") ? rows : undefined;
+  }, 40_000, 250);
+  for (const m of firstWave) {
+    assert.equal(seoul.has(m.subscription_id), false, "no Seoul recipient before their local time");
+    assert.equal(m.status, "successful");
+    assert.ok(m.sent_at!.getTime() >= target.getTime() - 5, `sent at ${m.sent_at!.toISOString()}, not before ${target.toISOString()}`);
+  }
+  assert.equal(await statusOf(id), "running", "the Seoul group is still ahead");
+  const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
+  assert.equal(cancelled.status, 200);
+  await eventually(async () => (await handle.describe()).status.name === "COMPLETED", 30_000, 200);
+  assert.equal((await messagesOf(id)).length, 16, "the cancelled group never got messages");
+});
+
+test("delivery validation: local_time and timezones are checked", async () => {
+  const { apiKey } = await createApp();
+  for (const delivery of [{ mode: "timezone", local_time: "25:00" }, { mode: "timezone", local_time: "09:00", fallback_timezone: "Mars/Base" }, { mode: "sometime", local_time: "09:00" }]) {
+    const res = await createCampaign(apiKey, { delivery });
+    assert.equal(res.status, 422, JSON.stringify(delivery));
+    assert.equal(res.body.error.code, "validation_error");
+  }
+});
+
+test("per-recipient rendering: {{tags.x}} and subscription fields per message; a recipient without a required tag fails alone", async () => {
+  const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
+  const template = await app.request("POST", "/templates", {
+    key: apiKey,
+    body: {
+      name: `t-${newId()}`,
+      title_template: "Hi {{tags.first_name}}",
+      body_template: "{{promo}} ({{subscription.language}})",
+      variables: [
+        { name: "tags.first_name", required: true },
+        { name: "promo", required: true },
+      ],
+    },
+  });
+  assert.equal(template.status, 201, JSON.stringify(template.body));
+  const templateId = template.body.data.template_id ?? template.body.data.id;
+  const group = newId();
+  const ids = await seed(appId, 6, { tags: (i): Record<string, string> => (i < 4 ? { group, first_name: `N${i}` } : { group }), language: () => "ko" });
+
+  const reserved = await createCampaign(apiKey, { title: undefined, body: undefined, template_id: templateId, variables: { promo: "x", tags: { first_name: "forged" } } });
+  assert.equal(reserved.status, 422, JSON.stringify(reserved.body));
+  assert.equal(reserved.body.error.code, "validation_error");
+  const missing = await createCampaign(apiKey, { title: undefined, body: undefined, template_id: templateId, variables: {} });
+  assert.equal(missing.body.error.code, "missing_required_variable");
+
+  const id = await createdCampaign(apiKey, { title: undefined, body: undefined, template_id: templateId, variables: { promo: "10% off" }, targeting_criteria: { tags: { group } } });
+  await eventually(async () => (await statusOf(id)) === "completed", 60_000, 200);
+  const rows = await messagesOf(id);
+  assert.equal(rows.length, 6);
+  const byId = new Map(rows.map((m) => [m.subscription_id, m]));
+  ids.forEach((sid, i) => {
+    const m = byId.get(sid)!;
+    if (i < 4) assert.deepEqual([m.status, m.title, m.body], ["successful", `Hi N${i}`, "10% off (ko)"]);
+    else assert.deepEqual([m.status, m.error_code, m.sent_at], ["failed", "missing_required_variable", null]);
+  });
+  // The two that could not be rendered were never sent, so their units came back.
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 4, 15_000, 200);
+});
+
+test("the application's ceiling paces all of its campaigns together", async () => {
+  const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "ceiling", rate_limit_tier: "enterprise", campaign_max_per_minute: 6_000 } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const appId = created.body.data.application_id;
+  const apiKey = created.body.data.api_key;
+  const view = await app.request("GET", `/admin/applications/${appId}`, { admin: true });
+  assert.equal(view.body.data.campaign_max_per_minute, 6_000);
+  await seed(appId, 500, { tags: () => ({ part: "a" }) });
+  await seed(appId, 500, { tags: () => ({ part: "b" }) });
+  // 6,000/min: 500 recipients take 5 s of the ceiling, so whichever campaign pages second waits.
+  const [a, b] = await Promise.all([createdCampaign(apiKey, { targeting_criteria: { tags: { part: "a" } } }), createdCampaign(apiKey, { targeting_criteria: { tags: { part: "b" } } })]);
+  await eventually(async () => (await statusOf(a)) === "completed" && (await statusOf(b)) === "completed", 90_000, 250);
+  const startOf = async (id: string) => (await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).describe()).startTime.getTime();
+  const gap = Math.abs((await startOf(a)) - (await startOf(b)));
+  assert.ok(gap >= 4_500, `second campaign's first batch started ${gap} ms after the first's`);
+  assert.equal((await messagesOf(a)).length + (await messagesOf(b)).length, 1_000);
+});
+
+test("pending timeout: messages whose next retry would pass it fail with pending_timeout and are refunded", async () => {
+  const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
+  const group = newId();
+  await seed(appId, 4, { prefix: () => "down", tags: () => ({ group }) });
+  const id = await createdCampaign(apiKey, { targeting_criteria: { tags: { group } } });
+  await eventually(async () => (await statusOf(id)) === "completed", 60_000, 200);
+  for (const m of await messagesOf(id)) {
+    assert.equal(m.status, "failed");
+    assert.equal(m.error_code, "pending_timeout");
+    assert.ok(m.attempts < 24, `gave up after ${m.attempts} attempts, before the outage schedule ran out`);
+  }
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 0, 15_000, 200);
+});
+
+test("a pause and resume written to PostgreSQL without a signal (Temporal unreachable) still reach the workflow", async () => {
+  const { id: appId, apiKey } = await createApp();
+  const group = newId();
+  await seed(appId, 40, { tags: () => ({ group }) });
+  // 120/min: pages of 20, the second ~10 s after the first.
+  const id = await createdCampaign(apiKey, { targeting_criteria: { tags: { group } }, throttle_per_minute: 120 });
+  await eventually(async () => (await messagesOf(id)).length === 20, 20_000, 100);
+  await app.deps.db("message_campaigns").where("id", id).update({ status: "paused" });
+  const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
+  await eventually(async () => (await handle.query(progressQuery)).paused, 30_000, 200);
+  assert.equal((await messagesOf(id)).length, 20, "no batch after the pause was read");
+  await app.deps.db("message_campaigns").where("id", id).update({ status: "running" });
+  await eventually(async () => (await statusOf(id)) === "completed", 30_000, 200);
+  assert.equal((await messagesOf(id)).length, 40);
+
+  // An execute whose signal never arrived: the waiting workflow reads `running` and starts.
+  const later = await createdCampaign(apiKey, { targeting_criteria: { tags: { group } }, scheduled_at: new Date(Date.now() + 3_600_000).toISOString() });
+  assert.equal(await statusOf(later), "scheduled");
+  await app.deps.db("message_campaigns").where("id", later).update({ status: "running", started_at: new Date() });
+  await eventually(async () => (await statusOf(later)) === "completed", 30_000, 200);
+  assert.equal((await messagesOf(later)).length, 40);
+});
+
+test("the reconciler starts the workflow of a campaign whose start never reached Temporal", async () => {
+  const { id: appId } = await createApp();
+  const group = newId();
+  await seed(appId, 5, { tags: () => ({ group }) });
+  const id = newId();
+  await app.deps.db("message_campaigns").insert({
+    id,
+    application_id: appId,
+    name: "orphan",
+    content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
+    targeting_criteria: JSON.stringify({ tags: { group } }),
+    status: "running",
+    started_at: new Date(),
+    created_at: new Date(Date.now() - 10 * 60_000),
+  });
+  const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
+  const first = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
+  assert.equal(first.started, 1);
+  await eventually(async () => (await statusOf(id)) === "completed", 30_000, 200);
+  assert.equal((await messagesOf(id)).length, 5);
+  const second = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
+  assert.equal(second.started, 0, "a campaign whose workflow exists is left alone");
+});
+
+test("Idempotency-Key: the same body (any key order) replays, a different body is idempotency_key_reused", async () => {
+  const { apiKey } = await createApp();
+  const key = newId();
+  const body = { name: "idem", title: "A", body: "B", scheduled_at: new Date(Date.now() + 3_600_000).toISOString() };
+  const first = await createCampaign(apiKey, body, { "Idempotency-Key": key });
+  assert.equal(first.status, 201);
+  const reordered = Object.fromEntries(Object.entries(body).reverse());
+  const replay = await app.request("POST", "/campaigns", { key: apiKey, body: reordered, headers: { "Idempotency-Key": key } });
+  assert.equal(replay.status, 201);
+  assert.equal(replay.body.data.campaign_id, first.body.data.campaign_id);
+  const different = await createCampaign(apiKey, { ...body, body: "changed" }, { "Idempotency-Key": key });
+  assert.equal(different.status, 409);
+  assert.equal(different.body.error.code, "idempotency_key_reused");
+  const rows = await app.deps.db("message_campaigns").where("idempotency_key", key).select("id");
+  assert.equal(rows.length, 1);
+  await app.request("POST", `/campaigns/${first.body.data.campaign_id}/cancel`, { key: apiKey });
+});
+
+test("a batch terminated after a continue-as-new frees its window slot; its unsent messages fail and are refunded", async () => {
+  const { id: appId } = await createApp({ quota: { daily_quota: 100 } });
+  const group = newId();
+  // Ids grow with time: the first page (batch 0) is the `down` five, the second the `ok` five.
+  await seed(appId, 5, { prefix: () => "down", tags: () => ({ group }) });
+  await seed(appId, 5, { tags: () => ({ group }) });
+  const id = newId();
+  await app.deps.db("message_campaigns").insert({
+    id,
+    application_id: appId,
+    name: "terminated batch",
+    content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
+    targeting_criteria: JSON.stringify({ tags: { group } }),
+    status: "running",
+    started_at: new Date(),
+  });
+  // Pages of 5, one batch at a time, a new run after every batch: batch 0 belongs to the first run.
+  // Real retry timings: batch 0's outage retry waits 15 minutes, long enough to terminate it.
+  const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
+    workflowId: campaignWorkflowId(id),
+    taskQueue: app.config.TEMPORAL_TASK_QUEUE,
+    args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, throttlePerMinute: null, batchesPerRun: 1, statusPollMs: 1_000 }],
+    typedSearchAttributes: [
+      { key: CampaignIdKey, value: id },
+      { key: ApplicationIdKey, value: appId },
+    ],
+  });
+  await eventually(async () => {
+    const rows = await messagesOf(id);
+    return rows.length === 5 && rows.every((m) => m.status === "errored");
+  }, 15_000, 50);
+  await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped it");
+  const result = await handle.result();
+  assert.notEqual((await handle.describe()).runId, handle.firstExecutionRunId, "batch 0 was started by an earlier run");
+  assert.equal(result.batchesStarted, 2);
+  assert.deepEqual(result.inFlight, []);
+  assert.equal(await statusOf(id), "completed");
+  const rows = await messagesOf(id);
+  assert.deepEqual(
+    rows.map((m) => [m.status, m.error_code]),
+    [...Array.from({ length: 5 }, () => ["failed", "batch_aborted"]), ...Array.from({ length: 5 }, () => ["successful", null])],
+  );
+  // Batch 0's five units were debited, then refunded by the abort.
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 5, 15_000, 200);
+});

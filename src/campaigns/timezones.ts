@@ -1,0 +1,68 @@
+/**
+ * Timezone delivery rules (`delivery: {mode: "timezone", local_time}`): which instant each
+ * recipient's local time falls on, and how recipients group by that instant. Pure; luxon does the
+ * IANA zone arithmetic (DST gaps and overlaps included).
+ */
+import { DateTime, IANAZone } from "luxon";
+
+/** "HH:MM" or "HH:MM:SS", 24-hour clock. */
+export const LOCAL_TIME_PATTERN = /^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$/;
+
+/** True for an IANA timezone name this runtime knows ("Asia/Seoul", "UTC"). */
+export function isValidTimeZone(zone: string): boolean {
+  return IANAZone.isValidZone(zone);
+}
+
+/**
+ * The first instant at or after `from` at which the wall clock in `zone` reads `localTime`.
+ * A time skipped by a DST jump resolves to the moment just after the jump (luxon's rule).
+ */
+export function nextLocalTime(from: Date, zone: string, localTime: string): Date {
+  const match = LOCAL_TIME_PATTERN.exec(localTime);
+  if (!match) throw new Error(`invalid local time ${localTime}`);
+  const [hour, minute, second] = [Number(match[1]), Number(match[2]), Number(match[3] ?? 0)];
+  const start = DateTime.fromJSDate(from, { zone });
+  let candidate = start.set({ hour, minute, second, millisecond: 0 });
+  if (candidate.toMillis() < from.getTime()) candidate = start.plus({ days: 1 }).set({ hour, minute, second, millisecond: 0 });
+  return candidate.toJSDate();
+}
+
+/** Recipients whose local time falls on the same instant. */
+export interface DeliveryGroup {
+  /** Epoch ms to send at. */
+  sendAt: number;
+  /** The subscriptions.timezone values of this group, as stored (invalid ones included). */
+  timezones: string[];
+  /** Subscriptions without a timezone belong here (the fallback timezone's group). */
+  includesUnset: boolean;
+}
+
+/**
+ * Groups the audience's distinct timezone values by send instant, earliest first. Values that are
+ * not valid zones are sent with the fallback, like subscriptions that have none.
+ */
+export function deliveryGroups(zones: ReadonlyArray<string | null>, fallbackZone: string, localTime: string, from: Date): DeliveryGroup[] {
+  const groups = new Map<number, DeliveryGroup>();
+  const groupFor = (zone: string): DeliveryGroup => {
+    const sendAt = nextLocalTime(from, zone, localTime).getTime();
+    let group = groups.get(sendAt);
+    if (!group) groups.set(sendAt, (group = { sendAt, timezones: [], includesUnset: false }));
+    return group;
+  };
+  const fallback = groupFor(fallbackZone);
+  let fallbackUsed = false;
+  for (const zone of zones) {
+    if (zone === null) {
+      fallback.includesUnset = true;
+      fallbackUsed = true;
+    } else if (isValidTimeZone(zone)) {
+      groupFor(zone).timezones.push(zone);
+    } else {
+      fallback.timezones.push(zone);
+      fallbackUsed = true;
+    }
+  }
+  // The fallback group exists only if someone is in it (or shares its instant with a real zone).
+  if (!fallbackUsed && fallback.timezones.length === 0) groups.delete(fallback.sendAt);
+  return [...groups.values()].sort((a, b) => a.sendAt - b.sendAt);
+}
