@@ -19,6 +19,7 @@ import { createHash } from "node:crypto";
 import type { z } from "zod";
 import { stringify as stableStringify } from "safe-stable-stringify";
 import { referencesRecipient, validatePersonalizedTemplate } from "./personalize";
+import { assertValidCampaignSchedule, deleteCampaignSchedule, discardUnscheduledCampaign, nextCampaignRunAt, setCampaignSchedulePaused } from "./schedules";
 
 const TAG = "Campaigns";
 const IDEMPOTENCY_HEADER = {
@@ -42,7 +43,8 @@ function campaignNotFound(id: string): ApiError {
   return new ApiError("campaign_not_found", undefined, { id });
 }
 
-async function loadCampaign(deps: Deps, applicationId: string, id: string): Promise<CampaignRow> {
+/** The application's campaign, or campaign_not_found (also for another tenant's id). */
+export async function loadCampaign(deps: Deps, applicationId: string, id: string): Promise<CampaignRow> {
   const campaign = await deps.db("message_campaigns").where({ id, application_id: applicationId }).first<CampaignRow | undefined>();
   if (!campaign) throw campaignNotFound(id);
   return campaign;
@@ -73,6 +75,10 @@ function campaignView(c: CampaignRow) {
     total_recipients: c.total_recipients,
     successful_count: c.sent_count,
     failed_count: c.failed_count,
+    campaign_type: c.campaign_type,
+    // Recurring campaigns: the schedule as given; runs: the recurring campaign they belong to.
+    schedule: c.schedule,
+    parent_campaign_id: c.parent_campaign_id,
   };
 }
 
@@ -89,10 +95,28 @@ function refuse(c: CampaignRow, action: string): never {
  * Moves a campaign from one of `from` to `to` with a conditional update (PostgreSQL first, then the
  * workflow is signalled), or refuses with the code for its current status.
  */
-async function changeStatus(deps: Deps, applicationId: string, id: string, action: string, from: CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow> {
+export async function changeStatus(deps: Deps, applicationId: string, id: string, action: string, from: CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow> {
   const [updated] = (await deps.db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
   if (updated) return updated;
   refuse(await loadCampaign(deps, applicationId, id), action);
+}
+
+/**
+ * Starts the campaign's workflow or schedule. The row is already committed, so the campaign is
+ * accepted even if Temporal is unreachable: the reconciler starts it within
+ * AUTOMATA_RECONCILE_INTERVAL, as it does for single messages.
+ */
+async function startDurably(deps: Deps, campaign: CampaignRow): Promise<void> {
+  try {
+    await startCampaign(deps, campaign);
+  } catch (error) {
+    // Temporal refused a recurring campaign's spec: retrying never helps, so the create is undone and refused (422).
+    if (campaign.schedule && error instanceof ApiError && error.code === "validation_error") {
+      await discardUnscheduledCampaign(deps, campaign);
+      throw error;
+    }
+    deps.logger.error({ err: error, campaign_id: campaign.id }, "campaign start failed; the reconciler will start it");
+  }
 }
 
 /** Fingerprint of a create body: key order and whitespace do not matter, any value does. */
@@ -161,6 +185,8 @@ export const campaignRoutes: RouteSpec[] = [
     responses: { 201: { description: "The campaign", schema: CreatedCampaign } },
     handler: async ({ body, deps, application, req }) => {
       const criteria = parseTargetingCriteria(body.targeting_criteria);
+      // Before anything is written: a cron Temporal would refuse is the caller's 422.
+      if (body.schedule) assertValidCampaignSchedule(body.schedule);
       const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
       const requestHash = idempotencyKey ? fingerprint(body) : null;
       const created = (c: CampaignRow) => ({
@@ -172,7 +198,7 @@ export const campaignRoutes: RouteSpec[] = [
           throw new ApiError("idempotency_key_reused", undefined, { header: "Idempotency-Key", campaign_id: previous.id });
         }
         // A replay answers the first campaign (and re-attempts its start if that had failed).
-        await startCampaign(deps, previous);
+        await startDurably(deps, previous);
         return created(previous);
       };
       const previous = idempotencyKey
@@ -221,7 +247,7 @@ export const campaignRoutes: RouteSpec[] = [
       // A concurrent request with the same key won the insert: answer with its campaign (or refuse
       // if its body differed).
       if (!inserted) return replay(await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow>());
-      await startCampaign(deps, inserted);
+      await startDurably(deps, inserted);
       return created(inserted);
     },
   }),
@@ -234,7 +260,8 @@ export const campaignRoutes: RouteSpec[] = [
     query: ListCampaignsQuery,
     responses: { 200: { description: "A page of campaigns" } },
     handler: async ({ query, deps, application }) => {
-      const q = deps.db("message_campaigns").where("application_id", application.id).select("*");
+      // Top-level campaigns only: a recurring campaign's runs are listed under GET /campaigns/:id/runs.
+      const q = deps.db("message_campaigns").where("application_id", application.id).whereNull("parent_campaign_id").select("*");
       if (query.status) q.where("status", query.status);
       if (query.from) q.where("created_at", ">=", new Date(query.from));
       if (query.to) q.where("created_at", "<", new Date(query.to));
@@ -265,7 +292,11 @@ export const campaignRoutes: RouteSpec[] = [
     auth: "apiKey",
     params: IdParams,
     responses: { 200: { description: "The campaign" } },
-    handler: async ({ params, deps, application }) => ({ data: campaignView(await loadCampaign(deps, application.id, params.id)) }),
+    handler: async ({ params, deps, application }) => {
+      const c = await loadCampaign(deps, application.id, params.id);
+      if (!c.schedule) return { data: campaignView(c) };
+      return { data: { ...campaignView(c), next_run_at: iso(await nextCampaignRunAt(deps, c)) } };
+    },
   }),
   defineRoute({
     method: "post",
@@ -295,7 +326,9 @@ export const campaignRoutes: RouteSpec[] = [
         current.status === "cancelled"
           ? current
           : await changeStatus(deps, application.id, params.id, "cancel", ["draft", "scheduled", "running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
-      await signalCampaignWorkflow(deps, c.id, cancelSignal);
+      // Recurring: no further runs (a run in progress continues; cancel it by its own id).
+      if (c.schedule) await deleteCampaignSchedule(deps, c.id);
+      else await signalCampaignWorkflow(deps, c.id, cancelSignal);
       return { data: { id: c.id, status: c.status, cancelled_at: iso(c.cancelled_at) } };
     },
   }),
@@ -309,7 +342,9 @@ export const campaignRoutes: RouteSpec[] = [
     responses: { 200: { description: "The paused campaign" } },
     handler: async ({ params, deps, application }) => {
       const c = await changeStatus(deps, application.id, params.id, "pause", ["running"], { status: "paused" });
-      await signalCampaignWorkflow(deps, c.id, pauseSignal);
+      // Recurring: the schedule takes no fire while paused (a run in progress continues).
+      if (c.schedule) await setCampaignSchedulePaused(deps, c.id, true);
+      else await signalCampaignWorkflow(deps, c.id, pauseSignal);
       return { data: { id: c.id, status: c.status } };
     },
   }),
@@ -323,7 +358,8 @@ export const campaignRoutes: RouteSpec[] = [
     responses: { 200: { description: "The running campaign" } },
     handler: async ({ params, deps, application }) => {
       const c = await changeStatus(deps, application.id, params.id, "resume", ["paused"], { status: "running" });
-      await signalCampaignWorkflow(deps, c.id, resumeSignal);
+      if (c.schedule) await setCampaignSchedulePaused(deps, c.id, false);
+      else await signalCampaignWorkflow(deps, c.id, resumeSignal);
       return { data: { id: c.id, status: c.status } };
     },
   }),
