@@ -54,6 +54,9 @@ interface RecipientRow {
 /** Messages sent per transaction: the rows stay locked while the provider answers (cancel waits). */
 const SEND_CHUNK = 100;
 
+/** How often a batch send heartbeats; the batch workflow's heartbeat timeout is a few of these. */
+const HEARTBEAT_EVERY_MS = 5_000;
+
 /** Ledger batch id of a campaign batch (idempotency scope of its debit and refund). */
 export function campaignBatchId(range: Pick<BatchRange, "campaignId" | "batchNo">): string {
   return `${range.campaignId}.b${range.batchNo}`;
@@ -117,6 +120,26 @@ export function createCampaignActivities(deps: Deps) {
     );
     if (changed.length > 0) await refundBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), units: changed.length, refundId: "abort" });
     await refreshCampaignCounters(db, batch.campaignId);
+  }
+
+  /** Sends the batch's pending messages in locked chunks until none is left. */
+  async function sendPending(range: BatchRange, result: BatchSendResult): Promise<void> {
+    for (;;) {
+      const count = await db.transaction(async (trx) => {
+        const rows = (await trx("messages as m")
+          .join("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
+          .where(inBatch(range, "m"))
+          .where("m.status", "pending")
+          .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.test_type")
+          .orderBy("m.subscription_id")
+          .limit(SEND_CHUNK)
+          .forUpdate("m")) as SendRow[];
+        if (rows.length > 0) await sendChunk(trx, rows, result);
+        return rows.length;
+      });
+      if (count === 0) break;
+      heartbeat({ successful: result.successful, failed: result.failed });
+    }
   }
 
   async function loadCampaign(campaignId: string, trx: Knex | Knex.Transaction = db): Promise<CampaignRow> {
@@ -399,25 +422,16 @@ export function createCampaignActivities(deps: Deps) {
     /**
      * One send round: every still-`pending` message of the batch, in locked chunks, through the
      * provider's sendBatch. A retried activity resumes with what is still pending, so nothing that
-     * was committed is sent twice; it heartbeats after each chunk.
+     * was committed is sent twice. It heartbeats every few seconds, also while a provider call is
+     * in flight, so a dead worker is noticed within the short heartbeat timeout.
      */
     async sendCampaignBatch(range: BatchRange): Promise<BatchSendResult> {
       const result: BatchSendResult = { successful: 0, failed: 0, errored: {} };
-      for (;;) {
-        const count = await db.transaction(async (trx) => {
-          const rows = (await trx("messages as m")
-            .join("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
-            .where(inBatch(range, "m"))
-            .where("m.status", "pending")
-            .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.test_type")
-            .orderBy("m.subscription_id")
-            .limit(SEND_CHUNK)
-            .forUpdate("m")) as SendRow[];
-          if (rows.length > 0) await sendChunk(trx, rows, result);
-          return rows.length;
-        });
-        if (count === 0) break;
-        heartbeat({ successful: result.successful, failed: result.failed });
+      const beat = setInterval(() => heartbeat({ successful: result.successful, failed: result.failed }), HEARTBEAT_EVERY_MS);
+      try {
+        await sendPending(range, result);
+      } finally {
+        clearInterval(beat);
       }
       const errored = (await db("messages")
         .where(inBatch(range))
@@ -454,12 +468,23 @@ export function createCampaignActivities(deps: Deps) {
       return changed.length;
     },
 
-    /** Refunds the batch's messages the provider never accepted (failed or cancelled unsent); once per batch. */
-    async settleCampaignBatch(range: BatchRange): Promise<number> {
-      const units = await countOf(db("messages").where(inBatch(range)).whereIn("status", ["failed", "cancelled"]).whereNull("sent_at"));
-      if (units > 0) await refundBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), units, refundId: "settle" });
+    /**
+     * Refunds the batch's messages the provider never accepted (failed or cancelled unsent); once
+     * per batch. Answers what the batch's messages say now — the counts a retried send round could
+     * not know (a worker that died after committing its last chunk leaves nothing to resend).
+     */
+    async settleCampaignBatch(range: BatchRange): Promise<{ refunded: number; sent: number; failed: number }> {
+      const [row] = (await db("messages")
+        .where(inBatch(range))
+        .select(
+          db.raw("count(*) filter (where status in ('failed', 'cancelled') and sent_at is null)::int as unsent"),
+          db.raw("count(*) filter (where sent_at is not null)::int as sent"),
+          db.raw("count(*) filter (where status = 'failed')::int as failed"),
+        )) as Array<{ unsent: number; sent: number; failed: number }>;
+      const { unsent, sent, failed } = row ?? { unsent: 0, sent: 0, failed: 0 };
+      if (unsent > 0) await refundBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), units: unsent, refundId: "settle" });
       await refreshCampaignCounters(db, range.campaignId);
-      return units;
+      return { refunded: unsent, sent, failed };
     },
 
     /** successful → failed(receipt_timeout) for the batch; receipts that arrived first stand. */

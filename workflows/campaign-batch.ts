@@ -8,7 +8,7 @@ import { nextRetryDelay, type RetryClass } from "../src/messages/retry-policy";
 // activity resumes with the messages still pending.
 const activities = proxyActivities<ReturnType<typeof createCampaignActivities>>({
   startToCloseTimeout: "10 minutes",
-  heartbeatTimeout: "1 minute",
+  heartbeatTimeout: "20 seconds",
   retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
 });
 
@@ -88,7 +88,11 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
       await condition(() => cancelled, delay);
       await activities.retryCampaignBatch(range);
     }
-    await activities.settleCampaignBatch(range);
+    // The database's counts, not the rounds' sums: a round retried after a worker died mid-way
+    // only sees what was still pending.
+    const settled = await activities.settleCampaignBatch(range);
+    done.successful = settled.sent;
+    done.failed = settled.failed;
   }
   try {
     await getExternalWorkflowHandle(parentWorkflowId).signal(batchDoneSignal, done);
@@ -96,6 +100,7 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
     // The campaign already finished (cancelled); nobody is waiting for this batch any more.
     log.info("campaign workflow not reachable for batchDone", { batchNo: range.batchNo, error: String(error) });
   }
+  // Someone was sent something: wait for receipts, then expire what got none.
   if (done.successful > 0) {
     await sleep(timing.receiptTimeoutMs);
     await activities.expireCampaignBatchReceipts(range);
