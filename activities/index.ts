@@ -3,6 +3,7 @@ import { createUserErasureActivities } from "./user-erasure";
 import { createMessageActivities } from "./messages";
 import { createReconcilerActivities } from "./reconciler";
 import { createCampaignActivities } from "./campaigns";
+import { createCampaignRunActivities } from "./campaign-runs";
 
 /** Every activity the worker registers, bound to the process dependencies. */
 export function createActivities(deps: Deps) {
@@ -11,6 +12,7 @@ export function createActivities(deps: Deps) {
     ...createMessageActivities(deps),
     ...createReconcilerActivities(deps),
     ...createCampaignActivities(deps),
+    ...createCampaignRunActivities(deps),
   };
 }
 

@@ -6,6 +6,8 @@ import { templateRoutes } from "./templates/routes";
 import { messageRoutes } from "./messages/routes";
 import { analyticsRoutes } from "./analytics/routes";
 import { campaignRoutes } from "./campaigns/routes";
+import { recurringCampaignRoutes } from "./campaigns/recurring-routes";
+import { testSendRoutes } from "./campaigns/test-send";
 
 /** Every REST route, in mount order; the OpenAPI document is generated from this same list. */
-export const apiRoutes: RouteSpec[] = [...applicationRoutes, ...subscriptionRoutes, ...userRoutes, ...templateRoutes, ...messageRoutes, ...analyticsRoutes, ...campaignRoutes];
+export const apiRoutes: RouteSpec[] = [...applicationRoutes, ...subscriptionRoutes, ...userRoutes, ...templateRoutes, ...messageRoutes, ...analyticsRoutes, ...campaignRoutes, ...recurringCampaignRoutes, ...testSendRoutes];

@@ -3,3 +3,4 @@ export { userErasureWorkflow } from "./user-erasure";
 export { messageWorkflow } from "./message";
 export { reconcilerWorkflow } from "./reconciler";
 export { campaignWorkflow, campaignBatchWorkflow } from "./campaign";
+export { campaignRunWorkflow } from "./campaign-run";

@@ -1,7 +1,285 @@
+/**
+ * Recurring campaigns: one Temporal Schedule per campaign (`campaign-<id>`) whose action starts
+ * `campaignRunWorkflow`; each fire creates a run row and runs the ordinary campaign workflow.
+ * PostgreSQL's status is the truth (running / paused / cancelled); the schedule follows it, and a
+ * fire re-checks it, so a schedule call that failed delays nothing that matters: the run is skipped
+ * and the schedule converges on the next reconcile or fire.
+ */
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type ScheduleOptions } from "@temporalio/client";
 import type { Deps } from "../deps";
-import type { CampaignRow } from "./repository";
+import { ApiError } from "../http/errors";
+import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
+import { campaignRunWorkflow } from "../../workflows/campaign-run";
+import type { CampaignRow, CampaignSchedule, CampaignStatus } from "./repository";
 
-/** Creates the Temporal Schedule of a recurring campaign (idempotent). */
-export async function ensureCampaignSchedule(_deps: Deps, campaign: Pick<CampaignRow, "id">): Promise<void> {
-  throw new Error(`recurring campaign ${campaign.id}: schedules are not wired yet`);
+/**
+ * How late a missed fire may still run after an outage (Temporal's default is one year). A push is
+ * time-bound — a 09:00 "good morning" delivered at 15:00 is worse than none — so a worker restart or
+ * deploy still delivers the fire, a long outage skips it; with overlap SKIP at most one of the missed
+ * fires starts anyway, so an outage can never burst several runs.
+ */
+export const CAMPAIGN_CATCHUP_WINDOW_MS = 10 * 60_000;
+
+/** Statuses in which a recurring campaign has ended: its schedule must not exist. */
+const ENDED: readonly CampaignStatus[] = ["completed", "cancelled", "failed"];
+
+/** Schedule id of a recurring campaign. */
+export function campaignScheduleId(campaignId: string): string {
+  return `campaign-${campaignId}`;
+}
+
+/** Workflow id the schedule gives its runs; Temporal appends each fire's time, so runs never collide. */
+export function campaignRunWorkflowIdPrefix(campaignId: string): string {
+  return `campaign-${campaignId}-run`;
+}
+
+// ------------------------------------------------------------------------------------- cron
+
+interface CronField {
+  name: string;
+  min: number;
+  max: number;
+  /** Names accepted like Temporal does: a prefix of at least `minPrefix` letters. */
+  names?: readonly string[];
+  minPrefix?: number;
+}
+
+const MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"];
+const DAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"];
+const SECOND: CronField = { name: "second", min: 0, max: 59 };
+const FIELDS: readonly CronField[] = [
+  { name: "minute", min: 0, max: 59 },
+  { name: "hour", min: 0, max: 23 },
+  { name: "day of month", min: 1, max: 31 },
+  { name: "month", min: 1, max: 12, names: MONTHS, minPrefix: 3 },
+  // 0 and 7 are both Sunday, as in Temporal.
+  { name: "day of week", min: 0, max: 7, names: DAYS, minPrefix: 2 },
+];
+const PREDEFINED: Record<string, string> = {
+  "@yearly": "0 0 1 1 *",
+  "@annually": "0 0 1 1 *",
+  "@monthly": "0 0 1 * *",
+  "@weekly": "0 0 * * 0",
+  "@daily": "0 0 * * *",
+  "@midnight": "0 0 * * *",
+  "@hourly": "0 * * * *",
+};
+
+/** A cron expression Temporal would refuse (or misread); the message says which field. */
+export class InvalidCronError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InvalidCronError";
+  }
+}
+
+function cronValue(text: string, field: CronField, min: number): number {
+  if (field.names && text.length >= (field.minPrefix ?? 3) && /^[a-z]+$/i.test(text)) {
+    const index = field.names.findIndex((n) => n.startsWith(text.toLowerCase()));
+    if (index >= 0) return field.names === MONTHS ? index + 1 : index;
+  }
+  if (!/^\d+$/.test(text)) throw new InvalidCronError(`${field.name}: "${text}" is not a number${field.names ? " or name" : ""}`);
+  const value = Number(text);
+  if (value < min || value > field.max) throw new InvalidCronError(`${field.name}: ${value} is out of range ${min}-${field.max}`);
+  return value;
+}
+
+/** Checks one field with Temporal's grammar: `*`, `x`, `x-y`, each with an optional `/step`, comma-separated. */
+function checkCronField(text: string, field: CronField): void {
+  for (const part of text.split(",")) {
+    const [range, step, extra] = part.split("/");
+    if (extra !== undefined || range === undefined || range === "") throw new InvalidCronError(`${field.name}: "${part}" is malformed`);
+    if (step !== undefined && (!/^\d+$/.test(step) || Number(step) < 1)) throw new InvalidCronError(`${field.name}: step "${step}" must be a positive integer`);
+    if (range === "*") continue;
+    const bounds = range.split("-");
+    if (bounds.length > 2) throw new InvalidCronError(`${field.name}: "${range}" is malformed`);
+    const start = cronValue(bounds[0]!, field, field.min);
+    if (bounds.length === 2) cronValue(bounds[1]!, field, start);
+  }
+}
+
+/**
+ * Translates the API's cron into the string Temporal parses. Accepted: 5 fields (minute hour
+ * day-of-month month day-of-week), 6 fields with a leading seconds field, and @hourly, @daily,
+ * @weekly, @monthly, @yearly. Temporal reads a 6-field string as *minute … year*, not seconds
+ * first, so a seconds spec is sent as its 7-field form (seconds … year) with year `*`. Temporal's
+ * own `@every` and `CRON_TZ=` forms are refused: `schedule.timezone` carries the zone.
+ */
+export function temporalCronExpression(cron: string): string {
+  const trimmed = cron.trim();
+  if (/^(CRON_)?TZ=/i.test(trimmed)) throw new InvalidCronError("give the timezone in schedule.timezone, not in the expression");
+  if (trimmed.startsWith("@")) {
+    const predefined = PREDEFINED[trimmed.toLowerCase()];
+    if (!predefined) throw new InvalidCronError(`unknown macro ${trimmed} (use @hourly, @daily, @weekly, @monthly or @yearly)`);
+    return predefined;
+  }
+  const fields = trimmed.split(/\s+/);
+  if (fields.length === 5) {
+    fields.forEach((f, i) => checkCronField(f, FIELDS[i]!));
+    return fields.join(" ");
+  }
+  if (fields.length === 6) {
+    checkCronField(fields[0]!, SECOND);
+    fields.slice(1).forEach((f, i) => checkCronField(f, FIELDS[i]!));
+    return [...fields, "*"].join(" ");
+  }
+  throw new InvalidCronError(`expected 5 fields (minute hour day-of-month month day-of-week) or 6 with leading seconds, got ${fields.length}`);
+}
+
+/** Refuses a schedule Temporal could not run with 422 `validation_error` naming `schedule.cron`; call before inserting. */
+export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cron">): void {
+  try {
+    temporalCronExpression(schedule.cron);
+  } catch (error) {
+    if (!(error instanceof InvalidCronError)) throw error;
+    throw new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { "schedule.cron": error.message } });
+  }
+}
+
+// ---------------------------------------------------------------------------------- schedule
+
+function canonicalTimeZone(zone: string): string {
+  try {
+    return new Intl.DateTimeFormat("en-US", { timeZone: zone }).resolvedOptions().timeZone;
+  } catch (error) {
+    // Not a zone Intl knows (the API validated it with luxon): let Temporal judge it as given.
+    if (error instanceof RangeError) return zone;
+    throw error;
+  }
+}
+
+/** The Temporal Schedule of a recurring campaign. */
+export function campaignScheduleOptions(
+  deps: Deps,
+  campaign: Pick<CampaignRow, "id" | "application_id" | "name"> & { schedule: CampaignSchedule },
+  paused: boolean,
+): ScheduleOptions {
+  const { cron, timezone, start_at, end_at } = campaign.schedule;
+  const searchAttributes = [
+    { key: CampaignIdKey, value: campaign.id },
+    { key: ApplicationIdKey, value: campaign.application_id },
+  ];
+  return {
+    scheduleId: campaignScheduleId(campaign.id),
+    spec: {
+      cronExpressions: [temporalCronExpression(cron)],
+      // Canonical IANA spelling: the API accepts "asia/seoul" (luxon), Temporal's Go tzdata lookup is case-sensitive.
+      timezone: canonicalTimeZone(timezone || "UTC"),
+      ...(start_at ? { startAt: new Date(start_at) } : {}),
+      ...(end_at ? { endAt: new Date(end_at) } : {}),
+    },
+    action: {
+      type: "startWorkflow",
+      workflowType: campaignRunWorkflow,
+      taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+      workflowId: campaignRunWorkflowIdPrefix(campaign.id),
+      args: [{ campaignId: campaign.id }],
+      typedSearchAttributes: searchAttributes,
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: CAMPAIGN_CATCHUP_WINDOW_MS },
+    typedSearchAttributes: searchAttributes,
+    state: { paused, note: paused ? PAUSED_NOTE : `Recurring campaign ${campaign.name}`.slice(0, 200) },
+  };
+}
+
+const PAUSED_NOTE = "Paused through the API (POST /campaigns/:id/pause)";
+
+/**
+ * Temporal's refusal as the API's error: an invalid spec (Temporal throws TypeError) is the
+ * caller's 422, anything else (unreachable, timeout) is a 503 worth retrying.
+ */
+function scheduleError(error: unknown, campaignId: string): ApiError {
+  if (error instanceof TypeError) return new ApiError("validation_error", "Temporal refused the schedule", { in: "body", fields: { schedule: error.message } });
+  return new ApiError("service_unavailable", "Temporal could not create the campaign's schedule", { campaign_id: campaignId, dependency: "temporal", reason: error instanceof Error ? error.message : String(error) });
+}
+
+/**
+ * Makes the Temporal Schedule of a recurring campaign match PostgreSQL (idempotent, so the API, an
+ * Idempotency-Key replay and the reconciler can all call it): created (paused if the campaign is
+ * paused) while the campaign is running or paused, pause state aligned if it exists, deleted once
+ * the campaign has ended. Not recurring, or gone: nothing to do. Throws ApiError 422/503.
+ */
+export async function ensureCampaignSchedule(deps: Deps, campaign: Pick<CampaignRow, "id">): Promise<void> {
+  // Re-read: callers hold a row that may be stale (a replay of a since-cancelled campaign must not revive it).
+  const row = await deps
+    .db("message_campaigns")
+    .where("id", campaign.id)
+    .first<Pick<CampaignRow, "id" | "application_id" | "name" | "status" | "schedule"> | undefined>("id", "application_id", "name", "status", "schedule");
+  if (!row?.schedule) return;
+  if (ENDED.includes(row.status)) {
+    await deleteCampaignSchedule(deps, row.id);
+    return;
+  }
+  if (row.status !== "running" && row.status !== "paused") return;
+  const paused = row.status === "paused";
+  try {
+    await deps.temporal.schedule.create(campaignScheduleOptions(deps, { ...row, schedule: row.schedule }, paused));
+    return;
+  } catch (error) {
+    if (!(error instanceof ScheduleAlreadyRunning)) throw scheduleError(error, row.id);
+  }
+  try {
+    const handle = deps.temporal.schedule.getHandle(campaignScheduleId(row.id));
+    const described = await handle.describe();
+    if (described.state.paused !== paused) await (paused ? handle.pause(PAUSED_NOTE) : handle.unpause("Resumed through the API"));
+  } catch (error) {
+    throw scheduleError(error, row.id);
+  }
+}
+
+/**
+ * Pauses or unpauses a recurring campaign's schedule after the API changed its status. Best effort:
+ * PostgreSQL already answers the truth — a fire of a paused campaign is skipped by its run — and the
+ * reconciler aligns the schedule later (ensureCampaignSchedule).
+ */
+export async function setCampaignSchedulePaused(deps: Deps, campaignId: string, paused: boolean): Promise<void> {
+  try {
+    const handle = deps.temporal.schedule.getHandle(campaignScheduleId(campaignId));
+    await (paused ? handle.pause(PAUSED_NOTE) : handle.unpause("Resumed through the API (POST /campaigns/:id/resume)"));
+  } catch (error) {
+    deps.logger.warn({ err: error, campaign_id: campaignId, paused }, "could not change the campaign schedule's pause state; the reconciler will align it");
+  }
+}
+
+/**
+ * Deletes a recurring campaign's schedule (already gone is fine). Runs already started keep going
+ * and keep their history. Best effort: a schedule left behind fires into a run that sees the ended
+ * campaign, skips, and deletes it then.
+ */
+export async function deleteCampaignSchedule(deps: Deps, campaignId: string): Promise<void> {
+  try {
+    await deps.temporal.schedule.getHandle(campaignScheduleId(campaignId)).delete();
+  } catch (error) {
+    if (error instanceof ScheduleNotFoundError) return;
+    deps.logger.warn({ err: error, campaign_id: campaignId }, "could not delete the campaign schedule; its next fire will");
+  }
+}
+
+/**
+ * Undoes the insert of a recurring campaign whose schedule Temporal refused (422: no retry can
+ * help), so the create leaves nothing behind and may be corrected and sent again, also with the
+ * same Idempotency-Key. (A schedule Temporal could not take because it was unreachable is not
+ * this: the campaign stays accepted and the reconciler creates the schedule.)
+ */
+export async function discardUnscheduledCampaign(deps: Deps, campaign: Pick<CampaignRow, "id" | "application_id">): Promise<void> {
+  try {
+    await deps.db("message_campaigns").where({ id: campaign.id, application_id: campaign.application_id }).delete();
+  } catch (error) {
+    deps.logger.error({ err: error, campaign_id: campaign.id }, "could not remove a recurring campaign without schedule; the reconciler will create its schedule");
+    return;
+  }
+  await deleteCampaignSchedule(deps, campaign.id);
+}
+
+/** What GET /campaigns/:id shows of the schedule: the next fire (null when paused, ended or unknown). */
+export async function nextCampaignRunAt(deps: Deps, campaign: Pick<CampaignRow, "id" | "status">): Promise<Date | null> {
+  if (campaign.status !== "running") return null;
+  try {
+    const described = await deps.temporal.schedule.getHandle(campaignScheduleId(campaign.id)).describe();
+    return described.state.paused ? null : (described.info.nextActionTimes[0] ?? null);
+  } catch (error) {
+    // The campaign itself is answered from PostgreSQL; Temporal being unreachable only hides this field.
+    deps.logger.warn({ err: error, campaign_id: campaign.id }, "could not describe the campaign schedule");
+    return null;
+  }
 }

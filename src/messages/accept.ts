@@ -20,8 +20,34 @@ export interface MessageContent {
   resentFromId?: string;
 }
 
-/** Who receives it: one subscription, or every active push subscription of a user. */
-export type Recipient = { subscriptionId: string } | { externalId: string };
+/**
+ * Who receives it: one subscription, or every active push subscription of a user; the list forms
+ * (campaign test sends) resolve each entry the same way and refuse the whole send on any bad one.
+ */
+export type Recipient = { subscriptionId: string } | { externalId: string } | { subscriptionIds: string[] } | { externalIds: string[] };
+
+/** A resolved recipient with the fields a per-recipient content function can use. */
+export interface ResolvedRecipient {
+  id: string;
+  user_id: string | null;
+  subscription_type: string;
+  tags: Record<string, unknown> | null;
+  language: string | null;
+  country: string | null;
+  timezone: string | null;
+  external_id: string | null;
+}
+
+/** Content for every recipient, or a function giving each its own (it may throw an ApiError to refuse the send). */
+export type ContentSource = MessageContent | ((recipient: ResolvedRecipient) => MessageContent);
+
+/** How a send is recorded besides its content; the defaults are a plain API send. */
+export interface AcceptOptions {
+  /** Stores the messages with `is_test` (campaign test sends). */
+  isTest?: boolean;
+  /** Data of the `created` events (default `{source: "api"}`, or `"resend"` for a resend). */
+  eventData?: { source: string } & Record<string, unknown>;
+}
 
 /** One message created (or found again through its Idempotency-Key). */
 export interface AcceptedMessageView {
@@ -31,7 +57,7 @@ export interface AcceptedMessageView {
   created_at: string;
 }
 
-interface RecipientRow {
+interface RecipientRow extends Partial<ResolvedRecipient> {
   id: string;
   user_id: string | null;
   subscription_type: string;
@@ -40,30 +66,61 @@ interface RecipientRow {
 
 const PLATFORM_OF: Record<string, PushPlatform> = { iOSPush: "apns", AndroidPush: "fcm" };
 
-async function resolveRecipients(db: Knex, applicationId: string, recipient: Recipient): Promise<RecipientRow[]> {
-  const columns = ["s.id", "s.user_id", "s.subscription_type", "s.subscription_status"];
-  if ("subscriptionId" in recipient) {
-    const row = await db("subscriptions as s").where({ "s.application_id": applicationId, "s.id": recipient.subscriptionId }).whereNull("s.archived_at").first<RecipientRow | undefined>(columns);
-    if (!row) throw notFound("subscription", recipient.subscriptionId);
+/**
+ * Selects the recipient columns; the template fields (tags, language, …, the user's external_id)
+ * only when per-recipient content needs them, so a plain send reads no jsonb and joins nothing.
+ */
+function recipientQuery(db: Knex, applicationId: string, withFields: boolean): Knex.QueryBuilder {
+  const q = db("subscriptions as s").where("s.application_id", applicationId).whereNull("s.archived_at").select("s.id", "s.user_id", "s.subscription_type", "s.subscription_status");
+  if (withFields) {
+    q.leftJoin("users as u", (on) => on.on("u.id", "s.user_id").andOn("u.application_id", "s.application_id")).select("s.tags", "s.language", "s.country", "s.timezone", "u.external_id");
+  }
+  return q;
+}
+
+async function resolveRecipients(db: Knex, applicationId: string, recipient: Recipient, withFields: boolean): Promise<RecipientRow[]> {
+  if ("subscriptionId" in recipient) return resolveSubscriptions(db, applicationId, [recipient.subscriptionId], withFields);
+  if ("subscriptionIds" in recipient) return resolveSubscriptions(db, applicationId, recipient.subscriptionIds, withFields);
+  if ("externalId" in recipient) return resolveUsers(db, applicationId, [recipient.externalId], withFields);
+  return resolveUsers(db, applicationId, recipient.externalIds, withFields);
+}
+
+/** Named subscriptions: each must exist here, be push and be subscribed; the first that is not refuses all. */
+async function resolveSubscriptions(db: Knex, applicationId: string, ids: string[], withFields: boolean): Promise<RecipientRow[]> {
+  const unique = [...new Set(ids)];
+  const rows = (await recipientQuery(db, applicationId, withFields).whereIn("s.id", unique)) as RecipientRow[];
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  for (const id of unique) {
+    const row = byId.get(id);
+    if (!row) throw notFound("subscription", id);
     if (!isPushSubscriptionType(row.subscription_type)) {
       throw new ApiError("invalid_subscription_type", `${row.subscription_type} messages are not sendable yet; push (iOSPush, AndroidPush) is`, { subscription_type: row.subscription_type });
     }
     if (row.subscription_status <= 0) {
       throw new ApiError("subscription_disabled", "The subscription is not subscribed", { subscription_id: row.id, subscription_status: row.subscription_status });
     }
-    return [row];
   }
-  const user = await db("users").where({ application_id: applicationId, external_id: recipient.externalId }).first<{ id: string } | undefined>("id");
-  if (!user) throw new ApiError("resource_not_found", "user not found", { external_id: recipient.externalId });
-  const rows = await db("subscriptions as s")
-    .where({ "s.application_id": applicationId, "s.user_id": user.id })
+  return unique.map((id) => byId.get(id)!);
+}
+
+/** Every active push subscription of each user; an unknown user, or one with none, refuses all. */
+async function resolveUsers(db: Knex, applicationId: string, externalIds: string[], withFields: boolean): Promise<RecipientRow[]> {
+  const unique = [...new Set(externalIds)];
+  const users = (await db("users").where("application_id", applicationId).whereIn("external_id", unique).select("id", "external_id")) as Array<{ id: string; external_id: string }>;
+  const userOf = new Map(users.map((u) => [u.external_id, u.id]));
+  for (const externalId of unique) {
+    if (!userOf.has(externalId)) throw new ApiError("resource_not_found", "user not found", { external_id: externalId });
+  }
+  const rows = (await recipientQuery(db, applicationId, withFields)
+    .whereIn("s.user_id", users.map((u) => u.id))
     .whereIn("s.subscription_type", PUSH_SUBSCRIPTION_TYPES)
     .where("s.subscription_status", ">", 0)
-    .whereNull("s.archived_at")
-    .orderBy("s.id")
-    .select<RecipientRow[]>(columns);
-  if (rows.length === 0) {
-    throw new ApiError("subscription_disabled", "The user has no active push subscription", { external_id: recipient.externalId });
+    .orderBy("s.id")) as RecipientRow[];
+  const served = new Set(rows.map((r) => r.user_id));
+  for (const externalId of unique) {
+    if (!served.has(userOf.get(externalId)!)) {
+      throw new ApiError("subscription_disabled", "The user has no active push subscription", { external_id: externalId });
+    }
   }
   return rows;
 }
@@ -92,8 +149,9 @@ export async function acceptMessages(
   deps: Deps,
   applicationId: string,
   recipient: Recipient,
-  content: MessageContent,
+  source: ContentSource,
   idempotencyKey: string | undefined,
+  options: AcceptOptions = {},
 ): Promise<AcceptedMessageView[]> {
   if (idempotencyKey) {
     const previous = await findByIdempotencyKey(deps.db, applicationId, idempotencyKey);
@@ -102,27 +160,36 @@ export async function acceptMessages(
       return previous.map(view);
     }
   }
-  const recipients = await resolveRecipients(deps.db, applicationId, recipient);
-  assertSendable(content, [...new Set(recipients.map((r) => PLATFORM_OF[r.subscription_type]!))]);
+  const perRecipient = typeof source === "function";
+  const recipients = await resolveRecipients(deps.db, applicationId, recipient, perRecipient);
+  // Every recipient's content is built and checked before anything is written: a refusal leaves no rows.
+  const contents = recipients.map((r) => (perRecipient ? source(r as ResolvedRecipient) : source));
+  if (perRecipient) recipients.forEach((r, i) => assertSendable(contents[i]!, [PLATFORM_OF[r.subscription_type]!]));
+  else assertSendable(source, [...new Set(recipients.map((r) => PLATFORM_OF[r.subscription_type]!))]);
   await assertQuotaAvailable(deps.db, applicationId, recipients.length);
 
-  const rows = recipients.map((r) => ({
-    id: newId(),
-    application_id: applicationId,
-    subscription_id: r.id,
-    user_id: r.user_id,
-    subscription_type: r.subscription_type,
-    channel: "push",
-    status: "pending",
-    title: content.title,
-    body: content.body,
-    data: JSON.stringify(content.data),
-    options: JSON.stringify(content.options),
-    template_id: content.templateId ?? null,
-    template_version: content.templateVersion ?? null,
-    resent_from_id: content.resentFromId ?? null,
-    idempotency_key: idempotencyKey ?? null,
-  }));
+  const rows = recipients.map((r, i) => {
+    const content = contents[i]!;
+    return {
+      id: newId(),
+      application_id: applicationId,
+      subscription_id: r.id,
+      user_id: r.user_id,
+      subscription_type: r.subscription_type,
+      channel: "push",
+      status: "pending",
+      title: content.title,
+      body: content.body,
+      data: JSON.stringify(content.data),
+      options: JSON.stringify(content.options),
+      template_id: content.templateId ?? null,
+      template_version: content.templateVersion ?? null,
+      resent_from_id: content.resentFromId ?? null,
+      idempotency_key: idempotencyKey ?? null,
+      is_test: options.isTest ?? false,
+    };
+  });
+  const resentFrom = new Set(rows.filter((row) => row.resent_from_id !== null).map((row) => row.id));
   const inserted = await deps.db.transaction(async (trx) => {
     const created = (await trx("messages")
       .insert(rows)
@@ -131,7 +198,7 @@ export async function acceptMessages(
       .returning(["id", "subscription_id", "status", "created_at"])) as Array<{ id: string; subscription_id: string; status: string; created_at: Date }>;
     if (created.length > 0) {
       await trx("message_events").insert(
-        created.map((m) => ({ id: newId(), message_id: m.id, application_id: applicationId, event_type: "created", to_status: "pending", data: JSON.stringify({ source: content.resentFromId ? "resend" : "api" }) })),
+        created.map((m) => ({ id: newId(), message_id: m.id, application_id: applicationId, event_type: "created", to_status: "pending", data: JSON.stringify(options.eventData ?? { source: resentFrom.has(m.id) ? "resend" : "api" }) })),
       );
     }
     return created;

@@ -58,7 +58,6 @@ async function messageView(deps: Deps, applicationId: string, id: string) {
     template_id: message.template_id,
     template_version: message.template_version,
     resent_from_id: message.resent_from_id,
-    is_test: message.is_test,
     events: events.map((e: { event_type: string; from_status: string | null; to_status: string | null; data: unknown; created_at: Date }) => ({
       event_type: e.event_type,
       from_status: e.from_status,
@@ -74,6 +73,8 @@ function summary(message: MessageRow) {
     id: message.id,
     subscription_id: message.subscription_id,
     campaign_id: message.campaign_id,
+    // Campaign test sends are ordinary messages otherwise; lists and views tell them apart by this.
+    is_test: message.is_test,
     title: message.title,
     body: message.body,
     status: message.status,

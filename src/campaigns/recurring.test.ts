@@ -1,0 +1,262 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { ScheduleNotFoundError } from "@temporalio/client";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
+import { seedPushSubscriptions } from "../../test/support/fixtures";
+import { newId } from "../db/ids";
+import { campaignWorkflowId } from "../../workflows/campaign";
+import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignScheduleId, InvalidCronError, temporalCronExpression } from "./schedules";
+
+// Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
+const TIMING = { AUTOMATA_RETRY_SCALE: "0.0001" };
+/** Every 3 seconds: a seconds-level spec (6 fields, leading seconds). */
+const EVERY_3S = "*/3 * * * * *";
+/** A cron that will not fire during the test. */
+const NEVER_SOON = "0 9 1 1 *";
+
+let app: TestApp;
+const created: string[] = [];
+
+before(async () => {
+  app = await startTestApp({ worker: true, env: TIMING });
+});
+after(async () => {
+  // Schedules outlive the test app on the shared Temporal server: leave none firing.
+  for (const id of created) {
+    await app.deps.temporal.schedule
+      .getHandle(campaignScheduleId(id))
+      .delete()
+      .catch((error: unknown) => {
+        if (!(error instanceof ScheduleNotFoundError)) throw error;
+      });
+  }
+  await app.close();
+});
+
+async function createRecurring(key: string, schedule: Record<string, unknown>, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}) {
+  const res = await app.request("POST", "/campaigns", { key, body: { name: `r-${newId()}`, title: "Daily", body: "Your digest", schedule, ...extra }, headers });
+  if (res.status === 201) created.push(res.body.data.campaign_id);
+  return res;
+}
+
+async function get(key: string, path: string) {
+  const res = await app.request("GET", path, { key });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.data;
+}
+
+function describeSchedule(id: string) {
+  return app.deps.temporal.schedule.getHandle(campaignScheduleId(id)).describe();
+}
+
+describe("cron expressions", () => {
+  test("5 fields pass as they are; a leading seconds field becomes Temporal's 7-field form; macros expand", () => {
+    assert.equal(temporalCronExpression("0 9 * * MON"), "0 9 * * MON");
+    assert.equal(temporalCronExpression("*/3 * * * * *"), "*/3 * * * * * *");
+    assert.equal(temporalCronExpression(" 0  0 1-15/2 jan,jul sun-sat "), "0 0 1-15/2 jan,jul sun-sat");
+    assert.equal(temporalCronExpression("@daily"), "0 0 * * *");
+    for (const bad of ["* * * *", "61 * * * *", "* 24 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8", "*/0 * * * *", "0 0 ? * *", "0 0 L * *", "5-2 * * * *", "0 0 1 1 * 2030 x", "@every 5s", "CRON_TZ=UTC 0 9 * * *", "0 9 * * MO#2"]) {
+      assert.throws(() => temporalCronExpression(bad), InvalidCronError, bad);
+    }
+  });
+});
+
+describe("recurring campaigns", () => {
+  test("a seconds-level schedule fires runs: each is its own campaign with its own stats, one message per subscriber per run; pause, resume, delete", async () => {
+    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    const subscribers = await seedPushSubscriptions(app, appId, 3);
+    const res = await createRecurring(apiKey, { cron: EVERY_3S, timezone: "Asia/Seoul" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.data.status, "running");
+    const id = res.body.data.campaign_id;
+
+    // The schedule exists with the spec, timezone, overlap policy and action asked for.
+    const schedule = await describeSchedule(id);
+    assert.equal(schedule.spec.timezone, "Asia/Seoul");
+    assert.deepEqual(
+      schedule.spec.calendars?.map((c) => c.second),
+      [[{ start: 0, end: 59, step: 3 }]],
+    );
+    assert.equal(schedule.policies.overlap, "SKIP");
+    assert.equal(schedule.policies.catchupWindow, CAMPAIGN_CATCHUP_WINDOW_MS);
+    assert.equal(schedule.action.type, "startWorkflow");
+    assert.equal(schedule.action.workflowType, "campaignRunWorkflow");
+    assert.equal(schedule.action.taskQueue, app.config.TEMPORAL_TASK_QUEUE);
+    assert.deepEqual(schedule.action.args, [{ campaignId: id }]);
+    assert.equal(schedule.state.paused, false);
+
+    const campaign = await get(apiKey, `/campaigns/${id}`);
+    assert.deepEqual(campaign.schedule, { cron: EVERY_3S, timezone: "Asia/Seoul" });
+    assert.equal(campaign.campaign_type, "recurring");
+    assert.equal(campaign.parent_campaign_id, null);
+    assert.ok(campaign.next_run_at && new Date(campaign.next_run_at).getTime() - Date.now() <= 3_500, campaign.next_run_at);
+
+    // At least two runs complete, each a campaign of its own with correct stats.
+    const runs = await eventually(async () => {
+      const page = await get(apiKey, `/campaigns/${id}/runs`);
+      const done = page.runs.filter((r: { status: string }) => r.status === "completed");
+      return done.length >= 2 ? page.runs : undefined;
+    }, 45_000, 500);
+    const completed = runs.filter((r: { status: string }) => r.status === "completed");
+    for (const run of completed) {
+      assert.deepEqual(run.stats, { total: 3, successful: 3, failed: 0, received: 0, converted: 0, cancelled: 0, pending: 0 }, JSON.stringify(run));
+      assert.ok(run.started_at && run.completed_at && run.created_at);
+      const messages = (await app.deps.db("messages").where("campaign_id", run.id).select("subscription_id")) as Array<{ subscription_id: string }>;
+      assert.equal(messages.length, 3);
+      assert.deepEqual(new Set(messages.map((m) => m.subscription_id)), new Set(subscribers), "each subscriber got exactly one message in this run");
+      const row = await get(apiKey, `/campaigns/${run.id}`);
+      assert.equal(row.parent_campaign_id, id);
+      assert.equal(row.campaign_type, "immediate");
+      assert.equal(row.title, "Daily");
+      // Each run is its own campaign workflow, a child of the schedule's run workflow.
+      const wf = await app.deps.temporal.workflow.getHandle(campaignWorkflowId(run.id)).describe();
+      assert.equal(wf.status.name, "COMPLETED");
+      assert.match(wf.parentExecution?.workflowId ?? "", new RegExp(`^campaign-${id}-run-`));
+    }
+    assert.equal(new Set(runs.map((r: { id: string }) => r.id)).size, runs.length);
+    // The list shows the recurring campaign, not its runs.
+    const listed = await get(apiKey, "/campaigns?per_page=100");
+    assert.deepEqual(
+      listed.campaigns.map((c: { id: string }) => c.id),
+      [id],
+    );
+
+    // Pause: the schedule is paused; once a fire in flight (if any) has ended, no new run starts
+    // over two further fire times.
+    const paused = await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey });
+    assert.equal(paused.status, 200, JSON.stringify(paused.body));
+    assert.equal(paused.body.data.status, "paused");
+    const whilePaused = await eventually(async () => {
+      const d = await describeSchedule(id);
+      return d.state.paused && d.info.runningActions.length === 0 ? d : undefined;
+    }, 60_000, 250);
+    const runsAtPause = await app.deps.db("message_campaigns").where("parent_campaign_id", id).count<{ count: string }[]>({ count: "*" });
+    await new Promise((r) => setTimeout(r, 2 * 3_000 + 1_000));
+    const afterPause = await describeSchedule(id);
+    assert.equal(afterPause.state.paused, true);
+    assert.equal(afterPause.info.numActionsTaken, whilePaused.info.numActionsTaken, "no fire was taken while paused");
+    assert.equal(afterPause.info.recentActions.length, whilePaused.info.recentActions.length);
+    const runsLater = await app.deps.db("message_campaigns").where("parent_campaign_id", id).count<{ count: string }[]>({ count: "*" });
+    assert.equal(runsLater[0]!.count, runsAtPause[0]!.count, "no run row while paused");
+    assert.equal((await get(apiKey, `/campaigns/${id}`)).next_run_at, null);
+
+    // Resume: fires again.
+    const resumed = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
+    assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+    assert.equal(resumed.body.data.status, "running");
+    assert.equal((await describeSchedule(id)).state.paused, false);
+    await eventually(async () => (await describeSchedule(id)).info.numActionsTaken > afterPause.info.numActionsTaken, 20_000, 250);
+    await eventually(async () => {
+      const [n] = await app.deps.db("message_campaigns").where("parent_campaign_id", id).count<{ count: string }[]>({ count: "*" });
+      return Number(n!.count) > Number(runsAtPause[0]!.count);
+    }, 20_000, 250);
+
+    // DELETE: schedule gone, campaign cancelled, runs kept; repeating it is harmless.
+    const deleted = await app.request("DELETE", `/campaigns/${id}`, { key: apiKey });
+    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    assert.equal(deleted.body.data.status, "cancelled");
+    assert.ok(deleted.body.data.cancelled_at);
+    await assert.rejects(describeSchedule(id), ScheduleNotFoundError);
+    const after = await get(apiKey, `/campaigns/${id}`);
+    assert.equal(after.status, "cancelled");
+    assert.equal(after.next_run_at, null);
+    assert.ok((await get(apiKey, `/campaigns/${id}/runs`)).runs.length >= completed.length + 1);
+    const again = await app.request("DELETE", `/campaigns/${id}`, { key: apiKey });
+    assert.equal(again.status, 200);
+    assert.equal((await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey })).body.error.code, "campaign_already_completed");
+  });
+
+  test("POST /cancel on a recurring campaign deletes its schedule too", async () => {
+    const { apiKey } = await app.createApplication();
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, start_at: "2030-01-01T00:00:00Z" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    const d = await describeSchedule(id);
+    assert.equal(d.spec.timezone, "UTC");
+    assert.equal(d.spec.startAt?.toISOString(), "2030-01-01T00:00:00.000Z");
+    assert.equal((await get(apiKey, `/campaigns/${id}`)).next_run_at, "2030-01-01T09:00:00.000Z");
+    const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    assert.equal(cancelled.body.data.status, "cancelled");
+    await assert.rejects(describeSchedule(id), ScheduleNotFoundError);
+  });
+
+  test("an invalid cron is refused with 422 naming schedule.cron, and nothing is created", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    for (const cron of ["61 * * * *", "* * * *", "0 9 * * FUNDAY", "@every 5s"]) {
+      const res = await createRecurring(apiKey, { cron });
+      assert.equal(res.status, 422, `${cron}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, "validation_error");
+      assert.ok(res.body.error.details.fields["schedule.cron"], JSON.stringify(res.body));
+    }
+    const bad = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "Mars/Olympus" });
+    assert.equal(bad.status, 422);
+    assert.ok(bad.body.error.details.fields["schedule.timezone"]);
+    const [n] = await app.deps.db("message_campaigns").where("application_id", appId).count<{ count: string }[]>({ count: "*" });
+    assert.equal(Number(n!.count), 0);
+  });
+
+  test("another tenant's recurring campaign answers 404 campaign_not_found", async () => {
+    const owner = await app.createApplication();
+    const other = await app.createApplication();
+    const res = await createRecurring(owner.apiKey, { cron: NEVER_SOON });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    for (const [method, path] of [
+      ["GET", `/campaigns/${id}`],
+      ["GET", `/campaigns/${id}/runs`],
+      ["DELETE", `/campaigns/${id}`],
+      ["POST", `/campaigns/${id}/pause`],
+    ] as const) {
+      const r = await app.request(method, path, { key: other.apiKey });
+      assert.equal(r.status, 404, `${method} ${path}`);
+      assert.equal(r.body.error.code, "campaign_not_found");
+    }
+    assert.equal((await describeSchedule(id)).state.paused, false, "the owner's schedule is untouched");
+    const unknown = await app.request("GET", `/campaigns/${newId()}/runs`, { key: owner.apiKey });
+    assert.equal(unknown.status, 404);
+  });
+
+  test("an Idempotency-Key replay answers the same campaign and creates no second schedule, nor revives a deleted one", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    const key = `weekly-${newId()}`;
+    const body = { cron: NEVER_SOON, timezone: "Europe/Paris" };
+    const name = `r-${newId()}`;
+    const first = await createRecurring(apiKey, body, { "Idempotency-Key": key }, { name });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const id = first.body.data.campaign_id;
+    const before = await describeSchedule(id);
+    const replay = await createRecurring(apiKey, body, { "Idempotency-Key": key }, { name });
+    assert.equal(replay.status, 201, JSON.stringify(replay.body));
+    assert.equal(replay.body.data.campaign_id, id);
+    const afterReplay = await describeSchedule(id);
+    assert.equal(afterReplay.info.createdAt.getTime(), before.info.createdAt.getTime(), "the same schedule, not a new one");
+    const [n] = await app.deps.db("message_campaigns").where("application_id", appId).count<{ count: string }[]>({ count: "*" });
+    assert.equal(Number(n!.count), 1);
+    const schedules: string[] = [];
+    for await (const s of app.deps.temporal.schedule.list()) if (s.scheduleId.includes(id)) schedules.push(s.scheduleId);
+    assert.ok(schedules.length <= 1, schedules.join(","));
+
+    assert.equal((await app.request("DELETE", `/campaigns/${id}`, { key: apiKey })).status, 200);
+    const late = await createRecurring(apiKey, body, { "Idempotency-Key": key }, { name });
+    assert.equal(late.body.data.campaign_id, id);
+    await assert.rejects(describeSchedule(id), ScheduleNotFoundError, "a replay does not bring back a deleted schedule");
+  });
+
+  test("a one-shot campaign has no runs and cannot be deleted (409, use /cancel)", async () => {
+    const { apiKey } = await app.createApplication();
+    const res = await app.request("POST", "/campaigns", { key: apiKey, body: { name: `o-${newId()}`, title: "Once", body: "Hi" } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    const runs = await get(apiKey, `/campaigns/${id}/runs`);
+    assert.deepEqual(runs.runs, []);
+    assert.equal(runs.pagination.total_items, 0);
+    const del = await app.request("DELETE", `/campaigns/${id}`, { key: apiKey });
+    assert.equal(del.status, 409);
+    assert.equal(del.body.error.code, "invalid_status_transition");
+    assert.match(del.body.error.message, /\/cancel/);
+    const one = await get(apiKey, `/campaigns/${id}`);
+    assert.equal(one.schedule, null);
+    assert.equal("next_run_at" in one, false);
+  });
+});
