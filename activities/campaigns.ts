@@ -29,6 +29,20 @@ export interface AudiencePage {
   waitMs: number;
 }
 
+/** One keyset page: how many subscriptions and the last id (the next page starts after it). */
+export interface AudiencePageBounds {
+  count: number;
+  last: string;
+}
+
+/** Consecutive audience pages, with the campaign's status and the ceiling's wait (see AudiencePage). */
+export interface AudiencePages {
+  pages: AudiencePageBounds[];
+  /** Page size after the application's ceiling; a page shorter than this ends the audience. */
+  limit: number;
+  status: CampaignStatus;
+  waitMs: number;
+}
 
 /** What one send round of a batch did, and what is left to retry (by failure class). */
 export interface BatchSendResult {
@@ -53,6 +67,13 @@ interface RecipientRow {
 
 /** Messages sent per transaction: the rows stay locked while the provider answers (cancel waits). */
 const SEND_CHUNK = 100;
+
+/**
+ * Least time between two recounts of one campaign's counter columns by this worker. A recount
+ * reads every message of the campaign, so recounting at each batch's settle made a campaign
+ * quadratic (2,000 recounts of up to 1M rows for 1M recipients); the stats endpoint counts live.
+ */
+const COUNTER_REFRESH_MS = 2_000;
 
 /** How often a batch send heartbeats; the batch workflow's heartbeat timeout is a few of these. */
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -104,6 +125,34 @@ export function createCampaignActivities(deps: Deps) {
     return Math.max(0, Math.round(untilFreeMs - spanMs));
   }
 
+  const counterRefreshes = new Map<string, { at: number; timer?: NodeJS.Timeout }>();
+
+  /**
+   * Recounts the campaign's counters now, or once COUNTER_REFRESH_MS after the last recount when
+   * one ran recently (a trailing recount, so the last batch's change is never left out).
+   */
+  async function refreshCountersSoon(campaignId: string): Promise<void> {
+    const now = Date.now();
+    const entry = counterRefreshes.get(campaignId);
+    if (!entry || now - entry.at >= COUNTER_REFRESH_MS) {
+      counterRefreshes.set(campaignId, { at: now, timer: entry?.timer });
+      await refreshCampaignCounters(db, campaignId);
+      if (counterRefreshes.size > 1_000) {
+        for (const [id, e] of counterRefreshes) if (!e.timer && now - e.at > 60_000) counterRefreshes.delete(id);
+      }
+      return;
+    }
+    if (entry.timer) return;
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      entry.at = Date.now();
+      refreshCampaignCounters(db, campaignId).catch((error: unknown) =>
+        deps.logger.warn({ err: error, campaign_id: campaignId }, "trailing campaign counter refresh failed; the next batch or the campaign's end recounts"),
+      );
+    }, COUNTER_REFRESH_MS - (now - entry.at));
+    entry.timer.unref();
+  }
+
   /** Fails the unsent messages of a batch whose workflow ended abnormally and refunds them. */
   async function abortBatch(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<void> {
     const changed = await db.transaction((trx) =>
@@ -119,7 +168,7 @@ export function createCampaignActivities(deps: Deps) {
       ),
     );
     if (changed.length > 0) await refundBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), units: changed.length, refundId: "abort" });
-    await refreshCampaignCounters(db, batch.campaignId);
+    await refreshCountersSoon(batch.campaignId);
   }
 
   /** Sends the batch's pending messages in locked chunks until none is left. */
@@ -230,6 +279,28 @@ export function createCampaignActivities(deps: Deps) {
     }
   }
 
+  /** See nextAudiencePages. */
+  async function nextPages(input: { campaignId: string; after: string | null; limit: number; pages: number; group?: AudienceGroup }): Promise<AudiencePages> {
+    const campaign = await loadCampaign(input.campaignId);
+    if (campaign.status !== "running") return { pages: [], limit: input.limit, status: campaign.status, waitMs: 0 };
+    const app = (await db("applications").where("id", campaign.application_id).first("campaign_max_per_minute")) as { campaign_max_per_minute: number | null } | undefined;
+    const ceiling = app?.campaign_max_per_minute ?? null;
+    const limit = ceiling ? Math.min(input.limit, Math.max(1, Math.ceil(ceiling / 6))) : input.limit;
+    const pageCount = ceiling ? 1 : Math.max(1, input.pages);
+    const criteria = parseTargetingCriteria(campaign.targeting_criteria);
+    const query = audienceQuery(db, campaign.application_id, criteria, input.group).select("s.id").orderBy("s.id").limit(limit * pageCount);
+    if (input.after) query.where("s.id", ">", input.after);
+    // Only counts and boundary ids leave the activity: each batch re-reads its slice by range.
+    const ids = ((await query) as Array<{ id: string }>).map((r) => r.id);
+    const pages: AudiencePageBounds[] = [];
+    for (let i = 0; i < ids.length; i += limit) {
+      const slice = ids.slice(i, i + limit);
+      pages.push({ count: slice.length, last: slice.at(-1)! });
+    }
+    const waitMs = ceiling && ids.length > 0 ? await reserveSendSlot(campaign.application_id, ids.length, ceiling) : 0;
+    return { pages, limit, status: campaign.status, waitMs };
+  }
+
   return {
     /** draft/scheduled → running (stamps started_at once); answers the campaign's status afterwards. */
     async markCampaignRunning(campaignId: string): Promise<CampaignStatus> {
@@ -269,20 +340,23 @@ export function createCampaignActivities(deps: Deps) {
      * campaign_max_per_minute): the page is reserved in one pacing row per application, advanced
      * atomically, so all campaigns on all workers draw from the same ceiling. Under a ceiling a page
      * is at most ~10 s of it, so pacing stays smooth instead of bursting 500 then idling.
+     * (Single-page form, kept for campaign workflows that started before nextAudiencePages.)
      */
     async nextAudiencePage(input: { campaignId: string; after: string | null; limit: number; group?: AudienceGroup }): Promise<AudiencePage> {
-      const campaign = await loadCampaign(input.campaignId);
-      if (campaign.status !== "running") return { count: 0, last: null, status: campaign.status, waitMs: 0 };
-      const app = (await db("applications").where("id", campaign.application_id).first("campaign_max_per_minute")) as { campaign_max_per_minute: number | null } | undefined;
-      const ceiling = app?.campaign_max_per_minute ?? null;
-      const limit = ceiling ? Math.min(input.limit, Math.max(1, Math.ceil(ceiling / 6))) : input.limit;
-      const criteria = parseTargetingCriteria(campaign.targeting_criteria);
-      const page = audienceQuery(db, campaign.application_id, criteria, input.group).select("s.id").orderBy("s.id").limit(limit);
-      if (input.after) page.where("s.id", ">", input.after);
-      // Only the count and the last id leave the activity: the batch re-reads its slice by range.
-      const rows = (await page) as Array<{ id: string }>;
-      const waitMs = ceiling && rows.length > 0 ? await reserveSendSlot(campaign.application_id, rows.length, ceiling) : 0;
-      return { count: rows.length, last: rows.at(-1)?.id ?? null, limit, status: campaign.status, waitMs };
+      const answer = await nextPages({ ...input, pages: 1 });
+      const page = answer.pages[0];
+      return { count: page?.count ?? 0, last: page?.last ?? null, limit: answer.limit, status: answer.status, waitMs: answer.waitMs };
+    },
+
+    /**
+     * Up to `pages` consecutive keyset pages of ≤ `limit` subscriptions after `after`, so the
+     * campaign workflow starts that many batches in one workflow task instead of one activity and
+     * one task per batch (the fan-out rate was the campaign's ceiling). Only ids cross into the
+     * activity, at most pages × limit of them. Under the application's ceiling one page is
+     * answered, paced as in nextAudiencePage.
+     */
+    async nextAudiencePages(input: { campaignId: string; after: string | null; limit: number; pages: number; group?: AudienceGroup }): Promise<AudiencePages> {
+      return nextPages(input);
     },
 
     /**
@@ -483,7 +557,7 @@ export function createCampaignActivities(deps: Deps) {
         )) as Array<{ unsent: number; sent: number; failed: number }>;
       const { unsent, sent, failed } = row ?? { unsent: 0, sent: 0, failed: 0 };
       if (unsent > 0) await refundBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), units: unsent, refundId: "settle" });
-      await refreshCampaignCounters(db, range.campaignId);
+      await refreshCountersSoon(range.campaignId);
       return { refunded: unsent, sent, failed };
     },
 
@@ -501,7 +575,7 @@ export function createCampaignActivities(deps: Deps) {
           { error_code: "receipt_timeout" },
         ),
       );
-      await refreshCampaignCounters(db, range.campaignId);
+      await refreshCountersSoon(range.campaignId);
       return changed.length;
     },
 

@@ -5,7 +5,7 @@
  * plus peak RSS of this process (API + worker + simulator). The last line is machine-readable.
  */
 import crypto from "node:crypto";
-import { startBenchPlatform, numericFlag } from "./support";
+import { startBenchPlatform, numericFlag, percentile } from "./support";
 import { newId } from "../src/db/ids";
 
 async function main(): Promise<void> {
@@ -13,7 +13,12 @@ async function main(): Promise<void> {
   const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" });
   const base = `${platform.api.url}/api/v1`;
   let peakRss = 0;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 250);
+  let peakHeap = 0;
+  const sampler = setInterval(() => {
+    const memory = process.memoryUsage();
+    peakRss = Math.max(peakRss, memory.rss);
+    peakHeap = Math.max(peakHeap, memory.heapUsed);
+  }, 250);
   try {
     const created = (await (
       await fetch(`${base}/admin/applications`, {
@@ -66,9 +71,23 @@ async function main(): Promise<void> {
       .where("campaign_id", campaignId)
       .select(platform.deps.db.raw("extract(epoch from (max(sent_at) - min(created_at))) as seconds"));
     const perSecond = recipients / Number(span.seconds);
+    // Where the time goes: how fast batches start (the campaign workflow's fan-out) and how long
+    // one batch takes from its insert to its last send (the batch pipeline).
+    const batches = (await platform.deps.db("messages")
+      .where("campaign_id", campaignId)
+      .groupBy("campaign_batch")
+      .orderBy("campaign_batch")
+      .select(
+        "campaign_batch",
+        platform.deps.db.raw("extract(epoch from min(created_at)) * 1000 as created_ms"),
+        platform.deps.db.raw("extract(epoch from (max(sent_at) - min(created_at))) * 1000 as span_ms"),
+      )) as Array<{ campaign_batch: number; created_ms: string; span_ms: string }>;
+    const gaps = batches.slice(1).map((b, i) => Number(b.created_ms) - Number(batches[i]!.created_ms));
+    console.log(`batches:               ${batches.length}, one started every ${percentile(gaps, 50).toFixed(0)} ms (p50), p90 ${percentile(gaps, 90).toFixed(0)} ms`);
+    console.log(`batch insert → sent:   p50 ${percentile(batches.map((b) => Number(b.span_ms)), 50).toFixed(0)} ms, p90 ${percentile(batches.map((b) => Number(b.span_ms)), 90).toFixed(0)} ms`);
     console.log(`recipients:            ${recipients}`);
     console.log(`create → all sent:     ${seconds.toFixed(1)} s wall clock (first message created → last sent: ${Number(span.seconds).toFixed(1)} s)`);
-    console.log(`peak RSS (API+worker): ${(peakRss / 1024 / 1024).toFixed(0)} MiB`);
+    console.log(`peak RSS (API+worker): ${(peakRss / 1024 / 1024).toFixed(0)} MiB (main-thread JS heap peak ${(peakHeap / 1024 / 1024).toFixed(0)} MiB; the provider simulator runs in its own process)`);
     console.log(`bench polling cost:    ${(pgMs / 1000).toFixed(1)} s of PostgreSQL time`);
     console.log(`campaign throughput: ${Math.round(perSecond)} messages/s`);
   } finally {

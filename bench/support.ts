@@ -9,7 +9,9 @@ import { createDb, migrateLatest } from "../src/db/knex";
 import { createDeps, closeDeps, startApiServer, type ApiServer } from "../src/runtime";
 import { startWorker, type RunningWorker } from "../src/worker/run-worker";
 import { installTemporalRuntimeLogger } from "../src/infra/process";
-import { startSimulator, type RunningSimulator } from "../src/infra/simulator";
+import { spawn } from "node:child_process";
+import readline from "node:readline";
+import type { SimulatorTarget } from "../src/messages/delivery";
 import type { Deps } from "../src/deps";
 import { freePort } from "../src/infra/ports";
 
@@ -19,7 +21,8 @@ export interface BenchPlatform {
   deps: Deps;
   api: ApiServer;
   worker: RunningWorker;
-  simulator: RunningSimulator;
+  /** The provider simulator's endpoints and credentials (it runs in a child process). */
+  simulator: SimulatorTarget;
   adminToken: string;
   stop(): Promise<void>;
 }
@@ -45,7 +48,7 @@ export async function startBenchPlatform(env: Record<string, string> = {}): Prom
   const migrator = createDb(stack.databaseUrl, 2);
   await migrateLatest(migrator);
   await migrator.destroy();
-  const simulator = await startSimulator(logger);
+  const simulator = await startSimulatorProcess();
   const deps = await createDeps({
     config,
     logger,
@@ -62,7 +65,7 @@ export async function startBenchPlatform(env: Record<string, string> = {}): Prom
     deps,
     api,
     worker,
-    simulator,
+    simulator: simulator.target,
     adminToken,
     stop: async () => {
       await api.close();
@@ -71,6 +74,28 @@ export async function startBenchPlatform(env: Record<string, string> = {}): Prom
       await simulator.stop();
       await stack.stop();
       fs.rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Starts bench/simulator-process.ts and reads the target it prints. Closing its stdin (stop, or
+ * this process dying) ends it.
+ */
+async function startSimulatorProcess(): Promise<{ target: SimulatorTarget; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "simulator-process.ts")], { stdio: ["pipe", "pipe", "inherit"] });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const lines = readline.createInterface({ input: child.stdout! });
+  const first = await new Promise<string>((resolve, reject) => {
+    lines.once("line", resolve);
+    child.once("exit", (code) => reject(new Error(`simulator process exited with ${code}`)));
+  });
+  lines.close();
+  return {
+    target: JSON.parse(first) as SimulatorTarget,
+    stop: async () => {
+      child.stdin!.end();
+      await exited;
     },
   };
 }

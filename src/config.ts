@@ -50,6 +50,14 @@ const EnvSchema = z.object({
   AUTOMATA_RECONCILE_INTERVAL: duration("2m"),
   /** How often a waiting or paused campaign re-reads its status (catches an undelivered signal). */
   AUTOMATA_CAMPAIGN_STATUS_POLL: duration("5m"),
+  /** Batches (of ≤ 500) one campaign keeps sending at once; more overlaps database, provider and Temporal round trips. */
+  /**
+   * Workflows a worker keeps in its sticky cache. Campaign batches sleep out their receipt window
+   * (72 h) by the thousand; bounded, a sleeping batch is evicted and replayed from history when its
+   * timer fires, so worker memory stays flat however large the campaign.
+   */
+  AUTOMATA_WORKER_CACHED_WORKFLOWS: z.coerce.number().int().min(0).default(1000),
+  AUTOMATA_CAMPAIGN_WINDOW: z.coerce.number().int().min(1).max(64).default(16),
   AUTOMATA_RECONCILE_AFTER: duration("1m"),
   AUTOMATA_SIMULATOR: z.enum(["on", "off"]).optional(),
   AUTOMATA_SIMULATOR_APNS_PORT: port(0),

@@ -26,7 +26,7 @@ const RECIPIENTS = 5_000;
 const PAGE = 500;
 const CHUNK = 100;
 const BATCHES = RECIPIENTS / PAGE;
-/** Batches sending at once (CAMPAIGN_BATCH_WINDOW). */
+/** Batches sending at once (AUTOMATA_CAMPAIGN_WINDOW, pinned below so the slow tokens cover every batch in flight). */
 const WINDOW = 4;
 const KILLS = 2;
 
@@ -36,7 +36,7 @@ const workers = new Set<ChildProcess>();
 before(async () => {
   // No in-process worker: the workers are separate processes this test can SIGKILL. A long receipt
   // window, so every accepted message stays `successful` (awaiting its receipt) to the end.
-  app = await startTestApp({ simulator: true, env: { AUTOMATA_RECEIPT_TIMEOUT: "1h" } });
+  app = await startTestApp({ simulator: true, env: { AUTOMATA_RECEIPT_TIMEOUT: "1h", AUTOMATA_CAMPAIGN_WINDOW: String(WINDOW) } });
 });
 after(async () => {
   for (const child of workers) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");

@@ -6,12 +6,13 @@ import {
   getExternalWorkflowHandle,
   log,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   startChild,
   workflowInfo,
 } from "@temporalio/workflow";
-import type { createCampaignActivities } from "../activities/campaigns";
+import type { AudiencePage, AudiencePages, createCampaignActivities } from "../activities/campaigns";
 import { ApplicationIdKey, CampaignIdKey } from "../temporal/search-attributes";
 import type { CampaignDelivery, CampaignStatus } from "../src/campaigns/repository";
 import type { DeliveryGroup } from "../src/campaigns/timezones";
@@ -83,6 +84,16 @@ export const pauseSignal = defineSignal("pause");
 export const resumeSignal = defineSignal("resume");
 /** The fan-out's progress. */
 export const progressQuery = defineQuery<CampaignProgress>("progress");
+
+/** The single-page answer of workflows started before nextAudiencePages, in the new shape. */
+function singlePage(page: AudiencePage): AudiencePages {
+  return {
+    pages: page.count > 0 && page.last !== null ? [{ count: page.count, last: page.last }] : [],
+    limit: page.limit ?? page.count,
+    status: page.status,
+    waitMs: page.waitMs,
+  };
+}
 
 /** Workflow id of a campaign: its business id, so it can never run twice. */
 export function campaignWorkflowId(campaignId: string): string {
@@ -204,46 +215,60 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     if (p.cancelled) break;
     const limit = input.throttlePerMinute ? Math.min(input.pageSize, Math.max(1, Math.ceil(input.throttlePerMinute / 6))) : input.pageSize;
     const audienceGroup = group ? { timezones: group.timezones, includesUnset: group.includesUnset } : undefined;
-    const page = await activities.nextAudiencePage({ campaignId, after: p.cursor, limit, group: audienceGroup });
-    if (page.status !== "running") {
-      applyStatus(page.status);
+    // Fill the whole free window from one activity and one workflow task: per-batch round trips
+    // capped a campaign at ~2,000 messages/s. A throttled campaign still takes one page at a time.
+    const wanted = input.throttlePerMinute ? 1 : input.window - p.inFlight.length;
+    const answer = patched("campaign-fanout-pages")
+      ? await activities.nextAudiencePages({ campaignId, after: p.cursor, limit, pages: wanted, group: audienceGroup })
+      : singlePage(await activities.nextAudiencePage({ campaignId, after: p.cursor, limit, group: audienceGroup }));
+    if (answer.status !== "running") {
+      applyStatus(answer.status);
       continue;
     }
-    if (page.count === 0 || page.last === null) {
+    if (answer.pages.length === 0) {
       nextGroup();
       continue;
     }
     // The application's ceiling, shared by all its campaigns: this page's reserved start.
-    if (page.waitMs > 0 && (await condition(() => p.cancelled, page.waitMs))) break;
-    const batchNo = p.batchesStarted;
-    // ABANDON: batches outlive this run (continue-as-new) and even the campaign (their receipt
-    // windows and refunds must complete after the campaign has finished sending).
-    const child = await startChild(campaignBatchWorkflow, {
-      workflowId: campaignBatchWorkflowId(campaignId, batchNo),
-      parentClosePolicy: ParentClosePolicy.ABANDON,
-      typedSearchAttributes: [
-        { key: CampaignIdKey, value: campaignId },
-        { key: ApplicationIdKey, value: applicationId },
-      ],
-      args: [{ campaignId, applicationId, batchNo, after: p.cursor, last: page.last, group: audienceGroup, timing: input.timing, parentWorkflowId: workflowInfo().workflowId }],
+    if (answer.waitMs > 0 && (await condition(() => p.cancelled, answer.waitMs))) break;
+    const parentWorkflowId = workflowInfo().workflowId;
+    let after = p.cursor;
+    const starts = answer.pages.map((page, i) => {
+      const batchNo = p.batchesStarted + i;
+      const args = { campaignId, applicationId, batchNo, after, last: page.last, group: audienceGroup, timing: input.timing, parentWorkflowId };
+      after = page.last;
+      // ABANDON: batches outlive this run (continue-as-new) and even the campaign (their receipt
+      // windows and refunds must complete after the campaign has finished sending).
+      return startChild(campaignBatchWorkflow, {
+        workflowId: campaignBatchWorkflowId(campaignId, batchNo),
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        typedSearchAttributes: [
+          { key: CampaignIdKey, value: campaignId },
+          { key: ApplicationIdKey, value: applicationId },
+        ],
+        args: [args],
+      }).then((child) => ({ child, batchNo }));
     });
-    p.inFlight.push(batchNo);
-    // A batch that fails or is terminated never signals: free its window slot so the campaign can
-    // finish (its messages keep whatever status they reached). Observable within this run; after a
-    // continue-as-new, waitUntil's poll finds such batches instead.
-    child.result().then(
-      () => undefined,
-      (error: unknown) => {
-        log.warn("campaign batch did not complete", { batchNo, error: String(error) });
-        batchFinished({ batchNo, messages: 0, successful: 0, failed: 0 });
-      },
-    );
-    p.batchesStarted += 1;
-    batchesThisRun += 1;
-    p.recipientsPaged += page.count;
-    p.cursor = page.last;
-    if (page.count < (page.limit ?? limit)) nextGroup();
-    if (input.throttlePerMinute) await condition(() => p.cancelled, Math.ceil((page.count * 60_000) / input.throttlePerMinute));
+    for (const { child, batchNo } of await Promise.all(starts)) {
+      p.inFlight.push(batchNo);
+      // A batch that fails or is terminated never signals: free its window slot so the campaign can
+      // finish (its messages keep whatever status they reached). Observable within this run; after a
+      // continue-as-new, waitUntil's poll finds such batches instead.
+      child.result().then(
+        () => undefined,
+        (error: unknown) => {
+          log.warn("campaign batch did not complete", { batchNo, error: String(error) });
+          batchFinished({ batchNo, messages: 0, successful: 0, failed: 0 });
+        },
+      );
+    }
+    const paged = answer.pages.reduce((n, page) => n + page.count, 0);
+    p.batchesStarted += answer.pages.length;
+    batchesThisRun += answer.pages.length;
+    p.recipientsPaged += paged;
+    p.cursor = answer.pages.at(-1)!.last;
+    if (answer.pages.length < wanted || answer.pages.at(-1)!.count < answer.limit) nextGroup();
+    if (input.throttlePerMinute) await condition(() => p.cancelled, Math.ceil((paged * 60_000) / input.throttlePerMinute));
     const runFull = input.batchesPerRun !== undefined && batchesThisRun >= input.batchesPerRun;
     // The cursor, counters and in-flight batch numbers carry over; batches signal by workflow id,
     // so their batchDone reaches whichever run is current.

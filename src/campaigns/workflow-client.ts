@@ -8,8 +8,6 @@ import { ensureCampaignSchedule } from "./schedules";
 
 /** Recipients per batch (SEQ-002 §4.1: chunks of 500). */
 export const CAMPAIGN_PAGE_SIZE = 500;
-/** Batches of one campaign sending at the same time. */
-export const CAMPAIGN_BATCH_WINDOW = 4;
 
 /** The campaign columns its workflow input is made of. */
 export type StartableCampaign = Pick<CampaignRow, "id" | "application_id" | "scheduled_at" | "throttle_per_minute" | "delivery" | "schedule">;
@@ -31,7 +29,7 @@ export function campaignWorkflowInput(config: Config, campaign: StartableCampaig
     scheduledAt: campaign.scheduled_at ? new Date(campaign.scheduled_at).getTime() : null,
     timing: { receiptTimeoutMs: config.AUTOMATA_RECEIPT_TIMEOUT, retryScale: config.AUTOMATA_RETRY_SCALE, pendingTimeoutMs: config.AUTOMATA_PENDING_TIMEOUT },
     pageSize: CAMPAIGN_PAGE_SIZE,
-    window: CAMPAIGN_BATCH_WINDOW,
+    window: config.AUTOMATA_CAMPAIGN_WINDOW,
     throttlePerMinute: campaign.throttle_per_minute,
     delivery: campaign.delivery,
     statusPollMs: config.AUTOMATA_CAMPAIGN_STATUS_POLL,

@@ -133,6 +133,17 @@ function base64urlJson(part: string | undefined): Record<string, unknown> | unde
   }
 }
 
+/**
+ * Tokens whose counts and last payload the simulator remembers. `npm start` runs it for days and a
+ * campaign sends to millions: beyond this the least recently seen are forgotten, so its memory is
+ * bounded (tests look at a few thousand at most).
+ */
+export const SIMULATOR_MEMORY_TOKENS = 100_000;
+
+function forgetOldest(map: Map<string, unknown>, max: number): void {
+  while (map.size > max) map.delete(map.keys().next().value!);
+}
+
 /** Loopback APNs + FCM servers with scripted failures and request accounting. */
 export class ProviderSimulator {
   private readonly slowMs: number;
@@ -242,7 +253,7 @@ export class ProviderSimulator {
     return { url: info.fcmUrl, ca: info.ca };
   }
 
-  /** Requests received for a token (both servers, including rejected ones). */
+  /** Requests received for a token (both servers, including rejected ones); 0 once forgotten. */
   requestsFor(token: string): number {
     return this.counts.get(token) ?? 0;
   }
@@ -273,7 +284,11 @@ export class ProviderSimulator {
   private record(provider: "apns" | "fcm", token: string, req: AnyRequest, body: unknown): void {
     this.total += 1;
     this.counts.set(token, (this.counts.get(token) ?? 0) + 1);
+    // Re-inserted so the Map's order is least recently seen first, which is what gets forgotten.
+    this.last.delete(token);
     this.last.set(token, { provider, token, headers: plainHeaders(req), body, receivedAt: Date.now() });
+    forgetOldest(this.counts, SIMULATOR_MEMORY_TOKENS);
+    forgetOldest(this.last, SIMULATOR_MEMORY_TOKENS);
   }
 
   private behaviourFor(provider: "apns" | "fcm", token: string): Behaviour {

@@ -24,6 +24,7 @@ export async function startWorker(deps: Deps, temporalAddress: string, overrides
     ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: require.resolve("../../workflows") }),
     activities: createActivities(deps),
     shutdownGraceTime: deps.config.AUTOMATA_SHUTDOWN_GRACE,
+    maxCachedWorkflows: deps.config.AUTOMATA_WORKER_CACHED_WORKFLOWS,
     ...overrides,
   });
   const done = worker.run().finally(() => connection.close());
