@@ -56,7 +56,7 @@ const EnvSchema = z.object({
    * (72 h) by the thousand; bounded, a sleeping batch is evicted and replayed from history when its
    * timer fires, so worker memory stays flat however large the campaign.
    */
-  AUTOMATA_WORKER_CACHED_WORKFLOWS: z.coerce.number().int().min(0).default(1000),
+  AUTOMATA_WORKER_CACHED_WORKFLOWS: z.coerce.number().int().min(0).default(250),
   AUTOMATA_CAMPAIGN_WINDOW: z.coerce.number().int().min(1).max(64).default(16),
   AUTOMATA_RECONCILE_AFTER: duration("1m"),
   AUTOMATA_SIMULATOR: z.enum(["on", "off"]).optional(),
