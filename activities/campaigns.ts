@@ -9,7 +9,7 @@ import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType
 import { audienceQuery, parseTargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
 import { inBatch, refreshCampaignCounters, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
-import { renderForRecipient, type RenderedContent } from "../src/campaigns/personalize";
+import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, type DeliveryGroup } from "../src/campaigns/timezones";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
 import { ApiError } from "../src/http/errors";
@@ -51,18 +51,6 @@ export interface BatchSendResult {
   errored: Partial<Record<TemporaryClass, number>>;
   /** The largest Retry-After a rate-limited provider asked for in this round. */
   retryAfterMs?: number;
-}
-
-/** A subscription a batch creates a message for (recipient fields only for personalized content). */
-interface RecipientRow {
-  id: string;
-  user_id: string | null;
-  subscription_type: string;
-  tags: Record<string, unknown> | null;
-  language: string | null;
-  country: string | null;
-  timezone: string | null;
-  external_id: string | null;
 }
 
 /** Messages sent per transaction: the rows stay locked while the provider answers (cancel waits). */
@@ -405,12 +393,9 @@ export function createCampaignActivities(deps: Deps) {
           .orderBy("s.id");
         if (range.after) slice.where("s.id", ">", range.after);
         // Recipient fields are read only when the template uses them.
-        if (personalized) {
-          slice
-            .leftJoin("users as u", (on) => on.on("u.id", "s.user_id").andOn("u.application_id", "s.application_id"))
-            .select("s.tags", "s.language", "s.country", "s.timezone", "u.external_id");
-        }
-        const subscriptions = (await slice) as Array<RecipientRow>;
+        if (personalized) selectRecipientFields(slice);
+        // Without personalization only id, user_id and subscription_type are read.
+        const subscriptions = (await slice) as RecipientRecord[];
         const unrenderable = new Map<string, ApiError>();
         const rows = subscriptions.map((s) => {
           const id = newId();

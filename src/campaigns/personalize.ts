@@ -2,23 +2,38 @@
  * Per-recipient campaign content. A campaign template that references recipient fields
  * (`{{tags.first_name}}`, `{{subscription.language}}`, `{{user.external_id}}`) is rendered once per
  * recipient when its batch creates the messages; anything else is rendered once at creation.
- * Pure: the callers read the recipients and write the messages.
+ * Pure: the callers read the recipients (selectRecipientFields) and write the messages.
  */
+import type { Knex } from "knex";
 import { ApiError } from "../http/errors";
 import { referencedVariables, renderTemplate, type RenderableTemplate } from "../templates/render";
 
 /** Variable roots that name the recipient, not a campaign variable. */
 export const RECIPIENT_ROOTS = ["tags", "subscription", "user"] as const;
 
-/** The recipient fields a personalized template can use. */
-export interface RecipientFields {
-  subscription_id: string;
+/** A subscription as read for personalized content: what selectRecipientFields adds to id and user_id. */
+export interface RecipientRecord {
+  id: string;
+  user_id: string | null;
   subscription_type: string;
   tags: Record<string, unknown> | null;
   language: string | null;
   country: string | null;
   timezone: string | null;
   external_id: string | null;
+}
+
+/** The recipient fields a personalized template can use. */
+export type RecipientFields = Omit<RecipientRecord, "id" | "user_id"> & { subscription_id: string };
+
+/**
+ * Adds the fields a personalized template reads to a query over `subscriptions as s` (the user's
+ * external_id through a tenant-scoped join). Only callers rendering per recipient pay for it.
+ */
+export function selectRecipientFields(query: Knex.QueryBuilder): Knex.QueryBuilder {
+  return query
+    .leftJoin("users as u", (on) => on.on("u.id", "s.user_id").andOn("u.application_id", "s.application_id"))
+    .select("s.tags", "s.language", "s.country", "s.timezone", "u.external_id");
 }
 
 /** Rendered content of one message. */

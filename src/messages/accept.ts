@@ -7,6 +7,7 @@ import { PUSH_SUBSCRIPTION_TYPES, isPushSubscriptionType } from "../providers/ty
 import { toPushMessage, type StoredPushOptions } from "./push-options";
 import { startMessageWorkflows } from "./workflow-client";
 import { assertQuotaAvailable } from "../quota/quota";
+import { selectRecipientFields, type RecipientRecord } from "../campaigns/personalize";
 import { messagesTotal, providerLabel } from "../metrics/registry";
 
 /** Content of the messages to create, already rendered. */
@@ -27,16 +28,7 @@ export interface MessageContent {
 export type Recipient = { subscriptionId: string } | { externalId: string } | { subscriptionIds: string[] } | { externalIds: string[] };
 
 /** A resolved recipient with the fields a per-recipient content function can use. */
-export interface ResolvedRecipient {
-  id: string;
-  user_id: string | null;
-  subscription_type: string;
-  tags: Record<string, unknown> | null;
-  language: string | null;
-  country: string | null;
-  timezone: string | null;
-  external_id: string | null;
-}
+export type ResolvedRecipient = RecipientRecord;
 
 /** Content for every recipient, or a function giving each its own (it may throw an ApiError to refuse the send). */
 export type ContentSource = MessageContent | ((recipient: ResolvedRecipient) => MessageContent);
@@ -72,10 +64,7 @@ const PLATFORM_OF: Record<string, PushPlatform> = { iOSPush: "apns", AndroidPush
  */
 function recipientQuery(db: Knex, applicationId: string, withFields: boolean): Knex.QueryBuilder {
   const q = db("subscriptions as s").where("s.application_id", applicationId).whereNull("s.archived_at").select("s.id", "s.user_id", "s.subscription_type", "s.subscription_status");
-  if (withFields) {
-    q.leftJoin("users as u", (on) => on.on("u.id", "s.user_id").andOn("u.application_id", "s.application_id")).select("s.tags", "s.language", "s.country", "s.timezone", "u.external_id");
-  }
-  return q;
+  return withFields ? selectRecipientFields(q) : q;
 }
 
 async function resolveRecipients(db: Knex, applicationId: string, recipient: Recipient, withFields: boolean): Promise<RecipientRow[]> {
