@@ -5,7 +5,8 @@
  * plus peak RSS of this process (API + worker + simulator). The last line is machine-readable.
  */
 import crypto from "node:crypto";
-import { startBenchPlatform, numericFlag, percentile } from "./support";
+import os from "node:os";
+import { startBenchPlatform, numericFlag, percentile, cpuByRole } from "./support";
 import { newId } from "../src/db/ids";
 
 async function main(): Promise<void> {
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
     }
     console.log(`seeded ${recipients} subscriptions in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
 
+    const cpuBefore = cpuByRole(platform.simulatorPid);
     const started = performance.now();
     const res = await fetch(`${base}/campaigns`, {
       method: "POST",
@@ -72,6 +74,7 @@ async function main(): Promise<void> {
       .select(platform.deps.db.raw("count(*) filter (where status = 'successful')::int as sent, count(*)::int as total"))) as Array<{ sent: number; total: number }>;
     if (outcome!.sent !== recipients) throw new Error(`campaign completed with ${outcome!.sent}/${recipients} successful (${outcome!.total} messages)`);
     const seconds = (performance.now() - started) / 1000;
+    const cpuAfter = cpuByRole(platform.simulatorPid);
     const [span] = await platform.deps.db("messages")
       .where("campaign_id", campaignId)
       .select(platform.deps.db.raw("extract(epoch from (max(sent_at) - min(created_at))) as seconds"));
@@ -93,6 +96,8 @@ async function main(): Promise<void> {
     console.log(`recipients:            ${recipients}`);
     console.log(`create → all sent:     ${seconds.toFixed(1)} s wall clock (first message created → last sent: ${Number(span.seconds).toFixed(1)} s)`);
     console.log(`peak RSS (API+worker): ${(peakRss / 1024 / 1024).toFixed(0)} MiB (main-thread JS heap peak ${(peakHeap / 1024 / 1024).toFixed(0)} MiB; the provider simulator runs in its own process)`);
+    const split = (Object.keys(cpuAfter) as Array<keyof typeof cpuAfter>).map((role) => `${role} ${(cpuAfter[role] - cpuBefore[role]).toFixed(0)} s`);
+    console.log(`CPU while it ran:      ${split.join(", ")} (of ${(seconds * os.availableParallelism()).toFixed(0)} core-seconds)`);
     console.log(`bench polling cost:    ${(pgMs / 1000).toFixed(1)} s of PostgreSQL time`);
     console.log(`campaign throughput: ${Math.round(perSecond)} messages/s`);
   } finally {

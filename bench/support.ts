@@ -23,6 +23,8 @@ export interface BenchPlatform {
   worker: RunningWorker;
   /** The provider simulator's endpoints and credentials (it runs in a child process). */
   simulator: SimulatorTarget;
+  /** Process id of the simulator's process. */
+  simulatorPid: number;
   adminToken: string;
   stop(): Promise<void>;
 }
@@ -66,6 +68,7 @@ export async function startBenchPlatform(env: Record<string, string> = {}): Prom
     api,
     worker,
     simulator: simulator.target,
+    simulatorPid: simulator.pid,
     adminToken,
     stop: async () => {
       await api.close();
@@ -82,7 +85,7 @@ export async function startBenchPlatform(env: Record<string, string> = {}): Prom
  * Starts bench/simulator-process.ts and reads the target it prints. Closing its stdin (stop, or
  * this process dying) ends it.
  */
-async function startSimulatorProcess(): Promise<{ target: SimulatorTarget; stop(): Promise<void> }> {
+async function startSimulatorProcess(): Promise<{ target: SimulatorTarget; pid: number; stop(): Promise<void> }> {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "simulator-process.ts")], { stdio: ["pipe", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const lines = readline.createInterface({ input: child.stdout! });
@@ -93,11 +96,46 @@ async function startSimulatorProcess(): Promise<{ target: SimulatorTarget; stop(
   lines.close();
   return {
     target: JSON.parse(first) as SimulatorTarget,
+    pid: child.pid!,
     stop: async () => {
       child.stdin!.end();
       await exited;
     },
   };
+}
+
+/** CPU seconds used so far, by role: this process (API + worker), the simulator, PostgreSQL, Temporal. */
+export type CpuByRole = Record<"api+worker" | "simulator" | "postgres" | "temporal", number>;
+
+/**
+ * Reads every process's user+system time from /proc (Linux; elsewhere all zeros). PostgreSQL
+ * backends come and go, so a difference of two readings slightly undercounts it.
+ */
+export function cpuByRole(simulatorPid: number): CpuByRole {
+  const totals: CpuByRole = { "api+worker": 0, simulator: 0, postgres: 0, temporal: 0 };
+  let entries: string[];
+  try {
+    entries = fs.readdirSync("/proc").filter((name) => /^\d+$/.test(name));
+  } catch {
+    return totals;
+  }
+  const ticksPerSecond = 100;
+  for (const pid of entries) {
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      continue; // exited meanwhile
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const seconds = (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+    if (Number(pid) === process.pid) totals["api+worker"] += seconds;
+    else if (Number(pid) === simulatorPid) totals.simulator += seconds;
+    else if (comm === "postgres") totals.postgres += seconds;
+    else if (comm === "temporal") totals.temporal += seconds;
+  }
+  return totals;
 }
 
 /** The p-th percentile (0–100) of a list of numbers. */
