@@ -237,6 +237,9 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
       const batchNo = p.batchesStarted + i;
       const args = { campaignId, applicationId, batchNo, after, last: page.last, group: audienceGroup, timing: input.timing, parentWorkflowId };
       after = page.last;
+      // In flight before its start resolves: a batch that finishes while this workflow is behind
+      // (its worker died) reports in the same activation as its start, and signals are applied first.
+      p.inFlight.push(batchNo);
       // ABANDON: batches outlive this run (continue-as-new) and even the campaign (their receipt
       // windows and refunds must complete after the campaign has finished sending).
       return startChild(campaignBatchWorkflow, {
@@ -247,21 +250,20 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
           { key: ApplicationIdKey, value: applicationId },
         ],
         args: [args],
-      }).then((child) => ({ child, batchNo }));
+      }).then((child) => {
+        // A batch that fails or is terminated never signals: free its window slot so the campaign
+        // can finish (its messages keep whatever status they reached). Observable within this run;
+        // after a continue-as-new, waitUntil's poll finds such batches instead.
+        child.result().then(
+          () => undefined,
+          (error: unknown) => {
+            log.warn("campaign batch did not complete", { batchNo, error: String(error) });
+            batchFinished({ batchNo, messages: 0, successful: 0, failed: 0 });
+          },
+        );
+      });
     });
-    for (const { child, batchNo } of await Promise.all(starts)) {
-      p.inFlight.push(batchNo);
-      // A batch that fails or is terminated never signals: free its window slot so the campaign can
-      // finish (its messages keep whatever status they reached). Observable within this run; after a
-      // continue-as-new, waitUntil's poll finds such batches instead.
-      child.result().then(
-        () => undefined,
-        (error: unknown) => {
-          log.warn("campaign batch did not complete", { batchNo, error: String(error) });
-          batchFinished({ batchNo, messages: 0, successful: 0, failed: 0 });
-        },
-      );
-    }
+    await Promise.all(starts);
     const paged = answer.pages.reduce((n, page) => n + page.count, 0);
     p.batchesStarted += answer.pages.length;
     batchesThisRun += answer.pages.length;
