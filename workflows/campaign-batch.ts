@@ -1,5 +1,5 @@
-import { condition, defineSignal, getExternalWorkflowHandle, log, proxyActivities, setHandler, sleep } from "@temporalio/workflow";
-import type { createCampaignActivities } from "../activities/campaigns";
+import { condition, defineSignal, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, sleep } from "@temporalio/workflow";
+import type { BatchStart, createCampaignActivities } from "../activities/campaigns";
 import type { BatchRange } from "../src/campaigns/repository";
 import { nextRetryDelay, type RetryClass } from "../src/messages/retry-policy";
 
@@ -40,6 +40,13 @@ export const batchDoneSignal = defineSignal<[BatchDone]>("batchDone");
 /** Sent by the campaign to its running batches on cancel: wake up from retry timers now. */
 export const batchCancelSignal = defineSignal("cancel");
 
+/** The create and debit steps as separate activities (histories from before startCampaignBatch). */
+async function startInSteps(range: BatchRange): Promise<BatchStart> {
+  const { messages } = await activities.createCampaignBatch(range);
+  const proceed = messages > 0 && (await activities.debitCampaignBatch(range)).proceed;
+  return { messages, proceed, round: null, settled: null };
+}
+
 /** Workflow id of a campaign batch. */
 export function campaignBatchWorkflowId(campaignId: string, batchNo: number): string {
   return `campaign-${campaignId}-batch-${batchNo}`;
@@ -58,14 +65,19 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
 
   const done: BatchDone = { batchNo: range.batchNo, messages: 0, successful: 0, failed: 0 };
   const createdAt = Date.now();
-  done.messages = (await activities.createCampaignBatch(range)).messages;
-  if (done.messages > 0 && (await activities.debitCampaignBatch(range)).proceed) {
+  // One activity for create, debit, first send and (nothing to retry) settle; batches started
+  // before it existed replay their separate create and debit activities.
+  const start: BatchStart = patched("campaign-batch-start")
+    ? await activities.startCampaignBatch(range)
+    : await startInSteps(range);
+  done.messages = start.messages;
+  if (start.proceed) {
+    let settled = start.settled;
+    let round = start.round;
     const retries: Record<RetryClass, number> = { network: 0, provider_outage: 0, rate_limited: 0 };
-    for (;;) {
-      const round = await activities.sendCampaignBatch(range);
-      done.successful += round.successful;
-      done.failed += round.failed;
-      const classes = (Object.keys(round.errored) as RetryClass[]).filter((c) => (round.errored[c] ?? 0) > 0);
+    while (!settled) {
+      round ??= await activities.sendCampaignBatch(range);
+      const classes = (Object.keys(round.errored) as RetryClass[]).filter((c) => (round!.errored[c] ?? 0) > 0);
       if (classes.length === 0) break;
       let delay = 0;
       const exhausted: RetryClass[] = [];
@@ -87,10 +99,11 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
       // One timer for the whole still-errored subset; a campaign cancel cuts it short.
       await condition(() => cancelled, delay);
       await activities.retryCampaignBatch(range);
+      round = null;
     }
     // The database's counts, not the rounds' sums: a round retried after a worker died mid-way
     // only sees what was still pending.
-    const settled = await activities.settleCampaignBatch(range);
+    settled ??= await activities.settleCampaignBatch(range);
     done.successful = settled.sent;
     done.failed = settled.failed;
   }
