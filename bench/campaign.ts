@@ -48,6 +48,18 @@ async function main(): Promise<void> {
     console.log(`seeded ${recipients} subscriptions in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
 
     const cpuBefore = cpuByRole(platform.simulatorPid);
+    // What PostgreSQL's sessions wait on while the campaign runs (lock contention shows here).
+    const waits = new Map<string, number>();
+    let waitSamples = 0;
+    const waitSampler = setInterval(() => {
+      platform.deps.db
+        .raw("select coalesce(wait_event_type || ':' || wait_event, 'running') as wait, count(*)::int as n from pg_stat_activity where state = 'active' and pid <> pg_backend_pid() and backend_type = 'client backend' group by 1")
+        .then((result: { rows: Array<{ wait: string; n: number }> }) => {
+          waitSamples += 1;
+          for (const { wait, n } of result.rows) waits.set(wait, (waits.get(wait) ?? 0) + n);
+        })
+        .catch(() => undefined);
+    }, 200);
     const started = performance.now();
     const res = await fetch(`${base}/campaigns`, {
       method: "POST",
@@ -75,6 +87,7 @@ async function main(): Promise<void> {
     if (outcome!.sent !== recipients) throw new Error(`campaign completed with ${outcome!.sent}/${recipients} successful (${outcome!.total} messages)`);
     const seconds = (performance.now() - started) / 1000;
     const cpuAfter = cpuByRole(platform.simulatorPid);
+    clearInterval(waitSampler);
     const [span] = await platform.deps.db("messages")
       .where("campaign_id", campaignId)
       .select(platform.deps.db.raw("extract(epoch from (max(sent_at) - min(created_at))) as seconds"));
@@ -98,6 +111,8 @@ async function main(): Promise<void> {
     console.log(`peak RSS (API+worker): ${(peakRss / 1024 / 1024).toFixed(0)} MiB (main-thread JS heap peak ${(peakHeap / 1024 / 1024).toFixed(0)} MiB; the provider simulator runs in its own process)`);
     const split = (Object.keys(cpuAfter) as Array<keyof typeof cpuAfter>).map((role) => `${role} ${(cpuAfter[role] - cpuBefore[role]).toFixed(0)} s`);
     console.log(`CPU while it ran:      ${split.join(", ")} (of ${(seconds * os.availableParallelism()).toFixed(0)} core-seconds)`);
+    const topWaits = [...waits].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([wait, n]) => `${wait} ${(n / Math.max(1, waitSamples)).toFixed(1)}`);
+    console.log(`PostgreSQL sessions:   ${topWaits.join(", ")} (average active sessions by wait event)`);
     console.log(`bench polling cost:    ${(pgMs / 1000).toFixed(1)} s of PostgreSQL time`);
     console.log(`campaign throughput: ${Math.round(perSecond)} messages/s`);
   } finally {

@@ -45,13 +45,22 @@ async function run(knex: Knex, statements: readonly string[]): Promise<void> {
 const NIL_UUID = "00000000-0000-0000-0000-000000000000";
 
 /** Per-row deltas of message_stats_daily, as SQL over a row set `n` (new) and optionally `o` (old). */
-const MESSAGE_COUNTERS = ["created", "successful", "received", "converted", "failed", "cancelled", "errored", "pending"] as const;
+export const MESSAGE_COUNTERS = ["created", "successful", "received", "converted", "failed", "cancelled", "errored", "pending"] as const;
 
-/** Creates the rollup tables, triggers and backfill function, then backfills. */
-export async function up(knex: Knex): Promise<void> {
-  const counterCols = MESSAGE_COUNTERS.map((c) => `${c} integer NOT NULL DEFAULT 0`).join(",\n       ");
-  const upsertSet = MESSAGE_COUNTERS.map((c) => `${c} = message_stats_daily.${c} + EXCLUDED.${c}`).join(", ");
+/** A message's rollup key as SQL over row `n` (plus the shard expression, if any). */
+function rollupKey(shard: string | null): string {
+  return `n.application_id, (n.created_at AT TIME ZONE 'UTC')::date, n.channel,
+           coalesce(n.subscription_type, ''), coalesce(n.template_id, '${NIL_UUID}'::uuid)${shard ? `, ${shard}` : ""}`;
+}
+
+/**
+ * The message_stats_daily trigger functions. `shard` (a SQL expression, or null for none) adds the
+ * shard column to the rollup key: with it, concurrent transactions upsert different rows of one
+ * (application, day, …) key instead of queueing on one (migration 20261130000100).
+ */
+export function messageStatsTriggerFunctions(shard: string | null): string[] {
   const cols = MESSAGE_COUNTERS.join(", ");
+  const upsertSet = MESSAGE_COUNTERS.map((c) => `${c} = message_stats_daily.${c} + EXCLUDED.${c}`).join(", ");
   // Shared SELECT list computing per-key deltas from new rows `n` and (updates) old rows `o`.
   const insertDeltas = `count(*)::int,
            count(*) FILTER (WHERE n.status = 'successful')::int,
@@ -69,9 +78,44 @@ export async function up(knex: Knex): Promise<void> {
            count(*) FILTER (WHERE n.status = 'cancelled')::int,
            (count(*) FILTER (WHERE n.status = 'errored') - count(*) FILTER (WHERE o.status = 'errored'))::int,
            (count(*) FILTER (WHERE n.status = 'pending') - count(*) FILTER (WHERE o.status = 'pending'))::int`;
-  const key = `n.application_id, (n.created_at AT TIME ZONE 'UTC')::date, n.channel,
-           coalesce(n.subscription_type, ''), coalesce(n.template_id, '${NIL_UUID}'::uuid)`;
+  const key = rollupKey(shard);
+  const keyCols = `application_id, day, channel, subscription_type, template_id${shard ? ", shard" : ""}`;
+  const groupBy = shard ? "1, 2, 3, 4, 5, 6" : "1, 2, 3, 4, 5";
 
+  return [
+    `CREATE OR REPLACE FUNCTION message_stats_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       INSERT INTO message_stats_daily (${keyCols}, ${cols})
+         SELECT ${key}, ${insertDeltas}
+           FROM new_rows n
+          GROUP BY ${groupBy}
+          ORDER BY 1, 2, 3, 4, 5
+       ON CONFLICT (${keyCols})
+         DO UPDATE SET ${upsertSet};
+       RETURN NULL;
+     END;
+     $$`,
+    `CREATE OR REPLACE FUNCTION message_stats_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       INSERT INTO message_stats_daily (${keyCols}, ${cols})
+         SELECT ${key}, ${updateDeltas}
+           FROM new_rows n JOIN old_rows o ON o.id = n.id
+          WHERE o.status IS DISTINCT FROM n.status
+          GROUP BY ${groupBy}
+          ORDER BY 1, 2, 3, 4, 5
+       ON CONFLICT (${keyCols})
+         DO UPDATE SET ${upsertSet};
+       RETURN NULL;
+     END;
+     $$`,
+  ];
+}
+
+/** Creates the rollup tables, triggers and backfill function, then backfills. */
+export async function up(knex: Knex): Promise<void> {
+  const counterCols = MESSAGE_COUNTERS.map((c) => `${c} integer NOT NULL DEFAULT 0`).join(",\n       ");
+  const cols = MESSAGE_COUNTERS.join(", ");
+  const key = rollupKey(null);
   await run(knex, [
     `CREATE TABLE message_stats_daily (
        application_id uuid NOT NULL REFERENCES applications (id) ON DELETE CASCADE,
@@ -97,31 +141,7 @@ export async function up(knex: Knex): Promise<void> {
      )`,
 
     // ---------------------------------------------------------------- messages triggers
-    `CREATE OR REPLACE FUNCTION message_stats_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN
-       INSERT INTO message_stats_daily (application_id, day, channel, subscription_type, template_id, ${cols})
-         SELECT ${key}, ${insertDeltas}
-           FROM new_rows n
-          GROUP BY 1, 2, 3, 4, 5
-          ORDER BY 1, 2, 3, 4, 5
-       ON CONFLICT (application_id, day, channel, subscription_type, template_id)
-         DO UPDATE SET ${upsertSet};
-       RETURN NULL;
-     END;
-     $$`,
-    `CREATE OR REPLACE FUNCTION message_stats_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN
-       INSERT INTO message_stats_daily (application_id, day, channel, subscription_type, template_id, ${cols})
-         SELECT ${key}, ${updateDeltas}
-           FROM new_rows n JOIN old_rows o ON o.id = n.id
-          WHERE o.status IS DISTINCT FROM n.status
-          GROUP BY 1, 2, 3, 4, 5
-          ORDER BY 1, 2, 3, 4, 5
-       ON CONFLICT (application_id, day, channel, subscription_type, template_id)
-         DO UPDATE SET ${upsertSet};
-       RETURN NULL;
-     END;
-     $$`,
+    ...messageStatsTriggerFunctions(null),
     `CREATE TRIGGER messages_stats_insert AFTER INSERT ON messages
        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION message_stats_on_insert()`,
     // Transition tables cannot be combined with a column list (UPDATE OF status); the WHERE above

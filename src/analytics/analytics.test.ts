@@ -4,6 +4,7 @@ import crypto from "node:crypto";
 import { startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
 import { debitMessageQuota, quotaStatus } from "../quota/quota";
+import { MESSAGE_COUNTERS } from "../../migrations/20261122005000_analytics";
 
 let app: TestApp;
 let a: { id: string; apiKey: string };
@@ -437,7 +438,16 @@ describe("backfill", () => {
   test("analytics_backfill rebuilds exactly what the triggers maintained", async () => {
     const db = app.deps.db;
     const snapshot = async () =>
-      (await db.raw(`SELECT * FROM message_stats_daily WHERE application_id = ? ORDER BY day, channel, subscription_type, template_id`, [a.id])).rows.map((r: Record<string, unknown>) => ({
+      // Per key, shards folded (the triggers spread concurrent writers over shards; readers sum them).
+      (
+        await db.raw(
+          `SELECT application_id, day, channel, subscription_type, template_id,
+                  ${MESSAGE_COUNTERS.map((c) => `sum(${c})::int AS ${c}`).join(", ")}
+             FROM message_stats_daily WHERE application_id = ?
+            GROUP BY 1, 2, 3, 4, 5 ORDER BY day, channel, subscription_type, template_id`,
+          [a.id],
+        )
+      ).rows.map((r: Record<string, unknown>) => ({
         ...r,
         day: String(r.day),
       }));
