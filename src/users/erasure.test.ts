@@ -54,9 +54,11 @@ async function insertMessage(target: TestApp, fields: Record<string, unknown>): 
     received_at: new Date(),
     ...fields,
   });
+  // Explicit times: inserted by one statement, both would get the same now() and no order.
+  const sentAt = new Date(Date.now() - 1_000);
   await target.deps.db("message_events").insert([
-    { id: newId(), message_id: id, application_id: fields.application_id, event_type: "sent", from_status: "pending", to_status: "successful", data: JSON.stringify({ apns_id: "x" }) },
-    { id: newId(), message_id: id, application_id: fields.application_id, event_type: "received", from_status: "successful", to_status: "received", data: JSON.stringify({ device: "Jane's phone" }) },
+    { id: newId(), message_id: id, application_id: fields.application_id, event_type: "sent", from_status: "pending", to_status: "successful", data: JSON.stringify({ apns_id: "x" }), created_at: sentAt },
+    { id: newId(), message_id: id, application_id: fields.application_id, event_type: "received", from_status: "successful", to_status: "received", data: JSON.stringify({ device: "Jane's phone" }), created_at: new Date() },
   ]);
   return id;
 }
