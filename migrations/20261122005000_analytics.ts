@@ -82,32 +82,24 @@ export function messageStatsTriggerFunctions(shard: string | null): string[] {
   const keyCols = `application_id, day, channel, subscription_type, template_id${shard ? ", shard" : ""}`;
   const groupBy = shard ? "1, 2, 3, 4, 5, 6" : "1, 2, 3, 4, 5";
 
+  // The two functions differ only in their deltas and the row set they read.
+  const upsertFunction = (name: string, deltas: string, rows: string): string =>
+    `CREATE OR REPLACE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       INSERT INTO message_stats_daily (${keyCols}, ${cols})
+         SELECT ${key}, ${deltas}
+           ${rows}
+          GROUP BY ${groupBy}
+          ORDER BY 1, 2, 3, 4, 5
+       ON CONFLICT (${keyCols})
+         DO UPDATE SET ${upsertSet};
+       RETURN NULL;
+     END;
+     $$`;
   return [
-    `CREATE OR REPLACE FUNCTION message_stats_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN
-       INSERT INTO message_stats_daily (${keyCols}, ${cols})
-         SELECT ${key}, ${insertDeltas}
-           FROM new_rows n
-          GROUP BY ${groupBy}
-          ORDER BY 1, 2, 3, 4, 5
-       ON CONFLICT (${keyCols})
-         DO UPDATE SET ${upsertSet};
-       RETURN NULL;
-     END;
-     $$`,
-    `CREATE OR REPLACE FUNCTION message_stats_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN
-       INSERT INTO message_stats_daily (${keyCols}, ${cols})
-         SELECT ${key}, ${updateDeltas}
-           FROM new_rows n JOIN old_rows o ON o.id = n.id
-          WHERE o.status IS DISTINCT FROM n.status
-          GROUP BY ${groupBy}
-          ORDER BY 1, 2, 3, 4, 5
-       ON CONFLICT (${keyCols})
-         DO UPDATE SET ${upsertSet};
-       RETURN NULL;
-     END;
-     $$`,
+    upsertFunction("message_stats_on_insert", insertDeltas, "FROM new_rows n"),
+    upsertFunction("message_stats_on_update", updateDeltas, `FROM new_rows n JOIN old_rows o ON o.id = n.id
+          WHERE o.status IS DISTINCT FROM n.status`),
   ];
 }
 

@@ -3,7 +3,7 @@ import { IdParams } from "../http/validation";
 import { ApiError } from "../http/errors";
 import { paginate, PaginationQuery } from "../http/pagination";
 import { iso } from "../http/format";
-import type { CampaignRow } from "./repository";
+import { campaignCountsOf, reportedCounts, type CampaignRow } from "./repository";
 import { changeStatus, loadCampaign } from "./routes";
 import { deleteCampaignSchedule } from "./schedules";
 
@@ -11,17 +11,6 @@ const TAG = "Campaigns";
 
 /** Query of `GET /campaigns/:id/runs`. */
 const RunsQuery = PaginationQuery.strict();
-
-/** One run's message counts, with the stats endpoint's meaning of successful and received. */
-interface RunStats {
-  total: number;
-  successful: number;
-  failed: number;
-  received: number;
-  converted: number;
-  cancelled: number;
-  pending: number;
-}
 
 /** Recurring campaign routes: its runs, and DELETE (stop the schedule). */
 export const recurringCampaignRoutes: RouteSpec[] = [
@@ -42,29 +31,10 @@ export const recurringCampaignRoutes: RouteSpec[] = [
         { column: "id", order: "desc" },
       ]);
       // The whole page's counts in one grouped query (messages (campaign_id, status) index).
-      const counted = rows.length
-        ? ((await deps
-            .db("messages")
-            .where("application_id", application.id)
-            .whereIn(
-              "campaign_id",
-              rows.map((r) => r.id),
-            )
-            .groupBy("campaign_id", "status")
-            .select("campaign_id", "status", deps.db.raw("count(*)::int as n"))) as Array<{ campaign_id: string; status: string; n: number }>)
-        : [];
-      const stats = new Map<string, RunStats>(rows.map((r) => [r.id, { total: 0, successful: 0, failed: 0, received: 0, converted: 0, cancelled: 0, pending: 0 }]));
-      for (const { campaign_id, status, n } of counted) {
-        const s = stats.get(campaign_id)!;
-        s.total += n;
-        // Accepted by the provider and not (yet) failed: successful, received or converted now.
-        if (status === "successful" || status === "received" || status === "converted") s.successful += n;
-        if (status === "received" || status === "converted") s.received += n;
-        if (status === "converted") s.converted += n;
-        if (status === "failed") s.failed += n;
-        if (status === "cancelled") s.cancelled += n;
-        if (status === "pending" || status === "errored") s.pending += n;
-      }
+      const counts = await campaignCountsOf(
+        deps.db,
+        rows.map((r) => r.id),
+      );
       const runs = rows.map((r) => ({
         id: r.id,
         name: r.name,
@@ -73,7 +43,7 @@ export const recurringCampaignRoutes: RouteSpec[] = [
         completed_at: iso(r.completed_at),
         cancelled_at: iso(r.cancelled_at),
         created_at: iso(r.created_at),
-        stats: stats.get(r.id),
+        stats: reportedCounts(counts.get(r.id)!),
       }));
       return { data: { runs, pagination } };
     },

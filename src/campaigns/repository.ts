@@ -132,13 +132,41 @@ export interface CampaignCounts {
 
 /** Counts a campaign's messages by status. */
 export async function campaignCounts(db: Knex | Knex.Transaction, campaignId: string): Promise<CampaignCounts> {
-  const rows = (await db("messages").where("campaign_id", campaignId).groupBy("status").select("status", db.raw("count(*)::int as n"))) as Array<{ status: string; n: number }>;
-  const counts: CampaignCounts = { total: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 };
-  for (const { status, n } of rows) {
-    counts.total += n;
-    if (status in counts) counts[status as keyof CampaignCounts] += n;
+  return (await campaignCountsOf(db, [campaignId])).get(campaignId)!;
+}
+
+/** Counts the messages of several campaigns by status in one grouped query (a page of runs). */
+export async function campaignCountsOf(db: Knex | Knex.Transaction, campaignIds: readonly string[]): Promise<Map<string, CampaignCounts>> {
+  const counts = new Map<string, CampaignCounts>(
+    campaignIds.map((id) => [id, { total: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 }]),
+  );
+  if (campaignIds.length === 0) return counts;
+  const rows = (await db("messages")
+    .whereIn("campaign_id", [...campaignIds])
+    .groupBy("campaign_id", "status")
+    .select("campaign_id", "status", db.raw("count(*)::int as n"))) as Array<{ campaign_id: string; status: string; n: number }>;
+  for (const { campaign_id, status, n } of rows) {
+    const c = counts.get(campaign_id)!;
+    c.total += n;
+    if (status in c) c[status as keyof CampaignCounts] += n;
   }
   return counts;
+}
+
+/**
+ * Counts as the API reports them: `successful` = accepted by the provider and not failed since
+ * (successful, received or converted now), `received` includes converted.
+ */
+export function reportedCounts(n: CampaignCounts): { total: number; successful: number; received: number; converted: number; failed: number; cancelled: number; pending: number } {
+  return {
+    total: n.total,
+    successful: n.successful + n.received + n.converted,
+    received: n.received + n.converted,
+    converted: n.converted,
+    failed: n.failed,
+    cancelled: n.cancelled,
+    pending: n.pending + n.errored,
+  };
 }
 
 /**
@@ -147,15 +175,16 @@ export async function campaignCounts(db: Knex | Knex.Transaction, campaignId: st
  */
 export async function refreshCampaignCounters(db: Knex | Knex.Transaction, campaignId: string): Promise<CampaignCounts> {
   const counts = await campaignCounts(db, campaignId);
+  const reported = reportedCounts(counts);
   await db("message_campaigns")
     .where("id", campaignId)
     .update({
-      total_recipients: counts.total,
-      sent_count: counts.successful + counts.received + counts.converted,
-      failed_count: counts.failed,
-      received_count: counts.received + counts.converted,
-      converted_count: counts.converted,
-      skipped_count: counts.cancelled,
+      total_recipients: reported.total,
+      sent_count: reported.successful,
+      failed_count: reported.failed,
+      received_count: reported.received,
+      converted_count: reported.converted,
+      skipped_count: reported.cancelled,
     });
   return counts;
 }

@@ -12,7 +12,7 @@ import { renderTemplate } from "../templates/render";
 import { cancelSignal, executeSignal, pauseSignal, resumeSignal } from "../../workflows/campaign";
 import { CampaignMessagesQuery, CreateCampaignBody, CreatedCampaign, EstimateBody, ListCampaignsQuery } from "./schemas";
 import { audienceQuery, parseTargetingCriteria } from "./targeting";
-import { campaignCounts, type CampaignContent, type CampaignDelivery, type CampaignRow, type CampaignStatus } from "./repository";
+import { campaignCounts, reportedCounts, type CampaignContent, type CampaignDelivery, type CampaignRow, type CampaignStatus } from "./repository";
 import { signalCampaignWorkflow, startCampaign } from "./workflow-client";
 import { iso } from "../http/format";
 import { createHash } from "node:crypto";
@@ -373,28 +373,25 @@ export const campaignRoutes: RouteSpec[] = [
     responses: { 200: { description: "Statistics (REF-001 §6.5)" } },
     handler: async ({ params, deps, application }) => {
       const c = await loadCampaign(deps, application.id, params.id);
-      const n = await campaignCounts(deps.db, c.id);
-      // Accepted by the provider and not (yet) failed: successful, received or converted now.
-      const successful = n.successful + n.received + n.converted;
-      const received = n.received + n.converted;
-      const push = { total: n.total, successful, failed: n.failed, received, converted: n.converted };
+      const n = reportedCounts(await campaignCounts(deps.db, c.id));
+      const push = { total: n.total, successful: n.successful, failed: n.failed, received: n.received, converted: n.converted };
       return {
         data: {
           id: c.id,
           name: c.name,
           status: c.status,
           total_recipients: n.total,
-          successful_count: successful,
+          successful_count: n.successful,
           failed_count: n.failed,
-          received_count: received,
+          received_count: n.received,
           converted_count: n.converted,
           cancelled_count: n.cancelled,
-          pending_count: n.pending + n.errored,
-          remaining: n.pending + n.errored,
+          pending_count: n.pending,
+          remaining: n.pending,
           channel_stats: { push },
-          delivery_rate: rate(successful, n.total),
-          receive_rate: rate(received, successful),
-          conversion_rate: rate(n.converted, received),
+          delivery_rate: rate(n.successful, n.total),
+          receive_rate: rate(n.received, n.successful),
+          conversion_rate: rate(n.converted, n.received),
           started_at: iso(c.started_at),
           completed_at: iso(c.completed_at),
           cancelled_at: iso(c.cancelled_at),
