@@ -85,7 +85,7 @@ export async function startBenchPlatform(env: Record<string, string> = {}): Prom
  * Starts bench/simulator-process.ts and reads the target it prints. Closing its stdin (stop, or
  * this process dying) ends it.
  */
-async function startSimulatorProcess(): Promise<{ target: SimulatorTarget; pid: number; stop(): Promise<void> }> {
+export async function startSimulatorProcess(): Promise<{ target: SimulatorTarget; pid: number; stop(): Promise<void> }> {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "simulator-process.ts")], { stdio: ["pipe", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const lines = readline.createInterface({ input: child.stdout! });

@@ -1,6 +1,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { ApnsProvider } from "./apns";
+import { APNS_DEFAULT_CONNECTIONS, ApnsProvider } from "./apns";
 import { installDnsGuard, type DnsGuard } from "./dns-guard";
 import { buildApnsPayload } from "./payload";
 import { ProviderSimulator, generateApnsSigningKey } from "./simulator";
@@ -180,6 +180,24 @@ test("batch of 1000 mixed tokens: one outcome per message, in order", async () =
     if (outcome.kind === "success") assert.equal(outcome.providerMessageId, messages[i]!.messageId, `order at #${i}`);
   });
   assert.ok(elapsed < 10_000, `batch took ${elapsed} ms`);
+});
+
+test("a burst on fresh connections waits for APNs to allow more than one stream, and multiplexes over a few connections", async () => {
+  // The simulator, like APNs, allows one stream per connection until a provider token is accepted.
+  const provider = new ApnsProvider({ ...sim.apnsCredentials(), endpoint: sim.apnsEndpoint() });
+  const connectionsBefore = sim.apnsConnectionsAccepted();
+  try {
+    const messages = Array.from({ length: 200 }, (_, i) => message(`ok-burst-${i}`));
+    const outcomes = await provider.sendBatch(messages);
+    assert.deepEqual(
+      outcomes.filter((o) => o.kind !== "success"),
+      [],
+      "no stream refused",
+    );
+    assert.ok(sim.apnsConnectionsAccepted() - connectionsBefore <= APNS_DEFAULT_CONNECTIONS, "200 streams over a few connections");
+  } finally {
+    await provider.close();
+  }
 });
 
 test("after close, sends answer provider_closed instead of throwing", async () => {

@@ -91,6 +91,8 @@ type AnyResponse = http2.Http2ServerResponse | ServerResponse;
 
 const MAX_BODY_BYTES = 64 * 1024;
 const APNS_MAX_PAYLOAD = 4096;
+/** Concurrent streams the APNs simulator allows on a connection once a valid provider token was seen. */
+export const APNS_AUTHENTICATED_STREAMS = 1000;
 const FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError";
 
 class BodyTooLargeError extends Error {}
@@ -158,6 +160,8 @@ export class ProviderSimulator {
   private readonly jwtCache = new Map<string, string | null>();
   private readonly sockets = new Set<TLSSocket>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly authenticatedSessions = new WeakSet<http2.Http2Session>();
+  private apnsConnections = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private total = 0;
   private apnsServer: http2.Http2SecureServer | undefined;
@@ -190,12 +194,17 @@ export class ProviderSimulator {
       notAfterDate: new Date(Date.now() + 7 * 24 * 3600 * 1000),
     });
     const tlsOptions = { key: pems.private, cert: pems.cert };
-    this.apnsServer = http2.createSecureServer({ ...tlsOptions, allowHTTP1: false }, (req, res) => {
+    // Like APNs with token auth: one stream per connection until a request carries a valid provider
+    // token, then many (see handleApns). A client that bursts before that gets streams refused.
+    this.apnsServer = http2.createSecureServer({ ...tlsOptions, allowHTTP1: false, settings: { maxConcurrentStreams: 1 } }, (req, res) => {
       void this.handleApns(req, res);
     });
     // firebase-admin's legacy transport (the one that honours httpAgent) speaks HTTP/1.1.
     this.fcmServer = http2.createSecureServer({ ...tlsOptions, allowHTTP1: true }, (req: AnyRequest, res: AnyResponse) => {
       void this.handleFcm(req, res);
+    });
+    this.apnsServer.on("secureConnection", () => {
+      this.apnsConnections += 1;
     });
     for (const server of [this.apnsServer, this.fcmServer]) {
       server.on("secureConnection", (socket: TLSSocket) => {
@@ -251,6 +260,11 @@ export class ProviderSimulator {
   fcmEndpoint(): ProviderEndpoint {
     const info = this.requireStarted();
     return { url: info.fcmUrl, ca: info.ca };
+  }
+
+  /** TLS connections the APNs server has accepted since it started. */
+  apnsConnectionsAccepted(): number {
+    return this.apnsConnections;
   }
 
   /** Requests received for a token (both servers, including rejected ones); 0 once forgotten. */
@@ -381,6 +395,11 @@ export class ProviderSimulator {
 
     const authProblem = this.verifyApnsJwt(header(req, "authorization"));
     if (authProblem !== null) return reply(403, authProblem);
+    const session = req.stream.session;
+    if (session !== undefined && !this.authenticatedSessions.has(session)) {
+      this.authenticatedSessions.add(session);
+      session.settings({ maxConcurrentStreams: APNS_AUTHENTICATED_STREAMS });
+    }
     const topic = header(req, "apns-topic");
     if (topic === undefined) return reply(400, "MissingTopic");
     if (topic !== this.apnsIds.bundleId) return reply(400, "TopicDisallowed");
