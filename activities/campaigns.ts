@@ -8,7 +8,7 @@ import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
-import { inBatch, refreshCampaignCounters, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
+import { inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
 import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, type DeliveryGroup } from "../src/campaigns/timezones";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
@@ -64,13 +64,6 @@ export interface BatchSendResult {
 /** Messages sent per transaction: the rows stay locked while the provider answers (cancel waits). */
 const SEND_CHUNK = 100;
 
-/**
- * Least time between two recounts of one campaign's counter columns by this worker. A recount
- * reads every message of the campaign, so recounting at each batch's settle made a campaign
- * quadratic (2,000 recounts of up to 1M rows for 1M recipients); the stats endpoint counts live.
- */
-const COUNTER_REFRESH_MS = 2_000;
-
 /** How often a batch send heartbeats; the batch workflow's heartbeat timeout is a few of these. */
 const HEARTBEAT_EVERY_MS = 5_000;
 
@@ -121,34 +114,6 @@ export function createCampaignActivities(deps: Deps) {
     return Math.max(0, Math.round(untilFreeMs - spanMs));
   }
 
-  const counterRefreshes = new Map<string, { at: number; timer?: NodeJS.Timeout }>();
-
-  /**
-   * Recounts the campaign's counters now, or once COUNTER_REFRESH_MS after the last recount when
-   * one ran recently (a trailing recount, so the last batch's change is never left out).
-   */
-  async function refreshCountersSoon(campaignId: string): Promise<void> {
-    const now = Date.now();
-    const entry = counterRefreshes.get(campaignId);
-    if (!entry || now - entry.at >= COUNTER_REFRESH_MS) {
-      counterRefreshes.set(campaignId, { at: now, timer: entry?.timer });
-      await refreshCampaignCounters(db, campaignId);
-      if (counterRefreshes.size > 1_000) {
-        for (const [id, e] of counterRefreshes) if (!e.timer && now - e.at > 60_000) counterRefreshes.delete(id);
-      }
-      return;
-    }
-    if (entry.timer) return;
-    entry.timer = setTimeout(() => {
-      entry.timer = undefined;
-      entry.at = Date.now();
-      refreshCampaignCounters(db, campaignId).catch((error: unknown) =>
-        deps.logger.warn({ err: error, campaign_id: campaignId }, "trailing campaign counter refresh failed; the next batch or the campaign's end recounts"),
-      );
-    }, COUNTER_REFRESH_MS - (now - entry.at));
-    entry.timer.unref();
-  }
-
   /** Fails the unsent messages of a batch whose workflow ended abnormally and refunds them. */
   async function abortBatch(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<void> {
     const changed = await db.transaction((trx) =>
@@ -164,7 +129,6 @@ export function createCampaignActivities(deps: Deps) {
       ),
     );
     if (changed.length > 0) await refundBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), units: changed.length, refundId: "abort" });
-    await refreshCountersSoon(batch.campaignId);
   }
 
   /** Sends the batch's pending messages in locked chunks until none is left. */
@@ -551,7 +515,6 @@ export function createCampaignActivities(deps: Deps) {
         )) as Array<{ unsent: number; sent: number; failed: number }>;
       const { unsent, sent, failed } = row ?? { unsent: 0, sent: 0, failed: 0 };
       if (unsent > 0) await refundBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), units: unsent, refundId: "settle" });
-      await refreshCountersSoon(range.campaignId);
       return { refunded: unsent, sent, failed };
     },
 
@@ -569,7 +532,6 @@ export function createCampaignActivities(deps: Deps) {
           { error_code: "receipt_timeout" },
         ),
       );
-      await refreshCountersSoon(range.campaignId);
       return changed.length;
     },
 
@@ -583,11 +545,10 @@ export function createCampaignActivities(deps: Deps) {
     },
 
     /**
-     * Ends the campaign: counters from its messages, then running/paused → completed (a campaign
+     * Ends the campaign: running/paused → completed (a campaign
      * cancelled meanwhile stays cancelled). Answers the final status.
      */
     async finishCampaign(campaignId: string, outcome: "completed" | "cancelled"): Promise<CampaignStatus> {
-      await refreshCampaignCounters(db, campaignId);
       if (outcome === "completed") {
         await db("message_campaigns").where("id", campaignId).whereIn("status", ["running", "paused"]).update({ status: "completed", completed_at: db.fn.now() });
       } else {

@@ -18,6 +18,7 @@ import { simulatorToken } from "./support/fixtures";
 import { newId } from "../src/db/ids";
 import { ledgerBalanceMismatches, ledgerInvariant, quotaStatus } from "../src/quota/quota";
 import { campaignWorkflowId } from "../workflows/campaign";
+import { campaignCounts } from "../src/campaigns/repository";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -234,6 +235,15 @@ test(`a ${RECIPIENTS}-recipient campaign survives ${KILLS} worker SIGKILLs: one 
   assert.equal(stats.body.data.successful_count, RECIPIENTS);
   assert.equal(stats.body.data.failed_count, 0);
   assert.equal(stats.body.data.remaining, 0);
+  // The counts are kept by triggers in the writers' transactions: the killed workers' rolled-back
+  // transactions left nothing behind in them.
+  const counted = await campaignCounts(app.deps.db, campaignId);
+  const statusRows = (await app.deps.db("messages").where("campaign_id", campaignId).groupBy("status").select("status", app.deps.db.raw("count(*)::int as n"))) as Array<{ status: string; n: number }>;
+  assert.deepEqual(
+    statusRows.map((r) => [r.status, r.n]),
+    Object.entries(counted).filter(([status, n]) => status !== "total" && n !== 0),
+    "trigger-kept counts equal the messages",
+  );
 
   // Ledger: every batch debited exactly once for its messages, nothing refunded (everything was
   // accepted), the application's daily usage equals the messages the providers accepted, every

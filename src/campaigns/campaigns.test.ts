@@ -10,6 +10,7 @@ import { messageWorkflowId } from "../../workflows/message";
 import { campaignWorkflow, campaignWorkflowId, progressQuery } from "../../workflows/campaign";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
 import { audienceQuery, parseTargetingCriteria } from "./targeting";
+import { campaignCounts } from "./repository";
 
 // Receipt window and retry backoffs shrunk so a campaign's whole lifecycle runs in seconds.
 const TIMING = { AUTOMATA_RECEIPT_TIMEOUT: "3s", AUTOMATA_RETRY_SCALE: "0.0001" };
@@ -52,6 +53,16 @@ async function waitForCampaign(key: string, id: string, status: string, timeoutM
 async function messageStatuses(campaignId: string): Promise<Record<string, number>> {
   const rows = (await app.deps.db("messages").where("campaign_id", campaignId).groupBy("status").select("status", app.deps.db.raw("count(*)::int as n"))) as Array<{ status: string; n: number }>;
   return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}
+
+/** The trigger-kept counts equal a count of the campaign's messages, status by status. */
+async function assertCountsMatchMessages(campaignId: string): Promise<void> {
+  const counted = await campaignCounts(app.deps.db, campaignId);
+  const actual = await messageStatuses(campaignId);
+  for (const status of ["pending", "errored", "successful", "received", "converted", "failed", "cancelled"] as const) {
+    assert.equal(counted[status], actual[status] ?? 0, `${status} count of campaign ${campaignId}`);
+  }
+  assert.equal(counted.total, Object.values(actual).reduce((a, b) => a + b, 0));
 }
 
 async function statsOf(key: string, id: string) {
@@ -113,8 +124,9 @@ describe("campaign execution", () => {
     assert.equal(stats.remaining, 0);
     assert.equal(stats.channel_stats.push.total, 1_200);
     assert.equal(stats.delivery_rate, Math.round((received / 1_200) * 10_000) / 100);
-    const row = await app.deps.db("message_campaigns").where("id", id).first();
-    assert.equal(row.total_recipients, 1_200);
+    await assertCountsMatchMessages(id);
+    const view = await campaignOf(apiKey, id);
+    assert.deepEqual([view.total_recipients, view.successful_count, view.failed_count], [1_200, received, 1_200 - received]);
     for (const r of await ledgerInvariant(app.deps.db)) assert.equal(r.sum, 0, `ledger balances of ${r.unit} sum to zero`);
   });
 
@@ -204,6 +216,7 @@ describe("campaign execution", () => {
     // Every cancelled message's unit comes back once its batch settles.
     await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === accepted, 30_000, 250);
     assert.equal((await campaignOf(apiKey, id)).status, "cancelled");
+    await assertCountsMatchMessages(id);
     const again = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
     assert.equal(again.status, 400);
     assert.equal(again.body.error.code, "campaign_already_completed");

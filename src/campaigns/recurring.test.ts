@@ -109,8 +109,11 @@ describe("recurring campaigns", () => {
       assert.equal(row.campaign_type, "immediate");
       assert.equal(row.title, "Daily");
       // Each run is its own campaign workflow, a child of the schedule's run workflow.
-      const wf = await app.deps.temporal.workflow.getHandle(campaignWorkflowId(run.id)).describe();
-      assert.equal(wf.status.name, "COMPLETED");
+      // (The run's row turns completed in the workflow's last activity, just before the workflow ends.)
+      const wf = await eventually(async () => {
+        const described = await app.deps.temporal.workflow.getHandle(campaignWorkflowId(run.id)).describe();
+        return described.status.name === "COMPLETED" ? described : undefined;
+      }, 10_000, 100);
       assert.match(wf.parentExecution?.workflowId ?? "", new RegExp(`^campaign-${id}-run-`));
     }
     assert.equal(new Set(runs.map((r: { id: string }) => r.id)).size, runs.length);

@@ -66,12 +66,6 @@ export interface CampaignRow {
   workflow_id: string | null;
   created_by: string | null;
   error_message: string | null;
-  total_recipients: number;
-  sent_count: number;
-  failed_count: number;
-  received_count: number;
-  converted_count: number;
-  skipped_count: number;
   idempotency_key: string | null;
   /** Fingerprint of the create request that carried `idempotency_key`. */
   request_hash: string | null;
@@ -118,7 +112,7 @@ export function inBatch(range: Pick<BatchRange, "campaignId" | "applicationId" |
   };
 }
 
-/** Message counts of a campaign by status, from the (campaign_id, status) index. */
+/** Message counts of a campaign by status (campaign_message_counts, kept by triggers on messages). */
 export interface CampaignCounts {
   total: number;
   pending: number;
@@ -130,34 +124,52 @@ export interface CampaignCounts {
   cancelled: number;
 }
 
+const COUNTED_STATUSES = ["pending", "errored", "successful", "received", "converted", "failed", "cancelled"] as const;
+
 /** Counts a campaign's messages by status. */
 export async function campaignCounts(db: Knex | Knex.Transaction, campaignId: string): Promise<CampaignCounts> {
   return (await campaignCountsOf(db, [campaignId])).get(campaignId)!;
 }
 
-/** Counts the messages of several campaigns by status in one grouped query (a page of runs). */
+/**
+ * Counts the messages of several campaigns by status in one query (a page of campaigns or runs):
+ * the sum of each campaign's count shards, exact as of the last committed change.
+ */
 export async function campaignCountsOf(db: Knex | Knex.Transaction, campaignIds: readonly string[]): Promise<Map<string, CampaignCounts>> {
   const counts = new Map<string, CampaignCounts>(
     campaignIds.map((id) => [id, { total: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 }]),
   );
   if (campaignIds.length === 0) return counts;
-  const rows = (await db("messages")
+  const rows = (await db("campaign_message_counts")
     .whereIn("campaign_id", [...campaignIds])
-    .groupBy("campaign_id", "status")
-    .select("campaign_id", "status", db.raw("count(*)::int as n"))) as Array<{ campaign_id: string; status: string; n: number }>;
-  for (const { campaign_id, status, n } of rows) {
-    const c = counts.get(campaign_id)!;
-    c.total += n;
-    if (status in c) c[status as keyof CampaignCounts] += n;
+    .groupBy("campaign_id")
+    .select("campaign_id", ...COUNTED_STATUSES.map((status) => db.raw("sum(??)::int as ??", [status, status])))) as Array<{ campaign_id: string } & Record<(typeof COUNTED_STATUSES)[number], number>>;
+  for (const row of rows) {
+    const c = counts.get(row.campaign_id)!;
+    for (const status of COUNTED_STATUSES) {
+      c[status] = row[status];
+      c.total += row[status];
+    }
   }
   return counts;
+}
+
+/** A campaign's counts as the API reports them (see {@link reportedCounts}). */
+export interface ReportedCounts {
+  total: number;
+  successful: number;
+  received: number;
+  converted: number;
+  failed: number;
+  cancelled: number;
+  pending: number;
 }
 
 /**
  * Counts as the API reports them: `successful` = accepted by the provider and not failed since
  * (successful, received or converted now), `received` includes converted.
  */
-export function reportedCounts(n: CampaignCounts): { total: number; successful: number; received: number; converted: number; failed: number; cancelled: number; pending: number } {
+export function reportedCounts(n: CampaignCounts): ReportedCounts {
   return {
     total: n.total,
     successful: n.successful + n.received + n.converted,
@@ -167,24 +179,4 @@ export function reportedCounts(n: CampaignCounts): { total: number; successful: 
     cancelled: n.cancelled,
     pending: n.pending + n.errored,
   };
-}
-
-/**
- * Writes the campaign's counter columns from its messages. `sent_count` counts messages the
- * provider accepted (successful, received or converted now), matching the stats endpoint.
- */
-export async function refreshCampaignCounters(db: Knex | Knex.Transaction, campaignId: string): Promise<CampaignCounts> {
-  const counts = await campaignCounts(db, campaignId);
-  const reported = reportedCounts(counts);
-  await db("message_campaigns")
-    .where("id", campaignId)
-    .update({
-      total_recipients: reported.total,
-      sent_count: reported.successful,
-      failed_count: reported.failed,
-      received_count: reported.received,
-      converted_count: reported.converted,
-      skipped_count: reported.cancelled,
-    });
-  return counts;
 }

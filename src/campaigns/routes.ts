@@ -12,7 +12,7 @@ import { renderTemplate } from "../templates/render";
 import { cancelSignal, executeSignal, pauseSignal, resumeSignal } from "../../workflows/campaign";
 import { CampaignMessagesQuery, CreateCampaignBody, CreatedCampaign, EstimateBody, ListCampaignsQuery } from "./schemas";
 import { audienceQuery, parseTargetingCriteria } from "./targeting";
-import { campaignCounts, reportedCounts, type CampaignContent, type CampaignDelivery, type CampaignRow, type CampaignStatus } from "./repository";
+import { campaignCounts, campaignCountsOf, reportedCounts, type ReportedCounts, type CampaignContent, type CampaignDelivery, type CampaignRow, type CampaignStatus } from "./repository";
 import { signalCampaignWorkflow, startCampaign } from "./workflow-client";
 import { iso } from "../http/format";
 import { createHash } from "node:crypto";
@@ -50,7 +50,8 @@ export async function loadCampaign(deps: Deps, applicationId: string, id: string
   return campaign;
 }
 
-function campaignView(c: CampaignRow) {
+/** A campaign as the API shows it, with its live counts (`reportedCounts`). */
+function campaignView(c: CampaignRow, counts: ReportedCounts) {
   return {
     id: c.id,
     name: c.name,
@@ -72,9 +73,9 @@ function campaignView(c: CampaignRow) {
     cancelled_at: iso(c.cancelled_at),
     created_at: iso(c.created_at),
     created_by: c.created_by,
-    total_recipients: c.total_recipients,
-    successful_count: c.sent_count,
-    failed_count: c.failed_count,
+    total_recipients: counts.total,
+    successful_count: counts.successful,
+    failed_count: counts.failed,
     campaign_type: c.campaign_type,
     // Recurring campaigns: the schedule as given; runs: the recurring campaign they belong to.
     schedule: c.schedule,
@@ -269,18 +270,22 @@ export const campaignRoutes: RouteSpec[] = [
         { column: "created_at", order: "desc" },
         { column: "id", order: "desc" },
       ]);
-      const campaigns = rows.map((c) => ({
-        id: c.id,
-        name: c.name,
-        status: c.status,
-        scheduled_at: iso(c.scheduled_at),
-        started_at: iso(c.started_at),
-        completed_at: iso(c.completed_at),
-        created_at: iso(c.created_at),
-        total_recipients: c.total_recipients,
-        successful_count: c.sent_count,
-        failed_count: c.failed_count,
-      }));
+      const counts = await campaignCountsOf(deps.db, rows.map((c) => c.id));
+      const campaigns = rows.map((c) => {
+        const n = reportedCounts(counts.get(c.id)!);
+        return {
+          id: c.id,
+          name: c.name,
+          status: c.status,
+          scheduled_at: iso(c.scheduled_at),
+          started_at: iso(c.started_at),
+          completed_at: iso(c.completed_at),
+          created_at: iso(c.created_at),
+          total_recipients: n.total,
+          successful_count: n.successful,
+          failed_count: n.failed,
+        };
+      });
       return { data: { campaigns, pagination } };
     },
   }),
@@ -294,8 +299,9 @@ export const campaignRoutes: RouteSpec[] = [
     responses: { 200: { description: "The campaign" } },
     handler: async ({ params, deps, application }) => {
       const c = await loadCampaign(deps, application.id, params.id);
-      if (!c.schedule) return { data: campaignView(c) };
-      return { data: { ...campaignView(c), next_run_at: iso(await nextCampaignRunAt(deps, c)) } };
+      const counts = reportedCounts(await campaignCounts(deps.db, c.id));
+      if (!c.schedule) return { data: campaignView(c, counts) };
+      return { data: { ...campaignView(c, counts), next_run_at: iso(await nextCampaignRunAt(deps, c)) } };
     },
   }),
   defineRoute({
