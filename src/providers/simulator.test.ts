@@ -4,7 +4,7 @@ import crypto from "node:crypto";
 import http2 from "node:http2";
 import https from "node:https";
 import { installDnsGuard, type DnsGuard } from "./dns-guard";
-import { ProviderSimulator, generateApnsSigningKey } from "./simulator";
+import { ProviderSimulator, forgetOldest, generateApnsSigningKey } from "./simulator";
 
 let guard: DnsGuard;
 let sim: ProviderSimulator;
@@ -173,3 +173,18 @@ function fcmRequestTo(url: string, ca: string): Promise<void> {
     req.end("{}");
   });
 }
+
+test("the simulator's token memory stays bounded, forgetting the oldest tokens first", () => {
+  const cases: Array<{ size: number; max: number; kept: number; firstKept: number }> = [
+    { size: 10, max: 10, kept: 10, firstKept: 0 }, // at the bound: nothing forgotten
+    { size: 11, max: 10, kept: 9, firstKept: 2 }, // one over: the oldest tenth goes at once
+    { size: 1_000, max: 100, kept: 90, firstKept: 910 },
+  ];
+  for (const { size, max, kept, firstKept } of cases) {
+    const map = new Map(Array.from({ length: size }, (_, i) => [`t${i}`, i] as const));
+    forgetOldest(map, max);
+    assert.equal(map.size, kept, `size ${size}, max ${max}`);
+    assert.equal(map.keys().next().value, `t${firstKept}`, `oldest kept of ${size}`);
+    assert.ok(map.has(`t${size - 1}`), "the newest is kept");
+  }
+});

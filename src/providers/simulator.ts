@@ -142,8 +142,18 @@ function base64urlJson(part: string | undefined): Record<string, unknown> | unde
  */
 export const SIMULATOR_MEMORY_TOKENS = 100_000;
 
-function forgetOldest(map: Map<string, unknown>, max: number): void {
-  while (map.size > max) map.delete(map.keys().next().value!);
+/**
+ * Keeps `map` (oldest first) at most `max` entries: past it, forgets the oldest tenth at once.
+ * Deleting one entry per insert made every lookup of the oldest key skip all the slots deleted
+ * before it (V8 reclaims them only when the table grows): 50 µs per request once full, measured.
+ */
+export function forgetOldest(map: Map<string, unknown>, max: number): void {
+  if (map.size <= max) return;
+  let excess = map.size - Math.floor(max * 0.9);
+  for (const key of map.keys()) {
+    if (excess-- <= 0) break;
+    map.delete(key);
+  }
 }
 
 /** Loopback APNs + FCM servers with scripted failures and request accounting. */
