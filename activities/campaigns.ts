@@ -354,7 +354,7 @@ export function createCampaignActivities(deps: Deps) {
         // committed, so the bulk cancel that follows it always sees them, while the batches of one
         // campaign create side by side (an exclusive lock here made creation one batch at a time,
         // which capped a campaign near 2,000 messages/s). Nothing below updates the campaign row:
-        // two shared holders upgrading would deadlock; total_recipients comes from the recount.
+        // two shared holders upgrading would deadlock (counts are kept by triggers on messages).
         const campaign = await trx("message_campaigns").where("id", range.campaignId).forShare().first<CampaignRow | undefined>();
         if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${range.campaignId} does not exist`, "CampaignNotFound");
         if (campaign.status === "cancelled") return { messages: 0 };

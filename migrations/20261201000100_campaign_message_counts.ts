@@ -9,18 +9,21 @@ import type { Knex } from "knex";
  * million index entries. Now `campaign_message_counts` holds how many of a campaign's messages are
  * in each status, maintained by STATEMENT-level triggers on `messages` in the writer's transaction
  * (a rolled-back send or a killed worker's transaction never counts), like message_stats_daily:
- *   insert of a campaign message      +1 to its status
- *   status change of a campaign message  -1 old status, +1 new status
- * Messages are never deleted one by one (only with their application, whose campaigns go too), and
- * a deleted campaign's messages lose their campaign_id (SET NULL), which the update trigger ignores:
- * the counts go with the campaign (ON DELETE CASCADE).
+ *   insert of a campaign message                 +1 to its status
+ *   status (or campaign) change of one           -1 old status of the old campaign, +1 new of the new
+ * A message leaves a campaign only when the campaign is deleted (campaign_id SET NULL); the trigger
+ * ignores that change and the counts go with the campaign (ON DELETE CASCADE). Messages are never
+ * deleted one by one, only with their application, whose campaigns go too.
  * Rows are sharded by transaction id like message_stats_daily, so concurrent batches of one campaign
  * do not queue on one row; a shard may go negative (a message created in one transaction and sent in
- * another), readers SUM the shards. The counter columns of message_campaigns are dropped.
+ * another), readers SUM the shards.
+ *
+ * The counter columns of message_campaigns (total_recipients, sent_count, …) are no longer read or
+ * written by this release. They are not dropped here: during a rolling deploy the previous
+ * release's workers still write them (docs/deployment.md); a later migration drops them.
  */
 const SHARDS = 16;
 const STATUSES = ["pending", "errored", "successful", "received", "converted", "failed", "cancelled"] as const;
-const COUNTER_COLUMNS = ["total_recipients", "sent_count", "failed_count", "received_count", "converted_count", "skipped_count"] as const;
 
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`CREATE TABLE campaign_message_counts (
@@ -32,14 +35,14 @@ export async function up(knex: Knex): Promise<void> {
   const shard = `(txid_current() % ${SHARDS})::smallint`;
   const cols = STATUSES.join(", ");
   const add = STATUSES.map((s) => `${s} = campaign_message_counts.${s} + EXCLUDED.${s}`).join(", ");
-  const upsert = (name: string, deltas: string, rows: string): string =>
+  const upsert = (name: string, deltas: string, rows: string, campaign = "n.campaign_id"): string =>
     `CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
        INSERT INTO campaign_message_counts (campaign_id, shard, ${cols})
-         SELECT n.campaign_id, ${shard}, ${deltas}
+         SELECT ${campaign}, ${shard}, ${deltas}
            ${rows}
-          GROUP BY n.campaign_id
-          ORDER BY n.campaign_id
+          GROUP BY ${campaign}
+          ORDER BY ${campaign}
        ON CONFLICT (campaign_id, shard) DO UPDATE SET ${add};
        RETURN NULL;
      END;
@@ -51,33 +54,41 @@ export async function up(knex: Knex): Promise<void> {
       "FROM new_rows n WHERE n.campaign_id IS NOT NULL",
     ),
   );
+  // Each changed row contributes +1 (new campaign, new status) and -1 (old campaign, old status).
   await knex.raw(
     upsert(
       "campaign_message_counts_on_update",
-      STATUSES.map((s) => `(count(*) FILTER (WHERE n.status = '${s}') - count(*) FILTER (WHERE o.status = '${s}'))::int`).join(", "),
+      STATUSES.map((s) => `coalesce(sum(d.delta) FILTER (WHERE d.status = '${s}'), 0)::int`).join(", "),
       `FROM new_rows n JOIN old_rows o ON o.id = n.id
-          WHERE n.campaign_id IS NOT NULL AND o.campaign_id = n.campaign_id AND o.status IS DISTINCT FROM n.status`,
+          CROSS JOIN LATERAL (VALUES (n.campaign_id, n.status, 1), (o.campaign_id, o.status, -1)) AS d (campaign_id, status, delta)
+          WHERE n.campaign_id IS NOT NULL AND d.campaign_id IS NOT NULL
+            AND (o.status IS DISTINCT FROM n.status OR o.campaign_id IS DISTINCT FROM n.campaign_id)`,
+      "d.campaign_id",
     ),
   );
   await knex.raw(`CREATE TRIGGER messages_campaign_counts_insert AFTER INSERT ON messages
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION campaign_message_counts_on_insert()`);
   await knex.raw(`CREATE TRIGGER messages_campaign_counts_update AFTER UPDATE ON messages
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION campaign_message_counts_on_update()`);
-  // Backfill under a lock so no message changes between the count and the triggers taking over.
+  // Backfill under a lock so no message changes between the count and the triggers taking over
+  // (CREATE TRIGGER already holds one that blocks message writes until this migration commits:
+  // writers wait for one scan of messages).
   await knex.raw(`LOCK TABLE messages IN SHARE MODE`);
   await knex.raw(`INSERT INTO campaign_message_counts (campaign_id, shard, ${cols})
     SELECT m.campaign_id, 0, ${STATUSES.map((s) => `count(*) FILTER (WHERE m.status = '${s}')::int`).join(", ")}
       FROM messages m JOIN message_campaigns c ON c.id = m.campaign_id
      GROUP BY m.campaign_id`);
-  await knex.raw(`ALTER TABLE message_campaigns DROP CONSTRAINT message_campaigns_counters_check`);
-  await knex.raw(`ALTER TABLE message_campaigns ${COUNTER_COLUMNS.map((c) => `DROP COLUMN ${c}`).join(", ")}`);
 }
 
-/** Restores the counter columns, filled from the counts, and drops the table and its triggers. */
+/**
+ * Writes the counts back into the campaign row's counter columns (which the previous release reads
+ * and recounts itself), then drops the counts, their triggers and functions. Message writes wait
+ * from the lock to the commit, so no change falls between the copy and the drop.
+ */
 export async function down(knex: Knex): Promise<void> {
-  await knex.raw(`ALTER TABLE message_campaigns ${COUNTER_COLUMNS.map((c) => `ADD COLUMN ${c} integer NOT NULL DEFAULT 0`).join(", ")}`);
+  await knex.raw(`LOCK TABLE messages IN SHARE MODE`);
   await knex.raw(`UPDATE message_campaigns c SET
-      total_recipients = t.pending + t.errored + t.successful + t.received + t.converted + t.failed + t.cancelled,
+      total_recipients = t.${STATUSES.join(" + t.")},
       sent_count = t.successful + t.received + t.converted,
       failed_count = t.failed,
       received_count = t.received + t.converted,
@@ -86,9 +97,6 @@ export async function down(knex: Knex): Promise<void> {
     FROM (SELECT campaign_id, ${STATUSES.map((s) => `sum(${s})::int AS ${s}`).join(", ")}
             FROM campaign_message_counts GROUP BY campaign_id) t
    WHERE t.campaign_id = c.id`);
-  await knex.raw(`ALTER TABLE message_campaigns ADD CONSTRAINT message_campaigns_counters_check CHECK (
-    total_recipients >= 0 AND sent_count >= 0 AND failed_count >= 0
-    AND received_count >= 0 AND converted_count >= 0 AND skipped_count >= 0)`);
   await knex.raw(`DROP TRIGGER IF EXISTS messages_campaign_counts_update ON messages`);
   await knex.raw(`DROP TRIGGER IF EXISTS messages_campaign_counts_insert ON messages`);
   await knex.raw(`DROP FUNCTION IF EXISTS campaign_message_counts_on_update()`);

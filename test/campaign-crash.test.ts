@@ -240,8 +240,8 @@ test(`a ${RECIPIENTS}-recipient campaign survives ${KILLS} worker SIGKILLs: one 
   const counted = await campaignCounts(app.deps.db, campaignId);
   const statusRows = (await app.deps.db("messages").where("campaign_id", campaignId).groupBy("status").select("status", app.deps.db.raw("count(*)::int as n"))) as Array<{ status: string; n: number }>;
   assert.deepEqual(
-    statusRows.map((r) => [r.status, r.n]),
-    Object.entries(counted).filter(([status, n]) => status !== "total" && n !== 0),
+    Object.fromEntries(statusRows.map((r) => [r.status, r.n])),
+    Object.fromEntries(Object.entries(counted).filter(([status, n]) => status !== "total" && n !== 0)),
     "trigger-kept counts equal the messages",
   );
 

@@ -30,7 +30,7 @@ export const recurringCampaignRoutes: RouteSpec[] = [
         { column: "created_at", order: "desc" },
         { column: "id", order: "desc" },
       ]);
-      // The whole page's counts in one grouped query (messages (campaign_id, status) index).
+      // The whole page's counts in one query over campaign_message_counts.
       const counts = await campaignCountsOf(
         deps.db,
         rows.map((r) => r.id),

@@ -372,7 +372,7 @@ export const campaignRoutes: RouteSpec[] = [
   defineRoute({
     method: "get",
     path: "/campaigns/:id/stats",
-    summary: "Delivery and engagement statistics, counted live from the campaign's messages",
+    summary: "Delivery and engagement statistics, from live per-status counts of the campaign's messages",
     tag: TAG,
     auth: "apiKey",
     params: IdParams,

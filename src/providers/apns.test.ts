@@ -182,7 +182,7 @@ test("batch of 1000 mixed tokens: one outcome per message, in order", async () =
   assert.ok(elapsed < 10_000, `batch took ${elapsed} ms`);
 });
 
-test("a burst on fresh connections waits for APNs to allow more than one stream, and multiplexes over a few connections", async () => {
+test("a burst on fresh connections, and again after reconnecting, waits for APNs to allow more than one stream", async () => {
   // The simulator, like APNs, allows one stream per connection until a provider token is accepted.
   const provider = new ApnsProvider({ ...sim.apnsCredentials(), endpoint: sim.apnsEndpoint() });
   const connectionsBefore = sim.apnsConnectionsAccepted();
@@ -195,6 +195,15 @@ test("a burst on fresh connections waits for APNs to allow more than one stream,
       "no stream refused",
     );
     assert.ok(sim.apnsConnectionsAccepted() - connectionsBefore <= APNS_DEFAULT_CONNECTIONS, "200 streams over a few connections");
+    // A reconnect starts at one stream again, although the last connection was allowed 1,000.
+    sim.dropConnections();
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the client sees the loopback close within milliseconds
+    const again = await provider.sendBatch(Array.from({ length: 200 }, (_, i) => message(`ok-burst-again-${i}`)));
+    assert.deepEqual(
+      again.filter((o) => o.kind !== "success"),
+      [],
+      "no stream refused after reconnecting",
+    );
   } finally {
     await provider.close();
   }

@@ -5,7 +5,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import crypto from "node:crypto";
 import type * as Apns2 from "apns2" with { "resolution-mode": "require" };
-import { Pool, type Dispatcher } from "undici";
+import { Client, Pool, type Dispatcher } from "undici";
 import { classifyApnsError } from "./errors";
 import { apnsCollapseId, buildApnsPayload } from "./payload";
 import type { FailureOutcome, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
@@ -29,7 +29,7 @@ export interface ApnsProviderOptions extends ApnsCredentials {
   environment?: ApnsEnvironment;
   /** Send somewhere other than Apple (the simulator); overrides `environment`. */
   endpoint?: ProviderEndpoint;
-  /** Most HTTP/2 connections in the pool; a further one opens only while the others carry `pipelining` streams each. */
+  /** Most HTTP/2 connections in the pool (undici opens another while the others are busy or still connecting). */
   connections?: number;
   /**
    * Most streams in flight on one connection. Many streams on few connections cost far less CPU than
@@ -97,6 +97,20 @@ function observeResponses(pool: Pool): void {
   Object.defineProperty(pool, "request", { value: observed, configurable: true, writable: true });
 }
 
+/**
+ * An undici Client whose every connection starts at one stream. undici stores the server's last
+ * SETTINGS_MAX_CONCURRENT_STREAMS on the Client and passes it as the initial assumption to its next
+ * connection, so after APNs raised it to 1,000 a reconnect would burst again and get streams refused.
+ * undici reads the value only when it connects, so pinning it changes nothing else.
+ */
+function clientStartingAtOneStream(origin: URL, options: object): Dispatcher {
+  const client = new Client(origin, options as Client.Options);
+  const maxStreams = Object.getOwnPropertySymbols(client).find((symbol) => symbol.description === "max concurrent streams");
+  if (maxStreams === undefined) throw new Error("undici changed: its Client no longer keeps 'max concurrent streams'; see clientStartingAtOneStream");
+  Object.defineProperty(client, maxStreams, { get: () => 1, set: () => undefined, configurable: true });
+  return client;
+}
+
 const CLOSED: FailureOutcome = { kind: "temporary", class: "network", reason: "provider_closed", code: "provider_closed" };
 
 /** One APNs credential + environment; holds an HTTP/2 pool, so create once and reuse (see the registry). */
@@ -130,6 +144,7 @@ export class ApnsProvider implements PushProvider {
       // Node's HTTP/2 client assumes this many streams until the server's SETTINGS say otherwise, and
       // holds any extra requests in its own queue meanwhile: 1 = never more than APNs allows at first.
       maxConcurrentStreams: 1,
+      factory: clientStartingAtOneStream,
       headersTimeout: timeout,
       bodyTimeout: timeout,
       connectTimeout: Math.min(timeout, 10_000),

@@ -238,6 +238,12 @@ export class ProviderSimulator {
     return this.info;
   }
 
+  /** Closes every open connection (both servers keep listening), as a provider's restart or a network drop would. */
+  dropConnections(): void {
+    for (const session of this.sessions) session.destroy();
+    for (const socket of this.sockets) socket.destroy();
+  }
+
   /** Stops both servers, dropping any open connections and pending slow answers. */
   async stop(): Promise<void> {
     for (const timer of this.timers) clearTimeout(timer);
