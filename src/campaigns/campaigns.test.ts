@@ -11,6 +11,7 @@ import { campaignWorkflow, campaignWorkflowId, progressQuery } from "../../workf
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
 import { audienceQuery, parseTargetingCriteria } from "./targeting";
 import { campaignCounts } from "./repository";
+import { MESSAGE_STATUSES } from "../messages/state-machine";
 
 // Receipt window and retry backoffs shrunk so a campaign's whole lifecycle runs in seconds.
 const TIMING = { AUTOMATA_RECEIPT_TIMEOUT: "3s", AUTOMATA_RETRY_SCALE: "0.0001" };
@@ -59,7 +60,7 @@ async function messageStatuses(campaignId: string): Promise<Record<string, numbe
 async function assertCountsMatchMessages(campaignId: string): Promise<void> {
   const counted = await campaignCounts(app.deps.db, campaignId);
   const actual = await messageStatuses(campaignId);
-  for (const status of ["pending", "errored", "successful", "received", "converted", "failed", "cancelled"] as const) {
+  for (const status of MESSAGE_STATUSES) {
     assert.equal(counted[status], actual[status] ?? 0, `${status} count of campaign ${campaignId}`);
   }
   assert.equal(counted.total, Object.values(actual).reduce((a, b) => a + b, 0));

@@ -5,6 +5,7 @@ import type { Knex } from "knex";
 import type { StoredPushOptions } from "../messages/push-options";
 import type { RenderableTemplate } from "../templates/render";
 import type { TargetingCriteria } from "./targeting";
+import { MESSAGE_STATUSES, type MessageStatus } from "../messages/state-machine";
 
 /** Every campaign status (the `message_campaigns_status_check` constraint). */
 export const CAMPAIGN_STATUSES = ["draft", "scheduled", "running", "paused", "completed", "cancelled", "failed"] as const;
@@ -113,18 +114,7 @@ export function inBatch(range: Pick<BatchRange, "campaignId" | "applicationId" |
 }
 
 /** Message counts of a campaign by status (campaign_message_counts, kept by triggers on messages). */
-export interface CampaignCounts {
-  total: number;
-  pending: number;
-  errored: number;
-  successful: number;
-  received: number;
-  converted: number;
-  failed: number;
-  cancelled: number;
-}
-
-const COUNTED_STATUSES = ["pending", "errored", "successful", "received", "converted", "failed", "cancelled"] as const;
+export type CampaignCounts = { total: number } & Record<MessageStatus, number>;
 
 /** Counts a campaign's messages by status. */
 export async function campaignCounts(db: Knex | Knex.Transaction, campaignId: string): Promise<CampaignCounts> {
@@ -143,10 +133,10 @@ export async function campaignCountsOf(db: Knex | Knex.Transaction, campaignIds:
   const rows = (await db("campaign_message_counts")
     .whereIn("campaign_id", [...campaignIds])
     .groupBy("campaign_id")
-    .select("campaign_id", ...COUNTED_STATUSES.map((status) => db.raw("sum(??)::int as ??", [status, status])))) as Array<{ campaign_id: string } & Record<(typeof COUNTED_STATUSES)[number], number>>;
+    .select("campaign_id", ...MESSAGE_STATUSES.map((status) => db.raw("sum(??)::int as ??", [status, status])))) as Array<{ campaign_id: string } & Record<(typeof MESSAGE_STATUSES)[number], number>>;
   for (const row of rows) {
     const c = counts.get(row.campaign_id)!;
-    for (const status of COUNTED_STATUSES) {
+    for (const status of MESSAGE_STATUSES) {
       c[status] = row[status];
       c.total += row[status];
     }
