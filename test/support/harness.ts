@@ -59,7 +59,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   if (!process.env.DATABASE_URL || !process.env.TEMPORAL_ADDRESS) {
     throw new Error("run tests with `npm test` (it starts PostgreSQL and Temporal and sets DATABASE_URL / TEMPORAL_ADDRESS)");
   }
-  const adminToken = crypto.randomBytes(24).toString("base64url");
+  // Hex, like the admin token `npm start` generates: base64url can start with "-", which the CLI
+  // tests' `--token <it>` would read as an option (it made one CI run in 64 fail).
+  const adminToken = crypto.randomBytes(24).toString("hex");
   const config = loadConfig({
     ...process.env,
     AUTOMATA_ADMIN_TOKEN: adminToken,
