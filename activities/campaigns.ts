@@ -7,7 +7,7 @@ import { debitBatchQuota, refundBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria } from "../src/campaigns/targeting";
-import { countMessageEvents, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
+import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
 import { inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
 import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, type DeliveryGroup } from "../src/campaigns/timezones";
@@ -177,7 +177,9 @@ export function createCampaignActivities(deps: Deps) {
       } else {
         const sandbox = row.test_type === 1 || row.test_type === 2;
         const key = `${row.subscription_type}:${sandbox}`;
-        groups.set(key, [...(groups.get(key) ?? []), row]);
+        const group = groups.get(key);
+        if (group) group.push(row);
+        else groups.set(key, [row]);
       }
     }
     for (const group of groups.values()) {
@@ -385,35 +387,19 @@ export function createCampaignActivities(deps: Deps) {
               rendered = { title: null, body: null, data: {} };
             }
           }
-          return {
-            id,
-            application_id: campaign.application_id,
-            subscription_id: s.id,
-            user_id: s.user_id,
-            campaign_id: campaign.id,
-            campaign_batch: range.batchNo,
-            template_id: campaign.template_id,
-            template_version: campaign.template_version,
-            channel: "push",
-            subscription_type: s.subscription_type,
-            status: "pending",
-            title: rendered.title,
-            body: rendered.body,
-            data: JSON.stringify(rendered.data),
-            options: JSON.stringify(content.options ?? {}),
-          };
+          return { id, subscription_id: s.id, user_id: s.user_id, subscription_type: s.subscription_type, ...rendered };
         });
-        const inserted = rows.length
-          ? ((await trx("messages")
-              .insert(rows)
-              .onConflict(trx.raw("(campaign_id, subscription_id) where campaign_id is not null"))
-              .ignore()
-              .returning(["id", "provider", "subscription_type"])) as Array<{ id: string; provider: string | null; subscription_type: string | null }>)
-          : [];
+        const inserted = await insertCampaignMessages(trx, {
+          applicationId: campaign.application_id,
+          campaignId: campaign.id,
+          batchNo: range.batchNo,
+          templateId: campaign.template_id,
+          templateVersion: campaign.template_version,
+          options: content.options ?? {},
+          personalized: Boolean(personalized),
+          messages: rows,
+        });
         if (inserted.length > 0) {
-          await trx("message_events").insert(
-            inserted.map((m) => ({ id: newId(), message_id: m.id, application_id: campaign.application_id, event_type: "created", to_status: "pending", data: JSON.stringify({ source: "campaign", batch: range.batchNo }) })),
-          );
           countMessageEvents(trx, "accepted", inserted);
           const failedRender = inserted.filter((m) => unrenderable.has(m.id));
           if (failedRender.length > 0) {

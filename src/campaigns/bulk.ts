@@ -100,8 +100,10 @@ export interface PerMessageOutcome {
 }
 
 /**
- * Applies `action` to a list of messages that each carry their own provider answer (one UPDATE …
- * FROM jsonb_to_recordset), counting the attempt. Only rows still in an allowed status change.
+ * Applies `action` to a list of messages that each carry their own provider answer, counting the
+ * attempt. Only rows still in an allowed status change. One statement locks, updates and writes
+ * the event rows: the outcomes travel as one JSON parameter, where a multi-row event insert needed
+ * seven bound parameters per message and a second round trip.
  */
 export async function transitionMessagesEach(trx: Knex.Transaction, action: TransitionName, outcomes: readonly PerMessageOutcome[]): Promise<BulkChanged[]> {
   if (outcomes.length === 0) return [];
@@ -109,24 +111,113 @@ export async function transitionMessagesEach(trx: Knex.Transaction, action: Tran
   const stamp = rule.timestamp ? `, ${rule.timestamp} = now()` : "";
   const records = outcomes.map((o) => ({
     id: o.id,
+    // Made here so event ids keep this process's UUIDv7 order (a message's events sort by it).
+    event_id: newId(),
     provider: o.provider,
     provider_message_id: o.provider_message_id ?? null,
     error_code: o.error_code ?? null,
     error_message: o.error_message ?? null,
     error_details: o.error_details ?? {},
+    event: o.event ?? {},
   }));
   const result = await trx.raw(
-    `UPDATE messages m SET status = ?${stamp}, attempts = m.attempts + 1, provider = v.provider,
-       provider_message_id = coalesce(v.provider_message_id, m.provider_message_id),
-       error_code = v.error_code, error_message = v.error_message, error_details = v.error_details
-     FROM jsonb_to_recordset(?::jsonb) AS v(id uuid, provider text, provider_message_id text, error_code text, error_message text, error_details jsonb),
-          (SELECT id, status FROM messages WHERE id = ANY(?::uuid[]) FOR UPDATE) old
-     WHERE m.id = v.id AND old.id = m.id AND old.status = ANY(?::text[])
-     RETURNING m.id, m.application_id, old.status AS from_status, m.provider, m.subscription_type`,
-    [rule.to, JSON.stringify(records), outcomes.map((o) => o.id), [...rule.from]],
+    `WITH v AS MATERIALIZED (
+       SELECT * FROM jsonb_to_recordset(?::jsonb)
+         AS v(id uuid, event_id uuid, provider text, provider_message_id text, error_code text, error_message text, error_details jsonb, event jsonb)
+     ), old AS MATERIALIZED (
+       SELECT id, status FROM messages WHERE id = ANY(?::uuid[]) AND status = ANY(?::text[]) FOR UPDATE
+     ), changed AS (
+       UPDATE messages m SET status = ?${stamp}, attempts = m.attempts + 1, provider = v.provider,
+         provider_message_id = coalesce(v.provider_message_id, m.provider_message_id),
+         error_code = v.error_code, error_message = v.error_message, error_details = v.error_details
+       FROM v, old
+       WHERE m.id = v.id AND old.id = m.id
+       RETURNING m.id, m.application_id, old.status AS from_status, m.provider, m.subscription_type, v.event_id, v.event
+     ), events AS (
+       INSERT INTO message_events (id, message_id, application_id, event_type, from_status, to_status, data)
+       SELECT event_id, id, application_id, ?, from_status, ?, event FROM changed
+     )
+     SELECT id, application_id, from_status, provider, subscription_type FROM changed`,
+    [JSON.stringify(records), outcomes.map((o) => o.id), [...rule.from], rule.to, rule.event, rule.to],
   );
   const changed = result.rows as BulkChanged[];
-  const eventOf = new Map(outcomes.map((o) => [o.id, o.event ?? {}]));
-  await insertEvents(trx, action, changed, (row) => eventOf.get(row.id) ?? {});
+  countMessageEvents(trx, rule.event, changed);
   return changed;
+}
+
+/** One campaign message to create: its recipient and its (possibly personalized) content. */
+export interface NewCampaignMessage {
+  id: string;
+  subscription_id: string;
+  user_id: string | null;
+  subscription_type: string;
+  title: string | null;
+  body: string | null;
+  data: Record<string, unknown>;
+}
+
+/** A batch of campaign messages to create, and what they share. */
+export interface NewCampaignBatch {
+  applicationId: string;
+  campaignId: string;
+  batchNo: number;
+  templateId: string | null;
+  templateVersion: number | null;
+  options: Record<string, unknown>;
+  /** Content differs per recipient; otherwise every message has the first one's content. */
+  personalized: boolean;
+  messages: readonly NewCampaignMessage[];
+}
+
+/**
+ * Creates a batch's messages as `pending` with their `created` events, in one statement: per
+ * recipient columns travel as arrays (unnest), shared ones once, where a multi-row insert bound
+ * fifteen parameters per message. A message that already exists for the (campaign, subscription)
+ * is skipped, so a retried activity creates nothing twice. Returns the rows it created.
+ */
+export async function insertCampaignMessages(trx: Knex.Transaction, batch: NewCampaignBatch): Promise<Array<Pick<BulkChanged, "id" | "provider" | "subscription_type">>> {
+  const { messages } = batch;
+  if (messages.length === 0) return [];
+  const shared = messages[0]!;
+  // Shared content is bound once; personalized content is one more array per column.
+  const content = batch.personalized
+    ? { sql: "r.title, r.body, r.data", bindings: [messages.map((m) => m.title), messages.map((m) => m.body), messages.map((m) => JSON.stringify(m.data))] }
+    : { sql: "?::text, ?::text, ?::jsonb", bindings: [shared.title, shared.body, JSON.stringify(shared.data)] };
+  const recipients = batch.personalized
+    ? "unnest(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::uuid[], ?::text[], ?::text[], ?::jsonb[]) AS r(id, subscription_id, user_id, subscription_type, event_id, title, body, data)"
+    : "unnest(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::uuid[]) AS r(id, subscription_id, user_id, subscription_type, event_id)";
+  const eventIds = messages.map(() => newId());
+  const result = await trx.raw(
+    `WITH r AS MATERIALIZED (SELECT * FROM ${recipients}),
+     created AS (
+       INSERT INTO messages (id, application_id, subscription_id, user_id, campaign_id, campaign_batch, template_id, template_version,
+                             channel, subscription_type, status, options, title, body, data)
+       SELECT r.id, ?::uuid, r.subscription_id, r.user_id, ?::uuid, ?::int, ?::uuid, ?::int, 'push', r.subscription_type, 'pending', ?::jsonb, ${content.sql}
+       FROM r
+       ON CONFLICT (campaign_id, subscription_id) WHERE campaign_id IS NOT NULL DO NOTHING
+       RETURNING id, application_id, provider, subscription_type
+     ), events AS (
+       INSERT INTO message_events (id, message_id, application_id, event_type, to_status, data)
+       SELECT r.event_id, c.id, c.application_id, 'created', 'pending', ?::jsonb FROM created c JOIN r ON r.id = c.id
+     )
+     SELECT id, provider, subscription_type FROM created`,
+    [
+      messages.map((m) => m.id),
+      messages.map((m) => m.subscription_id),
+      messages.map((m) => m.user_id),
+      messages.map((m) => m.subscription_type),
+      eventIds,
+      ...(batch.personalized ? content.bindings : []),
+      batch.applicationId,
+      batch.campaignId,
+      batch.batchNo,
+      batch.templateId,
+      batch.templateVersion,
+      JSON.stringify(batch.options),
+      ...(batch.personalized ? [] : content.bindings),
+      JSON.stringify({ source: "campaign", batch: batch.batchNo }),
+      // node-postgres sends JS arrays (nulls included) as PostgreSQL arrays; knex's types omit nulls.
+    ] as Knex.RawBinding[],
+  );
+  return result.rows as Array<Pick<BulkChanged, "id" | "provider" | "subscription_type">>;
 }

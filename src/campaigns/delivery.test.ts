@@ -42,6 +42,7 @@ async function statusOf(id: string): Promise<string> {
 
 async function messagesOf(id: string) {
   return (await app.deps.db("messages").where("campaign_id", id).orderBy("subscription_id")) as Array<{
+    id: string;
     subscription_id: string;
     status: string;
     title: string | null;
@@ -143,6 +144,15 @@ test("per-recipient rendering: {{tags.x}} and subscription fields per message; a
     if (i < 4) assert.deepEqual([m.status, m.title, m.body], ["successful", `Hi N${i}`, "10% off (ko)"]);
     else assert.deepEqual([m.status, m.error_code, m.sent_at], ["failed", "missing_required_variable", null]);
   });
+  // Each timeline reads in order: created, then the one outcome (a render failure is written in the
+  // same transaction, even the same millisecond, as the creation).
+  for (const [i, sid] of ids.entries()) {
+    const view = await app.request("GET", `/messages/${byId.get(sid)!.id}`, { key: apiKey });
+    assert.equal(view.status, 200, JSON.stringify(view.body));
+    const timeline = (view.body.data.events as Array<{ event_type: string; from_status: string | null; to_status: string; data: Record<string, unknown> }>).map((e) => [e.event_type, e.from_status, e.to_status]);
+    assert.deepEqual(timeline, i < 4 ? [["created", null, "pending"], ["sent", "pending", "successful"]] : [["created", null, "pending"], ["failed", "pending", "failed"]], `timeline of recipient ${i}`);
+    assert.deepEqual(view.body.data.events[0].data, { source: "campaign", batch: 0 });
+  }
   // The two that could not be rendered were never sent, so their units came back.
   await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 4, 15_000, 200);
 });
