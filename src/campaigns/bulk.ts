@@ -178,21 +178,26 @@ export interface NewCampaignBatch {
 export async function insertCampaignMessages(trx: Knex.Transaction, batch: NewCampaignBatch): Promise<Array<Pick<BulkChanged, "id" | "provider" | "subscription_type">>> {
   const { messages } = batch;
   if (messages.length === 0) return [];
+  const perRecipient = [messages.map((m) => m.id), messages.map((m) => m.subscription_id), messages.map((m) => m.user_id), messages.map((m) => m.subscription_type), messages.map(() => newId())];
+  const columns = "?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::uuid[]";
+  const names = "id, subscription_id, user_id, subscription_type, event_id";
   const shared = messages[0]!;
-  // Shared content is bound once; personalized content is one more array per column.
-  const content = batch.personalized
-    ? { sql: "r.title, r.body, r.data", bindings: [messages.map((m) => m.title), messages.map((m) => m.body), messages.map((m) => JSON.stringify(m.data))] }
-    : { sql: "?::text, ?::text, ?::jsonb", bindings: [shared.title, shared.body, JSON.stringify(shared.data)] };
+  // Personalized content is three more arrays; shared content is bound once.
   const recipients = batch.personalized
-    ? "unnest(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::uuid[], ?::text[], ?::text[], ?::jsonb[]) AS r(id, subscription_id, user_id, subscription_type, event_id, title, body, data)"
-    : "unnest(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::uuid[]) AS r(id, subscription_id, user_id, subscription_type, event_id)";
-  const eventIds = messages.map(() => newId());
+    ? {
+        sql: `SELECT * FROM unnest(${columns}, ?::text[], ?::text[], ?::jsonb[]) AS r(${names}, title, body, data)`,
+        bindings: [...perRecipient, messages.map((m) => m.title), messages.map((m) => m.body), messages.map((m) => JSON.stringify(m.data))],
+      }
+    : {
+        sql: `SELECT r.*, ?::text AS title, ?::text AS body, ?::jsonb AS data FROM unnest(${columns}) AS r(${names})`,
+        bindings: [shared.title, shared.body, JSON.stringify(shared.data), ...perRecipient],
+      };
   const result = await trx.raw(
-    `WITH r AS MATERIALIZED (SELECT * FROM ${recipients}),
+    `WITH r AS MATERIALIZED (${recipients.sql}),
      created AS (
        INSERT INTO messages (id, application_id, subscription_id, user_id, campaign_id, campaign_batch, template_id, template_version,
                              channel, subscription_type, status, options, title, body, data)
-       SELECT r.id, ?::uuid, r.subscription_id, r.user_id, ?::uuid, ?::int, ?::uuid, ?::int, 'push', r.subscription_type, 'pending', ?::jsonb, ${content.sql}
+       SELECT r.id, ?::uuid, r.subscription_id, r.user_id, ?::uuid, ?::int, ?::uuid, ?::int, 'push', r.subscription_type, 'pending', ?::jsonb, r.title, r.body, r.data
        FROM r
        ON CONFLICT (campaign_id, subscription_id) WHERE campaign_id IS NOT NULL DO NOTHING
        RETURNING id, application_id, provider, subscription_type
@@ -202,19 +207,13 @@ export async function insertCampaignMessages(trx: Knex.Transaction, batch: NewCa
      )
      SELECT id, provider, subscription_type FROM created`,
     [
-      messages.map((m) => m.id),
-      messages.map((m) => m.subscription_id),
-      messages.map((m) => m.user_id),
-      messages.map((m) => m.subscription_type),
-      eventIds,
-      ...(batch.personalized ? content.bindings : []),
+      ...recipients.bindings,
       batch.applicationId,
       batch.campaignId,
       batch.batchNo,
       batch.templateId,
       batch.templateVersion,
       JSON.stringify(batch.options),
-      ...(batch.personalized ? [] : content.bindings),
       JSON.stringify({ source: "campaign", batch: batch.batchNo }),
       // node-postgres sends JS arrays (nulls included) as PostgreSQL arrays; knex's types omit nulls.
     ] as Knex.RawBinding[],
