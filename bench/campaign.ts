@@ -109,8 +109,13 @@ async function main(): Promise<void> {
     console.log(`recipients:            ${recipients}`);
     console.log(`create → all sent:     ${seconds.toFixed(1)} s wall clock (first message created → last sent: ${Number(span.seconds).toFixed(1)} s)`);
     console.log(`peak RSS (API+worker): ${(peakRss / 1024 / 1024).toFixed(0)} MiB (main-thread JS heap peak ${(peakHeap / 1024 / 1024).toFixed(0)} MiB; the provider simulator runs in its own process)`);
-    const split = (Object.keys(cpuAfter) as Array<keyof typeof cpuAfter>).map((role) => `${role} ${(cpuAfter[role] - cpuBefore[role]).toFixed(0)} s`);
-    console.log(`CPU while it ran:      ${split.join(", ")} (of ${(seconds * os.availableParallelism()).toFixed(0)} core-seconds)`);
+    const roles = Object.keys(cpuAfter) as Array<keyof typeof cpuAfter>;
+    const used = (role: keyof typeof cpuAfter): number => cpuAfter[role] - cpuBefore[role];
+    const cores = os.availableParallelism();
+    console.log(`CPU while it ran:      ${roles.map((role) => `${role} ${used(role).toFixed(0)} s`).join(", ")} (of ${(seconds * cores).toFixed(0)} core-seconds)`);
+    // What limits the run: with every core busy, throughput cannot exceed cores / (CPU per message).
+    const perMessageMs = roles.reduce((sum, role) => sum + used(role), 0) * 1000 / recipients;
+    console.log(`CPU per message:       ${roles.map((role) => `${role} ${((used(role) * 1e6) / recipients).toFixed(0)} µs`).join(", ")}; ${(perMessageMs * 1000).toFixed(0)} µs in all → at most ${Math.round((cores * 1000) / perMessageMs)} messages/s on ${cores} cores`);
     const topWaits = [...waits].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([wait, n]) => `${wait} ${(n / Math.max(1, waitSamples)).toFixed(1)}`);
     console.log(`PostgreSQL sessions:   ${topWaits.join(", ")} (average active sessions by wait event)`);
     console.log(`bench polling cost:    ${(pgMs / 1000).toFixed(1)} s of PostgreSQL time`);
