@@ -1,14 +1,23 @@
 import path from "node:path";
 import { loadConfig } from "../config";
 import { createLogger } from "../logger";
-import { createDb, migrateLatest } from "../db/knex";
+import { createDb, migrateLatest, migrationConfig } from "../db/knex";
 import { startEmbeddedPostgres } from "../infra/postgres";
+
+const USAGE = "usage: migrate [--status | --down]";
 
 /**
  * `npm run migrate` (and the production release command `node dist/src/cli/migrate.js`): applies
  * pending migrations to DATABASE_URL, or to the embedded PostgreSQL under AUTOMATA_HOME.
+ * `--status` lists applied and pending migrations; `--down` rolls back the newest applied one
+ * (before redeploying the previous release; docs/deployment.md).
  */
-async function main(): Promise<void> {
+async function main(): Promise<number> {
+  const mode = process.argv[2] ?? "--latest";
+  if (!["--latest", "--status", "--down"].includes(mode) || process.argv.length > 3) {
+    console.error(USAGE);
+    return 2;
+  }
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL);
   const embedded = config.DATABASE_URL
@@ -16,15 +25,29 @@ async function main(): Promise<void> {
     : await startEmbeddedPostgres({ dataDir: path.join(config.homeDir, "postgres"), port: config.AUTOMATA_PG_PORT, database: "automata_signal", logger });
   const db = createDb(config.DATABASE_URL ?? embedded!.url, 2);
   try {
-    const applied = await migrateLatest(db);
-    console.log(applied.length > 0 ? `applied ${applied.length} migration(s): ${applied.join(", ")}` : "database is up to date");
+    if (mode === "--status") {
+      const migrations = migrationConfig();
+      const [applied, pending] = (await db.migrate.list(migrations)) as [Array<{ name: string }>, unknown[]];
+      for (const migration of applied) console.log(`applied  ${migration.name}`);
+      for (const migration of pending) console.log(`pending  ${migrations.migrationSource!.getMigrationName(migration)}`);
+    } else if (mode === "--down") {
+      const [, undone] = (await db.migrate.down(migrationConfig())) as [number, string[]];
+      console.log(undone.length > 0 ? `rolled back ${undone.join(", ")}` : "no migration to roll back");
+    } else {
+      const applied = await migrateLatest(db);
+      console.log(applied.length > 0 ? `applied ${applied.length} migration(s): ${applied.join(", ")}` : "database is up to date");
+    }
+    return 0;
   } finally {
     await db.destroy();
     await embedded?.stop();
   }
 }
 
-main().catch((error: unknown) => {
-  console.error("migration failed:", error);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error("migration failed:", error);
+    process.exit(1);
+  },
+);

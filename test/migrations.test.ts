@@ -1,0 +1,132 @@
+import crypto from "node:crypto";
+import path from "node:path";
+import { execFile } from "node:child_process";
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import type { Knex } from "knex";
+import { createDb, migrateLatest, migrationConfig } from "../src/db/knex";
+
+// Operators roll a bad release back with the migrations' `down` (docs/deployment.md): every down
+// must undo exactly what its up did, or the next `up` fails or leaves a different schema behind.
+// This runs on a database of its own, so the other test files keep their schema meanwhile.
+
+const ROOT = path.resolve(__dirname, "..");
+
+let admin: Knex;
+let db: Knex;
+let databaseName: string;
+
+before(async () => {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error("run tests with `npm test` (it sets DATABASE_URL)");
+  databaseName = `migrations_${crypto.randomBytes(6).toString("hex")}`;
+  admin = createDb(url, 1);
+  await admin.raw(`CREATE DATABASE ${databaseName}`);
+  const own = new URL(url);
+  own.pathname = `/${databaseName}`;
+  db = createDb(own.toString(), 2);
+});
+
+after(async () => {
+  await db?.destroy();
+  await admin?.raw(`DROP DATABASE IF EXISTS ${databaseName}`);
+  await admin?.destroy();
+});
+
+/** Everything the migrations create in `public`, as sorted lines (columns, constraints, indexes, triggers, functions). */
+async function schemaOf(knex: Knex): Promise<string[]> {
+  const queries = [
+    `SELECT format('column %s.%s %s %s %s', table_name, column_name, data_type, is_nullable, coalesce(column_default, '')) AS line
+       FROM information_schema.columns WHERE table_schema = 'public' AND table_name NOT LIKE 'knex_migrations%'`,
+    `SELECT format('constraint %s.%s %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid)) AS line
+       FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+      WHERE n.nspname = 'public' AND c.conrelid::regclass::text NOT LIKE 'knex_migrations%'`,
+    `SELECT format('index %s', indexdef) AS line FROM pg_indexes WHERE schemaname = 'public' AND tablename NOT LIKE 'knex_migrations%'`,
+    `SELECT format('trigger %s', pg_get_triggerdef(t.oid)) AS line
+       FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND NOT t.tgisinternal`,
+    `SELECT format('function %s %s', p.proname, md5(p.prosrc)) AS line
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'`,
+  ];
+  const lines: string[] = [];
+  for (const sql of queries) lines.push(...((await knex.raw(sql)).rows as Array<{ line: string }>).map((r) => r.line));
+  return lines.sort();
+}
+
+test("each migration's down restores exactly the schema from before its up; all the way down and up again", async () => {
+  const config = migrationConfig();
+  const pending = ((await db.migrate.list(config)) as [unknown[], Array<{ file: string } | string>])[1];
+  assert.ok(pending.length > 0, "a fresh database has every migration pending");
+  // Up one at a time, remembering the schema each migration started from.
+  const schemaBefore: string[][] = [];
+  for (let i = 0; i < pending.length; i++) {
+    schemaBefore.push(await schemaOf(db));
+    await db.migrate.up(config);
+  }
+  const migrated = await schemaOf(db);
+  assert.ok(migrated.some((line) => line.startsWith("column messages.status ")), "the schema snapshot sees the tables");
+  assert.deepEqual(schemaBefore[0], [], "nothing of ours before the first migration");
+  // Down one at a time: each must land on the schema its up started from.
+  for (let i = pending.length - 1; i >= 0; i--) {
+    const [, undone] = (await db.migrate.down(config)) as [number, string[]];
+    assert.deepEqual(await schemaOf(db), schemaBefore[i], `down of ${undone.join(", ")}`);
+  }
+  await migrateLatest(db);
+  assert.deepEqual(await schemaOf(db), migrated);
+});
+
+test("the latest migration's down and up are inverse on a database with data in it", async () => {
+  // A campaign row in the table the newest migrations change: down and up must keep it.
+  const applicationId = crypto.randomUUID();
+  const campaignId = crypto.randomUUID();
+  await db("applications").insert({ id: applicationId, name: "migrations" });
+  await db("message_campaigns").insert({
+    id: campaignId,
+    application_id: applicationId,
+    name: "kept",
+    status: "completed",
+    content: JSON.stringify({ title: "t", body: "b", data: {} }),
+    targeting_criteria: JSON.stringify({}),
+  });
+  const before = await schemaOf(db);
+  await db.migrate.down(migrationConfig());
+  await migrateLatest(db);
+  assert.deepEqual(await schemaOf(db), before);
+  const row = (await db("message_campaigns").where("id", campaignId).first("name")) as { name: string } | undefined;
+  assert.equal(row?.name, "kept");
+});
+
+/** Runs the migrate CLI (`npm run migrate -- <args>`) against this test's own database. */
+function migrateCli(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const url = new URL(process.env.DATABASE_URL!);
+  url.pathname = `/${databaseName}`;
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", path.join(ROOT, "src/cli/migrate.ts"), ...args],
+      { cwd: ROOT, encoding: "utf8", timeout: 60_000, env: { ...process.env, DATABASE_URL: url.toString(), LOG_LEVEL: "warn" } },
+      (error, stdout, stderr) => resolve({ status: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+test("`migrate --down` rolls back the newest migration, `--status` shows it pending, `migrate` applies it again", async () => {
+  const newest = (await migrationConfig().migrationSource!.getMigrations([])).map(String).at(-1)!;
+  const status = await migrateCli("--status");
+  assert.equal(status.status, 0, status.stderr);
+  assert.match(status.stdout, new RegExp(`^applied  ${newest}$`, "m"));
+  assert.doesNotMatch(status.stdout, /^pending/m);
+
+  const down = await migrateCli("--down");
+  assert.equal(down.status, 0, down.stderr);
+  assert.equal(down.stdout.trim(), `rolled back ${newest}`);
+  assert.match((await migrateCli("--status")).stdout, new RegExp(`^pending  ${newest}$`, "m"));
+
+  const up = await migrateCli();
+  assert.equal(up.status, 0, up.stderr);
+  assert.equal(up.stdout.trim(), `applied 1 migration(s): ${newest}`);
+
+  const refused = await migrateCli("--sideways");
+  assert.equal(refused.status, 2);
+  assert.match(refused.stderr, /usage: migrate/);
+});
