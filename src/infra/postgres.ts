@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
+import pg from "pg";
 import type { Logger } from "pino";
 
 /** A PostgreSQL server owned by this process (embedded) or reached through DATABASE_URL. */
@@ -37,7 +38,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
   const password = fs.readFileSync(passwordFile, "utf8").trim();
   const alreadyInitialised = fs.existsSync(path.join(clusterDir, "PG_VERSION"));
-  await stopStalePostmaster(clusterDir, options.logger);
+  const inUse = await takeOverPostmaster(clusterDir, options.logger);
+  if (inUse) {
+    // Another of our processes (`npm start`, say) runs this cluster: share it, never stop it.
+    options.logger.info({ pid: inUse.pid, port: inUse.port }, "embedded PostgreSQL already running for this data directory; using it");
+    await ensureDatabase(inUse.port, password, options.database);
+    return { url: databaseUrl(password, inUse.port, options.database), embedded: true, stop: async () => undefined };
+  }
 
   const server = new EmbeddedPostgres({
     databaseDir: clusterDir,
@@ -60,17 +67,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } catch (error) {
     throw new Error(`embedded PostgreSQL did not start on port ${options.port}: ${String(error ?? "process exited")}`);
   }
-  const client = server.getPgClient("postgres", "127.0.0.1");
-  await client.connect();
-  try {
-    const exists = await client.query("select 1 from pg_database where datname = $1", [options.database]);
-    if (exists.rowCount === 0) await client.query(`create database "${options.database}"`);
-  } finally {
-    await client.end();
-  }
-  const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${options.port}/${options.database}`;
+  await ensureDatabase(options.port, password, options.database);
   return {
-    url,
+    url: databaseUrl(password, options.port, options.database),
     embedded: true,
     stop: async () => {
       await server.stop();
@@ -78,18 +77,54 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   };
 }
 
+function databaseUrl(password: string, port: number, database: string): string {
+  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+}
+
+/** Creates the application database on the embedded server unless it exists. */
+async function ensureDatabase(port: number, password: string, database: string): Promise<void> {
+  const client = new pg.Client({ host: "127.0.0.1", port, user: "postgres", password, database: "postgres" });
+  await client.connect();
+  try {
+    const exists = await client.query("select 1 from pg_database where datname = $1", [database]);
+    if (exists.rowCount === 0) await client.query(`create database "${database}"`);
+  } finally {
+    await client.end();
+  }
+}
+
 /**
- * A previous run killed with SIGKILL leaves its postmaster running and its pid file behind; a new
- * postmaster would refuse the data directory, so the orphan is shut down first.
+ * Looks at a postmaster left in the data directory. Started by a Node process that is still
+ * running (`npm start` while `npm run migrate` runs, or a second `npm start`), it is in use:
+ * answered with its pid and port so the caller shares it — stopping it would take the database
+ * away from that process. Orphaned (its Node parent was killed with SIGKILL), it is shut down,
+ * since a new postmaster would refuse the data directory.
  */
-async function stopStalePostmaster(clusterDir: string, logger: Logger): Promise<void> {
+async function takeOverPostmaster(clusterDir: string, logger: Logger): Promise<{ pid: number; port: number } | undefined> {
   const pidFile = path.join(clusterDir, "postmaster.pid");
-  if (!fs.existsSync(pidFile)) return;
-  const pid = Number(fs.readFileSync(pidFile, "utf8").split("\n")[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  if (!fs.existsSync(pidFile)) return undefined;
+  // postmaster.pid: pid, data directory, start time, port, … (one per line).
+  const lines = fs.readFileSync(pidFile, "utf8").split("\n");
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
+  const port = Number(lines[3]);
+  if (Number.isInteger(port) && port > 0 && startedByLiveNodeProcess(pid)) return { pid, port };
   logger.warn({ pid }, "stopping PostgreSQL left running by an earlier start");
   process.kill(pid, "SIGINT");
   for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  return undefined;
+}
+
+/** Whether the process's parent is a running Node process (orphans get init or a subreaper instead). */
+function startedByLiveNodeProcess(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    return parent > 1 && fs.readFileSync(`/proc/${parent}/comm`, "utf8").trim() === "node";
+  } catch {
+    // No procfs (macOS) or the parent just exited: treat it as an orphan, as before.
+    return false;
+  }
 }
 
 function isAlive(pid: number): boolean {
