@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import pg from "pg";
 import { createLogger } from "../logger";
 import { startEmbeddedPostgres } from "./postgres";
@@ -51,5 +51,55 @@ test("`npm run migrate` while `npm start` runs shares its embedded PostgreSQL in
   } finally {
     await running.stop();
     fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test("a postmaster orphaned by a SIGKILLed start is stopped and replaced; a pid file naming another program is removed", { timeout: 120_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-pg-orphan-"));
+  fs.chmodSync(dir, 0o755);
+  const holder = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/support/embedded-postgres-holder.ts"), dir, String(await freePort())], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+  const pidFile = path.join(dir, "cluster", "postmaster.pid");
+  let sleeper: ReturnType<typeof spawn> | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout!.on("data", (chunk: Buffer) => chunk.toString().includes("ready") && resolve());
+      holder.on("exit", (code) => reject(new Error(`holder exited ${code}`)));
+    });
+    const orphan = Number(fs.readFileSync(pidFile, "utf8").split("\n")[0]);
+    holder.kill("SIGKILL");
+    await new Promise((r) => holder.once("exit", r));
+    assert.ok(isAlive(orphan), "the postmaster outlived its SIGKILLed parent");
+
+    const replacement = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), database: "held", logger });
+    try {
+      assert.ok(!isAlive(orphan), "the orphan was stopped");
+      assert.ok(await answers(replacement.url));
+    } finally {
+      await replacement.stop();
+    }
+
+    // A pid file left behind whose pid now belongs to another program: removed, that program untouched.
+    sleeper = spawn("sleep", ["60"]);
+    fs.writeFileSync(pidFile, `${sleeper.pid}\n${path.join(dir, "cluster")}\n0\n5432\n\n127.0.0.1\n0 0\nready\n`);
+    const fresh = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), database: "held", logger });
+    try {
+      assert.ok(await answers(fresh.url));
+      assert.ok(isAlive(sleeper.pid!), "the unrelated process was left alone");
+    } finally {
+      await fresh.stop();
+    }
+  } finally {
+    holder.kill("SIGKILL");
+    sleeper?.kill("SIGKILL");
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
+import { execFileSync } from "node:child_process";
 import pg from "pg";
 import type { Logger } from "pino";
 
@@ -96,34 +97,62 @@ async function ensureDatabase(port: number, password: string, database: string):
 /**
  * Looks at a postmaster left in the data directory. Started by a Node process that is still
  * running (`npm start` while `npm run migrate` runs, or a second `npm start`), it is in use:
- * answered with its pid and port so the caller shares it — stopping it would take the database
- * away from that process. Orphaned (its Node parent was killed with SIGKILL), it is shut down,
- * since a new postmaster would refuse the data directory.
+ * answered with its pid and port once it is ready, so the caller shares it — stopping it would
+ * take the database away from that process. Orphaned (its Node parent was killed with SIGKILL),
+ * it is shut down, since a new postmaster would refuse the data directory. A pid file whose pid
+ * now belongs to some other program (reboot, container restart) is stale and removed.
  */
 async function takeOverPostmaster(clusterDir: string, logger: Logger): Promise<{ pid: number; port: number } | undefined> {
   const pidFile = path.join(clusterDir, "postmaster.pid");
-  if (!fs.existsSync(pidFile)) return undefined;
-  // postmaster.pid: pid, data directory, start time, port, … (one per line).
-  const lines = fs.readFileSync(pidFile, "utf8").split("\n");
-  const pid = Number(lines[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
-  const port = Number(lines[3]);
-  if (Number.isInteger(port) && port > 0 && startedByLiveNodeProcess(pid)) return { pid, port };
-  logger.warn({ pid }, "stopping PostgreSQL left running by an earlier start");
-  process.kill(pid, "SIGINT");
-  for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  let orphan: number;
+  for (let waited = 0; ; waited += 200) {
+    if (!fs.existsSync(pidFile)) return undefined;
+    // postmaster.pid: pid, data directory, start time, port, socket dir, listen address, shared
+    // memory key, status (starting | stopping | ready | standby), one per line.
+    const lines = fs.readFileSync(pidFile, "utf8").split("\n");
+    const pid = Number(lines[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
+    const postmaster = processInfo(pid);
+    if (pid === process.pid || (postmaster !== undefined && postmaster.name !== "postgres")) {
+      logger.warn({ pid, program: postmaster?.name }, "removing a stale postmaster.pid (its pid belongs to another program now)");
+      fs.rmSync(pidFile, { force: true });
+      return undefined;
+    }
+    const parent = postmaster !== undefined ? processInfo(postmaster.parentPid) : undefined;
+    const port = Number(lines[3]);
+    if (parent?.name !== "node" || !Number.isInteger(port) || port <= 0) {
+      orphan = pid;
+      break;
+    }
+    if (lines[7]?.trim() === "ready") return { pid, port };
+    // Starting or stopping: a starting one becomes ready, a stopping one goes away.
+    if (waited >= 30_000) throw new Error(`the embedded PostgreSQL in ${clusterDir} (pid ${pid}) stayed "${lines[7]?.trim()}" for 30 s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  logger.warn({ pid: orphan }, "stopping PostgreSQL left running by an earlier start");
+  try {
+    process.kill(orphan, "SIGINT");
+  } catch (error) {
+    // ESRCH: it exited between the look and the signal, which is all this wanted.
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
+  for (let i = 0; i < 100 && isAlive(orphan); i++) await new Promise((r) => setTimeout(r, 100));
   return undefined;
 }
 
-/** Whether the process's parent is a running Node process (orphans get init or a subreaper instead). */
-function startedByLiveNodeProcess(pid: number): boolean {
+/** A process's program name and parent pid: from /proc on Linux, from `ps` elsewhere (macOS). */
+function processInfo(pid: number): { name: string; parentPid: number } | undefined {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    return parent > 1 && fs.readFileSync(`/proc/${parent}/comm`, "utf8").trim() === "node";
+    if (fs.existsSync("/proc/self/stat")) {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      return { name, parentPid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) };
+    }
+    const [parentPid, ...command] = execFileSync("ps", ["-o", "ppid=,comm=", "-p", String(pid)], { encoding: "utf8" }).trim().split(/\s+/);
+    return { name: path.basename(command.join(" ")), parentPid: Number(parentPid) };
   } catch {
-    // No procfs (macOS) or the parent just exited: treat it as an orphan, as before.
-    return false;
+    // The process just exited (or no ps): nothing is known about it.
+    return undefined;
   }
 }
 
