@@ -1,7 +1,7 @@
 import path from "node:path";
 import { loadConfig } from "../config";
 import { createLogger } from "../logger";
-import { createDb, migrateLatest, migrationConfig } from "../db/knex";
+import { createDb, migrateLatest, migrationConfig, unknownAppliedMigrations } from "../db/knex";
 import { startEmbeddedPostgres } from "../infra/postgres";
 
 const USAGE = "usage: migrate [--status | --down]";
@@ -9,8 +9,8 @@ const USAGE = "usage: migrate [--status | --down]";
 /**
  * `npm run migrate` (and the production release command `node dist/src/cli/migrate.js`): applies
  * pending migrations to DATABASE_URL, or to the embedded PostgreSQL under AUTOMATA_HOME.
- * `--status` lists applied and pending migrations; `--down` rolls back the newest applied one
- * (before redeploying the previous release; docs/deployment.md).
+ * `--status` lists applied, pending and unknown (a newer release's) migrations; `--down` rolls
+ * back the newest applied one (docs/deployment.md, "Rolling a release back").
  */
 async function main(): Promise<number> {
   const mode = process.argv[2] ?? "--latest";
@@ -28,12 +28,15 @@ async function main(): Promise<number> {
     if (mode === "--status") {
       const migrations = migrationConfig();
       const [applied, pending] = (await db.migrate.list(migrations)) as [Array<{ name: string }>, unknown[]];
-      for (const migration of applied) console.log(`applied  ${migration.name}`);
+      const unknown = new Set(await unknownAppliedMigrations(db));
+      for (const migration of applied) console.log(`${unknown.has(migration.name) ? "unknown" : "applied"}  ${migration.name}`);
       for (const migration of pending) console.log(`pending  ${migrations.migrationSource!.getMigrationName(migration)}`);
     } else if (mode === "--down") {
       const [, undone] = (await db.migrate.down(migrationConfig())) as [number, string[]];
       console.log(undone.length > 0 ? `rolled back ${undone.join(", ")}` : "no migration to roll back");
     } else {
+      const unknown = await unknownAppliedMigrations(db);
+      if (unknown.length > 0) console.warn(`warning: applied by a newer release, not known to this one (left as they are): ${unknown.join(", ")}`);
       const applied = await migrateLatest(db);
       console.log(applied.length > 0 ? `applied ${applied.length} migration(s): ${applied.join(", ")}` : "database is up to date");
     }

@@ -46,9 +46,22 @@ class ExtensionlessMigrationSource implements Knex.MigrationSource<string> {
   }
 }
 
-/** Migration settings shared by `npm run migrate`, `npm start` and the production release command. */
+/**
+ * Migration settings shared by `npm run migrate`, `npm start` and the production release command.
+ * Applied migrations this code does not know are tolerated (knex would call the directory
+ * corrupt): they are a newer release's, whose schema the release before it is written to run on,
+ * so redeploying the previous image is a rollback that needs no `--down`. `migrate` lists them.
+ */
 export function migrationConfig(): Knex.MigratorConfig {
-  return { migrationSource: new ExtensionlessMigrationSource(), tableName: "knex_migrations" };
+  return { migrationSource: new ExtensionlessMigrationSource(), tableName: "knex_migrations", disableMigrationsListValidation: true };
+}
+
+/** Applied migrations with no file in this release (a newer release applied them). */
+export async function unknownAppliedMigrations(db: Knex): Promise<string[]> {
+  const config = migrationConfig();
+  const known = new Set((await config.migrationSource!.getMigrations([])).map((m) => config.migrationSource!.getMigrationName(m)));
+  const [applied] = (await db.migrate.list(config)) as [Array<{ name: string }>, unknown[]];
+  return applied.map((m) => m.name).filter((name) => !known.has(name));
 }
 
 /** Applies every pending migration; safe to call on each start (knex takes a lock). */
