@@ -131,7 +131,7 @@ test("`migrate --down` rolls back the newest migration, `--status` shows it pend
   assert.match(refused.stderr, /usage: migrate/);
 });
 
-test("a migration a newer release applied is tolerated: `migrate` warns and applies nothing, `--status` lists it as unknown", async () => {
+test("a migration a newer release applied is tolerated: `migrate` warns and applies nothing, `--status` lists it as unknown, `--down` refuses", async () => {
   // What the previous release's release command meets when a rollback redeploys it.
   const future = "20991231000000_from_a_newer_release";
   const [newest] = (await db("knex_migrations").max({ batch: "batch" })) as Array<{ batch: number }>;
@@ -145,6 +145,11 @@ test("a migration a newer release applied is tolerated: `migrate` warns and appl
     assert.equal(status.status, 0, status.stderr);
     assert.match(status.stdout, new RegExp(`^unknown  ${future}$`, "m"));
     assert.match(status.stdout, /^applied {2}20261122000100_core$/m);
+    const before = await schemaOf(db);
+    const down = await migrateCli("--down");
+    assert.equal(down.status, 1, "this release cannot undo a newer release's migration");
+    assert.match(down.stderr, /refusing to roll back: newer migrations are applied/);
+    assert.deepEqual(await schemaOf(db), before, "and it rolled back none of its own either");
   } finally {
     await db("knex_migrations").where("name", future).delete();
   }

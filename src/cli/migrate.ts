@@ -32,6 +32,12 @@ async function main(): Promise<number> {
       for (const migration of applied) console.log(`${unknown.has(migration.name) ? "unknown" : "applied"}  ${migration.name}`);
       for (const migration of pending) console.log(`pending  ${migrations.migrationSource!.getMigrationName(migration)}`);
     } else if (mode === "--down") {
+      // knex would undo this release's newest migration and leave the newer ones above it.
+      const unknown = await unknownAppliedMigrations(db);
+      if (unknown.length > 0) {
+        console.error(`refusing to roll back: newer migrations are applied (${unknown.join(", ")}); run --down with the release that has them`);
+        return 1;
+      }
       const [, undone] = (await db.migrate.down(migrationConfig())) as [number, string[]];
       console.log(undone.length > 0 ? `rolled back ${undone.join(", ")}` : "no migration to roll back");
     } else {

@@ -113,12 +113,16 @@ async function takeOverPostmaster(clusterDir: string, logger: Logger): Promise<{
     const pid = Number(lines[0]);
     if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
     const postmaster = processInfo(pid);
-    if (pid === process.pid || (postmaster !== undefined && postmaster.name !== "postgres")) {
-      logger.warn({ pid, program: postmaster?.name }, "removing a stale postmaster.pid (its pid belongs to another program now)");
+    if (postmaster === undefined) {
+      // Never signal a process we cannot identify (no /proc and no ps, or it is hidden from us).
+      throw new Error(`cannot tell whether process ${pid} named in ${pidFile} is this cluster's PostgreSQL; stop it or remove the file`);
+    }
+    if (pid === process.pid || postmaster.name !== "postgres" || !runsIn(pid, clusterDir)) {
+      logger.warn({ pid, program: postmaster.name }, "removing a stale postmaster.pid (its pid belongs to another program now)");
       fs.rmSync(pidFile, { force: true });
       return undefined;
     }
-    const parent = postmaster !== undefined ? processInfo(postmaster.parentPid) : undefined;
+    const parent = processInfo(postmaster.parentPid);
     const port = Number(lines[3]);
     if (parent?.name !== "node" || !Number.isInteger(port) || port <= 0) {
       orphan = pid;
@@ -148,11 +152,26 @@ function processInfo(pid: number): { name: string; parentPid: number } | undefin
       const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       return { name, parentPid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) };
     }
-    const [parentPid, ...command] = execFileSync("ps", ["-o", "ppid=,comm=", "-p", String(pid)], { encoding: "utf8" }).trim().split(/\s+/);
+    const [parentPid, ...command] = execFileSync("ps", ["-o", "ppid=", "-o", "comm=", "-p", String(pid)], { encoding: "utf8" }).trim().split(/\s+/);
     return { name: path.basename(command.join(" ")), parentPid: Number(parentPid) };
   } catch {
     // The process just exited (or no ps): nothing is known about it.
     return undefined;
+  }
+}
+
+/**
+ * Whether the process works in this cluster's directory (a postmaster changes into its data
+ * directory), so a pid reused by another PostgreSQL is not taken for ours. Linux only; elsewhere
+ * the program name is all there is to go on.
+ */
+function runsIn(pid: number, clusterDir: string): boolean {
+  if (!fs.existsSync("/proc/self/cwd")) return true;
+  try {
+    return fs.realpathSync(`/proc/${pid}/cwd`) === fs.realpathSync(clusterDir);
+  } catch {
+    // Exited meanwhile, or not ours to look into: not this cluster's postmaster.
+    return false;
   }
 }
 
