@@ -59,10 +59,11 @@ async function eventsOf(id: string): Promise<Array<{ event_type: string; from_st
 }
 
 /** Row counts that must not move when a request is refused. */
+/** Rows of this file's two applications: other test files write to the same tables meanwhile. */
 async function writeCounts(): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   for (const table of ["subscriptions", "users", "subscription_events"]) {
-    const [row] = await app.deps.db(table).count<Array<{ count: string }>>({ count: "*" });
+    const [row] = await app.deps.db(table).whereIn("application_id", [appA, appB]).count<Array<{ count: string }>>({ count: "*" });
     counts[table] = Number(row?.count);
   }
   return counts;
