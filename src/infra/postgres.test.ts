@@ -6,7 +6,7 @@ import path from "node:path";
 import { execFile, spawn } from "node:child_process";
 import pg from "pg";
 import { createLogger } from "../logger";
-import { startEmbeddedPostgres } from "./postgres";
+import { isAlive, startEmbeddedPostgres } from "./postgres";
 import { freePort } from "./ports";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -53,15 +53,6 @@ test("`npm run migrate` while `npm start` runs shares its embedded PostgreSQL in
     fs.rmSync(home, { recursive: true, force: true });
   }
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test("a postmaster orphaned by a SIGKILLed start is stopped and replaced; a pid file naming another program is removed", { timeout: 120_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-pg-orphan-"));
