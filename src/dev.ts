@@ -2,7 +2,7 @@ import { loadConfig } from "./config";
 import { createLogger } from "./logger";
 import { startLocalStack } from "./infra/local-stack";
 import { readOrCreateLocalSecret } from "./infra/local-secrets";
-import { migrateLatest, unknownAppliedMigrations } from "./db/knex";
+import { migrateLatest, migrationStatus } from "./db/knex";
 import { createDeps, closeDeps, startApiServer } from "./runtime";
 import { startWorker } from "./worker/run-worker";
 import { installTemporalRuntimeLogger } from "./infra/process";
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   // Apps without APNs/FCM credentials send to the built-in simulator (AUTOMATA_SIMULATOR=off disables it).
   const simulator = config.AUTOMATA_SIMULATOR === "off" ? undefined : await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT });
   const deps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey, simulator: simulator?.target });
-  const unknown = await unknownAppliedMigrations(deps.db);
+  const { unknown } = await migrationStatus(deps.db);
   if (unknown.length > 0) logger.warn({ migrations: unknown }, "migrations applied by a newer release, not known to this one (left as they are)");
   const applied = await migrateLatest(deps.db);
   if (applied.length > 0) logger.info({ migrations: applied }, "database migrated");

@@ -1,7 +1,7 @@
 import path from "node:path";
 import { loadConfig } from "../config";
 import { createLogger } from "../logger";
-import { createDb, migrateLatest, migrationConfig, unknownAppliedMigrations } from "../db/knex";
+import { createDb, migrateLatest, migrationConfig, migrationStatus } from "../db/knex";
 import { startEmbeddedPostgres } from "../infra/postgres";
 
 const USAGE = "usage: migrate [--status | --down]";
@@ -25,15 +25,12 @@ async function main(): Promise<number> {
     : await startEmbeddedPostgres({ dataDir: path.join(config.homeDir, "postgres"), port: config.AUTOMATA_PG_PORT, database: "automata_signal", logger });
   const db = createDb(config.DATABASE_URL ?? embedded!.url, 2);
   try {
+    const { applied, pending, unknown } = await migrationStatus(db);
     if (mode === "--status") {
-      const migrations = migrationConfig();
-      const [applied, pending] = (await db.migrate.list(migrations)) as [Array<{ name: string }>, unknown[]];
-      const unknown = new Set(await unknownAppliedMigrations(db));
-      for (const migration of applied) console.log(`${unknown.has(migration.name) ? "unknown" : "applied"}  ${migration.name}`);
-      for (const migration of pending) console.log(`pending  ${migrations.migrationSource!.getMigrationName(migration)}`);
+      for (const name of applied) console.log(`${unknown.includes(name) ? "unknown" : "applied"}  ${name}`);
+      for (const name of pending) console.log(`pending  ${name}`);
     } else if (mode === "--down") {
       // knex would undo this release's newest migration and leave the newer ones above it.
-      const unknown = await unknownAppliedMigrations(db);
       if (unknown.length > 0) {
         console.error(`refusing to roll back: newer migrations are applied (${unknown.join(", ")}); run --down with the release that has them`);
         return 1;
@@ -41,10 +38,9 @@ async function main(): Promise<number> {
       const [, undone] = (await db.migrate.down(migrationConfig())) as [number, string[]];
       console.log(undone.length > 0 ? `rolled back ${undone.join(", ")}` : "no migration to roll back");
     } else {
-      const unknown = await unknownAppliedMigrations(db);
       if (unknown.length > 0) console.warn(`warning: applied by a newer release, not known to this one (left as they are): ${unknown.join(", ")}`);
-      const applied = await migrateLatest(db);
-      console.log(applied.length > 0 ? `applied ${applied.length} migration(s): ${applied.join(", ")}` : "database is up to date");
+      const migrated = await migrateLatest(db);
+      console.log(migrated.length > 0 ? `applied ${migrated.length} migration(s): ${migrated.join(", ")}` : "database is up to date");
     }
     return 0;
   } finally {

@@ -56,12 +56,21 @@ export function migrationConfig(): Knex.MigratorConfig {
   return { migrationSource: new ExtensionlessMigrationSource(), tableName: "knex_migrations", disableMigrationsListValidation: true };
 }
 
-/** Applied migrations with no file in this release (a newer release applied them). */
-export async function unknownAppliedMigrations(db: Knex): Promise<string[]> {
+/** Migration names by state; `unknown` = applied by a newer release, no file in this one. */
+export interface MigrationStatus {
+  applied: string[];
+  pending: string[];
+  unknown: string[];
+}
+
+/** Where the database stands against this release's migrations (one read of knex_migrations). */
+export async function migrationStatus(db: Knex): Promise<MigrationStatus> {
   const config = migrationConfig();
-  const known = new Set((await config.migrationSource!.getMigrations([])).map((m) => config.migrationSource!.getMigrationName(m)));
-  const [applied] = (await db.migrate.list(config)) as [Array<{ name: string }>, unknown[]];
-  return applied.map((m) => m.name).filter((name) => !known.has(name));
+  const source = config.migrationSource!;
+  const known = new Set((await source.getMigrations([])).map((m) => source.getMigrationName(m)));
+  const [completed, pending] = (await db.migrate.list(config)) as [Array<{ name: string }>, unknown[]];
+  const applied = completed.map((m) => m.name);
+  return { applied, pending: pending.map((m) => source.getMigrationName(m)), unknown: applied.filter((name) => !known.has(name)) };
 }
 
 /** Applies every pending migration; safe to call on each start (knex takes a lock). */
