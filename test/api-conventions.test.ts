@@ -141,6 +141,47 @@ describe("request handling", () => {
     assert.ok("id" in res.body.error.details.fields);
   });
 
+  test("text PostgreSQL cannot store, or absurd nesting, is a validation error naming the field, and nothing is written", async () => {
+    const { id, apiKey: key } = await app.createApplication();
+    // Sent as text: JSON.stringify itself overflows the stack on this.
+    const deep = `{"external_id":"u-deep","properties":{"a":${"[".repeat(6_000)}"leaf"${"]".repeat(6_000)}}}`;
+    const cases: Array<[string, string, string, unknown, string]> = [
+      ["NUL in a tag value", "POST", "/subscriptions", { type: "iOSPush", token: "ok-nul-tag-0001", tags: { k: "a\u0000b" } }, "tags.k"],
+      ["NUL in a field name", "POST", "/subscriptions", { type: "iOSPush", token: "ok-nul-key-0001", tags: { "a\u0000": "b" } }, "tags.a\u0000"],
+      ["unpaired surrogate in a tag", "POST", "/subscriptions", { type: "iOSPush", token: "ok-surrogate-01", tags: { k: "x\ud800" } }, "tags.k"],
+      ["NUL in a message title", "POST", "/messages", { external_id: "u-1", title: "x\u0000y", body: "b" }, "title"],
+      ["unpaired surrogate in message data", "POST", "/messages", { external_id: "u-1", body: "b", data: { k: "\udc00" } }, "data.k"],
+      ["NUL in an identify external_id", "POST", "/users/identify", { external_id: "u\u0000" }, "external_id"],
+      ["6,000-level properties", "POST", "/users/identify", deep, "properties.a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0"],
+      ["NUL in a campaign name", "POST", "/campaigns", { name: "a\u0000b", title: "t", body: "b" }, "name"],
+      ["NUL in targeting", "POST", "/campaigns/estimate", { targeting_criteria: { countries: ["K\u0000R"] } }, "targeting_criteria.countries.0"],
+      ["NUL in a template name", "POST", "/templates", { name: "t\u0000", channel: "push", body: "b" }, "name"],
+      ["NUL in a query parameter", "GET", "/subscriptions?user_id=a%00b", undefined, "user_id"],
+    ];
+    for (const [what, method, path, body, field] of cases) {
+      const payload = body === undefined ? {} : typeof body === "string" ? { rawBody: body, headers: { "Content-Type": "application/json" } } : { body };
+      const res = await app.request(method, path, { key, ...payload });
+      assert.equal(res.status, 422, `${what}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, "validation_error", what);
+      assert.ok(field in res.body.error.details.fields, `${what}: ${JSON.stringify(res.body.error.details.fields)}`);
+    }
+    for (const table of ["subscriptions", "users", "messages", "message_campaigns", "message_templates"]) {
+      const [row] = await app.deps.db(table).where("application_id", id).count<{ n: string }[]>({ n: "*" });
+      assert.equal(Number(row?.n), 0, `${table} has rows`);
+    }
+  });
+
+  test("a path with a broken %-escape or a body that does not inflate is the client's 400, not a 500", async () => {
+    for (const path of ["/subscriptions/%E0%A4%A", "/users/%ZZ/subscriptions", "/users/100%"]) {
+      const res = await app.request("GET", path, { key: apiKey });
+      assert.equal(res.status, 400, path);
+      assert.equal(res.body.error.code, "invalid_request", path);
+    }
+    const res = await app.request("POST", "/subscriptions", { key: apiKey, rawBody: "not gzip at all", headers: { "Content-Type": "application/json", "Content-Encoding": "gzip" } });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, "invalid_request");
+  });
+
   test("unknown routes answer 404 in the envelope, with a request id header", async () => {
     const res = await app.request("GET", "/nope", { key: apiKey });
     assert.equal(res.status, 404);

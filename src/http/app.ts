@@ -6,7 +6,7 @@ import type { Deps } from "../deps";
 import { ApiError } from "./errors";
 import { requireAdmin, requireApiKey } from "./auth";
 import { apiKeyRateLimit } from "./rate-limit";
-import { parseOrThrow } from "./validation";
+import { assertStorableInput, parseOrThrow } from "./validation";
 import { buildOpenApiDocument, docsPageHtml } from "./openapi";
 import type { RouteSpec } from "./route";
 import { newId } from "../db/ids";
@@ -25,6 +25,9 @@ function asyncRoute(spec: RouteSpec, deps: Deps) {
       if (spec.body && !req.is("application/json")) {
         throw new ApiError("invalid_request", "Content-Type must be application/json", { header: "Content-Type" });
       }
+      assertStorableInput(req.params, "params");
+      assertStorableInput(req.query, "query");
+      if (spec.body) assertStorableInput(req.body, "body");
       const params = spec.params ? parseOrThrow(spec.params, req.params, "params") : req.params;
       const query = spec.query ? parseOrThrow(spec.query, req.query, "query") : {};
       const body = spec.body ? parseOrThrow(spec.body, req.body, "body") : undefined;
@@ -140,5 +143,14 @@ function toApiError(error: unknown): ApiError {
   }
   if (type === "encoding.unsupported" || type === "charset.unsupported") return new ApiError("invalid_request", "Unsupported body encoding");
   if (error instanceof z.ZodError) return new ApiError("validation_error", "The request data failed validation");
+  // Express's router (a path with a malformed %-escape) and body-parser (a body that does not
+  // inflate) mark the client's mistakes with a 4xx status but no type.
+  const status = (error as { status?: unknown; statusCode?: unknown } | null)?.status ?? (error as { statusCode?: unknown } | null)?.statusCode;
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    if (status === 413) return new ApiError("payload_too_large", "The request body is too large");
+    if (error instanceof URIError) return new ApiError("invalid_request", "The request path is not validly percent-encoded");
+    const exposed = (error as { expose?: unknown }).expose === true && error instanceof Error ? error.message : "The request could not be read";
+    return new ApiError("invalid_request", exposed);
+  }
   return new ApiError("internal_server_error");
 }

@@ -4,6 +4,9 @@ import { ApiError } from "./errors";
 /** A path parameter that must be a UUID; malformed ids fail validation instead of reaching SQL. */
 export const uuidParam = z.uuid({ message: "must be a valid UUID" });
 
+/** Largest value of a PostgreSQL `integer` column (template versions and the like); zod's `.int()` alone allows 2^53. */
+export const PG_INTEGER_MAX = 2_147_483_647;
+
 /** `{id}` path parameters, the common case. */
 export const IdParams = z.strictObject({ id: uuidParam });
 
@@ -26,4 +29,47 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, whe
   const result = schema.safeParse(input);
   if (!result.success) throw validationError(result.error, where);
   return result.data;
+}
+
+/** Deepest nesting accepted in a request; far beyond any real payload, well short of a stack overflow anywhere downstream. */
+export const MAX_INPUT_DEPTH = 32;
+
+/**
+ * Why a string cannot be stored, or null: PostgreSQL text and jsonb refuse U+0000, and an
+ * unpaired UTF-16 surrogate has no UTF-8 encoding, so either would surface as a database error
+ * (a 500) after part of the work was done.
+ */
+function unstorableText(text: string): string | null {
+  if (text.includes("\u0000")) return "must not contain the NUL character (U+0000)";
+  if (!text.isWellFormed()) return "must be valid Unicode (it contains an unpaired surrogate)";
+  return null;
+}
+
+/**
+ * Finds text PostgreSQL would refuse (in keys and values) and nesting deeper than
+ * {@link MAX_INPUT_DEPTH}, anywhere in a request's body, query or params, and refuses the request
+ * with REF-001's `validation_error` naming each offending field. Runs before the route's schema,
+ * so free-form fields (`data`, `tags`, `properties`) are covered too.
+ */
+export function assertStorableInput(input: unknown, where: "body" | "query" | "params"): void {
+  const fields: Record<string, string> = {};
+  const visit = (value: unknown, path: string[], depth: number): void => {
+    if (typeof value === "string") {
+      const problem = unstorableText(value);
+      if (problem !== null) fields[path.join(".") || "_"] ??= problem;
+      return;
+    }
+    if (value === null || typeof value !== "object") return;
+    if (depth >= MAX_INPUT_DEPTH) {
+      fields[path.join(".") || "_"] ??= `must not be nested more than ${MAX_INPUT_DEPTH} levels deep`;
+      return;
+    }
+    for (const [key, child] of Object.entries(value)) {
+      const keyProblem = unstorableText(key);
+      if (keyProblem !== null) fields[[...path, key].join(".")] ??= `field name ${keyProblem}`;
+      visit(child, [...path, key], depth + 1);
+    }
+  };
+  visit(input, [], 0);
+  if (Object.keys(fields).length > 0) throw new ApiError("validation_error", `The request ${where} failed validation`, { in: where, fields });
 }
