@@ -419,6 +419,10 @@ describe("validation", () => {
     ["/analytics/subscriptions?bogus=1", "bogus"],
     ["/analytics/engagement?segment=a%20b", "segment"],
     ["/analytics/usage?to=2026-13-01", "to"],
+    // Valid ISO 8601, but outside the days PostgreSQL and the rollups can hold.
+    ["/analytics/messages?from=0000-01-01&to=0000-01-02", "from"],
+    ["/analytics/usage?from=0000-01-01T00:00:00%2B01:00&to=0000-01-02", "from"],
+    ["/analytics/engagement?from=9999-12-31T23:00:00-05:00", "from"],
   ] as const) {
     test(`${path} → validation_error on ${field}`, async () => {
       const res = await app.request("GET", path, { key: a.apiKey });

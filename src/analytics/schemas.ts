@@ -8,9 +8,18 @@ export const MAX_RANGE_DAYS = 366;
 export const DEFAULT_RANGE_DAYS = 30;
 
 const DAY_MS = 86_400_000;
+const EARLIEST_DAY_MS = Date.parse("1970-01-01T00:00:00Z");
+const LATEST_DAY_MS = Date.parse("9999-12-31T23:59:59.999Z");
 
 /** An ISO 8601 date or date-time; only its UTC calendar day matters (the rollups are per day). */
-const DateParam = z.union([z.iso.date(), z.iso.datetime({ offset: true })]).describe("ISO 8601 date or date-time; truncated to its UTC day");
+const DateParam = z
+  .union([z.iso.date(), z.iso.datetime({ offset: true })])
+  // Year 0 or a UTC day past 9999 is valid ISO 8601 but out of PostgreSQL's (and toISOString's) plain range.
+  .refine((value) => {
+    const ms = Date.parse(value.length === 10 ? `${value}T00:00:00Z` : value);
+    return ms >= EARLIEST_DAY_MS && ms <= LATEST_DAY_MS;
+  }, "must be between 1970-01-01 and 9999-12-31")
+  .describe("ISO 8601 date or date-time; truncated to its UTC day");
 
 /** A resolved, inclusive range of UTC days, as `YYYY-MM-DD`. */
 export interface DayRange {

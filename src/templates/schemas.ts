@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { PushOptionsShape } from "../messages/push-options";
 import { PaginationQuery, PaginationSchema } from "../http/pagination";
+import { PG_INTEGER_MAX } from "../http/validation";
 import { MAX_NESTING_DEPTH, VARIABLE_NAME_PATTERN, templateSyntaxError } from "./render";
 
 /** DESIGN-003 channel values (the `message_templates.channel` CHECK constraint). */
@@ -112,7 +113,7 @@ export const CONTENT_FIELDS = ["title_template", "body_template", "data_template
 
 /** `?version=N` on `GET /templates/:id`. */
 export const GetTemplateQuery = z.strictObject({
-  version: z.coerce.number().int().min(1).optional().describe("an older version; defaults to the current one"),
+  version: z.coerce.number().int().min(1).max(PG_INTEGER_MAX).optional().describe("an older version; defaults to the current one"),
 });
 
 const BooleanString = z.enum(["true", "false"]).transform((v) => v === "true");
@@ -131,7 +132,7 @@ export const ListVersionsQuery = z.strictObject({ ...PaginationQuery.shape });
 /** Body of `POST /templates/:id/render-test` (REF-001 §5.7). */
 export const RenderTestBody = z.strictObject({
   variables: z.record(z.string(), z.unknown()).default({}),
-  version: z.number().int().min(1).optional().describe("render an older version; defaults to the current one"),
+  version: z.number().int().min(1).max(PG_INTEGER_MAX).optional().describe("render an older version; defaults to the current one"),
 });
 
 const VariableView = z.object({ name: z.string(), required: z.boolean(), default: z.string().optional(), description: z.string().optional() });
