@@ -1,7 +1,7 @@
 import { ApplicationFailure } from "@temporalio/activity";
 import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
-import { applyMessageTransition, type MessageRow } from "../src/messages/transitions";
+import { applyMessageTransition, closeConversionWindow, type MessageRow } from "../src/messages/transitions";
 import type { MessageStatus } from "../src/messages/state-machine";
 import { toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitMessageQuota, refundMessageQuota } from "../src/quota/quota";
@@ -192,6 +192,16 @@ export function createMessageActivities(deps: Deps) {
       const message = await db("messages").where("id", messageId).first<MessageRow | undefined>("application_id", "status");
       if (!message || message.status !== "cancelled") return;
       await refundMessageQuota(db, { applicationId: message.application_id, messageId });
+    },
+
+    /**
+     * The conversion window ended for the workflow: closes it in PostgreSQL too (under the row lock
+     * conversions take, so none can commit after this), and answers the status that stands.
+     */
+    async closeConversionWindow(messageId: string): Promise<MessageStatus> {
+      const status = await closeConversionWindow(db, messageId);
+      if (status === undefined) throw ApplicationFailure.nonRetryable(`message ${messageId} does not exist`, "MessageNotFound");
+      return status;
     },
 
     /** Current status from PostgreSQL, the source of truth. */

@@ -1,4 +1,4 @@
-import { condition, defineQuery, defineSignal, proxyLocalActivities, setHandler, upsertSearchAttributes, workflowInfo } from "@temporalio/workflow";
+import { condition, defineQuery, defineSignal, patched, proxyLocalActivities, setHandler, upsertSearchAttributes, workflowInfo } from "@temporalio/workflow";
 import type { createMessageActivities } from "../activities/messages";
 import type { MessageStatus } from "../src/messages/state-machine";
 import { nextRetryDelay, type RetryClass } from "../src/messages/retry-policy";
@@ -121,6 +121,10 @@ export async function messageWorkflow(input: MessageWorkflowInput): Promise<Mess
   }
   if (status === "received") {
     if (await condition(() => conversionSignalled, timing.conversionWindowMs)) observe(await activities.readMessageStatus(messageId));
+    // The window ended here: close it in PostgreSQL as well, so a conversion that raced the timer
+    // (or whose signal is late) is either already committed and observed, or refused from now on.
+    // Histories recorded before this step replay without it.
+    else if (patched("close-conversion-window")) observe(await activities.closeConversionWindow(messageId));
   }
   return status;
 }

@@ -9,6 +9,7 @@ import { startMessageWorkflows } from "./workflow-client";
 import { assertQuotaAvailable } from "../quota/quota";
 import { selectRecipientFields, type RecipientRecord } from "../campaigns/personalize";
 import { messagesTotal, providerLabel } from "../metrics/registry";
+import { assertSameRequest } from "./idempotency";
 
 /** Content of the messages to create, already rendered. */
 export interface MessageContent {
@@ -39,6 +40,11 @@ export interface AcceptOptions {
   isTest?: boolean;
   /** Data of the `created` events (default `{source: "api"}`, or `"resend"` for a resend). */
   eventData?: { source: string } & Record<string, unknown>;
+  /**
+   * Fingerprint of the request carrying the Idempotency-Key ({@link requestFingerprint}); the same
+   * key with another fingerprint is refused. Without it, any request with the key matches.
+   */
+  requestHash?: string;
 }
 
 /** One message created (or found again through its Idempotency-Key). */
@@ -131,8 +137,10 @@ export function assertSendable(content: Pick<MessageContent, "title" | "body" | 
  * Accepts a send: resolves recipients, validates size, checks quota, writes the messages (pending)
  * and their `created` events in one transaction, then starts one workflow per message. With an
  * Idempotency-Key, a repeated request returns the messages the first one created and starts
- * nothing new (a start with the same workflow id is a no-op). If Temporal is unreachable the
- * messages stay pending in PostgreSQL and the reconciler starts them: accepted means durable.
+ * nothing new (a start with the same workflow id is a no-op); a different request with the same
+ * key (another fingerprint in `options.requestHash`) is refused with `idempotency_key_reused`. If
+ * Temporal is unreachable the messages stay pending in PostgreSQL and the reconciler starts them:
+ * accepted means durable.
  */
 export async function acceptMessages(
   deps: Deps,
@@ -145,6 +153,7 @@ export async function acceptMessages(
   if (idempotencyKey) {
     const previous = await findByIdempotencyKey(deps.db, applicationId, idempotencyKey);
     if (previous.length > 0) {
+      assertSameRequest(previous, options.requestHash);
       await startMessageWorkflows(deps, previous.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id, created_at: m.created_at })));
       return previous.map(view);
     }
@@ -175,6 +184,7 @@ export async function acceptMessages(
       template_version: content.templateVersion ?? null,
       resent_from_id: content.resentFromId ?? null,
       idempotency_key: idempotencyKey ?? null,
+      request_hash: idempotencyKey ? (options.requestHash ?? null) : null,
       is_test: options.isTest ?? false,
     };
   });
@@ -185,6 +195,12 @@ export async function acceptMessages(
       .onConflict(trx.raw("(application_id, idempotency_key, subscription_id) where idempotency_key is not null"))
       .ignore()
       .returning(["id", "subscription_id", "status", "created_at"])) as Array<{ id: string; subscription_id: string; status: string; created_at: Date }>;
+    if (idempotencyKey && created.length < rows.length) {
+      // A concurrent request with this key committed first (ON CONFLICT waited for it, and the next
+      // statement's snapshot sees it). If it was a different request, throwing rolls back what this
+      // one inserted for the recipients the two did not share, rather than leave them to be sent.
+      assertSameRequest(await findByIdempotencyKey(trx, applicationId, idempotencyKey), options.requestHash);
+    }
     if (created.length > 0) {
       await trx("message_events").insert(
         created.map((m) => ({ id: newId(), message_id: m.id, application_id: applicationId, event_type: "created", to_status: "pending", data: JSON.stringify(options.eventData ?? { source: resentFrom.has(m.id) ? "resend" : "api" }) })),
@@ -205,9 +221,10 @@ export async function acceptMessages(
   return accepted.map(view);
 }
 
-async function findByIdempotencyKey(db: Knex, applicationId: string, key: string) {
+/** The messages an Idempotency-Key created, with their request fingerprints (one index lookup). */
+async function findByIdempotencyKey(db: Knex | Knex.Transaction, applicationId: string, key: string) {
   return db("messages")
     .where({ application_id: applicationId, idempotency_key: key })
     .orderBy("id")
-    .select<Array<{ id: string; subscription_id: string; status: string; created_at: Date }>>("id", "subscription_id", "status", "created_at");
+    .select<Array<{ id: string; subscription_id: string; status: string; created_at: Date; request_hash: string | null }>>("id", "subscription_id", "status", "created_at", "request_hash");
 }

@@ -7,7 +7,8 @@ import type { Deps } from "../deps";
 import { ConvertMessageBody, ListMessagesQuery, MessageStatusBody, SendMessageBody, SendTemplateMessageBody, AcceptedMessage } from "./schemas";
 import { acceptMessages, type AcceptedMessageView, type Recipient } from "./accept";
 import { storedPushOptions, PushOptionsShape } from "./push-options";
-import { applyMessageTransition, applySdkAction, type MessageRow, type TransitionResult } from "./transitions";
+import { applyMessageTransition, applySdkAction, type MessageRow, type SdkActionResult, type TransitionResult } from "./transitions";
+import { requestFingerprint } from "./idempotency";
 import { signalMessageWorkflow } from "./workflow-client";
 import { cancelledSignal, convertedSignal, receivedSignal } from "../../workflows/message";
 import { loadTemplateForSend } from "../templates/repository";
@@ -17,7 +18,8 @@ import { iso } from "../http/format";
 const TAG = "Messages";
 const IDEMPOTENCY_HEADER = {
   name: "Idempotency-Key",
-  description: "Repeat a request with the same key to get the first result back; nothing is sent twice.",
+  description:
+    "Repeat a request with the same key to get the first result back; nothing is sent twice. The same key with a different request (body, endpoint or resent message) answers 409 idempotency_key_reused.",
 };
 
 
@@ -58,6 +60,8 @@ async function messageView(deps: Deps, applicationId: string, id: string) {
     template_id: message.template_id,
     template_version: message.template_version,
     resent_from_id: message.resent_from_id,
+    // Set by the receipt; after it a received message is final and a conversion is refused.
+    conversion_window_closes_at: iso(message.conversion_deadline),
     events: events.map((e: { event_type: string; from_status: string | null; to_status: string | null; data: unknown; created_at: Date }) => ({
       event_type: e.event_type,
       from_status: e.from_status,
@@ -89,10 +93,22 @@ function summary(message: MessageRow) {
 
 /**
  * Turns a refused transition into REF-001's answer. Illegal changes answer
- * `message_already_processed` (400, REF-001 §8.3) with the current status, and change nothing.
+ * `message_already_processed` (400, REF-001 §8.3) with the current status, and change nothing. A
+ * conversion after the conversion window answers `409 invalid_status_transition` with when it closed:
+ * the message was not processed further, it became final (SEQ-003 `received --> [*]: 만료`).
  */
-function assertTransition(result: TransitionResult, id: string, attempted: string): MessageRow {
+function assertTransition(result: TransitionResult | SdkActionResult, id: string, attempted: string): MessageRow {
   if (result.outcome === "not_found") throw notFound("message", id);
+  if (result.outcome === "window_closed") {
+    const closedAt = result.closedAt.toISOString();
+    throw new ApiError("invalid_status_transition", `The conversion window closed at ${closedAt}; the message stays received`, {
+      id,
+      status: result.message.status,
+      attempted,
+      received_at: iso(result.message.received_at),
+      conversion_window_closed_at: closedAt,
+    });
+  }
   if (result.outcome === "illegal") {
     throw new ApiError("message_already_processed", `The message is ${result.message.status}; it cannot become ${attempted}`, { id, status: result.message.status, attempted });
   }
@@ -112,12 +128,14 @@ export const messageRoutes: RouteSpec[] = [
     responses: { 201: { description: "Accepted; delivery is asynchronous", schema: AcceptedMessage } },
     handler: async ({ body, deps, application, req }) => {
       const recipient = recipientOf(body);
+      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
       const accepted = await acceptMessages(
         deps,
         application.id,
         recipient,
         { title: body.title ?? null, body: body.body ?? null, data: body.data ?? {}, options: storedPushOptions(pushOptionsOf(body), new Date()) },
-        idempotencyKeyOf(req.header("idempotency-key")),
+        idempotencyKey,
+        { requestHash: idempotencyKey ? requestFingerprint("POST /messages", body) : undefined },
       );
       return sendResponse(accepted, recipient);
     },
@@ -136,12 +154,15 @@ export const messageRoutes: RouteSpec[] = [
       const template = await loadTemplateForSend(deps.db, application.id, body.template_id);
       const rendered = renderTemplate(template.content, body.variables ?? {});
       const options = storedPushOptions({ ...template.content.options, ...pushOptionsOf(body) }, new Date());
+      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
       const accepted = await acceptMessages(
         deps,
         application.id,
         recipient,
         { title: rendered.title, body: rendered.body, data: rendered.data, options, templateId: template.templateId, templateVersion: template.version },
-        idempotencyKeyOf(req.header("idempotency-key")),
+        idempotencyKey,
+        // The request, not the rendering: a template edited since is still the same request.
+        { requestHash: idempotencyKey ? requestFingerprint("POST /messages/template", body) : undefined },
       );
       return sendResponse(accepted, recipient);
     },
@@ -191,7 +212,7 @@ export const messageRoutes: RouteSpec[] = [
     body: MessageStatusBody,
     responses: { 200: { description: "The message status after the receipt" } },
     handler: async ({ params, deps, application }) => {
-      const result = await applySdkAction(deps.db, { messageId: params.id, applicationId: application.id, action: "receive" });
+      const result = await applySdkAction(deps.db, { messageId: params.id, applicationId: application.id, action: "receive", conversionWindowMs: deps.config.AUTOMATA_CONVERSION_WINDOW });
       const message = assertTransition(result, params.id, "received");
       if (result.outcome === "applied") await signalMessageWorkflow(deps, params.id, receivedSignal);
       return { data: { id: message.id, status: message.status, received_at: iso(message.received_at) } };
@@ -211,6 +232,7 @@ export const messageRoutes: RouteSpec[] = [
         messageId: params.id,
         applicationId: application.id,
         action: "convert",
+        conversionWindowMs: deps.config.AUTOMATA_CONVERSION_WINDOW,
         eventData: { action: body.action, ...(body.data ? { data: body.data } : {}) },
       });
       const message = assertTransition(result, params.id, "converted");
@@ -253,6 +275,7 @@ export const messageRoutes: RouteSpec[] = [
         throw new ApiError("message_already_processed", `Only failed messages can be resent; this one is ${original.status}`, { id: params.id, status: original.status });
       }
       if (!original.subscription_id) throw new ApiError("subscription_disabled", "The original subscription no longer exists", { id: params.id });
+      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
       const [accepted] = await acceptMessages(
         deps,
         application.id,
@@ -266,7 +289,9 @@ export const messageRoutes: RouteSpec[] = [
           templateVersion: original.template_version ?? undefined,
           resentFromId: original.id,
         },
-        idempotencyKeyOf(req.header("idempotency-key")),
+        idempotencyKey,
+        // Which message is resent is the whole request: the same key for another one is a different request.
+        { requestHash: idempotencyKey ? requestFingerprint("POST /messages/:id/resend", { message_id: original.id }) : undefined },
       );
       return { status: 201, data: { ...accepted, resent_from_id: original.id } };
     },

@@ -2,10 +2,12 @@ import { z } from "zod";
 import { PushOptionsShape } from "./push-options";
 import { MESSAGE_STATUSES } from "./state-machine";
 import { PaginationQuery } from "../http/pagination";
+import { ExternalUserId } from "../subscriptions/schemas";
 
 const Recipient = {
   subscription_id: z.uuid({ message: "must be a valid UUID" }).optional(),
-  external_id: z.string().trim().min(1).max(255).optional().describe("send to every active push subscription of this user"),
+  // The one shared external-id schema (trimmed), so a send finds the user identify stored.
+  external_id: ExternalUserId.optional().describe("send to every active push subscription of this user"),
 };
 
 /** Custom data delivered with the push (FCM receives every value as a string). */
@@ -54,7 +56,7 @@ export const ConvertMessageBody = z.strictObject({
 export const ListMessagesQuery = PaginationQuery.extend({
   status: z.enum(MESSAGE_STATUSES).optional(),
   subscription_id: z.uuid().optional(),
-  external_id: z.string().min(1).max(255).optional(),
+  external_id: ExternalUserId.optional(),
   campaign_id: z.uuid().optional(),
   from: z.iso.datetime({ offset: true }).optional().describe("created at or after (ISO 8601)"),
   to: z.iso.datetime({ offset: true }).optional().describe("created before (ISO 8601)"),

@@ -25,6 +25,10 @@ export interface MessageRow {
   attempts: number;
   idempotency_key: string | null;
   resent_from_id: string | null;
+  /** Fingerprint of the request that carried `idempotency_key` (NULL: matches any request). */
+  request_hash: string | null;
+  /** When a received message stops accepting a conversion (NULL before it was received, or on rows from before the column). */
+  conversion_deadline: Date | null;
   is_test: boolean;
   subscription_type: string | null;
   sent_at: Date | null;
@@ -112,14 +116,29 @@ function isKnexRaw(value: object): boolean {
   return typeof (value as { toSQL?: unknown }).toSQL === "function";
 }
 
+/** An SDK action's result: a transition result, or a conversion refused because the window closed at `closedAt`. */
+export type SdkActionResult = TransitionResult | { outcome: "window_closed"; message: MessageRow; closedAt: Date };
+
+/** SQL for "now + the window", from a millisecond count bound as a parameter. */
+const PLUS_WINDOW = "?::double precision * interval '1 millisecond'";
+
 /**
  * Applies an SDK receipt or conversion, including the implied receipt of a conversion that arrives
  * first, in one transaction. `noop` means the SDK repeated itself (answered 200, state unchanged).
+ *
+ * The conversion window is decided here and only here (SEQ-003: after it, a received message is
+ * final). A receipt stores `conversion_deadline = received_at + conversionWindowMs`; a conversion
+ * of a received message is applied only while PostgreSQL's clock, read after the row lock is held,
+ * is before that deadline. The message workflow, when its own window timer fires, moves the deadline
+ * to that moment under the same row lock (`closeConversionWindow`), so a conversion racing the
+ * expiry either commits first (and the workflow sees `converted`) or is refused: the database and
+ * the workflow cannot disagree. Rows received before the column existed use `received_at` + the
+ * window given here.
  */
 export async function applySdkAction(
   db: Knex,
-  request: { messageId: string; applicationId: string; action: "receive" | "convert"; eventData?: Record<string, unknown> },
-): Promise<TransitionResult> {
+  request: { messageId: string; applicationId: string; action: "receive" | "convert"; conversionWindowMs: number; eventData?: Record<string, unknown> },
+): Promise<SdkActionResult> {
   return db.transaction(async (trx) => {
     const current = await trx("messages")
       .where({ id: request.messageId, application_id: request.applicationId })
@@ -128,11 +147,44 @@ export async function applySdkAction(
     if (!current) return { outcome: "not_found" as const };
     const plan = planSdkAction(request.action, current.status);
     if (plan === "noop" || plan === "illegal") return { outcome: plan, message: current };
+    if (current.status === "received" && plan.includes("convert")) {
+      // A separate statement after the lock: clock_timestamp() is read while this transaction
+      // holds the row, so nothing can close (or convert) it between the check and the update.
+      const { rows } = await trx.raw<{ rows: Array<{ closes_at: Date; open: boolean }> }>(
+        `SELECT w.closes_at, w.closes_at > clock_timestamp() AS open
+           FROM messages m, LATERAL (SELECT coalesce(m.conversion_deadline, m.received_at + ${PLUS_WINDOW}) AS closes_at) w
+          WHERE m.id = ?`,
+        [request.conversionWindowMs, request.messageId],
+      );
+      const window = rows[0]!;
+      if (!window.open) return { outcome: "window_closed" as const, message: current, closedAt: new Date(window.closes_at) };
+    }
     let last: TransitionResult = { outcome: "noop", message: current };
     for (const step of plan) {
-      last = await applyMessageTransition(trx, { messageId: request.messageId, applicationId: request.applicationId, action: step, eventData: request.eventData });
+      // The receipt opens the conversion window: received_at and the deadline share now().
+      const set = step === "receive" ? { conversion_deadline: trx.raw(`now() + ${PLUS_WINDOW}`, [request.conversionWindowMs]) } : undefined;
+      last = await applyMessageTransition(trx, { messageId: request.messageId, applicationId: request.applicationId, action: step, set, eventData: request.eventData });
       if (last.outcome !== "applied") return last;
     }
     return last.outcome === "applied" ? { ...last, from: current.status } : last;
+  });
+}
+
+/**
+ * Closes a received message's conversion window now, unless it already closed: called by the
+ * message workflow when its window timer fires, under the row lock that conversions take too.
+ * Answers the message's status (`converted` when a conversion committed first).
+ */
+export async function closeConversionWindow(db: Knex, messageId: string): Promise<MessageStatus | undefined> {
+  return db.transaction(async (trx) => {
+    const message = await trx("messages").where("id", messageId).forUpdate().first<{ status: MessageStatus } | undefined>("status");
+    if (!message || message.status !== "received") return message?.status;
+    // Usually the deadline (stored at the receipt) has already passed and nothing is written; it is
+    // moved only when this worker's clock or window ran ahead of the API's.
+    await trx("messages")
+      .where("id", messageId)
+      .where((q) => q.whereNull("conversion_deadline").orWhere("conversion_deadline", ">", trx.raw("clock_timestamp()")))
+      .update({ conversion_deadline: trx.raw("clock_timestamp()") });
+    return message.status;
   });
 }

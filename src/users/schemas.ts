@@ -1,18 +1,17 @@
 import { z } from "zod";
 import { PaginationSchema } from "../http/pagination";
+import { ExternalUserId } from "../subscriptions/schemas";
 
 /** Most subscription ids one identify/logout call may name; an SDK sends a device's few ids. */
 export const MAX_SUBSCRIPTIONS_PER_CALL = 100;
 
 /**
- * The tenant's own user identifier (users.external_id, 1..255 characters). Kept verbatim, not
- * trimmed: it is an opaque key the tenant must be able to look up exactly as it was sent.
+ * The tenant's own user identifier (users.external_id, 1..255 characters after trimming). The
+ * shared {@link ExternalUserId}: every endpoint that takes an external id (identify, logout, the
+ * `/users/:external_id` paths, subscriptions' `user_id`, sends' `external_id`) trims it the same
+ * way, so an id stored by one is found by all the others.
  */
-export const ExternalId = z
-  .string()
-  .min(1, "must not be empty")
-  .max(255, "must be at most 255 characters")
-  .describe("the application's identifier of the user");
+export const ExternalId = ExternalUserId;
 
 const SubscriptionIds = z
   .array(z.uuid({ message: "must be a valid UUID" }))
