@@ -55,9 +55,9 @@ export function referencesRecipient(template: RenderableTemplate): boolean {
  * Refuses campaign variables named like a recipient root (they would be shadowed per recipient)
  * and checks the campaign-wide part of the template now: syntax and required campaign variables,
  * with every recipient field present as a placeholder, so a creation error is never deferred to
- * the batches.
+ * the batches. Answers that placeholder rendering, so the caller can check its size and keys too.
  */
-export function validatePersonalizedTemplate(template: RenderableTemplate, variables: Record<string, unknown>): void {
+export function validatePersonalizedTemplate(template: RenderableTemplate, variables: Record<string, unknown>): RenderedContent {
   const reserved = Object.keys(variables).filter(isRecipientName);
   if (reserved.length > 0) {
     throw new ApiError("validation_error", "The request body failed validation", {
@@ -68,7 +68,8 @@ export function validatePersonalizedTemplate(template: RenderableTemplate, varia
   const probe: Record<string, unknown> = {};
   const names = [...referencedVariables(template), ...(template.variables ?? []).map((v) => v.name)];
   for (const name of names.filter(isRecipientName)) probe[name] = "-";
-  renderTemplate(template, { ...variables, ...collapse(probe) });
+  const rendered = renderTemplate(template, { ...variables, ...collapse(probe) });
+  return { title: rendered.title, body: rendered.body, data: rendered.data };
 }
 
 /** `{"tags.a": x, "tags": {...}}` would conflict in the renderer: keep the deepest names only. */

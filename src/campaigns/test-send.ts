@@ -13,6 +13,7 @@ import { acceptMessages, type ContentSource, type MessageContent, type Recipient
 import { AcceptedMessage } from "../messages/schemas";
 import { renderForRecipient } from "./personalize";
 import type { CampaignRow } from "./repository";
+import { messageOptionsAt } from "./content";
 
 /** Most recipients one test send names (subscriptions, or users whose devices all receive it). */
 export const MAX_TEST_RECIPIENTS = 50;
@@ -37,13 +38,14 @@ export const TestSendResult = z.object({ campaign_id: z.string(), messages: z.ar
  * rendered with this recipient's fields. A recipient the template cannot be rendered for refuses
  * the whole test (before anything is written), naming the subscription.
  */
-function testContent(campaign: CampaignRow): ContentSource {
+function testContent(campaign: CampaignRow, now: Date): ContentSource {
   const { content } = campaign;
   const base: MessageContent = {
     title: content.title,
     body: content.body,
     data: content.data ?? {},
-    options: content.options ?? {},
+    // A test message is accepted now: its ttl_seconds counts from now, not from the campaign's creation.
+    options: messageOptionsAt(content.options, now),
     templateId: campaign.template_id ?? undefined,
     templateVersion: campaign.template_version ?? undefined,
   };
@@ -74,7 +76,7 @@ export const testSendRoutes: RouteSpec[] = [
       const campaign = await deps.db("message_campaigns").where({ id: params.id, application_id: application.id }).first<CampaignRow | undefined>();
       if (!campaign) throw new ApiError("campaign_not_found", undefined, { id: params.id });
       const recipient: Recipient = body.subscription_ids ? { subscriptionIds: body.subscription_ids } : { externalIds: body.external_ids! };
-      const accepted = await acceptMessages(deps, application.id, recipient, testContent(campaign), undefined, {
+      const accepted = await acceptMessages(deps, application.id, recipient, testContent(campaign, new Date()), undefined, {
         isTest: true,
         eventData: { source: "campaign_test", campaign_id: campaign.id },
       });
