@@ -11,6 +11,8 @@ import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, tra
 import { inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
 import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, type DeliveryGroup } from "../src/campaigns/timezones";
+import { messageOptionsAt } from "../src/campaigns/content";
+import { completeEndedRecurringCampaign } from "../src/campaigns/schedules";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
 import { ApiError } from "../src/http/errors";
 import { WorkflowNotFoundError } from "@temporalio/client";
@@ -250,6 +252,13 @@ export function createCampaignActivities(deps: Deps) {
     const limit = ceiling ? Math.min(input.limit, Math.max(1, Math.ceil(ceiling / 6))) : input.limit;
     const pageCount = ceiling ? 1 : Math.max(1, input.pages);
     const criteria = parseTargetingCriteria(campaign.targeting_criteria);
+    // The first page: record the whole audience's size once (all timezone groups), so the stats'
+    // `remaining` includes recipients whose messages are not created yet. Conditional, so a retried
+    // activity or the first page of a later group never changes it; no workflow change needed.
+    if (input.after === null && campaign.audience_size === null) {
+      const [row] = (await audienceQuery(db, campaign.application_id, criteria).count({ n: "*" })) as Array<{ n: string | number }>;
+      await db("message_campaigns").where("id", campaign.id).whereNull("audience_size").update({ audience_size: Number(row?.n ?? 0) });
+    }
     const query = audienceQuery(db, campaign.application_id, criteria, input.group).select("s.id").orderBy("s.id").limit(limit * pageCount);
     if (input.after) query.where("s.id", ">", input.after);
     // Only counts and boundary ids leave the activity: each batch re-reads its slice by range.
@@ -395,7 +404,9 @@ export function createCampaignActivities(deps: Deps) {
           batchNo: range.batchNo,
           templateId: campaign.template_id,
           templateVersion: campaign.template_version,
-          options: content.options ?? {},
+          // ttl_seconds counts from now, when this batch creates its messages (right before they
+          // are sent); a retried activity creates none again, so the expiry is fixed once.
+          options: messageOptionsAt(content.options, new Date()),
           personalized: Boolean(personalized),
           messages: rows,
         });
@@ -532,7 +543,8 @@ export function createCampaignActivities(deps: Deps) {
 
     /**
      * Ends the campaign: running/paused → completed (a campaign
-     * cancelled meanwhile stays cancelled). Answers the final status.
+     * cancelled meanwhile stays cancelled). Answers the final status. The run of a recurring
+     * campaign also ends its parent when that was its last fire (see completeEndedRecurringCampaign).
      */
     async finishCampaign(campaignId: string, outcome: "completed" | "cancelled"): Promise<CampaignStatus> {
       if (outcome === "completed") {
@@ -540,7 +552,16 @@ export function createCampaignActivities(deps: Deps) {
       } else {
         await db("message_campaigns").where("id", campaignId).whereNot("status", "cancelled").whereNot("status", "completed").update({ status: "cancelled", cancelled_at: db.fn.now() });
       }
-      return (await loadCampaign(campaignId)).status;
+      const campaign = await loadCampaign(campaignId);
+      if (campaign.parent_campaign_id !== null) {
+        try {
+          await completeEndedRecurringCampaign(deps, campaign.parent_campaign_id, campaign.run_key ?? undefined);
+        } catch (error) {
+          // Not this run's business to fail over: the reconciler's pass ends the parent instead.
+          deps.logger.warn({ err: error, campaign_id: campaign.parent_campaign_id, run_id: campaignId }, "could not check whether the recurring campaign has ended; the reconciler will");
+        }
+      }
+      return campaign.status;
     },
 
     /**

@@ -4,9 +4,29 @@ import { messageWorkflowId } from "../workflows/message";
 import { WorkflowNotFoundError } from "@temporalio/client";
 import { startCampaign, type StartableCampaign } from "../src/campaigns/workflow-client";
 import { campaignWorkflowId } from "../workflows/campaign";
+import { completeEndedRecurringCampaign } from "../src/campaigns/schedules";
+
+/** A campaign the reconciler looks at: what starting it needs, and whether it is a recurring campaign's run. */
+type ReconciledCampaign = StartableCampaign & { parent_campaign_id: string | null };
 
 /** Activities of the reconciler workflow. */
 export function createReconcilerActivities(deps: Deps) {
+  /** Starts a campaign's missing workflow (answers true) or ensures a recurring campaign's schedule. */
+  async function reconcileCampaign(campaign: StartableCampaign): Promise<boolean> {
+    if (!campaign.schedule) {
+      try {
+        await deps.temporal.workflow.getHandle(campaignWorkflowId(campaign.id)).describe();
+        return false;
+      } catch (error) {
+        if (!(error instanceof WorkflowNotFoundError)) throw error;
+      }
+    }
+    await startCampaign(deps, campaign);
+    if (campaign.schedule) return false;
+    deps.logger.warn({ campaign_id: campaign.id }, "reconciler started the workflow of an orphaned campaign");
+    return true;
+  }
+
   return {
     /**
      * Looks at individually sent messages still pending/errored after `olderThanMs` and starts the
@@ -41,33 +61,46 @@ export function createReconcilerActivities(deps: Deps) {
      * Active campaigns (scheduled, running, paused) older than `olderThanMs` whose driver is missing
      * — the API wrote the row but Temporal was unreachable, and no Idempotency-Key replay came —
      * get it started: the campaign workflow, or the Temporal Schedule of a recurring campaign
-     * (both idempotent). A workflow that exists in any state is left alone.
+     * (both idempotent). A workflow that exists in any state is left alone. A recurring campaign
+     * whose schedule will never fire again, with no run active, is completed.
+     *
+     * Recurring campaigns stay active for as long as they fire, so a pass takes the `limit`
+     * campaigns least recently looked at (never looked at first) and stamps them: an ever-growing
+     * set of long-lived campaigns only makes the rotation longer, it never hides a new orphan
+     * behind the same oldest rows. One campaign that cannot be handled is logged and skipped, and
+     * rows locked by a campaign's activities are skipped, so neither stalls the pass.
      */
-    async restartOrphanedCampaigns(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number }> {
-      const candidates = (await deps
-        .db("message_campaigns")
-        .whereIn("status", ["scheduled", "running", "paused"])
-        .where("created_at", "<", new Date(Date.now() - options.olderThanMs))
-        .orderBy("created_at")
-        .limit(options.limit)
-        .select("id", "application_id", "scheduled_at", "throttle_per_minute", "delivery", "schedule")) as StartableCampaign[];
+    async restartOrphanedCampaigns(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number; completed: number; failed: number }> {
+      const { db } = deps;
+      const candidates = (await db("message_campaigns")
+        .whereIn(
+          "id",
+          db("message_campaigns")
+            .select("id")
+            .whereIn("status", ["scheduled", "running", "paused"])
+            .where("created_at", "<", new Date(Date.now() - options.olderThanMs))
+            .orderByRaw("reconciled_at ASC NULLS FIRST, created_at ASC")
+            .limit(options.limit)
+            .forUpdate()
+            .skipLocked(),
+        )
+        .update({ reconciled_at: db.fn.now() }, ["id", "application_id", "scheduled_at", "throttle_per_minute", "delivery", "schedule", "parent_campaign_id"])) as ReconciledCampaign[];
       let started = 0;
+      let completed = 0;
+      let failed = 0;
       for (const campaign of candidates) {
-        if (!campaign.schedule) {
-          try {
-            await deps.temporal.workflow.getHandle(campaignWorkflowId(campaign.id)).describe();
-            continue;
-          } catch (error) {
-            if (!(error instanceof WorkflowNotFoundError)) throw error;
+        try {
+          if (await reconcileCampaign(campaign)) started += 1;
+          if (campaign.schedule && campaign.parent_campaign_id === null && (await completeEndedRecurringCampaign(deps, campaign.id))) {
+            completed += 1;
+            deps.logger.info({ campaign_id: campaign.id }, "reconciler completed a recurring campaign whose schedule has no fire left");
           }
-        }
-        await startCampaign(deps, campaign);
-        if (!campaign.schedule) {
-          started += 1;
-          deps.logger.warn({ campaign_id: campaign.id }, "reconciler started the workflow of an orphaned campaign");
+        } catch (error) {
+          failed += 1;
+          deps.logger.error({ err: error, campaign_id: campaign.id }, "reconciler could not check the campaign; a later pass looks at it again");
         }
       }
-      return { checked: candidates.length, started };
+      return { checked: candidates.length, started, completed, failed };
     },
   };
 }

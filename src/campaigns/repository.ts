@@ -2,7 +2,7 @@
  * Campaign data access shared by the API and the campaign activities.
  */
 import type { Knex } from "knex";
-import type { StoredPushOptions } from "../messages/push-options";
+import type { CampaignPushOptions } from "./content";
 import type { RenderableTemplate } from "../templates/render";
 import type { TargetingCriteria } from "./targeting";
 import { MESSAGE_STATUSES, type MessageStatus } from "../messages/state-machine";
@@ -13,6 +13,25 @@ export const CAMPAIGN_STATUSES = ["draft", "scheduled", "running", "paused", "co
 /** A campaign status. */
 export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];
 
+/**
+ * A campaign status as the API speaks it (REF-001 §6.3): PostgreSQL keeps DESIGN-003's `running`
+ * (docs/data-model.md), the API answers `in_progress`.
+ */
+export const API_CAMPAIGN_STATUSES = ["draft", "scheduled", "in_progress", "paused", "completed", "cancelled", "failed"] as const;
+
+/** A campaign status in API responses. */
+export type ApiCampaignStatus = (typeof API_CAMPAIGN_STATUSES)[number];
+
+/** The API's name of a stored status: `running` → `in_progress`, the others as they are. */
+export function apiCampaignStatus(status: CampaignStatus): ApiCampaignStatus {
+  return status === "running" ? "in_progress" : status;
+}
+
+/** The stored status an API status filter means (`in_progress`, or its alias `running`, → `running`). */
+export function storedCampaignStatus(status: ApiCampaignStatus | "running"): CampaignStatus {
+  return status === "in_progress" ? "running" : status;
+}
+
 /** Statuses from which a campaign can still send (execute/cancel/pause act on these). */
 export const ACTIVE_CAMPAIGN_STATUSES: readonly CampaignStatus[] = ["draft", "scheduled", "running", "paused"];
 
@@ -21,7 +40,8 @@ export interface CampaignContent {
   title: string | null;
   body: string | null;
   data: Record<string, unknown>;
-  options: StoredPushOptions;
+  /** `ttl_seconds` stays relative: each message's expiration is fixed when its batch creates it. */
+  options: CampaignPushOptions;
   variables: Record<string, unknown>;
   /**
    * The template source when it references recipient fields (`{{tags.x}}`): title/body/data above
@@ -77,6 +97,10 @@ export interface CampaignRow {
   parent_campaign_id: string | null;
   /** The schedule's workflow id of this run (unique per parent). */
   run_key: string | null;
+  /** Recipients the audience had when the campaign started paging (null before that, and for campaigns started before it was recorded). */
+  audience_size: number | null;
+  /** When the reconciler last looked at this campaign (it takes the least recently checked first). */
+  reconciled_at: Date | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -169,4 +193,19 @@ export function reportedCounts(n: CampaignCounts): ReportedCounts {
     cancelled: n.cancelled,
     pending: n.pending + n.errored,
   };
+}
+
+/** Statuses after which a campaign creates no more messages. */
+const FINISHED: readonly CampaignStatus[] = ["completed", "cancelled", "failed"];
+
+/**
+ * Recipients not sent yet (REF-001 §6.5 `remaining`): the unsent messages (pending or errored), plus
+ * the recipients whose messages the batches have not created yet — the audience size recorded when
+ * paging started minus the messages created so far, clamped at 0 (subscriptions that left the
+ * audience meanwhile never get a message). A finished campaign creates none any more, and one not
+ * started yet has no recorded audience: neither adds any.
+ */
+export function remainingRecipients(campaign: Pick<CampaignRow, "status" | "audience_size">, counts: ReportedCounts): number {
+  const notCreated = campaign.audience_size === null || FINISHED.includes(campaign.status) ? 0 : Math.max(0, campaign.audience_size - counts.total);
+  return counts.pending + notCreated;
 }

@@ -10,7 +10,7 @@ import type { Deps } from "../deps";
 import { ApiError } from "../http/errors";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
 import { campaignRunWorkflow } from "../../workflows/campaign-run";
-import type { CampaignRow, CampaignSchedule, CampaignStatus } from "./repository";
+import { ACTIVE_CAMPAIGN_STATUSES, type CampaignRow, type CampaignSchedule, type CampaignStatus } from "./repository";
 
 /**
  * How late a missed fire may still run after an outage (Temporal's default is one year). A push is
@@ -134,6 +134,17 @@ export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cr
     if (!(error instanceof InvalidCronError)) throw error;
     throw new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { "schedule.cron": error.message } });
   }
+}
+
+/**
+ * Refuses an `end_at` that has passed (422 naming `schedule.end_at`): such a schedule never fires
+ * and its campaign would stay in progress with nothing to run. (end_at after start_at is checked by
+ * the body schema; this one depends on the time, so it is checked when a campaign is created, not
+ * when an Idempotency-Key replay answers one that was accepted earlier.)
+ */
+export function assertScheduleEndsLater(schedule: Pick<CampaignSchedule, "end_at">, now: Date): void {
+  if (schedule.end_at === undefined || new Date(schedule.end_at).getTime() > now.getTime()) return;
+  throw new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { "schedule.end_at": "must be in the future" } });
 }
 
 // ---------------------------------------------------------------------------------- schedule
@@ -269,6 +280,67 @@ export async function discardUnscheduledCampaign(deps: Deps, campaign: Pick<Camp
     return;
   }
   await deleteCampaignSchedule(deps, campaign.id);
+}
+
+/**
+ * Refuses a just-created recurring campaign whose schedule has no future fire time — a cron that
+ * matches no date (`0 9 31 2 *`), or none between start_at and end_at — with 422 naming the field,
+ * and undoes the create so nothing is left behind. Temporal computes the fire times (the same
+ * calendar rules that will fire it, e.g. day-of-month AND day-of-week); when it cannot be asked
+ * (unreachable) the campaign stays accepted, and if it never fires the reconciler completes it
+ * (completeEndedRecurringCampaign). Only for the request that inserted the campaign.
+ */
+export async function assertCampaignScheduleFires(deps: Deps, campaign: Pick<CampaignRow, "id" | "application_id"> & { schedule: CampaignSchedule }): Promise<void> {
+  let nextFires: Date[];
+  try {
+    nextFires = (await deps.temporal.schedule.getHandle(campaignScheduleId(campaign.id)).describe()).info.nextActionTimes;
+  } catch (error) {
+    deps.logger.warn({ err: error, campaign_id: campaign.id }, "could not read the new schedule's fire times; the reconciler completes the campaign if it never fires");
+    return;
+  }
+  if (nextFires.length > 0) return;
+  await discardUnscheduledCampaign(deps, campaign);
+  const fields = campaign.schedule.end_at
+    ? { "schedule.end_at": "schedule.cron has no fire time before end_at" }
+    : { "schedule.cron": "matches no date (for example 31 February): it would never fire" };
+  throw new ApiError("validation_error", "The request body failed validation", { in: "body", fields });
+}
+
+/**
+ * Ends a recurring campaign whose schedule will never fire again (end_at passed, or a spec that
+ * matches no date left) once no run of it is active: `completed` with completed_at, and its
+ * schedule deleted (an ended campaign has none). Otherwise it would stay in progress for ever with
+ * next_run_at null. Called when a run finishes (`finishingRunKey`: that run's schedule action,
+ * still open while it reports) and by the reconciler for the parents whose last fire was skipped
+ * or that never fired. Temporal decides "never again" (its nextActionTimes, empty also while
+ * paused when no fire is left); a fire still being turned into a run is a running action, and a
+ * run row still active blocks the conditional update. Answers whether it completed the campaign.
+ */
+export async function completeEndedRecurringCampaign(deps: Deps, campaignId: string, finishingRunKey?: string): Promise<boolean> {
+  const row = await deps
+    .db("message_campaigns")
+    .where("id", campaignId)
+    .first<Pick<CampaignRow, "id" | "status" | "schedule" | "parent_campaign_id"> | undefined>("id", "status", "schedule", "parent_campaign_id");
+  if (!row?.schedule || row.parent_campaign_id !== null || (row.status !== "running" && row.status !== "paused")) return false;
+  let described;
+  try {
+    described = await deps.temporal.schedule.getHandle(campaignScheduleId(campaignId)).describe();
+  } catch (error) {
+    // No schedule to ask (it is created again by the reconciler's ensureCampaignSchedule first).
+    if (error instanceof ScheduleNotFoundError) return false;
+    throw error;
+  }
+  if (described.info.nextActionTimes.length > 0) return false;
+  if (described.info.runningActions.some((action) => action.workflow.workflowId !== finishingRunKey)) return false;
+  const { db } = deps;
+  const updated = await db("message_campaigns")
+    .where("id", campaignId)
+    .whereIn("status", ["running", "paused"])
+    .whereNotExists(db("message_campaigns as run").select(db.raw("1")).where("run.parent_campaign_id", campaignId).whereIn("run.status", ACTIVE_CAMPAIGN_STATUSES))
+    .update({ status: "completed", completed_at: db.fn.now() }, ["id"]);
+  if (updated.length === 0) return false;
+  await deleteCampaignSchedule(deps, campaignId);
+  return true;
 }
 
 /** What GET /campaigns/:id shows of the schedule: the next fire (null when paused, ended or unknown). */
