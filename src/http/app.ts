@@ -19,10 +19,16 @@ export const API_BASE = "/api/v1";
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
+/** Whether the request carries a body (an empty Content-Length: 0 one counts as none). */
+function hasContent(req: Request): boolean {
+  return Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
+}
+
 function asyncRoute(spec: RouteSpec, deps: Deps) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
-      if (spec.body && !req.is("application/json")) {
+      const bare = spec.optionalBody === true && !hasContent(req);
+      if (spec.body && !bare && !req.is("application/json")) {
         throw new ApiError("invalid_request", "Content-Type must be application/json", { header: "Content-Type" });
       }
       assertStorableInput(req.params, "params");
@@ -30,7 +36,7 @@ function asyncRoute(spec: RouteSpec, deps: Deps) {
       if (spec.body) assertStorableInput(req.body, "body");
       const params = spec.params ? parseOrThrow(spec.params, req.params, "params") : req.params;
       const query = spec.query ? parseOrThrow(spec.query, req.query, "query") : {};
-      const body = spec.body ? parseOrThrow(spec.body, req.body, "body") : undefined;
+      const body = spec.body ? parseOrThrow(spec.body, bare ? {} : req.body, "body") : undefined;
       const result = await spec.handler({ body, query, params, application: res.locals.application, deps, req, res });
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
       res.status(result.status ?? 200).json({ status: "success", data: result.data });

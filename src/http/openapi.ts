@@ -70,7 +70,7 @@ export function buildOpenApiDocument(routes: RouteSpec[], serverUrl = "/api/v1")
       security: route.auth === "apiKey" ? [{ ApiKey: [] }] : route.auth === "admin" ? [{ AdminToken: [] }] : [],
       parameters: [...parametersOf(route.params, "path"), ...parametersOf(route.query, "query"), ...headerParams],
       ...(route.body
-        ? { requestBody: { required: true, content: { "application/json": { schema: toSchema(route.body, "input") } } } }
+        ? { requestBody: { required: route.optionalBody !== true, content: { "application/json": { schema: toSchema(route.body, "input") } } } }
         : {}),
       responses,
     };

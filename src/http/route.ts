@@ -52,6 +52,8 @@ export interface RouteSpec<B extends z.ZodType = z.ZodType, Q extends z.ZodType 
   tag: string;
   auth: RouteAuth;
   body?: B;
+  /** A request with no body at all is validated as `{}` (REF-001 shows some POSTs bare); a body that is sent must still be JSON. */
+  optionalBody?: boolean;
   query?: Q;
   params?: P;
   /** Documented success response (status → doc); errors are documented globally. */

@@ -1,8 +1,6 @@
-import type { Request } from "express";
-import { z } from "zod";
 import { defineRoute, type RouteSpec } from "../http/route";
 import { ApiError } from "../http/errors";
-import { IdParams, parseOrThrow } from "../http/validation";
+import { IdParams } from "../http/validation";
 import type { StatusActor } from "./status";
 import {
   AddTagsBody,
@@ -53,18 +51,6 @@ function timezoneOf(topLevel: string | null | undefined, deviceInfo: DeviceInfoI
     });
   }
   return topLevel !== undefined ? topLevel : fromDevice;
-}
-
-/**
- * disable/enable take an optional body: REF-001 documents none, so a bare POST must work, which the
- * framework's `body` (Content-Type required) would refuse. A body that is present must still be JSON.
- */
-function optionalStatusBody(req: Request): z.output<typeof StatusChangeBody> {
-  const hasContent = Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
-  if (hasContent && !req.is("application/json")) {
-    throw new ApiError("invalid_request", "Content-Type must be application/json", { header: "Content-Type" });
-  }
-  return req.body === undefined ? {} : parseOrThrow(StatusChangeBody, req.body, "body");
 }
 
 /** Routes of the subscriptions domain (REF-001 §2). */
@@ -152,9 +138,12 @@ export const subscriptionRoutes: RouteSpec[] = [
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
+    // REF-001 §2.4/§2.5 show a bare POST.
+    body: StatusChangeBody,
+    optionalBody: true,
     responses: { 200: { description: "The subscription after the change", schema: SubscriptionView } },
-    handler: async ({ params, application, deps, req }) => {
-      const actor: StatusActor = optionalStatusBody(req).reason ?? "user";
+    handler: async ({ params, body, application, deps }) => {
+      const actor: StatusActor = body.reason ?? "user";
       await applyStatusAction(deps, application.id, params.id, { type: "disable", actor });
       return { data: await loadSubscriptionView(deps, application.id, params.id) };
     },
@@ -168,9 +157,12 @@ export const subscriptionRoutes: RouteSpec[] = [
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
+    // REF-001 §2.4/§2.5 show a bare POST.
+    body: StatusChangeBody,
+    optionalBody: true,
     responses: { 200: { description: "The subscription after the change", schema: SubscriptionView } },
-    handler: async ({ params, application, deps, req }) => {
-      const actor: StatusActor = optionalStatusBody(req).reason ?? "api";
+    handler: async ({ params, body, application, deps }) => {
+      const actor: StatusActor = body.reason ?? "api";
       await applyStatusAction(deps, application.id, params.id, { type: "enable", actor });
       return { data: await loadSubscriptionView(deps, application.id, params.id) };
     },
