@@ -37,7 +37,8 @@ interface Target {
  * code, attempts, timestamps, campaign and template references) stays so counts and delivery
  * statistics remain correct. `options` and `error_details` can carry rendered variables or provider
  * echoes of the payload/token, the idempotency key is chosen by the tenant (often "welcome-<user>"),
- * and the provider message id links to provider-side logs: all go.
+ * the request hash is derived from the content, and the provider message id links to provider-side
+ * logs: all go.
  */
 function scrubbedMessageColumns(trx: Knex.Transaction): Record<string, unknown> {
   return {
@@ -48,6 +49,9 @@ function scrubbedMessageColumns(trx: Knex.Transaction): Record<string, unknown> 
     error_message: null,
     error_details: trx.raw("'{}'::jsonb"),
     idempotency_key: null,
+    // A hash of the request (content, external id): derived from what is erased, and it would
+    // confirm a guess of it.
+    request_hash: null,
     provider_message_id: null,
     user_id: null,
     subscription_id: null,

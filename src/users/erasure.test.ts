@@ -48,6 +48,7 @@ async function insertMessage(target: TestApp, fields: Record<string, unknown>): 
     provider: "apns",
     provider_message_id: crypto.randomUUID(),
     idempotency_key: `order-shipped-${crypto.randomUUID()}`,
+    request_hash: crypto.createHash("sha256").update("jane's request").digest("hex"),
     error_details: JSON.stringify({ token_suffix: "abcd" }),
     attempts: 1,
     sent_at: new Date(),
@@ -120,6 +121,7 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
       assert.deepEqual(m.error_details, {});
       assert.equal(m.error_message, null);
       assert.equal(m.idempotency_key, null);
+      assert.equal(m.request_hash, null);
       assert.equal(m.provider_message_id, null);
       assert.equal(m.user_id, null);
       assert.equal(m.subscription_id, null);
