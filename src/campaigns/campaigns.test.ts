@@ -12,6 +12,8 @@ import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attribute
 import { audienceQuery, parseTargetingCriteria } from "./targeting";
 import { campaignCounts } from "./repository";
 import { MESSAGE_STATUSES } from "../messages/state-machine";
+import { startCampaignWorkflow } from "./workflow-client";
+import type { CampaignRow } from "./repository";
 
 // Receipt window and retry backoffs shrunk so a campaign's whole lifecycle runs in seconds.
 const TIMING = { AUTOMATA_RECEIPT_TIMEOUT: "3s", AUTOMATA_RETRY_SCALE: "0.0001" };
@@ -78,7 +80,7 @@ describe("campaign execution", () => {
     const subscriptionIds = await seed(appId, 1_200);
     const created = await createCampaign(apiKey, { data: { promo: "spring" }, badge: 1 });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    assert.equal(created.body.data.status, "running");
+    assert.equal(created.body.data.status, "in_progress");
     const id = created.body.data.campaign_id;
 
     const done = await waitForCampaign(apiKey, id, "completed");
@@ -239,11 +241,18 @@ describe("campaign execution", () => {
     assert.equal(during.batchesStarted, before, "no batch starts while paused");
     assert.ok(before < 3);
     assert.equal((await campaignOf(apiKey, id)).status, "paused");
+    // Idempotent, like cancel: pausing a paused campaign answers it again.
     const again = await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey });
-    assert.equal(again.status, 409);
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.data.status, "paused");
+    assert.equal((await handle.query(progressQuery)).batchesStarted, before);
 
     const resumed = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
     assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+    assert.equal(resumed.body.data.status, "in_progress");
+    const resumedAgain = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
+    assert.equal(resumedAgain.status, 200, JSON.stringify(resumedAgain.body));
+    assert.equal(resumedAgain.body.data.status, "in_progress");
     await waitForCampaign(apiKey, id, "completed");
     const count = await app.deps.db("messages").where("campaign_id", id).count({ n: "*" });
     assert.equal(Number(count[0]!.n), 1_100);
@@ -300,10 +309,14 @@ describe("campaign execution", () => {
     assert.deepEqual(await messageStatuses(id), {});
     const resume = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
     assert.equal(resume.status, 409);
+    assert.equal(resume.body.error.code, "invalid_status_transition");
+    const pause = await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey });
+    assert.equal(pause.status, 409, "a scheduled campaign cannot be paused (cancel it, or execute it)");
+    assert.equal(pause.body.error.code, "invalid_status_transition");
 
     const executed = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
     assert.equal(executed.status, 200, JSON.stringify(executed.body));
-    assert.equal(executed.body.data.status, "running");
+    assert.equal(executed.body.data.status, "in_progress");
     assert.ok(executed.body.data.started_at);
     const twice = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
     assert.equal(twice.status, 400);
@@ -316,7 +329,7 @@ describe("campaign execution", () => {
     const { id: appId, apiKey } = await createApp();
     await seed(appId, 3);
     const created = await createCampaign(apiKey, { scheduled_at: new Date(Date.now() - 60_000).toISOString() });
-    assert.equal(created.body.data.status, "running");
+    assert.equal(created.body.data.status, "in_progress");
     await waitForCampaign(apiKey, created.body.data.campaign_id, "completed");
   });
 
@@ -442,5 +455,153 @@ describe("campaign API", () => {
     const rows = (await app.deps.db("messages").where("campaign_id", id).select("title", "body", "template_id", "template_version")) as Array<Record<string, unknown>>;
     assert.equal(rows.length, 4);
     for (const r of rows) assert.deepEqual(r, { title: "Hi Spring", body: "20% off", template_id: templateId, template_version: 1 });
+  });
+});
+
+describe("campaign content is checked at creation", () => {
+  async function campaignRowsOf(appId: string): Promise<number> {
+    const [n] = await app.deps.db("message_campaigns").where("application_id", appId).count<{ count: string }[]>({ count: "*" });
+    return Number(n!.count);
+  }
+
+  test("content no provider would take is refused like POST /messages (400), and nothing is written", async () => {
+    const { id: appId, apiKey } = await createApp();
+    for (const [body, code] of [
+      [{ title: "t".repeat(200) }, "message_too_large"],
+      [{ body: "b".repeat(5_000) }, "message_too_large"],
+      [{ data: { from: "shop" } }, "invalid_message_content"],
+      [{ data: { aps: { alert: "x" } } }, "invalid_message_content"],
+    ] as const) {
+      const res = await createCampaign(apiKey, body);
+      assert.equal(res.status, 400, `${JSON.stringify(body).slice(0, 60)}: ${JSON.stringify(res.body).slice(0, 300)}`);
+      assert.equal(res.body.error.code, code);
+    }
+    assert.equal(await campaignRowsOf(appId), 0);
+    // "from" is reserved by FCM only: a campaign restricted to iOS may carry it.
+    const ios = await createCampaign(apiKey, { data: { from: "shop" }, targeting_criteria: { subscription_types: ["iOSPush"] }, scheduled_at: new Date(Date.now() + 3_600_000).toISOString() });
+    assert.equal(ios.status, 201, JSON.stringify(ios.body));
+    const android = await createCampaign(apiKey, { data: { from: "shop" }, targeting_criteria: { subscription_types: ["AndroidPush"] } });
+    assert.equal(android.status, 400);
+    assert.equal(android.body.error.code, "invalid_message_content");
+    assert.equal(await campaignRowsOf(appId), 1);
+    await app.request("POST", `/campaigns/${ios.body.data.campaign_id}/cancel`, { key: apiKey });
+  });
+
+  test("templates: the rendered text is checked, and a personalized one with placeholders for recipient fields", async () => {
+    const { id: appId, apiKey } = await createApp();
+    const templateOf = async (body: Record<string, unknown>) => {
+      const res = await app.request("POST", "/templates", { key: apiKey, body: { name: `t-${newId()}`, ...body } });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return (res.body.data.template_id ?? res.body.data.id) as string;
+    };
+    const plain = await templateOf({ title_template: "{{promo}}", body_template: "Sale" });
+    const long = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "t", template_id: plain, variables: { promo: "p".repeat(151) } } });
+    assert.equal(long.status, 400, JSON.stringify(long.body));
+    assert.equal(long.body.error.code, "message_too_large");
+    // Already too long before any recipient's name is added.
+    const personalized = await templateOf({ title_template: `Hi {{tags.first_name}} ${"x".repeat(150)}`, body_template: "Sale" });
+    const tooLong = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "t", template_id: personalized } });
+    assert.equal(tooLong.status, 400, JSON.stringify(tooLong.body));
+    assert.equal(tooLong.body.error.code, "message_too_large");
+    const reserved = await templateOf({ title_template: "Hi {{tags.first_name}}", body_template: "Sale", data_template: { from: "{{tags.first_name}}" } });
+    const bad = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "t", template_id: reserved } });
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    assert.equal(bad.body.error.code, "invalid_message_content");
+    assert.equal(await campaignRowsOf(appId), 0);
+  });
+});
+
+describe("ttl_seconds counts from when each batch creates its messages", () => {
+  test("a scheduled campaign, its test sends, and a campaign created before the rule", async () => {
+    const { id: appId, apiKey } = await createApp();
+    const [first] = await seed(appId, 3);
+    const created = await createCampaign(apiKey, { ttl_seconds: 3_600, scheduled_at: new Date(Date.now() + 3_600_000).toISOString() });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.data.campaign_id;
+    assert.deepEqual((await campaignOf(apiKey, id)).options, { ttl_seconds: 3_600 }, "kept relative");
+    // Seconds pass between the create and the sends (hours for a real schedule).
+    await new Promise((r) => setTimeout(r, 2_500));
+
+    const testAt = Math.floor(Date.now() / 1000);
+    const test = await app.request("POST", `/campaigns/${id}/test-send`, { key: apiKey, body: { subscription_ids: [first] } });
+    assert.equal(test.status, 201, JSON.stringify(test.body));
+    const testMessage = (await app.deps.db("messages").where("id", test.body.data.messages[0].message_id).first("options")) as { options: { expiration: number } };
+    assert.ok(testMessage.options.expiration >= testAt + 3_600, `test send expires ${testMessage.options.expiration - testAt} s after it was sent`);
+
+    const executeAt = Math.floor(Date.now() / 1000);
+    assert.equal((await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey })).status, 200);
+    await waitForCampaign(apiKey, id, "completed");
+    const options = (await app.deps.db("messages").where("campaign_id", id).pluck("options")) as Array<{ expiration: number; ttl_seconds?: number }>;
+    assert.equal(options.length, 3);
+    for (const o of options) {
+      assert.ok(o.expiration >= executeAt + 3_600 && o.expiration <= executeAt + 3_600 + 60, `expires ${o.expiration - executeAt} s after execute`);
+      assert.equal(o.ttl_seconds, undefined, "messages carry the provider's absolute expiration only");
+    }
+
+    // A campaign created before ttl_seconds was kept relative: its absolute expiration is kept.
+    const legacyId = newId();
+    const legacyExpiration = Math.floor(Date.now() / 1000) + 7_200;
+    const [legacy] = (await app.deps.db("message_campaigns")
+      .insert({
+        id: legacyId,
+        application_id: appId,
+        name: "legacy",
+        content: JSON.stringify({ title: "t", body: "b", data: {}, options: { expiration: legacyExpiration, badge: 1 }, variables: {} }),
+        targeting_criteria: JSON.stringify({}),
+        status: "running",
+        started_at: new Date(),
+      })
+      .returning("*")) as CampaignRow[];
+    await startCampaignWorkflow(app.deps, legacy!);
+    await waitForCampaign(apiKey, legacyId, "completed");
+    const legacyOptions = (await app.deps.db("messages").where("campaign_id", legacyId).pluck("options")) as unknown[];
+    assert.equal(legacyOptions.length, 3);
+    for (const o of legacyOptions) assert.deepEqual(o, { expiration: legacyExpiration, badge: 1 });
+  });
+});
+
+describe("stats while a campaign is sending", () => {
+  test("remaining counts the recipients whose messages are not created yet; audience_size; in_progress in every answer and filter", async () => {
+    const { id: appId, apiKey } = await createApp();
+    await seed(appId, 60);
+    // 60/min: pages of 10, ten seconds apart, so 50 recipients wait for their batch for a while.
+    const created = await createCampaign(apiKey, { throttle_per_minute: 60 });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.data.status, "in_progress");
+    const id = created.body.data.campaign_id;
+    // The first batch has sent (its messages may already have turned receipt_timeout: 3 s here).
+    await eventually(async () => {
+      const s = await messageStatuses(id);
+      return Object.values(s).reduce((a, b) => a + b, 0) === 10 && !s.pending && !s.errored;
+    }, 30_000, 100);
+    const stats = await statsOf(apiKey, id);
+    assert.equal(stats.status, "in_progress");
+    assert.equal(stats.total_recipients, 10);
+    assert.equal(stats.audience_size, 60);
+    assert.equal(stats.remaining, 50, JSON.stringify(stats));
+    const view = await campaignOf(apiKey, id);
+    assert.equal(view.status, "in_progress");
+    assert.equal(view.audience_size, 60);
+
+    // REF-001's name filters, and the stored name stays an alias.
+    for (const status of ["in_progress", "running"]) {
+      const list = await app.request("GET", `/campaigns?status=${status}`, { key: apiKey });
+      assert.equal(list.status, 200, JSON.stringify(list.body));
+      assert.deepEqual(
+        list.body.data.campaigns.map((c: { id: string; status: string }) => [c.id, c.status]),
+        [[id, "in_progress"]],
+      );
+    }
+    assert.equal((await app.request("GET", "/campaigns?status=sending", { key: apiKey })).status, 422);
+
+    const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
+    assert.equal(cancelled.status, 200);
+    const after = await eventually(async () => {
+      const s = await statsOf(apiKey, id);
+      return s.pending_count === 0 ? s : undefined;
+    }, 30_000, 200);
+    assert.equal(after.status, "cancelled");
+    assert.equal(after.remaining, 0, "a cancelled campaign sends nothing more");
+    assert.equal(after.audience_size, 60);
   });
 });

@@ -3,7 +3,7 @@ import { IdParams } from "../http/validation";
 import { ApiError } from "../http/errors";
 import { paginate, PaginationQuery } from "../http/pagination";
 import { iso } from "../http/format";
-import { campaignCountsOf, reportedCounts, type CampaignRow } from "./repository";
+import { apiCampaignStatus, campaignCountsOf, reportedCounts, type CampaignRow } from "./repository";
 import { changeStatus, loadCampaign } from "./routes";
 import { deleteCampaignSchedule } from "./schedules";
 
@@ -38,7 +38,7 @@ export const recurringCampaignRoutes: RouteSpec[] = [
       const runs = rows.map((r) => ({
         id: r.id,
         name: r.name,
-        status: r.status,
+        status: apiCampaignStatus(r.status),
         started_at: iso(r.started_at),
         completed_at: iso(r.completed_at),
         cancelled_at: iso(r.cancelled_at),
@@ -70,7 +70,7 @@ export const recurringCampaignRoutes: RouteSpec[] = [
           : await changeStatus(deps, application.id, params.id, "be deleted", ["running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
       // PostgreSQL first: a fire racing this delete sees the cancelled campaign and skips.
       await deleteCampaignSchedule(deps, c.id);
-      return { data: { id: c.id, status: c.status, cancelled_at: iso(c.cancelled_at) } };
+      return { data: { id: c.id, status: apiCampaignStatus(c.status), cancelled_at: iso(c.cancelled_at) } };
     },
   }),
 ];

@@ -5,6 +5,7 @@ import { startTestApp, eventually, type TestApp } from "../../test/support/harne
 import { seedPushSubscriptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { campaignWorkflowId } from "../../workflows/campaign";
+import { createReconcilerActivities } from "../../activities/reconciler";
 import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignScheduleId, InvalidCronError, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
@@ -67,7 +68,7 @@ describe("recurring campaigns", () => {
     const subscribers = await seedPushSubscriptions(app, appId, 3);
     const res = await createRecurring(apiKey, { cron: EVERY_3S, timezone: "Asia/Seoul" });
     assert.equal(res.status, 201, JSON.stringify(res.body));
-    assert.equal(res.body.data.status, "running");
+    assert.equal(res.body.data.status, "in_progress");
     const id = res.body.data.campaign_id;
 
     // The schedule exists with the spec, timezone, overlap policy and action asked for.
@@ -146,7 +147,7 @@ describe("recurring campaigns", () => {
     // Resume: fires again.
     const resumed = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
     assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
-    assert.equal(resumed.body.data.status, "running");
+    assert.equal(resumed.body.data.status, "in_progress");
     assert.equal((await describeSchedule(id)).state.paused, false);
     await eventually(async () => (await describeSchedule(id)).info.numActionsTaken > afterPause.info.numActionsTaken, 20_000, 250);
     await eventually(async () => {
@@ -261,5 +262,111 @@ describe("recurring campaigns", () => {
     const one = await get(apiKey, `/campaigns/${id}`);
     assert.equal(one.schedule, null);
     assert.equal("next_run_at" in one, false);
+  });
+});
+
+describe("recurring campaigns end", () => {
+  async function campaignCount(appId: string): Promise<number> {
+    const [n] = await app.deps.db("message_campaigns").where("application_id", appId).count<{ count: string }[]>({ count: "*" });
+    return Number(n!.count);
+  }
+
+  test("an end_at that has passed, or a schedule with no fire left, is refused 422 and nothing is written", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    const past = await createRecurring(apiKey, { cron: NEVER_SOON, end_at: new Date(Date.now() - 60_000).toISOString() });
+    assert.equal(past.status, 422, JSON.stringify(past.body));
+    assert.equal(past.body.error.code, "validation_error");
+    assert.ok(past.body.error.details.fields["schedule.end_at"], JSON.stringify(past.body));
+    const backwards = await createRecurring(apiKey, { cron: NEVER_SOON, start_at: "2031-01-01T00:00:00Z", end_at: "2030-01-01T00:00:00Z" });
+    assert.equal(backwards.status, 422);
+    assert.ok(backwards.body.error.details.fields["schedule.end_at"], JSON.stringify(backwards.body));
+    // 31 February never comes.
+    const never = await createRecurring(apiKey, { cron: "0 9 31 2 *" });
+    assert.equal(never.status, 422, JSON.stringify(never.body));
+    assert.equal(never.body.error.code, "validation_error");
+    assert.ok(never.body.error.details.fields["schedule.cron"], JSON.stringify(never.body));
+    // Mondays from Tuesday 2030-01-01 to Sunday 2030-01-06: none.
+    const empty = await createRecurring(apiKey, { cron: "0 9 * * MON", start_at: "2030-01-01T00:00:00Z", end_at: "2030-01-06T00:00:00Z" });
+    assert.equal(empty.status, 422, JSON.stringify(empty.body));
+    assert.ok(empty.body.error.details.fields["schedule.end_at"], JSON.stringify(empty.body));
+    assert.equal(await campaignCount(appId), 0);
+    // No schedule left behind (schedule visibility lags deletes a little).
+    await eventually(async () => {
+      const found: string[] = [];
+      for await (const schedule of app.deps.temporal.schedule.list({ query: `ApplicationId = "${appId}"` })) found.push(schedule.scheduleId);
+      return found.length === 0;
+    }, 15_000, 500);
+    // The same schedule with a Monday inside the range is fine.
+    const monday = await createRecurring(apiKey, { cron: "0 9 * * MON", start_at: "2030-01-01T00:00:00Z", end_at: "2030-01-08T00:00:00Z" });
+    assert.equal(monday.status, 201, JSON.stringify(monday.body));
+    assert.equal((await get(apiKey, `/campaigns/${monday.body.data.campaign_id}`)).next_run_at, "2030-01-07T09:00:00.000Z");
+  });
+
+  test("after its last fire's run finishes, the recurring campaign is completed and its schedule deleted", async () => {
+    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    await seedPushSubscriptions(app, appId, 2);
+    const endAt = new Date(Date.now() + 7_000);
+    const res = await createRecurring(apiKey, { cron: EVERY_3S, end_at: endAt.toISOString() });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    const done = await eventually(async () => {
+      const c = await get(apiKey, `/campaigns/${id}`);
+      return c.status === "completed" ? c : undefined;
+    }, 40_000, 250);
+    assert.ok(done.completed_at && new Date(done.completed_at).getTime() >= endAt.getTime() - 3_000, done.completed_at);
+    assert.equal(done.next_run_at, null);
+    await assert.rejects(describeSchedule(id), ScheduleNotFoundError);
+    const runs = (await get(apiKey, `/campaigns/${id}/runs`)).runs as Array<{ status: string }>;
+    assert.ok(runs.length >= 1);
+    for (const run of runs) assert.equal(run.status, "completed");
+  });
+
+  test("the reconciler completes a parent that can never fire again, and long-lived campaigns cannot starve its pass", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    // Rows dated 2000 and a pass limited to them (olderThan reaches back to 2001), so campaigns of
+    // other test files sharing this database never take part.
+    const olderThanMs = Date.now() - Date.parse("2001-01-01T00:00:00Z");
+    const insert = async (day: number, row: Record<string, unknown>) => {
+      const id = newId();
+      await app.deps.db("message_campaigns").insert({
+        id,
+        application_id: appId,
+        name: `r-${day}`,
+        content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
+        targeting_criteria: JSON.stringify({ tags: { nobody: id } }),
+        status: "running",
+        started_at: new Date(),
+        created_at: new Date(Date.UTC(2000, 0, day)),
+        ...row,
+      });
+      return id;
+    };
+    const recurring = (cron: string) => ({ campaign_type: "recurring", schedule: JSON.stringify({ cron, timezone: "UTC" }) });
+    // Accepted before schedules were checked: 31 February.
+    const impossible = await insert(1, recurring("0 9 31 2 *"));
+    // Recurring campaigns that stay active for years, older than the orphan behind them.
+    const longLived = [await insert(2, recurring(NEVER_SOON)), await insert(3, recurring(NEVER_SOON)), await insert(4, recurring(NEVER_SOON))];
+    created.push(impossible, ...longLived);
+    // A one-shot campaign whose workflow never started (Temporal was down at its create).
+    const orphan = await insert(5, {});
+    const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
+    const passes = [];
+    for (let i = 0; i < 3; i++) passes.push(await restartOrphanedCampaigns({ olderThanMs, limit: 2 }));
+    assert.deepEqual(
+      passes.map((p) => p.checked),
+      [2, 2, 2],
+    );
+    assert.equal(passes.reduce((n, p) => n + p.started, 0), 1, JSON.stringify(passes));
+    assert.equal(passes.reduce((n, p) => n + p.completed, 0), 1, JSON.stringify(passes));
+    assert.equal(passes.reduce((n, p) => n + p.failed, 0), 0, JSON.stringify(passes));
+    await eventually(async () => (await app.deps.db("message_campaigns").where("id", orphan).first()).status === "completed", 30_000, 200);
+    const ended = await get(apiKey, `/campaigns/${impossible}`);
+    assert.equal(ended.status, "completed");
+    assert.ok(ended.completed_at);
+    await assert.rejects(describeSchedule(impossible), ScheduleNotFoundError);
+    for (const id of longLived) {
+      assert.equal((await get(apiKey, `/campaigns/${id}`)).status, "in_progress");
+      assert.equal((await describeSchedule(id)).state.paused, false);
+    }
   });
 });

@@ -4,22 +4,43 @@ import { ApiError } from "../http/errors";
 import { paginate } from "../http/pagination";
 import type { Deps } from "../deps";
 import { newId } from "../db/ids";
-import { storedPushOptions, PushOptionsShape } from "../messages/push-options";
+import { PushOptionsShape } from "../messages/push-options";
 import type { MessageRow } from "../messages/transitions";
 import { assertQuotaAvailable } from "../quota/quota";
 import { loadTemplateForSend } from "../templates/repository";
 import { renderTemplate } from "../templates/render";
 import { cancelSignal, executeSignal, pauseSignal, resumeSignal } from "../../workflows/campaign";
 import { CampaignMessagesQuery, CreateCampaignBody, CreatedCampaign, EstimateBody, ListCampaignsQuery } from "./schemas";
-import { audienceQuery, parseTargetingCriteria } from "./targeting";
-import { campaignCounts, campaignCountsOf, reportedCounts, type ReportedCounts, type CampaignContent, type CampaignDelivery, type CampaignRow, type CampaignStatus } from "./repository";
+import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "./targeting";
+import {
+  apiCampaignStatus,
+  campaignCounts,
+  campaignCountsOf,
+  remainingRecipients,
+  reportedCounts,
+  storedCampaignStatus,
+  type ReportedCounts,
+  type CampaignContent,
+  type CampaignDelivery,
+  type CampaignRow,
+  type CampaignStatus,
+} from "./repository";
+import { assertCampaignSendable, campaignPushOptions } from "./content";
 import { signalCampaignWorkflow, startCampaign } from "./workflow-client";
 import { iso } from "../http/format";
 import { createHash } from "node:crypto";
 import type { z } from "zod";
 import { stringify as stableStringify } from "safe-stable-stringify";
 import { referencesRecipient, validatePersonalizedTemplate } from "./personalize";
-import { assertValidCampaignSchedule, deleteCampaignSchedule, discardUnscheduledCampaign, nextCampaignRunAt, setCampaignSchedulePaused } from "./schedules";
+import {
+  assertCampaignScheduleFires,
+  assertScheduleEndsLater,
+  assertValidCampaignSchedule,
+  deleteCampaignSchedule,
+  discardUnscheduledCampaign,
+  nextCampaignRunAt,
+  setCampaignSchedulePaused,
+} from "./schedules";
 
 const TAG = "Campaigns";
 const IDEMPOTENCY_HEADER = {
@@ -64,7 +85,7 @@ function campaignView(c: CampaignRow, counts: ReportedCounts) {
     options: c.content.options,
     variables: c.content.variables,
     targeting_criteria: c.targeting_criteria,
-    status: c.status,
+    status: apiCampaignStatus(c.status),
     throttle_per_minute: c.throttle_per_minute,
     delivery: c.delivery,
     scheduled_at: iso(c.scheduled_at),
@@ -76,6 +97,9 @@ function campaignView(c: CampaignRow, counts: ReportedCounts) {
     total_recipients: counts.total,
     successful_count: counts.successful,
     failed_count: counts.failed,
+    // Recorded once when the campaign starts paging (null before); total_recipients counts the
+    // messages created so far, as REF-001's examples show (0 while scheduled).
+    audience_size: c.audience_size,
     campaign_type: c.campaign_type,
     // Recurring campaigns: the schedule as given; runs: the recurring campaign they belong to.
     schedule: c.schedule,
@@ -128,28 +152,42 @@ function fingerprint(body: unknown): string {
 /**
  * What every recipient gets. A template is rendered once here with the campaign variables, unless
  * it references recipient fields (`{{tags.x}}`): then its source is kept and each batch renders it
- * per recipient (the rendered preview below uses placeholders only for validation).
+ * per recipient (the rendered preview below uses placeholders only for validation). The content is
+ * refused here, with POST /messages' codes, when no provider of the audience would take it: later
+ * every message of the campaign would fail the same way. `ttl_seconds` is kept relative (see
+ * content.ts): it counts from each batch's creation, not from this request.
  */
 async function campaignContent(
   deps: Deps,
   applicationId: string,
   body: z.output<typeof CreateCampaignBody>,
+  criteria: TargetingCriteria,
   now: Date,
 ): Promise<{ content: CampaignContent; template?: { templateId: string; version: number } }> {
   if (!body.template_id) {
-    return { content: { title: body.title ?? null, body: body.body ?? null, data: body.data ?? {}, options: storedPushOptions(pushOptionsOf(body), now), variables: {} } };
+    const content: CampaignContent = { title: body.title ?? null, body: body.body ?? null, data: body.data ?? {}, options: campaignPushOptions(pushOptionsOf(body)), variables: {} };
+    assertCampaignSendable(content, criteria, now);
+    return { content };
   }
   const loaded = await loadTemplateForSend(deps.db, applicationId, body.template_id, body.template_version);
   const variables = body.variables ?? {};
-  const options = storedPushOptions({ ...loaded.content.options, ...pushOptionsOf(body) }, now);
+  const options = campaignPushOptions({ ...loaded.content.options, ...pushOptionsOf(body) });
   const template = { templateId: loaded.templateId, version: loaded.version };
   if (referencesRecipient(loaded.content)) {
-    validatePersonalizedTemplate(loaded.content, variables);
+    // Checked now with a one-character placeholder for every recipient field: syntax, campaign
+    // variables, reserved data keys, and sizes of everything but the recipients' own values. What
+    // only a recipient's values decide — a long tag making the title or payload too large, a
+    // missing required field — is checked per recipient when its batch renders and sends the
+    // message: that one message fails (message_too_large / missing_required_variable), the others go.
+    const preview = validatePersonalizedTemplate(loaded.content, variables);
+    assertCampaignSendable({ ...preview, options }, criteria, now);
     const source = { title: loaded.content.title, body: loaded.content.body, dataTemplate: loaded.content.dataTemplate, variables: loaded.content.variables };
     return { content: { title: loaded.content.title ?? null, body: loaded.content.body ?? null, data: {}, options, variables, personalized: source }, template };
   }
   const rendered = renderTemplate(loaded.content, variables);
-  return { content: { title: rendered.title, body: rendered.body, data: rendered.data, options, variables }, template };
+  const content: CampaignContent = { title: rendered.title, body: rendered.body, data: rendered.data, options, variables };
+  assertCampaignSendable(content, criteria, now);
+  return { content, template };
 }
 
 function pushOptionsOf(body: Record<string, unknown>): Record<string, unknown> {
@@ -192,7 +230,7 @@ export const campaignRoutes: RouteSpec[] = [
       const requestHash = idempotencyKey ? fingerprint(body) : null;
       const created = (c: CampaignRow) => ({
         status: 201,
-        data: { campaign_id: c.id, name: c.name, status: c.status, scheduled_at: iso(c.scheduled_at), created_at: iso(c.created_at) },
+        data: { campaign_id: c.id, name: c.name, status: apiCampaignStatus(c.status), scheduled_at: iso(c.scheduled_at), created_at: iso(c.created_at) },
       });
       const replay = async (previous: CampaignRow) => {
         if (previous.request_hash !== null && previous.request_hash !== requestHash) {
@@ -207,7 +245,10 @@ export const campaignRoutes: RouteSpec[] = [
         : undefined;
       if (previous) return replay(previous);
       const now = new Date();
-      const content = await campaignContent(deps, application.id, body, now);
+      // Checked after the replay lookup: a replay of an accepted create answers its campaign even
+      // once its end_at has passed.
+      if (body.schedule) assertScheduleEndsLater(body.schedule, now);
+      const content = await campaignContent(deps, application.id, body, criteria, now);
       const scheduledAt = body.scheduled_at ? new Date(body.scheduled_at) : null;
       const future = scheduledAt !== null && scheduledAt.getTime() > now.getTime();
       const recurring = body.schedule !== undefined;
@@ -249,6 +290,9 @@ export const campaignRoutes: RouteSpec[] = [
       // if its body differed).
       if (!inserted) return replay(await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow>());
       await startDurably(deps, inserted);
+      // A schedule that can never fire (31 February, or no match before end_at) would stay
+      // `in_progress` with nothing to run: Temporal computes its fire times, and this create is undone.
+      if (inserted.schedule) await assertCampaignScheduleFires(deps, { ...inserted, schedule: inserted.schedule });
       return created(inserted);
     },
   }),
@@ -263,7 +307,7 @@ export const campaignRoutes: RouteSpec[] = [
     handler: async ({ query, deps, application }) => {
       // Top-level campaigns only: a recurring campaign's runs are listed under GET /campaigns/:id/runs.
       const q = deps.db("message_campaigns").where("application_id", application.id).whereNull("parent_campaign_id").select("*");
-      if (query.status) q.where("status", query.status);
+      if (query.status) q.where("status", storedCampaignStatus(query.status));
       if (query.from) q.where("created_at", ">=", new Date(query.from));
       if (query.to) q.where("created_at", "<", new Date(query.to));
       const { rows, pagination } = await paginate<CampaignRow>(q, query.page, query.per_page, [
@@ -276,7 +320,7 @@ export const campaignRoutes: RouteSpec[] = [
         return {
           id: c.id,
           name: c.name,
-          status: c.status,
+          status: apiCampaignStatus(c.status),
           scheduled_at: iso(c.scheduled_at),
           started_at: iso(c.started_at),
           completed_at: iso(c.completed_at),
@@ -311,11 +355,11 @@ export const campaignRoutes: RouteSpec[] = [
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
-    responses: { 200: { description: "The running campaign" } },
+    responses: { 200: { description: "The campaign, in progress" } },
     handler: async ({ params, deps, application }) => {
       const c = await changeStatus(deps, application.id, params.id, "execute", ["draft", "scheduled"], { status: "running", started_at: deps.db.fn.now() });
       await signalCampaignWorkflow(deps, c.id, executeSignal);
-      return { data: { id: c.id, status: c.status, started_at: iso(c.started_at) } };
+      return { data: { id: c.id, status: apiCampaignStatus(c.status), started_at: iso(c.started_at) } };
     },
   }),
   defineRoute({
@@ -335,38 +379,43 @@ export const campaignRoutes: RouteSpec[] = [
       // Recurring: no further runs (a run in progress continues; cancel it by its own id).
       if (c.schedule) await deleteCampaignSchedule(deps, c.id);
       else await signalCampaignWorkflow(deps, c.id, cancelSignal);
-      return { data: { id: c.id, status: c.status, cancelled_at: iso(c.cancelled_at) } };
+      return { data: { id: c.id, status: apiCampaignStatus(c.status), cancelled_at: iso(c.cancelled_at) } };
     },
   }),
   defineRoute({
     method: "post",
     path: "/campaigns/:id/pause",
-    summary: "Pause a running campaign: no new batch starts (batches already sending finish)",
+    summary: "Pause a campaign in progress: no new batch starts (batches already sending finish); pausing a paused campaign answers it again",
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
     responses: { 200: { description: "The paused campaign" } },
     handler: async ({ params, deps, application }) => {
-      const c = await changeStatus(deps, application.id, params.id, "pause", ["running"], { status: "paused" });
-      // Recurring: the schedule takes no fire while paused (a run in progress continues).
+      // Idempotent like cancel: a retried pause answers 200 with the paused campaign.
+      const current = await loadCampaign(deps, application.id, params.id);
+      const c = current.status === "paused" ? current : await changeStatus(deps, application.id, params.id, "pause", ["running"], { status: "paused" });
+      // Recurring: the schedule takes no fire while paused (a run in progress continues). Told
+      // again on a repeat too: it re-delivers a change Temporal may have missed the first time.
       if (c.schedule) await setCampaignSchedulePaused(deps, c.id, true);
       else await signalCampaignWorkflow(deps, c.id, pauseSignal);
-      return { data: { id: c.id, status: c.status } };
+      return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },
   }),
   defineRoute({
     method: "post",
     path: "/campaigns/:id/resume",
-    summary: "Resume a paused campaign",
+    summary: "Resume a paused campaign; resuming a campaign in progress answers it again",
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
-    responses: { 200: { description: "The running campaign" } },
+    responses: { 200: { description: "The campaign, in progress" } },
     handler: async ({ params, deps, application }) => {
-      const c = await changeStatus(deps, application.id, params.id, "resume", ["paused"], { status: "running" });
+      // Idempotent like cancel: a retried resume answers 200 with the campaign in progress.
+      const current = await loadCampaign(deps, application.id, params.id);
+      const c = current.status === "running" ? current : await changeStatus(deps, application.id, params.id, "resume", ["paused"], { status: "running" });
       if (c.schedule) await setCampaignSchedulePaused(deps, c.id, false);
       else await signalCampaignWorkflow(deps, c.id, resumeSignal);
-      return { data: { id: c.id, status: c.status } };
+      return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },
   }),
   defineRoute({
@@ -385,7 +434,7 @@ export const campaignRoutes: RouteSpec[] = [
         data: {
           id: c.id,
           name: c.name,
-          status: c.status,
+          status: apiCampaignStatus(c.status),
           total_recipients: n.total,
           successful_count: n.successful,
           failed_count: n.failed,
@@ -393,7 +442,8 @@ export const campaignRoutes: RouteSpec[] = [
           converted_count: n.converted,
           cancelled_count: n.cancelled,
           pending_count: n.pending,
-          remaining: n.pending,
+          audience_size: c.audience_size,
+          remaining: remainingRecipients(c, n),
           channel_stats: { push },
           delivery_rate: rate(n.successful, n.total),
           receive_rate: rate(n.received, n.successful),

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { PushOptionsShape } from "../messages/push-options";
 import { MESSAGE_STATUSES } from "../messages/state-machine";
 import { PaginationQuery } from "../http/pagination";
-import { CAMPAIGN_STATUSES } from "./repository";
+import { API_CAMPAIGN_STATUSES } from "./repository";
 import { isValidTimeZone, LOCAL_TIME_PATTERN } from "./timezones";
 
 const isoDate = z.iso.datetime({ offset: true });
@@ -62,7 +62,8 @@ export const EstimateBody = z.strictObject({ targeting_criteria: z.unknown().opt
 
 /** Query of `GET /campaigns` (REF-001 §6.6). */
 export const ListCampaignsQuery = PaginationQuery.extend({
-  status: z.enum(CAMPAIGN_STATUSES).optional(),
+  // REF-001's `in_progress`; `running` (the stored name, answered before) stays accepted as an alias.
+  status: z.enum([...API_CAMPAIGN_STATUSES, "running"]).optional().describe("in_progress (alias: running), scheduled, paused, completed, cancelled, failed, draft"),
   from: isoDate.optional().describe("created at or after (ISO 8601)"),
   to: isoDate.optional().describe("created before (ISO 8601)"),
 }).strict();
@@ -71,4 +72,4 @@ export const ListCampaignsQuery = PaginationQuery.extend({
 export const CampaignMessagesQuery = PaginationQuery.extend({ status: z.enum(MESSAGE_STATUSES).optional() }).strict();
 
 /** The create answer (REF-001 §6.1). */
-export const CreatedCampaign = z.object({ campaign_id: z.string(), name: z.string(), status: z.string(), scheduled_at: z.string().nullable(), created_at: z.string() });
+export const CreatedCampaign = z.object({ campaign_id: z.string(), name: z.string(), status: z.enum(API_CAMPAIGN_STATUSES), scheduled_at: z.string().nullable(), created_at: z.string() });
