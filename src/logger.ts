@@ -1,5 +1,11 @@
 import pino, { type DestinationStream, type Logger } from "pino";
 
+/** Field names that carry secrets; redacted wherever they appear up to {@link REDACTED_DEPTH} levels down. */
+const SECRET_FIELDS = ["token", "api_key", "apiKey", "password", "signingKey", "signing_key", "private_key", "credentials", "device_token", "plaintext"];
+
+/** How deep a secret field name is still found (pino's wildcards match exactly one level each). */
+const REDACTED_DEPTH = 4;
+
 /**
  * Paths that may carry secrets or personal data; pino replaces them before a line is written.
  * Device tokens, API keys, admin tokens, credentials and template variables never reach logs.
@@ -8,19 +14,50 @@ export const REDACTED_PATHS = [
   "req.headers[\"x-api-key\"]",
   "req.headers.authorization",
   "req.headers.cookie",
-  "*.token",
-  "*.api_key",
-  "*.apiKey",
-  "*.password",
-  "*.signingKey",
-  "*.private_key",
-  "*.credentials",
-  "*.device_token",
-  "*.plaintext",
+  ...SECRET_FIELDS.flatMap((field) => Array.from({ length: REDACTED_DEPTH }, (_, depth) => [...Array<string>(depth).fill("*"), field].join("."))),
 ];
+
+/**
+ * Fields of PostgreSQL errors that quote stored or submitted values (`Key (external_id)=(…)`,
+ * `Failing row contains (…)`, the JSON a statement choked on); the code, constraint, table and
+ * column say what went wrong without them.
+ */
+const VALUE_QUOTING_ERROR_FIELDS = ["detail", "where", "internalQuery", "parameters"];
+
+/** pino's error serializer without the fields that quote row values. */
+export function serializeError(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const serialized = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
+  for (const field of VALUE_QUOTING_ERROR_FIELDS) delete serialized[field];
+  return serialized;
+}
+
+/** Query parameters whose values are never personal: filters, paging, report options. */
+const PLAIN_QUERY_PARAMETERS = new Set(["page", "per_page", "status", "from", "to", "group_by", "channel_type", "channel", "limit", "version", "is_active", "segment"]);
+
+/** Literal path segments below /users/ (everything else there is an external user id). */
+const USERS_ROUTES = new Set(["identify", "logout", "erasure-requests"]);
+
+/**
+ * A request URL as it may be logged: external user ids (in `/users/<id>` and in query values such
+ * as `external_id` or `user_id`) are personal data that erasure cannot reach in a log, so they are
+ * replaced; ids we generate (UUIDs) and plain filters stay, for tracing.
+ */
+export function redactRequestUrl(url: string): string {
+  const queryAt = url.indexOf("?");
+  const path = (queryAt === -1 ? url : url.slice(0, queryAt)).replace(/(\/users\/)([^/]+)/, (whole, prefix: string, segment: string) =>
+    USERS_ROUTES.has(segment) ? whole : `${prefix}[redacted]`,
+  );
+  if (queryAt === -1) return path;
+  const query = [...new URLSearchParams(url.slice(queryAt + 1))]
+    .map(([name, value]) => `${encodeURIComponent(name)}=${PLAIN_QUERY_PARAMETERS.has(name) ? encodeURIComponent(value) : "[redacted]"}`)
+    .join("&");
+  return `${path}?${query}`;
+}
 
 /** Creates the process logger: JSON lines, secrets redacted; `destination` (default stdout) lets tests capture the stream. */
 export function createLogger(level: string, name = "automata-signal", destination?: DestinationStream): Logger {
-  const options = { name, level, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
+  // `error` too: the Temporal SDK logs its failures under that key, which pino would print as `{}`.
+  const options = { name, level, redact: { paths: REDACTED_PATHS, censor: "[redacted]" }, serializers: { err: serializeError, error: serializeError } };
   return destination ? pino(options, destination) : pino(options);
 }

@@ -39,8 +39,15 @@ test("logs carry ids but never device tokens, API keys, the admin token or signi
   const failed = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: bad.id, title: "x" } });
   await eventually(async () => (await app.request("GET", `/messages/${failed.body.data.message_id}`, { key: apiKey })).body.data.status === "failed");
 
+  // External user ids are personal data: looked up by query and by path, they stay out of the logs.
+  const personal = "jane.logged@example.com";
+  await app.request("GET", `/messages?external_id=${encodeURIComponent(personal)}`, { key: apiKey });
+  await app.request("GET", `/subscriptions?user_id=${encodeURIComponent(personal)}`, { key: apiKey });
+  await app.request("GET", `/users/${encodeURIComponent(personal)}/subscriptions`, { key: apiKey });
+
   const output = lines.join("");
   assert.ok(output.length > 0, "something was logged");
+  assert.ok(!output.includes("jane.logged"), "an external user id was logged");
 
   // Useful fields are present: request ids, the application id, message and workflow ids.
   const records = output.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);

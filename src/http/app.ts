@@ -10,6 +10,7 @@ import { assertStorableInput, parseOrThrow } from "./validation";
 import { buildOpenApiDocument, docsPageHtml } from "./openapi";
 import type { RouteSpec } from "./route";
 import { newId } from "../db/ids";
+import { redactRequestUrl, serializeError } from "../logger";
 import { checkReadiness } from "./health";
 import { httpRequestDuration, setBacklogSource } from "../metrics/registry";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "../metrics/exposition";
@@ -83,6 +84,18 @@ export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express 
         return application ? { application_id: application.id } : {};
       },
       autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/metrics" },
+      serializers: {
+        // The URL without external user ids; query and params are dropped (the URL has what is safe of them).
+        req: (req: { id: unknown; method: string; url: string; headers: unknown; remoteAddress?: string; remotePort?: number }) => ({
+          id: req.id,
+          method: req.method,
+          url: redactRequestUrl(req.url),
+          headers: req.headers,
+          remoteAddress: req.remoteAddress,
+          remotePort: req.remotePort,
+        }),
+        err: serializeError,
+      },
     }),
   );
 

@@ -1,0 +1,44 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Writable } from "node:stream";
+import { createLogger, redactRequestUrl, serializeError } from "./logger";
+
+test("request URLs lose external user ids (path and query) but keep routes, UUIDs and plain filters", () => {
+  const cases: Array<[string, string]> = [
+    ["/api/v1/users/bob%40example.com/subscriptions", "/api/v1/users/[redacted]/subscriptions"],
+    ["/api/v1/users/bob", "/api/v1/users/[redacted]"],
+    ["/api/v1/users/identify", "/api/v1/users/identify"],
+    ["/api/v1/users/erasure-requests/0195f0c2-0000-7000-8000-000000000000", "/api/v1/users/erasure-requests/0195f0c2-0000-7000-8000-000000000000"],
+    ["/api/v1/messages?external_id=bob%40example.com&page=2", "/api/v1/messages?external_id=[redacted]&page=2"],
+    ["/api/v1/subscriptions?user_id=u-42&per_page=50&status=1", "/api/v1/subscriptions?user_id=[redacted]&per_page=50&status=1"],
+    ["/api/v1/templates?search=welcome%20jane", "/api/v1/templates?search=[redacted]"],
+    ["/api/v1/messages/0195f0c2-0000-7000-8000-000000000000", "/api/v1/messages/0195f0c2-0000-7000-8000-000000000000"],
+  ];
+  for (const [url, logged] of cases) assert.equal(redactRequestUrl(url), logged, url);
+});
+
+test("errors are logged without PostgreSQL's value-quoting fields", () => {
+  const error = Object.assign(new Error("duplicate key value violates unique constraint"), {
+    code: "23505",
+    constraint: "users_external_id_key",
+    detail: "Key (external_id)=(jane@example.com) already exists.",
+    where: "JSON data, line 1: {\"name\": \"Jane\"",
+  });
+  const logged = serializeError(error) as Record<string, unknown>;
+  assert.equal(logged.code, "23505");
+  assert.equal(logged.constraint, "users_external_id_key");
+  assert.equal(logged.message, error.message);
+  assert.equal(logged.detail, undefined);
+  assert.equal(logged.where, undefined);
+});
+
+test("secret field names are redacted at any depth up to four, and under `error` errors keep their message", () => {
+  const lines: string[] = [];
+  const logger = createLogger("info", "t", new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString()), done()) }));
+  logger.info({ token: "tok-0", a: { signingKey: "key-1" }, b: { c: { api_key: "key-2" } }, d: { e: { f: { private_key: "key-3" } } } }, "x");
+  logger.error({ error: new Error("activity exploded") }, "Activity failed");
+  const [first, second] = lines.map((l) => JSON.parse(l) as Record<string, any>);
+  assert.ok(!/tok-0|key-1|key-2|key-3/.test(JSON.stringify(first)), JSON.stringify(first));
+  assert.equal(first!.d.e.f.private_key, "[redacted]");
+  assert.equal(second!.error.message, "activity exploded");
+});
