@@ -5,6 +5,7 @@ import { newId } from "../src/db/ids";
 import { toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitBatchQuota, refundBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
+import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
@@ -133,24 +134,58 @@ export function createCampaignActivities(deps: Deps) {
     if (changed.length > 0) await refundBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), units: changed.length, refundId: "abort" });
   }
 
+  /**
+   * After a send chunk threw: fails the batch's messages that have been pending longer than the
+   * pending timeout (so a fault that keeps recurring, such as provider credentials that will not
+   * load, ends them instead of retrying the activity for ever). Answers whether any changed.
+   */
+  async function failPendingPastTimeout(range: BatchRange, error: unknown): Promise<boolean> {
+    const changed = await db.transaction((trx) =>
+      transitionMessagesWhere(
+        trx,
+        "fail",
+        (q) => {
+          inBatch(range)(q);
+          q.where("status", "pending").where("created_at", "<", trx.raw("now() - make_interval(secs => ?)", [deps.config.AUTOMATA_PENDING_TIMEOUT / 1000]));
+        },
+        { error_code: "pending_timeout", error_message: `sending kept failing until the pending timeout (${error instanceof Error ? error.name : typeof error}; details in the worker log)` },
+        { error_code: "pending_timeout" },
+      ),
+    );
+    if (changed.length > 0) deps.logger.error({ err: error, campaign_id: range.campaignId, batch: range.batchNo, messages: changed.length }, "campaign batch kept failing past the pending timeout");
+    return changed.length > 0;
+  }
+
   /** Sends the batch's pending messages in locked chunks until none is left. */
   async function sendPending(range: BatchRange, result: BatchSendResult): Promise<void> {
     for (;;) {
-      const count = await db.transaction(async (trx) => {
-        const rows = (await trx("messages as m")
-          .join("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
-          .where(inBatch(range, "m"))
-          .where("m.status", "pending")
-          .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.test_type")
-          .orderBy("m.subscription_id")
-          .limit(SEND_CHUNK)
-          .forUpdate("m")) as SendRow[];
-        if (rows.length > 0) await sendChunk(trx, rows, result);
-        return rows.length;
-      });
+      let count: number;
+      try {
+        count = await sendOneChunk(range, result);
+      } catch (error) {
+        // Temporal retries the activity; only what is past the pending timeout is given up here.
+        if (await failPendingPastTimeout(range, error)) continue;
+        throw error;
+      }
       if (count === 0) break;
       heartbeat({ successful: result.successful, failed: result.failed });
     }
+  }
+
+  /** Locks, sends and records one chunk of the batch's pending messages; answers how many it took. */
+  async function sendOneChunk(range: BatchRange, result: BatchSendResult): Promise<number> {
+    return db.transaction(async (trx) => {
+      const rows = (await trx("messages as m")
+        .join("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
+        .where(inBatch(range, "m"))
+        .where("m.status", "pending")
+        .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.test_type")
+        .orderBy("m.subscription_id")
+        .limit(SEND_CHUNK)
+        .forUpdate("m")) as SendRow[];
+      if (rows.length > 0) await sendChunk(trx, rows, result);
+      return rows.length;
+    });
   }
 
   async function loadCampaign(campaignId: string, trx: Knex | Knex.Transaction = db): Promise<CampaignRow> {
@@ -194,11 +229,23 @@ export function createCampaignActivities(deps: Deps) {
         failed.push(...failUnsent(group, null, "provider_not_configured", error.message));
         continue;
       }
-      // Tokens are decrypted here, inside the activity, and never leave this process.
-      const messages: PushMessage[] = group.map((r) => toPushMessage(r, deps.secrets.decrypt(r.token_ciphertext!)));
+      // Tokens are decrypted here, inside the activity, and never leave this process. One that
+      // will not open fails its own message; the rest of the group is still sent.
+      const sendable: SendRow[] = [];
+      const messages: PushMessage[] = [];
+      for (const row of group) {
+        const token = openDeviceToken(deps, row.token_ciphertext!, { message_id: row.id, subscription_id: row.subscription_id });
+        if (token === undefined) {
+          failed.push(...failUnsent([row], null, TOKEN_UNREADABLE.code, TOKEN_UNREADABLE.message));
+        } else {
+          sendable.push(row);
+          messages.push(toPushMessage(row, token));
+        }
+      }
+      if (messages.length === 0) continue;
       const outcomes: SendOutcome[] = await provider.sendBatch(messages);
       outcomes.forEach((outcome, i) => {
-        const row = group[i]!;
+        const row = sendable[i]!;
         if (outcome.kind === "success") {
           sent.push({ id: row.id, provider: provider.platform, provider_message_id: outcome.providerMessageId, event: { provider: provider.platform, provider_message_id: outcome.providerMessageId } });
         } else if (outcome.kind === "permanent") {

@@ -6,6 +6,7 @@ import type { MessageStatus } from "../src/messages/state-machine";
 import { toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitMessageQuota, refundMessageQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
+import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
 import { ProviderNotConfiguredError, isPushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { afterCommit } from "../src/metrics/after-commit";
 import { messageRetriesTotal, providerErrorsTotal, providerRequestDuration } from "../src/metrics/registry";
@@ -41,6 +42,11 @@ export function createMessageActivities(deps: Deps) {
       eventData: { error_code: errorCode, ...details },
     });
     await refundMessageQuota(trx, { applicationId: message.application_id, messageId: message.id });
+  }
+
+  /** Whether a message accepted at `createdAt` is past the pending timeout (config, as the reconciler reads it). */
+  function pendingTooLong(createdAt: Date): boolean {
+    return Date.now() - new Date(createdAt).getTime() > deps.config.AUTOMATA_PENDING_TIMEOUT;
   }
 
   return {
@@ -95,7 +101,11 @@ export function createMessageActivities(deps: Deps) {
         try {
           const provider = await deps.push.providerFor(message.application_id, subscription.subscription_type, subscription.test_type === 1 || subscription.test_type === 2);
           providerName = provider.platform;
-          const token = deps.secrets.decrypt(subscription.token_ciphertext);
+          const token = openDeviceToken(deps, subscription.token_ciphertext, { message_id: messageId, subscription_id: subscription.id });
+          if (token === undefined) {
+            await failUnsent(trx, message, TOKEN_UNREADABLE.code, TOKEN_UNREADABLE.message);
+            return { status: "failed" as const, errorCode: TOKEN_UNREADABLE.code };
+          }
           const started = process.hrtime.bigint();
           try {
             outcome = await provider.send(toPushMessage({ ...message, options: message.options as StoredPushOptions }, token));
@@ -117,6 +127,13 @@ export function createMessageActivities(deps: Deps) {
           if (error instanceof ProviderNotConfiguredError) {
             await failUnsent(trx, message, "provider_not_configured", error.message);
             return { status: "failed" as const, errorCode: "provider_not_configured" };
+          }
+          // Anything else (credentials that will not load, a client bug) is retried by Temporal, but
+          // not past the pending timeout: a message must end somewhere, not stay pending for ever.
+          if (pendingTooLong(message.created_at)) {
+            deps.logger.error({ err: error, message_id: messageId, application_id: message.application_id }, "sending kept failing past the pending timeout");
+            await failUnsent(trx, message, "pending_timeout", `sending kept failing until the pending timeout (${error instanceof Error ? error.name : typeof error}; details in the worker log)`);
+            return { status: "failed" as const, errorCode: "pending_timeout" };
           }
           throw error;
         }

@@ -299,3 +299,44 @@ test("a batch terminated after a continue-as-new frees its window slot; its unse
   // Batch 0's five units were debited, then refunded by the abort.
   await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 5, 15_000, 200);
 });
+
+test("a device token the worker cannot decrypt fails only its own message (token_unreadable); the rest of the batch is sent", async () => {
+  const { id: appId, apiKey } = await createApp();
+  const tag = newId();
+  const ids = await seed(appId, 6, { tags: () => ({ wave: tag }) });
+  const broken = ids[2]!;
+  await app.deps.db("subscriptions").where("id", broken).update({ token_ciphertext: "v1:not-a-sealed-token" });
+  const id = await createdCampaign(apiKey, { targeting_criteria: { tags: { wave: tag } } });
+  await eventually(async () => (await statusOf(id)) === "completed", 20_000);
+  const messages = await messagesOf(id);
+  assert.equal(messages.length, 6);
+  for (const m of messages) {
+    if (m.subscription_id === broken) {
+      assert.equal(m.status, "failed");
+      assert.equal(m.error_code, "token_unreadable");
+      assert.equal(m.sent_at, null);
+    } else {
+      assert.ok(m.sent_at, `${m.subscription_id} was sent`);
+    }
+  }
+});
+
+test("provider credentials that will not load end a campaign's messages at the pending timeout, not in retries for ever", async () => {
+  const { id: appId, apiKey } = await createApp();
+  const tag = newId();
+  await seed(appId, 3, { tags: () => ({ wave: tag }) });
+  // A row sealed with another key (or damaged): every provider lookup for this application throws.
+  await app.deps.db("applications").where("id", appId).update({ provider_credentials_ciphertext: "v1:not-sealed-credentials" });
+  const id = await createdCampaign(apiKey, { targeting_criteria: { tags: { wave: tag } } });
+  await eventually(async () => (await statusOf(id)) === "completed", 30_000);
+  const messages = await messagesOf(id);
+  assert.equal(messages.length, 3);
+  for (const m of messages) {
+    assert.equal(m.status, "failed");
+    assert.equal(m.error_code, "pending_timeout");
+    assert.equal(m.sent_at, null);
+  }
+  // Never accepted by a provider: the units come back.
+  const stats = (await app.request("GET", `/campaigns/${id}/stats`, { key: apiKey })).body.data;
+  assert.equal(stats.failed_count, 3);
+});

@@ -1,0 +1,21 @@
+import type { Deps } from "../deps";
+
+/** The message failure for a device token this worker's encryption key cannot open. */
+export const TOKEN_UNREADABLE = {
+  code: "token_unreadable",
+  message: "the device token cannot be decrypted with this worker's encryption key (a corrupted row, or a worker with another AUTOMATA_ENCRYPTION_KEY)",
+} as const;
+
+/**
+ * Decrypts a stored device token for sending. A token that will not open fails its own message
+ * (`token_unreadable`) instead of throwing: a throw made Temporal retry the send for ever, and in a
+ * campaign it held back every message of the chunk. The failure is logged with ids only.
+ */
+export function openDeviceToken(deps: Pick<Deps, "secrets" | "logger">, ciphertext: string, ids: Record<string, string>): string | undefined {
+  try {
+    return deps.secrets.decrypt(ciphertext);
+  } catch (error) {
+    deps.logger.error({ err: error, ...ids }, "device token cannot be decrypted");
+    return undefined;
+  }
+}
