@@ -455,6 +455,9 @@ describe("campaign API", () => {
     const rows = (await app.deps.db("messages").where("campaign_id", id).select("title", "body", "template_id", "template_version")) as Array<Record<string, unknown>>;
     assert.equal(rows.length, 4);
     for (const r of rows) assert.deepEqual(r, { title: "Hi Spring", body: "20% off", template_id: templateId, template_version: 1 });
+    // Versions are PostgreSQL integers: past 2^31 - 1 is the caller's mistake, not a 500.
+    const overflow = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "v", template_id: templateId, template_version: 2_147_483_648 } });
+    assert.equal(overflow.status, 422, JSON.stringify(overflow.body));
   });
 });
 

@@ -44,7 +44,8 @@ describe("targeting compiler", () => {
     },
     {
       name: "external_ids: semi-join on the tenant's users",
-      criteria: { external_ids: ["u1", "u2"] },
+      // Trimmed like every other endpoint's external id.
+      criteria: { external_ids: ["u1", " u2 "] },
       sql: `${BASE} and "s"."user_id" in (select "u"."id" from "users" as "u" where "u"."application_id" = ? and "u"."external_id" in (?, ?))`,
       bindings: [APP, 0, "iOSPush", "AndroidPush", APP, "u1", "u2"],
     },

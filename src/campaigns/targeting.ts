@@ -7,6 +7,7 @@ import type { Knex } from "knex";
 import { z } from "zod";
 import { ApiError } from "../http/errors";
 import { PUSH_SUBSCRIPTION_TYPES } from "../providers/types";
+import { ExternalUserId } from "../subscriptions/schemas";
 import type { AudienceGroup } from "./repository";
 
 const tagValue = z.union([z.string().max(255), z.array(z.string().max(255)).min(1).max(100)]);
@@ -20,7 +21,8 @@ export const TargetingCriteriaSchema = z.strictObject({
   subscription_types: z.array(z.enum(PUSH_SUBSCRIPTION_TYPES)).min(1).optional(),
   last_active_after: isoDate.optional(),
   last_active_before: isoDate.optional(),
-  external_ids: z.array(z.string().min(1).max(255)).min(1).max(10_000).optional(),
+  // Trimmed like every other endpoint's external id, so " u1 " reaches the user "u1".
+  external_ids: z.array(ExternalUserId).min(1).max(10_000).optional(),
   test_type: z.union([z.number().int().min(0).max(2), z.null()]).optional().describe("null = production devices only; 1/2 = that test type only"),
 });
 

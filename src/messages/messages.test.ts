@@ -113,8 +113,12 @@ describe("happy path", () => {
     const sub = await createPushSubscription(app, apiKey);
     const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
     await waitForStatus(id, "successful");
-    const converted = await app.request("POST", `/messages/${id}/convert`, { key: apiKey, body: { action: "opened" } });
+    // A bare POST (no body, as an SDK reporting a plain open may send it) means action "opened".
+    const converted = await app.request("POST", `/messages/${id}/convert`, { key: apiKey });
+    assert.equal(converted.status, 200, JSON.stringify(converted.body));
     assert.equal(converted.body.data.status, "converted");
+    const events = await app.deps.db("message_events").where({ message_id: id, event_type: "converted" });
+    assert.equal(events[0]?.data.action, "opened");
     const message = await messageOf(id);
     assert.ok(message.received_at);
     assert.equal(await workflowResult(id), "converted");

@@ -226,6 +226,8 @@ export const messageRoutes: RouteSpec[] = [
     auth: "apiKey",
     params: IdParams,
     body: ConvertMessageBody,
+    // An SDK may report a plain "opened" with no body at all.
+    optionalBody: true,
     responses: { 200: { description: "The message status after the conversion" } },
     handler: async ({ params, body, deps, application }) => {
       const result = await applySdkAction(deps.db, {
