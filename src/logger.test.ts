@@ -25,6 +25,9 @@ test("errors are logged without PostgreSQL's value-quoting fields", () => {
     where: "JSON data, line 1: {\"name\": \"Jane\"",
   });
   const logged = serializeError(error) as Record<string, unknown>;
+  // pino-http hands serializers an error it has already turned into a plain object.
+  const alreadySerialized = serializeError({ type: "DatabaseError", message: error.message, code: "23505", detail: error.detail, where: error.where }) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(alreadySerialized).sort(), ["code", "message", "type"]);
   assert.equal(logged.code, "23505");
   assert.equal(logged.constraint, "users_external_id_key");
   assert.equal(logged.message, error.message);

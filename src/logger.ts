@@ -24,16 +24,24 @@ export const REDACTED_PATHS = [
  */
 const VALUE_QUOTING_ERROR_FIELDS = ["detail", "where", "internalQuery", "parameters"];
 
-/** pino's error serializer without the fields that quote row values. */
+/**
+ * pino's error serializer without the fields that quote row values. pino-http hands its custom
+ * serializers an error it already serialized (a plain object), so those are cleaned too.
+ */
 export function serializeError(error: unknown): unknown {
-  if (!(error instanceof Error)) return error;
-  const serialized = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
-  for (const field of VALUE_QUOTING_ERROR_FIELDS) delete serialized[field];
-  return serialized;
+  const serialized = error instanceof Error ? (pino.stdSerializers.err(error) as unknown as Record<string, unknown>) : error;
+  if (serialized === null || typeof serialized !== "object") return serialized;
+  const cleaned: Record<string, unknown> = { ...(serialized as Record<string, unknown>) };
+  for (const field of VALUE_QUOTING_ERROR_FIELDS) delete cleaned[field];
+  return cleaned;
 }
 
 /** Query parameters whose values are never personal: filters, paging, report options. */
-const PLAIN_QUERY_PARAMETERS = new Set(["page", "per_page", "status", "from", "to", "group_by", "channel_type", "channel", "limit", "version", "is_active", "segment"]);
+const PLAIN_QUERY_PARAMETERS = new Set([
+  "page", "per_page", "status", "from", "to", "group_by", "channel_type", "channel", "limit", "version", "is_active", "segment",
+  // Ids we generate (UUIDs): pseudonymous, and what a trace needs.
+  "subscription_id", "campaign_id", "template_id", "message_id",
+]);
 
 /** Literal path segments below /users/ (everything else there is an external user id). */
 const USERS_ROUTES = new Set(["identify", "logout", "erasure-requests"]);

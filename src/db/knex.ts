@@ -16,6 +16,9 @@ export function createDb(url: string, poolMax = 20): Knex {
     connection: { connectionString: url, application_name: "automata-signal" },
     pool: { min: 0, max: poolMax },
     acquireConnectionTimeout: 10_000,
+    // knex's default prefixes a failed query's error message with the SQL and its bound values
+    // filled in (titles, external ids, tags), which then reach every log line of that error.
+    compileSqlOnError: false,
   });
   Model.knex(db);
   return db;

@@ -164,8 +164,11 @@ function toApiError(error: unknown): ApiError {
   if (error instanceof z.ZodError) return new ApiError("validation_error", "The request data failed validation");
   // Express's router (a path with a malformed %-escape) and body-parser (a body that does not
   // inflate) mark the client's mistakes with a 4xx status but no type.
+  // Only those two: a 4xx that some dependency's client raised (a 401 from an HTTP call) is our
+  // failure, not the caller's, and stays a logged 500.
   const status = (error as { status?: unknown; statusCode?: unknown } | null)?.status ?? (error as { statusCode?: unknown } | null)?.statusCode;
-  if (typeof status === "number" && status >= 400 && status < 500) {
+  const fromRequestParsing = error instanceof URIError || (error as { expose?: unknown } | null)?.expose === true;
+  if (fromRequestParsing && typeof status === "number" && status >= 400 && status < 500) {
     if (status === 413) return new ApiError("payload_too_large", "The request body is too large");
     if (error instanceof URIError) return new ApiError("invalid_request", "The request path is not validly percent-encoded");
     const exposed = (error as { expose?: unknown }).expose === true && error instanceof Error ? error.message : "The request could not be read";
