@@ -20,24 +20,38 @@ import type { Knex } from "knex";
  *   untrimmed id of the application trims to the same value (the oldest one is trimmed).
  */
 export async function up(knex: Knex): Promise<void> {
+  // knex runs a release's pending migrations in one transaction, so every lock taken here is held
+  // until the last of them commits: the scan of users comes first, while messages is not locked,
+  // and the ALTER (a catalog change, instant once it has its lock) gives up rather than queue
+  // behind a long transaction with every send queued behind it.
+  await trimExternalIds(knex);
+  await knex.raw(`SET LOCAL lock_timeout = '10s'`);
   await knex.raw(`ALTER TABLE messages
     ADD COLUMN request_hash text NULL,
     ADD COLUMN conversion_deadline timestamptz NULL`);
-  await trimExternalIds(knex);
 }
 
 /**
- * Trims users' external ids that have whitespace at either end (`\s` in PostgreSQL's regex), one
+ * The characters JavaScript's String.prototype.trim (zod's .trim(), which the API applies) removes:
+ * ASCII whitespace and line ends, NBSP, the BOM and Unicode's space separators (U+3000, the
+ * ideographic space Korean and Japanese input produce, among them). PostgreSQL's \s is ASCII-only
+ * under the C locale.
+ */
+export const TRIMMED_WHITESPACE = "[\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]";
+
+/**
+ * Trims users' external ids that have whitespace at either end ({@link TRIMMED_WHITESPACE}), one
  * row per trimmed value (the oldest) so the unique key cannot collide, and none whose trimmed id
  * another user of the application already has. Idempotent. Exported for its test, which limits it
  * to its own application (the test database is shared).
  */
 export async function trimExternalIds(knex: Knex, applicationId?: string): Promise<number> {
+  const WS = TRIMMED_WHITESPACE;
   const result = await knex.raw(`WITH candidates AS (
-      SELECT id, application_id, regexp_replace(external_id, '^\\s+|\\s+$', '', 'g') AS trimmed,
-             row_number() OVER (PARTITION BY application_id, regexp_replace(external_id, '^\\s+|\\s+$', '', 'g') ORDER BY created_at, id) AS rank
+      SELECT id, application_id, regexp_replace(external_id, '^${WS}+|${WS}+$', '', 'g') AS trimmed,
+             row_number() OVER (PARTITION BY application_id, regexp_replace(external_id, '^${WS}+|${WS}+$', '', 'g') ORDER BY created_at, id) AS rank
         FROM users
-       WHERE external_id ~ '^\\s|\\s$' AND (?::uuid IS NULL OR application_id = ?::uuid)
+       WHERE external_id ~ '^${WS}|${WS}$' AND (?::uuid IS NULL OR application_id = ?::uuid)
     )
     UPDATE users u SET external_id = c.trimmed
       FROM candidates c

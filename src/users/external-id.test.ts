@@ -141,14 +141,18 @@ describe("migration 20261201000400 trims stored external ids", () => {
     const older = await insert(` twin-${tag}`, "2026-01-01T00:00:00Z");
     const newer = await insert(`twin-${tag} `, "2026-01-02T00:00:00Z");
     const blank = await insert("   ", "2026-01-01T00:00:00Z");
+    // What JavaScript's trim (the API's) removes beyond ASCII: the ideographic space of Korean
+    // input, NBSP, the BOM.
+    const wide = await insert(`\u3000wide-${tag}\u00a0\ufeff`, "2026-01-01T00:00:00Z");
 
-    assert.equal(await trimExternalIds(app.deps.db, appId), 2);
+    assert.equal(await trimExternalIds(app.deps.db, appId), 3);
     const idOf = async (id: string) => (await app.deps.db("users").where({ id }).first("external_id")).external_id;
     assert.equal(await idOf(lone), `lone-${tag}`);
     assert.equal(await idOf(taken), ` taken-${tag}`, "left alone: another user already has the trimmed id");
     assert.equal(await idOf(older), `twin-${tag}`, "the oldest of two that trim alike");
     assert.equal(await idOf(newer), `twin-${tag} `);
     assert.equal(await idOf(blank), "   ");
+    assert.equal(await idOf(wide), `wide-${tag}`);
     assert.equal(await trimExternalIds(app.deps.db, appId), 0, "idempotent");
   });
 });
