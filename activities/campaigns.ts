@@ -7,7 +7,7 @@ import { debitBatchQuota, refundBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
-import { audienceQuery, parseTargetingCriteria } from "../src/campaigns/targeting";
+import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
 import { inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
 import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
@@ -66,6 +66,9 @@ export interface BatchSendResult {
 
 /** Messages sent per transaction: the rows stay locked while the provider answers (cancel waits). */
 const SEND_CHUNK = 100;
+
+/** Longest the one-off audience count may take before it is given up (query_canceled). */
+const AUDIENCE_COUNT_TIMEOUT_MS = 20_000;
 
 /** How often a batch send heartbeats; the batch workflow's heartbeat timeout is a few of these. */
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -290,6 +293,24 @@ export function createCampaignActivities(deps: Deps) {
     }
   }
 
+  /**
+   * Counts the whole audience (all timezone groups) once, best effort: the count is for the stats'
+   * `remaining`, so a huge audience whose count outlasts AUDIENCE_COUNT_TIMEOUT leaves it unknown
+   * (null) rather than delaying the first batch or failing the activity that starts the campaign.
+   */
+  async function recordAudienceSize(campaign: CampaignRow, criteria: TargetingCriteria): Promise<void> {
+    try {
+      await db.transaction(async (trx) => {
+        await trx.raw(`SET LOCAL statement_timeout = ${AUDIENCE_COUNT_TIMEOUT_MS}`);
+        const [row] = (await audienceQuery(trx, campaign.application_id, criteria).count({ n: "*" })) as Array<{ n: string | number }>;
+        await trx("message_campaigns").where("id", campaign.id).whereNull("audience_size").update({ audience_size: Number(row?.n ?? 0) });
+      });
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== "57014") throw error;
+      deps.logger.warn({ campaign_id: campaign.id }, "audience count took too long; the campaign's remaining count is left unknown");
+    }
+  }
+
   /** See nextAudiencePages. */
   async function nextPages(input: { campaignId: string; after: string | null; limit: number; pages: number; group?: AudienceGroup }): Promise<AudiencePages> {
     const campaign = await loadCampaign(input.campaignId);
@@ -302,10 +323,7 @@ export function createCampaignActivities(deps: Deps) {
     // The first page: record the whole audience's size once (all timezone groups), so the stats'
     // `remaining` includes recipients whose messages are not created yet. Conditional, so a retried
     // activity or the first page of a later group never changes it; no workflow change needed.
-    if (input.after === null && campaign.audience_size === null) {
-      const [row] = (await audienceQuery(db, campaign.application_id, criteria).count({ n: "*" })) as Array<{ n: string | number }>;
-      await db("message_campaigns").where("id", campaign.id).whereNull("audience_size").update({ audience_size: Number(row?.n ?? 0) });
-    }
+    if (input.after === null && campaign.audience_size === null) await recordAudienceSize(campaign, criteria);
     const query = audienceQuery(db, campaign.application_id, criteria, input.group).select("s.id").orderBy("s.id").limit(limit * pageCount);
     if (input.after) query.where("s.id", ">", input.after);
     // Only counts and boundary ids leave the activity: each batch re-reads its slice by range.

@@ -321,6 +321,8 @@ describe("campaign execution", () => {
     const twice = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
     assert.equal(twice.status, 400);
     assert.ok(["campaign_already_started", "campaign_already_completed"].includes(twice.body.error.code));
+    // Refusals speak REF-001's names too.
+    assert.ok(["in_progress", "completed"].includes(twice.body.error.details.status), JSON.stringify(twice.body.error));
     await waitForCampaign(apiKey, id, "completed");
     assert.equal(Object.values(await messageStatuses(id)).reduce((a, b) => a + b, 0), 20);
   });

@@ -9,8 +9,10 @@ const NOW_S = Math.floor(NOW.getTime() / 1000);
 
 describe("campaign push options", () => {
   test("ttl_seconds stays relative in the campaign and is fixed when a message is created", () => {
-    const stored = campaignPushOptions({ ttl_seconds: 600, badge: 2, title: "not an option" });
-    assert.deepEqual(stored, { ttl_seconds: 600, badge: 2 });
+    const created = new Date(NOW.getTime() - 86_400_000);
+    const stored = campaignPushOptions({ ttl_seconds: 600, badge: 2, title: "not an option" }, created);
+    // The absolute expiration is for the previous release's workers only; this release overrides it.
+    assert.deepEqual(stored, { ttl_seconds: 600, badge: 2, expiration: Math.floor(created.getTime() / 1000) + 600 });
     assert.deepEqual(messageOptionsAt(stored, NOW), { badge: 2, expiration: NOW_S + 600 });
     const hoursLater = new Date(NOW.getTime() + 5 * 3_600_000);
     assert.equal(messageOptionsAt(stored, hoursLater).expiration, NOW_S + 5 * 3_600 + 600);

@@ -18,11 +18,25 @@ import type { TargetingCriteria } from "./targeting";
  */
 export type CampaignPushOptions = StoredPushOptions & { ttl_seconds?: number };
 
-/** Picks the push options out of a create body (or a template's options), `ttl_seconds` left relative. */
-export function campaignPushOptions(input: Record<string, unknown>): CampaignPushOptions {
+/**
+ * Picks the push options out of a create body (or a template's options), `ttl_seconds` left
+ * relative. An absolute `expiration` from `createdAt` is stored beside it for workers of the
+ * previous release (during a rolling deploy or after a rollback), which read only `expiration`:
+ * they send with the old create-time expiry rather than none; this release's batches override it.
+ */
+export function campaignPushOptions(input: Record<string, unknown>, createdAt: Date): CampaignPushOptions {
   const options: Record<string, unknown> = {};
   for (const key of Object.keys(PushOptionsShape)) if (input[key] !== undefined) options[key] = input[key];
+  const ttl = options.ttl_seconds as number | undefined;
+  if (ttl !== undefined) options.expiration = Math.floor(createdAt.getTime() / 1000) + ttl;
   return options as CampaignPushOptions;
+}
+
+/** A campaign's options as the API shows them: with `ttl_seconds`, the previous-release `expiration` is not shown. */
+export function campaignOptionsView(options: CampaignPushOptions | null | undefined): CampaignPushOptions {
+  if (options?.ttl_seconds === undefined) return options ?? {};
+  const { expiration: _legacy, ...shown } = options;
+  return shown;
 }
 
 /**

@@ -25,7 +25,7 @@ import {
   type CampaignRow,
   type CampaignStatus,
 } from "./repository";
-import { assertCampaignSendable, campaignPushOptions } from "./content";
+import { assertCampaignSendable, campaignOptionsView, campaignPushOptions } from "./content";
 import { signalCampaignWorkflow, startCampaign } from "./workflow-client";
 import { iso } from "../http/format";
 import { createHash } from "node:crypto";
@@ -82,7 +82,7 @@ function campaignView(c: CampaignRow, counts: ReportedCounts) {
     title: c.content.title,
     body: c.content.body,
     data: c.content.data,
-    options: c.content.options,
+    options: campaignOptionsView(c.content.options),
     variables: c.content.variables,
     targeting_criteria: c.targeting_criteria,
     status: apiCampaignStatus(c.status),
@@ -109,11 +109,12 @@ function campaignView(c: CampaignRow, counts: ReportedCounts) {
 
 /** Refuses a state change with the REF-001 code for where the campaign is. */
 function refuse(c: CampaignRow, action: string): never {
+  const status = apiCampaignStatus(c.status);
   if (c.status === "completed" || c.status === "failed" || c.status === "cancelled") {
-    throw new ApiError("campaign_already_completed", `The campaign is ${c.status}; it cannot ${action}`, { id: c.id, status: c.status });
+    throw new ApiError("campaign_already_completed", `The campaign is ${status}; it cannot ${action}`, { id: c.id, status });
   }
-  if (action === "execute") throw new ApiError("campaign_already_started", `The campaign is ${c.status}`, { id: c.id, status: c.status });
-  throw new ApiError("invalid_status_transition", `The campaign is ${c.status}; it cannot ${action}`, { id: c.id, status: c.status });
+  if (action === "execute") throw new ApiError("campaign_already_started", `The campaign is ${status}`, { id: c.id, status });
+  throw new ApiError("invalid_status_transition", `The campaign is ${status}; it cannot ${action}`, { id: c.id, status });
 }
 
 /**
@@ -165,13 +166,13 @@ async function campaignContent(
   now: Date,
 ): Promise<{ content: CampaignContent; template?: { templateId: string; version: number } }> {
   if (!body.template_id) {
-    const content: CampaignContent = { title: body.title ?? null, body: body.body ?? null, data: body.data ?? {}, options: campaignPushOptions(pushOptionsOf(body)), variables: {} };
+    const content: CampaignContent = { title: body.title ?? null, body: body.body ?? null, data: body.data ?? {}, options: campaignPushOptions(pushOptionsOf(body), now), variables: {} };
     assertCampaignSendable(content, criteria, now);
     return { content };
   }
   const loaded = await loadTemplateForSend(deps.db, applicationId, body.template_id, body.template_version);
   const variables = body.variables ?? {};
-  const options = campaignPushOptions({ ...loaded.content.options, ...pushOptionsOf(body) });
+  const options = campaignPushOptions({ ...loaded.content.options, ...pushOptionsOf(body) }, now);
   const template = { templateId: loaded.templateId, version: loaded.version };
   if (referencesRecipient(loaded.content)) {
     // Checked now with a one-character placeholder for every recipient field: syntax, campaign

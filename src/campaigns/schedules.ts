@@ -5,7 +5,7 @@
  * fire re-checks it, so a schedule call that failed delays nothing that matters: the run is skipped
  * and the schedule converges on the next reconcile or fire.
  */
-import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type ScheduleOptions } from "@temporalio/client";
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowNotFoundError, type ScheduleOptions } from "@temporalio/client";
 import type { Deps } from "../deps";
 import { ApiError } from "../http/errors";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
@@ -331,7 +331,12 @@ export async function completeEndedRecurringCampaign(deps: Deps, campaignId: str
     throw error;
   }
   if (described.info.nextActionTimes.length > 0) return false;
-  if (described.info.runningActions.some((action) => action.workflow.workflowId !== finishingRunKey)) return false;
+  // Temporal refreshes runningActions only when it next starts something or is told to, so after
+  // the last fire a finished run can still be listed here: ask each listed run itself.
+  for (const action of described.info.runningActions) {
+    if (action.workflow.workflowId === finishingRunKey) continue;
+    if (await isRunning(deps, action.workflow.workflowId)) return false;
+  }
   const { db } = deps;
   const updated = await db("message_campaigns")
     .where("id", campaignId)
@@ -341,6 +346,16 @@ export async function completeEndedRecurringCampaign(deps: Deps, campaignId: str
   if (updated.length === 0) return false;
   await deleteCampaignSchedule(deps, campaignId);
   return true;
+}
+
+/** Whether a schedule's run workflow (its latest run) is still running; one Temporal no longer has is not. */
+async function isRunning(deps: Deps, workflowId: string): Promise<boolean> {
+  try {
+    return (await deps.temporal.workflow.getHandle(workflowId).describe()).status.name === "RUNNING";
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return false;
+    throw error;
+  }
 }
 
 /** What GET /campaigns/:id shows of the schedule: the next fire (null when paused, ended or unknown). */
