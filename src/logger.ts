@@ -14,6 +14,8 @@ export const REDACTED_PATHS = [
   "req.headers[\"x-api-key\"]",
   "req.headers.authorization",
   "req.headers.cookie",
+  // Tenants often build it from their user ids ("welcome-<user>"); erasure clears it in the database.
+  "req.headers[\"idempotency-key\"]",
   ...SECRET_FIELDS.flatMap((field) => Array.from({ length: REDACTED_DEPTH }, (_, depth) => [...Array<string>(depth).fill("*"), field].join("."))),
 ];
 

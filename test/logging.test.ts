@@ -44,6 +44,7 @@ test("logs carry ids but never device tokens, API keys, the admin token or signi
   await app.request("GET", `/messages?external_id=${encodeURIComponent(personal)}`, { key: apiKey });
   await app.request("GET", `/subscriptions?user_id=${encodeURIComponent(personal)}`, { key: apiKey });
   await app.request("GET", `/users/${encodeURIComponent(personal)}/subscriptions`, { key: apiKey });
+  await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, title: "Hi" }, headers: { "Idempotency-Key": `welcome-${personal}` } });
 
   const output = lines.join("");
   assert.ok(output.length > 0, "something was logged");
