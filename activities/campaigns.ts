@@ -120,21 +120,35 @@ export function createCampaignActivities(deps: Deps) {
     return Math.max(0, Math.round(untilFreeMs - spanMs));
   }
 
-  /** Fails the unsent messages of a batch whose workflow ended abnormally and refunds them. */
-  async function abortBatch(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<void> {
+  /**
+   * Fails the batch's messages that `where` picks (their status must allow it) with `errorCode`,
+   * in one transaction; answers how many changed.
+   */
+  async function failInBatch(
+    batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">,
+    where: (q: Knex.QueryBuilder, trx: Knex.Transaction) => void,
+    errorCode: string,
+    errorMessage: string,
+  ): Promise<number> {
     const changed = await db.transaction((trx) =>
       transitionMessagesWhere(
         trx,
         "fail",
         (q) => {
           inBatch(batch)(q);
-          q.whereIn("status", ["pending", "errored"]);
+          where(q, trx);
         },
-        { error_code: "batch_aborted", error_message: "the batch workflow ended before sending this message" },
-        { error_code: "batch_aborted" },
+        { error_code: errorCode, error_message: errorMessage },
+        { error_code: errorCode },
       ),
     );
-    if (changed.length > 0) await refundBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), units: changed.length, refundId: "abort" });
+    return changed.length;
+  }
+
+  /** Fails the unsent messages of a batch whose workflow ended abnormally and refunds them. */
+  async function abortBatch(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<void> {
+    const changed = await failInBatch(batch, (q) => q.whereIn("status", ["pending", "errored"]), "batch_aborted", "the batch workflow ended before sending this message");
+    if (changed > 0) await refundBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), units: changed, refundId: "abort" });
   }
 
   /**
@@ -143,20 +157,14 @@ export function createCampaignActivities(deps: Deps) {
    * load, ends them instead of retrying the activity for ever). Answers whether any changed.
    */
   async function failPendingPastTimeout(range: BatchRange, error: unknown): Promise<boolean> {
-    const changed = await db.transaction((trx) =>
-      transitionMessagesWhere(
-        trx,
-        "fail",
-        (q) => {
-          inBatch(range)(q);
-          q.where("status", "pending").where("created_at", "<", trx.raw("now() - make_interval(secs => ?)", [deps.config.AUTOMATA_PENDING_TIMEOUT / 1000]));
-        },
-        { error_code: "pending_timeout", error_message: `sending kept failing until the pending timeout (${error instanceof Error ? error.name : typeof error}; details in the worker log)` },
-        { error_code: "pending_timeout" },
-      ),
+    const changed = await failInBatch(
+      range,
+      (q, trx) => q.where("status", "pending").where("created_at", "<", trx.raw("now() - make_interval(secs => ?)", [deps.config.AUTOMATA_PENDING_TIMEOUT / 1000])),
+      "pending_timeout",
+      `sending kept failing until the pending timeout (${error instanceof Error ? error.name : typeof error}; details in the worker log)`,
     );
-    if (changed.length > 0) deps.logger.error({ err: error, campaign_id: range.campaignId, batch: range.batchNo, messages: changed.length }, "campaign batch kept failing past the pending timeout");
-    return changed.length > 0;
+    if (changed > 0) deps.logger.error({ err: error, campaign_id: range.campaignId, batch: range.batchNo, messages: changed }, "campaign batch kept failing past the pending timeout");
+    return changed > 0;
   }
 
   /** Sends the batch's pending messages in locked chunks until none is left. */
@@ -547,19 +555,12 @@ export function createCampaignActivities(deps: Deps) {
      * messages).
      */
     async failErroredCampaignBatch(range: BatchRange, classes: TemporaryClass[], errorCode: "retries_exhausted" | "pending_timeout" = "retries_exhausted"): Promise<number> {
-      const changed = await db.transaction((trx) =>
-        transitionMessagesWhere(
-          trx,
-          "fail",
-          (q) => {
-            inBatch(range)(q);
-            q.where("status", "errored").whereRaw("error_details->>'class' = any(?::text[])", [classes]);
-          },
-          { error_code: errorCode, error_message: `${errorCode === "pending_timeout" ? "pending timeout" : "retries exhausted"}: ${classes.join(", ")}` },
-          { error_code: errorCode },
-        ),
+      return failInBatch(
+        range,
+        (q) => q.where("status", "errored").whereRaw("error_details->>'class' = any(?::text[])", [classes]),
+        errorCode,
+        `${errorCode === "pending_timeout" ? "pending timeout" : "retries exhausted"}: ${classes.join(", ")}`,
       );
-      return changed.length;
     },
 
     /**
@@ -582,19 +583,7 @@ export function createCampaignActivities(deps: Deps) {
 
     /** successful → failed(receipt_timeout) for the batch; receipts that arrived first stand. */
     async expireCampaignBatchReceipts(range: BatchRange): Promise<number> {
-      const changed = await db.transaction((trx) =>
-        transitionMessagesWhere(
-          trx,
-          "fail",
-          (q) => {
-            inBatch(range)(q);
-            q.where("status", "successful");
-          },
-          { error_code: "receipt_timeout", error_message: "no receipt from the device before the receipt timeout" },
-          { error_code: "receipt_timeout" },
-        ),
-      );
-      return changed.length;
+      return failInBatch(range, (q) => q.where("status", "successful"), "receipt_timeout", "no receipt from the device before the receipt timeout");
     },
 
     /** Cancels every unsent message of the campaign (waits for in-flight sends' row locks). */
