@@ -28,9 +28,8 @@ import {
 import { assertCampaignSendable, campaignOptionsView, campaignPushOptions } from "./content";
 import { signalCampaignWorkflow, startCampaign } from "./workflow-client";
 import { iso } from "../http/format";
-import { createHash } from "node:crypto";
 import type { z } from "zod";
-import { stringify as stableStringify } from "safe-stable-stringify";
+import { fingerprint, idempotencyKeyOf } from "../http/idempotency";
 import { referencesRecipient, validatePersonalizedTemplate } from "./personalize";
 import {
   assertCampaignScheduleFires,
@@ -51,13 +50,6 @@ const IDEMPOTENCY_HEADER = {
 
 /** Percentage with two decimals; 0 when nothing was there to count (REF-001 §6.5 rates). */
 const rate = (part: number, whole: number): number => (whole > 0 ? Math.round((part / whole) * 10_000) / 100 : 0);
-
-function idempotencyKeyOf(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const key = header.trim();
-  if (key.length === 0 || key.length > 255) throw new ApiError("invalid_request", "Idempotency-Key must be 1 to 255 characters", { header: "Idempotency-Key" });
-  return key;
-}
 
 /** The campaign_not_found 404, also for another tenant's campaign. */
 function campaignNotFound(id: string): ApiError {
@@ -143,11 +135,6 @@ async function startDurably(deps: Deps, campaign: CampaignRow): Promise<void> {
     }
     deps.logger.error({ err: error, campaign_id: campaign.id }, "campaign start failed; the reconciler will start it");
   }
-}
-
-/** Fingerprint of a create body: key order and whitespace do not matter, any value does. */
-function fingerprint(body: unknown): string {
-  return createHash("sha256").update(stableStringify(body) ?? "").digest("hex");
 }
 
 /**

@@ -1,6 +1,5 @@
-import { createHash } from "node:crypto";
-import { stringify as stableStringify } from "safe-stable-stringify";
 import { ApiError } from "../http/errors";
+import { fingerprint } from "../http/idempotency";
 
 /**
  * Fingerprint of one idempotent request: which endpoint, and what it asked for (the validated body,
@@ -8,7 +7,7 @@ import { ApiError } from "../http/errors";
  * endpoint is part of it because one Idempotency-Key space is shared by every send endpoint.
  */
 export function requestFingerprint(endpoint: string, request: unknown): string {
-  return createHash("sha256").update(stableStringify({ endpoint, request }) ?? "").digest("hex");
+  return fingerprint({ endpoint, request });
 }
 
 /**

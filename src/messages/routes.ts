@@ -9,6 +9,7 @@ import { acceptMessages, type AcceptedMessageView, type Recipient } from "./acce
 import { storedPushOptions, PushOptionsShape } from "./push-options";
 import { applyMessageTransition, applySdkAction, type MessageRow, type SdkActionResult, type TransitionResult } from "./transitions";
 import { requestFingerprint } from "./idempotency";
+import { idempotencyKeyOf } from "../http/idempotency";
 import { signalMessageWorkflow } from "./workflow-client";
 import { cancelledSignal, convertedSignal, receivedSignal } from "../../workflows/message";
 import { loadTemplateForSend } from "../templates/repository";
@@ -25,13 +26,6 @@ const IDEMPOTENCY_HEADER = {
 
 function recipientOf(body: { subscription_id?: string; external_id?: string }): Recipient {
   return body.subscription_id ? { subscriptionId: body.subscription_id } : { externalId: body.external_id! };
-}
-
-function idempotencyKeyOf(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const key = header.trim();
-  if (key.length === 0 || key.length > 255) throw new ApiError("invalid_request", "Idempotency-Key must be 1 to 255 characters", { header: "Idempotency-Key" });
-  return key;
 }
 
 /** REF-001 answers one message as `{message_id, status, created_at}`; a fan-out lists them all. */
