@@ -216,3 +216,30 @@ test("after close, sends answer provider_closed instead of throwing", async () =
   assertLike(await provider.send(message("ok-close")), { kind: "temporary", class: "network", reason: "provider_closed" }, "closed");
   assert.deepEqual(await provider.sendBatch([]), []);
 });
+
+test("ExpiredProviderToken is retried, not a dead credential: apns2 signs a fresh token and the next attempt goes through", async () => {
+  // A provider of its own, so its cached JWT is the one signed "two hours ago" below.
+  const provider = new ApnsProvider({ ...sim.apnsCredentials(), endpoint: sim.apnsEndpoint() });
+  const realNow = Date.now;
+  try {
+    // apns2 signs the JWT synchronously inside send(), before its first await: only that signature sees the old clock.
+    Date.now = () => realNow() - 2 * 3600_000;
+    const first = provider.send(message("ok-expired-jwt"));
+    Date.now = realNow;
+    const outcome = await first;
+    assertLike(outcome, { kind: "temporary", code: "ExpiredProviderToken" }, "stale token");
+    assert.equal("subscriptionStatus" in outcome, false, "the device is fine");
+    assertLike(await provider.send(message("ok-expired-jwt")), { kind: "success" }, "retry with a fresh token");
+  } finally {
+    Date.now = realNow;
+    await provider.close();
+  }
+});
+
+test("an expiration already past goes out as apns-expiration 0 (deliver now or never), like FCM's ttl 0", async () => {
+  const past = Math.floor(Date.now() / 1000) - 30;
+  assert.equal((await apns.send(message("ok-expired-ttl", { expiration: past }))).kind, "success");
+  assert.equal(sim.lastPayloadFor("ok-expired-ttl")?.headers["apns-expiration"], "0");
+  assert.equal((await apns.send(message("ok-ttl-zero", { expiration: 0 }))).kind, "success");
+  assert.equal(sim.lastPayloadFor("ok-ttl-zero")?.headers["apns-expiration"], "0");
+});

@@ -206,8 +206,18 @@ export function toNotification(message: PushMessage): Notification {
     data: custom,
     collapseId: apnsCollapseId(message.messageId),
     ...(message.priority !== undefined ? { priority: message.priority === "high" ? Priority.immediate : Priority.throttled } : {}),
-    ...(message.expiration !== undefined ? { expiration: message.expiration } : {}),
+    ...(message.expiration !== undefined ? { expiration: apnsExpiration(message.expiration) } : {}),
   });
+}
+
+/**
+ * `apns-expiration` for an absolute expiry. One already past (ttl_seconds 0 is stored as the time the
+ * message was accepted; a retry may come after the deadline) becomes 0, APNs' documented "attempt
+ * once, do not store": Apple only documents a non-zero date as "store and retry until then", and FCM
+ * gets ttl 0 for the same message.
+ */
+export function apnsExpiration(expiration: number, nowSeconds: number = Math.floor(Date.now() / 1000)): number {
+  return expiration <= nowSeconds ? 0 : expiration;
 }
 
 // A broken .p8 would otherwise fail inside fast-jwt on every send; detect it once, up front.

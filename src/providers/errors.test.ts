@@ -48,7 +48,7 @@ const APNS_CASES: Array<[status: number, reason: string, expected: Expect]> = [
   [413, "PayloadTooLarge", { kind: "permanent", reason: "message_too_large", subscriptionStatus: undefined }],
   [400, "BadCollapseId", { kind: "permanent", reason: "invalid_message_content" }],
   [403, "InvalidProviderToken", { kind: "permanent", reason: "provider_auth_failed", subscriptionStatus: undefined }],
-  [403, "ExpiredProviderToken", { kind: "permanent", reason: "provider_auth_failed", subscriptionStatus: undefined }],
+  [403, "ExpiredProviderToken", { kind: "temporary", class: "network", reason: "expired_provider_token" }],
   [403, "MissingProviderToken", { kind: "permanent", reason: "provider_auth_failed" }],
   [429, "TooManyRequests", { kind: "temporary", class: "rate_limited" }],
   [429, "TooManyProviderTokenUpdates", { kind: "temporary", class: "rate_limited" }],

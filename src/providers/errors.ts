@@ -71,7 +71,11 @@ export const APNS_REASON_RULES: Readonly<Record<string, OutcomeRule>> = {
 
   // The key/team/certificate is wrong for every device of the app; retrying or unsubscribing won't help.
   InvalidProviderToken: AUTH,
-  ExpiredProviderToken: AUTH,
+  // Our JWT is over an hour old: apns2 drops its cached token on this reason and signs a new one on the
+  // next send, so a quick retry goes through (Apple: "generate a new token"). Failing the message would
+  // lose it for a problem that is already fixed, and a persistent cause (clock skew) still ends after
+  // the network schedule's few retries.
+  ExpiredProviderToken: temporary("network", "expired_provider_token"),
   MissingProviderToken: AUTH,
   InvalidSigningKey: AUTH,
   BadCertificate: AUTH,
