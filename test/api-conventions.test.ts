@@ -1,6 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, type TestApp } from "./support/harness";
+import { generateApnsSigningKey } from "../src/providers/simulator";
 
 let app: TestApp;
 let apiKey: string;
@@ -69,13 +70,14 @@ describe("admin applications", () => {
 
   test("provider credentials are encrypted at rest and never returned", async () => {
     const { id } = await app.createApplication();
-    const signingKey = "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQg\n-----END PRIVATE KEY-----";
+    // A real P-256 key: credentials are checked at upload now (src/applications/credentials.test.ts).
+    const signingKey = generateApnsSigningKey().privateKeyPem;
     const res = await app.request("PATCH", `/admin/applications/${id}`, {
       admin: true,
       body: { provider_credentials: { apns: { team_id: "TEAM123456", key_id: "KEY1234567", signing_key: signingKey, bundle_id: "com.example.app" } } },
     });
     assert.equal(res.status, 200);
-    assert.deepEqual(res.body.data.providers.apns, { team_id: "TEAM123456", key_id: "KEY1234567", bundle_id: "com.example.app", production: false });
+    assert.deepEqual(res.body.data.providers.apns, { team_id: "TEAM123456", key_id: "KEY1234567", bundle_id: "com.example.app", production: true });
     assert.ok(!JSON.stringify(res.body).includes("PRIVATE KEY"));
     const row = await app.deps.db("applications").where("id", id).first();
     assert.ok(row.provider_credentials_ciphertext.startsWith("v1:"));

@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 import { z } from "zod";
 
 /** Quota settings of an application (DESIGN-003 message_quotas); absent limits mean unlimited. */
@@ -9,18 +10,53 @@ export const QuotaInput = z.strictObject({
   billing_currency: z.string().regex(/^[A-Z]{3}$/, "must be an ISO 4217 code like KRW").optional(),
 });
 
+/**
+ * Why a PEM private key is unusable, or null. Checked at upload because the adapters would otherwise
+ * find out at send time, failing every push of the application as provider_auth_failed. Messages
+ * never quote the key: they end up in responses and logs.
+ */
+function privateKeyProblem(pem: string, expect: "ec-p256" | "rsa"): string | null {
+  let key: crypto.KeyObject;
+  try {
+    key = crypto.createPrivateKey(pem);
+  } catch {
+    // OpenSSL's reason ("unsupported", "bad base64 decode") adds nothing an operator can act on.
+    return "is not a readable PEM private key";
+  }
+  if (expect === "rsa") return key.asymmetricKeyType === "rsa" ? null : "must be the service account's RSA private key";
+  // APNs tokens are ES256: apns2 signs with whatever it is given, and Apple refuses anything but a P-256 key.
+  return key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "prime256v1" ? null : "must be an EC P-256 key (the .p8 file from Apple)";
+}
+
+/** A refinement for a PEM private key field, reporting {@link privateKeyProblem}. */
+const privateKeyPem = (expect: "ec-p256" | "rsa", missing: string) =>
+  z.string().superRefine((pem, ctx) => {
+    const problem = pem.includes("PRIVATE KEY") ? privateKeyProblem(pem, expect) : missing;
+    if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+  });
+
 /** APNs token-auth credentials (.p8). */
 export const ApnsCredentialsInput = z.strictObject({
-  team_id: z.string().min(1),
-  key_id: z.string().min(1),
-  signing_key: z.string().includes("PRIVATE KEY", { message: "must be the .p8 PEM" }),
-  bundle_id: z.string().min(1),
-  production: z.boolean().default(false),
+  // Apple's team and key ids are 10 characters; anything else signs a JWT APNs refuses (InvalidProviderToken).
+  team_id: z.string().regex(/^[A-Z0-9]{10}$/, "must be the 10-character Apple team id"),
+  key_id: z.string().regex(/^[A-Z0-9]{10}$/, "must be the 10-character id of the .p8 key"),
+  signing_key: privateKeyPem("ec-p256", "must be the .p8 PEM"),
+  // Sent as apns-topic: letters, digits, '-' and '.', as Apple allows in a bundle id.
+  bundle_id: z.string().regex(/^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/, "must be a bundle id like com.example.app"),
+  // Production unless said otherwise (COMP-002): development builds are routed to the sandbox by their
+  // subscription's test_type anyway, while a sandbox default sent every production token to the sandbox,
+  // which answers BadDeviceToken and so unsubscribed (−10) every real device on the first send.
+  production: z.boolean().default(true),
 });
 
 /** FCM service account credentials (the JSON file Google issues). */
 export const FcmCredentialsInput = z.strictObject({
-  service_account: z.looseObject({ project_id: z.string(), client_email: z.string(), private_key: z.string() }),
+  service_account: z.looseObject({
+    // Goes into the send URL (projects/<id>/messages:send): empty or with '/' it names no project.
+    project_id: z.string().regex(/^[A-Za-z0-9.:-]+$/, "must be the Firebase project id"),
+    client_email: z.string().min(1),
+    private_key: privateKeyPem("rsa", "must be the service account's PEM private key"),
+  }),
 });
 
 /** Provider secrets; stored encrypted and never returned. */
