@@ -2,6 +2,7 @@ import { loadConfig } from "./config";
 import { createLogger } from "./logger";
 import { createDeps, closeDeps, startApiServer } from "./runtime";
 import { onShutdownSignal, requireEnv } from "./infra/process";
+import { assertEncryptionKeyMatches } from "./crypto/key-check";
 
 /**
  * Production API process (`node dist/src/api.js`): serves the REST API against DATABASE_URL and
@@ -15,6 +16,7 @@ async function main(): Promise<void> {
   const encryptionKey = requireEnv("AUTOMATA_ENCRYPTION_KEY", "device tokens and provider credentials are encrypted at rest (32 bytes, base64 or hex)");
   if (!config.AUTOMATA_ADMIN_TOKEN) logger.warn("AUTOMATA_ADMIN_TOKEN is not set: the admin API refuses every request");
   const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey });
+  await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const api = await startApiServer(deps, config.PORT, config.HOST);
   logger.info({ url: api.url }, "API listening");
   onShutdownSignal(logger, async () => {

@@ -8,6 +8,7 @@ import { startWorker } from "./worker/run-worker";
 import { installTemporalRuntimeLogger } from "./infra/process";
 import { startSimulator } from "./infra/simulator";
 import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
+import { assertEncryptionKeyMatches } from "./crypto/key-check";
 
 /**
  * `npm start`: the whole platform in one process tree on embedded defaults — PostgreSQL, the
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
   if (unknown.length > 0) logger.warn({ migrations: unknown }, "migrations applied by a newer release, not known to this one (left as they are)");
   const applied = await migrateLatest(deps.db);
   if (applied.length > 0) logger.info({ migrations: applied }, "database migrated");
+  await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const worker = await startWorker(deps, stack.temporalAddress);
   await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
   const api = await startApiServer(deps, config.PORT, config.HOST);

@@ -7,6 +7,7 @@ import { startSimulator } from "./infra/simulator";
 import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
 import { startMetricsServer } from "./metrics/exposition";
 import { setBacklogSource } from "./metrics/registry";
+import { assertEncryptionKeyMatches } from "./crypto/key-check";
 
 /**
  * Production worker process (`node dist/src/worker.js`): polls our Temporal task queue and runs
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
   // Off by default in production: an app without credentials fails with provider_not_configured.
   const simulator = config.AUTOMATA_SIMULATOR === "on" ? await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT }) : undefined;
   const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, simulator: simulator?.target });
+  await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const worker = await startWorker(deps, temporalAddress);
   // The worker has no API: a tiny server exposes /metrics (ours + the Temporal SDK's) and /healthz.
   setBacklogSource(deps.db);

@@ -3,6 +3,7 @@
  * (headless, throwaway) for the whole run, migrates the database, then runs every `*.test.ts` with
  * Node's built-in test runner against them. Pass paths to run a subset: `npm test -- src/users`.
  */
+import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -12,6 +13,8 @@ import { createLogger } from "../src/logger";
 import { startLocalStack } from "../src/infra/local-stack";
 import { createDb, migrateLatest } from "../src/db/knex";
 import { freePort } from "../src/infra/ports";
+import { SecretBox, parseMasterKey } from "../src/crypto/secret-box";
+import { assertEncryptionKeyMatches } from "../src/crypto/key-check";
 
 const ROOT = path.resolve(__dirname, "..");
 const SEARCH_DIRS = ["src", "test", "activities", "workflows", "temporal", "bench"];
@@ -46,6 +49,8 @@ async function main(): Promise<number> {
     TEMPORAL_PORT: String(await freePort()),
     TEMPORAL_UI_PORT: String(await freePort()),
     LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
+    // The run's database is one deployment: every test app and worker process seals with this key.
+    AUTOMATA_ENCRYPTION_KEY: crypto.randomBytes(32).toString("base64"),
   };
   const config = loadConfig(env);
   const logger = createLogger(config.LOG_LEVEL, "test-runner");
@@ -61,6 +66,8 @@ async function main(): Promise<number> {
   try {
     const db = createDb(stack.databaseUrl, 2);
     await migrateLatest(db);
+    // Pin the run's key before any test starts a process with another one on purpose.
+    await assertEncryptionKeyMatches(db, new SecretBox(parseMasterKey(env.AUTOMATA_ENCRYPTION_KEY!)), logger);
     await db.destroy();
     const child = spawn(
       process.execPath,

@@ -349,6 +349,8 @@ describe("recurring campaigns end", () => {
     created.push(impossible, ...longLived);
     // A one-shot campaign whose workflow never started (Temporal was down at its create).
     const orphan = await insert(5, {});
+    const updatedAt = async (id: string) => ((await app.deps.db("message_campaigns").where("id", id).first("updated_at")) as { updated_at: Date }).updated_at.getTime();
+    const longLivedUpdatedAt = await Promise.all(longLived.map(updatedAt));
     const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
     const passes = [];
     for (let i = 0; i < 3; i++) passes.push(await restartOrphanedCampaigns({ olderThanMs, limit: 2 }));
@@ -368,5 +370,7 @@ describe("recurring campaigns end", () => {
       assert.equal((await get(apiKey, `/campaigns/${id}`)).status, "in_progress");
       assert.equal((await describeSchedule(id)).state.paused, false);
     }
+    // Being looked at by the reconciler is not a change: updated_at stays where the last change put it.
+    assert.deepEqual(await Promise.all(longLived.map(updatedAt)), longLivedUpdatedAt);
   });
 });

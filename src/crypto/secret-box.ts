@@ -10,11 +10,14 @@ const CIPHERTEXT_VERSION = "v1";
 export class SecretBox {
   private readonly encryptionKey: Buffer;
   private readonly macKey: Buffer;
+  /** Names the master key without revealing it (hex), so processes can check they share one key. */
+  readonly fingerprint: string;
 
   constructor(masterKey: Buffer) {
     if (masterKey.length !== 32) throw new Error("AUTOMATA_ENCRYPTION_KEY must be 32 bytes (base64 or hex)");
     this.encryptionKey = Buffer.from(crypto.hkdfSync("sha256", masterKey, Buffer.alloc(0), "automata-signal/aes-256-gcm", 32));
     this.macKey = Buffer.from(crypto.hkdfSync("sha256", masterKey, Buffer.alloc(0), "automata-signal/hmac-sha256", 32));
+    this.fingerprint = Buffer.from(crypto.hkdfSync("sha256", masterKey, Buffer.alloc(0), "automata-signal/key-fingerprint", 16)).toString("hex");
   }
 
   /** Encrypts UTF-8 text into `v1:<iv>:<tag>:<ciphertext>` (base64url parts). */

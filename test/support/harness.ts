@@ -9,6 +9,7 @@ import { startWorker, type RunningWorker } from "../../src/worker/run-worker";
 import type { Deps } from "../../src/deps";
 import { installTemporalRuntimeLogger } from "../../src/infra/process";
 import { startSimulator, type RunningSimulator } from "../../src/infra/simulator";
+import { assertEncryptionKeyMatches } from "../../src/crypto/key-check";
 
 /** A response as tests see it. */
 export interface ApiResponse<T = any> {
@@ -23,8 +24,6 @@ export interface TestAppOptions {
   worker?: boolean;
   /** Extra environment (e.g. AUTOMATA_RECEIPT_TIMEOUT=3s). */
   env?: Record<string, string>;
-  /** Share another app's encryption key (two API instances, or an API and a worker, of one deployment). */
-  encryptionKey?: string;
   /** Route pushes of apps without credentials to a provider simulator started for this app (default: with a worker). */
   simulator?: boolean;
   /** Write this app's logs here (tests that inspect log output) instead of stdout. */
@@ -42,7 +41,7 @@ export interface TestApp {
   worker?: RunningWorker;
   /** The provider simulator, when started. */
   simulator?: RunningSimulator;
-  /** The key this app encrypts tokens with; a separate worker process must use the same. */
+  /** The run's encryption key, which a separate worker process must use too. */
   encryptionKey: string;
   /** Calls the API; `key` sends X-API-Key, `admin` sends the admin bearer token. */
   request<T = any>(method: string, path: string, options?: { key?: string; admin?: boolean; body?: unknown; rawBody?: string; headers?: Record<string, string> }): Promise<ApiResponse<T>>;
@@ -53,7 +52,8 @@ export interface TestApp {
 
 /**
  * Starts the real API (and worker) in-process against the PostgreSQL and Temporal that `npm test`
- * started (DATABASE_URL / TEMPORAL_ADDRESS). Each call gets fresh secrets and its own task queue.
+ * started (DATABASE_URL / TEMPORAL_ADDRESS). Each call gets a fresh admin token and its own task queue; all share the run's encryption key,
+ * as the processes of one deployment do.
  */
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   if (!process.env.DATABASE_URL || !process.env.TEMPORAL_ADDRESS) {
@@ -69,7 +69,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ...options.env,
   });
   const logger = createLogger(options.logLevel ?? process.env.LOG_LEVEL ?? "warn", "test", options.logDestination);
-  const encryptionKey = options.encryptionKey ?? crypto.randomBytes(32).toString("base64");
+  // One key per run, like one deployment: the API and workers refuse to start on a key that is not the database's.
+  const encryptionKey = process.env.AUTOMATA_ENCRYPTION_KEY;
+  if (!encryptionKey) throw new Error("run tests with `npm test` (it sets AUTOMATA_ENCRYPTION_KEY for the run's database)");
   // Installing the SDK runtime without a worker would keep its native handle (and this process) alive.
   // The SDK's metrics exporter binds a port: off unless a test passes AUTOMATA_TEMPORAL_METRICS_ADDRESS (a free port).
   if (options.worker) installTemporalRuntimeLogger(logger, { metricsAddress: options.env?.AUTOMATA_TEMPORAL_METRICS_ADDRESS });
@@ -83,6 +85,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     poolMax: 10,
     simulator: simulator?.target,
   });
+  await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const api: ApiServer = await startApiServer(deps, 0, "127.0.0.1");
   const worker = options.worker ? await startWorker(deps, process.env.TEMPORAL_ADDRESS) : undefined;
 

@@ -9,6 +9,7 @@ import { createDeps } from "../../src/runtime";
 import { startWorker } from "../../src/worker/run-worker";
 import { installTemporalRuntimeLogger } from "../../src/infra/process";
 import type { SimulatorTarget } from "../../src/messages/delivery";
+import { assertEncryptionKeyMatches } from "../../src/crypto/key-check";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
     encryptionKey: process.env.AUTOMATA_ENCRYPTION_KEY!,
     simulator,
   });
+  await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const worker = await startWorker(deps, process.env.TEMPORAL_ADDRESS!);
   console.log("worker ready");
   await worker.done;

@@ -1,0 +1,67 @@
+import type { Knex } from "knex";
+import type { Logger } from "pino";
+import type { SecretBox } from "./secret-box";
+
+const UNDEFINED_TABLE = "42P01";
+
+/** Thrown at start-up when this process's AUTOMATA_ENCRYPTION_KEY is not the database's. */
+export class EncryptionKeyMismatchError extends Error {
+  constructor(reason: string) {
+    super(
+      `AUTOMATA_ENCRYPTION_KEY is not the key this database's device tokens and provider credentials are encrypted with (${reason}). ` +
+        "Start every API and worker with the same key; refusing to start rather than fail every send with token_unreadable.",
+    );
+    this.name = "EncryptionKeyMismatchError";
+  }
+}
+
+/**
+ * Refuses to run with a key other than the one the database's secrets are sealed with, and records
+ * the key's fingerprint on first start. A database that already holds sealed rows but no
+ * fingerprint (it predates the check) must open one of each kind before the fingerprint is recorded,
+ * so the first process after an upgrade cannot pin a wrong key either.
+ */
+export async function assertEncryptionKeyMatches(db: Knex, secrets: SecretBox, logger: Logger): Promise<void> {
+  const recorded = await recordedFingerprint(db);
+  if (recorded === undefined) {
+    await assertOpensExistingSecrets(db, secrets);
+    await db.raw(`INSERT INTO encryption_key_check (fingerprint) VALUES (?) ON CONFLICT (singleton) DO NOTHING`, [secrets.fingerprint]);
+    logger.info({ keyFingerprint: secrets.fingerprint }, "encryption key fingerprint recorded");
+  }
+  // Read again even after our insert: two first starts with different keys race, one row wins.
+  const winner = recorded ?? (await recordedFingerprint(db));
+  if (winner !== secrets.fingerprint) {
+    throw new EncryptionKeyMismatchError(`this key's fingerprint is ${secrets.fingerprint}, the database's is ${winner}`);
+  }
+}
+
+async function recordedFingerprint(db: Knex): Promise<string | undefined> {
+  try {
+    const row = (await db("encryption_key_check").first("fingerprint")) as { fingerprint: string } | undefined;
+    return row?.fingerprint;
+  } catch (error) {
+    if ((error as { code?: string }).code === UNDEFINED_TABLE) {
+      throw new Error("the database schema is older than this release (no encryption_key_check table): run the migrations first (node dist/src/cli/migrate.js)");
+    }
+    throw error;
+  }
+}
+
+async function assertOpensExistingSecrets(db: Knex, secrets: SecretBox): Promise<void> {
+  const token = (await db("subscriptions").whereNotNull("token_ciphertext").first("token_ciphertext")) as { token_ciphertext: string } | undefined;
+  const credentials = (await db("applications").whereNotNull("provider_credentials_ciphertext").first("provider_credentials_ciphertext")) as
+    | { provider_credentials_ciphertext: string }
+    | undefined;
+  const samples: Array<[string, string | undefined]> = [
+    ["a stored device token", token?.token_ciphertext],
+    ["stored provider credentials", credentials?.provider_credentials_ciphertext],
+  ];
+  for (const [what, sealed] of samples) {
+    if (sealed === undefined) continue;
+    try {
+      secrets.decrypt(sealed);
+    } catch {
+      throw new EncryptionKeyMismatchError(`${what} does not decrypt with it`);
+    }
+  }
+}
