@@ -102,6 +102,28 @@ function versionColumns(content: { title: string | null; body: string | null; da
   };
 }
 
+/** JSON with object keys sorted (arrays keep their order), so jsonb's key reordering compares equal. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+/**
+ * Whether two contents would store the same version row: "" and null are both "no title/body"
+ * (see {@link versionColumns}), and jsonb does not keep key order.
+ */
+export function sameContent(
+  a: { title: string | null; body: string | null; dataTemplate: unknown; variables: unknown; options: unknown },
+  b: { title: string | null; body: string | null; dataTemplate: unknown; variables: unknown; options: unknown },
+): boolean {
+  const columns = (c: typeof a) => canonicalJson([c.title || null, c.body || null, c.dataTemplate ?? {}, c.variables ?? [], c.options ?? {}]);
+  return columns(a) === columns(b);
+}
+
 /** Stores `required` explicitly so later readers need not know the default. */
 function normalizeVariables(variables: ReadonlyArray<{ name: string; required?: boolean; default?: string; description?: string }> | undefined): TemplateVariable[] {
   return (variables ?? []).map((v) => ({
@@ -214,10 +236,16 @@ export async function updateTemplate(
             fields: { body_template: "title_template or body_template is required" },
           });
         }
-        version = template.current_version + 1;
-        await trx("message_template_versions").insert({ id: newId(), template_id: id, application_id: applicationId, version, ...versionColumns(next) });
-        changes.current_version = version;
+        // PUT is idempotent: a retried (or repeated) PUT of the current content must not publish
+        // another version, which would bump current_version and the number new campaigns pin.
+        if (!sameContent(next, previous)) {
+          version = template.current_version + 1;
+          await trx("message_template_versions").insert({ id: newId(), template_id: id, application_id: applicationId, version, ...versionColumns(next) });
+          changes.current_version = version;
+        }
       }
+      // Nothing to change (a repeated PUT): answer the template as it stands, updated_at untouched.
+      if (Object.keys(changes).length === 0) return { template, version };
       const [updated] = await trx("message_templates").where({ application_id: applicationId, id }).update(changes).returning<TemplateRow[]>("*");
       return { template: updated!, version };
     });

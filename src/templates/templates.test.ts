@@ -192,6 +192,40 @@ describe("versions (REF-001 §5.3)", () => {
     assert.deepEqual(got.body.data.options, { sound: "ping" });
   });
 
+  test("a PUT that repeats the current content publishes no new version (PUT is idempotent)", async () => {
+    const content = {
+      title_template: "{{user_name}}",
+      body_template: "Order {{order_id}}",
+      // Key order jsonb does not keep (it stores shorter keys first).
+      data_template: { screen_name: "order", id: "{{order_id}}", nested: { zz: 1, a: [1, { y: 2, x: 1 }] } },
+      variables: [{ name: "order_id", required: true }, { name: "user_name", default: "고객" }],
+      options: { sound: "ping", badge: 1 },
+    };
+    const id = await create(a.apiKey, content);
+    const before = await call(a.apiKey, "GET", `/templates/${id}`);
+
+    const retried = await call(a.apiKey, "PUT", `/templates/${id}`, content);
+    assert.equal(retried.status, 200, JSON.stringify(retried.body));
+    assert.equal(retried.body.data.version, 1);
+    assert.equal(retried.body.data.updated_at, before.body.data.updated_at, "nothing changed, so updated_at stays");
+    // "" and null both mean "no title": clearing an already empty title is no change either.
+    const titleOnly = await create(a.apiKey, { title_template: null, body_template: "b" });
+    assert.equal((await call(a.apiKey, "PUT", `/templates/${titleOnly}`, { title_template: "" })).body.data.version, 1);
+
+    const changed = await call(a.apiKey, "PUT", `/templates/${id}`, { ...content, body_template: "Order #{{order_id}}" });
+    assert.equal(changed.body.data.version, 2);
+    const again = await call(a.apiKey, "PUT", `/templates/${id}`, { ...content, body_template: "Order #{{order_id}}" });
+    assert.equal(again.body.data.version, 2, "a retried PUT answers the version the first one made");
+    // Unchanged content with a metadata change: the metadata applies, the version stays.
+    const name = `renamed-${crypto.randomUUID()}`;
+    const renamed = await call(a.apiKey, "PUT", `/templates/${id}`, { name, data_template: content.data_template });
+    assert.equal(renamed.body.data.version, 2);
+    assert.equal((await call(a.apiKey, "GET", `/templates/${id}`)).body.data.name, name);
+
+    const versions = await call(a.apiKey, "GET", `/templates/${id}/versions`);
+    assert.deepEqual(versions.body.data.versions.map((v: { version: number }) => v.version), [2, 1]);
+  });
+
   test("concurrent PUTs get consecutive, distinct version numbers", async () => {
     const id = await create(a.apiKey);
     const results = await Promise.all(Array.from({ length: 8 }, (_, i) => call(a.apiKey, "PUT", `/templates/${id}`, { body_template: `v${i} {{name}}` })));
