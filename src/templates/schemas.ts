@@ -58,6 +58,13 @@ const TemplateVariables = z
       if (seen.has(v.name)) ctx.addIssue({ code: "custom", message: `variable ${v.name} is declared twice`, path: [i, "name"] });
       seen.add(v.name);
     });
+    // A default is text: applied to `user` it leaves no object for a declared `user.name` to live
+    // in, so every render without `user` would fail. Refused here, at write time, not at send time.
+    variables.forEach((v, i) => {
+      if (v.default === undefined) return;
+      const child = variables.find((other) => other.name.startsWith(`${v.name}.`));
+      if (child) ctx.addIssue({ code: "custom", message: `a variable with nested variables (${child.name}) cannot have a default`, path: [i, "default"] });
+    });
   });
 
 /**

@@ -475,6 +475,8 @@ describe("bad input is rejected with nothing written", () => {
     ["bad variable name", { name: "n", body_template: "x", variables: [{ name: "1abc" }, { name: "a..b" }, { name: "a-b" }] }, ["variables.0.name", "variables.1.name", "variables.2.name"]],
     ["duplicate variable", { name: "n", body_template: "x", variables: [{ name: "a" }, { name: "a" }] }, ["variables.1.name"]],
     ["required with default", { name: "n", body_template: "x", variables: [{ name: "a", required: true, default: "d" }] }, ["variables.0.default"]],
+    // The text default of `user` would leave no object for `user.name`: every render without `user` failed.
+    ["default on a variable with nested variables", { name: "n", body_template: "{{user.name}}", variables: [{ name: "user", default: "x" }, { name: "user.name", default: "y" }] }, ["variables.0.default"]],
     ["unknown variable field", { name: "n", body_template: "x", variables: [{ name: "a", type: "string" }] }, ["variables.0.type"]],
     ["bad options", { name: "n", body_template: "x", options: { badge: -1, image_url: "ftp://x/y.png", priority: "urgent", volume: 3 } }, ["options.badge", "options.image_url", "options.priority", "options.volume"]],
     ["bad channel", { name: "n", body_template: "x", channel: "fax" }, ["channel"]],
@@ -507,6 +509,7 @@ describe("bad input is rejected with nothing written", () => {
       [{ version: 3 }, "version"],
       [{ is_active: false }, "is_active"],
       [{ name: "" }, "name"],
+      [{ variables: [{ name: "user.name" }, { name: "user", default: "x" }] }, "variables.1.default"],
     ];
     for (const [body, field] of bad) {
       const before = await counts(a.id);
