@@ -1,7 +1,9 @@
 import { defineRoute, type RouteSpec } from "../http/route";
 import { IdParams } from "../http/validation";
-import { BODY_MAX_BYTES, TITLE_MAX_BYTES } from "../providers/validation";
-import { renderTemplate } from "./render";
+import { validateApnsMessage, validateFcmMessage } from "../providers/validation";
+import type { ValidationIssue } from "../providers/types";
+import { storedPushOptions, toPushMessage } from "../messages/push-options";
+import { renderTemplate, type RenderedTemplate } from "./render";
 import {
   contentView,
   createTemplate,
@@ -32,6 +34,37 @@ import { iso } from "../http/format";
 
 const TAG = "Templates";
 
+
+const PLATFORMS = [
+  { devices: "iOS", validate: validateApnsMessage },
+  { devices: "Android", validate: validateFcmMessage },
+] as const;
+
+/**
+ * What a send of this rendering would refuse, as render-test warnings: the same provider rules
+ * the send endpoints apply (COMP-002: title/body/payload sizes, reserved data keys, empty text),
+ * which depend on the rendered values and so cannot be checked when the template is saved. An
+ * issue of one platform only names the devices whose sends it fails.
+ */
+export function sendWarnings(rendered: Pick<RenderedTemplate, "title" | "body" | "data">, options: Record<string, unknown>, now: Date): string[] {
+  const probe = toPushMessage(
+    { id: "00000000-0000-7000-8000-000000000000", title: rendered.title, body: rendered.body, data: rendered.data, options: storedPushOptions(options, now) },
+    "render-test-probe-token",
+  );
+  const key = (i: ValidationIssue) => `${i.code}|${i.field}|${i.message}`;
+  const perPlatform = PLATFORMS.map((p) => ({ devices: p.devices, issues: p.validate(probe) }));
+  const warnings: string[] = [];
+  const seen = new Set<string>();
+  for (const { devices, issues } of perPlatform) {
+    for (const found of issues) {
+      if (seen.has(key(found))) continue;
+      seen.add(key(found));
+      const everywhere = perPlatform.every((p) => p.issues.some((i) => key(i) === key(found)));
+      warnings.push(`${found.message}; sends${everywhere ? "" : ` to ${devices} devices`} fail with ${found.code}`);
+    }
+  }
+  return warnings;
+}
 
 function statusView(row: TemplateRow): { id: string; is_active: boolean; updated_at: string } {
   return { id: row.id, is_active: row.is_active, updated_at: iso(row.updated_at) };
@@ -186,13 +219,9 @@ export const templateRoutes: RouteSpec[] = [
       const rendered = renderTemplate(content, body.variables);
       const warnings = [...rendered.warnings];
       if (!template.is_active) warnings.push("the template is disabled; sends using it fail with template_inactive");
-      // Size limits apply to the rendered text (COMP-002), so they are checked here and at send time, not at create.
-      if (rendered.title !== null && Buffer.byteLength(rendered.title, "utf8") > TITLE_MAX_BYTES) {
-        warnings.push(`the rendered title is ${Buffer.byteLength(rendered.title, "utf8")} bytes; sends over ${TITLE_MAX_BYTES} bytes fail with message_too_large`);
-      }
-      if (rendered.body !== null && Buffer.byteLength(rendered.body, "utf8") > BODY_MAX_BYTES) {
-        warnings.push(`the rendered body is ${Buffer.byteLength(rendered.body, "utf8")} bytes; sends over ${BODY_MAX_BYTES} bytes fail with message_too_large`);
-      }
+      // Size limits and reserved keys apply to the rendered message (COMP-002), so they are checked
+      // here and at send time, not at create.
+      warnings.push(...sendWarnings(rendered, content.options, new Date()));
       return {
         data: {
           title: rendered.title,

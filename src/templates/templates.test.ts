@@ -375,6 +375,31 @@ describe("render-test (REF-001 §5.7)", () => {
   });
 });
 
+describe("render-test warns about what a send would refuse", () => {
+  // Each case passed render-test without a word and then failed every send (or every send to one platform).
+  const cases: Array<[string, Record<string, unknown>, Record<string, unknown>, RegExp]> = [
+    ["a data key FCM reserves", { body_template: "b", data_template: { from: "x" } }, {}, /"from" is a reserved FCM data key; sends to Android devices fail with invalid_message_content/],
+    ["a data key APNs reserves", { body_template: "b", data_template: { aps: "x" } }, {}, /aps is reserved by APNs; sends to iOS devices fail with invalid_message_content/],
+    ["a payload over 4 KB from the rendered data", { body_template: "b", data_template: { blob: "{{blob}}" } }, { blob: "x".repeat(4100) }, /payload is \d+ bytes; the limit is 4096; sends to (iOS|Android) devices fail with message_too_large/],
+    ["a title and body that both render empty", { title_template: "{{t}}", body_template: "{{b}}" }, {}, /title and body cannot both be empty; sends fail with invalid_message_content/],
+    ["a rendered body over the body limit", { body_template: "{{b}}" }, { b: "x".repeat(4001) }, /body is 4001 bytes; the limit is 4000; sends fail with message_too_large/],
+  ];
+  for (const [name, template, variables, warning] of cases) {
+    test(name, async () => {
+      const id = await create(a.apiKey, template);
+      const res = await call(a.apiKey, "POST", `/templates/${id}/render-test`, { variables });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.ok(res.body.data.warnings.some((w: string) => warning.test(w)), JSON.stringify(res.body.data.warnings));
+    });
+  }
+
+  test("a sendable rendering has no warnings", async () => {
+    const id = await create(a.apiKey, { title_template: "{{t}}", body_template: "b", data_template: { deep_link: "app://x" }, options: { sound: "ping", ttl_seconds: 60 } });
+    const res = await call(a.apiKey, "POST", `/templates/${id}/render-test`, { variables: { t: "T" } });
+    assert.deepEqual(res.body.data.warnings, []);
+  });
+});
+
 describe("list (REF-001 §5.6)", () => {
   test("pagination walks every template once, newest first", async () => {
     const app3 = await app.createApplication({ rate_limit_tier: "enterprise" });
