@@ -3,7 +3,7 @@ import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
 import { toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
-import { debitBatchQuota, refundBatchQuota } from "../src/quota/quota";
+import { debitBatchQuota, refundBatchQuota, refundUnsentBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
@@ -145,10 +145,16 @@ export function createCampaignActivities(deps: Deps) {
     return changed.length;
   }
 
-  /** Fails the unsent messages of a batch whose workflow ended abnormally and refunds them. */
+  /**
+   * Fails the unsent messages of a batch whose workflow ended abnormally and refunds every message
+   * of it that was never sent: also those an earlier round failed (the batch never reached its
+   * settle step), and those of an earlier attempt of this activity that crashed between failing
+   * them and refunding them (a retry changes no message but still owes their refund).
+   */
   async function abortBatch(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<void> {
-    const changed = await failInBatch(batch, (q) => q.whereIn("status", ["pending", "errored"]), "batch_aborted", "the batch workflow ended before sending this message");
-    if (changed > 0) await refundBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), units: changed, refundId: "abort" });
+    await failInBatch(batch, (q) => q.whereIn("status", ["pending", "errored"]), "batch_aborted", "the batch workflow ended before sending this message");
+    const unsent = await countOf(db("messages").where(inBatch(batch)).whereIn("status", ["failed", "cancelled"]).whereNull("sent_at"));
+    if (unsent > 0) await refundUnsentBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), unsentUnits: unsent });
   }
 
   /**

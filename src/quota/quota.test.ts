@@ -14,6 +14,7 @@ import {
   quotaStatus,
   refundBatchQuota,
   refundMessageQuota,
+  refundUnsentBatchQuota,
   type DebitResult,
 } from "./quota";
 
@@ -394,6 +395,29 @@ describe("batches", () => {
     assert.equal(await balanceOf(db, id, "credit:KRW"), 100);
     assert.equal(await balanceOf(db, id, "system:revenue:KRW"), 0);
     assert.deepEqual((await quotaStatus(db, id, NOW)).daily, { limit: 10, used: 0, remaining: 10, reset_at: "2026-11-23T00:00:00.000Z" });
+  });
+
+  test("refundUnsentBatchQuota brings a batch's refunds up to its unsent count, whatever refunded before, once", async () => {
+    const id = await createApp({ daily_quota: 10, unit_price: 3, credit_balance: 100 });
+    const batchId = "unsent-1";
+    const unsent = (unsentUnits: number) => refundUnsentBatchQuota(db, { applicationId: id, batchId, unsentUnits });
+    assert.deepEqual(await unsent(2), { status: "not_debited" });
+    await debitBatchQuota(db, { applicationId: id, batchId, units: 10, now: NOW });
+    // An earlier step refunded 3 of them (e.g. the part a crashed attempt got to).
+    await refundBatchQuota(db, { applicationId: id, batchId, units: 3, refundId: "settle" });
+    assert.deepEqual(await unsent(5), { status: "refunded", units: 2 });
+    assert.deepEqual(await unsent(5), { status: "already_refunded" }, "a retry refunds nothing more");
+    assert.deepEqual(await unsent(4), { status: "already_refunded" }, "a smaller count never takes a refund back");
+    const twins = await Promise.all(Array.from({ length: 5 }, () => unsent(8)));
+    assert.deepEqual(twins.filter((r) => r.status === "refunded"), [{ status: "refunded", units: 3 }]);
+    assert.equal(await balanceOf(db, id, "quota:daily:2026-11-22"), 8);
+    assert.equal(await balanceOf(db, id, "credit:KRW"), 94);
+    await assert.rejects(unsent(11), RangeError);
+    // All ten unsent: exactly the whole debit and charge come back.
+    assert.deepEqual(await unsent(10), { status: "refunded", units: 2 });
+    assert.equal(await balanceOf(db, id, "quota:daily:2026-11-22"), 10);
+    assert.equal(await balanceOf(db, id, "credit:KRW"), 100);
+    assert.deepEqual(await unsent(0), { status: "already_refunded" });
   });
 
   test("pro-rata charge refunds of a fractional price add up to exactly the original charge", async () => {

@@ -16,6 +16,7 @@
  *   charge:batch:<app>:<batch>                                             one campaign batch
  *   refund:<original key>                      full reversal of a message's transfer
  *   refund:<original key>:<refund id>          partial reversal of a batch transfer
+ *   refund:<original key>:unsent-<n>           a batch's refunds brought up to n unsent messages
  *
  * "used" of a period is never stored: it is granted − balance of that period's account.
  */
@@ -427,6 +428,64 @@ export async function refundMessageQuota(db: Knex, input: { applicationId: strin
   );
 }
 
+interface BatchDebitState {
+  originals: TransferRow[];
+  accounts: Map<string, LockedAccount>;
+  /** Amount and units already reversed, per original transfer id. */
+  reversedOf: Map<string, { amount: number; units: number }>;
+  debitedUnits: number;
+  refundedUnits: number;
+}
+
+/** A batch's debit transfers, locked, with what earlier refunds already reversed; null when never debited. */
+async function lockBatchDebit(trx: Knex.Transaction, applicationId: string, batchId: string): Promise<BatchDebitState | null> {
+  const originals = await findTransfers(trx, applicationId, Object.values(batchKeys(applicationId, batchId)));
+  if (originals.length === 0) return null;
+  const accounts = await lockOriginals(trx, originals);
+  // Read after the locks: a concurrent refund of the same batch has committed or not started.
+  const reversed = await trx("ledger_transfers")
+    .whereIn("reverses_transfer_id", originals.map((t) => t.id))
+    .groupBy("reverses_transfer_id")
+    .select<Array<{ reverses_transfer_id: string; amount: number; units: number }>>(
+      "reverses_transfer_id",
+      trx.raw("sum(amount) as amount"),
+      trx.raw("sum((metadata->>'units')::bigint) as units"),
+    );
+  const reversedOf = new Map(reversed.map((r) => [r.reverses_transfer_id, { amount: Number(r.amount), units: Number(r.units) }]));
+  return {
+    originals,
+    accounts,
+    reversedOf,
+    debitedUnits: Number(originals[0]!.metadata.units),
+    refundedUnits: Math.max(0, ...originals.map((t) => reversedOf.get(t.id)?.units ?? 0)),
+  };
+}
+
+/** Posts the reversal of `units` of a locked batch debit (charge pro rata; the last units get the exact rest). */
+async function reverseBatchUnits(trx: Knex.Transaction, applicationId: string, batchId: string, state: BatchDebitState, units: number, refundId: string): Promise<void> {
+  const remainingUnits = state.debitedUnits - state.refundedUnits;
+  if (units > remainingUnits) throw new RangeError(`cannot refund ${units} units of batch ${batchId}: ${remainingUnits} of ${state.debitedUnits} are unrefunded`);
+  for (const original of state.originals) {
+    const isCharge = original.idempotency_key.startsWith("charge:");
+    const left = Number(original.amount) - (state.reversedOf.get(original.id)?.amount ?? 0);
+    let amount = units;
+    if (isCharge) amount = units === remainingUnits ? left : Math.min(left, chargeFor(units, Number(original.metadata.unit_price)));
+    if (amount <= 0) continue;
+    const key = `refund:${original.idempotency_key}:${refundId}`;
+    const outcome = await postTransfer(trx, {
+      from: state.accounts.get(original.credit_account_id)!,
+      to: state.accounts.get(original.debit_account_id)!,
+      amount,
+      idempotencyKey: key,
+      reason: isCharge ? "quota_charge_refund" : "quota_refund",
+      applicationId,
+      metadata: { batch_id: batchId, refund_id: refundId, units },
+      reversesTransferId: original.id,
+    });
+    assertReversed(outcome, key);
+  }
+}
+
 /**
  * Gives back `units` of a campaign batch's debit (messages that were never sent), to the accounts
  * the batch was debited from. Idempotent per (batch, refundId); the charge is refunded pro rata at
@@ -438,49 +497,41 @@ export async function refundBatchQuota(db: Knex, input: { applicationId: string;
   assertKeyPart("batchId", batchId);
   assertKeyPart("refundId", refundId);
   assertUnits(units);
-  const keys = Object.values(batchKeys(applicationId, batchId));
   return withLedgerRetry(() =>
     db.transaction(async (trx): Promise<RefundResult> => {
-      const originals = await findTransfers(trx, applicationId, keys);
-      if (originals.length === 0) return { status: "not_debited" };
-      const accounts = await lockOriginals(trx, originals);
-      const previous = await findTransfers(trx, applicationId, originals.map((t) => `refund:${t.idempotency_key}:${refundId}`));
+      const state = await lockBatchDebit(trx, applicationId, batchId);
+      if (!state) return { status: "not_debited" };
+      const previous = await findTransfers(trx, applicationId, state.originals.map((t) => `refund:${t.idempotency_key}:${refundId}`));
       if (previous.length > 0) {
         if (previous.some((t) => Number(t.metadata.units) !== units)) throw new Error(`refund ${refundId} of batch ${batchId} was already made for a different number of units`);
         return { status: "already_refunded" };
       }
-      const reversed = await trx("ledger_transfers")
-        .whereIn("reverses_transfer_id", originals.map((t) => t.id))
-        .groupBy("reverses_transfer_id")
-        .select<Array<{ reverses_transfer_id: string; amount: number; units: number }>>(
-          "reverses_transfer_id",
-          trx.raw("sum(amount) as amount"),
-          trx.raw("sum((metadata->>'units')::bigint) as units"),
-        );
-      const reversedOf = new Map(reversed.map((r) => [r.reverses_transfer_id, { amount: Number(r.amount), units: Number(r.units) }]));
-      const debitedUnits = Number(originals[0]!.metadata.units);
-      const refundedUnits = Math.max(0, ...originals.map((t) => reversedOf.get(t.id)?.units ?? 0));
-      const remainingUnits = debitedUnits - refundedUnits;
-      if (units > remainingUnits) throw new RangeError(`cannot refund ${units} units of batch ${batchId}: ${remainingUnits} of ${debitedUnits} are unrefunded`);
-      for (const original of originals) {
-        const isCharge = original.idempotency_key.startsWith("charge:");
-        const left = Number(original.amount) - (reversedOf.get(original.id)?.amount ?? 0);
-        let amount = units;
-        if (isCharge) amount = units === remainingUnits ? left : Math.min(left, chargeFor(units, Number(original.metadata.unit_price)));
-        if (amount <= 0) continue;
-        const key = `refund:${original.idempotency_key}:${refundId}`;
-        const outcome = await postTransfer(trx, {
-          from: accounts.get(original.credit_account_id)!,
-          to: accounts.get(original.debit_account_id)!,
-          amount,
-          idempotencyKey: key,
-          reason: isCharge ? "quota_charge_refund" : "quota_refund",
-          applicationId,
-          metadata: { batch_id: batchId, refund_id: refundId, units },
-          reversesTransferId: original.id,
-        });
-        assertReversed(outcome, key);
-      }
+      await reverseBatchUnits(trx, applicationId, batchId, state, units, refundId);
+      return { status: "refunded", units };
+    }),
+  );
+}
+
+/**
+ * Refunds a campaign batch down to what was sent: brings the units refunded so far (by any earlier
+ * refund) up to `unsentUnits`, the number of the batch's messages the provider never accepted.
+ * Unlike a refund of "the messages this call changed", it cannot miss messages that an earlier
+ * step failed, nor the ones of an attempt that crashed between failing them and refunding: a
+ * repeat, a concurrent twin or a smaller count refunds nothing. Throws when `unsentUnits` exceeds
+ * what the batch debited.
+ */
+export async function refundUnsentBatchQuota(db: Knex, input: { applicationId: string; batchId: string; unsentUnits: number }): Promise<RefundResult> {
+  const { applicationId, batchId, unsentUnits } = input;
+  assertKeyPart("batchId", batchId);
+  if (!Number.isSafeInteger(unsentUnits) || unsentUnits < 0) throw new RangeError(`unsentUnits must be a non-negative integer, got ${unsentUnits}`);
+  return withLedgerRetry(() =>
+    db.transaction(async (trx): Promise<RefundResult> => {
+      const state = await lockBatchDebit(trx, applicationId, batchId);
+      if (!state) return { status: "not_debited" };
+      const units = unsentUnits - state.refundedUnits;
+      if (units <= 0) return { status: "already_refunded" };
+      // The target names the refund: a twin with the same target collides on the key and is retried.
+      await reverseBatchUnits(trx, applicationId, batchId, state, units, `unsent-${unsentUnits}`);
       return { status: "refunded", units };
     }),
   );

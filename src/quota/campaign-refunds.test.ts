@@ -1,0 +1,76 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
+import { seedPushSubscriptions } from "../../test/support/fixtures";
+import { newId } from "../db/ids";
+import { campaignBatchWorkflowId } from "../../workflows/campaign-batch";
+import { campaignWorkflow, campaignWorkflowId } from "../../workflows/campaign";
+import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
+import { ledgerBalanceMismatches, quotaStatus } from "./quota";
+
+// Real retry timings: an outage retry waits 15 minutes, long enough to terminate the batch in it.
+let app: TestApp;
+
+before(async () => {
+  app = await startTestApp({ worker: true });
+});
+after(async () => {
+  await app.close();
+});
+
+test("a terminated campaign batch refunds every unsent message, also those an earlier round had failed", async () => {
+  const { id: appId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100, unit_price: 2, credit_balance: 1000 } });
+  const group = newId();
+  // Ids grow with time. Batch 0 (a page of 10): five tokens the provider refuses for good (failed,
+  // never sent) and five whose provider is down (errored, waiting for a 15-minute retry when the
+  // batch is terminated). Batch 1: five that are sent.
+  await seedPushSubscriptions(app, appId, 5, { prefix: () => "bad", tags: () => ({ group }) });
+  await seedPushSubscriptions(app, appId, 5, { prefix: () => "down", tags: () => ({ group }) });
+  await seedPushSubscriptions(app, appId, 5, { tags: () => ({ group }) });
+  const id = newId();
+  await app.deps.db("message_campaigns").insert({
+    id,
+    application_id: appId,
+    name: "terminated batch",
+    content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
+    targeting_criteria: JSON.stringify({ tags: { group } }),
+    status: "running",
+    started_at: new Date(),
+  });
+  // One batch at a time and a new run after every batch, so batch 0 belongs to an earlier run and
+  // the campaign finds it closed by polling (the path that fails and refunds its messages).
+  const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
+    workflowId: campaignWorkflowId(id),
+    taskQueue: app.config.TEMPORAL_TASK_QUEUE,
+    args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 10, window: 1, throttlePerMinute: null, batchesPerRun: 1, statusPollMs: 1_000 }],
+    typedSearchAttributes: [
+      { key: CampaignIdKey, value: id },
+      { key: ApplicationIdKey, value: appId },
+    ],
+  });
+  const messages = async () => (await app.deps.db("messages").where("campaign_id", id).orderBy("subscription_id").select("status", "error_code", "sent_at")) as Array<{ status: string; error_code: string | null; sent_at: Date | null }>;
+  await eventually(async () => {
+    const rows = await messages();
+    return rows.length === 10 && rows.slice(0, 5).every((m) => m.status === "failed") && rows.slice(5).every((m) => m.status === "errored");
+  }, 20_000, 50);
+  assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 10, "batch 0 was debited");
+
+  await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped it");
+  await handle.result();
+  const rows = await messages();
+  assert.deepEqual(
+    rows.map((m) => [m.status, m.error_code, m.sent_at !== null]),
+    [
+      ...Array.from({ length: 5 }, () => ["failed", "invalid_token", false]),
+      ...Array.from({ length: 5 }, () => ["failed", "batch_aborted", false]),
+      ...Array.from({ length: 5 }, () => ["successful", null, true]),
+    ],
+  );
+  // Only batch 1's five reached a device: batch 0's ten are all refunded and uncharged, the five
+  // its send round had failed as well as the five the abort failed.
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used <= 5, 15_000, 200).catch(() => undefined);
+  const status = await quotaStatus(app.deps.db, appId);
+  assert.equal(status.daily!.used, 5);
+  assert.equal(status.credit!.balance, 1000 - 5 * 2);
+  assert.deepEqual(await ledgerBalanceMismatches(app.deps.db, appId), []);
+});
