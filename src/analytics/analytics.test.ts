@@ -474,3 +474,21 @@ describe("openapi", () => {
     assert.deepEqual(names, ["channel_type", "from", "group_by", "to"]);
   });
 });
+
+describe("GET /analytics/usage default range", () => {
+  test("a zone whose date is not UTC's: a message sent now is counted, on the UTC day it falls on, and no later day is shown", async () => {
+    // A zone whose local date differs from the UTC date right now (UTC−12 before noon UTC, UTC+14 from 10:00 UTC):
+    // the old default took the local dates, which the UTC-day rollup does not have.
+    const utcHour = new Date().getUTCHours();
+    const timezone = utcHour < 12 ? "Etc/GMT+12" : "Etc/GMT-14";
+    const c = await app.createApplication({ timezone });
+    await app.deps.db("messages").insert({ id: newId(), application_id: c.id, channel: "push", body: "now", created_at: new Date() });
+    const data = await get(c.apiKey, "/analytics/usage");
+    const utcToday = new Date().toISOString().slice(0, 10);
+    assert.deepEqual(data.usage_by_channel, { push: 1 }, JSON.stringify(data));
+    assert.equal(data.usage_trend.at(-1).date, utcToday);
+    assert.equal(data.usage_trend.at(-1).total, 1);
+    assert.deepEqual(data.period, { from: `${data.current_period.start_date.slice(0, 10)}T00:00:00Z`, to: `${utcToday}T23:59:59Z` });
+    assert.equal(data.usage_trend.reduce((sum: number, row: { total: number }) => sum + row.total, 0), 1);
+  });
+});

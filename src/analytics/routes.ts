@@ -34,6 +34,8 @@ import {
 
 const TAG = "Analytics";
 
+const utcDay = (at: Date): string => at.toISOString().slice(0, 10);
+
 const periodView = (range: DayRange): { from: string; to: string } => ({ from: `${range.fromDay}T00:00:00Z`, to: `${range.toDay}T23:59:59Z` });
 
 const bucketOf = (groupBy: "day" | "week" | "month" | "channel"): Bucket => (groupBy === "channel" ? "day" : groupBy);
@@ -51,15 +53,15 @@ function addChanges(into: SubscriptionChanges, c: SubscriptionChanges): void {
   into.unsubscribed += c.unsubscribed;
 }
 
-/** The quota's monthly period (quota timezone, else the application's) and the local dates it spans so far. */
-async function currentMonth(db: Knex, applicationId: string, appTimezone: string, now: Date): Promise<{ start: Date; end: Date; firstDay: string; today: string }> {
+/** The quota's monthly period (quota timezone, else the application's). */
+async function currentMonth(db: Knex, applicationId: string, appTimezone: string, now: Date): Promise<{ start: Date; end: Date }> {
   const row = await db("message_quotas").where("application_id", applicationId).first<{ timezone: string | null } | undefined>("timezone");
   const timezone = resolveTimeZone(row?.timezone, appTimezone);
   const keys = periodKeys(now, timezone);
   const [year, month] = keys.month.split("-").map(Number) as [number, number];
   const start = startOfLocalDay(year, month, 1, timezone);
   const next = month === 12 ? startOfLocalDay(year + 1, 1, 1, timezone) : startOfLocalDay(year, month + 1, 1, timezone);
-  return { start, end: new Date(next.getTime() - 1000), firstDay: `${keys.month}-01`, today: keys.day };
+  return { start, end: new Date(next.getTime() - 1000) };
 }
 
 /** Routes of the analytics domain (REF-001 §7, DESIGN-005 device statistics); tenant = the API key's application. */
@@ -177,11 +179,14 @@ export const analyticsRoutes: RouteSpec[] = [
     tag: TAG,
     auth: "apiKey",
     query: UsageQuery,
-    responses: { 200: { description: "Usage (the default range is the current month)", schema: UsageView } },
+    responses: { 200: { description: "Usage by UTC day (the default range is the UTC days the current quota month overlaps, through today)", schema: UsageView } },
     handler: async ({ query, application, deps }) => {
       const now = new Date();
       const month = await currentMonth(deps.db, application.id, application.timezone, now);
-      const range = query.from || query.to ? resolveRange(query.from, query.to, now) : { fromDay: month.firstDay, toDay: month.today };
+      // The rollup's days are UTC days, so the default is the UTC days the quota month overlaps. Its local
+      // dates (1st..today) ended a day early west of UTC, leaving out what was sent since UTC midnight,
+      // and ran into a UTC day still to come east of it.
+      const range = query.from || query.to ? resolveRange(query.from, query.to, now) : { fromDay: utcDay(month.start), toDay: utcDay(now) };
       const [quota, rows] = await Promise.all([quotaStatus(deps.db, application.id, now), createdByDayAndChannel(deps.db, application.id, range)]);
       const byChannel: Record<string, number> = {};
       const perDay = new Map<string, Record<string, number>>();

@@ -82,7 +82,7 @@ export const EngagementQuery = z
   })
   .superRefine(checkRange);
 
-/** Query of `GET /analytics/usage` (REF-001 §7.4); the default range is the current month. */
+/** Query of `GET /analytics/usage` (REF-001 §7.4); the default range is the UTC days the current quota month overlaps, through today. */
 export const UsageQuery = z.strictObject(rangeShape).superRefine(checkRange);
 
 /** Query of `GET /analytics/devices` (DESIGN-005 device statistics); the range applies to `trend`. */
