@@ -103,6 +103,50 @@ export function messageStatsTriggerFunctions(shard: string | null): string[] {
   ];
 }
 
+/**
+ * The analytics_backfill() function as this migration creates it; exported so a later migration
+ * that replaces it can restore this exact text in its down.
+ */
+export function analyticsBackfillFunction(): string {
+  const cols = MESSAGE_COUNTERS.join(", ");
+  const key = rollupKey(null);
+  return `CREATE OR REPLACE FUNCTION analytics_backfill(app uuid) RETURNS void LANGUAGE plpgsql AS $$
+     BEGIN
+       DELETE FROM message_stats_daily WHERE app IS NULL OR application_id = app;
+       INSERT INTO message_stats_daily (application_id, day, channel, subscription_type, template_id, ${cols})
+         SELECT ${key},
+                count(*)::int,
+                count(*) FILTER (WHERE n.sent_at IS NOT NULL OR n.status IN ('successful', 'received', 'converted'))::int,
+                count(*) FILTER (WHERE n.received_at IS NOT NULL OR n.status IN ('received', 'converted'))::int,
+                count(*) FILTER (WHERE n.converted_at IS NOT NULL OR n.status = 'converted')::int,
+                count(*) FILTER (WHERE n.status = 'failed')::int,
+                count(*) FILTER (WHERE n.status = 'cancelled')::int,
+                count(*) FILTER (WHERE n.status = 'errored')::int,
+                count(*) FILTER (WHERE n.status = 'pending')::int
+           FROM messages n
+          WHERE app IS NULL OR n.application_id = app
+          GROUP BY 1, 2, 3, 4, 5;
+
+       DELETE FROM subscription_stats_daily WHERE app IS NULL OR application_id = app;
+       INSERT INTO subscription_stats_daily (application_id, day, subscription_type, new_subscriptions, unsubscribed)
+         SELECT application_id, day, subscription_type, sum(new_subscriptions)::int, sum(unsubscribed)::int
+           FROM (
+             SELECT application_id, (created_at AT TIME ZONE 'UTC')::date AS day, subscription_type,
+                    1 AS new_subscriptions, 0 AS unsubscribed
+               FROM subscriptions
+              WHERE (app IS NULL OR application_id = app)
+                AND (subscription_status > 0 OR unsubscribed_at IS NOT NULL)
+             UNION ALL
+             SELECT application_id, (unsubscribed_at AT TIME ZONE 'UTC')::date, subscription_type, 0, 1
+               FROM subscriptions
+              WHERE (app IS NULL OR application_id = app)
+                AND subscription_status <= 0 AND unsubscribed_at IS NOT NULL
+           ) changes
+          GROUP BY 1, 2, 3;
+     END;
+     $$`;
+}
+
 /** Creates the rollup tables, triggers and backfill function, then backfills. */
 export async function up(knex: Knex): Promise<void> {
   const counterCols = MESSAGE_COUNTERS.map((c) => `${c} integer NOT NULL DEFAULT 0`).join(",\n       ");
@@ -180,41 +224,7 @@ export async function up(knex: Knex): Promise<void> {
     // Rebuilds the rollups of one application (or all, with NULL) from the base tables. Run it in a
     // quiet moment or inside a transaction that locks the base tables: concurrent writes between
     // the DELETE and the INSERT would be counted by their triggers and lost by the rebuild.
-    `CREATE OR REPLACE FUNCTION analytics_backfill(app uuid) RETURNS void LANGUAGE plpgsql AS $$
-     BEGIN
-       DELETE FROM message_stats_daily WHERE app IS NULL OR application_id = app;
-       INSERT INTO message_stats_daily (application_id, day, channel, subscription_type, template_id, ${cols})
-         SELECT ${key},
-                count(*)::int,
-                count(*) FILTER (WHERE n.sent_at IS NOT NULL OR n.status IN ('successful', 'received', 'converted'))::int,
-                count(*) FILTER (WHERE n.received_at IS NOT NULL OR n.status IN ('received', 'converted'))::int,
-                count(*) FILTER (WHERE n.converted_at IS NOT NULL OR n.status = 'converted')::int,
-                count(*) FILTER (WHERE n.status = 'failed')::int,
-                count(*) FILTER (WHERE n.status = 'cancelled')::int,
-                count(*) FILTER (WHERE n.status = 'errored')::int,
-                count(*) FILTER (WHERE n.status = 'pending')::int
-           FROM messages n
-          WHERE app IS NULL OR n.application_id = app
-          GROUP BY 1, 2, 3, 4, 5;
-
-       DELETE FROM subscription_stats_daily WHERE app IS NULL OR application_id = app;
-       INSERT INTO subscription_stats_daily (application_id, day, subscription_type, new_subscriptions, unsubscribed)
-         SELECT application_id, day, subscription_type, sum(new_subscriptions)::int, sum(unsubscribed)::int
-           FROM (
-             SELECT application_id, (created_at AT TIME ZONE 'UTC')::date AS day, subscription_type,
-                    1 AS new_subscriptions, 0 AS unsubscribed
-               FROM subscriptions
-              WHERE (app IS NULL OR application_id = app)
-                AND (subscription_status > 0 OR unsubscribed_at IS NOT NULL)
-             UNION ALL
-             SELECT application_id, (unsubscribed_at AT TIME ZONE 'UTC')::date, subscription_type, 0, 1
-               FROM subscriptions
-              WHERE (app IS NULL OR application_id = app)
-                AND subscription_status <= 0 AND unsubscribed_at IS NOT NULL
-           ) changes
-          GROUP BY 1, 2, 3;
-     END;
-     $$`,
+    analyticsBackfillFunction(),
     `SELECT analytics_backfill(NULL)`,
   ]);
 }

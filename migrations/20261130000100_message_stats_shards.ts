@@ -10,7 +10,7 @@ import { MESSAGE_COUNTERS, messageStatsTriggerFunctions } from "./20261122005000
  * transaction keeps one shard (so its own rows still lock in key order), and readers already SUM
  * over the key, so they are unchanged. The backfill writes shard 0.
  */
-const MESSAGE_STATS_SHARDS = 16;
+export const MESSAGE_STATS_SHARDS = 16;
 
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`ALTER TABLE message_stats_daily ADD COLUMN shard smallint NOT NULL DEFAULT 0`);

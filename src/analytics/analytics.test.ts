@@ -57,7 +57,8 @@ async function directMessageCounts(applicationId: string, groupExpr: string): Pr
   const result = await app.deps.db.raw(
     `SELECT ${groupExpr} AS k, count(*) AS created, count(sent_at) AS successful, count(received_at) AS received, count(converted_at) AS converted,
             count(*) FILTER (WHERE status = 'failed') AS failed, count(*) FILTER (WHERE status = 'errored') AS errored,
-            count(*) FILTER (WHERE status = 'cancelled') AS cancelled, count(*) FILTER (WHERE status = 'pending') AS pending
+            count(*) FILTER (WHERE status = 'cancelled') AS cancelled, count(*) FILTER (WHERE status = 'pending') AS pending,
+            count(*) FILTER (WHERE status = 'failed' AND sent_at IS NOT NULL) AS failed_after_sent
        FROM messages WHERE application_id = ? AND created_at >= ?::timestamptz AND created_at < ?::timestamptz GROUP BY 1`,
     [applicationId, `${FROM}T00:00:00Z`, `${dayOf(new Date(Date.parse(TO) + DAY_MS))}T00:00:00Z`],
   );
@@ -70,11 +71,13 @@ async function directMessageCounts(applicationId: string, groupExpr: string): Pr
 }
 
 function expectedFigures(c: Record<string, number>): Record<string, number> {
-  const attempted = c.successful! + c.failed! + c.errored!;
+  // Each attempted message once: one sent and then failed (receipt timeout) is successful, not also a failure.
+  const attempted = c.successful! + c.failed! - c.failed_after_sent! + c.errored!;
   return {
     total_sent: c.created!,
     successful: c.successful!,
     failed: c.failed!,
+    failed_after_sent: c.failed_after_sent!,
     errored: c.errored!,
     received: c.received!,
     converted: c.converted!,
@@ -230,7 +233,11 @@ describe("GET /analytics/messages", () => {
     assert.deepEqual(Object.keys(data.by_channel).sort(), [...byChannel.keys()].sort());
     for (const [channel, counts] of byChannel) assert.deepEqual(data.by_channel[channel], expectedFigures(counts), channel);
     // Sanity: the seeded paths really exercised every counter.
-    for (const key of ["successful", "failed", "errored", "received", "converted", "cancelled", "pending"]) assert.ok(data.summary[key] > 0, key);
+    for (const key of ["successful", "failed", "failed_after_sent", "errored", "received", "converted", "cancelled", "pending"]) assert.ok(data.summary[key] > 0, key);
+    // Every message is in exactly one place, so the figures add up to what was requested.
+    for (const figures of [data.summary, ...Object.values(data.by_channel)] as Array<Record<string, number>>) {
+      assert.equal(figures.successful! + figures.failed! - figures.failed_after_sent! + figures.errored! + figures.pending! + figures.cancelled!, figures.total_sent);
+    }
   });
 
   test("by_day equals direct counts per UTC creation day, zero-filled", async () => {
@@ -238,8 +245,8 @@ describe("GET /analytics/messages", () => {
     const perDay = await directMessageCounts(a.id, "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
     assert.equal(data.by_day.length, 6);
     for (const row of data.by_day) {
-      const c = perDay.get(row.date) ?? { created: 0, successful: 0, failed: 0, errored: 0, received: 0, converted: 0 };
-      assert.deepEqual(row, { date: row.date, total_sent: c.created, successful: c.successful, failed: c.failed, errored: c.errored, received: c.received, converted: c.converted });
+      const c = perDay.get(row.date) ?? { created: 0, successful: 0, failed: 0, failed_after_sent: 0, errored: 0, received: 0, converted: 0 };
+      assert.deepEqual(row, { date: row.date, total_sent: c.created, successful: c.successful, failed: c.failed, failed_after_sent: c.failed_after_sent, errored: c.errored, received: c.received, converted: c.converted });
     }
   });
 
@@ -446,7 +453,7 @@ describe("backfill", () => {
       (
         await db.raw(
           `SELECT application_id, day, channel, subscription_type, template_id,
-                  ${MESSAGE_COUNTERS.map((c) => `sum(${c})::int AS ${c}`).join(", ")}
+                  ${[...MESSAGE_COUNTERS, "failed_after_sent"].map((c) => `sum(${c})::int AS ${c}`).join(", ")}
              FROM message_stats_daily WHERE application_id = ?
             GROUP BY 1, 2, 3, 4, 5 ORDER BY day, channel, subscription_type, template_id`,
           [a.id],

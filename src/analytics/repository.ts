@@ -22,9 +22,11 @@ export interface MessageCounters {
   cancelled: number;
   errored: number;
   pending: number;
+  /** Of `failed`, those the provider had accepted first (no receipt before the receipt timeout): also in `successful`. */
+  failed_after_sent: number;
 }
 
-const COUNTER_NAMES = ["created", "successful", "received", "converted", "failed", "cancelled", "errored", "pending"] as const;
+const COUNTER_NAMES = ["created", "successful", "received", "converted", "failed", "cancelled", "errored", "pending", "failed_after_sent"] as const;
 
 const sums = COUNTER_NAMES.map((c) => `coalesce(sum(${c}), 0)::bigint AS ${c}`).join(", ");
 
@@ -39,13 +41,18 @@ export function percent(part: number, whole: number): number {
   return whole > 0 ? Math.round((part / whole) * 10_000) / 100 : 0;
 }
 
-/** REF-001 §7.1 figures with SEQ-003 §5.1 rates. */
+/**
+ * REF-001 §7.1 figures with SEQ-003 §5.1 rates. The denominator successful + failed + errored counts
+ * every attempted message once: a message that was sent and then failed (receipt timeout) is in
+ * both `successful` and `failed`, so it is taken out of the failures there.
+ */
 export function messageFigures(c: MessageCounters): Record<string, number> {
-  const attempted = c.successful + c.failed + c.errored;
+  const attempted = c.successful + (c.failed - c.failed_after_sent) + c.errored;
   return {
     total_sent: c.created,
     successful: c.successful,
     failed: c.failed,
+    failed_after_sent: c.failed_after_sent,
     errored: c.errored,
     received: c.received,
     converted: c.converted,

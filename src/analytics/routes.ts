@@ -77,7 +77,7 @@ export const analyticsRoutes: RouteSpec[] = [
     handler: async ({ query, application, deps }) => {
       const range = resolveRange(query.from, query.to);
       const { byChannel, series } = await messageStats(deps.db, application.id, range, query.channel_type, bucketOf(query.group_by));
-      const total = { created: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0, errored: 0, pending: 0 };
+      const total = { created: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0, errored: 0, pending: 0, failed_after_sent: 0 };
       const channels: Record<string, Record<string, number>> = {};
       for (const { channel, ...counters } of byChannel) {
         channels[channel] = messageFigures(counters);
@@ -94,6 +94,7 @@ export const analyticsRoutes: RouteSpec[] = [
             total_sent: s.created,
             successful: s.successful,
             failed: s.failed,
+            failed_after_sent: s.failed_after_sent,
             errored: s.errored,
             received: s.received,
             converted: s.converted,

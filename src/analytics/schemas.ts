@@ -93,9 +93,10 @@ const Rate = z.number().describe("percent, 2 decimals; 0 when the denominator is
 
 /** Message counters plus SEQ-003 §5.1 rates. */
 const MessageFigures = z.object({
-  total_sent: z.number().int().describe("messages created (requested) in the period"),
-  successful: z.number().int(),
-  failed: z.number().int(),
+  total_sent: z.number().int().describe("messages created (requested) in the period = successful + (failed − failed_after_sent) + errored + pending + cancelled"),
+  successful: z.number().int().describe("accepted by the provider"),
+  failed: z.number().int().describe("ended failed, before or after the provider accepted them"),
+  failed_after_sent: z.number().int().describe("of failed, those accepted by the provider first (no receipt in time); also in successful"),
   errored: z.number().int().describe("currently errored (awaiting retry or abandoned)"),
   received: z.number().int(),
   converted: z.number().int(),
@@ -119,6 +120,7 @@ export const MessageStatsView = z.object({
       total_sent: z.number().int(),
       successful: z.number().int(),
       failed: z.number().int(),
+      failed_after_sent: z.number().int(),
       errored: z.number().int(),
       received: z.number().int(),
       converted: z.number().int(),
