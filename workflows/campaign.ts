@@ -251,13 +251,23 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
         ],
         args: [args],
       }).then((child) => {
-        // A batch that fails or is terminated never signals: free its window slot so the campaign
-        // can finish (its messages keep whatever status they reached). Observable within this run;
-        // after a continue-as-new, waitUntil's poll finds such batches instead.
+        // A batch that fails or is terminated never signals: abort it (its unsent messages fail
+        // with batch_aborted and are refunded; nothing else would ever end them) and free its
+        // window slot so the campaign can finish. Observable within this run; after a
+        // continue-as-new, waitUntil's poll finds such batches and aborts them the same way.
         child.result().then(
           () => undefined,
-          (error: unknown) => {
+          async (error: unknown) => {
             log.warn("campaign batch did not complete", { batchNo, error: String(error) });
+            // Histories from before this step freed the slot only; they replay without it.
+            if (patched("campaign-failed-batch-abort")) {
+              try {
+                await activities.closedCampaignBatches({ campaignId, applicationId, batchNos: [batchNo] });
+              } catch (abortError) {
+                // Retries exhausted: still free the slot rather than hold the campaign open for good.
+                log.error("campaign batch abort failed", { batchNo, error: String(abortError) });
+              }
+            }
             batchFinished({ batchNo, messages: 0, successful: 0, failed: 0 });
           },
         );

@@ -300,6 +300,48 @@ test("a batch terminated after a continue-as-new frees its window slot; its unse
   await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 5, 15_000, 200);
 });
 
+test("a batch terminated while its campaign run is still going: its unsent messages fail and are refunded, the rest are sent", async () => {
+  const { id: appId } = await createApp({ quota: { daily_quota: 100 } });
+  const group = newId();
+  await seed(appId, 5, { prefix: () => "down", tags: () => ({ group }) });
+  await seed(appId, 5, { tags: () => ({ group }) });
+  const id = newId();
+  await app.deps.db("message_campaigns").insert({
+    id,
+    application_id: appId,
+    name: "terminated batch, same run",
+    content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
+    targeting_criteria: JSON.stringify({ tags: { group } }),
+    status: "running",
+    started_at: new Date(),
+  });
+  // No batchesPerRun: one run starts both batches, so the run itself sees batch 0 end without reporting.
+  const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
+    workflowId: campaignWorkflowId(id),
+    taskQueue: app.config.TEMPORAL_TASK_QUEUE,
+    args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, throttlePerMinute: null, statusPollMs: 60_000 }],
+    typedSearchAttributes: [
+      { key: CampaignIdKey, value: id },
+      { key: ApplicationIdKey, value: appId },
+    ],
+  });
+  await eventually(async () => {
+    const rows = await messagesOf(id);
+    return rows.length === 5 && rows.every((m) => m.status === "errored");
+  }, 15_000, 50);
+  await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped it");
+  const result = await handle.result();
+  assert.equal((await handle.describe()).runId, handle.firstExecutionRunId, "one run did it all");
+  assert.equal(result.batchesStarted, 2);
+  assert.equal(await statusOf(id), "completed");
+  const rows = await messagesOf(id);
+  assert.deepEqual(
+    rows.map((m) => [m.status, m.error_code]),
+    [...Array.from({ length: 5 }, () => ["failed", "batch_aborted"]), ...Array.from({ length: 5 }, () => ["successful", null])],
+  );
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 5, 15_000, 200);
+});
+
 test("a device token the worker cannot decrypt fails only its own message (token_unreadable); the rest of the batch is sent", async () => {
   const { id: appId, apiKey } = await createApp();
   const tag = newId();
