@@ -319,11 +319,20 @@ export async function listTemplateVersions(
 /**
  * Loads a template for sending (message pipeline, campaigns): the current version, or a pinned
  * `version` (campaigns record the version they were created with). Throws `template_not_found` for
- * unknown, malformed or other applications' ids and `template_inactive` when it is disabled.
+ * unknown, malformed or other applications' ids, `template_inactive` when it is disabled, and a
+ * `validation_error` on `template_id` for a channel other than push.
  */
 export async function loadTemplateForSend(db: Db, applicationId: string, templateId: string, version?: number): Promise<TemplateForSend> {
   const loaded = await getTemplateVersion(db, applicationId, templateId, version);
   if (!loaded.template.is_active) throw new ApiError("template_inactive", "The template is disabled", { id: templateId });
+  // Templates can be written for channels this release does not deliver yet; sending one as a
+  // push would put an email's or SMS's text on lock screens.
+  if (loaded.template.channel !== "push") {
+    throw new ApiError("validation_error", "The template cannot be sent as a push", {
+      in: "body",
+      fields: { template_id: `the template is for the ${loaded.template.channel} channel; only push templates can be sent in this release` },
+    });
+  }
   return { templateId, version: loaded.version.version, channel: loaded.template.channel, content: loaded.content };
 }
 

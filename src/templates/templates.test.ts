@@ -303,6 +303,21 @@ describe("disable / enable (REF-001 §5.4, §5.5) and loadTemplateForSend", () =
     assert.equal((await loadTemplateForSend(app.deps.db, a.id, id)).version, 2);
   });
 
+  test("a template for another channel is not sent as a push: single sends and campaigns answer 422 on template_id and write nothing", async () => {
+    const id = await create(a.apiKey, { channel: "email", title_template: "Your receipt", body_template: "Dear {{name}}, …" });
+    const rejected = (res: ApiResponse) => {
+      assert.equal(res.status, 422, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, "validation_error");
+      assert.match(res.body.error.details.fields.template_id, /email channel/);
+    };
+    rejected(await call(a.apiKey, "POST", "/messages/template", { external_id: "u-1", template_id: id, variables: { name: "n" } }));
+    rejected(await call(a.apiKey, "POST", "/campaigns", { name: "mail as push", template_id: id, variables: { name: "n" }, targeting_criteria: { tags: { nobody: "x" } } }));
+    assert.equal(Number((await app.deps.db("messages").where("application_id", a.id).count<{ count: string }[]>({ count: "*" }))[0]!.count), 0);
+    assert.equal(Number((await app.deps.db("message_campaigns").where("application_id", a.id).count<{ count: string }[]>({ count: "*" }))[0]!.count), 0);
+    // render-test still works: the content itself is fine.
+    assert.equal((await call(a.apiKey, "POST", `/templates/${id}/render-test`, { variables: { name: "n" } })).status, 200);
+  });
+
   test("loadTemplateForSend: template_not_found for unknown, malformed, other-tenant ids and missing versions", async () => {
     const id = await create(a.apiKey);
     const notFound = (e: unknown) => e instanceof ApiError && e.code === "template_not_found" && e.status === 404;
