@@ -2,7 +2,7 @@ import { ApplicationFailure, heartbeat } from "@temporalio/activity";
 import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
-import { toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
+import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitBatchQuota, refundBatchQuota, refundUnsentBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
@@ -90,6 +90,7 @@ interface SendRow {
   body: string | null;
   data: Record<string, unknown>;
   options: StoredPushOptions;
+  created_at: Date;
   subscription_id: string;
   subscription_type: string;
   subscription_status: number;
@@ -196,7 +197,7 @@ export function createCampaignActivities(deps: Deps) {
         .join("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
         .where(inBatch(range, "m"))
         .where("m.status", "pending")
-        .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.test_type")
+        .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.created_at", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.test_type")
         .orderBy("m.subscription_id")
         .limit(SEND_CHUNK)
         .forUpdate("m")) as SendRow[];
@@ -223,11 +224,14 @@ export function createCampaignActivities(deps: Deps) {
     const errored: PerMessageOutcome[] = [];
     const statusChanges: Array<{ applicationId: string; subscriptionId: string; toStatus: number; code: string; messageId: string }> = [];
     const groups = new Map<string, SendRow[]>();
+    const nowMs = Date.now();
     for (const row of rows) {
       if (row.subscription_status <= 0 || row.archived_at) {
         failed.push(...failUnsent([row], null, "subscription_disabled", "the subscription is gone or no longer subscribed"));
       } else if ((row.subscription_type !== "iOSPush" && row.subscription_type !== "AndroidPush") || !row.token_ciphertext) {
         failed.push(...failUnsent([row], null, "invalid_subscription_type", `${row.subscription_type} is not a sendable channel yet`));
+      } else if (expiredBeforeSend(row.options, row.created_at, nowMs)) {
+        failed.push(...failUnsent([row], null, MESSAGE_EXPIRED.code, MESSAGE_EXPIRED.message));
       } else {
         const sandbox = row.test_type === 1 || row.test_type === 2;
         const key = `${row.subscription_type}:${sandbox}`;

@@ -3,7 +3,7 @@ import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { applyMessageTransition, closeConversionWindow, type MessageRow } from "../src/messages/transitions";
 import type { MessageStatus } from "../src/messages/state-machine";
-import { toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
+import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitMessageQuota, refundMessageQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
@@ -95,6 +95,10 @@ export function createMessageActivities(deps: Deps) {
         if (!isPushSubscriptionType(subscription.subscription_type) || !subscription.token_ciphertext) {
           await failUnsent(trx, message, "invalid_subscription_type", `${subscription.subscription_type} is not a sendable channel yet`);
           return { status: "failed" as const, errorCode: "invalid_subscription_type" };
+        }
+        if (expiredBeforeSend(message.options as StoredPushOptions, message.created_at)) {
+          await failUnsent(trx, message, MESSAGE_EXPIRED.code, MESSAGE_EXPIRED.message);
+          return { status: "failed" as const, errorCode: MESSAGE_EXPIRED.code };
         }
         let outcome: SendOutcome;
         let providerName: string;

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { assertCampaignSendable, campaignPlatforms, campaignPushOptions, messageOptionsAt } from "./content";
 import { remainingRecipients, apiCampaignStatus, storedCampaignStatus } from "./repository";
 import { ApiError } from "../http/errors";
+import { NOW_OR_NEVER } from "../messages/push-options";
 
 const NOW = new Date("2026-12-01T09:00:00.500Z");
 const NOW_S = Math.floor(NOW.getTime() / 1000);
@@ -21,7 +22,7 @@ describe("campaign push options", () => {
   test("a campaign created before the rule keeps its absolute expiration", () => {
     assert.deepEqual(messageOptionsAt({ expiration: 1_800_000_000, sound: "a" }, NOW), { expiration: 1_800_000_000, sound: "a" });
     assert.deepEqual(messageOptionsAt(null, NOW), {});
-    assert.deepEqual(messageOptionsAt({ ttl_seconds: 0 }, NOW), { expiration: NOW_S });
+    assert.deepEqual(messageOptionsAt({ ttl_seconds: 0 }, NOW), { expiration: NOW_OR_NEVER }, "now or never is 0 to the providers, whenever the batch runs");
   });
 });
 

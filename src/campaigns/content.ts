@@ -7,7 +7,7 @@
  * and each message's absolute `expiration` is fixed then — once, like a single message's at its
  * acceptance, so retries of that message never extend it.
  */
-import { PushOptionsShape, type StoredPushOptions } from "../messages/push-options";
+import { PushOptionsShape, expirationOf, type StoredPushOptions } from "../messages/push-options";
 import { assertSendable, type MessageContent } from "../messages/accept";
 import type { PushPlatform } from "../providers/validation";
 import type { TargetingCriteria } from "./targeting";
@@ -28,7 +28,7 @@ export function campaignPushOptions(input: Record<string, unknown>, createdAt: D
   const options: Record<string, unknown> = {};
   for (const key of Object.keys(PushOptionsShape)) if (input[key] !== undefined) options[key] = input[key];
   const ttl = options.ttl_seconds as number | undefined;
-  if (ttl !== undefined) options.expiration = Math.floor(createdAt.getTime() / 1000) + ttl;
+  if (ttl !== undefined) options.expiration = expirationOf(ttl, createdAt);
   return options as CampaignPushOptions;
 }
 
@@ -47,7 +47,7 @@ export function campaignOptionsView(options: CampaignPushOptions | null | undefi
 export function messageOptionsAt(options: CampaignPushOptions | null | undefined, createdAt: Date): StoredPushOptions {
   const { ttl_seconds: ttl, ...rest } = options ?? {};
   if (ttl === undefined) return rest;
-  return { ...rest, expiration: Math.floor(createdAt.getTime() / 1000) + ttl };
+  return { ...rest, expiration: expirationOf(ttl, createdAt) };
 }
 
 const PLATFORM_OF_TYPE: Record<string, PushPlatform> = { iOSPush: "apns", AndroidPush: "fcm" };

@@ -17,7 +17,10 @@ export const PushOptionsShape = {
   android_channel_id: z.string().max(256).optional(),
 };
 
-/** The options object as stored on a message; `expiration` is the absolute deadline derived from ttl_seconds. */
+/**
+ * The options object as stored on a message; `expiration` is the absolute deadline (unix seconds)
+ * derived from ttl_seconds, or {@link NOW_OR_NEVER} for ttl_seconds 0.
+ */
 export type StoredPushOptions = Partial<{
   badge: number;
   sound: string;
@@ -33,13 +36,44 @@ export type StoredPushOptions = Partial<{
   android_channel_id: string;
 }>;
 
+/**
+ * The stored `expiration` of ttl_seconds 0: APNs' own "attempt once, do not store" value, which the
+ * FCM payload turns into ttl 0 too. Storing the acceptance second instead made "now or never"
+ * indistinguishable from a short ttl that has run out.
+ */
+export const NOW_OR_NEVER = 0;
+
+/** The absolute expiry of a message created at `createdAt` with `ttlSeconds` (absolute, so a retry an hour later does not extend its life). */
+export function expirationOf(ttlSeconds: number, createdAt: Date): number {
+  return ttlSeconds === 0 ? NOW_OR_NEVER : Math.floor(createdAt.getTime() / 1000) + ttlSeconds;
+}
+
+/** The message failure for a message whose ttl_seconds ran out before it could be sent (refunded: nothing was sent). */
+export const MESSAGE_EXPIRED = {
+  code: "expired",
+  message: "ttl_seconds ran out before the message could be sent (the provider kept failing until then)",
+} as const;
+
+/**
+ * Whether a message's ttl_seconds ran out before this send attempt (a retry after a provider
+ * outage): it must not reach the device late, so it fails with `expired` instead of going out.
+ * Now-or-never messages go out on every attempt with expiration 0. So do rows stored before
+ * {@link NOW_OR_NEVER}, whose ttl 0 was the acceptance second (`createdAt` tells them apart; the
+ * second of slack covers the API's and the database's clocks reading different seconds).
+ */
+export function expiredBeforeSend(options: StoredPushOptions | null | undefined, createdAt: Date, nowMs: number = Date.now()): boolean {
+  const expiration = options?.expiration;
+  if (expiration === undefined || expiration === NOW_OR_NEVER) return false;
+  if (expiration <= Math.floor(new Date(createdAt).getTime() / 1000) + 1) return false;
+  return nowMs >= expiration * 1000;
+}
+
 /** Picks the push options out of a request body and fixes the expiry to an absolute time at acceptance. */
 export function storedPushOptions(input: Partial<Record<keyof typeof PushOptionsShape, unknown>>, acceptedAt: Date): StoredPushOptions {
   const { ttl_seconds: ttl, ...rest } = input as StoredPushOptions & { ttl_seconds?: number };
   const options: StoredPushOptions = {};
   for (const [key, value] of Object.entries(rest)) if (value !== undefined && key in PushOptionsShape) (options as Record<string, unknown>)[key] = value;
-  // Absolute, so a retry an hour later does not extend the message's life.
-  if (ttl !== undefined) options.expiration = Math.floor(acceptedAt.getTime() / 1000) + ttl;
+  if (ttl !== undefined) options.expiration = expirationOf(ttl, acceptedAt);
   return options;
 }
 

@@ -1,0 +1,98 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
+import { createPushSubscription, seedPushSubscriptions, simulatorToken } from "../../test/support/fixtures";
+import { newId } from "../db/ids";
+import { quotaStatus } from "../quota/quota";
+import { NOW_OR_NEVER, expiredBeforeSend } from "./push-options";
+
+// Outage retries at 15 min × 0.003 = 2.7 s: a `flaky-` token's first attempt answers 503 and its
+// retry comes after a 2-second ttl has run out (a 1-second ttl cannot be told from a now-or-never
+// row stored by the previous release; see expiredBeforeSend).
+const ENV = { AUTOMATA_RECEIPT_TIMEOUT: "1h", AUTOMATA_RETRY_SCALE: "0.003", AUTOMATA_CAMPAIGN_STATUS_POLL: "1s" };
+
+let app: TestApp;
+
+before(async () => {
+  app = await startTestApp({ worker: true, env: ENV });
+});
+after(async () => {
+  await app.close();
+});
+
+test("expiredBeforeSend: only a positive ttl that has run out; now-or-never (new and legacy rows) always goes out", () => {
+  const created = new Date("2026-12-01T10:00:00.400Z");
+  const s = Math.floor(created.getTime() / 1000);
+  const cases: Array<[string, { expiration?: number } | null, number, boolean]> = [
+    ["no options", null, s + 10_000, false],
+    ["no ttl", {}, s + 10_000, false],
+    ["ttl 60, before its end", { expiration: s + 60 }, (s + 59) * 1000, false],
+    ["ttl 60, at its end", { expiration: s + 60 }, (s + 60) * 1000, true],
+    ["ttl 60, an hour later", { expiration: s + 60 }, (s + 3_600) * 1000, true],
+    ["now or never", { expiration: NOW_OR_NEVER }, (s + 3_600) * 1000, false],
+    ["legacy now or never (the acceptance second)", { expiration: s }, (s + 3_600) * 1000, false],
+    ["legacy now or never, the API's clock a second ahead of the database's", { expiration: s + 1 }, (s + 3_600) * 1000, false],
+    ["ttl 2, run out", { expiration: s + 2 }, (s + 3) * 1000, true],
+  ];
+  for (const [name, options, now, expected] of cases) assert.equal(expiredBeforeSend(options, created, now), expected, name);
+});
+
+async function send(apiKey: string, subscriptionId: string, options: Record<string, unknown>): Promise<string> {
+  const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: subscriptionId, title: "Flash sale", ...options } });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  return res.body.data.message_id;
+}
+
+async function settled(apiKey: string, id: string) {
+  return eventually(async () => {
+    const message = (await app.request("GET", `/messages/${id}`, { key: apiKey })).body.data;
+    return message.status === "pending" || message.status === "errored" ? undefined : message;
+  }, 30_000, 200);
+}
+
+test("a message whose ttl runs out while the provider is failing fails with expired and is refunded, instead of reaching the device late", async () => {
+  const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 10 } });
+  const late = await createPushSubscription(app, apiKey, { type: "iOSPush", token: simulatorToken("flaky") });
+  const expired = await settled(apiKey, await send(apiKey, late.id, { ttl_seconds: 2 }));
+  assert.equal(expired.status, "failed");
+  assert.equal(expired.error_code, "expired");
+  assert.equal(app.simulator!.simulator.requestsFor(late.token), 1, "only the first attempt reached the provider");
+
+  // The same outage without a ttl: the retry delivers it.
+  const patient = await createPushSubscription(app, apiKey, { type: "AndroidPush", token: simulatorToken("flaky") });
+  assert.equal((await settled(apiKey, await send(apiKey, patient.id, {}))).status, "successful");
+  assert.equal(app.simulator!.simulator.requestsFor(patient.token), 2);
+
+  // ttl 0 is "now or never" to the provider (expiration 0), on every attempt we make.
+  const now = await createPushSubscription(app, apiKey, { type: "iOSPush", token: simulatorToken("flaky") });
+  const nowId = await send(apiKey, now.id, { ttl_seconds: 0 });
+  assert.equal((await settled(apiKey, nowId)).status, "successful");
+  assert.equal(app.simulator!.simulator.lastPayloadFor(now.token)?.headers["apns-expiration"], "0");
+  assert.deepEqual((await app.deps.db("messages").where("id", nowId).first("options")).options, { expiration: NOW_OR_NEVER });
+
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 2, 10_000, 200);
+});
+
+test("campaign messages whose ttl runs out before their batch's retry round fail with expired and are refunded", async () => {
+  const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100 } });
+  const group = newId();
+  await seedPushSubscriptions(app, appId, 4, { prefix: () => "flaky", tags: () => ({ group }) });
+  await seedPushSubscriptions(app, appId, 2, { tags: () => ({ group }) });
+  const res = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "flash", title: "Flash sale", body: "1 hour only", ttl_seconds: 2, targeting_criteria: { tags: { group } } } });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  const id = res.body.data.campaign_id;
+  const rows = await eventually(async () => {
+    const messages = (await app.deps.db("messages").where("campaign_id", id)) as Array<{ status: string; error_code: string | null }>;
+    return messages.length === 6 && messages.every((m) => m.status !== "pending" && m.status !== "errored") ? messages : undefined;
+  }, 30_000, 200);
+  assert.deepEqual(rows.map((m) => [m.status, m.error_code]).sort(), [
+    ["failed", "expired"],
+    ["failed", "expired"],
+    ["failed", "expired"],
+    ["failed", "expired"],
+    ["successful", null],
+    ["successful", null],
+  ]);
+  await eventually(async () => (await app.request("GET", `/campaigns/${id}`, { key: apiKey })).body.data.status === "completed", 30_000, 200);
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 2, 15_000, 200);
+});
