@@ -68,6 +68,24 @@ describe("admin applications", () => {
     assert.ok(!JSON.stringify(got.body).includes(created.body.data.api_key));
   });
 
+  test("billing_currency cannot change while credit in the old currency remains; with none left it can", async () => {
+    const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "Currency App", quota: { unit_price: 5, credit_balance: 300, billing_currency: "KRW" } } });
+    const id = created.body.data.application_id;
+    const refused = await app.request("PATCH", `/admin/applications/${id}`, { admin: true, body: { name: "renamed", quota: { billing_currency: "USD", daily_quota: 7 } } });
+    assert.equal(refused.status, 422, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, "validation_error");
+    assert.match(refused.body.error.details.fields["quota.billing_currency"], /300 of credit in KRW/);
+    const after = (await app.request("GET", `/admin/applications/${id}`, { admin: true })).body.data;
+    assert.equal(after.name, "Currency App", "nothing of the refused PATCH was written");
+    assert.deepEqual(after.quota, { daily_quota: null, monthly_quota: null, unit_price: 5, billing_currency: "KRW", credit_balance: 300 });
+
+    const free = await app.request("POST", "/admin/applications", { admin: true, body: { name: "No Credit App", quota: { billing_currency: "KRW" } } });
+    const switched = await app.request("PATCH", `/admin/applications/${free.body.data.application_id}`, { admin: true, body: { quota: { billing_currency: "USD", credit_balance: 50 } } });
+    assert.equal(switched.status, 200, JSON.stringify(switched.body));
+    assert.equal(switched.body.data.quota.billing_currency, "USD");
+    assert.equal(switched.body.data.quota.credit_balance, 50, "the top-up in the same PATCH lands in the new currency");
+  });
+
   test("provider credentials are encrypted at rest and never returned", async () => {
     const { id } = await app.createApplication();
     // A real P-256 key: credentials are checked at upload now (src/applications/credentials.test.ts).

@@ -3,7 +3,8 @@ import type { SecretBox } from "../crypto/secret-box";
 import type { ProviderCredentials } from "./schemas";
 import type { z } from "zod";
 import type { QuotaInput } from "./schemas";
-import { creditAccount, creditSourceAccount, transfer } from "../quota/ledger";
+import { balanceOf, creditAccount, creditSourceAccount, transfer } from "../quota/ledger";
+import { ApiError } from "../http/errors";
 import { newId } from "../db/ids";
 
 /** Reads an application's decrypted provider credentials ({} when none are configured). */
@@ -25,7 +26,20 @@ export function sealProviderCredentials(secrets: SecretBox, current: ProviderCre
 
 /** Creates or updates the quota row and tops up the credit balance through the ledger. */
 export async function applyQuota(trx: Knex.Transaction, applicationId: string, quota: z.infer<typeof QuotaInput>): Promise<void> {
-  const existing = await trx("message_quotas").where("application_id", applicationId).first();
+  const existing = (await trx("message_quotas").where("application_id", applicationId).forUpdate().first()) as { billing_currency: string } | undefined;
+  if (existing && quota.billing_currency !== undefined && quota.billing_currency !== existing.billing_currency) {
+    // Credit is kept per currency and there is no exchange rate: after a switch, the old credit
+    // would sit unseen while charged sends were refused as if the application had none.
+    const left = await balanceOf(trx, applicationId, creditAccount(applicationId, existing.billing_currency).code);
+    if (left !== 0) {
+      throw new ApiError("validation_error", "The request body failed validation", {
+        in: "body",
+        fields: {
+          "quota.billing_currency": `the application still holds ${left} of credit in ${existing.billing_currency}; the currency can change only once that credit is used up`,
+        },
+      });
+    }
+  }
   const fields: Record<string, unknown> = {};
   for (const key of ["daily_quota", "monthly_quota", "unit_price", "billing_currency"] as const) {
     if (quota[key] !== undefined) fields[key] = quota[key];
