@@ -1,8 +1,10 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import path from "node:path";
 import { execFile } from "node:child_process";
 import { startTestApp, type TestApp } from "./support/harness";
+import { startMetricsServer } from "../src/metrics/exposition";
 
 const CLI = path.resolve(__dirname, "..", "bin", "automata.js");
 let app: TestApp;
@@ -15,13 +17,25 @@ after(async () => {
 });
 
 /** Runs the CLI asynchronously: the API it calls lives in this very process, so a sync spawn would deadlock. */
-function run(args: string[]): Promise<{ status: number; json: any; stderr: string }> {
+function run(args: string[]): Promise<{ status: number; json: any; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 60_000 }, (error, stdout, stderr) => {
       const status = error ? Number((error as { code?: number }).code ?? 1) : 0;
-      resolve({ status, json: stdout.trim() ? JSON.parse(stdout) : undefined, stderr });
+      let json: unknown;
+      try {
+        json = stdout.trim() ? JSON.parse(stdout) : undefined;
+      } catch {
+        json = undefined;
+      }
+      resolve({ status, json, stdout, stderr });
     });
   });
+}
+
+async function applicationNames(): Promise<string[]> {
+  const listed = await automata("apps", "list", "--per-page", "100");
+  assert.equal(listed.status, 0, listed.stderr);
+  return (listed.json.data.applications as Array<{ name: string }>).map((a) => a.name);
 }
 
 function automata(...args: string[]) {
@@ -48,4 +62,80 @@ test("`automata apps rotate-key` issues a new key; a wrong token fails with a no
   const refused = await run(["apps", "list", "--api", app.url, "--token", "not-the-admin-token"]);
   assert.equal(refused.status, 1);
   assert.equal(refused.json.error.code, "authentication_failed");
+});
+
+test("a quota that is not a whole number is a usage error, not an unlimited application", async () => {
+  // Number("5k") is NaN, which JSON sends as null: the API would read it as "no daily limit".
+  for (const bad of ["5k", "-1", "1.5", ""]) {
+    const refused = await automata("apps", "create", "--name", `Typo ${bad}`, `--daily-quota=${bad}`);
+    assert.equal(refused.status, 2, `--daily-quota "${bad}": ${refused.stdout}`);
+    assert.match(refused.stderr, /--daily-quota must be a whole number/);
+  }
+  const monthly = await automata("apps", "create", "--name", "Typo monthly", "--monthly-quota", "1e9x");
+  assert.equal(monthly.status, 2);
+  const grace = await automata("apps", "rotate-key", "01935d8e-0000-7000-8000-000000000000", "--grace-seconds", "1h");
+  assert.equal(grace.status, 2);
+  assert.match(grace.stderr, /--grace-seconds must be a whole number/);
+  assert.ok(!(await applicationNames()).some((name) => name.startsWith("Typo")), "nothing was created");
+  const zero = await automata("apps", "create", "--name", "Zero Quota", "--daily-quota", "0");
+  assert.equal(zero.status, 0, zero.stderr);
+  assert.equal((await automata("apps", "get", zero.json.data.application_id)).json.data.quota.daily_quota, 0);
+});
+
+test("usage errors exit 2 with the usage on stderr; --help exits 0", async () => {
+  const unknownOption = await automata("apps", "create", "--name", "X", "--dialy-quota", "5");
+  assert.equal(unknownOption.status, 2, unknownOption.stderr);
+  assert.match(unknownOption.stderr, /--dialy-quota/);
+  assert.match(unknownOption.stderr, /^usage: automata/m);
+  const unknownCommand = await automata("apps", "delete", "x");
+  assert.equal(unknownCommand.status, 2);
+  assert.match(unknownCommand.stderr, /unknown command "apps delete"/);
+  const noId = await automata("apps", "get");
+  assert.equal(noId.status, 2);
+  const help = await run(["--help"]);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /^usage: automata/m);
+  assert.match(help.stdout, /exit status/);
+});
+
+test("an API that cannot be reached or does not answer JSON fails with exit 1 and a message that says so", async () => {
+  const closed = await new Promise<number>((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+  const unreachable = await run(["apps", "list", "--api", `http://127.0.0.1:${closed}`, "--token", app.adminToken]);
+  assert.equal(unreachable.status, 1);
+  assert.match(unreachable.stderr, new RegExp(`cannot reach the API at http://127\\.0\\.0\\.1:${closed}: ECONNREFUSED`));
+  // The worker's metrics port is a classic wrong --api: it answers plain text.
+  const metrics = await startMetricsServer(app.deps.logger, 0, "127.0.0.1");
+  try {
+    const wrong = await run(["apps", "list", "--api", `http://127.0.0.1:${metrics.port}`, "--token", app.adminToken]);
+    assert.equal(wrong.status, 1);
+    assert.match(wrong.stderr, /answered HTTP 404 without a JSON body/);
+    assert.doesNotMatch(wrong.stderr, /SyntaxError|Unexpected token/);
+    assert.ok(!wrong.stderr.includes(app.adminToken), "the token is never printed");
+  } finally {
+    await metrics.close();
+  }
+});
+
+test("an id is sent as one path segment", async () => {
+  const created = await automata("apps", "create", "--name", "Segment");
+  // Unencoded, the "?…" would turn into a query string and show the application: a wrong id must not.
+  const shown = await automata("apps", "get", `${created.json.data.application_id}?x=1`);
+  assert.notEqual(shown.status, 0, JSON.stringify(shown.json));
+});
+
+test("`automata apps list` pages past the first 20 applications", async () => {
+  await automata("apps", "create", "--name", "Page A");
+  await automata("apps", "create", "--name", "Page B");
+  const second = await automata("apps", "list", "--per-page", "1", "--page", "2");
+  assert.equal(second.status, 0, second.stderr);
+  // Other test files create applications at the same time, so which one is on page 2 is not asserted.
+  assert.equal(second.json.data.applications.length, 1);
+  assert.equal(second.json.data.pagination.page, 2);
+  assert.equal(second.json.data.pagination.per_page, 1);
+  assert.equal((await automata("apps", "list", "--page", "x")).status, 2);
 });
