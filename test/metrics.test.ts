@@ -1,9 +1,13 @@
+import fs from "node:fs";
 import net from "node:net";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { createPushSubscription, simulatorToken } from "./support/fixtures";
-import { registry } from "../src/metrics/registry";
+import { registry, setBacklogSource } from "../src/metrics/registry";
+import { createDb } from "../src/db/knex";
 import { startMetricsServer } from "../src/metrics/exposition";
 
 let app: TestApp;
@@ -150,4 +154,90 @@ describe("metrics", () => {
       await server.close();
     }
   });
+
+  test("the backlog gauges leave their sample out while PostgreSQL cannot be read, instead of repeating the last value", async () => {
+    assert.match(await (await fetch(`${app.url}/metrics`)).text(), /^automata_messages_pending \d+/m, "a real reading first");
+    const unreachable = createDb(`postgres://nobody:x@127.0.0.1:${await freePort()}/none`, 1);
+    // The 10 s cache would answer the reading above; a new source starts without one.
+    setBacklogSource(unreachable);
+    try {
+      const errors0 = await valueOf("automata_metrics_collect_errors_total", { collector: "backlog" });
+      const text = await (await fetch(`${app.url}/metrics`)).text();
+      assert.doesNotMatch(text, /^automata_messages_pending /m, "no reading, no sample (not the last one, not 0)");
+      assert.doesNotMatch(text, /^automata_messages_oldest_pending_age_seconds /m);
+      assert.match(text, /^automata_messages_total\{/m, "the rest of the scrape still answers");
+      assert.ok((await valueOf("automata_metrics_collect_errors_total", { collector: "backlog" })) > errors0);
+    } finally {
+      setBacklogSource(app.deps.db);
+      await unreachable.destroy();
+    }
+    assert.match(await (await fetch(`${app.url}/metrics`)).text(), /^automata_messages_pending \d+/m, "back once the database answers");
+  });
+
+  // Last in this file: the tests above made every kind of series (sends, a provider error, a retry, a
+  // quota rejection, ledger transfers, the Temporal SDK's), so each query must find its series in a real scrape.
+  test("every series the Grafana dashboard and the documented alerts query is exported, with the labels they use", async () => {
+    const text = await eventually(async () => {
+      const body = await (await fetch(`${app.url}/metrics`)).text();
+      return /^automata_temporal_workflow_task_schedule_to_start_latency_seconds_bucket\{/m.test(body) ? body : undefined;
+    }, 20_000);
+    const labelsOf = new Map<string, Set<string>>();
+    for (const line of text.split("\n")) {
+      const typed = /^# TYPE (\w+) /.exec(line);
+      if (typed) labelsOf.set(typed[1]!, labelsOf.get(typed[1]!) ?? new Set());
+      const sample = /^(\w+)(?:\{([^}]*)\})? /.exec(line);
+      if (!sample) continue;
+      const names = labelsOf.get(sample[1]!) ?? new Set<string>();
+      for (const [, label] of (sample[2] ?? "").matchAll(/(\w+)="/g)) names.add(label!);
+      labelsOf.set(sample[1]!, names);
+    }
+    const root = path.resolve(__dirname, "..");
+    const dashboard = JSON.parse(fs.readFileSync(path.join(root, "dashboards/automata-signal.json"), "utf8")) as DashboardJson;
+    const docs = fs.readFileSync(path.join(root, "docs/operations.md"), "utf8");
+    const alerts = parseYaml(/```yaml\n(groups:[\s\S]*?)```/.exec(docs)![1]!) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
+    const queries = [
+      ...dashboardQueries(dashboard).map((q) => ({ where: "dashboard", expr: q })),
+      ...alerts.groups.flatMap((g) => g.rules).map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
+    ];
+    assert.ok(queries.length > 25);
+    // job and instance come from the scrape, le from the histogram's buckets.
+    const fromPrometheus = new Set(["job", "instance"]);
+    for (const { where, expr } of queries) {
+      const used = [...expr.matchAll(/\b(automata_\w+)(?:\{([^}]*)\})?/g)];
+      assert.ok(used.length > 0, `${where}: ${expr} queries one of our series`);
+      // Grouping labels must exist on the series the aggregation reads (each query reads one metric).
+      const grouping = [...expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap(([, by]) => by!.split(",").map((l) => l.trim()).filter(Boolean));
+      for (const [, name, selector] of used) {
+        const labels = labelsOf.get(name!);
+        assert.ok(labels, `${where}: ${name} is in a real scrape of /metrics`);
+        const matchers = [...(selector ?? "").matchAll(/(\w+)\s*(?:=~|!~|!=|=)/g)].map((m) => m[1]!);
+        for (const label of [...matchers, ...grouping]) {
+          if (fromPrometheus.has(label) || (label === "le" && name!.endsWith("_bucket"))) continue;
+          assert.ok(labels.has(label), `${where}: ${name} has a "${label}" label (has: ${[...labels].join(", ")})`);
+        }
+      }
+    }
+    // The page names only metrics that exist (a trailing _ or _* is a family prefix).
+    for (const [, name, family] of docs.matchAll(/`(automata_\w+?)(_\*)?`/g)) {
+      const prefix = family ? `${name}_` : name!.endsWith("_") ? name! : undefined;
+      const found = prefix ? [...labelsOf.keys()].some((n) => n.startsWith(prefix)) : labelsOf.has(name!);
+      assert.ok(found, `docs/operations.md names ${name}${family ?? ""}, which /metrics exports`);
+    }
+  });
 });
+
+interface DashboardPanel {
+  targets?: Array<{ expr?: string }>;
+  panels?: DashboardPanel[];
+}
+interface DashboardJson {
+  panels: DashboardPanel[];
+  templating?: { list: Array<{ query?: string | { query?: string } }> };
+}
+
+/** Every PromQL query of a dashboard: panel targets (also inside collapsed rows) and template variables. */
+function dashboardQueries(dashboard: DashboardJson): string[] {
+  const walk = (panels: DashboardPanel[]): string[] => panels.flatMap((p) => [...(p.targets ?? []).map((t) => t.expr ?? ""), ...walk(p.panels ?? [])]);
+  const variables = (dashboard.templating?.list ?? []).map((v) => (typeof v.query === "string" ? v.query : v.query?.query ?? "")).filter((q) => q.includes("automata_"));
+  return [...walk(dashboard.panels), ...variables].filter(Boolean);
+}

@@ -107,7 +107,10 @@ export const messagesPending = new Gauge({
   registers: [registry],
   async collect() {
     const backlog = await readBacklog();
+    // Unknown is neither 0 nor the last value read: without a reading the sample is left out, so a
+    // database outage shows as a gap (and in automata_metrics_collect_errors_total), not a frozen backlog.
     if (backlog) this.set(backlog.count);
+    else this.remove({});
   },
 });
 
@@ -118,7 +121,9 @@ export const oldestPendingAge = new Gauge({
   registers: [registry],
   async collect() {
     const backlog = await readBacklog();
+    // As for automata_messages_pending: no reading, no sample (a stale age would hide a growing one).
     if (backlog) this.set(backlog.oldestAgeSeconds);
+    else this.remove({});
   },
 });
 
