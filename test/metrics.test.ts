@@ -84,6 +84,46 @@ describe("metrics", () => {
     assert.ok(!text.includes(id), "message ids never appear in metric labels");
   });
 
+  test("the delivery error ratio (documented alert and dashboard panel) counts provider failures, not receipt timeouts", async () => {
+    const root = path.resolve(__dirname, "..");
+    const docs = fs.readFileSync(path.join(root, "docs/operations.md"), "utf8");
+    const alert = documentedAlerts(docs).find((r) => r.alert === "AutomataDeliveryErrorRate");
+    const dashboard = JSON.parse(fs.readFileSync(path.join(root, "dashboards/automata-signal.json"), "utf8")) as DashboardJson;
+    const panel = allPanels(dashboard.panels).find((p) => p.title === "Delivery error ratio");
+    assert.ok(alert && panel?.targets?.[0]?.expr);
+    const numerators = [alert.expr, panel.targets[0].expr].map(numeratorSelectors);
+    const errorsCounted = async () => Promise.all(numerators.map(async (selectors) => (await Promise.all(selectors.map(selectorSum))).reduce((a, b) => a + b, 0)));
+
+    // Its own app: a 2 s receipt timeout turns a delivered message into failed/receipt_timeout quickly.
+    const short = await startTestApp({ worker: true, env: { AUTOMATA_RECEIPT_TIMEOUT: "2s" } });
+    try {
+      const { apiKey: key } = await short.createApplication();
+      const send = async (token?: string) => {
+        const sub = await createPushSubscription(short, key, token ? { type: "iOSPush", token } : { type: "iOSPush" });
+        const res = await short.request("POST", "/messages", { key, body: { subscription_id: sub.id, title: "Hi", body: "there" } });
+        assert.equal(res.status, 201, JSON.stringify(res.body));
+        const id = res.body.data.message_id as string;
+        return eventually(async () => {
+          const got = await short.request("GET", `/messages/${id}`, { key });
+          return got.body.data.status === "failed" ? (got.body.data.error_code as string) : undefined;
+        }, 30_000);
+      };
+      const failed0 = await valueOf("automata_messages_total", { event: "failed" });
+      const before = await errorsCounted();
+      assert.equal(await send(), "receipt_timeout");
+      await eventually(async () => (await valueOf("automata_messages_total", { event: "failed" })) === failed0 + 1);
+      assert.deepEqual(await errorsCounted(), before, "a delivered message whose receipt timed out is not a delivery error");
+      // A provider refusal is one, for the alert and the panel alike.
+      assert.equal(await send(simulatorToken("bad")), "invalid_token");
+      const after = await errorsCounted();
+      after.forEach((n, i) => assert.ok(n > before[i]!, `${i === 0 ? "alert" : "panel"} counts the refused send`));
+    } finally {
+      await short.close();
+      // Its API made itself the backlog source; hand it back to this file's app.
+      setBacklogSource(app.deps.db);
+    }
+  });
+
   test("unknown paths are labelled unmatched", async () => {
     const before404 = await valueOf("automata_http_request_duration_seconds", { route: "unmatched", status: "404" });
     const res = await app.request("GET", "/no/such/thing/0193");
@@ -194,10 +234,9 @@ describe("metrics", () => {
     const root = path.resolve(__dirname, "..");
     const dashboard = JSON.parse(fs.readFileSync(path.join(root, "dashboards/automata-signal.json"), "utf8")) as DashboardJson;
     const docs = fs.readFileSync(path.join(root, "docs/operations.md"), "utf8");
-    const alerts = parseYaml(/```yaml\n(groups:[\s\S]*?)```/.exec(docs)![1]!) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
     const queries = [
       ...dashboardQueries(dashboard).map((q) => ({ where: "dashboard", expr: q })),
-      ...alerts.groups.flatMap((g) => g.rules).map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
+      ...documentedAlerts(docs).map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
     ];
     assert.ok(queries.length > 25);
     // job and instance come from the scrape, le from the histogram's buckets.
@@ -227,6 +266,7 @@ describe("metrics", () => {
 });
 
 interface DashboardPanel {
+  title?: string;
   targets?: Array<{ expr?: string }>;
   panels?: DashboardPanel[];
 }
@@ -235,9 +275,61 @@ interface DashboardJson {
   templating?: { list: Array<{ query?: string | { query?: string } }> };
 }
 
-/** Every PromQL query of a dashboard: panel targets (also inside collapsed rows) and template variables. */
+/** Every panel of a dashboard, also those inside collapsed rows. */
+function allPanels(panels: DashboardPanel[]): DashboardPanel[] {
+  return panels.flatMap((p) => [p, ...allPanels(p.panels ?? [])]);
+}
+
+/** Every PromQL query of a dashboard: panel targets and template variables. */
 function dashboardQueries(dashboard: DashboardJson): string[] {
-  const walk = (panels: DashboardPanel[]): string[] => panels.flatMap((p) => [...(p.targets ?? []).map((t) => t.expr ?? ""), ...walk(p.panels ?? [])]);
+  const targets = allPanels(dashboard.panels).flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? ""));
   const variables = (dashboard.templating?.list ?? []).map((v) => (typeof v.query === "string" ? v.query : v.query?.query ?? "")).filter((q) => q.includes("automata_"));
-  return [...walk(dashboard.panels), ...variables].filter(Boolean);
+  return [...targets, ...variables].filter(Boolean);
+}
+
+/** The alerting rules of the operations page's YAML block. */
+function documentedAlerts(docs: string): Array<{ alert: string; expr: string }> {
+  const block = /```yaml\n(groups:[\s\S]*?)```/.exec(docs);
+  assert.ok(block, "docs/operations.md has its alert rules block");
+  return (parseYaml(block[1]!) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> }).groups.flatMap((g) => g.rules);
+}
+
+/** The series selectors left of a ratio's top-level "/" (outside quotes, braces and brackets). */
+function numeratorSelectors(expr: string): string[] {
+  let depth = 0;
+  let quoted = false;
+  let end = expr.length;
+  for (let i = 0; i < expr.length; i++) {
+    const c = expr[i]!;
+    if (c === '"') quoted = !quoted;
+    else if (!quoted && (c === "{" || c === "[")) depth++;
+    else if (!quoted && (c === "}" || c === "]")) depth--;
+    else if (!quoted && depth === 0 && c === "/") {
+      end = i;
+      break;
+    }
+  }
+  return [...expr.slice(0, end).matchAll(/\bautomata_\w+(?:\{[^}]*\})?/g)].map((m) => m[0]);
+}
+
+/**
+ * What one PromQL selector (`name{label op "value", …}`) sums to in this process's registry:
+ * enough to tell which events a query counts. job/instance matchers come from the scrape and are ignored.
+ */
+async function selectorSum(selector: string): Promise<number> {
+  const [, name, body] = /^(\w+)(?:\{([^}]*)\})?$/.exec(selector)!;
+  const metric = registry.getSingleMetric(name!) ?? registry.getSingleMetric(name!.replace(/_(count|sum|bucket)$/, ""));
+  assert.ok(metric, `${name} is registered`);
+  const matchers = [...(body ?? "").matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"/g)].filter(([, label]) => label !== "job" && label !== "instance");
+  const { values } = await metric.get();
+  return values
+    .filter((v) => ((v as { metricName?: string }).metricName ?? name) === name)
+    .filter((v) =>
+      matchers.every(([, label, op, want]) => {
+        const have = String((v.labels as Record<string, unknown>)[label!] ?? "");
+        const full = new RegExp(`^(?:${want})$`);
+        return op === "=" ? have === want : op === "!=" ? have !== want : op === "=~" ? full.test(have) : !full.test(have);
+      }),
+    )
+    .reduce((sum, v) => sum + v.value, 0);
 }
