@@ -139,3 +139,21 @@ test("`automata apps list` pages past the first 20 applications", async () => {
   assert.equal(second.json.data.pagination.per_page, 1);
   assert.equal((await automata("apps", "list", "--page", "x")).status, 2);
 });
+
+test("`migrate --help` answers the usage with exit 0; a wrong argument exits 2 before touching a database", async () => {
+  const migrate = (args: string[]) =>
+    new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+      // A database that is not there: had it gone on, it would fail rather than migrate the run's.
+      const env = { ...process.env, DATABASE_URL: "postgres://nobody:x@127.0.0.1:1/none" };
+      execFile(process.execPath, ["--import", "tsx", path.resolve(__dirname, "..", "src", "cli", "migrate.ts"), ...args], { encoding: "utf8", timeout: 60_000, env }, (error, stdout, stderr) =>
+        resolve({ status: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+  const help = await migrate(["--help"]);
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /^usage: migrate/m);
+  assert.match(help.stdout, /--status/);
+  const wrong = await migrate(["--statsu"]);
+  assert.equal(wrong.status, 2);
+  assert.match(wrong.stderr, /^usage: migrate/m);
+});

@@ -4,7 +4,11 @@ import { createLogger } from "../logger";
 import { createDb, migrateLatest, migrationConfig, migrationStatus } from "../db/knex";
 import { startEmbeddedPostgres } from "../infra/postgres";
 
-const USAGE = "usage: migrate [--status | --down]";
+const USAGE = `usage: migrate [--status | --down]
+
+  (none)    apply pending migrations to DATABASE_URL (or the embedded PostgreSQL under AUTOMATA_HOME)
+  --status  list applied, pending and unknown (a newer release's) migrations
+  --down    roll back the newest applied migration (refused while a newer release's are applied)`;
 
 /**
  * `npm run migrate` (and the production release command `node dist/src/cli/migrate.js`): applies
@@ -14,6 +18,11 @@ const USAGE = "usage: migrate [--status | --down]";
  */
 async function main(): Promise<number> {
   const mode = process.argv[2] ?? "--latest";
+  // Asked for, the usage is an answer (stdout, exit 0); only a wrong command line is an error (2).
+  if ((mode === "--help" || mode === "-h") && process.argv.length === 3) {
+    console.log(USAGE);
+    return 0;
+  }
   if (!["--latest", "--status", "--down"].includes(mode) || process.argv.length > 3) {
     console.error(USAGE);
     return 2;
