@@ -35,7 +35,10 @@ async function main(): Promise<void> {
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const worker = await startWorker(deps, stack.temporalAddress);
   await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
-  const api = await startApiServer(deps, config.PORT, config.HOST);
+  // A pool of the API's own, as in production where they are separate processes: sends hold a
+  // connection while the provider answers, and a slow provider must not starve API requests.
+  const apiDeps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey });
+  const api = await startApiServer(apiDeps, config.PORT, config.HOST);
 
   console.log(
     [
@@ -61,6 +64,7 @@ async function main(): Promise<void> {
     stopping = true;
     console.log(`\n${signal}: stopping API, worker, Temporal and PostgreSQL…`);
     await api.close();
+    await closeDeps(apiDeps);
     await worker.shutdown();
     await closeDeps(deps);
     await simulator?.stop();

@@ -14,6 +14,10 @@ import { redactRequestUrl, serializeError } from "../logger";
 import { checkReadiness } from "./health";
 import { httpRequestDuration, setBacklogSource } from "../metrics/registry";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "../metrics/exposition";
+import { isDatabaseUnavailable } from "../db/availability";
+
+/** Seconds a client is asked to wait before retrying while PostgreSQL is away. */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /** Base path of the public REST API (REF-001 §1.1). */
 export const API_BASE = "/api/v1";
@@ -162,6 +166,9 @@ function toApiError(error: unknown): ApiError {
   }
   if (type === "encoding.unsupported" || type === "charset.unsupported") return new ApiError("invalid_request", "Unsupported body encoding");
   if (error instanceof z.ZodError) return new ApiError("validation_error", "The request data failed validation");
+  if (isDatabaseUnavailable(error)) {
+    return new ApiError("service_unavailable", "The database is unavailable or saturated; retry shortly", {}, { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) });
+  }
   // Express's router (a path with a malformed %-escape) and body-parser (a body that does not
   // inflate) mark the client's mistakes with a 4xx status but no type.
   // Only those two: a 4xx that some dependency's client raised (a 401 from an HTTP call) is our

@@ -1,0 +1,26 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { isDatabaseUnavailable } from "./availability";
+
+const named = (name: string, message = "x") => Object.assign(new Error(message), { name });
+const coded = (code: string, message = "x") => Object.assign(new Error(message), { code });
+
+test("isDatabaseUnavailable: outages and saturation yes, request and schema errors no", () => {
+  const cases: Array<[string, unknown, boolean]> = [
+    ["knex pool acquire timeout", named("KnexTimeoutError", "Knex: Timeout acquiring a connection."), true],
+    ["connection refused", coded("ECONNREFUSED"), true],
+    ["connection reset", coded("ECONNRESET"), true],
+    ["class 08: connection failure", coded("08006"), true],
+    ["admin shutdown", coded("57P01"), true],
+    ["cannot connect now (starting up)", coded("57P03"), true],
+    ["too many connections", coded("53300"), true],
+    ["socket closed mid-query", new Error("Connection terminated unexpectedly"), true],
+    ["unique violation", coded("23505"), false],
+    ["undefined column (a bug)", coded("42703"), false],
+    ["statement timeout", coded("57014"), false],
+    ["a plain error", new Error("boom"), false],
+    ["not an error", "ECONNREFUSED", false],
+    ["null", null, false],
+  ];
+  for (const [name, error, expected] of cases) assert.equal(isDatabaseUnavailable(error), expected, name);
+});

@@ -1,0 +1,22 @@
+/**
+ * Errors that mean "PostgreSQL cannot be reached or cannot take this request now", not "this
+ * request is wrong": the API answers them with 503 and Retry-After, so clients retry instead of
+ * treating the failure as a bug on our side.
+ */
+
+// SQLSTATE class 08 (connection exception) is matched by prefix; these are the others that mean
+// the server is going away, starting, or out of connections.
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300"]);
+// Socket-level failures from the pg driver while connecting or mid-query.
+const UNAVAILABLE_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
+
+/** Whether `error` says the database is unavailable (down, restarting, or no pooled connection freed in time). */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const { name, code, message } = error as { name?: unknown; code?: unknown; message?: unknown };
+  // knex: no pooled connection within acquireConnectionTimeout (the server is down or saturated).
+  if (name === "KnexTimeoutError") return true;
+  if (typeof code === "string" && (code.startsWith("08") || UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_ERRNOS.has(code))) return true;
+  // pg reports a server that closed the socket mid-query with this message and no code.
+  return typeof message === "string" && /^Connection terminated/.test(message);
+}

@@ -1,0 +1,179 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import crypto from "node:crypto";
+import type { Logger } from "pino";
+import { loadConfig } from "../src/config";
+import { createLogger } from "../src/logger";
+import { startEmbeddedPostgres } from "../src/infra/postgres";
+import { freePort } from "../src/infra/ports";
+import { startSimulator, type RunningSimulator } from "../src/infra/simulator";
+import { createDb, migrateLatest } from "../src/db/knex";
+import { startTemporalDevServer } from "../temporal/launcher";
+import { createDeps, closeDeps, startApiServer, type ApiServer } from "../src/runtime";
+import { startWorker, type RunningWorker } from "../src/worker/run-worker";
+import { assertEncryptionKeyMatches } from "../src/crypto/key-check";
+import { createReconcilerActivities } from "../activities/reconciler";
+import type { Deps } from "../src/deps";
+import { eventually } from "./support/harness";
+import { simulatorToken } from "./support/fixtures";
+
+// Non-negotiable 3: restarts of the database or of Temporal lose nothing. Each test runs the real
+// API, worker and simulator against a PostgreSQL or Temporal of its own, restarts it while sends
+// are in flight, and checks that every accepted message still ends successful, exactly once in
+// the database and in the ledger.
+
+const logger: Logger = createLogger("fatal", "restarts-test");
+const MESSAGES = 12;
+
+interface Platform {
+  deps: Deps;
+  api: ApiServer;
+  worker: RunningWorker;
+  simulator: RunningSimulator;
+  adminToken: string;
+  call(method: string, route: string, options?: { key?: string; admin?: boolean; body?: unknown }): Promise<{ status: number; body: any }>;
+  stop(): Promise<void>;
+}
+
+async function startPlatform(databaseUrl: string, temporalAddress: string): Promise<Platform> {
+  const adminToken = crypto.randomBytes(24).toString("hex");
+  const config = loadConfig({
+    ...process.env,
+    AUTOMATA_ADMIN_TOKEN: adminToken,
+    TEMPORAL_TASK_QUEUE: `restarts-${crypto.randomUUID()}`,
+    AUTOMATA_RECEIPT_TIMEOUT: "1h",
+    // Temporary failures (a database that went away mid-send) retry within seconds, not minutes.
+    AUTOMATA_RETRY_SCALE: "0.001",
+  });
+  const simulator = await startSimulator(logger);
+  const encryptionKey = process.env.AUTOMATA_ENCRYPTION_KEY!;
+  // API and worker with pools of their own, as the separate processes of a deployment have.
+  const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, poolMax: 4, simulator: simulator.target });
+  const apiDeps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, poolMax: 4 });
+  await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
+  const worker = await startWorker(deps, temporalAddress);
+  const api = await startApiServer(apiDeps, 0, "127.0.0.1");
+  const platform: Platform = {
+    deps,
+    api,
+    worker,
+    simulator,
+    adminToken,
+    async call(method, route, options = {}) {
+      const headers: Record<string, string> = { "Content-Type": "application/json" };
+      if (options.key) headers["X-API-Key"] = options.key;
+      if (options.admin) headers.Authorization = `Bearer ${adminToken}`;
+      const res = await fetch(`${api.url}/api/v1${route}`, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    },
+    async stop() {
+      await api.close();
+      await closeDeps(apiDeps);
+      await platform.worker.shutdown().catch(() => undefined /* it may have stopped while its server was down */);
+      await closeDeps(deps);
+      await simulator.stop();
+    },
+  };
+  return platform;
+}
+
+/** An application with one `slow-` subscription per message, so sends are still in flight when the restart comes. */
+async function sendMessages(platform: Platform): Promise<{ applicationId: string; apiKey: string; subscriptionIds: string[]; messageIds: string[] }> {
+  const app = await platform.call("POST", "/admin/applications", { admin: true, body: { name: `restarts-${crypto.randomUUID()}`, rate_limit_tier: "enterprise" } });
+  assert.equal(app.status, 201, JSON.stringify(app.body));
+  const apiKey: string = app.body.data.api_key;
+  const subscriptionIds: string[] = [];
+  for (let i = 0; i < MESSAGES; i++) {
+    const sub = await platform.call("POST", "/subscriptions", { key: apiKey, body: { type: i % 2 === 0 ? "iOSPush" : "AndroidPush", token: simulatorToken("slow") } });
+    assert.equal(sub.status, 201, JSON.stringify(sub.body));
+    subscriptionIds.push(sub.body.data.subscription_id);
+  }
+  const messageIds: string[] = [];
+  for (const id of subscriptionIds) {
+    const sent = await platform.call("POST", "/messages", { key: apiKey, body: { subscription_id: id, title: "restart", body: "still arrives" } });
+    assert.equal(sent.status, 201, JSON.stringify(sent.body));
+    messageIds.push(sent.body.data.message_id);
+  }
+  return { applicationId: app.body.data.application_id, apiKey, subscriptionIds, messageIds };
+}
+
+/** Every message ends successful, with one `sent` transition and one net quota unit each. */
+async function assertAllSentOnce(deps: Deps, applicationId: string, messageIds: string[]): Promise<void> {
+  await eventually(async () => {
+    const rows = (await deps.db("messages").whereIn("id", messageIds).select("status")) as Array<{ status: string }>;
+    return rows.length === messageIds.length && rows.every((r) => r.status === "successful");
+  }, 90_000, 500);
+  const events = (await deps.db("message_events").whereIn("message_id", messageIds).where("to_status", "successful").select("message_id")) as Array<{ message_id: string }>;
+  assert.deepEqual(events.map((e) => e.message_id).sort(), [...messageIds].sort(), "one successful transition per message");
+  const used = (await deps.db("messages").where("application_id", applicationId).count<{ count: string }[]>({ count: "*" }))[0]!.count;
+  assert.equal(Number(used), messageIds.length, "no message row was lost or duplicated");
+}
+
+test("PostgreSQL restarted while sends are in flight: the API answers 503 meanwhile, and every accepted message still ends successful once", { timeout: 240_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-pg-"));
+  fs.chmodSync(dir, 0o755);
+  const port = await freePort();
+  let postgres = await startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
+  const migrator = createDb(postgres.url, 1);
+  await migrateLatest(migrator);
+  await migrator.destroy();
+  const platform = await startPlatform(postgres.url, process.env.TEMPORAL_ADDRESS!);
+  try {
+    const { applicationId, apiKey, subscriptionIds, messageIds } = await sendMessages(platform);
+    await eventually(async () => platform.simulator.simulator.totalRequests() > 0, 60_000, 20);
+    await postgres.stop();
+
+    const refused = await platform.call("POST", "/messages", { key: apiKey, body: { subscription_id: subscriptionIds[0], title: "while down" } });
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, "service_unavailable");
+
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    postgres = await startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
+    await assertAllSentOnce(platform.deps, applicationId, messageIds);
+  } finally {
+    await platform.stop();
+    await postgres.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("Temporal restarted while sends are in flight: messages accepted before and during the outage all end successful once", { timeout: 240_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-temporal-"));
+  const port = await freePort();
+  const start = () => startTemporalDevServer({ port, uiPort: 0, namespace: "default", dbFile: path.join(dir, "temporal.db"), headless: true, logger });
+  let temporal = await start();
+  const platform = await startPlatform(process.env.DATABASE_URL!, temporal.address);
+  try {
+    const { applicationId, apiKey, subscriptionIds, messageIds } = await sendMessages(platform);
+    await eventually(async () => platform.simulator.simulator.totalRequests() > 0, 60_000, 20);
+    await temporal.stop();
+
+    // Accepted means durable: the rows are written, and the reconciler starts their workflows later.
+    const during: string[] = [];
+    for (const id of subscriptionIds.slice(0, 3)) {
+      const sent = await platform.call("POST", "/messages", { key: apiKey, body: { subscription_id: id, title: "while Temporal is down" } });
+      assert.equal(sent.status, 201, JSON.stringify(sent.body));
+      during.push(sent.body.data.message_id);
+    }
+
+    temporal = await start();
+    // A supervisor (fly, compose, npm start) restarts a worker that gave up while its server was away.
+    const stopped = await Promise.race([platform.worker.done.then(() => true, () => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_000))]);
+    if (stopped) platform.worker = await startWorker(platform.deps, temporal.address);
+    const { restartOrphanedMessages } = createReconcilerActivities(platform.deps);
+    // What the reconciler schedule does every minute in a deployment, run here on each poll.
+    await eventually(async () => {
+      await restartOrphanedMessages({ olderThanMs: 0, limit: 100 });
+      return (await platform.deps.db("messages").whereIn("id", during).whereNot("status", "pending")).length === during.length;
+    }, 60_000, 1_000);
+    await assertAllSentOnce(platform.deps, applicationId, [...messageIds, ...during]);
+  } finally {
+    await platform.stop();
+    await temporal.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
