@@ -17,6 +17,8 @@ import { completeEndedRecurringCampaign } from "../src/campaigns/schedules";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
 import { ApiError } from "../src/http/errors";
 import { WorkflowNotFoundError } from "@temporalio/client";
+import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/registry";
+import { afterCommit } from "../src/metrics/after-commit";
 
 /**
  * One keyset page of a campaign's audience: how many matched and the last subscription id, and
@@ -264,7 +266,19 @@ export function createCampaignActivities(deps: Deps) {
         }
       }
       if (messages.length === 0) continue;
-      const outcomes: SendOutcome[] = await provider.sendBatch(messages);
+      const started = process.hrtime.bigint();
+      let outcomes: SendOutcome[];
+      try {
+        outcomes = await provider.sendBatch(messages);
+      } catch (error) {
+        // Adapters answer outcomes, so a throw is a bug or a crash in the client: still a provider error.
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        for (let i = 0; i < messages.length; i++) observeProviderOutcome(provider.platform, { kind: "exception", reason: "exception" }, seconds);
+        throw error;
+      }
+      // The provider was called whether or not this transaction commits, so these count at once.
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      for (const outcome of outcomes) observeProviderOutcome(provider.platform, outcome, seconds);
       outcomes.forEach((outcome, i) => {
         const row = sendable[i]!;
         if (outcome.kind === "success") {
@@ -297,6 +311,9 @@ export function createCampaignActivities(deps: Deps) {
     result.successful += (await transitionMessagesEach(trx, "send", sent)).length;
     result.failed += (await transitionMessagesEach(trx, "fail", failed)).length;
     await transitionMessagesEach(trx, "error", errored);
+    // Each errored message is retried by the batch's next round, as a single message is by its workflow.
+    const retryClasses = errored.map((e) => (e.error_details as { class: TemporaryClass }).class);
+    if (retryClasses.length > 0) afterCommit(trx, () => retryClasses.forEach((retryClass) => messageRetriesTotal.inc({ class: retryClass })));
     // Same REF-002 rules as a single message: a permanent token error changes the subscription.
     for (const change of statusChanges) {
       await changeSubscriptionStatus(trx, {

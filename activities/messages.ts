@@ -9,7 +9,7 @@ import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
 import { ProviderNotConfiguredError, isPushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { afterCommit } from "../src/metrics/after-commit";
-import { messageRetriesTotal, providerErrorsTotal, providerRequestDuration } from "../src/metrics/registry";
+import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/registry";
 
 /** What the workflow learns from one send attempt. */
 export type SendStepResult =
@@ -115,13 +115,11 @@ export function createMessageActivities(deps: Deps) {
             outcome = await provider.send(toPushMessage({ ...message, options: message.options as StoredPushOptions }, token));
           } catch (error) {
             // Adapters answer outcomes, so a throw is a bug or a crash in the client: still a provider error.
-            providerRequestDuration.observe({ provider: providerName, outcome: "exception" }, Number(process.hrtime.bigint() - started) / 1e9);
-            providerErrorsTotal.inc({ provider: providerName, reason: "exception" });
+            observeProviderOutcome(providerName, { kind: "exception", reason: "exception" }, Number(process.hrtime.bigint() - started) / 1e9);
             throw error;
           }
           // The provider was called whether or not this transaction commits, so these count at once.
-          providerRequestDuration.observe({ provider: providerName, outcome: outcome.kind }, Number(process.hrtime.bigint() - started) / 1e9);
-          if (outcome.kind !== "success") providerErrorsTotal.inc({ provider: providerName, reason: outcome.reason });
+          observeProviderOutcome(providerName, outcome, Number(process.hrtime.bigint() - started) / 1e9);
           // Ids only: the token and the payload never reach logs.
           deps.logger.debug(
             { message_id: messageId, application_id: message.application_id, workflow_id: `message-${messageId}`, provider: providerName, outcome: outcome.kind, reason: outcome.kind === "success" ? undefined : outcome.reason },

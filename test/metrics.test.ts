@@ -5,7 +5,7 @@ import { parse as parseYaml } from "yaml";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, eventually, type TestApp } from "./support/harness";
-import { createPushSubscription, simulatorToken } from "./support/fixtures";
+import { createPushSubscription, seedPushSubscriptions, simulatorToken } from "./support/fixtures";
 import { registry, setBacklogSource } from "../src/metrics/registry";
 import { createDb } from "../src/db/knex";
 import { startMetricsServer } from "../src/metrics/exposition";
@@ -151,6 +151,37 @@ describe("metrics", () => {
     await sendTo(sub.id);
     await eventually(async () => (await valueOf("automata_message_retries_total", {})) > before);
     assert.ok((await valueOf("automata_messages_total", { event: "errored" })) > errored0);
+  });
+
+  test("campaign sends feed the provider metrics like single sends: duration by outcome, errors by reason, retries by class", async () => {
+    const { id: appId, apiKey: key } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    const group = `g-${Date.now()}`;
+    // Seeding alternates iOS and Android: ok (apns), ok (fcm), bad (apns), busy (fcm).
+    const prefixes = ["ok", "ok", "bad", "busy"] as const;
+    await seedPushSubscriptions(app, appId, 4, { prefix: (i) => prefixes[i]!, tags: () => ({ group }) });
+    const series = {
+      apnsSuccess: ["automata_provider_request_duration_seconds", { provider: "apns", outcome: "success" }],
+      fcmSuccess: ["automata_provider_request_duration_seconds", { provider: "fcm", outcome: "success" }],
+      apnsPermanent: ["automata_provider_request_duration_seconds", { provider: "apns", outcome: "permanent" }],
+      fcmTemporary: ["automata_provider_request_duration_seconds", { provider: "fcm", outcome: "temporary" }],
+      apnsErrors: ["automata_provider_errors_total", { provider: "apns" }],
+      fcmErrors: ["automata_provider_errors_total", { provider: "fcm" }],
+      rateLimitedRetries: ["automata_message_retries_total", { class: "rate_limited" }],
+    } as const;
+    const read = async () => Object.fromEntries(await Promise.all(Object.entries(series).map(async ([k, [name, labels]]) => [k, await valueOf(name, labels)] as const)));
+    const before = await read();
+    const created = await app.request("POST", "/campaigns", { key, body: { name: "metrics", title: "Hi", body: "all", targeting_criteria: { tags: { group } } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await eventually(async () => {
+      const rows = (await app.deps.db("messages").where("campaign_id", created.body.data.campaign_id).select("status")) as Array<{ status: string }>;
+      return rows.length === 4 && rows.every((r) => r.status !== "pending");
+    });
+    const afterSend = await eventually(async () => {
+      const now = await read();
+      return now.rateLimitedRetries! > before.rateLimitedRetries! ? now : undefined;
+    });
+    const delta = Object.fromEntries(Object.keys(series).map((k) => [k, afterSend[k]! - before[k]!]));
+    assert.deepEqual(delta, { apnsSuccess: 1, fcmSuccess: 1, apnsPermanent: 1, fcmTemporary: 1, apnsErrors: 1, fcmErrors: 1, rateLimitedRetries: 1 });
   });
 
   test("quota: the debit counts ledger transfers after commit, an exhausted allowance counts a rejection", async () => {

@@ -53,6 +53,15 @@ export const messageRetriesTotal = new Counter({
   registers: [registry],
 });
 
+/**
+ * Records one message's provider answer: its duration (for a campaign batch, the duration of the
+ * batch call that carried it: per-message times are not known) and, unless it succeeded, its reason.
+ */
+export function observeProviderOutcome(provider: string, outcome: { kind: string; reason?: string }, seconds: number): void {
+  providerRequestDuration.observe({ provider, outcome: outcome.kind }, seconds);
+  if (outcome.kind !== "success") providerErrorsTotal.inc({ provider, reason: outcome.reason ?? outcome.kind });
+}
+
 /** Sends refused for quota, by period (daily, monthly, credit), at the API check and at the workflow's debit. */
 export const quotaRejectionsTotal = new Counter({
   name: "automata_quota_rejections_total",
