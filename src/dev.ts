@@ -25,20 +25,28 @@ async function main(): Promise<void> {
 
   console.log(`Automata-Signal: starting (data in ${config.homeDir})…`);
   const stack = await startLocalStack(config, logger);
-  // Apps without APNs/FCM credentials send to the built-in simulator (AUTOMATA_SIMULATOR=off disables it).
-  const simulator = config.AUTOMATA_SIMULATOR === "off" ? undefined : await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT });
-  const deps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey, simulator: simulator?.target });
-  const { unknown } = await migrationStatus(deps.db);
-  if (unknown.length > 0) logger.warn({ migrations: unknown }, "migrations applied by a newer release, not known to this one (left as they are)");
-  const applied = await migrateLatest(deps.db);
-  if (applied.length > 0) logger.info({ migrations: applied }, "database migrated");
-  await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
-  const worker = await startWorker(deps, stack.temporalAddress);
-  await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
-  // A pool of the API's own, as in production where they are separate processes: sends hold a
-  // connection while the provider answers, and a slow provider must not starve API requests.
-  const apiDeps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey });
-  const api = await startApiServer(apiDeps, config.PORT, config.HOST);
+  // Embedded PostgreSQL and Temporal are child processes: a start that fails after them (a wrong
+  // encryption key, a port in use, a failing migration) must stop them, not leave them running.
+  const { simulator, deps, worker, apiDeps, api } = await (async () => {
+    // Apps without APNs/FCM credentials send to the built-in simulator (AUTOMATA_SIMULATOR=off disables it).
+    const simulator = config.AUTOMATA_SIMULATOR === "off" ? undefined : await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT });
+    const deps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey, simulator: simulator?.target });
+    const { unknown } = await migrationStatus(deps.db);
+    if (unknown.length > 0) logger.warn({ migrations: unknown }, "migrations applied by a newer release, not known to this one (left as they are)");
+    const applied = await migrateLatest(deps.db);
+    if (applied.length > 0) logger.info({ migrations: applied }, "database migrated");
+    await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
+    const worker = await startWorker(deps, stack.temporalAddress);
+    await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
+    // A pool of the API's own, as in production where they are separate processes: sends hold a
+    // connection while the provider answers, and a slow provider must not starve API requests.
+    const apiDeps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey });
+    const api = await startApiServer(apiDeps, config.PORT, config.HOST);
+    return { simulator, deps, worker, apiDeps, api };
+  })().catch(async (error: unknown) => {
+    await stack.stop();
+    throw error;
+  });
 
   console.log(
     [

@@ -1,0 +1,73 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { spawn } from "node:child_process";
+import { freePort } from "../src/infra/ports";
+
+// `npm start` on a data directory it created before, started with another AUTOMATA_ENCRYPTION_KEY:
+// it must refuse (every token would be unreadable) and must not leave its embedded PostgreSQL and
+// Temporal running behind it, or the next `npm start` finds their ports taken.
+
+const ROOT = path.resolve(__dirname, "..");
+
+interface Run {
+  code: number | null;
+  output: string;
+}
+
+/** Runs `src/dev.ts` until it prints `until` (then sends SIGINT) or exits by itself. */
+function runDev(env: NodeJS.ProcessEnv, until?: RegExp): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/dev.ts"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (until && until.test(output)) child.kill("SIGINT");
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("exit", (code) => resolve({ code, output }));
+  });
+}
+
+function portAcceptsConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: "127.0.0.1" });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+test("npm start with another encryption key than its data directory's refuses to start and stops its PostgreSQL and Temporal", { timeout: 240_000 }, async () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "automata-dev-start-"));
+  fs.chmodSync(home, 0o755);
+  const ports = { PORT: await freePort(), AUTOMATA_PG_PORT: await freePort(), TEMPORAL_PORT: await freePort(), TEMPORAL_UI_PORT: await freePort(), AUTOMATA_METRICS_PORT: await freePort() };
+  const env: NodeJS.ProcessEnv = { ...process.env, AUTOMATA_HOME: home, LOG_LEVEL: "warn", ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) };
+  // npm start makes its own key under AUTOMATA_HOME; the test runner's key must not leak in.
+  delete env.AUTOMATA_ENCRYPTION_KEY;
+  delete env.DATABASE_URL;
+  delete env.TEMPORAL_ADDRESS;
+  try {
+    const first = await runDev(env, /Press Ctrl-C to stop/);
+    assert.equal(first.code, 0, first.output);
+
+    const wrong = await runDev({ ...env, AUTOMATA_ENCRYPTION_KEY: crypto.randomBytes(32).toString("base64") });
+    assert.equal(wrong.code, 1, wrong.output);
+    assert.match(wrong.output, /AUTOMATA_ENCRYPTION_KEY is not the key this database's device tokens and provider credentials are encrypted with/);
+    assert.equal(await portAcceptsConnections(ports.AUTOMATA_PG_PORT), false, "embedded PostgreSQL was stopped");
+    assert.equal(await portAcceptsConnections(ports.TEMPORAL_PORT), false, "the Temporal dev server was stopped");
+
+    // And the right key (the generated one) still starts.
+    const again = await runDev(env, /Press Ctrl-C to stop/);
+    assert.equal(again.code, 0, again.output);
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
