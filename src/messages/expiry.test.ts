@@ -6,10 +6,12 @@ import { newId } from "../db/ids";
 import { quotaStatus } from "../quota/quota";
 import { NOW_OR_NEVER, expiredBeforeSend } from "./push-options";
 
-// Outage retries at 15 min × 0.003 = 2.7 s: a `flaky-` token's first attempt answers 503 and its
-// retry comes after a 2-second ttl has run out (a 1-second ttl cannot be told from a now-or-never
-// row stored by the previous release; see expiredBeforeSend).
-const ENV = { AUTOMATA_RECEIPT_TIMEOUT: "1h", AUTOMATA_RETRY_SCALE: "0.003", AUTOMATA_CAMPAIGN_STATUS_POLL: "1s" };
+// Outage retries at 15 min × 0.004 = 3.6 s: a `flaky-` token's first attempt answers 503 and its
+// retry comes after a 3-second ttl has run out. Not 2 seconds: a 1-second ttl cannot be told from a
+// now-or-never row stored by the previous release (see expiredBeforeSend), and neither can a
+// 2-second one whose acceptance (the expiry's base) and insert (created_at) fall in different
+// seconds, which made these tests fail now and then.
+const ENV = { AUTOMATA_RECEIPT_TIMEOUT: "1h", AUTOMATA_RETRY_SCALE: "0.004", AUTOMATA_CAMPAIGN_STATUS_POLL: "1s" };
 
 let app: TestApp;
 
@@ -53,7 +55,7 @@ async function settled(apiKey: string, id: string) {
 test("a message whose ttl runs out while the provider is failing fails with expired and is refunded, instead of reaching the device late", async () => {
   const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 10 } });
   const late = await createPushSubscription(app, apiKey, { type: "iOSPush", token: simulatorToken("flaky") });
-  const expired = await settled(apiKey, await send(apiKey, late.id, { ttl_seconds: 2 }));
+  const expired = await settled(apiKey, await send(apiKey, late.id, { ttl_seconds: 3 }));
   assert.equal(expired.status, "failed");
   assert.equal(expired.error_code, "expired");
   assert.equal(app.simulator!.simulator.requestsFor(late.token), 1, "only the first attempt reached the provider");
@@ -78,7 +80,7 @@ test("campaign messages whose ttl runs out before their batch's retry round fail
   const group = newId();
   await seedPushSubscriptions(app, appId, 4, { prefix: () => "flaky", tags: () => ({ group }) });
   await seedPushSubscriptions(app, appId, 2, { tags: () => ({ group }) });
-  const res = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "flash", title: "Flash sale", body: "1 hour only", ttl_seconds: 2, targeting_criteria: { tags: { group } } } });
+  const res = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "flash", title: "Flash sale", body: "1 hour only", ttl_seconds: 3, targeting_criteria: { tags: { group } } } });
   assert.equal(res.status, 201, JSON.stringify(res.body));
   const id = res.body.data.campaign_id;
   const rows = await eventually(async () => {
