@@ -540,7 +540,7 @@ describe("ttl_seconds counts from when each batch creates its messages", () => {
     assert.equal(options.length, 3);
     for (const o of options) {
       assert.ok(o.expiration >= executeAt + 3_600 && o.expiration <= executeAt + 3_600 + 60, `expires ${o.expiration - executeAt} s after execute`);
-      assert.equal(o.ttl_seconds, undefined, "messages carry the provider's absolute expiration only");
+      assert.equal(o.ttl_seconds, 3_600, "messages keep their ttl beside the absolute expiration (the expiry rule tells now-or-never by it)");
     }
 
     // A campaign created before ttl_seconds was kept relative: its absolute expiration is kept.

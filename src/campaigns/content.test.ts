@@ -14,7 +14,7 @@ describe("campaign push options", () => {
     const stored = campaignPushOptions({ ttl_seconds: 600, badge: 2, title: "not an option" }, created);
     // The absolute expiration is for the previous release's workers only; this release overrides it.
     assert.deepEqual(stored, { ttl_seconds: 600, badge: 2, expiration: Math.floor(created.getTime() / 1000) + 600 });
-    assert.deepEqual(messageOptionsAt(stored, NOW), { badge: 2, expiration: NOW_S + 600 });
+    assert.deepEqual(messageOptionsAt(stored, NOW), { badge: 2, ttl_seconds: 600, expiration: NOW_S + 600 });
     const hoursLater = new Date(NOW.getTime() + 5 * 3_600_000);
     assert.equal(messageOptionsAt(stored, hoursLater).expiration, NOW_S + 5 * 3_600 + 600);
   });
@@ -22,7 +22,7 @@ describe("campaign push options", () => {
   test("a campaign created before the rule keeps its absolute expiration", () => {
     assert.deepEqual(messageOptionsAt({ expiration: 1_800_000_000, sound: "a" }, NOW), { expiration: 1_800_000_000, sound: "a" });
     assert.deepEqual(messageOptionsAt(null, NOW), {});
-    assert.deepEqual(messageOptionsAt({ ttl_seconds: 0 }, NOW), { expiration: NOW_OR_NEVER }, "now or never is 0 to the providers, whenever the batch runs");
+    assert.deepEqual(messageOptionsAt({ ttl_seconds: 0 }, NOW), { ttl_seconds: 0, expiration: NOW_OR_NEVER }, "now or never is 0 to the providers, whenever the batch runs");
   });
 });
 

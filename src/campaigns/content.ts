@@ -47,7 +47,7 @@ export function campaignOptionsView(options: CampaignPushOptions | null | undefi
 export function messageOptionsAt(options: CampaignPushOptions | null | undefined, createdAt: Date): StoredPushOptions {
   const { ttl_seconds: ttl, ...rest } = options ?? {};
   if (ttl === undefined) return rest;
-  return { ...rest, expiration: expirationOf(ttl, createdAt) };
+  return { ...rest, ttl_seconds: ttl, expiration: expirationOf(ttl, createdAt) };
 }
 
 const PLATFORM_OF_TYPE: Record<string, PushPlatform> = { iOSPush: "apns", AndroidPush: "fcm" };

@@ -7,10 +7,8 @@ import { quotaStatus } from "../quota/quota";
 import { NOW_OR_NEVER, expiredBeforeSend } from "./push-options";
 
 // Outage retries at 15 min × 0.004 = 3.6 s: a `flaky-` token's first attempt answers 503 and its
-// retry comes after a 3-second ttl has run out. Not 2 seconds: a 1-second ttl cannot be told from a
-// now-or-never row stored by the previous release (see expiredBeforeSend), and neither can a
-// 2-second one whose acceptance (the expiry's base) and insert (created_at) fall in different
-// seconds, which made these tests fail now and then.
+// retry comes after a 2-second ttl has run out (messages store their ttl_seconds, so even the
+// shortest ttl is told apart from now-or-never; 2 s leaves a loaded machine time for the first attempt).
 const ENV = { AUTOMATA_RECEIPT_TIMEOUT: "1h", AUTOMATA_RETRY_SCALE: "0.004", AUTOMATA_CAMPAIGN_STATUS_POLL: "1s" };
 
 let app: TestApp;
@@ -25,16 +23,20 @@ after(async () => {
 test("expiredBeforeSend: only a positive ttl that has run out; now-or-never (new and legacy rows) always goes out", () => {
   const created = new Date("2026-12-01T10:00:00.400Z");
   const s = Math.floor(created.getTime() / 1000);
-  const cases: Array<[string, { expiration?: number } | null, number, boolean]> = [
+  const cases: Array<[string, { expiration?: number; ttl_seconds?: number } | null, number, boolean]> = [
     ["no options", null, s + 10_000, false],
     ["no ttl", {}, s + 10_000, false],
-    ["ttl 60, before its end", { expiration: s + 60 }, (s + 59) * 1000, false],
-    ["ttl 60, at its end", { expiration: s + 60 }, (s + 60) * 1000, true],
-    ["ttl 60, an hour later", { expiration: s + 60 }, (s + 3_600) * 1000, true],
-    ["now or never", { expiration: NOW_OR_NEVER }, (s + 3_600) * 1000, false],
+    ["ttl 60, before its end", { ttl_seconds: 60, expiration: s + 60 }, (s + 59) * 1000, false],
+    ["ttl 60, at its end", { ttl_seconds: 60, expiration: s + 60 }, (s + 60) * 1000, true],
+    ["ttl 60, an hour later", { ttl_seconds: 60, expiration: s + 60 }, (s + 3_600) * 1000, true],
+    ["ttl 1, run out", { ttl_seconds: 1, expiration: s + 1 }, (s + 2) * 1000, true],
+    ["ttl 1 whose expiry base fell a second before created_at", { ttl_seconds: 1, expiration: s }, (s + 2) * 1000, true],
+    ["now or never", { ttl_seconds: 0, expiration: NOW_OR_NEVER }, (s + 3_600) * 1000, false],
+    ["legacy ttl 60, run out", { expiration: s + 60 }, (s + 3_600) * 1000, true],
+    ["legacy ttl 60, before its end", { expiration: s + 60 }, (s + 30) * 1000, false],
     ["legacy now or never (the acceptance second)", { expiration: s }, (s + 3_600) * 1000, false],
     ["legacy now or never, the API's clock a second ahead of the database's", { expiration: s + 1 }, (s + 3_600) * 1000, false],
-    ["ttl 2, run out", { expiration: s + 2 }, (s + 3) * 1000, true],
+    ["legacy ttl 2, run out", { expiration: s + 2 }, (s + 3) * 1000, true],
   ];
   for (const [name, options, now, expected] of cases) assert.equal(expiredBeforeSend(options, created, now), expected, name);
 });
@@ -55,10 +57,17 @@ async function settled(apiKey: string, id: string) {
 test("a message whose ttl runs out while the provider is failing fails with expired and is refunded, instead of reaching the device late", async () => {
   const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 10 } });
   const late = await createPushSubscription(app, apiKey, { type: "iOSPush", token: simulatorToken("flaky") });
-  const expired = await settled(apiKey, await send(apiKey, late.id, { ttl_seconds: 3 }));
+  const expired = await settled(apiKey, await send(apiKey, late.id, { ttl_seconds: 2 }));
   assert.equal(expired.status, "failed");
   assert.equal(expired.error_code, "expired");
-  assert.equal(app.simulator!.simulator.requestsFor(late.token), 1, "only the first attempt reached the provider");
+  const deadline = ((await app.deps.db("messages").where("id", expired.id).first("options")).options as { expiration: number }).expiration * 1000;
+  assert.ok(app.simulator!.simulator.requestsFor(late.token) <= 1, "the retry never reached the provider");
+  const reached = app.simulator!.simulator.lastPayloadFor(late.token);
+  if (reached) assert.ok(reached.receivedAt < deadline, "nothing reached the provider after the deadline");
+  // Sent again, it gets its own second from now, not the original's passed deadline.
+  const resent = await app.request("POST", `/messages/${expired.id}/resend`, { key: apiKey });
+  assert.equal(resent.status, 201, JSON.stringify(resent.body));
+  assert.equal((await settled(apiKey, resent.body.data.message_id)).status, "successful");
 
   // The same outage without a ttl: the retry delivers it.
   const patient = await createPushSubscription(app, apiKey, { type: "AndroidPush", token: simulatorToken("flaky") });
@@ -70,9 +79,9 @@ test("a message whose ttl runs out while the provider is failing fails with expi
   const nowId = await send(apiKey, now.id, { ttl_seconds: 0 });
   assert.equal((await settled(apiKey, nowId)).status, "successful");
   assert.equal(app.simulator!.simulator.lastPayloadFor(now.token)?.headers["apns-expiration"], "0");
-  assert.deepEqual((await app.deps.db("messages").where("id", nowId).first("options")).options, { expiration: NOW_OR_NEVER });
+  assert.deepEqual((await app.deps.db("messages").where("id", nowId).first("options")).options, { ttl_seconds: 0, expiration: NOW_OR_NEVER });
 
-  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 2, 10_000, 200);
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 3, 10_000, 200);
 });
 
 test("campaign messages whose ttl runs out before their batch's retry round fail with expired and are refunded", async () => {
@@ -80,7 +89,7 @@ test("campaign messages whose ttl runs out before their batch's retry round fail
   const group = newId();
   await seedPushSubscriptions(app, appId, 4, { prefix: () => "flaky", tags: () => ({ group }) });
   await seedPushSubscriptions(app, appId, 2, { tags: () => ({ group }) });
-  const res = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "flash", title: "Flash sale", body: "1 hour only", ttl_seconds: 3, targeting_criteria: { tags: { group } } } });
+  const res = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "flash", title: "Flash sale", body: "1 hour only", ttl_seconds: 2, targeting_criteria: { tags: { group } } } });
   assert.equal(res.status, 201, JSON.stringify(res.body));
   const id = res.body.data.campaign_id;
   const rows = await eventually(async () => {

@@ -19,7 +19,8 @@ export const PushOptionsShape = {
 
 /**
  * The options object as stored on a message; `expiration` is the absolute deadline (unix seconds)
- * derived from ttl_seconds, or {@link NOW_OR_NEVER} for ttl_seconds 0.
+ * derived from `ttl_seconds`, or {@link NOW_OR_NEVER} for ttl_seconds 0. `ttl_seconds` itself is
+ * kept beside it (rows of earlier releases have only `expiration`).
  */
 export type StoredPushOptions = Partial<{
   badge: number;
@@ -31,6 +32,7 @@ export type StoredPushOptions = Partial<{
   interruption_level: PushMessage["interruptionLevel"];
   priority: PushMessage["priority"];
   expiration: number;
+  ttl_seconds: number;
   collapse_key: string;
   click_action: string;
   android_channel_id: string;
@@ -57,23 +59,36 @@ export const MESSAGE_EXPIRED = {
 /**
  * Whether a message's ttl_seconds ran out before this send attempt (a retry after a provider
  * outage): it must not reach the device late, so it fails with `expired` instead of going out.
- * Now-or-never messages go out on every attempt with expiration 0. So do rows stored before
- * {@link NOW_OR_NEVER}, whose ttl 0 was the acceptance second (`createdAt` tells them apart; the
- * second of slack covers the API's and the database's clocks reading different seconds).
+ * Now-or-never messages (ttl 0) go out on every attempt with expiration 0.
  */
 export function expiredBeforeSend(options: StoredPushOptions | null | undefined, createdAt: Date, nowMs: number = Date.now()): boolean {
   const expiration = options?.expiration;
   if (expiration === undefined || expiration === NOW_OR_NEVER) return false;
+  if (options?.ttl_seconds !== undefined) return options.ttl_seconds > 0 && nowMs >= expiration * 1000;
+  // A row of an earlier release: its ttl 0 was stored as the acceptance second, which `createdAt`
+  // (the database's clock, a little later or, across machines, a little earlier) tells apart only
+  // with a second of slack, so its 1-second ttls count as now-or-never.
   if (expiration <= Math.floor(new Date(createdAt).getTime() / 1000) + 1) return false;
   return nowMs >= expiration * 1000;
 }
 
+/**
+ * The options of a message sent again (resend): the same ttl, counted from `at` rather than from
+ * the original's creation, whose deadline has usually passed. Rows of earlier releases give their
+ * ttl back as expiration minus creation second.
+ */
+export function renewedPushOptions(options: StoredPushOptions | null | undefined, createdAt: Date, at: Date): StoredPushOptions {
+  const { expiration, ttl_seconds: storedTtl, ...rest } = options ?? {};
+  if (expiration === undefined) return rest;
+  const ttl = storedTtl ?? Math.max(0, expiration - Math.floor(new Date(createdAt).getTime() / 1000));
+  return { ...rest, ttl_seconds: ttl, expiration: expirationOf(ttl, at) };
+}
+
 /** Picks the push options out of a request body and fixes the expiry to an absolute time at acceptance. */
 export function storedPushOptions(input: Partial<Record<keyof typeof PushOptionsShape, unknown>>, acceptedAt: Date): StoredPushOptions {
-  const { ttl_seconds: ttl, ...rest } = input as StoredPushOptions & { ttl_seconds?: number };
   const options: StoredPushOptions = {};
-  for (const [key, value] of Object.entries(rest)) if (value !== undefined && key in PushOptionsShape) (options as Record<string, unknown>)[key] = value;
-  if (ttl !== undefined) options.expiration = expirationOf(ttl, acceptedAt);
+  for (const [key, value] of Object.entries(input)) if (value !== undefined && key in PushOptionsShape) (options as Record<string, unknown>)[key] = value;
+  if (options.ttl_seconds !== undefined) options.expiration = expirationOf(options.ttl_seconds, acceptedAt);
   return options;
 }
 

@@ -6,7 +6,7 @@ import { paginate } from "../http/pagination";
 import type { Deps } from "../deps";
 import { ConvertMessageBody, ListMessagesQuery, MessageStatusBody, SendMessageBody, SendTemplateMessageBody, AcceptedMessage } from "./schemas";
 import { acceptMessages, type AcceptedMessageView, type Recipient } from "./accept";
-import { storedPushOptions, PushOptionsShape } from "./push-options";
+import { renewedPushOptions, storedPushOptions, PushOptionsShape } from "./push-options";
 import { applyMessageTransition, applySdkAction, type MessageRow, type SdkActionResult, type TransitionResult } from "./transitions";
 import { requestFingerprint } from "./idempotency";
 import { idempotencyKeyOf } from "../http/idempotency";
@@ -280,7 +280,8 @@ export const messageRoutes: RouteSpec[] = [
           title: original.title,
           body: original.body,
           data: original.data ?? {},
-          options: original.options ?? {},
+          // Its own ttl from now: the original's deadline has usually passed (it may have failed `expired`).
+          options: renewedPushOptions(original.options, original.created_at, new Date()),
           templateId: original.template_id ?? undefined,
           templateVersion: original.template_version ?? undefined,
           resentFromId: original.id,
