@@ -60,8 +60,10 @@ test("a database from before the check: the first start must open its sealed tok
   const box = boxOf(key);
   const [app] = (await db("applications").insert({ name: "before", provider_credentials_ciphertext: box.encrypt(JSON.stringify({ fcm: {} })) }, ["id"])) as Array<{ id: string }>;
   await db("subscriptions").insert({ application_id: app!.id, subscription_type: "iOSPush", token_ciphertext: box.encrypt("a".repeat(64)), token_hash: box.hash("a".repeat(64)) });
-  await assert.rejects(assertEncryptionKeyMatches(db, boxOf(randomKey()), logger), /a stored device token does not decrypt/);
+  await assert.rejects(assertEncryptionKeyMatches(db, boxOf(randomKey()), logger), /the most recent stored device tokens do not decrypt/);
   assert.equal((await db("encryption_key_check").select()).length, 0, "a refused key is not recorded");
+  // One corrupted row (the README's token_unreadable case) does not lock the right key out.
+  await db("subscriptions").insert({ application_id: app!.id, subscription_type: "AndroidPush", token_ciphertext: "v1:corrupted", token_hash: box.hash("b".repeat(64)) });
   await assertEncryptionKeyMatches(db, box, logger);
   assert.equal(((await db("encryption_key_check").first("fingerprint")) as { fingerprint: string }).fingerprint, box.fingerprint);
 });

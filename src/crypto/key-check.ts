@@ -47,21 +47,28 @@ async function recordedFingerprint(db: Knex): Promise<string | undefined> {
   }
 }
 
+/** Rows of each kind tried: one corrupted row must not lock the right key out, so any one opening is enough. */
+const SAMPLE_ROWS = 5;
+
 async function assertOpensExistingSecrets(db: Knex, secrets: SecretBox): Promise<void> {
-  const token = (await db("subscriptions").whereNotNull("token_ciphertext").first("token_ciphertext")) as { token_ciphertext: string } | undefined;
-  const credentials = (await db("applications").whereNotNull("provider_credentials_ciphertext").first("provider_credentials_ciphertext")) as
-    | { provider_credentials_ciphertext: string }
-    | undefined;
-  const samples: Array<[string, string | undefined]> = [
-    ["a stored device token", token?.token_ciphertext],
-    ["stored provider credentials", credentials?.provider_credentials_ciphertext],
+  const tokens = (await db("subscriptions").whereNotNull("token_ciphertext").orderBy("created_at", "desc").limit(SAMPLE_ROWS).pluck("token_ciphertext")) as string[];
+  const credentials = (await db("applications").whereNotNull("provider_credentials_ciphertext").orderBy("created_at", "desc").limit(SAMPLE_ROWS).pluck("provider_credentials_ciphertext")) as string[];
+  const samples: Array<[string, string[]]> = [
+    ["stored device tokens", tokens],
+    ["stored provider credentials", credentials],
   ];
   for (const [what, sealed] of samples) {
-    if (sealed === undefined) continue;
-    try {
-      secrets.decrypt(sealed);
-    } catch {
-      throw new EncryptionKeyMismatchError(`${what} does not decrypt with it`);
-    }
+    if (sealed.length === 0) continue;
+    if (!sealed.some((value) => opens(secrets, value))) throw new EncryptionKeyMismatchError(`the most recent ${what} do not decrypt with it`);
+  }
+}
+
+function opens(secrets: SecretBox, sealed: string): boolean {
+  try {
+    secrets.decrypt(sealed);
+    return true;
+  } catch {
+    // A corrupted row, or another key: decided over all the samples.
+    return false;
   }
 }

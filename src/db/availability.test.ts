@@ -15,6 +15,7 @@ test("isDatabaseUnavailable: outages and saturation yes, request and schema erro
     ["cannot connect now (starting up)", coded("57P03"), true],
     ["too many connections", coded("53300"), true],
     ["socket closed mid-query", new Error("Connection terminated unexpectedly"), true],
+    ["protocol violation (too many bind parameters: a bug)", coded("08P01"), false],
     ["unique violation", coded("23505"), false],
     ["undefined column (a bug)", coded("42703"), false],
     ["statement timeout", coded("57014"), false],

@@ -16,7 +16,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   const { name, code, message } = error as { name?: unknown; code?: unknown; message?: unknown };
   // knex: no pooled connection within acquireConnectionTimeout (the server is down or saturated).
   if (name === "KnexTimeoutError") return true;
-  if (typeof code === "string" && (code.startsWith("08") || UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_ERRNOS.has(code))) return true;
+  // 08P01 (protocol violation) is in class 08 but is raised for a malformed query (over 65,535 bind
+  // parameters), a bug a retry would only repeat.
+  if (typeof code === "string" && ((code.startsWith("08") && code !== "08P01") || UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_ERRNOS.has(code))) return true;
   // pg reports a server that closed the socket mid-query with this message and no code.
   return typeof message === "string" && /^Connection terminated/.test(message);
 }
