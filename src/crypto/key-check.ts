@@ -17,9 +17,10 @@ export class EncryptionKeyMismatchError extends Error {
 
 /**
  * Refuses to run with a key other than the one the database's secrets are sealed with, and records
- * the key's fingerprint on first start. A database that already holds sealed rows but no
- * fingerprint (it predates the check) must open one of each kind before the fingerprint is recorded,
- * so the first process after an upgrade cannot pin a wrong key either.
+ * the key's fingerprint on first start. On a database that already holds sealed rows but no
+ * fingerprint (it predates the check), the key must open one of the most recent tokens and one of
+ * the most recent credentials before it is recorded, so the first process after an upgrade cannot
+ * pin a wrong key either.
  */
 export async function assertEncryptionKeyMatches(db: Knex, secrets: SecretBox, logger: Logger): Promise<void> {
   const recorded = await recordedFingerprint(db);
