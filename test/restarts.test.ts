@@ -15,6 +15,7 @@ import { startTemporalDevServer } from "../temporal/launcher";
 import { createDeps, closeDeps, startApiServer, type ApiServer } from "../src/runtime";
 import { startWorker, type RunningWorker } from "../src/worker/run-worker";
 import { assertEncryptionKeyMatches } from "../src/crypto/key-check";
+import { installTemporalRuntimeLogger } from "../src/infra/process";
 import { createReconcilerActivities } from "../activities/reconciler";
 import type { Deps } from "../src/deps";
 import { eventually } from "./support/harness";
@@ -26,6 +27,8 @@ import { simulatorToken } from "./support/fixtures";
 // the database and in the ledger.
 
 const logger: Logger = createLogger("fatal", "restarts-test");
+// The SDK's own retry warnings while a server is down would flood the test output otherwise.
+installTemporalRuntimeLogger(logger);
 const MESSAGES = 12;
 
 interface Platform {
