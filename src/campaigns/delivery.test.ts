@@ -254,7 +254,12 @@ test("Idempotency-Key: the same body (any key order) replays, a different body i
   await app.request("POST", `/campaigns/${first.body.data.campaign_id}/cancel`, { key: apiKey });
 });
 
-test("a batch terminated after a continue-as-new frees its window slot; its unsent messages fail and are refunded", async () => {
+/**
+ * Two batches of five (`down` tokens first, then `ok` ones), one at a time; batch 0 is terminated
+ * by an operator while its outage retry waits (real timings: 15 minutes). Answers the campaign
+ * workflow's handle and result.
+ */
+async function terminateFirstOfTwoBatches(name: string, run: { batchesPerRun?: number; statusPollMs: number }) {
   const { id: appId } = await createApp({ quota: { daily_quota: 100 } });
   const group = newId();
   // Ids grow with time: the first page (batch 0) is the `down` five, the second the `ok` five.
@@ -264,18 +269,16 @@ test("a batch terminated after a continue-as-new frees its window slot; its unse
   await app.deps.db("message_campaigns").insert({
     id,
     application_id: appId,
-    name: "terminated batch",
+    name,
     content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
     targeting_criteria: JSON.stringify({ tags: { group } }),
     status: "running",
     started_at: new Date(),
   });
-  // Pages of 5, one batch at a time, a new run after every batch: batch 0 belongs to the first run.
-  // Real retry timings: batch 0's outage retry waits 15 minutes, long enough to terminate it.
   const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
     workflowId: campaignWorkflowId(id),
     taskQueue: app.config.TEMPORAL_TASK_QUEUE,
-    args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, throttlePerMinute: null, batchesPerRun: 1, statusPollMs: 1_000 }],
+    args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, throttlePerMinute: null, ...run }],
     typedSearchAttributes: [
       { key: CampaignIdKey, value: id },
       { key: ApplicationIdKey, value: appId },
@@ -286,10 +289,11 @@ test("a batch terminated after a continue-as-new frees its window slot; its unse
     return rows.length === 5 && rows.every((m) => m.status === "errored");
   }, 15_000, 50);
   await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped it");
-  const result = await handle.result();
-  assert.notEqual((await handle.describe()).runId, handle.firstExecutionRunId, "batch 0 was started by an earlier run");
-  assert.equal(result.batchesStarted, 2);
-  assert.deepEqual(result.inFlight, []);
+  return { id, appId, handle, result: await handle.result() };
+}
+
+/** Batch 0's messages failed `batch_aborted` and were refunded; batch 1's were sent; the campaign completed. */
+async function assertFirstBatchAbortedRestSent(id: string, appId: string): Promise<void> {
   assert.equal(await statusOf(id), "completed");
   const rows = await messagesOf(id);
   assert.deepEqual(
@@ -298,48 +302,23 @@ test("a batch terminated after a continue-as-new frees its window slot; its unse
   );
   // Batch 0's five units were debited, then refunded by the abort.
   await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 5, 15_000, 200);
+}
+
+test("a batch terminated after a continue-as-new frees its window slot; its unsent messages fail and are refunded", async () => {
+  // A new run after every batch: batch 0 belongs to the first run.
+  const { id, appId, handle, result } = await terminateFirstOfTwoBatches("terminated batch", { batchesPerRun: 1, statusPollMs: 1_000 });
+  assert.notEqual((await handle.describe()).runId, handle.firstExecutionRunId, "batch 0 was started by an earlier run");
+  assert.equal(result.batchesStarted, 2);
+  assert.deepEqual(result.inFlight, []);
+  await assertFirstBatchAbortedRestSent(id, appId);
 });
 
 test("a batch terminated while its campaign run is still going: its unsent messages fail and are refunded, the rest are sent", async () => {
-  const { id: appId } = await createApp({ quota: { daily_quota: 100 } });
-  const group = newId();
-  await seed(appId, 5, { prefix: () => "down", tags: () => ({ group }) });
-  await seed(appId, 5, { tags: () => ({ group }) });
-  const id = newId();
-  await app.deps.db("message_campaigns").insert({
-    id,
-    application_id: appId,
-    name: "terminated batch, same run",
-    content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
-    targeting_criteria: JSON.stringify({ tags: { group } }),
-    status: "running",
-    started_at: new Date(),
-  });
   // No batchesPerRun: one run starts both batches, so the run itself sees batch 0 end without reporting.
-  const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
-    workflowId: campaignWorkflowId(id),
-    taskQueue: app.config.TEMPORAL_TASK_QUEUE,
-    args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, throttlePerMinute: null, statusPollMs: 60_000 }],
-    typedSearchAttributes: [
-      { key: CampaignIdKey, value: id },
-      { key: ApplicationIdKey, value: appId },
-    ],
-  });
-  await eventually(async () => {
-    const rows = await messagesOf(id);
-    return rows.length === 5 && rows.every((m) => m.status === "errored");
-  }, 15_000, 50);
-  await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped it");
-  const result = await handle.result();
+  const { id, appId, handle, result } = await terminateFirstOfTwoBatches("terminated batch, same run", { statusPollMs: 60_000 });
   assert.equal((await handle.describe()).runId, handle.firstExecutionRunId, "one run did it all");
   assert.equal(result.batchesStarted, 2);
-  assert.equal(await statusOf(id), "completed");
-  const rows = await messagesOf(id);
-  assert.deepEqual(
-    rows.map((m) => [m.status, m.error_code]),
-    [...Array.from({ length: 5 }, () => ["failed", "batch_aborted"]), ...Array.from({ length: 5 }, () => ["successful", null])],
-  );
-  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 5, 15_000, 200);
+  await assertFirstBatchAbortedRestSent(id, appId);
 });
 
 test("a device token the worker cannot decrypt fails only its own message (token_unreadable); the rest of the batch is sent", async () => {
