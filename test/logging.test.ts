@@ -1,17 +1,11 @@
-import { Writable } from "node:stream";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { captureLogLines } from "./support/log-capture";
 import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { createPushSubscription, simulatorToken } from "./support/fixtures";
 
 // Everything this process logs (API requests, activities, the Temporal SDK runtime) lands here.
-const lines: string[] = [];
-const capture = new Writable({
-  write(chunk: Buffer, _encoding, callback) {
-    lines.push(chunk.toString("utf8"));
-    callback();
-  },
-});
+const { lines, stream: capture } = captureLogLines();
 
 let app: TestApp;
 

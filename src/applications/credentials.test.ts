@@ -1,18 +1,12 @@
-import { Writable } from "node:stream";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { captureLogLines } from "../../test/support/log-capture";
 import crypto from "node:crypto";
 import { startTestApp, type TestApp } from "../../test/support/harness";
 import { generateApnsSigningKey } from "../providers/simulator";
 
 // Everything the API logs while it refuses credentials; a refused secret must not show up here either.
-const lines: string[] = [];
-const capture = new Writable({
-  write(chunk: Buffer, _encoding, callback) {
-    lines.push(chunk.toString("utf8"));
-    callback();
-  },
-});
+const { lines, stream: capture } = captureLogLines();
 
 let app: TestApp;
 

@@ -7,12 +7,12 @@ import { seedPushSubscriptions, type SeedOptions } from "../../test/support/fixt
 import { newId } from "../db/ids";
 import { ledgerInvariant, quotaStatus } from "../quota/quota";
 import { messageWorkflowId } from "../../workflows/message";
-import { campaignWorkflow, campaignWorkflowId, progressQuery } from "../../workflows/campaign";
-import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
+import { campaignWorkflowId, progressQuery } from "../../workflows/campaign";
 import { audienceQuery, parseTargetingCriteria } from "./targeting";
 import { campaignCounts } from "./repository";
 import { MESSAGE_STATUSES } from "../messages/state-machine";
 import { startCampaignWorkflow } from "./workflow-client";
+import { insertRunningCampaign, startTestCampaignWorkflow } from "../../test/support/campaigns";
 import type { CampaignRow } from "./repository";
 
 // Receipt window and retry backoffs shrunk so a campaign's whole lifecycle runs in seconds.
@@ -261,26 +261,9 @@ describe("campaign execution", () => {
   test("small pages: keyset paging across continue-as-new with a bounded window", async () => {
     const { id: appId } = await createApp();
     const ids = await seed(appId, 47);
-    const id = newId();
-    await app.deps.db("message_campaigns").insert({
-      id,
-      application_id: appId,
-      name: "paged",
-      content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
-      targeting_criteria: JSON.stringify({}),
-      status: "running",
-      started_at: new Date(),
-    });
+    const id = await insertRunningCampaign(app, appId, "paged", {});
     // Pages of 10 (5 batches), 2 sending at once, and a new run every 2 batches.
-    const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
-      workflowId: campaignWorkflowId(id),
-      taskQueue: app.config.TEMPORAL_TASK_QUEUE,
-      args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 0.0001, pendingTimeoutMs: 3_600_000 }, pageSize: 10, window: 2, throttlePerMinute: null, batchesPerRun: 2 }],
-      typedSearchAttributes: [
-        { key: CampaignIdKey, value: id },
-        { key: ApplicationIdKey, value: appId },
-      ],
-    });
+    const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 0.0001, pendingTimeoutMs: 3_600_000 }, pageSize: 10, window: 2, batchesPerRun: 2 });
     const result = await handle.result();
     assert.equal(result.batchesStarted, 5);
     assert.equal(result.messages, 47);

@@ -4,10 +4,10 @@ import { startTestApp, eventually, type TestApp } from "../../test/support/harne
 import { seedPushSubscriptions, type SeedOptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { quotaStatus } from "../quota/quota";
-import { campaignWorkflow, campaignWorkflowId, progressQuery } from "../../workflows/campaign";
+import { campaignWorkflowId, progressQuery } from "../../workflows/campaign";
 import { campaignBatchWorkflowId } from "../../workflows/campaign-batch";
 import { createReconcilerActivities } from "../../activities/reconciler";
-import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
+import { insertRunningCampaign, startTestCampaignWorkflow } from "../../test/support/campaigns";
 
 // Retry backoffs at 1/1000 (15 min outage retries → 0.9 s) and a 2 s pending timeout, so the
 // pending-timeout rule shows within seconds; status re-reads every second (lost signals).
@@ -216,17 +216,7 @@ test("the reconciler starts the workflow of a campaign whose start never reached
   const { id: appId } = await createApp();
   const group = newId();
   await seed(appId, 5, { tags: () => ({ group }) });
-  const id = newId();
-  await app.deps.db("message_campaigns").insert({
-    id,
-    application_id: appId,
-    name: "orphan",
-    content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
-    targeting_criteria: JSON.stringify({ tags: { group } }),
-    status: "running",
-    started_at: new Date(),
-    created_at: new Date(Date.now() - 10 * 60_000),
-  });
+  const id = await insertRunningCampaign(app, appId, "orphan", { tags: { group } }, { created_at: new Date(Date.now() - 10 * 60_000) });
   const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
   const first = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
   assert.equal(first.started, 1);
@@ -265,25 +255,8 @@ async function terminateFirstOfTwoBatches(name: string, run: { batchesPerRun?: n
   // Ids grow with time: the first page (batch 0) is the `down` five, the second the `ok` five.
   await seed(appId, 5, { prefix: () => "down", tags: () => ({ group }) });
   await seed(appId, 5, { tags: () => ({ group }) });
-  const id = newId();
-  await app.deps.db("message_campaigns").insert({
-    id,
-    application_id: appId,
-    name,
-    content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
-    targeting_criteria: JSON.stringify({ tags: { group } }),
-    status: "running",
-    started_at: new Date(),
-  });
-  const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
-    workflowId: campaignWorkflowId(id),
-    taskQueue: app.config.TEMPORAL_TASK_QUEUE,
-    args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, throttlePerMinute: null, ...run }],
-    typedSearchAttributes: [
-      { key: CampaignIdKey, value: id },
-      { key: ApplicationIdKey, value: appId },
-    ],
-  });
+  const id = await insertRunningCampaign(app, appId, name, { tags: { group } });
+  const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, ...run });
   await eventually(async () => {
     const rows = await messagesOf(id);
     return rows.length === 5 && rows.every((m) => m.status === "errored");

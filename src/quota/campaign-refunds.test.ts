@@ -4,8 +4,7 @@ import { startTestApp, eventually, type TestApp } from "../../test/support/harne
 import { seedPushSubscriptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { campaignBatchWorkflowId } from "../../workflows/campaign-batch";
-import { campaignWorkflow, campaignWorkflowId } from "../../workflows/campaign";
-import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
+import { insertRunningCampaign, startTestCampaignWorkflow } from "../../test/support/campaigns";
 import { ledgerBalanceMismatches, quotaStatus } from "./quota";
 
 // Real retry timings: an outage retry waits 15 minutes, long enough to terminate the batch in it.
@@ -27,27 +26,10 @@ test("a terminated campaign batch refunds every unsent message, also those an ea
   await seedPushSubscriptions(app, appId, 5, { prefix: () => "bad", tags: () => ({ group }) });
   await seedPushSubscriptions(app, appId, 5, { prefix: () => "down", tags: () => ({ group }) });
   await seedPushSubscriptions(app, appId, 5, { tags: () => ({ group }) });
-  const id = newId();
-  await app.deps.db("message_campaigns").insert({
-    id,
-    application_id: appId,
-    name: "terminated batch",
-    content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
-    targeting_criteria: JSON.stringify({ tags: { group } }),
-    status: "running",
-    started_at: new Date(),
-  });
+  const id = await insertRunningCampaign(app, appId, "terminated batch", { tags: { group } });
   // One batch at a time and a new run after every batch, so batch 0 belongs to an earlier run and
   // the campaign finds it closed by polling (the path that fails and refunds its messages).
-  const handle = await app.deps.temporal.workflow.start(campaignWorkflow, {
-    workflowId: campaignWorkflowId(id),
-    taskQueue: app.config.TEMPORAL_TASK_QUEUE,
-    args: [{ campaignId: id, applicationId: appId, scheduledAt: null, timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 10, window: 1, throttlePerMinute: null, batchesPerRun: 1, statusPollMs: 1_000 }],
-    typedSearchAttributes: [
-      { key: CampaignIdKey, value: id },
-      { key: ApplicationIdKey, value: appId },
-    ],
-  });
+  const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 10, window: 1, batchesPerRun: 1, statusPollMs: 1_000 });
   const messages = async () => (await app.deps.db("messages").where("campaign_id", id).orderBy("subscription_id").select("status", "error_code", "sent_at")) as Array<{ status: string; error_code: string | null; sent_at: Date | null }>;
   await eventually(async () => {
     const rows = await messages();

@@ -1,0 +1,47 @@
+import type { WorkflowHandleWithFirstExecutionRunId } from "@temporalio/client";
+import { newId } from "../../src/db/ids";
+import { campaignWorkflow, campaignWorkflowId, type CampaignWorkflowInput } from "../../workflows/campaign";
+import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
+import type { TestApp } from "./harness";
+
+/**
+ * Inserts a `running` one-shot campaign straight into PostgreSQL (title "t", body "b"), as the API
+ * leaves one before its workflow starts; `extra` overrides any column. Answers its id.
+ */
+export async function insertRunningCampaign(
+  app: TestApp,
+  applicationId: string,
+  name: string,
+  targetingCriteria: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+): Promise<string> {
+  const id = newId();
+  await app.deps.db("message_campaigns").insert({
+    id,
+    application_id: applicationId,
+    name,
+    content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
+    targeting_criteria: JSON.stringify(targetingCriteria),
+    status: "running",
+    started_at: new Date(),
+    ...extra,
+  });
+  return id;
+}
+
+/** Starts a campaign's workflow directly on the test app's task queue, with paging and timing chosen by the test. */
+export function startTestCampaignWorkflow(
+  app: TestApp,
+  campaign: { campaignId: string; applicationId: string },
+  run: Omit<CampaignWorkflowInput, "campaignId" | "applicationId" | "scheduledAt" | "throttlePerMinute"> & { throttlePerMinute?: number | null },
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof campaignWorkflow>> {
+  return app.deps.temporal.workflow.start(campaignWorkflow, {
+    workflowId: campaignWorkflowId(campaign.campaignId),
+    taskQueue: app.config.TEMPORAL_TASK_QUEUE,
+    args: [{ ...campaign, scheduledAt: null, throttlePerMinute: null, ...run }],
+    typedSearchAttributes: [
+      { key: CampaignIdKey, value: campaign.campaignId },
+      { key: ApplicationIdKey, value: campaign.applicationId },
+    ],
+  });
+}
