@@ -6,7 +6,7 @@ import path from "node:path";
 import { execFile, spawn } from "node:child_process";
 import pg from "pg";
 import { createLogger } from "../logger";
-import { isAlive, startEmbeddedPostgres } from "./postgres";
+import { isAlive, startEmbeddedPostgres, unixSocketDir } from "./postgres";
 import { freePort } from "./ports";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -23,6 +23,42 @@ async function answers(url: string): Promise<boolean> {
     await client.end().catch(() => undefined);
   }
 }
+
+/** The client's address as the server sees it: null over a Unix socket. */
+async function clientAddress(url: string): Promise<string | null> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query("select inet_client_addr()::text as address")).rows[0].address as string | null;
+  } finally {
+    await client.end();
+  }
+}
+
+test("the embedded server is reached over its Unix socket, also by a second start that shares it; TCP stays open", { timeout: 120_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-pg-socket-"));
+  fs.chmodSync(dir, 0o755);
+  const port = await freePort();
+  const server = await startEmbeddedPostgres({ dataDir: dir, port, database: "sock", logger });
+  try {
+    assert.equal(new URL(server.url).searchParams.get("host"), path.join(dir, "cluster"));
+    assert.equal(await clientAddress(server.url), null, "connected over the socket");
+    const tcp = new URL(server.url);
+    tcp.search = "";
+    assert.equal(await clientAddress(tcp.toString()), "127.0.0.1/32", "the TCP port still answers");
+    const shared = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), database: "sock", logger });
+    assert.equal(await clientAddress(shared.url), null, "the sharing process found the socket in postmaster.pid");
+  } finally {
+    await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a cluster directory too deep for a socket path gets no socket (TCP only)", () => {
+  assert.equal(unixSocketDir("/srv/automata/postgres/cluster", 5432), "/srv/automata/postgres/cluster");
+  const deep = `/srv/${"d".repeat(90)}/cluster`;
+  assert.equal(unixSocketDir(deep, 5432), undefined);
+});
 
 test("`npm run migrate` while `npm start` runs shares its embedded PostgreSQL instead of stopping it", { timeout: 120_000 }, async () => {
   // The layout `npm start` and the migrate CLI both use: <AUTOMATA_HOME>/postgres.

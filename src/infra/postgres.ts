@@ -44,9 +44,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     // Another of our processes (`npm start`, say) runs this cluster: share it, never stop it.
     options.logger.info({ pid: inUse.pid, port: inUse.port }, "embedded PostgreSQL already running for this data directory; using it");
     await ensureDatabase(inUse.port, password, options.database);
-    return { url: databaseUrl(password, inUse.port, options.database), embedded: true, stop: async () => undefined };
+    return { url: databaseUrl(password, inUse.port, options.database, inUse.socketDir), embedded: true, stop: async () => undefined };
   }
 
+  const socketDir = unixSocketDir(clusterDir, options.port);
   const server = new EmbeddedPostgres({
     databaseDir: clusterDir,
     port: options.port,
@@ -55,7 +56,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     persistent: !options.ephemeral,
     // Postgres refuses to run as root; the package creates a `postgres` OS user and chowns the dir.
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "unix_socket_directories="],
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", `unix_socket_directories=${socketDir ?? ""}`],
     onLog: (message: string) => options.logger.trace({ component: "postgres" }, message.trim()),
     onError: (error: unknown) => options.logger.error({ component: "postgres", err: error }, "embedded postgres error"),
   });
@@ -70,7 +71,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
   await ensureDatabase(options.port, password, options.database);
   return {
-    url: databaseUrl(password, options.port, options.database),
+    url: databaseUrl(password, options.port, options.database, socketDir),
     embedded: true,
     stop: async () => {
       await server.stop();
@@ -78,8 +79,28 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   };
 }
 
-function databaseUrl(password: string, port: number, database: string): string {
-  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+/**
+ * The embedded server's connection string. With a socket directory the application connects over
+ * the Unix socket (`?host=` overrides the TCP host in node-postgres): on this 2-core machine the
+ * loopback TCP stack was a visible share of both the worker's and PostgreSQL's CPU per query. The
+ * TCP port stays open for tools (psql, the Temporal UI's neighbours) and for an unusable socket path.
+ */
+function databaseUrl(password: string, port: number, database: string, socketDir?: string): string {
+  const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+  return socketDir ? `${url}?host=${encodeURIComponent(socketDir)}` : url;
+}
+
+/** Longest Unix socket path Linux and macOS accept (sun_path, less its terminating NUL). */
+const MAX_SOCKET_PATH = 103;
+
+/**
+ * Where the server puts its Unix socket: the cluster directory (the server's own user can write
+ * there, also when it runs as the `postgres` user created for root), or none when the socket's
+ * path would be too long for the OS — then everything goes over TCP as before.
+ */
+export function unixSocketDir(clusterDir: string, port: number): string | undefined {
+  if (process.platform === "win32") return undefined;
+  return path.join(clusterDir, `.s.PGSQL.${port}`).length <= MAX_SOCKET_PATH ? clusterDir : undefined;
 }
 
 /** Creates the application database on the embedded server unless it exists. */
@@ -102,7 +123,7 @@ async function ensureDatabase(port: number, password: string, database: string):
  * it is shut down, since a new postmaster would refuse the data directory. A pid file whose pid
  * now belongs to some other program (reboot, container restart) is stale and removed.
  */
-async function takeOverPostmaster(clusterDir: string, logger: Logger): Promise<{ pid: number; port: number } | undefined> {
+async function takeOverPostmaster(clusterDir: string, logger: Logger): Promise<{ pid: number; port: number; socketDir?: string } | undefined> {
   const pidFile = path.join(clusterDir, "postmaster.pid");
   let orphan: number;
   for (let waited = 0; ; waited += 200) {
@@ -128,7 +149,7 @@ async function takeOverPostmaster(clusterDir: string, logger: Logger): Promise<{
       orphan = pid;
       break;
     }
-    if (lines[7]?.trim() === "ready") return { pid, port };
+    if (lines[7]?.trim() === "ready") return { pid, port, socketDir: lines[4]?.trim() || undefined };
     // Starting or stopping: a starting one becomes ready, a stopping one goes away.
     if (waited >= 30_000) throw new Error(`the embedded PostgreSQL in ${clusterDir} (pid ${pid}) stayed "${lines[7]?.trim()}" for 30 s`);
     await new Promise((r) => setTimeout(r, 200));
