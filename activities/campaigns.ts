@@ -456,8 +456,9 @@ export function createCampaignActivities(deps: Deps) {
 
     /**
      * Creates the batch's messages (one multi-row insert, `pending`, content rendered at campaign
-     * creation) for the still-matching subscriptions in its id range. Idempotent on (campaign,
-     * subscription). Answers how many messages the batch has; a cancelled campaign creates none.
+     * creation) for the still-matching subscriptions in its id range, once: a batch that has
+     * messages keeps exactly those. Answers how many messages the batch has; a cancelled campaign
+     * creates none.
      */
     async createCampaignBatch(range: BatchRange): Promise<{ messages: number }> {
       return db.transaction(async (trx) => {
@@ -469,6 +470,12 @@ export function createCampaignActivities(deps: Deps) {
         const campaign = await trx("message_campaigns").where("id", range.campaignId).forShare().first<CampaignRow | undefined>();
         if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${range.campaignId} does not exist`, "CampaignNotFound");
         if (campaign.status === "cancelled") return { messages: 0 };
+        // A batch's recipients are fixed by its first committed create: a retry (the worker died
+        // before the debit, or the activity timed out) creates nothing more, even for a
+        // subscription that has (re)joined the range since. Otherwise the batch would hold more
+        // messages than its one debit paid for, and their refund would exceed the debit.
+        const existing = await countOf(trx("messages").where(inBatch(range)));
+        if (existing > 0) return { messages: existing };
         const criteria = parseTargetingCriteria(campaign.targeting_criteria);
         const { content } = campaign;
         const personalized = content.personalized;
@@ -524,6 +531,7 @@ export function createCampaignActivities(deps: Deps) {
             );
           }
         }
+        // Counted, not inserted.length: a timed-out twin of this attempt may have created them.
         return { messages: await countOf(trx("messages").where(inBatch(range))) };
       });
     },

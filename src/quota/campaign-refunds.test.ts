@@ -6,6 +6,7 @@ import { newId } from "../db/ids";
 import { campaignBatchWorkflowId } from "../../workflows/campaign-batch";
 import { insertRunningCampaign, startTestCampaignWorkflow } from "../../test/support/campaigns";
 import { ledgerBalanceMismatches, quotaStatus } from "./quota";
+import { createCampaignActivities } from "../../activities/campaigns";
 
 // Real retry timings: an outage retry waits 15 minutes, long enough to terminate the batch in it.
 let app: TestApp;
@@ -54,5 +55,35 @@ test("a terminated campaign batch refunds every unsent message, also those an ea
   const status = await quotaStatus(app.deps.db, appId);
   assert.equal(status.daily!.used, 5);
   assert.equal(status.credit!.balance, 1000 - 5 * 2);
+  assert.deepEqual(await ledgerBalanceMismatches(app.deps.db, appId), []);
+});
+
+test("a batch create retried after its debit keeps its recipients: one that re-subscribed meanwhile gets nothing unpaid, and the abort refund balances", async () => {
+  const { id: appId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100, unit_price: 2, credit_balance: 1000 } });
+  const group = newId();
+  const ids = await seedPushSubscriptions(app, appId, 4, { tags: () => ({ group }) });
+  // Unsubscribed when the batch first runs, back (same id, inside the batch's range) before its retry.
+  await app.deps.db("subscriptions").where("id", ids[1]).update({ subscription_status: -2 });
+  const id = await insertRunningCampaign(app, appId, "retried batch", { tags: { group } });
+  const activities = createCampaignActivities(app.deps);
+  const range = { campaignId: id, applicationId: appId, batchNo: 0, after: null, last: ids[3]! };
+
+  assert.deepEqual(await activities.createCampaignBatch(range), { messages: 3 });
+  assert.deepEqual(await activities.debitCampaignBatch(range), { proceed: true });
+  await app.deps.db("subscriptions").where("id", ids[1]).update({ subscription_status: 1 });
+  // The retry of an attempt that committed its create and debit (the worker died before it reported).
+  assert.deepEqual(await activities.createCampaignBatch(range), { messages: 3 });
+  assert.deepEqual(await activities.debitCampaignBatch(range), { proceed: true });
+  const recipients = (await app.deps.db("messages").where("campaign_id", id).orderBy("subscription_id").pluck("subscription_id")) as string[];
+  assert.deepEqual(recipients, [ids[0], ids[2], ids[3]]);
+  assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 3);
+
+  // Its workflow never existed: the campaign's abort fails the three and refunds exactly them.
+  assert.deepEqual(await activities.closedCampaignBatches({ campaignId: id, applicationId: appId, batchNos: [0] }), [0]);
+  const statuses = (await app.deps.db("messages").where("campaign_id", id).pluck("error_code")) as string[];
+  assert.deepEqual(statuses, ["batch_aborted", "batch_aborted", "batch_aborted"]);
+  const status = await quotaStatus(app.deps.db, appId);
+  assert.equal(status.daily!.used, 0);
+  assert.equal(status.credit!.balance, 1000);
   assert.deepEqual(await ledgerBalanceMismatches(app.deps.db, appId), []);
 });
