@@ -11,7 +11,7 @@ import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import { cert, deleteApp, initializeApp, type App, type Credential } from "firebase-admin/app";
 import { getMessaging, type Messaging, type TokenMessage } from "firebase-admin/messaging";
-import { classifyFcmError } from "./errors";
+import { classifyFcmError, parseRetryAfter } from "./errors";
 import { buildFcmMessage } from "./payload";
 import type { FailureOutcome, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
 import { outcomeFromIssues, validateFcmMessage } from "./validation";
@@ -48,10 +48,10 @@ const NO_RETRY = { maxRetries: 0, statusCodes: [] as number[], ioErrorCodes: [] 
 
 /** Retry-After seen during one sendEach call, by status; firebase-admin errors do not carry response headers. */
 interface Exchange {
-  /** Largest Retry-After on a 429 (applies to rate_limited outcomes). */
-  rateLimitedSeconds?: number;
-  /** Largest Retry-After on a 503 (applies to provider_outage outcomes). */
-  outageSeconds?: number;
+  /** Largest Retry-After on a 429, in ms (applies to rate_limited outcomes). */
+  rateLimitedMs?: number;
+  /** Largest Retry-After on a 503, in ms (applies to provider_outage outcomes). */
+  outageMs?: number;
 }
 
 const exchange = new AsyncLocalStorage<Exchange>();
@@ -84,11 +84,12 @@ class FcmAgent extends https.Agent {
     const context = exchange.getStore();
     if (context !== undefined) {
       request.once("response", (response: IncomingMessage) => {
-        const field = response.statusCode === 429 ? "rateLimitedSeconds" : response.statusCode === 503 ? "outageSeconds" : undefined;
-        const value = response.headers["retry-after"];
-        if (field === undefined || value === undefined || !/^\d+$/.test(value.trim())) return;
+        const field = response.statusCode === 429 ? "rateLimitedMs" : response.statusCode === 503 ? "outageMs" : undefined;
+        // Delta-seconds or an HTTP-date, as for APNs.
+        const waitMs = field === undefined ? undefined : parseRetryAfter(response.headers["retry-after"]);
+        if (field === undefined || waitMs === undefined) return;
         // sendEach hides which response belonged to which message, so the batch shares the largest wait per status.
-        context[field] = Math.max(context[field] ?? 0, Number(value));
+        context[field] = Math.max(context[field] ?? 0, waitMs);
       });
     }
     (https.Agent.prototype as unknown as { addRequest(this: https.Agent, r: ClientRequest, o: unknown): void }).addRequest.call(this, request, options);
@@ -124,8 +125,8 @@ export function disableSdkRetries(messaging: Messaging): boolean {
 
 function withRetryAfter(outcome: FailureOutcome, context: Exchange): FailureOutcome {
   if (outcome.kind !== "temporary") return outcome;
-  const seconds = outcome.class === "rate_limited" ? context.rateLimitedSeconds : outcome.class === "provider_outage" ? context.outageSeconds : undefined;
-  return seconds === undefined ? outcome : { ...outcome, retryAfterMs: seconds * 1000 };
+  const waitMs = outcome.class === "rate_limited" ? context.rateLimitedMs : outcome.class === "provider_outage" ? context.outageMs : undefined;
+  return waitMs === undefined ? outcome : { ...outcome, retryAfterMs: waitMs };
 }
 
 const CLOSED: FailureOutcome = { kind: "temporary", class: "network", reason: "provider_closed", code: "provider_closed" };

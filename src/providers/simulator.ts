@@ -59,6 +59,8 @@ export interface ProviderSimulatorOptions {
   slowMs?: number;
   /** Retry-After seconds sent with 429s. */
   retryAfterSeconds?: number;
+  /** Send that Retry-After as an HTTP-date (now + seconds) instead of delta-seconds; both forms are legal (RFC 9110 §10.2.3). */
+  retryAfterAsDate?: boolean;
   teamId?: string;
   keyId?: string;
   bundleId?: string;
@@ -160,6 +162,7 @@ export function forgetOldest(map: Map<string, unknown>, max: number): void {
 export class ProviderSimulator {
   private readonly slowMs: number;
   private readonly retryAfterSeconds: number;
+  private readonly retryAfterAsDate: boolean;
   private readonly apnsKey: { privateKeyPem: string; publicKeyPem: string };
   private readonly apnsPublicKey: crypto.KeyObject;
   private readonly apnsIds: { teamId: string; keyId: string; bundleId: string };
@@ -182,6 +185,7 @@ export class ProviderSimulator {
   constructor(options: ProviderSimulatorOptions = {}) {
     this.slowMs = options.slowMs ?? 2000;
     this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
+    this.retryAfterAsDate = options.retryAfterAsDate ?? false;
     this.apnsKey = generateApnsSigningKey();
     this.apnsPublicKey = crypto.createPublicKey(this.apnsKey.publicKeyPem);
     this.apnsIds = {
@@ -350,6 +354,11 @@ export class ProviderSimulator {
   }
 
   /** Verifies an APNs provider JWT; returns null when valid, else the APNs reason. */
+  /** The Retry-After value of a 429, in the configured form. */
+  private retryAfter(): string | number {
+    return this.retryAfterAsDate ? new Date(Date.now() + this.retryAfterSeconds * 1000).toUTCString() : this.retryAfterSeconds;
+  }
+
   private verifyApnsJwt(authorization: string | undefined): string | null {
     if (authorization === undefined || !/^bearer /i.test(authorization)) return "MissingProviderToken";
     const jwt = authorization.slice(7).trim();
@@ -435,7 +444,7 @@ export class ProviderSimulator {
       case "gone":
         return reply(410, "Unregistered", {}, { timestamp: Date.now() - 86_400_000 });
       case "busy":
-        return reply(429, "TooManyRequests", { "retry-after": this.retryAfterSeconds });
+        return reply(429, "TooManyRequests", { "retry-after": this.retryAfter() });
       case "down":
       case "flaky-fail":
         return reply(503, "ServiceUnavailable");
@@ -499,7 +508,7 @@ export class ProviderSimulator {
         return fail(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED");
       case "busy":
         return fail(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Send requests'.", "QUOTA_EXCEEDED", {
-          "retry-after": this.retryAfterSeconds,
+          "retry-after": this.retryAfter(),
         });
       case "down":
       case "flaky-fail":
