@@ -593,3 +593,31 @@ describe("stats while a campaign is sending", () => {
     assert.equal(after.audience_size, 60);
   });
 });
+
+test("an audience page is read along an index in id order: no sort of the rest of the audience, whatever the statistics say", async () => {
+  const { id: appId } = await createApp();
+  const ids = await seed(appId, 3_000, { tags: () => ({ plan: "pro" }) });
+  const pageQuery = (criteria: Record<string, unknown>) =>
+    audienceQuery(app.deps.db, appId, parseTargetingCriteria(criteria)).select("s.id").orderBy("s.id").limit(500).where("s.id", ">", ids[100]!);
+  const sortedRows = async (criteria: Record<string, unknown>): Promise<number[]> => {
+    const { sql, bindings } = pageQuery(criteria).toSQL();
+    const [{ "QUERY PLAN": plan }] = (await app.deps.db.raw(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, bindings)).rows;
+    const sorts: number[] = [];
+    const walk = (node: { "Node Type": string; "Actual Rows": number; Plans?: unknown[] }): void => {
+      if (node["Node Type"] === "Sort") sorts.push((node.Plans![0] as { "Actual Rows": number })["Actual Rows"]);
+      for (const child of node.Plans ?? []) walk(child as typeof node);
+    };
+    walk(plan[0].Plan);
+    return sorts;
+  };
+  for (const criteria of [{ tags: { plan: "pro" } }, {}, { subscription_types: ["iOSPush"] }]) {
+    // Fresh rows (no statistics yet), then analysed: the two cases where plans used to differ.
+    assert.deepEqual(await sortedRows(criteria), [], `no sort before ANALYZE for ${JSON.stringify(criteria)}`);
+  }
+  await app.deps.db.raw("ANALYZE subscriptions");
+  for (const criteria of [{ tags: { plan: "pro" } }, {}, { subscription_types: ["iOSPush"] }]) {
+    assert.deepEqual(await sortedRows(criteria), [], `no sort after ANALYZE for ${JSON.stringify(criteria)}`);
+  }
+  const page = (await pageQuery({ tags: { plan: "pro" } })) as Array<{ id: string }>;
+  assert.deepEqual(page.map((r) => r.id), ids.slice(101, 601));
+});

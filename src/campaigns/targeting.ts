@@ -47,7 +47,8 @@ export function parseTargetingCriteria(input: unknown): TargetingCriteria {
 
 /**
  * Adds the audience filter to a query over `subscriptions as s`: the tenant, deliverable and not
- * archived (so the partial `subscriptions_active_idx` applies), push types, then each criterion.
+ * archived (so the partial `subscriptions_audience_idx` serves the keyset pages in id order), push
+ * types, then each criterion.
  * Tags use jsonb containment so the GIN `jsonb_path_ops` index serves them; a list is an OR of
  * containments. External ids are a semi-join on users (no row multiplication).
  */
