@@ -581,6 +581,9 @@ describe("stats while a campaign is sending", () => {
       );
     }
     assert.equal((await app.request("GET", "/campaigns?status=sending", { key: apiKey })).status, 422);
+    const swapped = await app.request("GET", "/campaigns?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", { key: apiKey });
+    assert.equal(swapped.status, 422, "swapped from/to is an error, not an empty list");
+    assert.equal(swapped.body.error.code, "validation_error");
 
     const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
     assert.equal(cancelled.status, 200);
@@ -620,4 +623,29 @@ test("an audience page is read along an index in id order: no sort of the rest o
   }
   const page = (await pageQuery({ tags: { plan: "pro" } })) as Array<{ id: string }>;
   assert.deepEqual(page.map((r) => r.id), ids.slice(101, 601));
+});
+
+test("estimate: production = test_type 0 or none; languages match case-insensitively, a bare language any region; countries in any case", async () => {
+  const { id: appId, apiKey } = await createApp();
+  const ids = await seed(appId, 6, { language: (i) => ["ko-KR", "ko", "en_US", "EN", "pt-BR", null][i]! });
+  // As SDKs register them: 0 = production (REF-001 §2.1), none (older SDKs), 1/2 = development/ad-hoc.
+  const testTypes = [0, null, 0, 1, 2, 0];
+  for (const [i, id] of ids.entries()) await app.deps.db("subscriptions").where("id", id).update({ test_type: testTypes[i], country: i < 3 ? "KR" : "US" });
+  const total = async (criteria: Record<string, unknown>): Promise<number> => {
+    const res = await app.request("POST", "/campaigns/estimate", { key: apiKey, body: { targeting_criteria: criteria } });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return res.body.data.total as number;
+  };
+  assert.equal(await total({ test_type: null }), 4);
+  assert.equal(await total({ test_type: 0 }), 4);
+  assert.equal(await total({ test_type: 1 }), 1);
+  assert.equal(await total({ languages: ["ko"] }), 2);
+  assert.equal(await total({ languages: ["KO-kr"] }), 1);
+  assert.equal(await total({ languages: ["en"] }), 2);
+  assert.equal(await total({ languages: ["en-US"] }), 1);
+  assert.equal(await total({ countries: ["kr"] }), 3);
+  const refused = await app.request("POST", "/campaigns/estimate", { key: apiKey, body: { targeting_criteria: { last_active_after: "2026-02-01T00:00:00Z", last_active_before: "2026-01-01T00:00:00Z" } } });
+  assert.equal(refused.status, 400);
+  assert.equal(refused.body.error.code, "invalid_targeting_criteria");
+  assert.equal(refused.body.error.details.field, "targeting_criteria.last_active_before");
 });

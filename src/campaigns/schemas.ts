@@ -67,7 +67,12 @@ export const ListCampaignsQuery = PaginationQuery.extend({
   status: z.enum([...API_CAMPAIGN_STATUSES, "running"]).optional().describe("in_progress (alias: running), scheduled, paused, completed, cancelled, failed, draft"),
   from: isoDate.optional().describe("created at or after (ISO 8601)"),
   to: isoDate.optional().describe("created before (ISO 8601)"),
-}).strict();
+})
+  .strict()
+  .superRefine((query, ctx) => {
+    // An empty window is a mistake (swapped bounds), not a question whose answer is "nothing".
+    if (query.from && query.to && Date.parse(query.from) >= Date.parse(query.to)) ctx.addIssue({ code: "custom", path: ["from"], message: "must be before `to`" });
+  });
 
 /** Query of `GET /campaigns/:id/messages`. */
 export const CampaignMessagesQuery = PaginationQuery.extend({ status: z.enum(MESSAGE_STATUSES).optional() }).strict();

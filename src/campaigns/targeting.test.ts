@@ -31,10 +31,24 @@ describe("targeting compiler", () => {
       bindings: [APP, 0, "iOSPush", "AndroidPush", '{"level":"silver"}', '{"level":"gold"}', '{"vip":"1"}'],
     },
     {
-      name: "countries, languages and subscription_types",
-      criteria: { countries: ["KR", "US"], languages: ["ko"], subscription_types: ["AndroidPush"] },
-      sql: BASE.replace(`in (?, ?)`, `in (?)`) + ` and "s"."country" in (?, ?) and "s"."language" in (?)`,
-      bindings: [APP, 0, "AndroidPush", "KR", "US", "ko"],
+      name: "countries (upper-cased like stored codes), languages (case-insensitive, bare = any region) and subscription_types",
+      criteria: { countries: ["kr", "US"], languages: ["ko", "en_US"], subscription_types: ["AndroidPush"] },
+      sql:
+        BASE.replace(`in (?, ?)`, `in (?)`) +
+        ` and "s"."country" in (?, ?) and (replace(lower(s.language), '_', '-') = any(?::text[]) or split_part(replace(lower(s.language), '_', '-'), '-', 1) = any(?::text[]))`,
+      bindings: [APP, 0, "AndroidPush", "KR", "US", ["ko", "en-us"], ["ko"]],
+    },
+    {
+      name: "regional languages only: exact (case-insensitive) matches, no prefix clause",
+      criteria: { languages: ["pt-BR"] },
+      sql: `${BASE} and (replace(lower(s.language), '_', '-') = any(?::text[]))`,
+      bindings: [APP, 0, "iOSPush", "AndroidPush", ["pt-br"]],
+    },
+    {
+      name: "tag values that are numbers or booleans match their stored string form",
+      criteria: { tags: { vip: true, level: [3, "4"] } },
+      sql: `${BASE} and (s.tags @> ?::jsonb) and (s.tags @> ?::jsonb or s.tags @> ?::jsonb)`,
+      bindings: [APP, 0, "iOSPush", "AndroidPush", '{"vip":"true"}', '{"level":"3"}', '{"level":"4"}'],
     },
     {
       name: "last_active window",
@@ -49,7 +63,8 @@ describe("targeting compiler", () => {
       sql: `${BASE} and "s"."user_id" in (select "u"."id" from "users" as "u" where "u"."application_id" = ? and "u"."external_id" in (?, ?))`,
       bindings: [APP, 0, "iOSPush", "AndroidPush", APP, "u1", "u2"],
     },
-    { name: "test_type null = production only", criteria: { test_type: null }, sql: `${BASE} and "s"."test_type" is null`, bindings: [APP, 0, "iOSPush", "AndroidPush"] },
+    { name: "test_type null = production only (registered with 0 or none)", criteria: { test_type: null }, sql: `${BASE} and coalesce(s.test_type, 0) = 0`, bindings: [APP, 0, "iOSPush", "AndroidPush"] },
+    { name: "test_type 0 = production only, the same", criteria: { test_type: 0 }, sql: `${BASE} and coalesce(s.test_type, 0) = 0`, bindings: [APP, 0, "iOSPush", "AndroidPush"] },
     { name: "test_type 1", criteria: { test_type: 1 }, sql: `${BASE} and "s"."test_type" = ?`, bindings: [APP, 0, "iOSPush", "AndroidPush", 1] },
   ];
   for (const c of cases) {
@@ -67,6 +82,14 @@ describe("targeting compiler", () => {
     { criteria: { subscription_types: ["Email"] }, field: "targeting_criteria.subscription_types.0" },
     { criteria: { last_active_after: "yesterday" }, field: "targeting_criteria.last_active_after" },
     { criteria: "all", field: "targeting_criteria" },
+    { criteria: { countries: ["KOREA"] }, field: "targeting_criteria.countries.0" },
+    { criteria: { languages: ["korean language"] }, field: "targeting_criteria.languages.0" },
+    { criteria: { tags: { note: "x".repeat(257) } }, field: "targeting_criteria.tags.note" },
+    // Each tag value is a bound parameter: a criteria PostgreSQL could not run is refused up front.
+    { criteria: { tags: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`k${i}`, "v"])) }, field: "targeting_criteria.tags" },
+    { criteria: { tags: Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, Array.from({ length: 100 }, (_, j) => `v${j}`)])) }, field: "targeting_criteria.tags" },
+    { criteria: { last_active_after: "2025-04-01T00:00:00Z", last_active_before: "2025-03-01T00:00:00Z" }, field: "targeting_criteria.last_active_before" },
+    { criteria: { last_active_after: "2025-04-01T00:00:00Z", last_active_before: "2025-04-01T00:00:00Z" }, field: "targeting_criteria.last_active_before" },
   ];
   for (const c of invalid) {
     test(`refuses ${JSON.stringify(c.criteria)} naming ${c.field}`, () => {

@@ -7,24 +7,59 @@ import type { Knex } from "knex";
 import { z } from "zod";
 import { ApiError } from "../http/errors";
 import { PUSH_SUBSCRIPTION_TYPES } from "../providers/types";
-import { ExternalUserId } from "../subscriptions/schemas";
+import { ExternalUserId, LANGUAGE_TAG, MAX_TAG_KEY_LENGTH, MAX_TAG_VALUE_LENGTH, MAX_TAGS } from "../subscriptions/schemas";
 import type { AudienceGroup } from "./repository";
 
-const tagValue = z.union([z.string().max(255), z.array(z.string().max(255)).min(1).max(100)]);
+/** A tag value as subscriptions store it: numbers and booleans become strings, as on registration. */
+const tagValue = z
+  .union([z.string(), z.number(), z.boolean()])
+  .transform((value) => String(value))
+  .pipe(z.string().max(MAX_TAG_VALUE_LENGTH, `must be at most ${MAX_TAG_VALUE_LENGTH} characters`));
 const isoDate = z.iso.datetime({ offset: true });
 
+/** Tag values in one criteria in all; each is a bound parameter, and PostgreSQL takes at most 65,535. */
+export const MAX_TARGETING_TAG_VALUES = 1_000;
+
 /** The accepted criteria; unknown keys are refused so a typo never widens an audience silently. */
-export const TargetingCriteriaSchema = z.strictObject({
-  tags: z.record(z.string().min(1).max(128), tagValue).optional().describe("key → value, or key → list (any of)"),
-  countries: z.array(z.string().min(2).max(8)).min(1).max(300).optional(),
-  languages: z.array(z.string().min(2).max(16)).min(1).max(300).optional(),
-  subscription_types: z.array(z.enum(PUSH_SUBSCRIPTION_TYPES)).min(1).optional(),
-  last_active_after: isoDate.optional(),
-  last_active_before: isoDate.optional(),
-  // Trimmed like every other endpoint's external id, so " u1 " reaches the user "u1".
-  external_ids: z.array(ExternalUserId).min(1).max(10_000).optional(),
-  test_type: z.union([z.number().int().min(0).max(2), z.null()]).optional().describe("null = production devices only; 1/2 = that test type only"),
-});
+export const TargetingCriteriaSchema = z
+  .strictObject({
+    tags: z
+      .record(z.string().min(1).max(MAX_TAG_KEY_LENGTH), z.union([tagValue, z.array(tagValue).min(1).max(100)]))
+      .refine((tags) => Object.keys(tags).length <= MAX_TAGS, `at most ${MAX_TAGS} tag keys (a subscription has at most ${MAX_TAGS} tags)`)
+      .refine(
+        (tags) => Object.values(tags).reduce((n, v) => n + (Array.isArray(v) ? v.length : 1), 0) <= MAX_TARGETING_TAG_VALUES,
+        `at most ${MAX_TARGETING_TAG_VALUES} tag values in all`,
+      )
+      .optional()
+      .describe("key → value, or key → list (any of); numbers and booleans match their string form"),
+    // Stored upper-case (device_info.country_code), so compared upper-case.
+    countries: z
+      .array(z.string().trim().regex(/^[A-Za-z]{2}$/, "must be an ISO 3166-1 alpha-2 code like KR").transform((code) => code.toUpperCase()))
+      .min(1)
+      .max(300)
+      .optional(),
+    languages: z
+      .array(z.string().trim().regex(LANGUAGE_TAG, "must be a language tag like ko or en-US"))
+      .min(1)
+      .max(300)
+      .optional()
+      .describe("case-insensitive; a bare language (en) also matches its regional forms (en-US, en_GB)"),
+    subscription_types: z.array(z.enum(PUSH_SUBSCRIPTION_TYPES)).min(1).optional(),
+    last_active_after: isoDate.optional(),
+    last_active_before: isoDate.optional(),
+    // Trimmed like every other endpoint's external id, so " u1 " reaches the user "u1".
+    external_ids: z.array(ExternalUserId).min(1).max(10_000).optional(),
+    test_type: z
+      .union([z.number().int().min(0).max(2), z.null()])
+      .optional()
+      .describe("null or 0 = production devices only (registered with 0 or without a test_type); 1/2 = that test type only"),
+  })
+  .superRefine((criteria, ctx) => {
+    const { last_active_after: after, last_active_before: before } = criteria;
+    if (after && before && Date.parse(after) >= Date.parse(before)) {
+      ctx.addIssue({ code: "custom", path: ["last_active_before"], message: "must be after last_active_after (this range matches nobody)" });
+    }
+  });
 
 /** Validated targeting criteria. */
 export type TargetingCriteria = z.output<typeof TargetingCriteriaSchema>;
@@ -65,13 +100,23 @@ export function applyTargeting(query: Knex.QueryBuilder, db: Knex, applicationId
     });
   }
   if (criteria.countries) query.whereIn("s.country", criteria.countries);
-  if (criteria.languages) query.whereIn("s.language", criteria.languages);
+  if (criteria.languages) {
+    // Stored as the SDK sent it (ko, ko-KR, en_US): compared lower-case with `_` read as `-`.
+    const stored = "replace(lower(s.language), '_', '-')";
+    const wanted = criteria.languages.map((tag) => tag.toLowerCase().replaceAll("_", "-"));
+    query.where((any) => {
+      any.whereRaw(`${stored} = any(?::text[])`, [wanted]);
+      const bare = wanted.filter((tag) => !tag.includes("-"));
+      if (bare.length > 0) any.orWhereRaw(`split_part(${stored}, '-', 1) = any(?::text[])`, [bare]);
+    });
+  }
   if (criteria.last_active_after) query.where("s.last_active_at", ">=", new Date(criteria.last_active_after));
   if (criteria.last_active_before) query.where("s.last_active_at", "<", new Date(criteria.last_active_before));
   if (criteria.external_ids) {
     query.whereIn("s.user_id", db("users as u").select("u.id").where("u.application_id", applicationId).whereIn("u.external_id", criteria.external_ids));
   }
-  if (criteria.test_type === null) query.whereNull("s.test_type");
+  // The SDK registers production builds with test_type 0 (REF-001 §2.1); older ones sent none.
+  if (criteria.test_type === null || criteria.test_type === 0) query.whereRaw("coalesce(s.test_type, 0) = 0");
   else if (criteria.test_type !== undefined) query.where("s.test_type", criteria.test_type);
   return query;
 }

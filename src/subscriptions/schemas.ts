@@ -37,6 +37,9 @@ export function isIanaTimezone(tz: string): boolean {
 /** An IANA time zone name such as `Asia/Seoul`. */
 export const Timezone = z.string().trim().max(64).refine(isIanaTimezone, "must be an IANA timezone like Asia/Seoul");
 
+/** A BCP 47-like language tag as SDKs send it: ko, en-US, zh_Hant_TW. */
+export const LANGUAGE_TAG = /^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$/;
+
 /** The application's own user id (REF-001 `user_id`, stored as `users.external_id`). */
 export const ExternalUserId = z.string().trim().min(1).max(255).describe("your own user id (users.external_id), e.g. u1234567890");
 
@@ -50,7 +53,7 @@ export const DeviceInfo = z.strictObject({
     .string()
     .trim()
     .max(35)
-    .regex(/^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$/, "must be a language tag like ko or en-US")
+    .regex(LANGUAGE_TAG, "must be a language tag like ko or en-US")
     .nullable()
     .optional(),
   app_version: optionalText(64),
