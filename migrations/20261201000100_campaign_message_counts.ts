@@ -25,18 +25,18 @@ import type { Knex } from "knex";
 const SHARDS = 16;
 const STATUSES = ["pending", "errored", "successful", "received", "converted", "failed", "cancelled"] as const;
 
-export async function up(knex: Knex): Promise<void> {
-  await knex.raw(`CREATE TABLE campaign_message_counts (
-    campaign_id uuid NOT NULL REFERENCES message_campaigns (id) ON DELETE CASCADE,
-    shard smallint NOT NULL,
-    ${STATUSES.map((s) => `${s} integer NOT NULL DEFAULT 0`).join(",\n    ")},
-    PRIMARY KEY (campaign_id, shard)
-  )`);
+/**
+ * The two trigger functions' CREATE statements, over `statuses` plus `extra` counters (each a
+ * FILTER condition on `n` for inserts and on `d` — campaign_id, status, sent, delta — for updates).
+ * Exported so a later migration that adds a counter, and its down, produce exactly this text.
+ */
+export function campaignCountFunctions(extra: ReadonlyArray<{ column: string; onInsert: string; onUpdate: string }> = [], orReplace = false): string[] {
   const shard = `(txid_current() % ${SHARDS})::smallint`;
-  const cols = STATUSES.join(", ");
-  const add = STATUSES.map((s) => `${s} = campaign_message_counts.${s} + EXCLUDED.${s}`).join(", ");
+  const columns = [...STATUSES, ...extra.map((e) => e.column)];
+  const cols = columns.join(", ");
+  const add = columns.map((s) => `${s} = campaign_message_counts.${s} + EXCLUDED.${s}`).join(", ");
   const upsert = (name: string, deltas: string, rows: string, campaign = "n.campaign_id"): string =>
-    `CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+    `CREATE ${orReplace ? "OR REPLACE " : ""}FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
        INSERT INTO campaign_message_counts (campaign_id, shard, ${cols})
          SELECT ${campaign}, ${shard}, ${deltas}
@@ -47,25 +47,39 @@ export async function up(knex: Knex): Promise<void> {
        RETURN NULL;
      END;
      $$`;
-  await knex.raw(
+  const sent = extra.length > 0 ? ", n.sent_at IS NOT NULL" : "";
+  const oldSent = extra.length > 0 ? ", o.sent_at IS NOT NULL" : "";
+  return [
     upsert(
       "campaign_message_counts_on_insert",
-      STATUSES.map((s) => `count(*) FILTER (WHERE n.status = '${s}')::int`).join(", "),
+      [...STATUSES.map((s) => `count(*) FILTER (WHERE n.status = '${s}')::int`), ...extra.map((e) => `count(*) FILTER (WHERE ${e.onInsert})::int`)].join(", "),
       "FROM new_rows n WHERE n.campaign_id IS NOT NULL",
     ),
-  );
-  // Each changed row contributes +1 (new campaign, new status) and -1 (old campaign, old status).
-  await knex.raw(
+    // Each changed row contributes +1 (new campaign, new status) and -1 (old campaign, old status).
     upsert(
       "campaign_message_counts_on_update",
-      STATUSES.map((s) => `coalesce(sum(d.delta) FILTER (WHERE d.status = '${s}'), 0)::int`).join(", "),
+      [
+        ...STATUSES.map((s) => `coalesce(sum(d.delta) FILTER (WHERE d.status = '${s}'), 0)::int`),
+        ...extra.map((e) => `coalesce(sum(d.delta) FILTER (WHERE ${e.onUpdate}), 0)::int`),
+      ].join(", "),
       `FROM new_rows n JOIN old_rows o ON o.id = n.id
-          CROSS JOIN LATERAL (VALUES (n.campaign_id, n.status, 1), (o.campaign_id, o.status, -1)) AS d (campaign_id, status, delta)
+          CROSS JOIN LATERAL (VALUES (n.campaign_id, n.status${sent}, 1), (o.campaign_id, o.status${oldSent}, -1)) AS d (campaign_id, status${extra.length > 0 ? ", sent" : ""}, delta)
           WHERE n.campaign_id IS NOT NULL AND d.campaign_id IS NOT NULL
             AND (o.status IS DISTINCT FROM n.status OR o.campaign_id IS DISTINCT FROM n.campaign_id)`,
       "d.campaign_id",
     ),
-  );
+  ];
+}
+
+export async function up(knex: Knex): Promise<void> {
+  await knex.raw(`CREATE TABLE campaign_message_counts (
+    campaign_id uuid NOT NULL REFERENCES message_campaigns (id) ON DELETE CASCADE,
+    shard smallint NOT NULL,
+    ${STATUSES.map((s) => `${s} integer NOT NULL DEFAULT 0`).join(",\n    ")},
+    PRIMARY KEY (campaign_id, shard)
+  )`);
+  const cols = STATUSES.join(", ");
+  for (const statement of campaignCountFunctions()) await knex.raw(statement);
   await knex.raw(`CREATE TRIGGER messages_campaign_counts_insert AFTER INSERT ON messages
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION campaign_message_counts_on_insert()`);
   await knex.raw(`CREATE TRIGGER messages_campaign_counts_update AFTER UPDATE ON messages

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { assertCampaignSendable, campaignPlatforms, campaignPushOptions, messageOptionsAt } from "./content";
-import { remainingRecipients, apiCampaignStatus, storedCampaignStatus } from "./repository";
+import { remainingRecipients, reportedCounts, apiCampaignStatus, storedCampaignStatus, type CampaignCounts } from "./repository";
 import { ApiError } from "../http/errors";
 import { NOW_OR_NEVER } from "../messages/push-options";
 
@@ -65,6 +65,22 @@ describe("campaign stats", () => {
     // A finished campaign creates no more messages.
     assert.equal(remainingRecipients({ status: "completed", audience_size: 60 }, counts), 2);
     assert.equal(remainingRecipients({ status: "cancelled", audience_size: 60 }, { ...counts, pending: 0 }), 0);
+  });
+
+  test("reported counts: successful = accepted by the provider (also when its receipt later timed out), failed = never accepted", () => {
+    const zero: CampaignCounts = { total: 0, failed_after_sent: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 };
+    const cases: Array<{ name: string; n: Partial<CampaignCounts>; expect: Partial<ReturnType<typeof reportedCounts>> }> = [
+      { name: "sending", n: { total: 10, pending: 3, errored: 1, successful: 6 }, expect: { successful: 6, failed: 0, pending: 4, received: 0 } },
+      { name: "receipts in", n: { total: 10, successful: 4, received: 3, converted: 2, failed: 1 }, expect: { successful: 9, received: 5, converted: 2, failed: 1 } },
+      // REF-001 §6.5: 5,420 sent to, 5,380 accepted, 4,930 confirmed by their device.
+      { name: "after the receipt window", n: { total: 5420, received: 4800, converted: 130, failed: 490, failed_after_sent: 450 }, expect: { successful: 5380, received: 4930, failed: 40 } },
+      { name: "cancelled", n: { total: 5, cancelled: 2, successful: 3 }, expect: { successful: 3, cancelled: 2, failed: 0 } },
+    ];
+    for (const c of cases) {
+      const reported = reportedCounts({ ...zero, ...c.n });
+      for (const [key, value] of Object.entries(c.expect)) assert.equal(reported[key as keyof typeof reported], value, `${c.name}: ${key}`);
+      assert.equal(reported.successful + reported.failed + reported.cancelled + reported.pending, reported.total, `${c.name}: the counts add up to the total`);
+    }
   });
 
   test("the API says in_progress for the stored running, and reads it back in filters", () => {

@@ -138,7 +138,11 @@ export function inBatch(range: Pick<BatchRange, "campaignId" | "applicationId" |
 }
 
 /** Message counts of a campaign by status (campaign_message_counts, kept by triggers on messages). */
-export type CampaignCounts = { total: number } & Record<MessageStatus, number>;
+export type CampaignCounts = {
+  total: number;
+  /** Of the failed ones, those the provider had accepted (no receipt before the receipt timeout). */
+  failed_after_sent: number;
+} & Record<MessageStatus, number>;
 
 /** Counts a campaign's messages by status. */
 export async function campaignCounts(db: Knex | Knex.Transaction, campaignId: string): Promise<CampaignCounts> {
@@ -151,15 +155,20 @@ export async function campaignCounts(db: Knex | Knex.Transaction, campaignId: st
  */
 export async function campaignCountsOf(db: Knex | Knex.Transaction, campaignIds: readonly string[]): Promise<Map<string, CampaignCounts>> {
   const counts = new Map<string, CampaignCounts>(
-    campaignIds.map((id) => [id, { total: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 }]),
+    campaignIds.map((id) => [id, { total: 0, failed_after_sent: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 }]),
   );
   if (campaignIds.length === 0) return counts;
   const rows = (await db("campaign_message_counts")
     .whereIn("campaign_id", [...campaignIds])
     .groupBy("campaign_id")
-    .select("campaign_id", ...MESSAGE_STATUSES.map((status) => db.raw("sum(??)::int as ??", [status, status])))) as Array<{ campaign_id: string } & Record<(typeof MESSAGE_STATUSES)[number], number>>;
+    .select(
+      "campaign_id",
+      db.raw("sum(failed_after_sent)::int as failed_after_sent"),
+      ...MESSAGE_STATUSES.map((status) => db.raw("sum(??)::int as ??", [status, status])),
+    )) as Array<{ campaign_id: string; failed_after_sent: number } & Record<(typeof MESSAGE_STATUSES)[number], number>>;
   for (const row of rows) {
     const c = counts.get(row.campaign_id)!;
+    c.failed_after_sent = row.failed_after_sent;
     for (const status of MESSAGE_STATUSES) {
       c[status] = row[status];
       c.total += row[status];
@@ -180,16 +189,19 @@ export interface ReportedCounts {
 }
 
 /**
- * Counts as the API reports them: `successful` = accepted by the provider and not failed since
- * (successful, received or converted now), `received` includes converted.
+ * Counts as the API reports them (REF-001 §6.5): `successful` = accepted by the provider
+ * (successful, received or converted now, or failed later for want of a receipt), `failed` = never
+ * accepted, `received` includes converted. So successful − received is what the devices have not
+ * confirmed (yet, or before the receipt timeout), and the delivery rate does not fall when the
+ * receipt window closes.
  */
 export function reportedCounts(n: CampaignCounts): ReportedCounts {
   return {
     total: n.total,
-    successful: n.successful + n.received + n.converted,
+    successful: n.successful + n.received + n.converted + n.failed_after_sent,
     received: n.received + n.converted,
     converted: n.converted,
-    failed: n.failed,
+    failed: n.failed - n.failed_after_sent,
     cancelled: n.cancelled,
     pending: n.pending + n.errored,
   };
