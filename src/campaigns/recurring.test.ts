@@ -247,6 +247,48 @@ describe("recurring campaigns", () => {
     await assert.rejects(describeSchedule(id), ScheduleNotFoundError, "a replay does not bring back a deleted schedule");
   });
 
+  test("execute fires one run now; the recurring campaign's counts and messages are its runs'; refused while paused or while a run sends", async () => {
+    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    const subscribers = await seedPushSubscriptions(app, appId, 4);
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+
+    const executed = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
+    assert.equal(executed.status, 200, JSON.stringify(executed.body));
+    assert.deepEqual([executed.body.data.status, executed.body.data.run_requested], ["in_progress", true]);
+    const run = await eventually(async () => {
+      const page = await get(apiKey, `/campaigns/${id}/runs`);
+      return page.runs.length === 1 && page.runs[0].status === "completed" ? page.runs[0] : undefined;
+    }, 30_000, 250);
+    assert.deepEqual(run.stats, { total: 4, successful: 4, failed: 0, received: 0, converted: 0, cancelled: 0, pending: 0 });
+
+    // The recurring campaign itself sums its runs (it sends nothing under its own id).
+    const stats = await get(apiKey, `/campaigns/${id}/stats`);
+    assert.deepEqual([stats.total_recipients, stats.successful_count, stats.failed_count, stats.delivery_rate], [4, 4, 0, 100]);
+    const listed = (await get(apiKey, "/campaigns")).campaigns.find((c: { id: string }) => c.id === id);
+    assert.equal(listed.total_recipients, 4);
+    const messages = await get(apiKey, `/campaigns/${id}/messages`);
+    assert.equal(messages.pagination.total_items, 4);
+    assert.deepEqual(new Set(messages.messages.map((m: { subscription_id: string }) => m.subscription_id)), new Set(subscribers));
+    assert.ok(messages.messages.every((m: { campaign_id: string }) => m.campaign_id === run.id), "each message names its run");
+    // The run's own view is unchanged: just its messages.
+    assert.equal((await get(apiKey, `/campaigns/${run.id}/stats`)).total_recipients, 4);
+
+    // A run still sending: a second execute would be skipped by the schedule's overlap policy.
+    await app.deps.db("message_campaigns").where("id", run.id).update({ status: "running" });
+    const overlapping = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
+    assert.equal(overlapping.status, 400, JSON.stringify(overlapping.body));
+    assert.deepEqual([overlapping.body.error.code, overlapping.body.error.details.run_id], ["campaign_already_started", run.id]);
+    await app.deps.db("message_campaigns").where("id", run.id).update({ status: "completed" });
+
+    assert.equal((await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey })).status, 200);
+    const whilePaused = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
+    assert.equal(whilePaused.status, 409, JSON.stringify(whilePaused.body));
+    assert.equal(whilePaused.body.error.code, "invalid_status_transition");
+    assert.equal((await get(apiKey, `/campaigns/${id}/runs`)).runs.length, 1, "no run was fired by the refused requests");
+  });
+
   test("a one-shot campaign has no runs and cannot be deleted (409, use /cancel)", async () => {
     const { apiKey } = await app.createApplication();
     const res = await app.request("POST", "/campaigns", { key: apiKey, body: { name: `o-${newId()}`, title: "Once", body: "Hi" } });

@@ -151,21 +151,29 @@ export async function campaignCounts(db: Knex | Knex.Transaction, campaignId: st
 
 /**
  * Counts the messages of several campaigns by status in one query (a page of campaigns or runs):
- * the sum of each campaign's count shards, exact as of the last committed change.
+ * the sum of each campaign's count shards, exact as of the last committed change. A recurring
+ * campaign sends nothing itself, so its counts are the sum over its runs (each run's own counts
+ * stay under the run's id).
  */
 export async function campaignCountsOf(db: Knex | Knex.Transaction, campaignIds: readonly string[]): Promise<Map<string, CampaignCounts>> {
   const counts = new Map<string, CampaignCounts>(
     campaignIds.map((id) => [id, { total: 0, failed_after_sent: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 }]),
   );
   if (campaignIds.length === 0) return counts;
-  const rows = (await db("campaign_message_counts")
-    .whereIn("campaign_id", [...campaignIds])
-    .groupBy("campaign_id")
-    .select(
-      "campaign_id",
-      db.raw("sum(failed_after_sent)::int as failed_after_sent"),
-      ...MESSAGE_STATUSES.map((status) => db.raw("sum(??)::int as ??", [status, status])),
-    )) as Array<{ campaign_id: string; failed_after_sent: number } & Record<(typeof MESSAGE_STATUSES)[number], number>>;
+  const columns = ["failed_after_sent", ...MESSAGE_STATUSES].map((column) => `sum(c.${column})::int AS ${column}`).join(", ");
+  const result = await db.raw(
+    `WITH asked AS (SELECT unnest(?::uuid[]) AS id),
+     members AS (
+       SELECT id AS key, id AS campaign_id FROM asked
+       UNION ALL
+       SELECT r.parent_campaign_id, r.id FROM message_campaigns r WHERE r.parent_campaign_id IN (SELECT id FROM asked)
+     )
+     SELECT m.key AS campaign_id, ${columns}
+       FROM members m JOIN campaign_message_counts c ON c.campaign_id = m.campaign_id
+      GROUP BY m.key`,
+    [[...campaignIds]],
+  );
+  const rows = result.rows as Array<{ campaign_id: string; failed_after_sent: number } & Record<(typeof MESSAGE_STATUSES)[number], number>>;
   for (const row of rows) {
     const c = counts.get(row.campaign_id)!;
     c.failed_after_sent = row.failed_after_sent;

@@ -39,6 +39,7 @@ import {
   discardUnscheduledCampaign,
   nextCampaignRunAt,
   setCampaignSchedulePaused,
+  triggerCampaignRun,
 } from "./schedules";
 
 const TAG = "Campaigns";
@@ -97,6 +98,20 @@ function campaignView(c: CampaignRow, counts: ReportedCounts) {
     schedule: c.schedule,
     parent_campaign_id: c.parent_campaign_id,
   };
+}
+
+/**
+ * Execute on a recurring campaign: one run now, through its schedule. Refused while paused (resume
+ * first: a paused campaign's fires are skipped) and while a run is still sending (the overlap
+ * policy would silently skip this one), so the answer says what will happen.
+ */
+async function executeRecurring(deps: Deps, c: CampaignRow) {
+  if (c.status === "paused") throw new ApiError("invalid_status_transition", "The recurring campaign is paused; resume it before running it now", { id: c.id, status: apiCampaignStatus(c.status) });
+  if (c.status !== "running") refuse(c, "execute");
+  const active = (await deps.db("message_campaigns").where({ application_id: c.application_id, parent_campaign_id: c.id }).whereIn("status", ["running", "paused"]).first("id")) as { id: string } | undefined;
+  if (active) throw new ApiError("campaign_already_started", "A run of this recurring campaign is still in progress", { id: c.id, run_id: active.id });
+  await triggerCampaignRun(deps, c);
+  return { id: c.id, status: apiCampaignStatus(c.status), started_at: iso(c.started_at), run_requested: true };
 }
 
 /** Refuses a state change with the REF-001 code for where the campaign is. */
@@ -339,12 +354,14 @@ export const campaignRoutes: RouteSpec[] = [
   defineRoute({
     method: "post",
     path: "/campaigns/:id/execute",
-    summary: "Start a scheduled campaign now",
+    summary: "Start a scheduled campaign now; for a recurring campaign, fire one run now (besides its schedule)",
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
     responses: { 200: { description: "The campaign, in progress" } },
     handler: async ({ params, deps, application }) => {
+      const current = await loadCampaign(deps, application.id, params.id);
+      if (current.schedule) return { data: await executeRecurring(deps, current) };
       const c = await changeStatus(deps, application.id, params.id, "execute", ["draft", "scheduled"], { status: "running", started_at: deps.db.fn.now() });
       await signalCampaignWorkflow(deps, c.id, executeSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status), started_at: iso(c.started_at) } };
@@ -454,11 +471,15 @@ export const campaignRoutes: RouteSpec[] = [
     responses: { 200: { description: "A page of messages" } },
     handler: async ({ params, query, deps, application }) => {
       const c = await loadCampaign(deps, application.id, params.id);
-      const q = deps.db("messages").where({ application_id: application.id, campaign_id: c.id }).select("*");
+      const q = deps.db("messages").where({ application_id: application.id }).select("*");
+      // A recurring campaign's messages are its runs' (each message names its run in campaign_id).
+      if (c.schedule) q.whereIn("campaign_id", deps.db("message_campaigns").select("id").where({ application_id: application.id, parent_campaign_id: c.id }));
+      else q.where("campaign_id", c.id);
       if (query.status) q.where("status", query.status);
       const { rows, pagination } = await paginate<MessageRow>(q, query.page, query.per_page, [{ column: "id", order: "asc" }]);
       const messages = rows.map((m) => ({
         id: m.id,
+        campaign_id: m.campaign_id,
         subscription_id: m.subscription_id,
         status: m.status,
         error_code: m.error_code,

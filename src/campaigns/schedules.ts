@@ -253,6 +253,27 @@ export async function setCampaignSchedulePaused(deps: Deps, campaignId: string, 
 }
 
 /**
+ * Fires a run of a recurring campaign now, besides its cron (POST /campaigns/:id/execute): the
+ * schedule's own trigger, so the run looks like any other fire in the Temporal UI and its overlap
+ * policy (skip) still guards against two runs at once. A schedule the reconciler has not
+ * (re)created yet is created first. Throws ApiError 503 when Temporal cannot take it.
+ */
+export async function triggerCampaignRun(deps: Deps, campaign: Pick<CampaignRow, "id">): Promise<void> {
+  const trigger = () => deps.temporal.schedule.getHandle(campaignScheduleId(campaign.id)).trigger(ScheduleOverlapPolicy.SKIP);
+  try {
+    await trigger();
+  } catch (error) {
+    if (!(error instanceof ScheduleNotFoundError)) throw scheduleError(error, campaign.id);
+    await ensureCampaignSchedule(deps, campaign);
+    try {
+      await trigger();
+    } catch (retryError) {
+      throw scheduleError(retryError, campaign.id);
+    }
+  }
+}
+
+/**
  * Deletes a recurring campaign's schedule (already gone is fine). Runs already started keep going
  * and keep their history. Best effort: a schedule left behind fires into a run that sees the ended
  * campaign, skips, and deletes it then.
