@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { TEMPLATE_CHANNELS } from "../templates/schemas";
+import { queryInteger } from "../http/validation";
 
 /** Longest period one analytics request may cover, in days (bounds the rollup rows read). */
 export const MAX_RANGE_DAYS = 366;
@@ -78,7 +79,7 @@ export const EngagementQuery = z
       .regex(/^[A-Za-z0-9_.:-]{1,100}$/, "must be a tag key (letters, digits, _ . : -)")
       .optional()
       .describe("tag key; by_segment groups recipients by that tag's value"),
-    limit: z.coerce.number().int().min(1).max(100).default(10).describe("top converting templates to return"),
+    limit: queryInteger(1, 100).default(10).describe("top converting templates to return"),
   })
   .superRefine(checkRange);
 

@@ -1,13 +1,14 @@
 import { z } from "zod";
 import type { Knex } from "knex";
+import { queryInteger } from "./validation";
 
 /** Largest page a list endpoint returns; bigger requests are a validation error, not a silent cap. */
 export const MAX_PER_PAGE = 100;
 
 /** `page` / `per_page` query parameters shared by every list endpoint. */
 export const PaginationQuery = z.object({
-  page: z.coerce.number().int().min(1).default(1),
-  per_page: z.coerce.number().int().min(1).max(MAX_PER_PAGE).default(20),
+  page: queryInteger(1).default(1),
+  per_page: queryInteger(1, MAX_PER_PAGE).default(20),
 });
 
 /** REF-001's `pagination` object. */

@@ -7,6 +7,19 @@ export const uuidParam = z.uuid({ message: "must be a valid UUID" });
 /** Largest value of a PostgreSQL `integer` column (template versions and the like); zod's `.int()` alone allows 2^53. */
 export const PG_INTEGER_MAX = 2_147_483_647;
 
+/**
+ * A whole number in a query string, written in plain decimal digits. `z.coerce.number()` also took
+ * `1e3`, `0x10`, ` 5 ` and `5.0`, so two spellings could name one page or version (and caches and
+ * logs saw different URLs for it).
+ */
+export function queryInteger(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+  return z
+    .string()
+    .regex(/^\d{1,16}$/, "must be a whole number written in digits")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+}
+
 /** `{id}` path parameters, the common case. */
 export const IdParams = z.strictObject({ id: uuidParam });
 

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { PushOptionsShape } from "../messages/push-options";
 import { PaginationQuery, PaginationSchema } from "../http/pagination";
-import { PG_INTEGER_MAX } from "../http/validation";
+import { PG_INTEGER_MAX, queryInteger } from "../http/validation";
 import { MAX_NESTING_DEPTH, VARIABLE_NAME_PATTERN, templateSyntaxError } from "./render";
 
 /** DESIGN-003 channel values (the `message_templates.channel` CHECK constraint). */
@@ -120,7 +120,7 @@ export const CONTENT_FIELDS = ["title_template", "body_template", "data_template
 
 /** `?version=N` on `GET /templates/:id`. */
 export const GetTemplateQuery = z.strictObject({
-  version: z.coerce.number().int().min(1).max(PG_INTEGER_MAX).optional().describe("an older version; defaults to the current one"),
+  version: queryInteger(1, PG_INTEGER_MAX).optional().describe("an older version; defaults to the current one"),
 });
 
 const BooleanString = z.enum(["true", "false"]).transform((v) => v === "true");

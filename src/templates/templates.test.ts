@@ -146,6 +146,7 @@ describe("versions (REF-001 §5.3)", () => {
     assertError(await call(a.apiKey, "GET", `/templates/${id}?version=3`), 404, "template_not_found");
     assertError(await call(a.apiKey, "GET", `/templates/${id}?version=0`), 422, "validation_error");
     assertError(await call(a.apiKey, "GET", `/templates/${id}?version=abc`), 422, "validation_error");
+    assertError(await call(a.apiKey, "GET", `/templates/${id}?version=1e0`), 422, "validation_error");
     // Versions are PostgreSQL integers: past 2^31 - 1 is the caller's mistake, not a database error.
     assertError(await call(a.apiKey, "GET", `/templates/${id}?version=3000000000`), 422, "validation_error");
     assertError(await call(a.apiKey, "POST", `/templates/${id}/render-test`, { version: 3000000000 }), 422, "validation_error");
