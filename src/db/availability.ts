@@ -19,6 +19,8 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   // 08P01 (protocol violation) is in class 08 but is raised for a malformed query (over 65,535 bind
   // parameters), a bug a retry would only repeat.
   if (typeof code === "string" && ((code.startsWith("08") && code !== "08P01") || UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_ERRNOS.has(code))) return true;
+  // A Unix-socket connection to a stopped server: its socket file is gone (TCP's ECONNREFUSED).
+  if (code === "ENOENT" && (error as { syscall?: unknown }).syscall === "connect") return true;
   // pg reports a server that closed the socket mid-query with this message and no code.
   return typeof message === "string" && /^Connection terminated/.test(message);
 }
