@@ -648,6 +648,11 @@ test("estimate: production = test_type 0 or none; languages match case-insensiti
   assert.equal(await total({ languages: ["en"] }), 2);
   assert.equal(await total({ languages: ["en-US"] }), 1);
   assert.equal(await total({ countries: ["kr"] }), 3);
+  // SEQ-002 §2.3's list of tag keys: every key present, whatever its value.
+  await app.deps.db("subscriptions").where("id", ids[0]).update({ tags: JSON.stringify({ active_user: "1", has_purchased: "yes" }) });
+  await app.deps.db("subscriptions").where("id", ids[1]).update({ tags: JSON.stringify({ active_user: "0" }) });
+  assert.equal(await total({ tags: ["active_user", "has_purchased"] }), 1);
+  assert.equal(await total({ tags: ["active_user"] }), 2);
   const refused = await app.request("POST", "/campaigns/estimate", { key: apiKey, body: { targeting_criteria: { last_active_after: "2026-02-01T00:00:00Z", last_active_before: "2026-01-01T00:00:00Z" } } });
   assert.equal(refused.status, 400);
   assert.equal(refused.body.error.code, "invalid_targeting_criteria");

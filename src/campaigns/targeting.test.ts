@@ -45,6 +45,12 @@ describe("targeting compiler", () => {
       bindings: [APP, 0, "iOSPush", "AndroidPush", ["pt-br"]],
     },
     {
+      name: "a list of tag keys (SEQ-002 §2.3): the subscription has all of them, any value",
+      criteria: { tags: ["active_user", "has_purchased"] },
+      sql: `${BASE} and jsonb_exists_all(s.tags, ?::text[])`,
+      bindings: [APP, 0, "iOSPush", "AndroidPush", ["active_user", "has_purchased"]],
+    },
+    {
       name: "tag values that are numbers or booleans match their stored string form",
       criteria: { tags: { vip: true, level: [3, "4"] } },
       sql: `${BASE} and (s.tags @> ?::jsonb) and (s.tags @> ?::jsonb or s.tags @> ?::jsonb)`,
@@ -79,6 +85,7 @@ describe("targeting compiler", () => {
     { criteria: { segments: ["x"] }, field: "targeting_criteria.segments" },
     { criteria: { countries: "KR" }, field: "targeting_criteria.countries" },
     { criteria: { tags: { level: [] } }, field: "targeting_criteria.tags.level" },
+    { criteria: { tags: [] }, field: "targeting_criteria.tags" },
     { criteria: { subscription_types: ["Email"] }, field: "targeting_criteria.subscription_types.0" },
     { criteria: { last_active_after: "yesterday" }, field: "targeting_criteria.last_active_after" },
     { criteria: "all", field: "targeting_criteria" },

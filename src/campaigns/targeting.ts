@@ -17,6 +17,8 @@ const tagValue = z
   .pipe(z.string().max(MAX_TAG_VALUE_LENGTH, `must be at most ${MAX_TAG_VALUE_LENGTH} characters`));
 const isoDate = z.iso.datetime({ offset: true });
 
+const tagKey = z.string().min(1).max(MAX_TAG_KEY_LENGTH);
+
 /** Tag values in one criteria in all; each is a bound parameter, and PostgreSQL takes at most 65,535. */
 export const MAX_TARGETING_TAG_VALUES = 1_000;
 
@@ -24,14 +26,19 @@ export const MAX_TARGETING_TAG_VALUES = 1_000;
 export const TargetingCriteriaSchema = z
   .strictObject({
     tags: z
-      .record(z.string().min(1).max(MAX_TAG_KEY_LENGTH), z.union([tagValue, z.array(tagValue).min(1).max(100)]))
-      .refine((tags) => Object.keys(tags).length <= MAX_TAGS, `at most ${MAX_TAGS} tag keys (a subscription has at most ${MAX_TAGS} tags)`)
-      .refine(
-        (tags) => Object.values(tags).reduce((n, v) => n + (Array.isArray(v) ? v.length : 1), 0) <= MAX_TARGETING_TAG_VALUES,
-        `at most ${MAX_TARGETING_TAG_VALUES} tag values in all`,
-      )
+      .union([
+        z
+          .record(tagKey, z.union([tagValue, z.array(tagValue).min(1).max(100)]))
+          .refine((tags) => Object.keys(tags).length <= MAX_TAGS, `at most ${MAX_TAGS} tag keys (a subscription has at most ${MAX_TAGS} tags)`)
+          .refine(
+            (tags) => Object.values(tags).reduce((n, v) => n + (Array.isArray(v) ? v.length : 1), 0) <= MAX_TARGETING_TAG_VALUES,
+            `at most ${MAX_TARGETING_TAG_VALUES} tag values in all`,
+          ),
+        // SEQ-002 §2.3's form: the subscription has every one of these tags, whatever their values.
+        z.array(tagKey).min(1).max(MAX_TAGS),
+      ])
       .optional()
-      .describe("key → value, or key → list (any of); numbers and booleans match their string form"),
+      .describe("key → value, or key → list (any of); numbers and booleans match their string form; or a list of keys the subscription must all have (any value)"),
     // Stored upper-case (device_info.country_code), so compared upper-case.
     countries: z
       .array(z.string().trim().regex(/^[A-Za-z]{2}$/, "must be an ISO 3166-1 alpha-2 code like KR").transform((code) => code.toUpperCase()))
@@ -93,11 +100,16 @@ export function applyTargeting(query: Knex.QueryBuilder, db: Knex, applicationId
     .where("s.subscription_status", ">", 0)
     .whereNull("s.archived_at")
     .whereIn("s.subscription_type", criteria.subscription_types ?? [...PUSH_SUBSCRIPTION_TYPES]);
-  for (const [key, value] of Object.entries(criteria.tags ?? {})) {
-    const values = Array.isArray(value) ? value : [value];
-    query.where((any) => {
-      for (const v of values) any.orWhereRaw("s.tags @> ?::jsonb", [JSON.stringify({ [key]: v })]);
-    });
+  if (Array.isArray(criteria.tags)) {
+    // Key presence is not served by the jsonb_path_ops GIN index: a filter on the audience scan.
+    query.whereRaw("jsonb_exists_all(s.tags, ?::text[])", [criteria.tags]);
+  } else {
+    for (const [key, value] of Object.entries(criteria.tags ?? {})) {
+      const values = Array.isArray(value) ? value : [value];
+      query.where((any) => {
+        for (const v of values) any.orWhereRaw("s.tags @> ?::jsonb", [JSON.stringify({ [key]: v })]);
+      });
+    }
   }
   if (criteria.countries) query.whereIn("s.country", criteria.countries);
   if (criteria.languages) {
