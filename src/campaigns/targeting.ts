@@ -7,17 +7,10 @@ import type { Knex } from "knex";
 import { z } from "zod";
 import { ApiError } from "../http/errors";
 import { PUSH_SUBSCRIPTION_TYPES } from "../providers/types";
-import { ExternalUserId, LANGUAGE_TAG, MAX_TAG_KEY_LENGTH, MAX_TAG_VALUE_LENGTH, MAX_TAGS } from "../subscriptions/schemas";
+import { CountryCode, ExternalUserId, LANGUAGE_TAG, MAX_TAGS, TagKey, TagValue } from "../subscriptions/schemas";
 import type { AudienceGroup } from "./repository";
 
-/** A tag value as subscriptions store it: numbers and booleans become strings, as on registration. */
-const tagValue = z
-  .union([z.string(), z.number(), z.boolean()])
-  .transform((value) => String(value))
-  .pipe(z.string().max(MAX_TAG_VALUE_LENGTH, `must be at most ${MAX_TAG_VALUE_LENGTH} characters`));
 const isoDate = z.iso.datetime({ offset: true });
-
-const tagKey = z.string().min(1).max(MAX_TAG_KEY_LENGTH);
 
 /** Tag values in one criteria in all; each is a bound parameter, and PostgreSQL takes at most 65,535. */
 export const MAX_TARGETING_TAG_VALUES = 1_000;
@@ -28,20 +21,20 @@ export const TargetingCriteriaSchema = z
     tags: z
       .union([
         z
-          .record(tagKey, z.union([tagValue, z.array(tagValue).min(1).max(100)]))
+          .record(TagKey, z.union([TagValue, z.array(TagValue).min(1).max(100)]))
           .refine((tags) => Object.keys(tags).length <= MAX_TAGS, `at most ${MAX_TAGS} tag keys (a subscription has at most ${MAX_TAGS} tags)`)
           .refine(
             (tags) => Object.values(tags).reduce((n, v) => n + (Array.isArray(v) ? v.length : 1), 0) <= MAX_TARGETING_TAG_VALUES,
             `at most ${MAX_TARGETING_TAG_VALUES} tag values in all`,
           ),
         // SEQ-002 §2.3's form: the subscription has every one of these tags, whatever their values.
-        z.array(tagKey).min(1).max(MAX_TAGS),
+        z.array(TagKey).min(1).max(MAX_TAGS),
       ])
       .optional()
       .describe("key → value, or key → list (any of); numbers and booleans match their string form; or a list of keys the subscription must all have (any value)"),
-    // Stored upper-case (device_info.country_code), so compared upper-case.
+    // Tags and countries parse as subscriptions store them, so a criterion matches what is stored.
     countries: z
-      .array(z.string().trim().regex(/^[A-Za-z]{2}$/, "must be an ISO 3166-1 alpha-2 code like KR").transform((code) => code.toUpperCase()))
+      .array(CountryCode)
       .min(1)
       .max(300)
       .optional(),

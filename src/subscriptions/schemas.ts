@@ -40,6 +40,13 @@ export const Timezone = z.string().trim().max(64).refine(isIanaTimezone, "must b
 /** A BCP 47-like language tag as SDKs send it: ko, en-US, zh_Hant_TW. */
 export const LANGUAGE_TAG = /^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$/;
 
+/** An ISO 3166-1 alpha-2 country code in any case, stored (and compared) upper-case. */
+export const CountryCode = z
+  .string()
+  .trim()
+  .regex(/^[A-Za-z]{2}$/, "must be an ISO 3166-1 alpha-2 code like KR")
+  .transform((code) => code.toUpperCase());
+
 /** The application's own user id (REF-001 `user_id`, stored as `users.external_id`). */
 export const ExternalUserId = z.string().trim().min(1).max(255).describe("your own user id (users.external_id), e.g. u1234567890");
 
@@ -58,13 +65,7 @@ export const DeviceInfo = z.strictObject({
     .optional(),
   app_version: optionalText(64),
   sdk_version: optionalText(64),
-  country_code: z
-    .string()
-    .trim()
-    .regex(/^[A-Za-z]{2}$/, "must be an ISO 3166-1 alpha-2 code like KR")
-    .transform((code) => code.toUpperCase())
-    .nullable()
-    .optional(),
+  country_code: CountryCode.nullable().optional(),
   test_type: z.number().int().min(0).max(2).nullable().optional().describe("0 production, 1 development, 2 ad-hoc (APNs sandbox for 1 and 2)"),
   timezone: Timezone.nullable().optional(),
 });
@@ -72,8 +73,10 @@ export const DeviceInfo = z.strictObject({
 /** {@link DeviceInfo} after validation. */
 export type DeviceInfoInput = z.output<typeof DeviceInfo>;
 
-const TagKey = z.string().min(1).max(MAX_TAG_KEY_LENGTH);
-const TagValue = z
+/** A tag key as stored on a subscription. */
+export const TagKey = z.string().min(1).max(MAX_TAG_KEY_LENGTH);
+/** A tag value as stored on a subscription: numbers and booleans become strings. */
+export const TagValue = z
   .union([z.string(), z.number(), z.boolean()])
   .transform((value) => String(value))
   .pipe(z.string().max(MAX_TAG_VALUE_LENGTH, `must be at most ${MAX_TAG_VALUE_LENGTH} characters`));
