@@ -246,7 +246,7 @@ export function createCampaignActivities(deps: Deps) {
       const first = group[0]!;
       let provider;
       try {
-        provider = await deps.push.providerFor(first.application_id, first.subscription_type as PushSubscriptionType, first.test_type === 1 || first.test_type === 2);
+        provider = await deps.push.providerFor(first.application_id, first.subscription_type as PushSubscriptionType, first.test_type === 1 || first.test_type === 2, trx);
       } catch (error) {
         if (!(error instanceof ProviderNotConfiguredError)) throw error;
         failed.push(...failUnsent(group, null, "provider_not_configured", error.message));

@@ -103,7 +103,7 @@ export function createMessageActivities(deps: Deps) {
         let outcome: SendOutcome;
         let providerName: string;
         try {
-          const provider = await deps.push.providerFor(message.application_id, subscription.subscription_type, subscription.test_type === 1 || subscription.test_type === 2);
+          const provider = await deps.push.providerFor(message.application_id, subscription.subscription_type, subscription.test_type === 1 || subscription.test_type === 2, trx);
           providerName = provider.platform;
           const token = openDeviceToken(deps, subscription.token_ciphertext, { message_id: messageId, subscription_id: subscription.id });
           if (token === undefined) {

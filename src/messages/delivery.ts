@@ -51,9 +51,15 @@ export class PushDelivery {
     return this.simulator !== undefined;
   }
 
-  /** The provider for an application and subscription type; throws ProviderNotConfiguredError. */
-  async providerFor(applicationId: string, subscriptionType: PushSubscriptionType, sandbox = false): Promise<PushProvider> {
-    const credentials = await this.credentialsOf(applicationId);
+  /**
+   * The provider for an application and subscription type; throws ProviderNotConfiguredError.
+   * A caller inside a transaction passes it as `reader`: the credentials are then read on the
+   * connection it already holds. Reading them from the pool instead deadlocks once every pooled
+   * connection is held by a send waiting for the same credentials (a worker runs more activities
+   * than its pool has connections, and the cache expires every 30 s).
+   */
+  async providerFor(applicationId: string, subscriptionType: PushSubscriptionType, sandbox = false, reader: Knex = this.db): Promise<PushProvider> {
+    const credentials = await this.credentialsOf(applicationId, reader);
     const platform = subscriptionType === "iOSPush" ? "apns" : "fcm";
     if (credentials[platform]) return this.real.providerFor(credentials, subscriptionType, { sandbox });
     if (this.simulated && this.simulator) {
@@ -72,10 +78,10 @@ export class PushDelivery {
     await Promise.all([this.real.closeAll(), this.simulated?.closeAll()]);
   }
 
-  private credentialsOf(applicationId: string): Promise<ApplicationPushCredentials> {
+  private credentialsOf(applicationId: string, reader: Knex): Promise<ApplicationPushCredentials> {
     const cached = this.credentialCache.get(applicationId);
     if (cached && Date.now() - cached.at < CREDENTIAL_CACHE_MS) return cached.credentials;
-    const credentials = loadProviderCredentials(this.db, this.secrets, applicationId).then((stored) => ({
+    const credentials = loadProviderCredentials(reader, this.secrets, applicationId).then((stored) => ({
       applicationId,
       apns: stored.apns
         ? {

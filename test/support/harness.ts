@@ -30,6 +30,8 @@ export interface TestAppOptions {
   logDestination?: DestinationStream;
   /** Log level for this app (default: LOG_LEVEL, else warn). */
   logLevel?: string;
+  /** Connections in this app's PostgreSQL pool (default 10). */
+  poolMax?: number;
 }
 
 /** The API (and optionally a worker) running in this test process against the shared real servers. */
@@ -82,7 +84,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     databaseUrl: process.env.DATABASE_URL,
     temporalAddress: process.env.TEMPORAL_ADDRESS,
     encryptionKey,
-    poolMax: 10,
+    poolMax: options.poolMax ?? 10,
     simulator: simulator?.target,
   });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);

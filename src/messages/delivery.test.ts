@@ -1,0 +1,51 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
+import { createPushSubscription, seedPushSubscriptions } from "../../test/support/fixtures";
+import { newId } from "../db/ids";
+
+// A worker runs up to 100 activities at once on a pool of 20 connections. A send holds its
+// transaction (one connection) while it calls the provider, so anything it reads on the way (the
+// application's credentials, re-read every 30 s) must use that connection: taking a second one
+// from the pool deadlocks once every connection is held by a send waiting for the same read.
+// One connection in the pool makes that deadlock certain, so these sends finish only if no step
+// of a send asks the pool for a second connection.
+
+let app: TestApp;
+
+before(async () => {
+  app = await startTestApp({ worker: true, poolMax: 1, env: { AUTOMATA_RETRY_SCALE: "0.001" } });
+});
+after(async () => {
+  await app.close();
+});
+
+test("single messages are sent by a worker whose pool has a single connection", async () => {
+  const { apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+  const messageIds: string[] = [];
+  for (const type of ["iOSPush", "AndroidPush", "iOSPush"] as const) {
+    const subscription = await createPushSubscription(app, apiKey, { type });
+    const sent = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: subscription.id, title: "one connection" } });
+    assert.equal(sent.status, 201, JSON.stringify(sent.body));
+    messageIds.push(sent.body.data.message_id);
+  }
+  await eventually(async () => {
+    const rows = (await app.deps.db("messages").whereIn("id", messageIds).select("status")) as Array<{ status: string }>;
+    return rows.length === messageIds.length && rows.every((row) => row.status === "successful");
+  }, 45_000, 250);
+});
+
+test("a campaign is sent by a worker whose pool has a single connection", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+  await seedPushSubscriptions(app, applicationId, 6, { tags: () => ({ cohort: "one-connection" }) });
+  const created = await app.request("POST", "/campaigns", {
+    key: apiKey,
+    body: { name: `c-${newId()}`, title: "Hello", body: "one connection", targeting_criteria: { tags: { cohort: "one-connection" } } },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const campaignId: string = created.body.data.campaign_id;
+  await eventually(async () => (await app.deps.db("message_campaigns").where("id", campaignId).first()).status === "completed", 60_000, 250);
+  const statuses = (await app.deps.db("messages").where("campaign_id", campaignId).select("status")) as Array<{ status: string }>;
+  assert.equal(statuses.length, 6);
+  assert.ok(statuses.every((row) => row.status === "successful"), JSON.stringify(statuses));
+});
