@@ -37,7 +37,7 @@ interface Platform {
   worker: RunningWorker;
   simulator: RunningSimulator;
   adminToken: string;
-  call(method: string, route: string, options?: { key?: string; admin?: boolean; body?: unknown }): Promise<{ status: number; body: any }>;
+  call(method: string, route: string, options?: { key?: string; admin?: boolean; body?: unknown; headers?: Record<string, string> }): Promise<{ status: number; body: any }>;
   stop(): Promise<void>;
 }
 
@@ -66,7 +66,7 @@ async function startPlatform(databaseUrl: string, temporalAddress: string): Prom
     simulator,
     adminToken,
     async call(method, route, options = {}) {
-      const headers: Record<string, string> = { "Content-Type": "application/json" };
+      const headers: Record<string, string> = { "Content-Type": "application/json", ...options.headers };
       if (options.key) headers["X-API-Key"] = options.key;
       if (options.admin) headers.Authorization = `Bearer ${adminToken}`;
       const res = await fetch(`${api.url}/api/v1${route}`, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
@@ -157,11 +157,20 @@ test("Temporal restarted while sends are in flight: messages accepted before and
 
     // Accepted means durable: the rows are written, and the reconciler starts their workflows later.
     const during: string[] = [];
+    const sendDuring = (id: string) =>
+      platform.call("POST", "/messages", { key: apiKey, headers: { "Idempotency-Key": `during-${id}` }, body: { subscription_id: id, title: "while Temporal is down" } });
     for (const id of subscriptionIds.slice(0, 3)) {
-      const sent = await platform.call("POST", "/messages", { key: apiKey, body: { subscription_id: id, title: "while Temporal is down" } });
+      const asked = Date.now();
+      const sent = await sendDuring(id);
       assert.equal(sent.status, 201, JSON.stringify(sent.body));
+      // The API gives up on Temporal after 5 s (the SDK alone would retry for ~20 s per request).
+      assert.ok(Date.now() - asked < 15_000, `POST /messages took ${Date.now() - asked} ms while Temporal was down`);
       during.push(sent.body.data.message_id);
     }
+    // A client retrying its request (same Idempotency-Key) during the outage gets the same answer.
+    const replayed = await sendDuring(subscriptionIds[0]!);
+    assert.equal(replayed.status, 201, JSON.stringify(replayed.body));
+    assert.equal(replayed.body.data.message_id, during[0]);
 
     temporal = await start();
     // A supervisor (fly, compose, npm start) restarts a worker that gave up while its server was away.

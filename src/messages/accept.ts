@@ -5,7 +5,7 @@ import { newId } from "../db/ids";
 import { validatePushMessage, type PushPlatform } from "../providers/validation";
 import { PUSH_SUBSCRIPTION_TYPES, isPushSubscriptionType } from "../providers/types";
 import { toPushMessage, type StoredPushOptions } from "./push-options";
-import { startMessageWorkflows } from "./workflow-client";
+import { API_TEMPORAL_DEADLINE_MS, startMessageWorkflows } from "./workflow-client";
 import { assertQuotaAvailable } from "../quota/quota";
 import { selectRecipientFields, type RecipientRecord } from "../campaigns/personalize";
 import { messagesTotal, providerLabel } from "../metrics/registry";
@@ -154,7 +154,7 @@ export async function acceptMessages(
     const previous = await findByIdempotencyKey(deps.db, applicationId, idempotencyKey);
     if (previous.length > 0) {
       assertSameRequest(previous, options.requestHash);
-      await startMessageWorkflows(deps, previous.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id, created_at: m.created_at })));
+      await startAcceptedWorkflows(deps, applicationId, previous);
       return previous.map(view);
     }
   }
@@ -213,12 +213,23 @@ export async function acceptMessages(
   for (const m of inserted) messagesTotal.inc({ event: "accepted", channel: "push", provider: providerLabel({ subscription_type: typeOf.get(m.subscription_id) }) });
   // A concurrent request with the same key won the insert race: answer with its messages.
   const accepted = idempotencyKey && inserted.length < rows.length ? await findByIdempotencyKey(deps.db, applicationId, idempotencyKey) : inserted;
-  try {
-    await startMessageWorkflows(deps, accepted.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id, created_at: m.created_at })));
-  } catch (error) {
-    deps.logger.error({ err: error, application_id: applicationId, count: accepted.length }, "workflow start failed; the reconciler will start these messages");
-  }
+  await startAcceptedWorkflows(deps, applicationId, accepted);
   return accepted.map(view);
+}
+
+/**
+ * Starts the workflows of committed messages, waiting at most {@link API_TEMPORAL_DEADLINE_MS}. The rows
+ * are durable already, so a Temporal that is down or slow costs the caller a few seconds and the
+ * reconciler starts them later, rather than the SDK's ~20 s of reconnect attempts per request.
+ */
+async function startAcceptedWorkflows(deps: Deps, applicationId: string, messages: ReadonlyArray<{ id: string; subscription_id: string; created_at: Date }>): Promise<void> {
+  try {
+    await deps.temporal.withDeadline(Date.now() + API_TEMPORAL_DEADLINE_MS, () =>
+      startMessageWorkflows(deps, messages.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id, created_at: m.created_at }))),
+    );
+  } catch (error) {
+    deps.logger.error({ err: error, application_id: applicationId, count: messages.length }, "workflow start failed; the reconciler will start these messages");
+  }
 }
 
 /** The messages an Idempotency-Key created, with their request fingerprints (one index lookup). */

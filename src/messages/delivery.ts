@@ -53,12 +53,12 @@ export class PushDelivery {
 
   /**
    * The provider for an application and subscription type; throws ProviderNotConfiguredError.
-   * A caller inside a transaction passes it as `reader`: the credentials are then read on the
-   * connection it already holds. Reading them from the pool instead deadlocks once every pooled
+   * Credentials are read through `reader`, which a sender inside a transaction must pass as its
+   * transaction, so they are read on the connection it already holds. Reading them from the pool instead deadlocks once every pooled
    * connection is held by a send waiting for the same credentials (a worker runs more activities
    * than its pool has connections, and the cache expires every 30 s).
    */
-  async providerFor(applicationId: string, subscriptionType: PushSubscriptionType, sandbox = false, reader: Knex = this.db): Promise<PushProvider> {
+  async providerFor(applicationId: string, subscriptionType: PushSubscriptionType, sandbox: boolean, reader: Knex): Promise<PushProvider> {
     const credentials = await this.credentialsOf(applicationId, reader);
     const platform = subscriptionType === "iOSPush" ? "apns" : "fcm";
     if (credentials[platform]) return this.real.providerFor(credentials, subscriptionType, { sandbox });
