@@ -1,29 +1,73 @@
 import type { Deps } from "../src/deps";
 import { startMessageWorkflows, type StartableMessage } from "../src/messages/workflow-client";
 import { messageWorkflowId } from "../workflows/message";
-import { WorkflowNotFoundError } from "@temporalio/client";
+import { WorkflowNotFoundError, type WorkflowExecutionStatusName } from "@temporalio/client";
 import { startCampaign, type StartableCampaign } from "../src/campaigns/workflow-client";
 import { campaignWorkflowId } from "../workflows/campaign";
 import { completeEndedRecurringCampaign } from "../src/campaigns/schedules";
+import { ACTIVE_CAMPAIGN_STATUSES } from "../src/campaigns/repository";
+import { createCampaignActivities } from "./campaigns";
 
 /** A campaign the reconciler looks at: what starting it needs, and whether it is a recurring campaign's run. */
 type ReconciledCampaign = StartableCampaign & { parent_campaign_id: string | null };
 
+/**
+ * How a campaign workflow can close without writing the campaign's end: an operator terminated or
+ * cancelled it in the Temporal UI, or it failed (a campaign deleted under it) or timed out.
+ */
+const ABANDONED_CLOSES: ReadonlySet<WorkflowExecutionStatusName> = new Set(["FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT"]);
+
+/** What one look at a campaign did. */
+type CampaignReconciliation = "started" | "failed" | "unchanged";
+
 /** Activities of the reconciler workflow. */
 export function createReconcilerActivities(deps: Deps) {
-  /** Starts a campaign's missing workflow (answers true) or ensures a recurring campaign's schedule. */
-  async function reconcileCampaign(campaign: StartableCampaign): Promise<boolean> {
+  const campaignActivities = createCampaignActivities(deps);
+
+  /**
+   * Starts a campaign's missing workflow or ensures a recurring campaign's schedule; fails a
+   * campaign whose workflow closed abandoned ({@link failAbandonedCampaign}).
+   */
+  async function reconcileCampaign(campaign: ReconciledCampaign): Promise<CampaignReconciliation> {
     if (!campaign.schedule) {
       try {
-        await deps.temporal.workflow.getHandle(campaignWorkflowId(campaign.id)).describe();
-        return false;
+        const { status } = await deps.temporal.workflow.getHandle(campaignWorkflowId(campaign.id)).describe();
+        if (!ABANDONED_CLOSES.has(status.name)) return "unchanged";
+        return (await failAbandonedCampaign(campaign, status.name)) ? "failed" : "unchanged";
       } catch (error) {
         if (!(error instanceof WorkflowNotFoundError)) throw error;
       }
     }
     await startCampaign(deps, campaign);
-    if (campaign.schedule) return false;
+    if (campaign.schedule) return "unchanged";
     deps.logger.warn({ campaign_id: campaign.id }, "reconciler started the workflow of an orphaned campaign");
+    return "started";
+  }
+
+  /**
+   * A campaign whose workflow closed abandoned would otherwise show in progress for ever: nothing
+   * is left to page the rest of its audience or to end it. Batches that closed with it get their
+   * unsent messages failed (batch_aborted) and refunded, exactly as the campaign workflow does for
+   * a batch that dies under it; batches still running finish their own messages. The campaign
+   * becomes `failed` with completed_at and an error_message saying why. Starting it again instead
+   * would undo an operator's terminate. Answers whether this pass failed it.
+   */
+  async function failAbandonedCampaign(campaign: ReconciledCampaign, closedAs: WorkflowExecutionStatusName): Promise<boolean> {
+    const batchNos = (await deps
+      .db("messages")
+      .where({ application_id: campaign.application_id, campaign_id: campaign.id })
+      .whereIn("status", ["pending", "errored"])
+      .distinct("campaign_batch")
+      .pluck("campaign_batch")) as number[];
+    await campaignActivities.closedCampaignBatches({ campaignId: campaign.id, applicationId: campaign.application_id, batchNos });
+    const changed = await deps
+      .db("message_campaigns")
+      .where("id", campaign.id)
+      .whereIn("status", ACTIVE_CAMPAIGN_STATUSES)
+      .update({ status: "failed", completed_at: deps.db.fn.now(), error_message: `the campaign workflow closed as ${closedAs} before the campaign ended` });
+    if (changed === 0) return false;
+    deps.logger.error({ campaign_id: campaign.id, workflow_status: closedAs }, "reconciler failed a campaign whose workflow closed before it ended");
+    if (campaign.parent_campaign_id !== null) await completeEndedRecurringCampaign(deps, campaign.parent_campaign_id);
     return true;
   }
 
@@ -61,7 +105,8 @@ export function createReconcilerActivities(deps: Deps) {
      * Active campaigns (scheduled, running, paused) older than `olderThanMs` whose driver is missing
      * — the API wrote the row but Temporal was unreachable, and no Idempotency-Key replay came —
      * get it started: the campaign workflow, or the Temporal Schedule of a recurring campaign
-     * (both idempotent). A workflow that exists in any state is left alone. A recurring campaign
+     * (both idempotent). A campaign whose workflow closed without ending it (terminated in the
+     * Temporal UI, failed, timed out) is failed, not restarted. A recurring campaign
      * whose schedule will never fire again, with no run active, is completed.
      *
      * Recurring campaigns stay active for as long as they fire, so a pass takes the `limit`
@@ -70,7 +115,7 @@ export function createReconcilerActivities(deps: Deps) {
      * behind the same oldest rows. One campaign that cannot be handled is logged and skipped, and
      * rows locked by a campaign's activities are skipped, so neither stalls the pass.
      */
-    async restartOrphanedCampaigns(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number; completed: number; failed: number }> {
+    async restartOrphanedCampaigns(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number; completed: number; abandoned: number; failed: number }> {
       const { db } = deps;
       const candidates = (await db("message_campaigns")
         .whereIn(
@@ -87,10 +132,13 @@ export function createReconcilerActivities(deps: Deps) {
         .update({ reconciled_at: db.fn.now() }, ["id", "application_id", "scheduled_at", "throttle_per_minute", "delivery", "schedule", "parent_campaign_id"])) as ReconciledCampaign[];
       let started = 0;
       let completed = 0;
+      let abandoned = 0;
       let failed = 0;
       for (const campaign of candidates) {
         try {
-          if (await reconcileCampaign(campaign)) started += 1;
+          const outcome = await reconcileCampaign(campaign);
+          if (outcome === "started") started += 1;
+          if (outcome === "failed") abandoned += 1;
           if (campaign.schedule && campaign.parent_campaign_id === null && (await completeEndedRecurringCampaign(deps, campaign.id))) {
             completed += 1;
             deps.logger.info({ campaign_id: campaign.id }, "reconciler completed a recurring campaign whose schedule has no fire left");
@@ -100,7 +148,7 @@ export function createReconcilerActivities(deps: Deps) {
           deps.logger.error({ err: error, campaign_id: campaign.id }, "reconciler could not check the campaign; a later pass looks at it again");
         }
       }
-      return { checked: candidates.length, started, completed, failed };
+      return { checked: candidates.length, started, completed, abandoned, failed };
     },
   };
 }

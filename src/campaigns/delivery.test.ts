@@ -226,6 +226,40 @@ test("the reconciler starts the workflow of a campaign whose start never reached
   assert.equal(second.started, 0, "a campaign whose workflow exists is left alone");
 });
 
+test("a campaign whose workflow an operator terminated ends failed; its stopped batch's unsent messages fail and are refunded", async () => {
+  const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
+  const group = newId();
+  // Batch 0 is the `down` five (retrying an outage, 15 minutes apart); batch 1 never starts.
+  await seed(appId, 5, { prefix: () => "down", tags: () => ({ group }) });
+  await seed(appId, 5, { tags: () => ({ group }) });
+  // Older than the reconciler's grace period, like a campaign that has been running a while.
+  const id = await insertRunningCampaign(app, appId, "terminated campaign", { tags: { group } }, { created_at: new Date(Date.now() - 10 * 60_000) });
+  const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, statusPollMs: 60_000 });
+  await eventually(async () => {
+    const rows = await messagesOf(id);
+    return rows.length === 5 && rows.every((m) => m.status === "errored");
+  }, 15_000, 50);
+  await handle.terminate("operator stopped the campaign");
+  await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped the campaign");
+  assert.equal(await statusOf(id), "running", "nothing but the reconciler notices");
+
+  const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
+  const pass = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
+  assert.ok(pass.abandoned >= 1, JSON.stringify(pass));
+  const row = await app.deps.db("message_campaigns").where("id", id).first();
+  assert.equal(row.status, "failed");
+  assert.ok(row.completed_at, "completed_at is set");
+  assert.match(row.error_message, /TERMINATED/);
+  assert.deepEqual((await messagesOf(id)).map((m) => [m.status, m.error_code]), Array.from({ length: 5 }, () => ["failed", "batch_aborted"]));
+  assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 0, "the stopped batch's debit was refunded");
+  const shown = await app.request("GET", `/campaigns/${id}`, { key: apiKey });
+  assert.equal(shown.status, 200);
+  assert.equal(shown.body.data.status, "failed");
+  assert.match(shown.body.data.error_message, /TERMINATED/);
+  // Not started again: a terminate is the operator's decision.
+  assert.equal((await handle.describe()).status.name, "TERMINATED");
+});
+
 test("Idempotency-Key: the same body (any key order) replays, a different body is idempotency_key_reused", async () => {
   const { apiKey } = await createApp();
   const key = newId();

@@ -85,6 +85,8 @@ function campaignView(c: CampaignRow, counts: ReportedCounts) {
     started_at: iso(c.started_at),
     completed_at: iso(c.completed_at),
     cancelled_at: iso(c.cancelled_at),
+    // Why a `failed` campaign ended (null otherwise).
+    error_message: c.error_message,
     created_at: iso(c.created_at),
     created_by: c.created_by,
     total_recipients: counts.total,
