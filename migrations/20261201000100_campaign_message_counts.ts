@@ -28,32 +28,44 @@ const STATUSES = ["pending", "errored", "successful", "received", "converted", "
 /**
  * The two trigger functions' CREATE statements, over `statuses` plus `extra` counters (each a
  * FILTER condition on `n` for inserts and on `d` — campaign_id, status, sent, delta — for updates).
- * Exported so a later migration that adds a counter, and its down, produce exactly this text.
+ * With `bySubscriptionType`, counts are kept per campaign and message subscription_type ('' for
+ * none). Exported so a later migration that changes the counters, and its down, produce exactly
+ * this text; the defaults produce this migration's.
  */
-export function campaignCountFunctions(extra: ReadonlyArray<{ column: string; onInsert: string; onUpdate: string }> = [], orReplace = false): string[] {
+export function campaignCountFunctions(
+  extra: ReadonlyArray<{ column: string; onInsert: string; onUpdate: string }> = [],
+  orReplace = false,
+  bySubscriptionType = false,
+): string[] {
   const shard = `(txid_current() % ${SHARDS})::smallint`;
   const columns = [...STATUSES, ...extra.map((e) => e.column)];
   const cols = columns.join(", ");
   const add = columns.map((s) => `${s} = campaign_message_counts.${s} + EXCLUDED.${s}`).join(", ");
-  const upsert = (name: string, deltas: string, rows: string, campaign = "n.campaign_id"): string =>
-    `CREATE ${orReplace ? "OR REPLACE " : ""}FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+  const key = bySubscriptionType ? "campaign_id, subscription_type" : "campaign_id";
+  const upsert = (name: string, deltas: string, rows: string, alias: "n" | "d"): string => {
+    const group = bySubscriptionType ? `${alias}.campaign_id, ${alias === "n" ? "coalesce(n.subscription_type, '')" : "d.subscription_type"}` : `${alias}.campaign_id`;
+    return `CREATE ${orReplace ? "OR REPLACE " : ""}FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
-       INSERT INTO campaign_message_counts (campaign_id, shard, ${cols})
-         SELECT ${campaign}, ${shard}, ${deltas}
+       INSERT INTO campaign_message_counts (${key}, shard, ${cols})
+         SELECT ${group}, ${shard}, ${deltas}
            ${rows}
-          GROUP BY ${campaign}
-          ORDER BY ${campaign}
-       ON CONFLICT (campaign_id, shard) DO UPDATE SET ${add};
+          GROUP BY ${group}
+          ORDER BY ${group}
+       ON CONFLICT (${key}, shard) DO UPDATE SET ${add};
        RETURN NULL;
      END;
      $$`;
+  };
   const sent = extra.length > 0 ? ", n.sent_at IS NOT NULL" : "";
   const oldSent = extra.length > 0 ? ", o.sent_at IS NOT NULL" : "";
+  const type = bySubscriptionType ? ", coalesce(n.subscription_type, '')" : "";
+  const oldType = bySubscriptionType ? ", coalesce(o.subscription_type, '')" : "";
   return [
     upsert(
       "campaign_message_counts_on_insert",
       [...STATUSES.map((s) => `count(*) FILTER (WHERE n.status = '${s}')::int`), ...extra.map((e) => `count(*) FILTER (WHERE ${e.onInsert})::int`)].join(", "),
       "FROM new_rows n WHERE n.campaign_id IS NOT NULL",
+      "n",
     ),
     // Each changed row contributes +1 (new campaign, new status) and -1 (old campaign, old status).
     upsert(
@@ -63,10 +75,10 @@ export function campaignCountFunctions(extra: ReadonlyArray<{ column: string; on
         ...extra.map((e) => `coalesce(sum(d.delta) FILTER (WHERE ${e.onUpdate}), 0)::int`),
       ].join(", "),
       `FROM new_rows n JOIN old_rows o ON o.id = n.id
-          CROSS JOIN LATERAL (VALUES (n.campaign_id, n.status${sent}, 1), (o.campaign_id, o.status${oldSent}, -1)) AS d (campaign_id, status${extra.length > 0 ? ", sent" : ""}, delta)
+          CROSS JOIN LATERAL (VALUES (n.campaign_id${type}, n.status${sent}, 1), (o.campaign_id${oldType}, o.status${oldSent}, -1)) AS d (campaign_id${bySubscriptionType ? ", subscription_type" : ""}, status${extra.length > 0 ? ", sent" : ""}, delta)
           WHERE n.campaign_id IS NOT NULL AND d.campaign_id IS NOT NULL
-            AND (o.status IS DISTINCT FROM n.status OR o.campaign_id IS DISTINCT FROM n.campaign_id)`,
-      "d.campaign_id",
+            AND (o.status IS DISTINCT FROM n.status OR o.campaign_id IS DISTINCT FROM n.campaign_id${bySubscriptionType ? " OR o.subscription_type IS DISTINCT FROM n.subscription_type" : ""})`,
+      "d",
     ),
   ];
 }

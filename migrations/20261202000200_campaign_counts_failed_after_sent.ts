@@ -16,7 +16,8 @@ import { campaignCountFunctions } from "./20261201000100_campaign_message_counts
  * (replaced here) leave it 0, and it is backfilled from messages into shard 0 of each campaign
  * under the same lock as the first backfill of these counts.
  */
-const FAILED_AFTER_SENT = [{ column: "failed_after_sent", onInsert: "n.status = 'failed' AND n.sent_at IS NOT NULL", onUpdate: "d.status = 'failed' AND d.sent" }];
+/** The failed_after_sent counter of the trigger functions (shared with later migrations that replace them). */
+export const FAILED_AFTER_SENT = [{ column: "failed_after_sent", onInsert: "n.status = 'failed' AND n.sent_at IS NOT NULL", onUpdate: "d.status = 'failed' AND d.sent" }];
 
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`ALTER TABLE campaign_message_counts ADD COLUMN failed_after_sent integer NOT NULL DEFAULT 0`);

@@ -88,12 +88,32 @@ test("with rows in the tables the latest migrations change, the latest down and 
     content: JSON.stringify({ title: "t", body: "b", data: {} }),
     targeting_criteria: JSON.stringify({}),
   });
+  // Its messages, whose counts the newest migration keeps per subscription type.
+  await db("messages").insert([
+    { application_id: applicationId, campaign_id: campaignId, subscription_type: "iOSPush", status: "successful", sent_at: new Date() },
+    { application_id: applicationId, campaign_id: campaignId, subscription_type: "iOSPush", status: "failed", sent_at: new Date() },
+    { application_id: applicationId, campaign_id: campaignId, subscription_type: "AndroidPush", status: "pending" },
+  ]);
+  const countsByType = async () =>
+    (await db("campaign_message_counts")
+      .where("campaign_id", campaignId)
+      .groupBy("subscription_type")
+      .orderBy("subscription_type")
+      .select("subscription_type", db.raw("sum(successful)::int AS successful, sum(failed)::int AS failed, sum(pending)::int AS pending, sum(failed_after_sent)::int AS failed_after_sent"))) as unknown[];
+  const countsBefore = await countsByType();
+  assert.deepEqual(countsBefore, [
+    { subscription_type: "AndroidPush", successful: 0, failed: 0, pending: 1, failed_after_sent: 0 },
+    { subscription_type: "iOSPush", successful: 1, failed: 1, pending: 0, failed_after_sent: 1 },
+  ]);
   const before = await schemaOf(db);
   await db.migrate.down(migrationConfig());
+  const folded = (await db("campaign_message_counts").where("campaign_id", campaignId).first(db.raw("sum(successful + failed + pending)::int AS total, sum(failed_after_sent)::int AS failed_after_sent"))) as { total: number; failed_after_sent: number };
+  assert.deepEqual(folded, { total: 3, failed_after_sent: 1 }, "down folds the per-type counts into the campaign's");
   await migrateLatest(db);
   assert.deepEqual(await schemaOf(db), before);
   const row = (await db("message_campaigns").where("id", campaignId).first("name")) as { name: string } | undefined;
   assert.equal(row?.name, "kept");
+  assert.deepEqual(await countsByType(), countsBefore, "up recounts them per type");
 });
 
 /** Runs the migrate CLI (`npm run migrate -- <args>`) against this test's own database. */

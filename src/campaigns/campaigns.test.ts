@@ -9,7 +9,7 @@ import { ledgerInvariant, quotaStatus } from "../quota/quota";
 import { messageWorkflowId } from "../../workflows/message";
 import { campaignWorkflowId, progressQuery } from "../../workflows/campaign";
 import { audienceQuery, parseTargetingCriteria } from "./targeting";
-import { campaignCounts } from "./repository";
+import { campaignCounts, campaignCountsBySubscriptionType } from "./repository";
 import { MESSAGE_STATUSES } from "../messages/state-machine";
 import { startCampaignWorkflow } from "./workflow-client";
 import { insertRunningCampaign, startTestCampaignWorkflow } from "../../test/support/campaigns";
@@ -66,6 +66,11 @@ async function assertCountsMatchMessages(campaignId: string): Promise<void> {
     assert.equal(counted[status], actual[status] ?? 0, `${status} count of campaign ${campaignId}`);
   }
   assert.equal(counted.total, Object.values(actual).reduce((a, b) => a + b, 0));
+  // The same counts kept per subscription type.
+  const byType = await campaignCountsBySubscriptionType(app.deps.db, campaignId);
+  const rows = (await app.deps.db("messages").where("campaign_id", campaignId).groupBy("subscription_type", "status").select("subscription_type", "status", app.deps.db.raw("count(*)::int AS n"))) as Array<{ subscription_type: string; status: string; n: number }>;
+  assert.deepEqual([...byType.keys()].sort(), [...new Set(rows.map((r) => r.subscription_type))].sort());
+  for (const row of rows) assert.equal(byType.get(row.subscription_type)![row.status as (typeof MESSAGE_STATUSES)[number]], row.n, `${row.subscription_type} ${row.status} count of campaign ${campaignId}`);
 }
 
 async function statsOf(key: string, id: string) {
@@ -129,6 +134,13 @@ describe("campaign execution", () => {
     assert.equal(stats.remaining, 0);
     assert.equal(stats.channel_stats.push.total, 1_200);
     assert.equal(stats.delivery_rate, 100);
+    // Seeded alternately iOS and Android: the report's per-platform figures.
+    assert.deepEqual(Object.keys(stats.by_subscription_type).sort(), ["AndroidPush", "iOSPush"]);
+    for (const type of ["AndroidPush", "iOSPush"]) {
+      const figures = stats.by_subscription_type[type];
+      assert.deepEqual([figures.total, figures.successful, figures.failed, figures.delivery_rate], [600, 600, 0, 100], type);
+    }
+    assert.equal(stats.by_subscription_type.iOSPush.received + stats.by_subscription_type.AndroidPush.received, received);
     assert.equal(stats.receive_rate, Math.round((received / 1_200) * 10_000) / 100);
     await assertCountsMatchMessages(id);
     assert.equal((await campaignCounts(app.deps.db, id)).failed_after_sent, 1_200 - received);

@@ -149,18 +149,19 @@ export async function campaignCounts(db: Knex | Knex.Transaction, campaignId: st
   return (await campaignCountsOf(db, [campaignId])).get(campaignId)!;
 }
 
+/** No message in any status. */
+function zeroCounts(): CampaignCounts {
+  return { total: 0, failed_after_sent: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 };
+}
+
 /**
- * Counts the messages of several campaigns by status in one query (a page of campaigns or runs):
- * the sum of each campaign's count shards, exact as of the last committed change. A recurring
- * campaign sends nothing itself, so its counts are the sum over its runs (each run's own counts
- * stay under the run's id).
+ * Sums count shards per campaign (and per subscription type when asked). A recurring campaign
+ * sends nothing itself, so its counts are the sum over its runs (each run's own counts stay under
+ * the run's id).
  */
-export async function campaignCountsOf(db: Knex | Knex.Transaction, campaignIds: readonly string[]): Promise<Map<string, CampaignCounts>> {
-  const counts = new Map<string, CampaignCounts>(
-    campaignIds.map((id) => [id, { total: 0, failed_after_sent: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 }]),
-  );
-  if (campaignIds.length === 0) return counts;
+async function summedCounts(db: Knex | Knex.Transaction, campaignIds: readonly string[], bySubscriptionType: boolean) {
   const columns = ["failed_after_sent", ...MESSAGE_STATUSES].map((column) => `sum(c.${column})::int AS ${column}`).join(", ");
+  const type = bySubscriptionType ? ", c.subscription_type" : "";
   const result = await db.raw(
     `WITH asked AS (SELECT unnest(?::uuid[]) AS id),
      members AS (
@@ -168,21 +169,38 @@ export async function campaignCountsOf(db: Knex | Knex.Transaction, campaignIds:
        UNION ALL
        SELECT r.parent_campaign_id, r.id FROM message_campaigns r WHERE r.parent_campaign_id IN (SELECT id FROM asked)
      )
-     SELECT m.key AS campaign_id, ${columns}
+     SELECT m.key AS campaign_id${type}, ${columns}
        FROM members m JOIN campaign_message_counts c ON c.campaign_id = m.campaign_id
-      GROUP BY m.key`,
+      GROUP BY m.key${type}`,
     [[...campaignIds]],
   );
-  const rows = result.rows as Array<{ campaign_id: string; failed_after_sent: number } & Record<(typeof MESSAGE_STATUSES)[number], number>>;
-  for (const row of rows) {
-    const c = counts.get(row.campaign_id)!;
-    c.failed_after_sent = row.failed_after_sent;
+  return (result.rows as Array<{ campaign_id: string; subscription_type?: string; failed_after_sent: number } & Record<MessageStatus, number>>).map((row) => {
+    const counts = zeroCounts();
+    counts.failed_after_sent = row.failed_after_sent;
     for (const status of MESSAGE_STATUSES) {
-      c[status] = row[status];
-      c.total += row[status];
+      counts[status] = row[status];
+      counts.total += row[status];
     }
-  }
+    return { campaignId: row.campaign_id, subscriptionType: row.subscription_type, counts };
+  });
+}
+
+/**
+ * Counts the messages of several campaigns by status in one query (a page of campaigns or runs):
+ * the sum of each campaign's count shards, exact as of the last committed change; a recurring
+ * campaign's are its runs' totals.
+ */
+export async function campaignCountsOf(db: Knex | Knex.Transaction, campaignIds: readonly string[]): Promise<Map<string, CampaignCounts>> {
+  const counts = new Map<string, CampaignCounts>(campaignIds.map((id) => [id, zeroCounts()]));
+  if (campaignIds.length === 0) return counts;
+  for (const row of await summedCounts(db, campaignIds, false)) counts.set(row.campaignId, row.counts);
   return counts;
+}
+
+/** A campaign's message counts per subscription type (the types it has messages of; a recurring campaign's runs summed). */
+export async function campaignCountsBySubscriptionType(db: Knex | Knex.Transaction, campaignId: string): Promise<Map<string, CampaignCounts>> {
+  const rows = await summedCounts(db, [campaignId], true);
+  return new Map(rows.filter((row) => row.counts.total > 0).map((row) => [row.subscriptionType ?? "", row.counts]));
 }
 
 /** A campaign's counts as the API reports them (see {@link reportedCounts}). */

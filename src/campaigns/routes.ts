@@ -15,6 +15,7 @@ import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from ".
 import {
   apiCampaignStatus,
   campaignCounts,
+  campaignCountsBySubscriptionType,
   campaignCountsOf,
   remainingRecipients,
   reportedCounts,
@@ -437,6 +438,23 @@ export const campaignRoutes: RouteSpec[] = [
       const c = await loadCampaign(deps, application.id, params.id);
       const n = reportedCounts(await campaignCounts(deps.db, c.id));
       const push = { total: n.total, successful: n.successful, failed: n.failed, received: n.received, converted: n.converted };
+      // DESIGN-005's report shows the key figures per device platform (iOS and Android side by side).
+      const byType = [...(await campaignCountsBySubscriptionType(deps.db, c.id))].map(([type, counts]) => {
+        const t = reportedCounts(counts);
+        return [
+          type,
+          {
+            total: t.total,
+            successful: t.successful,
+            failed: t.failed,
+            received: t.received,
+            converted: t.converted,
+            delivery_rate: rate(t.successful, t.total),
+            receive_rate: rate(t.received, t.successful),
+            conversion_rate: rate(t.converted, t.received),
+          },
+        ] as const;
+      });
       return {
         data: {
           id: c.id,
@@ -452,6 +470,7 @@ export const campaignRoutes: RouteSpec[] = [
           audience_size: c.audience_size,
           remaining: remainingRecipients(c, n),
           channel_stats: { push },
+          by_subscription_type: Object.fromEntries(byType),
           delivery_rate: rate(n.successful, n.total),
           receive_rate: rate(n.received, n.successful),
           conversion_rate: rate(n.converted, n.received),
