@@ -171,6 +171,19 @@ test("Temporal restarted while sends are in flight: messages accepted before and
     const replayed = await sendDuring(subscriptionIds[0]!);
     assert.equal(replayed.status, 201, JSON.stringify(replayed.body));
     assert.equal(replayed.body.data.message_id, during[0]);
+    // Campaigns too: created and cancelled in PostgreSQL, answered within the API's deadline.
+    const timed = async (route: string, body?: unknown) => {
+      const asked = Date.now();
+      const answer = await platform.call("POST", route, { key: apiKey, body });
+      assert.ok(Date.now() - asked < 15_000, `POST ${route} took ${Date.now() - asked} ms while Temporal was down`);
+      return answer;
+    };
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    const campaign = await timed("/campaigns", { name: "during the outage", title: "later", targeting_criteria: { tags: { nobody: "has-this" } }, scheduled_at: later });
+    assert.equal(campaign.status, 201, JSON.stringify(campaign.body));
+    const cancelled = await timed(`/campaigns/${campaign.body.data.campaign_id}/cancel`);
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    assert.equal(cancelled.body.data.status, "cancelled");
 
     temporal = await start();
     // A supervisor (fly, compose, npm start) restarts a worker that gave up while its server was away.

@@ -1,3 +1,4 @@
+import { withinApiDeadline } from "../http/temporal-deadline";
 import { defineRoute, type RouteSpec } from "../http/route";
 import { IdParams } from "../http/validation";
 import { ApiError } from "../http/errors";
@@ -144,7 +145,7 @@ export async function changeStatus(deps: Deps, applicationId: string, id: string
  */
 async function startDurably(deps: Deps, campaign: CampaignRow): Promise<void> {
   try {
-    await startCampaign(deps, campaign);
+    await withinApiDeadline(deps, () => startCampaign(deps, campaign));
   } catch (error) {
     // Temporal refused a recurring campaign's spec: retrying never helps, so the create is undone and refused (422).
     if (campaign.schedule && error instanceof ApiError && error.code === "validation_error") {

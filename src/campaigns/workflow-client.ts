@@ -5,6 +5,7 @@ import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attribute
 import type { CampaignRow } from "./repository";
 import type { Config } from "../config";
 import { ensureCampaignSchedule } from "./schedules";
+import { withinApiDeadline } from "../http/temporal-deadline";
 
 /** Recipients per batch (SEQ-002 §4.1: chunks of 500). */
 export const CAMPAIGN_PAGE_SIZE = 500;
@@ -77,7 +78,7 @@ export async function signalCampaignWorkflow(
   signal: typeof executeSignal | typeof cancelSignal | typeof pauseSignal | typeof resumeSignal,
 ): Promise<void> {
   try {
-    await deps.temporal.workflow.getHandle(campaignWorkflowId(campaignId)).signal(signal);
+    await withinApiDeadline(deps, () => deps.temporal.workflow.getHandle(campaignWorkflowId(campaignId)).signal(signal));
   } catch (error) {
     // Finished already: nothing left to tell.
     if (error instanceof WorkflowNotFoundError) return;

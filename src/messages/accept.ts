@@ -5,7 +5,8 @@ import { newId } from "../db/ids";
 import { validatePushMessage, type PushPlatform } from "../providers/validation";
 import { PUSH_SUBSCRIPTION_TYPES, isPushSubscriptionType } from "../providers/types";
 import { toPushMessage, type StoredPushOptions } from "./push-options";
-import { API_TEMPORAL_DEADLINE_MS, startMessageWorkflows } from "./workflow-client";
+import { startMessageWorkflows } from "./workflow-client";
+import { withinApiDeadline } from "../http/temporal-deadline";
 import { assertQuotaAvailable } from "../quota/quota";
 import { selectRecipientFields, type RecipientRecord } from "../campaigns/personalize";
 import { messagesTotal, providerLabel } from "../metrics/registry";
@@ -218,13 +219,13 @@ export async function acceptMessages(
 }
 
 /**
- * Starts the workflows of committed messages, waiting at most {@link API_TEMPORAL_DEADLINE_MS}. The rows
- * are durable already, so a Temporal that is down or slow costs the caller a few seconds and the
+ * Starts the workflows of committed messages within the API's Temporal deadline. The rows are
+ * durable already, so a Temporal that is down or slow costs the caller a few seconds and the
  * reconciler starts them later, rather than the SDK's ~20 s of reconnect attempts per request.
  */
 async function startAcceptedWorkflows(deps: Deps, applicationId: string, messages: ReadonlyArray<{ id: string; subscription_id: string; created_at: Date }>): Promise<void> {
   try {
-    await deps.temporal.withDeadline(Date.now() + API_TEMPORAL_DEADLINE_MS, () =>
+    await withinApiDeadline(deps, () =>
       startMessageWorkflows(deps, messages.map((m) => ({ id: m.id, application_id: applicationId, subscription_id: m.subscription_id, created_at: m.created_at }))),
     );
   } catch (error) {

@@ -1,6 +1,7 @@
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from "@temporalio/client";
 import type { Deps } from "../deps";
 import { messageWorkflow, messageWorkflowId, type MessageTiming, type cancelledSignal, type convertedSignal, type receivedSignal } from "../../workflows/message";
+import { withinApiDeadline } from "../http/temporal-deadline";
 import { ApplicationIdKey, MessageIdKey, MessageStatusKey, SubscriptionIdKey } from "../../temporal/search-attributes";
 
 /** Durations from configuration, handed to each workflow at start so its history is self-contained. */
@@ -12,13 +13,6 @@ export function messageTiming(deps: Pick<Deps, "config">): MessageTiming {
     retryScale: deps.config.AUTOMATA_RETRY_SCALE,
   };
 }
-
-/**
- * How long an API request waits on Temporal for work PostgreSQL already holds (starting accepted
- * messages, signalling a recorded receipt). The SDK would otherwise retry an unreachable server
- * for ~20 s per request; the reconciler and the workflows' own reads cover what is cut short.
- */
-export const API_TEMPORAL_DEADLINE_MS = 5_000;
 
 /** The fields of a message row needed to start its workflow. */
 export interface StartableMessage {
@@ -67,7 +61,7 @@ export async function signalMessageWorkflow(
   signal: typeof receivedSignal | typeof convertedSignal | typeof cancelledSignal,
 ): Promise<void> {
   try {
-    await deps.temporal.withDeadline(Date.now() + API_TEMPORAL_DEADLINE_MS, () => deps.temporal.workflow.getHandle(messageWorkflowId(messageId)).signal(signal));
+    await withinApiDeadline(deps, () => deps.temporal.workflow.getHandle(messageWorkflowId(messageId)).signal(signal));
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) return;
     deps.logger.warn({ err: error, message_id: messageId, signal: signal.name }, "could not signal the message workflow; it will read PostgreSQL itself");
