@@ -7,13 +7,14 @@ import { campaignWorkflowId } from "../workflows/campaign";
 import { completeEndedRecurringCampaign } from "../src/campaigns/schedules";
 import { ACTIVE_CAMPAIGN_STATUSES } from "../src/campaigns/repository";
 import { createCampaignActivities } from "./campaigns";
+import { createMessageActivities } from "./messages";
 
 /** A campaign the reconciler looks at: what starting it needs, and whether it is a recurring campaign's run. */
 type ReconciledCampaign = StartableCampaign & { parent_campaign_id: string | null };
 
 /**
- * How a campaign workflow can close without writing the campaign's end: an operator terminated or
- * cancelled it in the Temporal UI, or it failed (a campaign deleted under it) or timed out.
+ * How a message or campaign workflow can close without writing its end to PostgreSQL: an operator
+ * terminated or cancelled it in the Temporal UI, or it failed (its row deleted under it) or timed out.
  */
 const ABANDONED_CLOSES: ReadonlySet<WorkflowExecutionStatusName> = new Set(["FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT"]);
 
@@ -23,6 +24,7 @@ type CampaignReconciliation = "started" | "failed" | "unchanged";
 /** Activities of the reconciler workflow. */
 export function createReconcilerActivities(deps: Deps) {
   const campaignActivities = createCampaignActivities(deps);
+  const messageActivities = createMessageActivities(deps);
 
   /**
    * Starts a campaign's missing workflow or ensures a recurring campaign's schedule; fails a
@@ -74,31 +76,41 @@ export function createReconcilerActivities(deps: Deps) {
   return {
     /**
      * Looks at individually sent messages still pending/errored after `olderThanMs` and starts the
-     * workflow of each one that has none. Campaign messages are owned by their batch workflows.
+     * workflow of each one that has none. One whose workflow closed without deciding it (an
+     * operator terminated it in the Temporal UI; it failed or timed out) would stay pending for
+     * ever: it fails with `workflow_closed` and its quota comes back. Campaign messages are owned
+     * by their batch workflows. `applicationId` limits the pass to one application's messages.
      */
-    async restartOrphanedMessages(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number }> {
-      const candidates = await deps
+    async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
+      const query = deps
         .db("messages")
         .whereIn("status", ["pending", "errored"])
         .whereNull("campaign_id")
-        .where("created_at", "<", new Date(Date.now() - options.olderThanMs))
-        .orderBy("created_at")
-        .limit(options.limit)
-        .select<StartableMessage[]>("id", "application_id", "subscription_id", "created_at");
+        .where("created_at", "<", new Date(Date.now() - options.olderThanMs));
+      if (options.applicationId) query.where("application_id", options.applicationId);
+      const candidates = await query.orderBy("created_at").limit(options.limit).select<StartableMessage[]>("id", "application_id", "subscription_id", "created_at");
       const orphaned: StartableMessage[] = [];
+      let failed = 0;
       for (const message of candidates) {
+        let closedAs: WorkflowExecutionStatusName;
         try {
-          await deps.temporal.workflow.getHandle(messageWorkflowId(message.id)).describe();
+          closedAs = (await deps.temporal.workflow.getHandle(messageWorkflowId(message.id)).describe()).status.name;
         } catch (error) {
           if (!(error instanceof WorkflowNotFoundError)) throw error;
           orphaned.push(message);
+          continue;
+        }
+        if (!ABANDONED_CLOSES.has(closedAs)) continue;
+        if ((await messageActivities.failMessage(message.id, "workflow_closed", `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
+          failed += 1;
+          deps.logger.error({ message_id: message.id, application_id: message.application_id, workflow_status: closedAs }, "reconciler failed a message whose workflow closed before sending it");
         }
       }
       if (orphaned.length > 0) {
         await startMessageWorkflows(deps, orphaned);
         deps.logger.warn({ count: orphaned.length }, "reconciler started workflows for orphaned messages");
       }
-      return { checked: candidates.length, started: orphaned.length };
+      return { checked: candidates.length, started: orphaned.length, failed };
     },
 
     /**

@@ -192,7 +192,8 @@ test("Temporal restarted while sends are in flight: messages accepted before and
     const { restartOrphanedMessages } = createReconcilerActivities(platform.deps);
     // What the reconciler schedule does every minute in a deployment, run here on each poll.
     await eventually(async () => {
-      await restartOrphanedMessages({ olderThanMs: 0, limit: 100 });
+      // This application's only: the database is shared with test files running beside this one.
+      await restartOrphanedMessages({ olderThanMs: 0, limit: 100, applicationId });
       return (await platform.deps.db("messages").whereIn("id", during).whereNot("status", "pending")).length === during.length;
     }, 60_000, 1_000);
     await assertAllSentOnce(platform.deps, applicationId, [...messageIds, ...during]);

@@ -1,7 +1,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
-import { createPushSubscription } from "../../test/support/fixtures";
+import { createPushSubscription, simulatorToken } from "../../test/support/fixtures";
+import { quotaStatus } from "../quota/quota";
 import { ensureReconcilerSchedule } from "../worker/reconciler-schedule";
 import { newId } from "../db/ids";
 import { messageWorkflowId } from "../../workflows/message";
@@ -62,12 +63,35 @@ test("a message accepted without a workflow (API died before starting it) is sta
 });
 
 test("messages that already have a workflow are left alone", async () => {
-  const { apiKey } = await app.createApplication();
+  const { id: applicationId, apiKey } = await app.createApplication();
   const sub = await createPushSubscription(app, apiKey);
   const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, body: "normal" } });
   const id = res.body.data.message_id;
   await app.deps.db("messages").where("id", id).update({ created_at: new Date(Date.now() - 10 * 60_000) });
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
-  const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 500 });
-  assert.equal(result.started, 0);
+  const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 500, applicationId });
+  assert.deepEqual(result, { checked: 1, started: 0, failed: 0 });
+});
+
+test("a message whose workflow an operator terminated before it was sent fails (workflow_closed) and is refunded, instead of staying pending", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication({ quota: { daily_quota: 10 } });
+  // `down-`: the provider is unavailable, so the message waits errored for its next attempt.
+  const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
+  const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, body: "stopped" } });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  const id: string = res.body.data.message_id;
+  await eventually(async () => (await app.deps.db("messages").where("id", id).first()).status === "errored", 15_000, 100);
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 1);
+  await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).terminate("operator stopped it");
+  await app.deps.db("messages").where("id", id).update({ created_at: new Date(Date.now() - 10 * 60_000) });
+
+  const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
+  const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 500, applicationId });
+  assert.deepEqual(result, { checked: 1, started: 0, failed: 1 });
+  const row = await app.deps.db("messages").where("id", id).first();
+  assert.deepEqual([row.status, row.error_code], ["failed", "workflow_closed"]);
+  assert.match(row.error_message, /TERMINATED/);
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 0, "its quota came back");
+  // Not restarted: the terminate stands.
+  assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "TERMINATED");
 });
