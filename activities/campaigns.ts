@@ -639,7 +639,8 @@ export function createCampaignActivities(deps: Deps) {
       if (outcome === "completed") {
         await db("message_campaigns").where("id", campaignId).whereIn("status", ["running", "paused"]).update({ status: "completed", completed_at: db.fn.now() });
       } else {
-        await db("message_campaigns").where("id", campaignId).whereNot("status", "cancelled").whereNot("status", "completed").update({ status: "cancelled", cancelled_at: db.fn.now() });
+        // A campaign the reconciler failed (its previous workflow was terminated) stays failed.
+        await db("message_campaigns").where("id", campaignId).whereNotIn("status", ["cancelled", "completed", "failed"]).update({ status: "cancelled", cancelled_at: db.fn.now() });
       }
       const campaign = await loadCampaign(campaignId);
       if (campaign.parent_campaign_id !== null) {

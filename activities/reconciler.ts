@@ -50,18 +50,23 @@ export function createReconcilerActivities(deps: Deps) {
    * A campaign whose workflow closed abandoned would otherwise show in progress for ever: nothing
    * is left to page the rest of its audience or to end it. Batches that closed with it get their
    * unsent messages failed (batch_aborted) and refunded, exactly as the campaign workflow does for
-   * a batch that dies under it; batches still running finish their own messages. The campaign
-   * becomes `failed` with completed_at and an error_message saying why. Starting it again instead
-   * would undo an operator's terminate. Answers whether this pass failed it.
+   * a batch that dies under it; while any batch is still sending, the campaign waits for a later
+   * pass. Then it becomes `failed` with completed_at and an error_message saying why. Starting it
+   * again instead would undo an operator's terminate. Answers whether this pass failed it.
    */
   async function failAbandonedCampaign(campaign: ReconciledCampaign, closedAs: WorkflowExecutionStatusName): Promise<boolean> {
     const batchNos = (await deps
       .db("messages")
       .where({ application_id: campaign.application_id, campaign_id: campaign.id })
       .whereIn("status", ["pending", "errored"])
+      // Messages of releases before batches were numbered have none; they cannot be told apart.
+      .whereNotNull("campaign_batch")
       .distinct("campaign_batch")
       .pluck("campaign_batch")) as number[];
-    await campaignActivities.closedCampaignBatches({ campaignId: campaign.id, applicationId: campaign.application_id, batchNos });
+    const closed = await campaignActivities.closedCampaignBatches({ campaignId: campaign.id, applicationId: campaign.application_id, batchNos });
+    // A batch still sending may yet fail or be terminated, and only an active campaign is looked
+    // at again: the campaign is failed on a later pass, once none of its batches is sending.
+    if (closed.length < batchNos.length) return false;
     const changed = await deps
       .db("message_campaigns")
       .where("id", campaign.id)

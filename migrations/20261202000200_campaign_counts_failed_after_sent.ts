@@ -20,8 +20,9 @@ import { campaignCountFunctions } from "./20261201000100_campaign_message_counts
 export const FAILED_AFTER_SENT = [{ column: "failed_after_sent", onInsert: "n.status = 'failed' AND n.sent_at IS NOT NULL", onUpdate: "d.status = 'failed' AND d.sent" }];
 
 export async function up(knex: Knex): Promise<void> {
-  await knex.raw(`ALTER TABLE campaign_message_counts ADD COLUMN failed_after_sent integer NOT NULL DEFAULT 0`);
+  // messages first, as its writers do (their triggers then write the counts): the other order can deadlock with them.
   await knex.raw(`LOCK TABLE messages IN SHARE MODE`);
+  await knex.raw(`ALTER TABLE campaign_message_counts ADD COLUMN failed_after_sent integer NOT NULL DEFAULT 0`);
   for (const statement of campaignCountFunctions(FAILED_AFTER_SENT, true)) await knex.raw(statement);
   await knex.raw(`INSERT INTO campaign_message_counts (campaign_id, shard, failed_after_sent)
     SELECT m.campaign_id, 0, count(*)::int

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { assertCampaignSendable, campaignPlatforms, campaignPushOptions, messageOptionsAt } from "./content";
-import { remainingRecipients, reportedCounts, apiCampaignStatus, storedCampaignStatus, type CampaignCounts } from "./repository";
+import { remainingRecipients, reportedCounts, sumCounts, apiCampaignStatus, storedCampaignStatus, type CampaignCounts } from "./repository";
 import { ApiError } from "../http/errors";
 import { NOW_OR_NEVER } from "../messages/push-options";
 
@@ -81,6 +81,14 @@ describe("campaign stats", () => {
       for (const [key, value] of Object.entries(c.expect)) assert.equal(reported[key as keyof typeof reported], value, `${c.name}: ${key}`);
       assert.equal(reported.successful + reported.failed + reported.cancelled + reported.pending, reported.total, `${c.name}: the counts add up to the total`);
     }
+  });
+
+  test("per-type counts add up to the campaign's totals, every counter included", () => {
+    const zero: CampaignCounts = { total: 0, failed_after_sent: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 };
+    const ios: CampaignCounts = { ...zero, total: 6, successful: 2, received: 1, failed: 2, failed_after_sent: 1, pending: 1 };
+    const android: CampaignCounts = { ...zero, total: 5, converted: 1, errored: 2, cancelled: 2 };
+    assert.deepEqual(sumCounts([ios, android]), { total: 11, failed_after_sent: 1, pending: 1, errored: 2, successful: 2, received: 1, converted: 1, failed: 2, cancelled: 2 });
+    assert.deepEqual(sumCounts([]), zero);
   });
 
   test("the API says in_progress for the stored running, and reads it back in filters", () => {

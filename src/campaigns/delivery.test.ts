@@ -240,10 +240,14 @@ test("a campaign whose workflow an operator terminated ends failed; its stopped 
     return rows.length === 5 && rows.every((m) => m.status === "errored");
   }, 15_000, 50);
   await handle.terminate("operator stopped the campaign");
-  await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped the campaign");
   assert.equal(await statusOf(id), "running", "nothing but the reconciler notices");
-
   const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
+  // Batch 0 is still sending (its retry waits): it may yet end on its own or die, so the campaign waits.
+  await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
+  assert.equal(await statusOf(id), "running", "not failed while a batch of it is still sending");
+  assert.ok((await messagesOf(id)).every((m) => m.status === "errored"));
+
+  await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped the campaign");
   const pass = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
   assert.ok(pass.abandoned >= 1, JSON.stringify(pass));
   const row = await app.deps.db("message_campaigns").where("id", id).first();

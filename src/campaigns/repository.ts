@@ -197,6 +197,15 @@ export async function campaignCountsOf(db: Knex | Knex.Transaction, campaignIds:
   return counts;
 }
 
+/** The counts of several parts added up (a campaign's per-type counts into its totals). */
+export function sumCounts(parts: Iterable<CampaignCounts>): CampaignCounts {
+  const sum = zeroCounts();
+  for (const part of parts) {
+    for (const key of Object.keys(sum) as Array<keyof CampaignCounts>) sum[key] += part[key];
+  }
+  return sum;
+}
+
 /** A campaign's message counts per subscription type (the types it has messages of; a recurring campaign's runs summed). */
 export async function campaignCountsBySubscriptionType(db: Knex | Knex.Transaction, campaignId: string): Promise<Map<string, CampaignCounts>> {
   const rows = await summedCounts(db, [campaignId], true);

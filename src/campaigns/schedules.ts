@@ -11,6 +11,7 @@ import { ApiError } from "../http/errors";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
 import { campaignRunWorkflow } from "../../workflows/campaign-run";
 import { ACTIVE_CAMPAIGN_STATUSES, type CampaignRow, type CampaignSchedule, type CampaignStatus } from "./repository";
+import { withinApiDeadline } from "../http/temporal-deadline";
 
 /**
  * How late a missed fire may still run after an outage (Temporal's default is one year). A push is
@@ -246,7 +247,7 @@ export async function ensureCampaignSchedule(deps: Deps, campaign: Pick<Campaign
 export async function setCampaignSchedulePaused(deps: Deps, campaignId: string, paused: boolean): Promise<void> {
   try {
     const handle = deps.temporal.schedule.getHandle(campaignScheduleId(campaignId));
-    await (paused ? handle.pause(PAUSED_NOTE) : handle.unpause("Resumed through the API (POST /campaigns/:id/resume)"));
+    await withinApiDeadline(deps, () => (paused ? handle.pause(PAUSED_NOTE) : handle.unpause("Resumed through the API (POST /campaigns/:id/resume)")));
   } catch (error) {
     deps.logger.warn({ err: error, campaign_id: campaignId, paused }, "could not change the campaign schedule's pause state; the reconciler will align it");
   }
@@ -280,7 +281,7 @@ export async function triggerCampaignRun(deps: Deps, campaign: Pick<CampaignRow,
  */
 export async function deleteCampaignSchedule(deps: Deps, campaignId: string): Promise<void> {
   try {
-    await deps.temporal.schedule.getHandle(campaignScheduleId(campaignId)).delete();
+    await withinApiDeadline(deps, () => deps.temporal.schedule.getHandle(campaignScheduleId(campaignId)).delete());
   } catch (error) {
     if (error instanceof ScheduleNotFoundError) return;
     deps.logger.warn({ err: error, campaign_id: campaignId }, "could not delete the campaign schedule; its next fire will");
@@ -314,7 +315,7 @@ export async function discardUnscheduledCampaign(deps: Deps, campaign: Pick<Camp
 export async function assertCampaignScheduleFires(deps: Deps, campaign: Pick<CampaignRow, "id" | "application_id"> & { schedule: CampaignSchedule }): Promise<void> {
   let nextFires: Date[];
   try {
-    nextFires = (await deps.temporal.schedule.getHandle(campaignScheduleId(campaign.id)).describe()).info.nextActionTimes;
+    nextFires = (await withinApiDeadline(deps, () => deps.temporal.schedule.getHandle(campaignScheduleId(campaign.id)).describe())).info.nextActionTimes;
   } catch (error) {
     deps.logger.warn({ err: error, campaign_id: campaign.id }, "could not read the new schedule's fire times; the reconciler completes the campaign if it never fires");
     return;
@@ -383,7 +384,7 @@ async function isRunning(deps: Deps, workflowId: string): Promise<boolean> {
 export async function nextCampaignRunAt(deps: Deps, campaign: Pick<CampaignRow, "id" | "status">): Promise<Date | null> {
   if (campaign.status !== "running") return null;
   try {
-    const described = await deps.temporal.schedule.getHandle(campaignScheduleId(campaign.id)).describe();
+    const described = await withinApiDeadline(deps, () => deps.temporal.schedule.getHandle(campaignScheduleId(campaign.id)).describe());
     return described.state.paused ? null : (described.info.nextActionTimes[0] ?? null);
   } catch (error) {
     // The campaign itself is answered from PostgreSQL; Temporal being unreachable only hides this field.
