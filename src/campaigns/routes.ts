@@ -1,7 +1,7 @@
-import { withinApiDeadline } from "../http/temporal-deadline";
 import { defineRoute, type RouteSpec } from "../http/route";
 import { IdParams } from "../http/validation";
 import { ApiError } from "../http/errors";
+import { withinApiDeadline } from "../http/temporal-deadline";
 import { paginate } from "../http/pagination";
 import type { Deps } from "../deps";
 import { newId } from "../db/ids";
