@@ -621,12 +621,18 @@ export function createCampaignActivities(deps: Deps) {
       return failInBatch(range, (q) => q.where("status", "successful"), "receipt_timeout", "no receipt from the device before the receipt timeout");
     },
 
-    /** Cancels every unsent message of the campaign (waits for in-flight sends' row locks). */
+    /**
+     * Cancels every unsent message of the campaign (waits for in-flight sends' row locks). A batch
+     * still running refunds its cancelled messages when it settles; one that closed without
+     * settling (terminated with an earlier workflow of the campaign) never will, so those batches
+     * are aborted here, which refunds them.
+     */
     async cancelCampaignMessages(campaignId: string): Promise<number> {
       const campaign = await loadCampaign(campaignId);
-      const changed = await db.transaction((trx) =>
-        transitionMessagesWhere(trx, "cancel", (q) => q.where("campaign_id", campaignId).where("application_id", campaign.application_id), {}, { source: "campaign_cancel" }),
-      );
+      const scope = (q: Knex.QueryBuilder) => q.where("campaign_id", campaignId).where("application_id", campaign.application_id);
+      const batchNos = (await db("messages").where(scope).whereIn("status", ["pending", "errored"]).whereNotNull("campaign_batch").distinct("campaign_batch").pluck("campaign_batch")) as number[];
+      const changed = await db.transaction((trx) => transitionMessagesWhere(trx, "cancel", scope, {}, { source: "campaign_cancel" }));
+      if (changed.length > 0) await activities.closedCampaignBatches({ campaignId, applicationId: campaign.application_id, batchNos });
       return changed.length;
     },
 

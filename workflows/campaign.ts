@@ -191,13 +191,20 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     }
     if (!p.cancelled) {
       const status = await activities.markCampaignRunning(campaignId);
-      // Cancelled (or otherwise ended) before it started: nothing was sent, nothing to clean up.
-      if (status !== "running" && status !== "paused") return p;
-      p.paused = status === "paused";
-      if (input.delivery) {
-        p.groups = await activities.planDeliveryGroups({ campaignId, fromMs: Date.now() });
-        p.groupIndex = 0;
-        if (p.groups.length === 0) p.exhausted = true;
+      // Cancelled before this run started, yet it may have messages: an earlier run was terminated
+      // and the API restarted the workflow to clean up (cancel below). Histories from before this
+      // step returned here.
+      if (status === "cancelled" && patched("campaign-cancelled-before-start-cleans-up")) {
+        p.cancelled = true;
+      } else {
+        // Otherwise ended before it started: nothing was sent, nothing to clean up.
+        if (status !== "running" && status !== "paused") return p;
+        p.paused = status === "paused";
+        if (input.delivery) {
+          p.groups = await activities.planDeliveryGroups({ campaignId, fromMs: Date.now() });
+          p.groupIndex = 0;
+          if (p.groups.length === 0) p.exhausted = true;
+        }
       }
     }
     p.started = true;

@@ -264,6 +264,32 @@ test("a campaign whose workflow an operator terminated ends failed; its stopped 
   assert.equal((await handle.describe()).status.name, "TERMINATED");
 });
 
+test("cancelling a campaign whose workflow an operator terminated still cancels and refunds its unsent messages", async () => {
+  const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
+  const group = newId();
+  await seed(appId, 5, { prefix: () => "down", tags: () => ({ group }) });
+  await seed(appId, 5, { tags: () => ({ group }) });
+  const id = await insertRunningCampaign(app, appId, "terminated, then cancelled", { tags: { group } });
+  const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, statusPollMs: 60_000 });
+  await eventually(async () => {
+    const rows = await messagesOf(id);
+    return rows.length === 5 && rows.every((m) => m.status === "errored");
+  }, 15_000, 50);
+  await handle.terminate("operator stopped the campaign");
+  await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped the campaign");
+  assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 5);
+
+  // The cancel signal finds no workflow: the API starts one that cleans up.
+  const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
+  assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+  await eventually(async () => (await messagesOf(id)).every((m) => m.status === "cancelled"), 30_000, 200);
+  assert.equal((await messagesOf(id)).length, 5, "the batch that never started created nothing");
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 0, 15_000, 200);
+  assert.equal(await statusOf(id), "cancelled");
+  // Cancelling again is harmless: the clean-up run completed normally and is not run again.
+  assert.equal((await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey })).status, 200);
+});
+
 test("Idempotency-Key: the same body (any key order) replays, a different body is idempotency_key_reused", async () => {
   const { apiKey } = await createApp();
   const key = newId();

@@ -29,7 +29,7 @@ import {
   type CampaignStatus,
 } from "./repository";
 import { assertCampaignSendable, campaignOptionsView, campaignPushOptions } from "./content";
-import { signalCampaignWorkflow, startCampaign } from "./workflow-client";
+import { cancelCampaignWithoutWorkflow, signalCampaignWorkflow, startCampaign } from "./workflow-client";
 import { iso } from "../http/format";
 import type { z } from "zod";
 import { fingerprint, idempotencyKeyOf } from "../http/idempotency";
@@ -388,7 +388,7 @@ export const campaignRoutes: RouteSpec[] = [
           : await changeStatus(deps, application.id, params.id, "cancel", ["draft", "scheduled", "running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
       // Recurring: no further runs (a run in progress continues; cancel it by its own id).
       if (c.schedule) await deleteCampaignSchedule(deps, c.id);
-      else await signalCampaignWorkflow(deps, c.id, cancelSignal);
+      else if ((await signalCampaignWorkflow(deps, c.id, cancelSignal)) === "no_workflow") await cancelCampaignWithoutWorkflow(deps, c);
       return { data: { id: c.id, status: apiCampaignStatus(c.status), cancelled_at: iso(c.cancelled_at) } };
     },
   }),

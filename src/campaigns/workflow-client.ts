@@ -1,6 +1,6 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from "@temporalio/client";
 import type { Deps } from "../deps";
-import { campaignWorkflow, campaignWorkflowId, type CampaignWorkflowInput, type cancelSignal, type executeSignal, type pauseSignal, type resumeSignal } from "../../workflows/campaign";
+import { campaignWorkflow, campaignWorkflowId, type CampaignWorkflowInput, cancelSignal, type executeSignal, type pauseSignal, type resumeSignal } from "../../workflows/campaign";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
 import type { CampaignRow } from "./repository";
 import type { Config } from "../config";
@@ -52,18 +52,22 @@ export async function startCampaignWorkflow(deps: Deps, campaign: StartableCampa
   }
 }
 
-async function start(deps: Deps, campaign: StartableCampaign): Promise<void> {
-  await deps.temporal.workflow.start(campaignWorkflow, {
+/** How every start of a campaign's workflow is made (its business id, queue, reuse policy, search attributes). */
+function campaignStartOptions(deps: Deps, campaign: StartableCampaign) {
+  return {
     workflowId: campaignWorkflowId(campaign.id),
     taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
     workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-    args: [campaignWorkflowInput(deps.config, campaign)],
+    args: [campaignWorkflowInput(deps.config, campaign)] as [CampaignWorkflowInput],
     typedSearchAttributes: [
       { key: CampaignIdKey, value: campaign.id },
       { key: ApplicationIdKey, value: campaign.application_id },
     ],
-  });
+  };
+}
+
+async function start(deps: Deps, campaign: StartableCampaign): Promise<void> {
+  await deps.temporal.workflow.start(campaignWorkflow, { ...campaignStartOptions(deps, campaign), workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING });
 }
 
 /**
@@ -76,12 +80,36 @@ export async function signalCampaignWorkflow(
   deps: Deps,
   campaignId: string,
   signal: typeof executeSignal | typeof cancelSignal | typeof pauseSignal | typeof resumeSignal,
-): Promise<void> {
+): Promise<"signalled" | "no_workflow" | "unreachable"> {
   try {
     await withinApiDeadline(deps, () => deps.temporal.workflow.getHandle(campaignWorkflowId(campaignId)).signal(signal));
+    return "signalled";
   } catch (error) {
-    // Finished already: nothing left to tell.
-    if (error instanceof WorkflowNotFoundError) return;
+    // Finished already (or never started): nothing is listening.
+    if (error instanceof WorkflowNotFoundError) return "no_workflow";
     deps.logger.warn({ err: error, campaign_id: campaignId, signal: signal.name }, "could not signal the campaign workflow; it will read the change from PostgreSQL");
+    return "unreachable";
+  }
+}
+
+/**
+ * A cancel that found no campaign workflow listening: its workflow never started, finished, or
+ * was terminated by an operator with batches' messages still unsent. A new run is started with the
+ * cancel already delivered; it cancels what is unsent, refunds the batches that closed without
+ * settling, and ends. A workflow that completed normally is not run again (the reuse policy
+ * refuses, which is fine: it left nothing behind).
+ */
+export async function cancelCampaignWithoutWorkflow(deps: Deps, campaign: StartableCampaign): Promise<void> {
+  try {
+    await withinApiDeadline(deps, () =>
+      deps.temporal.workflow.signalWithStart(campaignWorkflow, {
+        ...campaignStartOptions(deps, campaign),
+        signal: cancelSignal,
+        signalArgs: [],
+      }),
+    );
+  } catch (error) {
+    if (error instanceof WorkflowExecutionAlreadyStartedError) return;
+    deps.logger.warn({ err: error, campaign_id: campaign.id }, "could not start the campaign workflow to clean up after a cancel");
   }
 }
