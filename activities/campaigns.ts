@@ -9,7 +9,7 @@ import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-t
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
-import { inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
+import { batchesWithUnsentMessages, inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
 import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, type DeliveryGroup } from "../src/campaigns/timezones";
 import { messageOptionsAt } from "../src/campaigns/content";
@@ -630,7 +630,7 @@ export function createCampaignActivities(deps: Deps) {
     async cancelCampaignMessages(campaignId: string): Promise<number> {
       const campaign = await loadCampaign(campaignId);
       const scope = (q: Knex.QueryBuilder) => q.where("campaign_id", campaignId).where("application_id", campaign.application_id);
-      const batchNos = (await db("messages").where(scope).whereIn("status", ["pending", "errored"]).whereNotNull("campaign_batch").distinct("campaign_batch").pluck("campaign_batch")) as number[];
+      const batchNos = await batchesWithUnsentMessages(db, { campaignId, applicationId: campaign.application_id });
       const changed = await db.transaction((trx) => transitionMessagesWhere(trx, "cancel", scope, {}, { source: "campaign_cancel" }));
       if (changed.length > 0) await activities.closedCampaignBatches({ campaignId, applicationId: campaign.application_id, batchNos });
       return changed.length;

@@ -5,7 +5,7 @@ import { WorkflowNotFoundError, type WorkflowExecutionStatusName } from "@tempor
 import { startCampaign, type StartableCampaign } from "../src/campaigns/workflow-client";
 import { campaignWorkflowId } from "../workflows/campaign";
 import { completeEndedRecurringCampaign } from "../src/campaigns/schedules";
-import { ACTIVE_CAMPAIGN_STATUSES } from "../src/campaigns/repository";
+import { ACTIVE_CAMPAIGN_STATUSES, batchesWithUnsentMessages } from "../src/campaigns/repository";
 import { createCampaignActivities } from "./campaigns";
 import { createMessageActivities } from "./messages";
 
@@ -55,15 +55,9 @@ export function createReconcilerActivities(deps: Deps) {
    * again instead would undo an operator's terminate. Answers whether this pass failed it.
    */
   async function failAbandonedCampaign(campaign: ReconciledCampaign, closedAs: WorkflowExecutionStatusName): Promise<boolean> {
-    const batchNos = (await deps
-      .db("messages")
-      .where({ application_id: campaign.application_id, campaign_id: campaign.id })
-      .whereIn("status", ["pending", "errored"])
-      // Messages of releases before batches were numbered have none; they cannot be told apart.
-      .whereNotNull("campaign_batch")
-      .distinct("campaign_batch")
-      .pluck("campaign_batch")) as number[];
-    const closed = await campaignActivities.closedCampaignBatches({ campaignId: campaign.id, applicationId: campaign.application_id, batchNos });
+    const ids = { campaignId: campaign.id, applicationId: campaign.application_id };
+    const batchNos = await batchesWithUnsentMessages(deps.db, ids);
+    const closed = await campaignActivities.closedCampaignBatches({ ...ids, batchNos });
     // A batch still sending may yet fail or be terminated, and only an active campaign is looked
     // at again: the campaign is failed on a later pass, once none of its batches is sending.
     if (closed.length < batchNos.length) return false;

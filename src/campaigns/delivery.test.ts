@@ -227,18 +227,9 @@ test("the reconciler starts the workflow of a campaign whose start never reached
 });
 
 test("a campaign whose workflow an operator terminated ends failed; its stopped batch's unsent messages fail and are refunded", async () => {
-  const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
-  const group = newId();
-  // Batch 0 is the `down` five (retrying an outage, 15 minutes apart); batch 1 never starts.
-  await seed(appId, 5, { prefix: () => "down", tags: () => ({ group }) });
-  await seed(appId, 5, { tags: () => ({ group }) });
-  // Older than the reconciler's grace period, like a campaign that has been running a while.
-  const id = await insertRunningCampaign(app, appId, "terminated campaign", { tags: { group } }, { created_at: new Date(Date.now() - 10 * 60_000) });
-  const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, statusPollMs: 60_000 });
-  await eventually(async () => {
-    const rows = await messagesOf(id);
-    return rows.length === 5 && rows.every((m) => m.status === "errored");
-  }, 15_000, 50);
+  // Batch 0 retries an outage (15 minutes apart); batch 1 never starts. Created before the
+  // reconciler's grace period, like a campaign that has been running a while.
+  const { id, appId, apiKey, handle } = await campaignWithFirstBatchRetrying("terminated campaign", { statusPollMs: 60_000 }, { created_at: new Date(Date.now() - 10 * 60_000) });
   await handle.terminate("operator stopped the campaign");
   assert.equal(await statusOf(id), "running", "nothing but the reconciler notices");
   const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
@@ -265,16 +256,7 @@ test("a campaign whose workflow an operator terminated ends failed; its stopped 
 });
 
 test("cancelling a campaign whose workflow an operator terminated still cancels and refunds its unsent messages", async () => {
-  const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
-  const group = newId();
-  await seed(appId, 5, { prefix: () => "down", tags: () => ({ group }) });
-  await seed(appId, 5, { tags: () => ({ group }) });
-  const id = await insertRunningCampaign(app, appId, "terminated, then cancelled", { tags: { group } });
-  const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, statusPollMs: 60_000 });
-  await eventually(async () => {
-    const rows = await messagesOf(id);
-    return rows.length === 5 && rows.every((m) => m.status === "errored");
-  }, 15_000, 50);
+  const { id, appId, apiKey, handle } = await campaignWithFirstBatchRetrying("terminated, then cancelled", { statusPollMs: 60_000 });
   await handle.terminate("operator stopped the campaign");
   await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped the campaign");
   assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 5);
@@ -309,22 +291,28 @@ test("Idempotency-Key: the same body (any key order) replays, a different body i
 });
 
 /**
- * Two batches of five (`down` tokens first, then `ok` ones), one at a time; batch 0 is terminated
- * by an operator while its outage retry waits (real timings: 15 minutes). Answers the campaign
- * workflow's handle and result.
+ * Two batches of five (`down` tokens first, then `ok` ones), one at a time, on an application with
+ * a daily quota of 100. Answers once batch 0's five messages are errored, waiting for their outage
+ * retry (real timings: 15 minutes), with the campaign workflow's handle.
  */
-async function terminateFirstOfTwoBatches(name: string, run: { batchesPerRun?: number; statusPollMs: number }) {
-  const { id: appId } = await createApp({ quota: { daily_quota: 100 } });
+async function campaignWithFirstBatchRetrying(name: string, run: { batchesPerRun?: number; statusPollMs: number }, columns: Record<string, unknown> = {}) {
+  const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
   const group = newId();
   // Ids grow with time: the first page (batch 0) is the `down` five, the second the `ok` five.
   await seed(appId, 5, { prefix: () => "down", tags: () => ({ group }) });
   await seed(appId, 5, { tags: () => ({ group }) });
-  const id = await insertRunningCampaign(app, appId, name, { tags: { group } });
+  const id = await insertRunningCampaign(app, appId, name, { tags: { group } }, columns);
   const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, ...run });
   await eventually(async () => {
     const rows = await messagesOf(id);
     return rows.length === 5 && rows.every((m) => m.status === "errored");
   }, 15_000, 50);
+  return { id, appId, apiKey, handle };
+}
+
+/** {@link campaignWithFirstBatchRetrying}, then an operator terminates batch 0; answers with the campaign workflow's result. */
+async function terminateFirstOfTwoBatches(name: string, run: { batchesPerRun?: number; statusPollMs: number }) {
+  const { id, appId, handle } = await campaignWithFirstBatchRetrying(name, run);
   await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped it");
   return { id, appId, handle, result: await handle.result() };
 }

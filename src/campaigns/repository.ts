@@ -137,6 +137,19 @@ export function inBatch(range: Pick<BatchRange, "campaignId" | "applicationId" |
   };
 }
 
+/**
+ * The batch numbers of a campaign that still hold unsent (pending or errored) messages. Messages
+ * of releases before batches were numbered have none; they cannot be told apart and are left out.
+ */
+export async function batchesWithUnsentMessages(db: Knex | Knex.Transaction, campaign: { campaignId: string; applicationId: string }): Promise<number[]> {
+  return (await db("messages")
+    .where({ application_id: campaign.applicationId, campaign_id: campaign.campaignId })
+    .whereIn("status", ["pending", "errored"])
+    .whereNotNull("campaign_batch")
+    .distinct("campaign_batch")
+    .pluck("campaign_batch")) as number[];
+}
+
 /** Message counts of a campaign by status (campaign_message_counts, kept by triggers on messages). */
 export type CampaignCounts = {
   total: number;

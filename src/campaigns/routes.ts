@@ -55,6 +55,16 @@ const IDEMPOTENCY_HEADER = {
 /** Percentage with two decimals; 0 when nothing was there to count (REF-001 §6.5 rates). */
 const rate = (part: number, whole: number): number => (whole > 0 ? Math.round((part / whole) * 10_000) / 100 : 0);
 
+/** The five counts REF-001 §6.5 reports per channel (and we per platform). */
+function keyFigures(n: ReportedCounts) {
+  return { total: n.total, successful: n.successful, failed: n.failed, received: n.received, converted: n.converted };
+}
+
+/** Delivery (of all), receive (of delivered) and conversion (of received) rates, in percent. */
+function rates(n: ReportedCounts) {
+  return { delivery_rate: rate(n.successful, n.total), receive_rate: rate(n.received, n.successful), conversion_rate: rate(n.converted, n.received) };
+}
+
 /** The campaign_not_found 404, also for another tenant's campaign. */
 function campaignNotFound(id: string): ApiError {
   return new ApiError("campaign_not_found", undefined, { id });
@@ -441,23 +451,11 @@ export const campaignRoutes: RouteSpec[] = [
       // One read: the totals are the per-type figures added up, so the two always agree.
       const perType = await campaignCountsBySubscriptionType(deps.db, c.id);
       const n = reportedCounts(sumCounts(perType.values()));
-      const push = { total: n.total, successful: n.successful, failed: n.failed, received: n.received, converted: n.converted };
+      const push = keyFigures(n);
       // DESIGN-005's report shows the key figures per device platform (iOS and Android side by side).
       const byType = [...perType].map(([type, counts]) => {
         const t = reportedCounts(counts);
-        return [
-          type,
-          {
-            total: t.total,
-            successful: t.successful,
-            failed: t.failed,
-            received: t.received,
-            converted: t.converted,
-            delivery_rate: rate(t.successful, t.total),
-            receive_rate: rate(t.received, t.successful),
-            conversion_rate: rate(t.converted, t.received),
-          },
-        ] as const;
+        return [type, { ...keyFigures(t), ...rates(t) }] as const;
       });
       return {
         data: {
@@ -475,9 +473,7 @@ export const campaignRoutes: RouteSpec[] = [
           remaining: remainingRecipients(c, n),
           channel_stats: { push },
           by_subscription_type: Object.fromEntries(byType),
-          delivery_rate: rate(n.successful, n.total),
-          receive_rate: rate(n.received, n.successful),
-          conversion_rate: rate(n.converted, n.received),
+          ...rates(n),
           started_at: iso(c.started_at),
           completed_at: iso(c.completed_at),
           cancelled_at: iso(c.cancelled_at),
