@@ -4,7 +4,7 @@ import { messageWorkflowId } from "../workflows/message";
 import { WorkflowNotFoundError, type WorkflowExecutionStatusName } from "@temporalio/client";
 import { startCampaign, type StartableCampaign } from "../src/campaigns/workflow-client";
 import { campaignWorkflowId } from "../workflows/campaign";
-import { completeEndedRecurringCampaign } from "../src/campaigns/schedules";
+import { completeEndedRecurringCampaign, refusedScheduleReason } from "../src/campaigns/schedules";
 import { ACTIVE_CAMPAIGN_STATUSES, batchesWithUnsentMessages } from "../src/campaigns/repository";
 import { createCampaignActivities } from "./campaigns";
 import { createMessageActivities } from "./messages";
@@ -28,7 +28,8 @@ export function createReconcilerActivities(deps: Deps) {
 
   /**
    * Starts a campaign's missing workflow or ensures a recurring campaign's schedule; fails a
-   * campaign whose workflow closed abandoned ({@link failAbandonedCampaign}).
+   * campaign whose workflow closed abandoned ({@link failAbandonedCampaign}) or whose schedule
+   * Temporal refuses.
    */
   async function reconcileCampaign(campaign: ReconciledCampaign): Promise<CampaignReconciliation> {
     if (!campaign.schedule) {
@@ -40,7 +41,15 @@ export function createReconcilerActivities(deps: Deps) {
         if (!(error instanceof WorkflowNotFoundError)) throw error;
       }
     }
-    await startCampaign(deps, campaign);
+    try {
+      await startCampaign(deps, campaign);
+    } catch (error) {
+      // Accepted while Temporal was too slow to judge its spec (the API's deadline passed), or
+      // written before the API checked it: asking again every pass never helps.
+      const refusal = campaign.schedule ? refusedScheduleReason(error) : null;
+      if (refusal === null) throw error;
+      return (await failCampaign(campaign, `Temporal refused the campaign's schedule: ${refusal}`)) ? "failed" : "unchanged";
+    }
     if (campaign.schedule) return "unchanged";
     deps.logger.warn({ campaign_id: campaign.id }, "reconciler started the workflow of an orphaned campaign");
     return "started";
@@ -61,13 +70,22 @@ export function createReconcilerActivities(deps: Deps) {
     // A batch still sending may yet fail or be terminated, and only an active campaign is looked
     // at again: the campaign is failed on a later pass, once none of its batches is sending.
     if (closed.length < batchNos.length) return false;
+    return failCampaign(campaign, `the campaign workflow closed as ${closedAs} before the campaign ended`);
+  }
+
+  /**
+   * Ends a still-active campaign as `failed` with completed_at and the reason in error_message (GET
+   * /campaigns/:id shows it); a recurring campaign's run also lets its parent complete if that was
+   * its last. Answers whether this call changed it.
+   */
+  async function failCampaign(campaign: ReconciledCampaign, reason: string): Promise<boolean> {
     const changed = await deps
       .db("message_campaigns")
       .where("id", campaign.id)
       .whereIn("status", ACTIVE_CAMPAIGN_STATUSES)
-      .update({ status: "failed", completed_at: deps.db.fn.now(), error_message: `the campaign workflow closed as ${closedAs} before the campaign ended` });
+      .update({ status: "failed", completed_at: deps.db.fn.now(), error_message: reason });
     if (changed === 0) return false;
-    deps.logger.error({ campaign_id: campaign.id, workflow_status: closedAs }, "reconciler failed a campaign whose workflow closed before it ended");
+    deps.logger.error({ campaign_id: campaign.id, reason }, "reconciler failed a campaign");
     if (campaign.parent_campaign_id !== null) await completeEndedRecurringCampaign(deps, campaign.parent_campaign_id);
     return true;
   }
@@ -117,7 +135,8 @@ export function createReconcilerActivities(deps: Deps) {
      * — the API wrote the row but Temporal was unreachable, and no Idempotency-Key replay came —
      * get it started: the campaign workflow, or the Temporal Schedule of a recurring campaign
      * (both idempotent). A campaign whose workflow closed without ending it (terminated in the
-     * Temporal UI, failed, timed out) is failed, not restarted. A recurring campaign
+     * Temporal UI, failed, timed out) is failed, not restarted, and so is a recurring campaign
+     * whose schedule Temporal refuses (`abandoned` counts both). A recurring campaign
      * whose schedule will never fire again, with no run active, is completed.
      *
      * Recurring campaigns stay active for as long as they fire, so a pass takes the `limit`

@@ -415,4 +415,34 @@ describe("recurring campaigns end", () => {
     // Being looked at by the reconciler is not a change: updated_at stays where the last change put it.
     assert.deepEqual(await Promise.all(longLived.map(updatedAt)), longLivedUpdatedAt);
   });
+
+  test("the reconciler fails a recurring campaign whose schedule Temporal refuses, instead of asking again every pass", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    const olderThanMs = Date.now() - Date.parse("2001-01-01T00:00:00Z");
+    // As if accepted while Temporal answered too slowly to judge it: a zone Temporal does not know.
+    const id = newId();
+    await app.deps.db("message_campaigns").insert({
+      id,
+      application_id: appId,
+      name: "refused",
+      content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
+      targeting_criteria: JSON.stringify({ tags: { nobody: id } }),
+      status: "running",
+      campaign_type: "recurring",
+      schedule: JSON.stringify({ cron: NEVER_SOON, timezone: "Mars/Olympus_Mons" }),
+      started_at: new Date(),
+      created_at: new Date(Date.UTC(2000, 1, 1)),
+    });
+    created.push(id);
+    const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
+    // Rows dated 2000 are the few these reconciler tests write: one pass takes them all.
+    const pass = await restartOrphanedCampaigns({ olderThanMs, limit: 50 });
+    assert.equal(pass.failed, 0, JSON.stringify(pass));
+    assert.ok(pass.abandoned >= 1, JSON.stringify(pass));
+    const failed = await get(apiKey, `/campaigns/${id}`);
+    assert.equal(failed.status, "failed");
+    assert.ok(failed.completed_at);
+    assert.match(failed.error_message, /^Temporal refused the campaign's schedule: .*Mars\/Olympus_Mons/);
+    await assert.rejects(describeSchedule(id), ScheduleNotFoundError);
+  });
 });

@@ -41,6 +41,7 @@ import {
   deleteCampaignSchedule,
   discardUnscheduledCampaign,
   nextCampaignRunAt,
+  refusedScheduleReason,
   setCampaignSchedulePaused,
   triggerCampaignRun,
 } from "./schedules";
@@ -159,7 +160,7 @@ async function startDurably(deps: Deps, campaign: CampaignRow): Promise<void> {
     await withinApiDeadline(deps, () => startCampaign(deps, campaign));
   } catch (error) {
     // Temporal refused a recurring campaign's spec: retrying never helps, so the create is undone and refused (422).
-    if (campaign.schedule && error instanceof ApiError && error.code === "validation_error") {
+    if (campaign.schedule && refusedScheduleReason(error) !== null) {
       await discardUnscheduledCampaign(deps, campaign);
       throw error;
     }

@@ -201,8 +201,19 @@ const PAUSED_NOTE = "Paused through the API (POST /campaigns/:id/pause)";
  * caller's 422, anything else (unreachable, timeout) is a 503 worth retrying.
  */
 function scheduleError(error: unknown, campaignId: string): ApiError {
-  if (error instanceof TypeError) return new ApiError("validation_error", "Temporal refused the schedule", { in: "body", fields: { schedule: error.message } });
+  // InvalidCronError: a row written before (or around) the API's cron check.
+  if (error instanceof TypeError || error instanceof InvalidCronError) return new ApiError("validation_error", "Temporal refused the schedule", { in: "body", fields: { schedule: error.message } });
   return new ApiError("service_unavailable", "Temporal could not create the campaign's schedule", { campaign_id: campaignId, dependency: "temporal", reason: error instanceof Error ? error.message : String(error) });
+}
+
+/**
+ * Why Temporal refused a recurring campaign's schedule, when `error` (from ensureCampaignSchedule)
+ * is such a refusal — retrying never helps; null for anything else (unreachable, timeout).
+ */
+export function refusedScheduleReason(error: unknown): string | null {
+  if (!(error instanceof ApiError) || error.code !== "validation_error") return null;
+  const fields = (error.details.fields ?? {}) as Record<string, unknown>;
+  return Object.values(fields).map(String).join("; ") || error.message;
 }
 
 /**
