@@ -19,6 +19,7 @@ import { ApiError } from "../src/http/errors";
 import { WorkflowNotFoundError } from "@temporalio/client";
 import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/registry";
 import { afterCommit } from "../src/metrics/after-commit";
+import { UNSENT_STATUSES } from "../src/messages/state-machine";
 
 /**
  * One keyset page of a campaign's audience: how many matched and the last subscription id, and
@@ -155,7 +156,7 @@ export function createCampaignActivities(deps: Deps) {
    * them and refunding them (a retry changes no message but still owes their refund).
    */
   async function abortBatch(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<void> {
-    await failInBatch(batch, (q) => q.whereIn("status", ["pending", "errored"]), "batch_aborted", "the batch workflow ended before sending this message");
+    await failInBatch(batch, (q) => q.whereIn("status", UNSENT_STATUSES), "batch_aborted", "the batch workflow ended before sending this message");
     const unsent = await countOf(db("messages").where(inBatch(batch)).whereIn("status", ["failed", "cancelled"]).whereNull("sent_at"));
     if (unsent > 0) await refundUnsentBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), unsentUnits: unsent });
   }

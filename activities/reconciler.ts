@@ -8,6 +8,7 @@ import { completeEndedRecurringCampaign, refusedScheduleReason } from "../src/ca
 import { ACTIVE_CAMPAIGN_STATUSES, batchesWithUnsentMessages } from "../src/campaigns/repository";
 import { createCampaignActivities } from "./campaigns";
 import { createMessageActivities } from "./messages";
+import { UNSENT_STATUSES } from "../src/messages/state-machine";
 
 /** A campaign the reconciler looks at: what starting it needs, and whether it is a recurring campaign's run. */
 type ReconciledCampaign = StartableCampaign & { parent_campaign_id: string | null };
@@ -101,7 +102,7 @@ export function createReconcilerActivities(deps: Deps) {
     async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
       const query = deps
         .db("messages")
-        .whereIn("status", ["pending", "errored"])
+        .whereIn("status", UNSENT_STATUSES)
         .whereNull("campaign_id")
         .where("created_at", "<", new Date(Date.now() - options.olderThanMs));
       if (options.applicationId) query.where("application_id", options.applicationId);

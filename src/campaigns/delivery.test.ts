@@ -229,9 +229,15 @@ test("the reconciler starts the workflow of a campaign whose start never reached
 test("a campaign whose workflow an operator terminated ends failed; its stopped batch's unsent messages fail and are refunded", async () => {
   // Batch 0 retries an outage (15 minutes apart); batch 1 never starts. Created before the
   // reconciler's grace period, like a campaign that has been running a while.
-  const { id, appId, apiKey, handle } = await campaignWithFirstBatchRetrying("terminated campaign", { statusPollMs: 60_000 }, { created_at: new Date(Date.now() - 10 * 60_000) });
+  const idempotencyKey = `terminated-${newId()}`;
+  const { id, appId, apiKey, handle } = await campaignWithFirstBatchRetrying("terminated campaign", { statusPollMs: 60_000 }, { created_at: new Date(Date.now() - 10 * 60_000), idempotency_key: idempotencyKey });
   await handle.terminate("operator stopped the campaign");
   assert.equal(await statusOf(id), "running", "nothing but the reconciler notices");
+  // A client retrying its create gets the campaign back, and the terminate stands.
+  const replay = await app.request("POST", "/campaigns", { key: apiKey, headers: { "Idempotency-Key": idempotencyKey }, body: { name: "terminated campaign", title: "t", body: "b", targeting_criteria: { tags: { any: "one" } } } });
+  assert.equal(replay.status, 201, JSON.stringify(replay.body));
+  assert.equal(replay.body.data.campaign_id, id);
+  assert.equal((await handle.describe()).status.name, "TERMINATED", "the replay did not start the campaign again");
   const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
   // Batch 0 is still sending (its retry waits): it may yet end on its own or die, so the campaign waits.
   await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });

@@ -5,7 +5,7 @@ import type { Knex } from "knex";
 import type { CampaignPushOptions } from "./content";
 import type { RenderableTemplate } from "../templates/render";
 import type { TargetingCriteria } from "./targeting";
-import { MESSAGE_STATUSES, type MessageStatus } from "../messages/state-machine";
+import { MESSAGE_STATUSES, UNSENT_STATUSES, type MessageStatus } from "../messages/state-machine";
 
 /** Every campaign status (the `message_campaigns_status_check` constraint). */
 export const CAMPAIGN_STATUSES = ["draft", "scheduled", "running", "paused", "completed", "cancelled", "failed"] as const;
@@ -144,7 +144,7 @@ export function inBatch(range: Pick<BatchRange, "campaignId" | "applicationId" |
 export async function batchesWithUnsentMessages(db: Knex | Knex.Transaction, campaign: { campaignId: string; applicationId: string }): Promise<number[]> {
   return (await db("messages")
     .where({ application_id: campaign.applicationId, campaign_id: campaign.campaignId })
-    .whereIn("status", ["pending", "errored"])
+    .whereIn("status", UNSENT_STATUSES)
     .whereNotNull("campaign_batch")
     .distinct("campaign_batch")
     .pluck("campaign_batch")) as number[];

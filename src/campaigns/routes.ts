@@ -15,6 +15,7 @@ import { CampaignMessagesQuery, CreateCampaignBody, CreatedCampaign, EstimateBod
 import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "./targeting";
 import {
   apiCampaignStatus,
+  ACTIVE_CAMPAIGN_STATUSES,
   campaignCounts,
   campaignCountsBySubscriptionType,
   sumCounts,
@@ -255,8 +256,9 @@ export const campaignRoutes: RouteSpec[] = [
         if (previous.request_hash !== null && previous.request_hash !== requestHash) {
           throw new ApiError("idempotency_key_reused", undefined, { header: "Idempotency-Key", campaign_id: previous.id });
         }
-        // A replay answers the first campaign (and re-attempts its start if that had failed).
-        await startDurably(deps, previous);
+        // A replay answers the first campaign (and re-attempts its start if that had failed; an
+        // ended campaign has nothing to start).
+        if (ACTIVE_CAMPAIGN_STATUSES.includes(previous.status)) await startDurably(deps, previous);
         return created(previous);
       };
       const previous = idempotencyKey

@@ -39,8 +39,8 @@ export function campaignWorkflowInput(config: Config, campaign: StartableCampaig
 
 /**
  * Starts (or finds) a campaign's workflow; the id is the campaign's business id with USE_EXISTING,
- * so an Idempotency-Key replay or a retried request never starts a second one, and a finished one
- * is only re-run if it failed.
+ * so an Idempotency-Key replay or a retried request never starts a second one, and a closed one is
+ * never run again (an operator's terminate stands; the reconciler fails such a campaign).
  */
 export async function startCampaignWorkflow(deps: Deps, campaign: StartableCampaign): Promise<void> {
   try {
@@ -57,7 +57,7 @@ function campaignStartOptions(deps: Deps, campaign: StartableCampaign) {
   return {
     workflowId: campaignWorkflowId(campaign.id),
     taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
     args: [campaignWorkflowInput(deps.config, campaign)] as [CampaignWorkflowInput],
     typedSearchAttributes: [
       { key: CampaignIdKey, value: campaign.id },
@@ -104,6 +104,8 @@ export async function cancelCampaignWithoutWorkflow(deps: Deps, campaign: Starta
     await withinApiDeadline(deps, () =>
       deps.temporal.workflow.signalWithStart(campaignWorkflow, {
         ...campaignStartOptions(deps, campaign),
+        // The one start that may follow a closed run: a terminated one left messages to clean up.
+        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         signal: cancelSignal,
         signalArgs: [],
       }),

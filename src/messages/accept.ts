@@ -11,6 +11,7 @@ import { assertQuotaAvailable } from "../quota/quota";
 import { selectRecipientFields, type RecipientRecord } from "../campaigns/personalize";
 import { messagesTotal, providerLabel } from "../metrics/registry";
 import { assertSameRequest } from "./idempotency";
+import { UNSENT_STATUSES, type MessageStatus } from "./state-machine";
 
 /** Content of the messages to create, already rendered. */
 export interface MessageContent {
@@ -155,7 +156,8 @@ export async function acceptMessages(
     const previous = await findByIdempotencyKey(deps.db, applicationId, idempotencyKey);
     if (previous.length > 0) {
       assertSameRequest(previous, options.requestHash);
-      await startAcceptedWorkflows(deps, applicationId, previous);
+      // Only a message still waiting to go out can lack its workflow (Temporal was down at its accept).
+      await startAcceptedWorkflows(deps, applicationId, previous.filter((m) => UNSENT_STATUSES.includes(m.status as MessageStatus)));
       return previous.map(view);
     }
   }

@@ -77,12 +77,18 @@ test("a message whose workflow an operator terminated before it was sent fails (
   const { id: applicationId, apiKey } = await app.createApplication({ quota: { daily_quota: 10 } });
   // `down-`: the provider is unavailable, so the message waits errored for its next attempt.
   const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
-  const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, body: "stopped" } });
+  const send = () => app.request("POST", "/messages", { key: apiKey, headers: { "Idempotency-Key": "stopped-1" }, body: { subscription_id: sub.id, body: "stopped" } });
+  const res = await send();
   assert.equal(res.status, 201, JSON.stringify(res.body));
   const id: string = res.body.data.message_id;
   await eventually(async () => (await app.deps.db("messages").where("id", id).first()).status === "errored", 15_000, 100);
   assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 1);
   await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).terminate("operator stopped it");
+  // A client retrying its request gets the message back, and the terminate stands.
+  const replay = await send();
+  assert.equal(replay.status, 201, JSON.stringify(replay.body));
+  assert.equal(replay.body.data.message_id, id);
+  assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "TERMINATED", "the replay did not start it again");
   await app.deps.db("messages").where("id", id).update({ created_at: new Date(Date.now() - 10 * 60_000) });
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);

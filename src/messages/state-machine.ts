@@ -36,6 +36,9 @@ export const TRANSITIONS = {
   cancel: { from: ["pending", "errored"], to: "cancelled", timestamp: "cancelled_at", event: "cancelled", alreadyDoneAt: ["cancelled"] },
 } as const satisfies Record<string, TransitionRule>;
 
+/** Statuses of a message no provider has accepted yet: it still waits to go out. */
+export const UNSENT_STATUSES: readonly MessageStatus[] = TRANSITIONS.send.from;
+
 /** The name of a transition in {@link TRANSITIONS}. */
 export type TransitionName = keyof typeof TRANSITIONS;
 

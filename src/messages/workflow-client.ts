@@ -1,4 +1,4 @@
-import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from "@temporalio/client";
+import { WorkflowExecutionAlreadyStartedError, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from "@temporalio/client";
 import type { Deps } from "../deps";
 import { messageWorkflow, messageWorkflowId, type MessageTiming, type cancelledSignal, type convertedSignal, type receivedSignal } from "../../workflows/message";
 import { withinApiDeadline } from "../http/temporal-deadline";
@@ -26,28 +26,33 @@ export interface StartableMessage {
 /**
  * Starts (or finds) each message's workflow. The workflow id is the message's business id and the
  * conflict policy is USE_EXISTING, so repeating a start (a retried request, an Idempotency-Key
- * replay, the reconciler) never creates a second execution; a closed one is only re-run if it
- * failed or was terminated.
+ * replay, the reconciler) never creates a second execution, and a closed one is never run again:
+ * an operator's terminate stands (the reconciler fails such a message and refunds it).
  */
 export async function startMessageWorkflows(deps: Deps, messages: readonly StartableMessage[]): Promise<void> {
   const timing = messageTiming(deps);
-  await Promise.all(
-    messages.map((message) =>
-      deps.temporal.workflow.start(messageWorkflow, {
-        workflowId: messageWorkflowId(message.id),
-        taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-        args: [{ messageId: message.id, applicationId: message.application_id, timing, acceptedAt: message.created_at ? new Date(message.created_at).getTime() : Date.now() }],
-        workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        typedSearchAttributes: [
-          { key: ApplicationIdKey, value: message.application_id },
-          { key: MessageIdKey, value: message.id },
-          { key: MessageStatusKey, value: "pending" },
-          ...(message.subscription_id ? [{ key: SubscriptionIdKey, value: message.subscription_id }] : []),
-        ],
-      }),
-    ),
-  );
+  await Promise.all(messages.map((message) => startMessageWorkflow(deps, message, timing)));
+}
+
+async function startMessageWorkflow(deps: Deps, message: StartableMessage, timing: MessageTiming): Promise<void> {
+  try {
+    await deps.temporal.workflow.start(messageWorkflow, {
+      workflowId: messageWorkflowId(message.id),
+      taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+      args: [{ messageId: message.id, applicationId: message.application_id, timing, acceptedAt: message.created_at ? new Date(message.created_at).getTime() : Date.now() }],
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      typedSearchAttributes: [
+        { key: ApplicationIdKey, value: message.application_id },
+        { key: MessageIdKey, value: message.id },
+        { key: MessageStatusKey, value: "pending" },
+        ...(message.subscription_id ? [{ key: SubscriptionIdKey, value: message.subscription_id }] : []),
+      ],
+    });
+  } catch (error) {
+    // Its workflow ran and closed already: there is nothing to start.
+    if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+  }
 }
 
 /**
