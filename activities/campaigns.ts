@@ -48,6 +48,11 @@ export interface AudiencePages {
   limit: number;
   status: CampaignStatus;
   waitMs: number;
+  /**
+   * No recipient follows these pages (in this group). Absent in answers recorded before it existed;
+   * needed because under an application ceiling fewer pages come back than were asked for.
+   */
+  ended?: boolean;
 }
 
 /** What startCampaignBatch did: null round = not sent (nothing to send, or quota), null settled = retries left. */
@@ -370,7 +375,7 @@ export function createCampaignActivities(deps: Deps) {
       pages.push({ count: slice.length, last: slice.at(-1)! });
     }
     const waitMs = ceiling && ids.length > 0 ? await reserveSendSlot(campaign.application_id, ids.length, ceiling) : 0;
-    return { pages, limit, status: campaign.status, waitMs };
+    return { pages, limit, status: campaign.status, waitMs, ended: ids.length < limit * pageCount };
   }
 
   const activities = {

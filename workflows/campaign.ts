@@ -286,7 +286,11 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     batchesThisRun += answer.pages.length;
     p.recipientsPaged += paged;
     p.cursor = answer.pages.at(-1)!.last;
-    if (answer.pages.length < wanted || answer.pages.at(-1)!.count < answer.limit) nextGroup();
+    // The activity knows whether the audience ended: under an application ceiling it answers one
+    // page of the many asked for, which the page count alone took for the end. Histories from
+    // before (and answers without `ended`) keep the page-count rule.
+    const ended = patched("campaign-audience-end-from-activity") && answer.ended !== undefined ? answer.ended : answer.pages.length < wanted || answer.pages.at(-1)!.count < answer.limit;
+    if (ended) nextGroup();
     if (input.throttlePerMinute) await condition(() => p.cancelled, Math.ceil((paged * 60_000) / input.throttlePerMinute));
     const runFull = input.batchesPerRun !== undefined && batchesThisRun >= input.batchesPerRun;
     // The cursor, counters and in-flight batch numbers carry over; batches signal by workflow id,

@@ -175,6 +175,23 @@ test("the application's ceiling paces all of its campaigns together", async () =
   assert.equal((await messagesOf(a)).length + (await messagesOf(b)).length, 1_000);
 });
 
+test("under an application ceiling a campaign larger than one page still reaches its whole audience, a page per 10 s of allowance", async () => {
+  const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "ceiling pages", rate_limit_tier: "enterprise", campaign_max_per_minute: 600 } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const appId = created.body.data.application_id;
+  await seed(appId, 150, {});
+  // 600/min: pages of 100 (10 s of the ceiling), so the audience is two pages, the second ~10 s later.
+  const id = await createdCampaign(created.body.data.api_key, {});
+  await eventually(async () => (await statusOf(id)) === "completed", 60_000, 250);
+  const messages = await messagesOf(id);
+  assert.equal(messages.length, 150, "every recipient got a message, not only the first page");
+  // Sent, each of them (the 3 s receipt window may have failed the first page's since).
+  assert.equal(messages.filter((m) => m.sent_at !== null).length, 150);
+  const startOf = async (batchNo: number) => (await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, batchNo)).describe()).startTime.getTime();
+  const gap = (await startOf(1)) - (await startOf(0));
+  assert.ok(gap >= 9_000, `second page started ${gap} ms after the first`);
+});
+
 test("pending timeout: messages whose next retry would pass it fail with pending_timeout and are refunded", async () => {
   const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
   const group = newId();
