@@ -89,6 +89,9 @@ describe("targeting compiler", () => {
     { criteria: { subscription_types: ["Email"] }, field: "targeting_criteria.subscription_types.0" },
     { criteria: { last_active_after: "yesterday" }, field: "targeting_criteria.last_active_after" },
     { criteria: "all", field: "targeting_criteria" },
+    // null is not "absent": a client serialising an unset variable must not reach everyone.
+    { criteria: null, field: "targeting_criteria" },
+    { criteria: { subscription_types: Array.from({ length: 3 }, () => "iOSPush") }, field: "targeting_criteria.subscription_types" },
     { criteria: { countries: ["KOREA"] }, field: "targeting_criteria.countries.0" },
     { criteria: { languages: ["korean language"] }, field: "targeting_criteria.languages.0" },
     { criteria: { tags: { note: "x".repeat(257) } }, field: "targeting_criteria.tags.note" },

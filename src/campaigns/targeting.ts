@@ -44,7 +44,7 @@ export const TargetingCriteriaSchema = z
       .max(300)
       .optional()
       .describe("case-insensitive; a bare language (en) also matches its regional forms (en-US, en_GB)"),
-    subscription_types: z.array(z.enum(PUSH_SUBSCRIPTION_TYPES)).min(1).optional(),
+    subscription_types: z.array(z.enum(PUSH_SUBSCRIPTION_TYPES)).min(1).max(PUSH_SUBSCRIPTION_TYPES.length).optional(),
     last_active_after: isoDate.optional(),
     last_active_before: isoDate.optional(),
     // Trimmed like every other endpoint's external id, so " u1 " reaches the user "u1".
@@ -69,6 +69,11 @@ export type TargetingCriteria = z.output<typeof TargetingCriteriaSchema>;
  * field named, instead of the generic validation error, as REF-001 §8 asks for campaigns.
  */
 export function parseTargetingCriteria(input: unknown): TargetingCriteria {
+  // Absent means everyone; an explicit null is refused rather than read as absent, so a client
+  // that serialises an unset variable does not send to the whole audience by accident.
+  if (input === null) {
+    throw new ApiError("invalid_targeting_criteria", "targeting_criteria: must be an object (omit it to target every subscriber)", { field: "targeting_criteria" });
+  }
   const parsed = TargetingCriteriaSchema.safeParse(input ?? {});
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
