@@ -160,7 +160,7 @@ export function createReconcilerActivities(deps: Deps) {
             .forUpdate()
             .skipLocked(),
         )
-        .update({ reconciled_at: db.fn.now() }, ["id", "application_id", "scheduled_at", "throttle_per_minute", "delivery", "schedule", "parent_campaign_id"])) as ReconciledCampaign[];
+        .update({ reconciled_at: db.fn.now() }, ["id", "application_id", "status", "scheduled_at", "throttle_per_minute", "delivery", "schedule", "parent_campaign_id"])) as ReconciledCampaign[];
       let started = 0;
       let completed = 0;
       let abandoned = 0;

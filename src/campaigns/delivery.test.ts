@@ -243,6 +243,18 @@ test("the reconciler starts the workflow of a campaign whose start never reached
   assert.equal(second.started, 0, "a campaign whose workflow exists is left alone");
 });
 
+test("executing a scheduled campaign whose workflow never started (Temporal was down at its create) sends it now", async () => {
+  const { id: appId, apiKey } = await createApp();
+  const group = newId();
+  await seed(appId, 3, { tags: () => ({ group }) });
+  const id = await insertRunningCampaign(app, appId, "scheduled orphan", { tags: { group } }, { status: "scheduled", scheduled_at: new Date(Date.now() + 3_600_000), started_at: null, campaign_type: "scheduled" });
+  const executed = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
+  assert.equal(executed.status, 200, JSON.stringify(executed.body));
+  // Well before the hour is up, and without a reconciler pass.
+  await eventually(async () => (await statusOf(id)) === "completed", 20_000, 200);
+  assert.equal((await messagesOf(id)).filter((m) => m.sent_at !== null).length, 3);
+});
+
 test("a campaign whose workflow an operator terminated ends failed; its stopped batch's unsent messages fail and are refunded", async () => {
   // Batch 0 retries an outage (15 minutes apart); batch 1 never starts. Created before the
   // reconciler's grace period, like a campaign that has been running a while.

@@ -381,7 +381,9 @@ export const campaignRoutes: RouteSpec[] = [
       const current = await loadCampaign(deps, application.id, params.id);
       if (current.schedule) return { data: await executeRecurring(deps, current) };
       const c = await changeStatus(deps, application.id, params.id, "execute", ["draft", "scheduled"], { status: "running", started_at: deps.db.fn.now() });
-      await signalCampaignWorkflow(deps, c.id, executeSignal);
+      // No workflow yet (Temporal was down when the campaign was created): start it now rather
+      // than leave the early start to the reconciler's next pass.
+      if ((await signalCampaignWorkflow(deps, c.id, executeSignal)) === "no_workflow") await startDurably(deps, c);
       return { data: { id: c.id, status: apiCampaignStatus(c.status), started_at: iso(c.started_at) } };
     },
   }),

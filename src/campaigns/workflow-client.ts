@@ -2,7 +2,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowIdConflictPolicy, Workflo
 import type { Deps } from "../deps";
 import { campaignWorkflow, campaignWorkflowId, type CampaignWorkflowInput, cancelSignal, type executeSignal, type pauseSignal, type resumeSignal } from "../../workflows/campaign";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
-import type { CampaignRow } from "./repository";
+import type { CampaignRow, CampaignStatus } from "./repository";
 import type { Config } from "../config";
 import { ensureCampaignSchedule } from "./schedules";
 import { withinApiDeadline } from "../http/temporal-deadline";
@@ -11,7 +11,7 @@ import { withinApiDeadline } from "../http/temporal-deadline";
 export const CAMPAIGN_PAGE_SIZE = 500;
 
 /** The campaign columns its workflow input is made of. */
-export type StartableCampaign = Pick<CampaignRow, "id" | "application_id" | "scheduled_at" | "throttle_per_minute" | "delivery" | "schedule">;
+export type StartableCampaign = Pick<CampaignRow, "id" | "application_id" | "status" | "scheduled_at" | "throttle_per_minute" | "delivery" | "schedule">;
 
 /**
  * Starts what drives a campaign: the Temporal Schedule of a recurring campaign (its runs start
@@ -22,12 +22,17 @@ export async function startCampaign(deps: Deps, campaign: StartableCampaign): Pr
   else await startCampaignWorkflow(deps, campaign);
 }
 
+/** Statuses of a campaign whose scheduled time has not started it yet. */
+const WAITING_STATUSES: readonly CampaignStatus[] = ["draft", "scheduled"];
+
 /** The campaign workflow's input; timings are read from config once, here, never in the workflow. */
 export function campaignWorkflowInput(config: Config, campaign: StartableCampaign): CampaignWorkflowInput {
   return {
     campaignId: campaign.id,
     applicationId: campaign.application_id,
-    scheduledAt: campaign.scheduled_at ? new Date(campaign.scheduled_at).getTime() : null,
+    // Only a campaign still waiting for its time waits: one executed early whose workflow starts
+    // late (Temporal was down, the reconciler starts it) goes at once.
+    scheduledAt: campaign.scheduled_at && WAITING_STATUSES.includes(campaign.status) ? new Date(campaign.scheduled_at).getTime() : null,
     timing: { receiptTimeoutMs: config.AUTOMATA_RECEIPT_TIMEOUT, retryScale: config.AUTOMATA_RETRY_SCALE, pendingTimeoutMs: config.AUTOMATA_PENDING_TIMEOUT },
     pageSize: CAMPAIGN_PAGE_SIZE,
     window: config.AUTOMATA_CAMPAIGN_WINDOW,
