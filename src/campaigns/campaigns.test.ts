@@ -88,6 +88,13 @@ describe("campaign execution", () => {
     assert.equal(created.body.data.status, "in_progress");
     const id = created.body.data.campaign_id;
 
+    // A receipt for a campaign message goes through the message API (no per-message workflow),
+    // sent as soon as one is accepted by the provider: well inside its 3 s receipt window.
+    const first = await eventually(async () => (await app.deps.db("messages").where({ campaign_id: id, status: "successful" }).first("id")) as { id: string } | undefined, 30_000, 25);
+    const receipt = await app.request("POST", `/messages/${first.id}/status`, { key: apiKey, body: { status: "received" } });
+    assert.equal(receipt.status, 200, JSON.stringify(receipt.body));
+    const received = 1;
+
     const done = await waitForCampaign(apiKey, id, "completed");
     assert.ok(done.started_at && done.completed_at);
     const messages = (await app.deps.db("messages").where("campaign_id", id).select("id", "subscription_id", "sent_at", "attempts", "status", "error_code", "title", "data")) as Array<{
@@ -105,15 +112,13 @@ describe("campaign execution", () => {
     for (const m of messages) {
       assert.ok(m.sent_at, "accepted by the provider");
       assert.equal(m.attempts, 1);
-      assert.ok(m.status === "successful" || (m.status === "failed" && m.error_code === "receipt_timeout"), `${m.status} ${m.error_code}`);
+      if (m.id === first.id) assert.equal(m.status, "received");
+      else assert.ok(m.status === "successful" || (m.status === "failed" && m.error_code === "receipt_timeout"), `${m.status} ${m.error_code}`);
       assert.equal(m.title, "Hello");
       assert.deepEqual(m.data, { promo: "spring" });
     }
 
-    // A receipt for a campaign message works through the message API (no per-message workflow).
-    const receipt = await app.request("POST", `/messages/${messages[0]!.id}/status`, { key: apiKey, body: { status: "received" } });
-    const received = receipt.status === 200 ? 1 : 0;
-    await assert.rejects(app.deps.temporal.workflow.getHandle(messageWorkflowId(messages[1]!.id)).describe(), WorkflowNotFoundError);
+    await assert.rejects(app.deps.temporal.workflow.getHandle(messageWorkflowId(first.id)).describe(), WorkflowNotFoundError);
 
     // Batches share the campaign's search attribute: 1 campaign + 3 batches (500, 500, 200).
     await eventually(async () => (await app.deps.temporal.workflow.count(`CampaignId = "${id}"`)).count === 4, 20_000, 500);
@@ -166,6 +171,12 @@ describe("campaign execution", () => {
     assert.equal(Number(events[0]!.n), 10);
     const quota = await quotaStatus(app.deps.db, appId);
     assert.equal(quota.daily!.used, 90, "the batch debit of 100 minus the 10 never-accepted");
+    // The campaign's messages filtered by status: exactly the ten that failed.
+    const failedPage = await app.request("GET", `/campaigns/${id}/messages?status=failed&per_page=100`, { key: apiKey });
+    assert.equal(failedPage.status, 200, JSON.stringify(failedPage.body));
+    assert.equal(failedPage.body.data.pagination.total_items, 10);
+    assert.deepEqual(new Set(failedPage.body.data.messages.map((m: { subscription_id: string }) => m.subscription_id)), new Set(gone));
+    assert.ok(failedPage.body.data.messages.every((m: { status: string }) => m.status === "failed"));
   });
 
   test("quota exhausted: the batch fails with quota_exceeded and nothing is sent", async () => {
@@ -343,6 +354,13 @@ describe("campaign execution", () => {
     const stats = await statsOf(apiKey, id);
     assert.equal(stats.total_recipients, 0);
     assert.equal(stats.delivery_rate, 0);
+    // Ended: a cancel or an execute is refused with the contract's code, and changes nothing.
+    for (const action of ["cancel", "execute"]) {
+      const refused = await app.request("POST", `/campaigns/${id}/${action}`, { key: apiKey });
+      assert.equal(refused.status, 400, `${action}: ${JSON.stringify(refused.body)}`);
+      assert.equal(refused.body.error.code, "campaign_already_completed", action);
+    }
+    assert.equal((await campaignOf(apiKey, id)).status, "completed");
   });
 
   test("tags any-of targets only matching subscriptions; estimate matches a direct count", async () => {
@@ -435,6 +453,30 @@ describe("campaign API", () => {
     assert.equal(replay.body.data.campaign_id, first.body.data.campaign_id);
     assert.equal(replay.body.data.status, "cancelled");
     assert.equal((await handle.describe()).runId, runId, "a replay does not run a finished campaign again");
+  });
+
+  test("the list: a created_at window (from inclusive, to exclusive) and pages", async () => {
+    const { apiKey } = await createApp();
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await createCampaign(apiKey, { scheduled_at: later })).body.data.campaign_id);
+    await app.deps.db("message_campaigns").where("id", ids[0]).update({ created_at: new Date("2026-01-01T00:00:00Z") });
+    await app.deps.db("message_campaigns").where("id", ids[1]).update({ created_at: new Date("2026-02-01T00:00:00Z") });
+    const listed = async (query: string) => {
+      const res = await app.request("GET", `/campaigns?${query}`, { key: apiKey });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.data as { campaigns: Array<{ id: string }>; pagination: { total_items: number; total_pages: number; page: number } };
+    };
+    const january = await listed("from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z");
+    assert.deepEqual(january.campaigns.map((c) => c.id), [ids[0]]);
+    const sinceFebruary = await listed("from=2026-02-01T00:00:00Z");
+    assert.deepEqual(new Set(sinceFebruary.campaigns.map((c) => c.id)), new Set([ids[1], ids[2]]));
+    const first = await listed("per_page=2");
+    const second = await listed("per_page=2&page=2");
+    assert.deepEqual([first.pagination.total_items, first.pagination.total_pages, first.campaigns.length], [3, 2, 2]);
+    assert.equal(second.campaigns.length, 1);
+    assert.deepEqual(new Set([...first.campaigns, ...second.campaigns].map((c) => c.id)), new Set(ids), "the two pages hold every campaign once");
+    for (const id of ids) await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
   });
 
   test("template campaigns render once with the campaign variables", async () => {
