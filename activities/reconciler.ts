@@ -8,7 +8,7 @@ import { completeEndedRecurringCampaign, refusedScheduleReason } from "../src/ca
 import { ACTIVE_CAMPAIGN_STATUSES, batchesWithUnsentMessages } from "../src/campaigns/repository";
 import { createCampaignActivities } from "./campaigns";
 import { createMessageActivities } from "./messages";
-import { UNSENT_STATUSES } from "../src/messages/state-machine";
+import type { MessageStatus } from "../src/messages/state-machine";
 
 /** A campaign the reconciler looks at: what starting it needs, and whether it is a recurring campaign's run. */
 type ReconciledCampaign = StartableCampaign & { parent_campaign_id: string | null };
@@ -100,13 +100,20 @@ export function createReconcilerActivities(deps: Deps) {
      * by their batch workflows. `applicationId` limits the pass to one application's messages.
      */
     async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
-      const query = deps
-        .db("messages")
-        .whereIn("status", UNSENT_STATUSES)
-        .whereNull("campaign_id")
-        .where("created_at", "<", new Date(Date.now() - options.olderThanMs));
-      if (options.applicationId) query.where("application_id", options.applicationId);
-      const candidates = await query.orderBy("created_at").limit(options.limit).select<StartableMessage[]>("id", "application_id", "subscription_id", "created_at");
+      const oldest = (status: MessageStatus, limit: number) => {
+        const query = deps
+          .db("messages")
+          .where("status", status)
+          .whereNull("campaign_id")
+          .where("created_at", "<", new Date(Date.now() - options.olderThanMs));
+        if (options.applicationId) query.where("application_id", options.applicationId);
+        return query.orderBy("created_at").limit(limit).select<StartableMessage[]>("id", "application_id", "subscription_id", "created_at");
+      };
+      // Pending ones first: a message whose workflow never started is always pending (only a
+      // workflow makes one errored), so a provider outage's backlog of errored messages, each
+      // with a live workflow retrying it, never hides a new orphan behind it.
+      const pending = await oldest("pending", options.limit);
+      const candidates = pending.length < options.limit ? [...pending, ...(await oldest("errored", options.limit - pending.length))] : pending;
       const orphaned: StartableMessage[] = [];
       let failed = 0;
       for (const message of candidates) {

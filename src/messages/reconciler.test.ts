@@ -101,3 +101,27 @@ test("a message whose workflow an operator terminated before it was sent fails (
   // Not restarted: the terminate stands.
   assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "TERMINATED");
 });
+
+test("an orphan is found behind a backlog of errored messages that are retrying (a provider outage)", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication();
+  const down = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
+  const backlog: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: down.id, body: `outage ${i}` } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    backlog.push(res.body.data.message_id);
+  }
+  await eventually(async () => (await app.deps.db("messages").whereIn("id", backlog).where("status", "errored")).length === 2, 15_000, 100);
+  // Older than the orphan: a pass taking the oldest first would spend its whole limit on them.
+  await app.deps.db("messages").whereIn("id", backlog).update({ created_at: new Date(Date.now() - 20 * 60_000) });
+  const sub = await createPushSubscription(app, apiKey);
+  const orphanId = newId();
+  await app.deps.db("messages").insert({ id: orphanId, application_id: applicationId, subscription_id: sub.id, subscription_type: "iOSPush", status: "pending", body: "orphaned", created_at: new Date(Date.now() - 10 * 60_000) });
+
+  const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
+  const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
+  assert.deepEqual(result, { checked: 1, started: 1, failed: 0 });
+  await eventually(async () => (await app.deps.db("messages").where("id", orphanId).first()).status === "successful", 30_000, 200);
+  // The backlog still errored, its workflows still retrying: left alone.
+  for (const id of backlog) assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "RUNNING");
+});
