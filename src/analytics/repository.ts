@@ -9,6 +9,7 @@
 import type { Knex } from "knex";
 import type { DayRange } from "./schemas";
 import { addDays } from "./schemas";
+import { percent } from "../http/format";
 
 const NIL_UUID = "00000000-0000-0000-0000-000000000000";
 
@@ -36,10 +37,6 @@ function toCounters(row: Record<string, unknown> | undefined): MessageCounters {
   return out;
 }
 
-/** `part / whole` as a percentage with 2 decimals; 0 when nothing was counted. */
-export function percent(part: number, whole: number): number {
-  return whole > 0 ? Math.round((part / whole) * 10_000) / 100 : 0;
-}
 
 /**
  * REF-001 §7.1 figures with SEQ-003 §5.1 rates. The denominator successful + failed + errored counts

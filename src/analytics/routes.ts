@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import { defineRoute, type RouteSpec } from "../http/route";
+import { percent } from "../http/format";
 import { quotaStatus } from "../quota/quota";
 import { periodKeys, resolveTimeZone, startOfLocalDay } from "../quota/periods";
 import {
@@ -10,7 +11,6 @@ import {
   engagement,
   messageFigures,
   messageStats,
-  percent,
   subscriptionChanges,
   topConvertingTemplates,
   type Bucket,

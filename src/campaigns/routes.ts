@@ -31,7 +31,7 @@ import {
 } from "./repository";
 import { assertCampaignSendable, campaignOptionsView, campaignPushOptions } from "./content";
 import { cancelCampaignWithoutWorkflow, signalCampaignWorkflow, startCampaign } from "./workflow-client";
-import { iso } from "../http/format";
+import { iso, percent } from "../http/format";
 import type { z } from "zod";
 import { fingerprint, idempotencyKeyOf } from "../http/idempotency";
 import { referencesRecipient, validatePersonalizedTemplate } from "./personalize";
@@ -54,9 +54,6 @@ const IDEMPOTENCY_HEADER = {
 };
 
 
-/** Percentage with two decimals; 0 when nothing was there to count (REF-001 §6.5 rates). */
-const rate = (part: number, whole: number): number => (whole > 0 ? Math.round((part / whole) * 10_000) / 100 : 0);
-
 /** The five counts REF-001 §6.5 reports per channel (and we per platform). */
 function keyFigures(n: ReportedCounts) {
   return { total: n.total, successful: n.successful, failed: n.failed, received: n.received, converted: n.converted };
@@ -64,7 +61,7 @@ function keyFigures(n: ReportedCounts) {
 
 /** Delivery (of all), receive (of delivered) and conversion (of received) rates, in percent. */
 function rates(n: ReportedCounts) {
-  return { delivery_rate: rate(n.successful, n.total), receive_rate: rate(n.received, n.successful), conversion_rate: rate(n.converted, n.received) };
+  return { delivery_rate: percent(n.successful, n.total), receive_rate: percent(n.received, n.successful), conversion_rate: percent(n.converted, n.received) };
 }
 
 /** The campaign_not_found 404, also for another tenant's campaign. */
