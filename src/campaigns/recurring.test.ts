@@ -4,7 +4,7 @@ import { ScheduleNotFoundError } from "@temporalio/client";
 import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
 import { seedPushSubscriptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
-import { campaignWorkflowId } from "../../workflows/campaign";
+import { campaignWorkflowId, progressQuery } from "../../workflows/campaign";
 import { createReconcilerActivities } from "../../activities/reconciler";
 import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignScheduleId, InvalidCronError, temporalCronExpression } from "./schedules";
 
@@ -287,6 +287,41 @@ describe("recurring campaigns", () => {
     assert.equal(whilePaused.status, 409, JSON.stringify(whilePaused.body));
     assert.equal(whilePaused.body.error.code, "invalid_status_transition");
     assert.equal((await get(apiKey, `/campaigns/${id}/runs`)).runs.length, 1, "no run was fired by the refused requests");
+  });
+
+  test("pausing, resuming and cancelling a recurring campaign reach the run going out now", async () => {
+    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    await seedPushSubscriptions(app, appId, 20);
+    // 60/min: pages of 10, the second 10 s after the first, so each run is caught mid-way.
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" }, {}, { throttle_per_minute: 60 });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    const runMidway = async (count: number) => {
+      assert.equal((await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey })).status, 200);
+      return eventually(async () => {
+        const runs = (await get(apiKey, `/campaigns/${id}/runs`)).runs as Array<{ id: string; status: string }>;
+        const run = runs.length === count ? runs.find((r) => r.status === "in_progress") : undefined;
+        return run && Number((await app.deps.db("messages").where("campaign_id", run.id).count({ n: "*" }))[0]!.n) === 10 ? run.id : undefined;
+      }, 30_000, 100);
+    };
+    const progressOf = (runId: string) => app.deps.temporal.workflow.getHandle(campaignWorkflowId(runId)).query(progressQuery);
+
+    const first = await runMidway(1);
+    assert.equal((await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey })).status, 200);
+    assert.equal((await get(apiKey, `/campaigns/${first}`)).status, "paused");
+    await eventually(async () => (await progressOf(first)).paused, 10_000, 100);
+    assert.equal((await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey })).status, 200);
+    assert.equal((await get(apiKey, `/campaigns/${first}`)).status, "in_progress");
+    await eventually(async () => (await get(apiKey, `/campaigns/${first}`)).status === "completed", 30_000, 250);
+    assert.equal((await get(apiKey, `/campaigns/${first}/stats`)).total_recipients, 20, "resumed, the run reached its whole audience");
+
+    const second = await runMidway(2);
+    const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
+    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    await eventually(async () => (await app.deps.temporal.workflow.getHandle(campaignWorkflowId(second)).describe()).status.name === "COMPLETED", 15_000, 100);
+    const run = await get(apiKey, `/campaigns/${second}`);
+    assert.equal(run.status, "cancelled");
+    assert.equal(run.total_recipients, 10, "no page after the cancel");
   });
 
   test("a one-shot campaign has no runs and cannot be deleted (409, use /cancel)", async () => {

@@ -149,6 +149,25 @@ export async function changeStatus(deps: Deps, applicationId: string, id: string
 }
 
 /**
+ * Moves the runs of a recurring campaign that are in `from` as `set` says, then tells their
+ * workflows: pausing, resuming or cancelling a recurring campaign reaches the run going out now
+ * (an operator stopping a wrong push means that one), not only the fires to come. A cancelled
+ * run whose workflow is gone is cleaned up like any cancelled campaign.
+ */
+async function changeActiveRuns(
+  deps: Deps,
+  parent: CampaignRow,
+  from: CampaignStatus[],
+  set: Record<string, unknown>,
+  signal: typeof cancelSignal | typeof pauseSignal | typeof resumeSignal,
+): Promise<void> {
+  const runs = (await deps.db("message_campaigns").where({ application_id: parent.application_id, parent_campaign_id: parent.id }).whereIn("status", from).update(set, "*")) as CampaignRow[];
+  for (const run of runs) {
+    if ((await signalCampaignWorkflow(deps, run.id, signal)) === "no_workflow" && signal === cancelSignal) await cancelCampaignWithoutWorkflow(deps, run);
+  }
+}
+
+/**
  * Starts the campaign's workflow or schedule. The row is already committed, so the campaign is
  * accepted even if Temporal is unreachable: the reconciler starts it within
  * AUTOMATA_RECONCILE_INTERVAL, as it does for single messages.
@@ -387,7 +406,7 @@ export const campaignRoutes: RouteSpec[] = [
   defineRoute({
     method: "post",
     path: "/campaigns/:id/cancel",
-    summary: "Cancel a scheduled, running or paused campaign (unsent messages are cancelled; idempotent)",
+    summary: "Cancel a scheduled, running or paused campaign (unsent messages are cancelled; a recurring campaign's run in progress too; idempotent)",
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
@@ -398,16 +417,18 @@ export const campaignRoutes: RouteSpec[] = [
         current.status === "cancelled"
           ? current
           : await changeStatus(deps, application.id, params.id, "cancel", ["draft", "scheduled", "running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
-      // Recurring: no further runs (a run in progress continues; cancel it by its own id).
-      if (c.schedule) await deleteCampaignSchedule(deps, c.id);
-      else if ((await signalCampaignWorkflow(deps, c.id, cancelSignal)) === "no_workflow") await cancelCampaignWithoutWorkflow(deps, c);
+      // Recurring: no further runs, and the run in progress is cancelled with it.
+      if (c.schedule) {
+        await deleteCampaignSchedule(deps, c.id);
+        await changeActiveRuns(deps, c, ["running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() }, cancelSignal);
+      } else if ((await signalCampaignWorkflow(deps, c.id, cancelSignal)) === "no_workflow") await cancelCampaignWithoutWorkflow(deps, c);
       return { data: { id: c.id, status: apiCampaignStatus(c.status), cancelled_at: iso(c.cancelled_at) } };
     },
   }),
   defineRoute({
     method: "post",
     path: "/campaigns/:id/pause",
-    summary: "Pause a campaign in progress: no new batch starts (batches already sending finish); pausing a paused campaign answers it again",
+    summary: "Pause a campaign in progress: no new batch starts (batches already sending finish; a recurring campaign's schedule and run in progress pause); pausing a paused campaign answers it again",
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
@@ -416,17 +437,19 @@ export const campaignRoutes: RouteSpec[] = [
       // Idempotent like cancel: a retried pause answers 200 with the paused campaign.
       const current = await loadCampaign(deps, application.id, params.id);
       const c = current.status === "paused" ? current : await changeStatus(deps, application.id, params.id, "pause", ["running"], { status: "paused" });
-      // Recurring: the schedule takes no fire while paused (a run in progress continues). Told
-      // again on a repeat too: it re-delivers a change Temporal may have missed the first time.
-      if (c.schedule) await setCampaignSchedulePaused(deps, c.id, true);
-      else await signalCampaignWorkflow(deps, c.id, pauseSignal);
+      // Recurring: the schedule takes no fire while paused, and the run in progress pauses too.
+      // Told again on a repeat: it re-delivers a change Temporal may have missed the first time.
+      if (c.schedule) {
+        await setCampaignSchedulePaused(deps, c.id, true);
+        await changeActiveRuns(deps, c, ["running"], { status: "paused" }, pauseSignal);
+      } else await signalCampaignWorkflow(deps, c.id, pauseSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },
   }),
   defineRoute({
     method: "post",
     path: "/campaigns/:id/resume",
-    summary: "Resume a paused campaign; resuming a campaign in progress answers it again",
+    summary: "Resume a paused campaign (a recurring campaign's schedule and paused run too); resuming a campaign in progress answers it again",
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
@@ -435,8 +458,10 @@ export const campaignRoutes: RouteSpec[] = [
       // Idempotent like cancel: a retried resume answers 200 with the campaign in progress.
       const current = await loadCampaign(deps, application.id, params.id);
       const c = current.status === "running" ? current : await changeStatus(deps, application.id, params.id, "resume", ["paused"], { status: "running" });
-      if (c.schedule) await setCampaignSchedulePaused(deps, c.id, false);
-      else await signalCampaignWorkflow(deps, c.id, resumeSignal);
+      if (c.schedule) {
+        await setCampaignSchedulePaused(deps, c.id, false);
+        await changeActiveRuns(deps, c, ["paused"], { status: "running" }, resumeSignal);
+      } else await signalCampaignWorkflow(deps, c.id, resumeSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },
   }),
