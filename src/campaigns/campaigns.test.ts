@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { WorkflowNotFoundError } from "@temporalio/client";
 import { Worker } from "@temporalio/worker";
 import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
-import { seedPushSubscriptions, type SeedOptions } from "../../test/support/fixtures";
+import { createPushSubscription, seedPushSubscriptions, type SeedOptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { ledgerInvariant, quotaStatus } from "../quota/quota";
 import { messageWorkflowId } from "../../workflows/message";
@@ -681,6 +681,35 @@ test("an audience page is read along an index in id order: no sort of the rest o
   }
   const page = (await pageQuery({ tags: { plan: "pro" } })) as Array<{ id: string }>;
   assert.deepEqual(page.map((r) => r.id), ids.slice(101, 601));
+});
+
+test("estimate and audience on the database: devices and distinct users, external_ids, last activity; unsubscribed devices never count", async () => {
+  const { id: appId, apiKey } = await createApp();
+  const aliceIos = await createPushSubscription(app, apiKey, { externalId: "alice", type: "iOSPush" });
+  await createPushSubscription(app, apiKey, { externalId: "alice", type: "AndroidPush" });
+  const aliceOld = await createPushSubscription(app, apiKey, { externalId: "alice", type: "iOSPush" });
+  const bob = await createPushSubscription(app, apiKey, { externalId: "bob", type: "iOSPush" });
+  await createPushSubscription(app, apiKey, { type: "AndroidPush" });
+  // Alice's old phone unsubscribed: never part of an audience.
+  await app.deps.db("subscriptions").where("id", aliceOld.id).update({ subscription_status: -2 });
+  await app.deps.db("subscriptions").where("application_id", appId).update({ last_active_at: new Date("2026-01-01T00:00:00Z") });
+  await app.deps.db("subscriptions").whereIn("id", [aliceIos.id, bob.id]).update({ last_active_at: new Date("2026-03-01T00:00:00Z") });
+  const estimate = async (criteria: Record<string, unknown>) => {
+    const res = await app.request("POST", "/campaigns/estimate", { key: apiKey, body: { targeting_criteria: criteria } });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return res.body.data;
+  };
+  assert.deepEqual(await estimate({}), { total: 4, by_subscription_type: { iOSPush: 2, AndroidPush: 2 }, users: 2, devices_without_user: 1 });
+  assert.deepEqual(await estimate({ external_ids: ["alice", "carol"] }), { total: 2, by_subscription_type: { iOSPush: 1, AndroidPush: 1 }, users: 1, devices_without_user: 0 });
+  assert.deepEqual(await estimate({ last_active_after: "2026-02-01T00:00:00Z" }), { total: 2, by_subscription_type: { iOSPush: 2 }, users: 2, devices_without_user: 0 });
+  assert.equal((await estimate({ last_active_before: "2026-02-01T00:00:00Z" })).total, 2);
+  assert.deepEqual(await estimate({ tags: { nobody: "x" } }), { total: 0, by_subscription_type: {}, users: 0, devices_without_user: 0 });
+  // The campaign sends to exactly what the estimate counted.
+  const id = (await createCampaign(apiKey, { targeting_criteria: { external_ids: ["alice"] } })).body.data.campaign_id;
+  await waitForCampaign(apiKey, id, "completed");
+  const targeted = (await app.deps.db("messages").where("campaign_id", id).pluck("subscription_id")) as string[];
+  assert.equal(targeted.length, 2);
+  assert.ok(!targeted.includes(aliceOld.id), "the unsubscribed device got nothing");
 });
 
 test("estimate: production = test_type 0 or none; languages match case-insensitively, a bare language any region; countries in any case", async () => {

@@ -235,18 +235,27 @@ export const campaignRoutes: RouteSpec[] = [
   defineRoute({
     method: "post",
     path: "/campaigns/estimate",
-    summary: "Count the audience a targeting_criteria would reach, by platform",
+    summary: "Count the audience a targeting_criteria would reach: devices (by platform) and the distinct users they belong to",
     tag: TAG,
     auth: "apiKey",
     body: EstimateBody,
     responses: { 200: { description: "Audience size" } },
     handler: async ({ body, deps, application }) => {
       const criteria = parseTargetingCriteria(body.targeting_criteria);
+      // One scan: a row per platform plus the grand total (grouping set ()), where distinct users
+      // are counted across platforms (a user with an iPhone and an Android phone is one customer).
       const rows = (await audienceQuery(deps.db, application.id, criteria)
-        .groupBy("s.subscription_type")
-        .select("s.subscription_type", deps.db.raw("count(*)::int as n"))) as Array<{ subscription_type: string; n: number }>;
-      const byPlatform = Object.fromEntries(rows.map((r) => [r.subscription_type, r.n]));
-      return { data: { total: rows.reduce((sum, r) => sum + r.n, 0), by_subscription_type: byPlatform } };
+        .groupByRaw("grouping sets ((s.subscription_type), ())")
+        .select(
+          "s.subscription_type",
+          deps.db.raw("grouping(s.subscription_type) = 1 as is_total"),
+          deps.db.raw("count(*)::int as n"),
+          deps.db.raw("count(distinct s.user_id)::int as users"),
+          deps.db.raw("(count(*) filter (where s.user_id is null))::int as without_user"),
+        )) as Array<{ subscription_type: string | null; is_total: boolean; n: number; users: number; without_user: number }>;
+      const total = rows.find((r) => r.is_total);
+      const byPlatform = Object.fromEntries(rows.filter((r) => !r.is_total).map((r) => [r.subscription_type, r.n]));
+      return { data: { total: total?.n ?? 0, by_subscription_type: byPlatform, users: total?.users ?? 0, devices_without_user: total?.without_user ?? 0 } };
     },
   }),
   defineRoute({
