@@ -2,7 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import Mustache from "mustache";
 import { ApiError } from "../http/errors";
-import { referencedVariables, renderTemplate, templateSyntaxError, type RenderableTemplate } from "./render";
+import { MAX_RENDERED_CHARS, referencedVariables, renderTemplate, templateSyntaxError, type RenderableTemplate } from "./render";
 
 interface RenderCase {
   name: string;
@@ -251,6 +251,35 @@ describe("renderTemplate errors", () => {
       );
     });
   }
+});
+
+describe("rendered size budget", () => {
+  const repeated = (n: number) => "{{a}}".repeat(n);
+  const cases: Array<{ name: string; template: RenderableTemplate; variables: Record<string, unknown>; refused: boolean }> = [
+    // 20,000 references to a 100,000-character value: 2 GB of text if rendered to the end.
+    { name: "a short template printing a long value thousands of times", template: { body: repeated(20_000) }, variables: { a: "x".repeat(100_000) }, refused: true },
+    { name: "spread over data leaves", template: { dataTemplate: Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, repeated(5_000)])) }, variables: { a: "y".repeat(20_000) }, refused: true },
+    { name: "inside a section", template: { body: `{{#user}}${"{{name}}".repeat(1_000)}{{/user}}` }, variables: { user: { name: "z".repeat(100) } }, refused: true },
+    { name: "one character over", template: { title: "{{a}}", body: "{{a}}!" }, variables: { a: "w".repeat(MAX_RENDERED_CHARS / 2) }, refused: true },
+    { name: "exactly the budget", template: { title: "{{a}}", body: "{{a}}" }, variables: { a: "w".repeat(MAX_RENDERED_CHARS / 2) }, refused: false },
+  ];
+  for (const c of cases) {
+    test(`${c.name}: ${c.refused ? "message_too_large" : "rendered"}`, () => {
+      if (!c.refused) {
+        const rendered = renderTemplate(c.template, c.variables);
+        assert.equal((rendered.title?.length ?? 0) + (rendered.body?.length ?? 0), MAX_RENDERED_CHARS);
+        return;
+      }
+      assert.throws(
+        () => renderTemplate(c.template, c.variables),
+        (error: unknown) => error instanceof ApiError && error.code === "message_too_large" && error.status === 400 && error.details.limit_chars === MAX_RENDERED_CHARS,
+      );
+    });
+  }
+  test("a refused render leaves the next one its whole budget", () => {
+    assert.throws(() => renderTemplate({ body: repeated(100) }, { a: "x".repeat(MAX_RENDERED_CHARS) }));
+    assert.equal(renderTemplate({ body: "{{a}}" }, { a: "ok" }).body, "ok");
+  });
 });
 
 describe("referencedVariables", () => {

@@ -80,8 +80,45 @@ class LruCache {
   }
 }
 
+/**
+ * Most characters one template render may produce (title, body and data together): far above what
+ * any provider takes (APNs and FCM stop at 4 KB, checked later with their own error), low enough
+ * that a template repeating a long variable thousands of times is refused in microseconds instead
+ * of building gigabytes of text on the API's only thread.
+ */
+export const MAX_RENDERED_CHARS = 65_536;
+
+/** Thrown inside a render once it has produced more than its budget. */
+class RenderBudgetExceeded extends Error {}
+
+/** mustache's writer counting what it writes: every printed text and value is spent from `remaining`. */
+class BudgetedWriter extends Mustache.Writer {
+  remaining = Number.POSITIVE_INFINITY;
+
+  override rawValue(token: string[]): string {
+    return this.spend(super.rawValue(token));
+  }
+
+  override escapedValue(token: string[], context: Mustache.Context, config?: Mustache.RenderOptions): string {
+    return this.spend(super.escapedValue(token, context, config));
+  }
+
+  override unescapedValue(token: string[], context: Mustache.Context): string {
+    return this.spend(super.unescapedValue(token, context));
+  }
+
+  private spend(value: string): string {
+    // mustache answers undefined for a value that prints nothing.
+    if (value != null) {
+      this.remaining -= String(value).length;
+      if (this.remaining < 0) throw new RenderBudgetExceeded();
+    }
+    return value;
+  }
+}
+
 // A private writer keeps our parse cache out of the module-global default writer.
-const writer = new Mustache.Writer();
+const writer = new BudgetedWriter();
 (writer as unknown as { templateCache: LruCache }).templateCache = new LruCache(1000);
 
 function parse(source: string): Token[] {
@@ -361,11 +398,20 @@ export function renderTemplate(template: RenderableTemplate, variables: unknown 
   }
   const missingVariables = [...notes.keys()].sort();
 
-  return {
-    title: typeof template.title === "string" ? renderString(template.title, view) : null,
-    body: typeof template.body === "string" ? renderString(template.body, view) : null,
-    data: renderData(template.dataTemplate ?? {}, view) as Record<string, unknown>,
-    missingVariables,
-    warnings: missingVariables.map((name) => notes.get(name)!),
-  };
+  // Rendering is synchronous: the budget is this render's alone.
+  writer.remaining = MAX_RENDERED_CHARS;
+  try {
+    return {
+      title: typeof template.title === "string" ? renderString(template.title, view) : null,
+      body: typeof template.body === "string" ? renderString(template.body, view) : null,
+      data: renderData(template.dataTemplate ?? {}, view) as Record<string, unknown>,
+      missingVariables,
+      warnings: missingVariables.map((name) => notes.get(name)!),
+    };
+  } catch (error) {
+    if (!(error instanceof RenderBudgetExceeded)) throw error;
+    throw new ApiError("message_too_large", `The rendered template would be longer than ${MAX_RENDERED_CHARS} characters`, { limit_chars: MAX_RENDERED_CHARS });
+  } finally {
+    writer.remaining = Number.POSITIVE_INFINITY;
+  }
 }

@@ -4,6 +4,7 @@ import crypto from "node:crypto";
 import { startTestApp, type ApiResponse, type TestApp } from "../../test/support/harness";
 import { ApiError } from "../http/errors";
 import { loadTemplateForSend } from "./repository";
+import { createPushSubscription } from "../../test/support/fixtures";
 
 let app: TestApp;
 let a: { id: string; apiKey: string };
@@ -604,4 +605,18 @@ describe("docs", () => {
     for (const path of ["/templates/{id}/disable", "/templates/{id}/enable", "/templates/{id}/render-test"]) assert.ok(doc.paths[path]?.post, path);
     assert.ok(doc.paths["/templates/{id}/versions"]?.get);
   });
+});
+
+test("a render that would print far more than any provider takes is refused with message_too_large, and nothing is written", async () => {
+  // 100 KB of template repeating one variable: 2 GB of text if it were rendered to the end.
+  const id = await create(a.apiKey, { body_template: "{{a}}".repeat(20_000) });
+  const huge = { a: "x".repeat(100_000) };
+  assertError(await call(a.apiKey, "POST", `/templates/${id}/render-test`, { variables: huge }), 400, "message_too_large");
+  const sub = await createPushSubscription(app, a.apiKey);
+  const messagesBefore = await app.deps.db("messages").where("application_id", a.id).count<{ count: string }[]>({ count: "*" });
+  assertError(await call(a.apiKey, "POST", "/messages/template", { subscription_id: sub.id, template_id: id, variables: huge }), 400, "message_too_large");
+  const messagesAfter = await app.deps.db("messages").where("application_id", a.id).count<{ count: string }[]>({ count: "*" });
+  assert.equal(messagesAfter[0]!.count, messagesBefore[0]!.count);
+  // The same template with a short value renders as usual.
+  assert.equal((await call(a.apiKey, "POST", `/templates/${id}/render-test`, { variables: { a: "y" } })).status, 200);
 });
