@@ -2,7 +2,7 @@ import type { Knex } from "knex";
 import type { SecretBox } from "../crypto/secret-box";
 import type { ProviderCredentials } from "./schemas";
 import type { z } from "zod";
-import type { QuotaInput } from "./schemas";
+import { MAX_CREDIT_BALANCE, type QuotaInput } from "./schemas";
 import { balanceOf, creditAccount, creditSourceAccount, transfer } from "../quota/ledger";
 import { ApiError } from "../http/errors";
 import { newId } from "../db/ids";
@@ -52,6 +52,13 @@ export async function applyQuota(trx: Knex.Transaction, applicationId: string, q
   if (quota.credit_balance && quota.credit_balance > 0) {
     const row = await trx("message_quotas").where("application_id", applicationId).first<{ billing_currency: string }>("billing_currency");
     const currency = row?.billing_currency ?? "KRW";
+    const held = await balanceOf(trx, applicationId, creditAccount(applicationId, currency).code);
+    if (held + quota.credit_balance > MAX_CREDIT_BALANCE) {
+      throw new ApiError("validation_error", "The request body failed validation", {
+        in: "body",
+        fields: { "quota.credit_balance": `the application holds ${held}; with this top-up its credit would pass the ${MAX_CREDIT_BALANCE} limit` },
+      });
+    }
     await transfer(trx, {
       from: creditSourceAccount(applicationId, currency),
       to: creditAccount(applicationId, currency),

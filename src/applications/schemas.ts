@@ -1,12 +1,22 @@
 import crypto from "node:crypto";
 import { z } from "zod";
 
+/** Largest daily or monthly allowance, in messages (a trillion: no real plan, and far from the ledger's bigint). */
+export const MAX_QUOTA_MESSAGES = 1_000_000_000_000;
+/** Largest price of one message in minor units: a batch's charge (≤ 500 × this) stays an exact JS integer. */
+export const MAX_UNIT_PRICE = 1_000_000_000;
+/**
+ * Largest credit an application may hold, in minor units: below 2^53, so every balance the API
+ * reads back from PostgreSQL's bigint is exact in JSON.
+ */
+export const MAX_CREDIT_BALANCE = 1_000_000_000_000_000;
+
 /** Quota settings of an application (DESIGN-003 message_quotas); absent limits mean unlimited. */
 export const QuotaInput = z.strictObject({
-  daily_quota: z.number().int().min(0).nullable().optional().describe("messages per day; null = unlimited"),
-  monthly_quota: z.number().int().min(0).nullable().optional().describe("messages per month; null = unlimited"),
-  unit_price: z.number().int().min(0).nullable().optional().describe("price per message in minor units of billing_currency"),
-  credit_balance: z.number().int().min(0).optional().describe("credit to add, in minor units of billing_currency"),
+  daily_quota: z.number().int().min(0).max(MAX_QUOTA_MESSAGES).nullable().optional().describe("messages per day; null = unlimited"),
+  monthly_quota: z.number().int().min(0).max(MAX_QUOTA_MESSAGES).nullable().optional().describe("messages per month; null = unlimited"),
+  unit_price: z.number().int().min(0).max(MAX_UNIT_PRICE).nullable().optional().describe("price per message in minor units of billing_currency"),
+  credit_balance: z.number().int().min(0).max(MAX_CREDIT_BALANCE).optional().describe("credit to add, in minor units of billing_currency; the balance may not exceed 10^15"),
   billing_currency: z.string().regex(/^[A-Z]{3}$/, "must be an ISO 4217 code like KRW").optional(),
 });
 

@@ -5,6 +5,7 @@ import { startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
 import { ApiError } from "../http/errors";
 import { balanceOf } from "./ledger";
+import { MAX_CREDIT_BALANCE, MAX_QUOTA_MESSAGES, MAX_UNIT_PRICE } from "../applications/schemas";
 import {
   assertQuotaAvailable,
   debitBatchQuota,
@@ -171,6 +172,30 @@ describe("debitMessageQuota", () => {
     const id = await createApp({ daily_quota: 2, monthly_quota: 2 });
     await debitMany(id, 2);
     assert.deepEqual(await debit(id), { status: "exhausted", period: "monthly", limit: 2, used: 2, resetAt: new Date("2026-12-01T00:00:00Z") });
+  });
+
+  test("prices, allowances and credit past what the ledger and JSON hold exactly are refused 422, and nothing changes", async () => {
+    const id = await createApp({ unit_price: 1, credit_balance: MAX_CREDIT_BALANCE - 10 });
+    const refused: Array<[Record<string, unknown>, string]> = [
+      [{ unit_price: Number.MAX_SAFE_INTEGER }, "quota.unit_price"],
+      [{ unit_price: MAX_UNIT_PRICE + 1 }, "quota.unit_price"],
+      [{ daily_quota: MAX_QUOTA_MESSAGES + 1 }, "quota.daily_quota"],
+      [{ monthly_quota: Number.MAX_SAFE_INTEGER }, "quota.monthly_quota"],
+      [{ credit_balance: Number.MAX_SAFE_INTEGER }, "quota.credit_balance"],
+      // Within the per-call bound, but the balance would pass the limit.
+      [{ credit_balance: 11 }, "quota.credit_balance"],
+    ];
+    for (const [quota, field] of refused) {
+      const res = await app.request("PATCH", `/admin/applications/${id}`, { admin: true, body: { quota } });
+      assert.equal(res.status, 422, `${JSON.stringify(quota)}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, "validation_error");
+      assert.ok(res.body.error.details.fields[field], `${JSON.stringify(quota)} names ${field}: ${JSON.stringify(res.body.error.details)}`);
+    }
+    assert.equal(await balanceOf(db, id, "credit:KRW"), MAX_CREDIT_BALANCE - 10);
+    await updateQuota(id, { credit_balance: 10, unit_price: MAX_UNIT_PRICE });
+    assert.equal(await balanceOf(db, id, "credit:KRW"), MAX_CREDIT_BALANCE);
+    // The dearest price on a whole campaign batch is still an exact charge.
+    assert.deepEqual((await debitMessageQuota(db, { applicationId: id, messageId: newId(), now: NOW, units: 500 })).status, "debited");
   });
 
   test("unit_price charges the credit balance and refuses when it runs out", async () => {
