@@ -324,6 +324,19 @@ describe("recurring campaigns", () => {
     assert.equal(run.total_recipients, 10, "no page after the cancel");
   });
 
+  test("execute racing a DELETE answers the campaign's state, never a 5xx", async () => {
+    const { apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    for (let i = 0; i < 15; i++) {
+      const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      const id = res.body.data.campaign_id;
+      const [executed, deleted] = await Promise.all([app.request("POST", `/campaigns/${id}/execute`, { key: apiKey }), app.request("DELETE", `/campaigns/${id}`, { key: apiKey })]);
+      assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+      // Either it fired first (200), or the delete won and it is refused as ended.
+      if (executed.status !== 200) assert.deepEqual([executed.status, executed.body.error.code], [400, "campaign_already_completed"], JSON.stringify(executed.body));
+    }
+  });
+
   test("a one-shot campaign has no runs and cannot be deleted (409, use /cancel)", async () => {
     const { apiKey } = await app.createApplication();
     const res = await app.request("POST", "/campaigns", { key: apiKey, body: { name: `o-${newId()}`, title: "Once", body: "Hi" } });
