@@ -31,40 +31,48 @@ export function createCampaignRunActivities(deps: Deps) {
       const existing = await db("message_campaigns").where({ parent_campaign_id: input.parentCampaignId, run_key: input.runKey }).first<CampaignRow | undefined>();
       // A retry after the insert committed: the run exists, whatever the parent did since.
       if (existing) return campaignWorkflowInput(deps.config, existing);
-      const parent = await db("message_campaigns").where("id", input.parentCampaignId).first<CampaignRow | undefined>();
-      if (!parent || parent.status === "cancelled" || parent.status === "completed" || parent.status === "failed") {
+      // The parent's row is share-locked from its read to the run's insert: a pause or cancel
+      // (an UPDATE of that row) either comes first and this fire is skipped, or waits for the run
+      // to exist and then reaches it (they move the parent's active runs with it).
+      const outcome = await db.transaction(async (trx): Promise<CampaignRow | "skip" | "ended"> => {
+        const parent = await trx("message_campaigns").where("id", input.parentCampaignId).forShare().first<CampaignRow | undefined>();
+        if (!parent || parent.status === "cancelled" || parent.status === "completed" || parent.status === "failed") return "ended";
+        if (parent.status !== "running") return "skip";
+        const runAt = fireTimeOf(input.runKey) ?? new Date();
+        const suffix = ` — ${runAt.toISOString()}`;
+        const id = newId();
+        const [inserted] = (await trx("message_campaigns")
+          .insert({
+            id,
+            application_id: parent.application_id,
+            parent_campaign_id: parent.id,
+            run_key: input.runKey,
+            template_id: parent.template_id,
+            template_version: parent.template_version,
+            name: `${parent.name.slice(0, MAX_NAME - suffix.length)}${suffix}`,
+            description: parent.description,
+            campaign_type: "immediate",
+            content: JSON.stringify(parent.content),
+            targeting_criteria: JSON.stringify(parent.targeting_criteria),
+            status: "running",
+            throttle_per_minute: parent.throttle_per_minute,
+            delivery: parent.delivery ? JSON.stringify(parent.delivery) : null,
+            started_at: trx.fn.now(),
+            workflow_id: `campaign-${id}`,
+            created_by: `schedule:campaign-${parent.id}`,
+          })
+          .onConflict(trx.raw("(parent_campaign_id, run_key) where parent_campaign_id is not null"))
+          .ignore()
+          .returning("*")) as CampaignRow[];
+        return inserted ?? (await trx("message_campaigns").where({ parent_campaign_id: parent.id, run_key: input.runKey }).first<CampaignRow>());
+      });
+      if (outcome === "ended") {
+        // The schedule should not exist any more.
         await deleteCampaignSchedule(deps, input.parentCampaignId);
         return null;
       }
-      if (parent.status !== "running") return null;
-      const runAt = fireTimeOf(input.runKey) ?? new Date();
-      const suffix = ` — ${runAt.toISOString()}`;
-      const id = newId();
-      const [inserted] = (await db("message_campaigns")
-        .insert({
-          id,
-          application_id: parent.application_id,
-          parent_campaign_id: parent.id,
-          run_key: input.runKey,
-          template_id: parent.template_id,
-          template_version: parent.template_version,
-          name: `${parent.name.slice(0, MAX_NAME - suffix.length)}${suffix}`,
-          description: parent.description,
-          campaign_type: "immediate",
-          content: JSON.stringify(parent.content),
-          targeting_criteria: JSON.stringify(parent.targeting_criteria),
-          status: "running",
-          throttle_per_minute: parent.throttle_per_minute,
-          delivery: parent.delivery ? JSON.stringify(parent.delivery) : null,
-          started_at: db.fn.now(),
-          workflow_id: `campaign-${id}`,
-          created_by: `schedule:campaign-${parent.id}`,
-        })
-        .onConflict(db.raw("(parent_campaign_id, run_key) where parent_campaign_id is not null"))
-        .ignore()
-        .returning("*")) as CampaignRow[];
-      const run = inserted ?? (await db("message_campaigns").where({ parent_campaign_id: parent.id, run_key: input.runKey }).first<CampaignRow>());
-      return campaignWorkflowInput(deps.config, run);
+      if (outcome === "skip") return null;
+      return campaignWorkflowInput(deps.config, outcome);
     },
   };
 }

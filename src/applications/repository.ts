@@ -50,6 +50,7 @@ export async function applyQuota(trx: Knex.Transaction, applicationId: string, q
     await trx("message_quotas").insert({ id: newId(), application_id: applicationId, ...fields });
   }
   if (quota.credit_balance && quota.credit_balance > 0) {
+    // The quota row is locked above (FOR UPDATE): concurrent top-ups check the balance one at a time.
     const row = await trx("message_quotas").where("application_id", applicationId).first<{ billing_currency: string }>("billing_currency");
     const currency = row?.billing_currency ?? "KRW";
     const held = await balanceOf(trx, applicationId, creditAccount(applicationId, currency).code);

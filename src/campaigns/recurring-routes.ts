@@ -4,7 +4,8 @@ import { ApiError } from "../http/errors";
 import { paginate, PaginationQuery } from "../http/pagination";
 import { iso } from "../http/format";
 import { apiCampaignStatus, campaignCountsOf, reportedCounts, type CampaignRow } from "./repository";
-import { changeStatus, loadCampaign } from "./routes";
+import { changeActiveRuns, changeStatus, loadCampaign } from "./routes";
+import { cancelSignal } from "../../workflows/campaign";
 import { deleteCampaignSchedule } from "./schedules";
 
 const TAG = "Campaigns";
@@ -51,7 +52,7 @@ export const recurringCampaignRoutes: RouteSpec[] = [
   defineRoute({
     method: "delete",
     path: "/campaigns/:id",
-    summary: "Stop a recurring campaign: its schedule is deleted and it is cancelled; past runs keep their history and a run in progress finishes (idempotent)",
+    summary: "Stop a recurring campaign: its schedule is deleted and it is cancelled; past runs keep their history, a run sending finishes, a paused run is cancelled (idempotent)",
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
@@ -70,6 +71,9 @@ export const recurringCampaignRoutes: RouteSpec[] = [
           : await changeStatus(deps, application.id, params.id, "be deleted", ["running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
       // PostgreSQL first: a fire racing this delete sees the cancelled campaign and skips.
       await deleteCampaignSchedule(deps, c.id);
+      // A run sending finishes; a paused one (paused with the campaign, or by its id) is cancelled:
+      // with the campaign gone nothing would ever resume it.
+      await changeActiveRuns(deps, c, ["paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() }, cancelSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status), cancelled_at: iso(c.cancelled_at) } };
     },
   }),

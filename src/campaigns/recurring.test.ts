@@ -125,14 +125,15 @@ describe("recurring campaigns", () => {
       [id],
     );
 
-    // Pause: the schedule is paused; once a fire in flight (if any) has ended, no new run starts
-    // over two further fire times.
+    // Pause: the schedule is paused, and a run caught mid-way pauses with it (or has just
+    // finished); no new run starts over two further fire times.
     const paused = await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey });
     assert.equal(paused.status, 200, JSON.stringify(paused.body));
     assert.equal(paused.body.data.status, "paused");
     const whilePaused = await eventually(async () => {
       const d = await describeSchedule(id);
-      return d.state.paused && d.info.runningActions.length === 0 ? d : undefined;
+      const runs = (await get(apiKey, `/campaigns/${id}/runs`)).runs as Array<{ status: string }>;
+      return d.state.paused && runs.every((r) => r.status !== "in_progress") ? d : undefined;
     }, 60_000, 250);
     const runsAtPause = await app.deps.db("message_campaigns").where("parent_campaign_id", id).count<{ count: string }[]>({ count: "*" });
     await new Promise((r) => setTimeout(r, 2 * 3_000 + 1_000));
@@ -289,15 +290,28 @@ describe("recurring campaigns", () => {
     assert.equal((await get(apiKey, `/campaigns/${id}/runs`)).runs.length, 1, "no run was fired by the refused requests");
   });
 
-  test("pausing, resuming and cancelling a recurring campaign reach the run going out now", async () => {
+  test("pausing, resuming, cancelling and deleting a recurring campaign reach the run going out now", async () => {
     const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
     await seedPushSubscriptions(app, appId, 20);
-    // 60/min: pages of 10, the second 10 s after the first, so each run is caught mid-way.
-    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" }, {}, { throttle_per_minute: 60 });
-    assert.equal(res.status, 201, JSON.stringify(res.body));
-    const id = res.body.data.campaign_id;
-    const runMidway = async (count: number) => {
-      assert.equal((await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey })).status, 200);
+    const recurring = async () => {
+      // 60/min: pages of 10, the second 10 s after the first, so each run is caught mid-way.
+      const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" }, {}, { throttle_per_minute: 60 });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return res.body.data.campaign_id as string;
+    };
+    const post = async (path: string) => {
+      const res = await app.request("POST", path, { key: apiKey });
+      assert.equal(res.status, 200, `${path}: ${JSON.stringify(res.body)}`);
+    };
+    const statusOf = async (runId: string) => (await get(apiKey, `/campaigns/${runId}`)).status as string;
+    const runMidway = async (id: string, count: number) => {
+      // Refused (400 campaign_already_started) while the previous run's workflow is still closing.
+      await eventually(async () => {
+        const executed = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
+        if (executed.status === 200) return true;
+        assert.deepEqual([executed.status, executed.body.error.code], [400, "campaign_already_started"], JSON.stringify(executed.body));
+        return undefined;
+      }, 15_000, 200);
       return eventually(async () => {
         const runs = (await get(apiKey, `/campaigns/${id}/runs`)).runs as Array<{ id: string; status: string }>;
         const run = runs.length === count ? runs.find((r) => r.status === "in_progress") : undefined;
@@ -306,22 +320,35 @@ describe("recurring campaigns", () => {
     };
     const progressOf = (runId: string) => app.deps.temporal.workflow.getHandle(campaignWorkflowId(runId)).query(progressQuery);
 
-    const first = await runMidway(1);
-    assert.equal((await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey })).status, 200);
-    assert.equal((await get(apiKey, `/campaigns/${first}`)).status, "paused");
+    const id = await recurring();
+    const first = await runMidway(id, 1);
+    await post(`/campaigns/${id}/pause`);
+    assert.equal(await statusOf(first), "paused");
     await eventually(async () => (await progressOf(first)).paused, 10_000, 100);
-    assert.equal((await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey })).status, 200);
-    assert.equal((await get(apiKey, `/campaigns/${first}`)).status, "in_progress");
-    await eventually(async () => (await get(apiKey, `/campaigns/${first}`)).status === "completed", 30_000, 250);
+    await post(`/campaigns/${id}/resume`);
+    assert.equal(await statusOf(first), "in_progress");
+    // Paused again by its own id, a repeated resume of the campaign leaves it paused.
+    await post(`/campaigns/${first}/pause`);
+    await post(`/campaigns/${id}/resume`);
+    assert.equal(await statusOf(first), "paused", "a repeat resume does not restart a run paused by its id");
+    await post(`/campaigns/${first}/resume`);
+    await eventually(async () => (await statusOf(first)) === "completed", 30_000, 250);
     assert.equal((await get(apiKey, `/campaigns/${first}/stats`)).total_recipients, 20, "resumed, the run reached its whole audience");
 
-    const second = await runMidway(2);
-    const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey });
-    assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+    const second = await runMidway(id, 2);
+    await post(`/campaigns/${id}/cancel`);
     await eventually(async () => (await app.deps.temporal.workflow.getHandle(campaignWorkflowId(second)).describe()).status.name === "COMPLETED", 15_000, 100);
-    const run = await get(apiKey, `/campaigns/${second}`);
-    assert.equal(run.status, "cancelled");
-    assert.equal(run.total_recipients, 10, "no page after the cancel");
+    assert.equal(await statusOf(second), "cancelled");
+    assert.equal((await get(apiKey, `/campaigns/${second}`)).total_recipients, 10, "no page after the cancel");
+
+    // Paused, then deleted: the run paused with it is cancelled, not left paused for ever.
+    const other = await recurring();
+    const third = await runMidway(other, 1);
+    await post(`/campaigns/${other}/pause`);
+    const deleted = await app.request("DELETE", `/campaigns/${other}`, { key: apiKey });
+    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    assert.equal(await statusOf(third), "cancelled");
+    await eventually(async () => (await app.deps.temporal.workflow.getHandle(campaignWorkflowId(third)).describe()).status.name === "COMPLETED", 15_000, 100);
   });
 
   test("execute racing a DELETE answers the campaign's state, never a 5xx", async () => {

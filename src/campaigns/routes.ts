@@ -42,6 +42,7 @@ import {
   deleteCampaignSchedule,
   discardUnscheduledCampaign,
   nextCampaignRunAt,
+  openScheduleRun,
   refusedScheduleReason,
   setCampaignSchedulePaused,
   triggerCampaignRun,
@@ -124,6 +125,8 @@ async function executeRecurring(deps: Deps, c: CampaignRow) {
   if (c.status !== "running") refuse(c, "execute");
   const active = (await deps.db("message_campaigns").where({ application_id: c.application_id, parent_campaign_id: c.id }).whereIn("status", ["running", "paused"]).first("id")) as { id: string } | undefined;
   if (active) throw new ApiError("campaign_already_started", "A run of this recurring campaign is still in progress", { id: c.id, run_id: active.id });
+  const open = await openScheduleRun(deps, c.id);
+  if (open) throw new ApiError("campaign_already_started", "A run of this recurring campaign is still finishing; try again in a moment", { id: c.id, run_workflow_id: open });
   try {
     await triggerCampaignRun(deps, c);
   } catch (error) {
@@ -162,7 +165,7 @@ export async function changeStatus(deps: Deps, applicationId: string, id: string
  * (an operator stopping a wrong push means that one), not only the fires to come. A cancelled
  * run whose workflow is gone is cleaned up like any cancelled campaign.
  */
-async function changeActiveRuns(
+export async function changeActiveRuns(
   deps: Deps,
   parent: CampaignRow,
   from: CampaignStatus[],
@@ -454,11 +457,12 @@ export const campaignRoutes: RouteSpec[] = [
       // Idempotent like cancel: a retried pause answers 200 with the paused campaign.
       const current = await loadCampaign(deps, application.id, params.id);
       const c = current.status === "paused" ? current : await changeStatus(deps, application.id, params.id, "pause", ["running"], { status: "paused" });
-      // Recurring: the schedule takes no fire while paused, and the run in progress pauses too.
-      // Told again on a repeat: it re-delivers a change Temporal may have missed the first time.
+      // Recurring: the schedule takes no fire while paused (told again on a repeat: it re-delivers
+      // a change Temporal may have missed), and the run in progress pauses too — only when this
+      // call paused the campaign, so a repeat never re-pauses a run an operator resumed by its id.
       if (c.schedule) {
         await setCampaignSchedulePaused(deps, c.id, true);
-        await changeActiveRuns(deps, c, ["running"], { status: "paused" }, pauseSignal);
+        if (current.status !== "paused") await changeActiveRuns(deps, c, ["running"], { status: "paused" }, pauseSignal);
       } else await signalCampaignWorkflow(deps, c.id, pauseSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },
@@ -475,9 +479,11 @@ export const campaignRoutes: RouteSpec[] = [
       // Idempotent like cancel: a retried resume answers 200 with the campaign in progress.
       const current = await loadCampaign(deps, application.id, params.id);
       const c = current.status === "running" ? current : await changeStatus(deps, application.id, params.id, "resume", ["paused"], { status: "running" });
+      // Recurring: its paused runs resume with it — only when this call resumed the campaign, so a
+      // repeat never restarts a run an operator paused by its own id.
       if (c.schedule) {
         await setCampaignSchedulePaused(deps, c.id, false);
-        await changeActiveRuns(deps, c, ["paused"], { status: "running" }, resumeSignal);
+        if (current.status !== "running") await changeActiveRuns(deps, c, ["paused"], { status: "running" }, resumeSignal);
       } else await signalCampaignWorkflow(deps, c.id, resumeSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },

@@ -265,6 +265,21 @@ export async function setCampaignSchedulePaused(deps: Deps, campaignId: string, 
 }
 
 /**
+ * The workflow id of the schedule's run still open in Temporal, or null (none, or no schedule).
+ * A run's row turns completed in its last activity, a moment before its workflow closes; a trigger
+ * in that moment would be skipped silently by the overlap policy.
+ */
+export async function openScheduleRun(deps: Deps, campaignId: string): Promise<string | null> {
+  try {
+    const described = await withinApiDeadline(deps, () => deps.temporal.schedule.getHandle(campaignScheduleId(campaignId)).describe());
+    return described.info.runningActions[0]?.workflow.workflowId ?? null;
+  } catch (error) {
+    if (error instanceof ScheduleNotFoundError) return null;
+    throw scheduleError(error, campaignId);
+  }
+}
+
+/**
  * Fires a run of a recurring campaign now, besides its cron (POST /campaigns/:id/execute): the
  * schedule's own trigger, so the run looks like any other fire in the Temporal UI and its overlap
  * policy (skip) still guards against two runs at once. A schedule the reconciler has not
