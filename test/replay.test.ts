@@ -7,8 +7,13 @@ import { historyFromJSON, historyToJSON } from "@temporalio/common/lib/proto-uti
 import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { createPushSubscription, simulatorToken } from "./support/fixtures";
 import { messageWorkflowId } from "../workflows/message";
+import { campaignWorkflowId } from "../workflows/campaign";
+import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
+import { seedPushSubscriptions } from "./support/fixtures";
 
 const FIXTURE = path.join(__dirname, "fixtures", "message-workflow-history.json");
+/** A campaign under an application ceiling (pages paced by the ceiling) and its first batch. */
+const CAMPAIGN_FIXTURES = { campaign: path.join(__dirname, "fixtures", "campaign-workflow-history.json"), batch: path.join(__dirname, "fixtures", "campaign-batch-workflow-history.json") };
 const workflowsPath = require.resolve("../workflows");
 let app: TestApp;
 
@@ -36,4 +41,28 @@ test("the message workflow replays deterministically from a history recorded now
 test("the committed history of an earlier version still replays (a change that breaks running workflows fails here)", { timeout: 60_000 }, async () => {
   const history = historyFromJSON(JSON.parse(fs.readFileSync(FIXTURE, "utf8")));
   await Worker.runReplayHistory({ workflowsPath }, history, "message-fixture");
+});
+
+test("the campaign workflow and a batch replay deterministically from histories recorded now (under an application ceiling)", { timeout: 120_000 }, async () => {
+  const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "replay campaign", rate_limit_tier: "enterprise", campaign_max_per_minute: 600 } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await seedPushSubscriptions(app, created.body.data.application_id, 150);
+  const res = await app.request("POST", "/campaigns", { key: created.body.data.api_key, body: { name: "replay", title: "t", body: "b" } });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  const id = res.body.data.campaign_id as string;
+  const campaign = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
+  await campaign.result();
+  const histories = { campaign: await campaign.fetchHistory(), batch: await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).fetchHistory() };
+  await Worker.runReplayHistory({ workflowsPath }, histories.campaign, campaignWorkflowId(id));
+  await Worker.runReplayHistory({ workflowsPath }, histories.batch, campaignBatchWorkflowId(id, 0));
+  if (process.env.AUTOMATA_RECORD_FIXTURES === "1") {
+    fs.writeFileSync(CAMPAIGN_FIXTURES.campaign, historyToJSON(histories.campaign));
+    fs.writeFileSync(CAMPAIGN_FIXTURES.batch, historyToJSON(histories.batch));
+  }
+});
+
+test("committed campaign and batch histories of an earlier version still replay", { timeout: 60_000 }, async () => {
+  for (const [kind, file] of Object.entries(CAMPAIGN_FIXTURES)) {
+    await Worker.runReplayHistory({ workflowsPath }, historyFromJSON(JSON.parse(fs.readFileSync(file, "utf8"))), `campaign-fixture-${kind}`);
+  }
 });
