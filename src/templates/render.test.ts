@@ -276,7 +276,7 @@ describe("rendered size budget", () => {
       );
     });
   }
-  test("a refused render leaves the next one its whole budget", () => {
+  test("each render starts with the whole budget, after a refused one too", () => {
     assert.throws(() => renderTemplate({ body: repeated(100) }, { a: "x".repeat(MAX_RENDERED_CHARS) }));
     assert.equal(renderTemplate({ body: "{{a}}" }, { a: "ok" }).body, "ok");
   });
