@@ -1,6 +1,6 @@
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
-import type { CampaignRow } from "../src/campaigns/repository";
+import { ENDED_CAMPAIGN_STATUSES, type CampaignRow } from "../src/campaigns/repository";
 import { campaignWorkflowInput } from "../src/campaigns/workflow-client";
 import { deleteCampaignSchedule } from "../src/campaigns/schedules";
 import type { CampaignWorkflowInput } from "../workflows/campaign";
@@ -36,7 +36,7 @@ export function createCampaignRunActivities(deps: Deps) {
       // to exist and then reaches it (they move the parent's active runs with it).
       const outcome = await db.transaction(async (trx): Promise<CampaignRow | "skip" | "ended"> => {
         const parent = await trx("message_campaigns").where("id", input.parentCampaignId).forShare().first<CampaignRow | undefined>();
-        if (!parent || parent.status === "cancelled" || parent.status === "completed" || parent.status === "failed") return "ended";
+        if (!parent || ENDED_CAMPAIGN_STATUSES.includes(parent.status)) return "ended";
         if (parent.status !== "running") return "skip";
         const runAt = fireTimeOf(input.runKey) ?? new Date();
         const suffix = ` — ${runAt.toISOString()}`;

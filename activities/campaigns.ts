@@ -9,7 +9,7 @@ import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-t
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
-import { batchesWithUnsentMessages, inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
+import { batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES, inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
 import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, type DeliveryGroup } from "../src/campaigns/timezones";
 import { messageOptionsAt } from "../src/campaigns/content";
@@ -652,7 +652,7 @@ export function createCampaignActivities(deps: Deps) {
         await db("message_campaigns").where("id", campaignId).whereIn("status", ["running", "paused"]).update({ status: "completed", completed_at: db.fn.now() });
       } else {
         // A campaign the reconciler failed (its previous workflow was terminated) stays failed.
-        await db("message_campaigns").where("id", campaignId).whereNotIn("status", ["cancelled", "completed", "failed"]).update({ status: "cancelled", cancelled_at: db.fn.now() });
+        await db("message_campaigns").where("id", campaignId).whereNotIn("status", ENDED_CAMPAIGN_STATUSES).update({ status: "cancelled", cancelled_at: db.fn.now() });
       }
       const campaign = await loadCampaign(campaignId);
       if (campaign.parent_campaign_id !== null) {

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { ScheduleNotFoundError } from "@temporalio/client";
 import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
 import { seedPushSubscriptions } from "../../test/support/fixtures";
+import { insertRunningCampaign } from "../../test/support/campaigns";
 import { newId } from "../db/ids";
 import { campaignWorkflowId, progressQuery } from "../../workflows/campaign";
 import { createReconcilerActivities } from "../../activities/reconciler";
@@ -495,17 +496,9 @@ describe("recurring campaigns end", () => {
     const { id: appId, apiKey } = await app.createApplication();
     const olderThanMs = Date.now() - Date.parse("2001-01-01T00:00:00Z");
     // As if accepted while Temporal answered too slowly to judge it: a zone Temporal does not know.
-    const id = newId();
-    await app.deps.db("message_campaigns").insert({
-      id,
-      application_id: appId,
-      name: "refused",
-      content: JSON.stringify({ title: "t", body: "b", data: {}, options: {}, variables: {} }),
-      targeting_criteria: JSON.stringify({ tags: { nobody: id } }),
-      status: "running",
+    const id = await insertRunningCampaign(app, appId, "refused", { tags: { nobody: "x" } }, {
       campaign_type: "recurring",
       schedule: JSON.stringify({ cron: NEVER_SOON, timezone: "Mars/Olympus_Mons" }),
-      started_at: new Date(),
       created_at: new Date(Date.UTC(2000, 1, 1)),
     });
     created.push(id);

@@ -35,6 +35,12 @@ export function storedCampaignStatus(status: ApiCampaignStatus | "running"): Cam
 /** Statuses from which a campaign can still send (execute/cancel/pause act on these). */
 export const ACTIVE_CAMPAIGN_STATUSES: readonly CampaignStatus[] = ["draft", "scheduled", "running", "paused"];
 
+/** Statuses in which a campaign has ended: nothing changes it any more (a recurring one's schedule must not exist). */
+export const ENDED_CAMPAIGN_STATUSES: readonly CampaignStatus[] = ["completed", "cancelled", "failed"];
+
+/** Statuses of a campaign whose scheduled time has not started it yet. */
+export const WAITING_CAMPAIGN_STATUSES: readonly CampaignStatus[] = ["draft", "scheduled"];
+
 /** What every recipient of a campaign gets: rendered once at creation, so all batches send the same. */
 export interface CampaignContent {
   title: string | null;

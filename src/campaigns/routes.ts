@@ -16,6 +16,8 @@ import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from ".
 import {
   apiCampaignStatus,
   ACTIVE_CAMPAIGN_STATUSES,
+  ENDED_CAMPAIGN_STATUSES,
+  WAITING_CAMPAIGN_STATUSES,
   campaignCounts,
   campaignCountsBySubscriptionType,
   sumCounts,
@@ -30,7 +32,7 @@ import {
   type CampaignStatus,
 } from "./repository";
 import { assertCampaignSendable, campaignOptionsView, campaignPushOptions } from "./content";
-import { cancelCampaignWithoutWorkflow, signalCampaignWorkflow, startCampaign } from "./workflow-client";
+import { cancelCampaignWorkflow, signalCampaignWorkflow, startCampaign } from "./workflow-client";
 import { iso, percent } from "../http/format";
 import type { z } from "zod";
 import { fingerprint, idempotencyKeyOf } from "../http/idempotency";
@@ -142,7 +144,7 @@ async function executeRecurring(deps: Deps, c: CampaignRow) {
 /** Refuses a state change with the REF-001 code for where the campaign is. */
 function refuse(c: CampaignRow, action: string): never {
   const status = apiCampaignStatus(c.status);
-  if (c.status === "completed" || c.status === "failed" || c.status === "cancelled") {
+  if (ENDED_CAMPAIGN_STATUSES.includes(c.status)) {
     throw new ApiError("campaign_already_completed", `The campaign is ${status}; it cannot ${action}`, { id: c.id, status });
   }
   if (action === "execute") throw new ApiError("campaign_already_started", `The campaign is ${status}`, { id: c.id, status });
@@ -153,7 +155,7 @@ function refuse(c: CampaignRow, action: string): never {
  * Moves a campaign from one of `from` to `to` with a conditional update (PostgreSQL first, then the
  * workflow is signalled), or refuses with the code for its current status.
  */
-export async function changeStatus(deps: Deps, applicationId: string, id: string, action: string, from: CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow> {
+export async function changeStatus(deps: Deps, applicationId: string, id: string, action: string, from: readonly CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow> {
   const [updated] = (await deps.db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
   if (updated) return updated;
   refuse(await loadCampaign(deps, applicationId, id), action);
@@ -174,7 +176,8 @@ export async function changeActiveRuns(
 ): Promise<void> {
   const runs = (await deps.db("message_campaigns").where({ application_id: parent.application_id, parent_campaign_id: parent.id }).whereIn("status", from).update(set, "*")) as CampaignRow[];
   for (const run of runs) {
-    if ((await signalCampaignWorkflow(deps, run.id, signal)) === "no_workflow" && signal === cancelSignal) await cancelCampaignWithoutWorkflow(deps, run);
+    if (signal === cancelSignal) await cancelCampaignWorkflow(deps, run);
+    else await signalCampaignWorkflow(deps, run.id, signal);
   }
 }
 
@@ -416,7 +419,7 @@ export const campaignRoutes: RouteSpec[] = [
     handler: async ({ params, deps, application }) => {
       const current = await loadCampaign(deps, application.id, params.id);
       if (current.schedule) return { data: await executeRecurring(deps, current) };
-      const c = await changeStatus(deps, application.id, params.id, "execute", ["draft", "scheduled"], { status: "running", started_at: deps.db.fn.now() });
+      const c = await changeStatus(deps, application.id, params.id, "execute", WAITING_CAMPAIGN_STATUSES, { status: "running", started_at: deps.db.fn.now() });
       // No workflow yet (Temporal was down when the campaign was created): start it now rather
       // than leave the early start to the reconciler's next pass.
       if ((await signalCampaignWorkflow(deps, c.id, executeSignal)) === "no_workflow") await startDurably(deps, c);
@@ -441,7 +444,7 @@ export const campaignRoutes: RouteSpec[] = [
       if (c.schedule) {
         await deleteCampaignSchedule(deps, c.id);
         await changeActiveRuns(deps, c, ["running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() }, cancelSignal);
-      } else if ((await signalCampaignWorkflow(deps, c.id, cancelSignal)) === "no_workflow") await cancelCampaignWithoutWorkflow(deps, c);
+      } else await cancelCampaignWorkflow(deps, c);
       return { data: { id: c.id, status: apiCampaignStatus(c.status), cancelled_at: iso(c.cancelled_at) } };
     },
   }),

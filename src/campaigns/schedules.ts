@@ -10,7 +10,7 @@ import type { Deps } from "../deps";
 import { ApiError } from "../http/errors";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
 import { campaignRunWorkflow } from "../../workflows/campaign-run";
-import { ACTIVE_CAMPAIGN_STATUSES, type CampaignRow, type CampaignSchedule, type CampaignStatus } from "./repository";
+import { ACTIVE_CAMPAIGN_STATUSES, ENDED_CAMPAIGN_STATUSES, type CampaignRow, type CampaignSchedule } from "./repository";
 import { withinApiDeadline } from "../http/temporal-deadline";
 
 /**
@@ -20,9 +20,6 @@ import { withinApiDeadline } from "../http/temporal-deadline";
  * fires starts anyway, so an outage can never burst several runs.
  */
 export const CAMPAIGN_CATCHUP_WINDOW_MS = 10 * 60_000;
-
-/** Statuses in which a recurring campaign has ended: its schedule must not exist. */
-const ENDED: readonly CampaignStatus[] = ["completed", "cancelled", "failed"];
 
 /** Schedule id of a recurring campaign. */
 export function campaignScheduleId(campaignId: string): string {
@@ -229,7 +226,7 @@ export async function ensureCampaignSchedule(deps: Deps, campaign: Pick<Campaign
     .where("id", campaign.id)
     .first<Pick<CampaignRow, "id" | "application_id" | "name" | "status" | "schedule"> | undefined>("id", "application_id", "name", "status", "schedule");
   if (!row?.schedule) return;
-  if (ENDED.includes(row.status)) {
+  if (ENDED_CAMPAIGN_STATUSES.includes(row.status)) {
     await deleteCampaignSchedule(deps, row.id);
     return;
   }

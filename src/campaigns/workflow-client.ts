@@ -2,7 +2,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowIdConflictPolicy, Workflo
 import type { Deps } from "../deps";
 import { campaignWorkflow, campaignWorkflowId, type CampaignWorkflowInput, cancelSignal, type executeSignal, type pauseSignal, type resumeSignal } from "../../workflows/campaign";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
-import type { CampaignRow, CampaignStatus } from "./repository";
+import { WAITING_CAMPAIGN_STATUSES, type CampaignRow } from "./repository";
 import type { Config } from "../config";
 import { ensureCampaignSchedule } from "./schedules";
 import { withinApiDeadline } from "../http/temporal-deadline";
@@ -22,9 +22,6 @@ export async function startCampaign(deps: Deps, campaign: StartableCampaign): Pr
   else await startCampaignWorkflow(deps, campaign);
 }
 
-/** Statuses of a campaign whose scheduled time has not started it yet. */
-const WAITING_STATUSES: readonly CampaignStatus[] = ["draft", "scheduled"];
-
 /** The campaign workflow's input; timings are read from config once, here, never in the workflow. */
 export function campaignWorkflowInput(config: Config, campaign: StartableCampaign): CampaignWorkflowInput {
   return {
@@ -32,7 +29,7 @@ export function campaignWorkflowInput(config: Config, campaign: StartableCampaig
     applicationId: campaign.application_id,
     // Only a campaign still waiting for its time waits: one executed early whose workflow starts
     // late (Temporal was down, the reconciler starts it) goes at once.
-    scheduledAt: campaign.scheduled_at && WAITING_STATUSES.includes(campaign.status) ? new Date(campaign.scheduled_at).getTime() : null,
+    scheduledAt: campaign.scheduled_at && WAITING_CAMPAIGN_STATUSES.includes(campaign.status) ? new Date(campaign.scheduled_at).getTime() : null,
     timing: { receiptTimeoutMs: config.AUTOMATA_RECEIPT_TIMEOUT, retryScale: config.AUTOMATA_RETRY_SCALE, pendingTimeoutMs: config.AUTOMATA_PENDING_TIMEOUT },
     pageSize: CAMPAIGN_PAGE_SIZE,
     window: config.AUTOMATA_CAMPAIGN_WINDOW,
@@ -119,4 +116,9 @@ export async function cancelCampaignWithoutWorkflow(deps: Deps, campaign: Starta
     if (error instanceof WorkflowExecutionAlreadyStartedError) return;
     deps.logger.warn({ err: error, campaign_id: campaign.id }, "could not start the campaign workflow to clean up after a cancel");
   }
+}
+
+/** Cancels a campaign's workflow: the signal, or when nothing is listening a cleanup run ({@link cancelCampaignWithoutWorkflow}). */
+export async function cancelCampaignWorkflow(deps: Deps, campaign: StartableCampaign): Promise<void> {
+  if ((await signalCampaignWorkflow(deps, campaign.id, cancelSignal)) === "no_workflow") await cancelCampaignWithoutWorkflow(deps, campaign);
 }

@@ -157,7 +157,7 @@ export async function acceptMessages(
     if (previous.length > 0) {
       assertSameRequest(previous, options.requestHash);
       // Only a message still waiting to go out can lack its workflow (Temporal was down at its accept).
-      await startAcceptedWorkflows(deps, applicationId, previous.filter((m) => UNSENT_STATUSES.includes(m.status as MessageStatus)));
+      await startAcceptedWorkflows(deps, applicationId, previous.filter((m) => UNSENT_STATUSES.includes(m.status)));
       return previous.map(view);
     }
   }
@@ -240,5 +240,5 @@ async function findByIdempotencyKey(db: Knex | Knex.Transaction, applicationId: 
   return db("messages")
     .where({ application_id: applicationId, idempotency_key: key })
     .orderBy("id")
-    .select<Array<{ id: string; subscription_id: string; status: string; created_at: Date; request_hash: string | null }>>("id", "subscription_id", "status", "created_at", "request_hash");
+    .select<Array<{ id: string; subscription_id: string; status: MessageStatus; created_at: Date; request_hash: string | null }>>("id", "subscription_id", "status", "created_at", "request_hash");
 }

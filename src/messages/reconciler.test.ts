@@ -17,31 +17,19 @@ after(async () => {
   await app.close();
 });
 
+/** What the API leaves behind if it dies between its insert and the workflow start: a pending row, `ageMs` old, with no workflow. */
+async function insertOrphanMessage(applicationId: string, subscriptionId: string, body: string, ageMs: number): Promise<string> {
+  const id = newId();
+  await app.deps.db("messages").insert({ id, application_id: applicationId, subscription_id: subscriptionId, subscription_type: "iOSPush", status: "pending", body, created_at: new Date(Date.now() - ageMs) });
+  return id;
+}
+
 test("a message accepted without a workflow (API died before starting it) is started by the reconciler schedule", { timeout: 90_000 }, async () => {
   const { id: applicationId, apiKey } = await app.createApplication();
   const sub = await createPushSubscription(app, apiKey);
-  // What the API leaves behind if it dies between its insert and the workflow start.
-  const orphanId = newId();
-  await app.deps.db("messages").insert({
-    id: orphanId,
-    application_id: applicationId,
-    subscription_id: sub.id,
-    subscription_type: "iOSPush",
-    status: "pending",
-    body: "orphaned",
-    created_at: new Date(Date.now() - 10 * 60_000),
-  });
+  const orphanId = await insertOrphanMessage(applicationId, sub.id, "orphaned", 10 * 60_000);
   // One accepted two days ago is past the 24 h pending timeout: it must fail, not go out late.
-  const staleId = newId();
-  await app.deps.db("messages").insert({
-    id: staleId,
-    application_id: applicationId,
-    subscription_id: sub.id,
-    subscription_type: "iOSPush",
-    status: "pending",
-    body: "too old",
-    created_at: new Date(Date.now() - 48 * 3_600_000),
-  });
+  const staleId = await insertOrphanMessage(applicationId, sub.id, "too old", 48 * 3_600_000);
   const scheduleId = await ensureReconcilerSchedule(app.deps, { intervalMs: 1_000, olderThanMs: 60_000 });
   try {
     const description = await app.deps.temporal.schedule.getHandle(scheduleId).describe();
@@ -115,8 +103,7 @@ test("an orphan is found behind a backlog of errored messages that are retrying 
   // Older than the orphan: a pass taking the oldest first would spend its whole limit on them.
   await app.deps.db("messages").whereIn("id", backlog).update({ created_at: new Date(Date.now() - 20 * 60_000) });
   const sub = await createPushSubscription(app, apiKey);
-  const orphanId = newId();
-  await app.deps.db("messages").insert({ id: orphanId, application_id: applicationId, subscription_id: sub.id, subscription_type: "iOSPush", status: "pending", body: "orphaned", created_at: new Date(Date.now() - 10 * 60_000) });
+  const orphanId = await insertOrphanMessage(applicationId, sub.id, "orphaned", 10 * 60_000);
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
   const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
