@@ -6,12 +6,13 @@
  */
 import crypto from "node:crypto";
 import os from "node:os";
-import { startBenchPlatform, numericFlag, percentile, cpuByRole } from "./support";
+import { startBenchPlatform, numericFlag, percentile, cpuByRole, providerLatencyFlag } from "./support";
 import { newId } from "../src/db/ids";
 
 async function main(): Promise<void> {
   const recipients = numericFlag("recipients", 10_000);
-  const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" });
+  const providerLatencyMs = providerLatencyFlag();
+  const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" }, providerLatencyMs);
   const base = `${platform.api.url}/api/v1`;
   let peakRss = 0;
   let peakHeap = 0;
@@ -106,7 +107,7 @@ async function main(): Promise<void> {
     const gaps = batches.slice(1).map((b, i) => Number(b.created_ms) - Number(batches[i]!.created_ms));
     console.log(`batches:               ${batches.length}, one started every ${percentile(gaps, 50).toFixed(0)} ms (p50), p90 ${percentile(gaps, 90).toFixed(0)} ms`);
     console.log(`batch insert → sent:   p50 ${percentile(batches.map((b) => Number(b.span_ms)), 50).toFixed(0)} ms, p90 ${percentile(batches.map((b) => Number(b.span_ms)), 90).toFixed(0)} ms`);
-    console.log(`recipients:            ${recipients}`);
+    console.log(`recipients:            ${recipients}${providerLatencyMs > 0 ? ` (provider round trip ${providerLatencyMs} ms)` : ""}`);
     console.log(`create → all sent:     ${seconds.toFixed(1)} s wall clock (first message created → last sent: ${Number(span.seconds).toFixed(1)} s)`);
     console.log(`peak RSS (API+worker): ${(peakRss / 1024 / 1024).toFixed(0)} MiB (main-thread JS heap peak ${(peakHeap / 1024 / 1024).toFixed(0)} MiB; the provider simulator runs in its own process)`);
     const roles = Object.keys(cpuAfter) as Array<keyof typeof cpuAfter>;

@@ -8,8 +8,9 @@
  */
 import crypto from "node:crypto";
 import { APNS_DEFAULT_CONNECTIONS, APNS_DEFAULT_PIPELINING } from "../src/providers/apns";
+import { FCM_SIMULATOR_SOCKETS } from "../src/providers/fcm";
 import { createProviderRegistry, type ApplicationPushCredentials, type PushMessage, type PushSubscriptionType } from "../src/providers";
-import { cpuByRole, numericFlag, startSimulatorProcess } from "./support";
+import { cpuByRole, numericFlag, providerLatencyFlag, startSimulatorProcess } from "./support";
 
 async function main(): Promise<void> {
   const total = numericFlag("messages", 100_000);
@@ -17,8 +18,8 @@ async function main(): Promise<void> {
   const chunk = numericFlag("chunk", 100);
   const only = process.argv.includes("--apns") ? "iOSPush" : process.argv.includes("--fcm") ? "AndroidPush" : null;
   const platforms: PushSubscriptionType[] = only ? [only] : ["iOSPush", "AndroidPush"];
-  const simulator = await startSimulatorProcess();
-  const registry = createProviderRegistry({ apnsEndpoint: simulator.target.apnsEndpoint, fcmEndpoint: simulator.target.fcmEndpoint, apns: { requestTimeoutMs: 15_000, connections: numericFlag("connections", APNS_DEFAULT_CONNECTIONS), pipelining: numericFlag("pipelining", APNS_DEFAULT_PIPELINING) } });
+  const simulator = await startSimulatorProcess(providerLatencyFlag());
+  const registry = createProviderRegistry({ apnsEndpoint: simulator.target.apnsEndpoint, fcmEndpoint: simulator.target.fcmEndpoint, apns: { requestTimeoutMs: 15_000, connections: numericFlag("connections", APNS_DEFAULT_CONNECTIONS), pipelining: numericFlag("pipelining", APNS_DEFAULT_PIPELINING) }, fcm: { maxSockets: numericFlag("fcm-sockets", FCM_SIMULATOR_SOCKETS) } });
   const credentials: ApplicationPushCredentials = {
     applicationId: crypto.randomUUID(),
     apns: { ...simulator.target.apns, environment: "production" },

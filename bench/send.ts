@@ -6,13 +6,13 @@
  * combines the two: `send latency: p95 <paced p95> ms, accepted <saturation>/s`.
  */
 import crypto from "node:crypto";
-import { startBenchPlatform, percentile, numericFlag } from "./support";
+import { startBenchPlatform, percentile, numericFlag, providerLatencyFlag } from "./support";
 
 async function main(): Promise<void> {
   const messages = numericFlag("messages", 1000);
   const concurrency = numericFlag("concurrency", 16);
   const subscriptionCount = Math.min(messages, 500);
-  const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" });
+  const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" }, providerLatencyFlag());
   const base = `${platform.api.url}/api/v1`;
   console.log(`metrics: ${platform.api.url}/metrics (live while this runs)`);
   try {

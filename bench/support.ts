@@ -14,6 +14,7 @@ import readline from "node:readline";
 import type { SimulatorTarget } from "../src/messages/delivery";
 import type { Deps } from "../src/deps";
 import { freePort } from "../src/infra/ports";
+import { FCM_DEFAULT_SOCKETS } from "../src/providers/fcm";
 
 /** A whole platform started for a benchmark: throwaway PostgreSQL and Temporal, API, worker, simulator. */
 export interface BenchPlatform {
@@ -30,11 +31,13 @@ export interface BenchPlatform {
 }
 
 /** Starts everything a benchmark needs on free ports under a temporary data directory. */
-export async function startBenchPlatform(env: Record<string, string> = {}): Promise<BenchPlatform> {
+export async function startBenchPlatform(env: Record<string, string> = {}, providerLatencyMs = 0): Promise<BenchPlatform> {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "automata-bench-"));
   fs.chmodSync(home, 0o755);
   const adminToken = crypto.randomBytes(24).toString("base64url");
   const config = loadConfig({
+    // Across a real round trip, size the FCM pool as for Google (the simulator's default is for loopback).
+    ...(providerLatencyMs > 0 ? { AUTOMATA_FCM_CONNECTIONS: String(FCM_DEFAULT_SOCKETS) } : {}),
     ...process.env,
     AUTOMATA_HOME: home,
     AUTOMATA_PG_PORT: String(await freePort()),
@@ -50,7 +53,7 @@ export async function startBenchPlatform(env: Record<string, string> = {}): Prom
   const migrator = createDb(stack.databaseUrl, 2);
   await migrateLatest(migrator);
   await migrator.destroy();
-  const simulator = await startSimulatorProcess();
+  const simulator = await startSimulatorProcess(providerLatencyMs);
   const deps = await createDeps({
     config,
     logger,
@@ -85,8 +88,8 @@ export async function startBenchPlatform(env: Record<string, string> = {}): Prom
  * Starts bench/simulator-process.ts and reads the target it prints. Closing its stdin (stop, or
  * this process dying) ends it.
  */
-export async function startSimulatorProcess(): Promise<{ target: SimulatorTarget; pid: number; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "simulator-process.ts")], { stdio: ["pipe", "pipe", "inherit"] });
+export async function startSimulatorProcess(latencyMs = 0): Promise<{ target: SimulatorTarget; pid: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "simulator-process.ts"), "--latency-ms", String(latencyMs)], { stdio: ["pipe", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const lines = readline.createInterface({ input: child.stdout! });
   const first = await new Promise<string>((resolve, reject) => {
@@ -143,6 +146,18 @@ export function percentile(values: number[], p: number): number {
   if (values.length === 0) return 0;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/**
+ * `--provider-latency-ms N`: every provider request waits N ms in the simulator, as the round trip
+ * to Apple or Google adds (default 0: loopback, where CPU alone limits a run).
+ */
+export function providerLatencyFlag(): number {
+  const index = process.argv.indexOf("--provider-latency-ms");
+  if (index < 0) return 0;
+  const value = Number(process.argv[index + 1]);
+  if (!Number.isFinite(value) || value < 0) throw new Error("--provider-latency-ms must be a number ≥ 0");
+  return value;
 }
 
 /** Reads `--name value` flags with numeric defaults. */

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { ProviderSimulator } from "../providers/simulator";
+import { ProviderSimulator, type ProviderSimulatorOptions } from "../providers/simulator";
 import type { SimulatorTarget } from "../messages/delivery";
 
 /** A provider simulator running in this process, with what senders need to reach it. */
@@ -10,8 +10,8 @@ export interface RunningSimulator {
 }
 
 /** Starts the APNs/FCM simulator on loopback (ports 0 = free ones) for apps without credentials. */
-export async function startSimulator(logger: Logger, ports: { apnsPort?: number; fcmPort?: number } = {}): Promise<RunningSimulator> {
-  const simulator = new ProviderSimulator();
+export async function startSimulator(logger: Logger, ports: { apnsPort?: number; fcmPort?: number } = {}, options: ProviderSimulatorOptions = {}): Promise<RunningSimulator> {
+  const simulator = new ProviderSimulator(options);
   const info = await simulator.start(ports);
   logger.debug({ apns: info.apnsUrl, fcm: info.fcmUrl }, "provider simulator listening");
   return {

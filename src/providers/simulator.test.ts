@@ -52,8 +52,8 @@ async function apnsRequest(token: string, headers: Record<string, string>, body 
   }
 }
 
-function fcmRequest(body: unknown, authorization: string, project = sim.fcmCredentials().projectId) {
-  const { url, ca } = sim.fcmEndpoint();
+function fcmRequest(body: unknown, authorization: string, project = sim.fcmCredentials().projectId, target = sim) {
+  const { url, ca } = target.fcmEndpoint();
   return new Promise<{ status: number; headers: Record<string, unknown>; body: Record<string, unknown> }>((resolve, reject) => {
     const req = https.request(`${url}/v1/projects/${project}/messages:send`, { method: "POST", ca, headers: { authorization, "content-type": "application/json" } }, (res) => {
       const chunks: Buffer[] = [];
@@ -98,6 +98,20 @@ test("APNs side verifies the provider JWT: signature, kid, iss and age", async (
   assert.deepEqual([oversized.status, oversized.body?.reason], [413, "PayloadTooLarge"]);
   assert.equal((await apnsRequest("ok-raw", topic, "", "GET")).status, 405);
   assert.equal((await apnsRequest("ok-raw", topic, "{}", "POST", "/3/other")).status, 404);
+});
+
+test("latencyMs delays every answer, refusals included, as a remote provider's round trip does", async () => {
+  const distant = new ProviderSimulator({ latencyMs: 300 });
+  await distant.start();
+  try {
+    for (const authorization of [`Bearer ${distant.fcmCredentials().accessToken}`, "Bearer wrong"]) {
+      const asked = performance.now();
+      const answer = await fcmRequest({ message: { token: "ok-distant", data: {} } }, authorization, distant.fcmCredentials().projectId, distant);
+      assert.ok(performance.now() - asked >= 290, `answered ${answer.status} after ${Math.round(performance.now() - asked)} ms`);
+    }
+  } finally {
+    await distant.stop();
+  }
 });
 
 test("APNs 410 carries a timestamp; 429 carries Retry-After", async () => {

@@ -57,6 +57,11 @@ export interface SimulatorInfo {
 export interface ProviderSimulatorOptions {
   /** Delay for `slow-` tokens. */
   slowMs?: number;
+  /**
+   * Delay before every request is handled, as the network round trip to a remote provider adds
+   * (benchmarks: concurrency, not CPU, limits a sender then). Default 0.
+   */
+  latencyMs?: number;
   /** Retry-After seconds sent with 429s. */
   retryAfterSeconds?: number;
   /** Send that Retry-After as an HTTP-date (now + seconds) instead of delta-seconds; both forms are legal (RFC 9110 §10.2.3). */
@@ -161,6 +166,7 @@ export function forgetOldest(map: Map<string, unknown>, max: number): void {
 /** Loopback APNs + FCM servers with scripted failures and request accounting. */
 export class ProviderSimulator {
   private readonly slowMs: number;
+  private readonly latencyMs: number;
   private readonly retryAfterSeconds: number;
   private readonly retryAfterAsDate: boolean;
   private readonly apnsKey: { privateKeyPem: string; publicKeyPem: string };
@@ -175,6 +181,7 @@ export class ProviderSimulator {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly authenticatedSessions = new WeakSet<http2.Http2Session>();
   private apnsConnections = 0;
+  private fcmConnections = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private total = 0;
   private apnsServer: http2.Http2SecureServer | undefined;
@@ -184,6 +191,7 @@ export class ProviderSimulator {
 
   constructor(options: ProviderSimulatorOptions = {}) {
     this.slowMs = options.slowMs ?? 2000;
+    this.latencyMs = options.latencyMs ?? 0;
     this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
     this.retryAfterAsDate = options.retryAfterAsDate ?? false;
     this.apnsKey = generateApnsSigningKey();
@@ -211,14 +219,17 @@ export class ProviderSimulator {
     // Like APNs with token auth: one stream per connection until a request carries a valid provider
     // token, then many (see handleApns). A client that bursts before that gets streams refused.
     this.apnsServer = http2.createSecureServer({ ...tlsOptions, allowHTTP1: false, settings: { maxConcurrentStreams: 1 } }, (req, res) => {
-      void this.handleApns(req, res);
+      this.handleAfterLatency(() => void this.handleApns(req, res));
     });
     // firebase-admin's legacy transport (the one that honours httpAgent) speaks HTTP/1.1.
     this.fcmServer = http2.createSecureServer({ ...tlsOptions, allowHTTP1: true }, (req: AnyRequest, res: AnyResponse) => {
-      void this.handleFcm(req, res);
+      this.handleAfterLatency(() => void this.handleFcm(req, res));
     });
     this.apnsServer.on("secureConnection", () => {
       this.apnsConnections += 1;
+    });
+    this.fcmServer.on("secureConnection", () => {
+      this.fcmConnections += 1;
     });
     for (const server of [this.apnsServer, this.fcmServer]) {
       server.on("secureConnection", (socket: TLSSocket) => {
@@ -287,6 +298,11 @@ export class ProviderSimulator {
     return this.apnsConnections;
   }
 
+  /** TLS connections the FCM server has accepted since it started. */
+  fcmConnectionsAccepted(): number {
+    return this.fcmConnections;
+  }
+
   /** Requests received for a token (both servers, including rejected ones); 0 once forgotten. */
   requestsFor(token: string): number {
     return this.counts.get(token) ?? 0;
@@ -345,12 +361,18 @@ export class ProviderSimulator {
     }
   }
 
-  private later(fn: () => void): void {
+  private later(fn: () => void, delayMs = this.slowMs): void {
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       fn();
-    }, this.slowMs);
+    }, delayMs);
     this.timers.add(timer);
+  }
+
+  /** Runs a request's handler now, or after the configured round-trip latency. */
+  private handleAfterLatency(handle: () => void): void {
+    if (this.latencyMs > 0) this.later(handle, this.latencyMs);
+    else handle();
   }
 
   /** Verifies an APNs provider JWT; returns null when valid, else the APNs reason. */
