@@ -248,7 +248,8 @@ export function createCampaignActivities(deps: Deps) {
         else groups.set(key, [row]);
       }
     }
-    for (const group of groups.values()) {
+    /** Sends one provider's group of the chunk and sorts its answers into sent, failed and errored. */
+    async function sendGroup(group: SendRow[]): Promise<void> {
       const first = group[0]!;
       let provider;
       try {
@@ -256,7 +257,7 @@ export function createCampaignActivities(deps: Deps) {
       } catch (error) {
         if (!(error instanceof ProviderNotConfiguredError)) throw error;
         failed.push(...failUnsent(group, null, "provider_not_configured", error.message));
-        continue;
+        return;
       }
       // Tokens are decrypted here, inside the activity, and never leave this process. One that
       // will not open fails its own message; the rest of the group is still sent.
@@ -271,7 +272,7 @@ export function createCampaignActivities(deps: Deps) {
           messages.push(toPushMessage(row, token));
         }
       }
-      if (messages.length === 0) continue;
+      if (messages.length === 0) return;
       const started = process.hrtime.bigint();
       let outcomes: SendOutcome[];
       try {
@@ -314,6 +315,12 @@ export function createCampaignActivities(deps: Deps) {
         }
       });
     }
+    // The platforms' groups go out at once: a chunk waits for one provider round trip, not one per
+    // platform. Every group is awaited before a failure is thrown, so no answer is dropped while
+    // another group is still in flight.
+    const sends = await Promise.allSettled([...groups.values()].map(sendGroup));
+    const crashed = sends.find((send): send is PromiseRejectedResult => send.status === "rejected");
+    if (crashed) throw crashed.reason;
     result.successful += (await transitionMessagesEach(trx, "send", sent)).length;
     result.failed += (await transitionMessagesEach(trx, "fail", failed)).length;
     await transitionMessagesEach(trx, "error", errored);

@@ -50,16 +50,22 @@ const EnvSchema = z.object({
   AUTOMATA_RECONCILE_INTERVAL: duration("2m"),
   /** How often a waiting or paused campaign re-reads its status (catches an undelivered signal). */
   AUTOMATA_CAMPAIGN_STATUS_POLL: duration("5m"),
-  /** Batches (of ≤ 500) one campaign keeps sending at once; more overlaps database, provider and Temporal round trips. */
   /**
    * Workflows a worker keeps in its sticky cache. Campaign batches sleep out their receipt window
    * (72 h) by the thousand; bounded, a sleeping batch is evicted and replayed from history when its
    * timer fires, so worker memory stays flat however large the campaign.
    */
   AUTOMATA_WORKER_CACHED_WORKFLOWS: z.coerce.number().int().min(0).default(250),
+  /** Batches (of ≤ 500) one campaign keeps sending at once; more overlaps database, provider and Temporal round trips. */
   AUTOMATA_CAMPAIGN_WINDOW: z.coerce.number().int().min(1).max(64).default(16),
   AUTOMATA_RECONCILE_AFTER: duration("1m"),
   AUTOMATA_SIMULATOR: z.enum(["on", "off"]).optional(),
+  /**
+   * HTTP/1.1 connections a worker keeps to FCM per application: FCM sends in flight at once, so
+   * Android throughput ≤ connections ÷ round trip. Unset: FCM_DEFAULT_SOCKETS to Google,
+   * FCM_SIMULATOR_SOCKETS to the loopback simulator.
+   */
+  AUTOMATA_FCM_CONNECTIONS: z.coerce.number().int().min(1).max(4096).optional(),
   AUTOMATA_SIMULATOR_APNS_PORT: port(0),
   AUTOMATA_SIMULATOR_FCM_PORT: port(0),
   AUTOMATA_MAX_BODY: z.string().default("256kb"),

@@ -35,7 +35,7 @@ export async function createDeps(options: RuntimeOptions): Promise<Deps> {
     temporal,
     secrets,
     logger: options.logger,
-    push: new PushDelivery(db, secrets, options.logger, options.simulator),
+    push: new PushDelivery(db, secrets, options.logger, options.simulator, options.config.AUTOMATA_FCM_CONNECTIONS),
   };
 }
 

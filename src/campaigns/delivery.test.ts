@@ -100,6 +100,17 @@ test("timezone delivery: each timezone group at its local time; unset and invali
   assert.equal((await messagesOf(id)).length, 16, "the cancelled group never got messages");
 });
 
+test("a chunk's APNs and FCM groups go out together: a slow iOS and a slow Android recipient are both asked before either answers", async () => {
+  const { id: applicationId, apiKey } = await createApp();
+  const tokens = [`slow-${newId()}`, `slow-${newId()}`];
+  await seed(applicationId, 2, { token: (i) => tokens[i]!, tags: () => ({ cohort: "both-platforms" }) });
+  const campaignId = await createdCampaign(apiKey, { targeting_criteria: { tags: { cohort: "both-platforms" } } });
+  await eventually(async () => (await messagesOf(campaignId)).filter((m) => m.status === "successful").length === 2, 30_000, 200);
+  const asked = tokens.map((token) => app.simulator!.simulator.lastPayloadFor(token)!.receivedAt);
+  // The simulator answers slow- tokens after 2 s; one platform after the other would ask the second ≥ 2 s later.
+  assert.ok(Math.abs(asked[0]! - asked[1]!) < 1_000, `iOS asked at ${asked[0]}, Android at ${asked[1]}`);
+});
+
 test("delivery validation: local_time and timezones are checked", async () => {
   const { apiKey } = await createApp();
   for (const delivery of [{ mode: "timezone", local_time: "25:00" }, { mode: "timezone", local_time: "09:00", fallback_timezone: "Mars/Base" }, { mode: "sometime", local_time: "09:00" }]) {

@@ -39,10 +39,12 @@ export class PushDelivery {
     private readonly secrets: SecretBox,
     private readonly logger: Logger,
     private readonly simulator?: SimulatorTarget,
+    fcmConnections?: number,
   ) {
-    this.real = createProviderRegistry({ apns: { requestTimeoutMs: 15_000 } });
+    const fcm = fcmConnections === undefined ? {} : { maxSockets: fcmConnections };
+    this.real = createProviderRegistry({ apns: { requestTimeoutMs: 15_000 }, fcm });
     this.simulated = simulator
-      ? createProviderRegistry({ apnsEndpoint: simulator.apnsEndpoint, fcmEndpoint: simulator.fcmEndpoint, apns: { requestTimeoutMs: 15_000 } })
+      ? createProviderRegistry({ apnsEndpoint: simulator.apnsEndpoint, fcmEndpoint: simulator.fcmEndpoint, apns: { requestTimeoutMs: 15_000 }, fcm })
       : undefined;
   }
 

@@ -126,6 +126,20 @@ test("slow: answers after ~2 s and still succeeds", async () => {
   assert.ok(Date.now() - started >= 1900);
 });
 
+test("sends in flight are bounded by maxSockets: 12 concurrent sends over a slow round trip use 3 connections", async () => {
+  const distant = new ProviderSimulator({ latencyMs: 200 });
+  await distant.start();
+  const pooled = new FcmProvider({ ...distant.fcmCredentials(), endpoint: distant.fcmEndpoint(), maxSockets: 3 });
+  try {
+    const outcomes = await pooled.sendBatch(Array.from({ length: 12 }, (_, i) => message(`ok-pool-${i}`)));
+    assert.deepEqual(outcomes.map((o) => o.kind), Array<string>(12).fill("success"));
+    assert.equal(distant.fcmConnectionsAccepted(), 3);
+  } finally {
+    await pooled.close();
+    await distant.stop();
+  }
+});
+
 test("invalid messages are refused locally without a request", async () => {
   assertLike(await fcm.send(message("ok-invalid", { data: { from: "x" } })), { kind: "permanent", reason: "invalid_message_content", code: "validation" }, "reserved key");
   assertLike(await fcm.send(message("ok-invalid", { body: "b".repeat(4001) })), { kind: "permanent", reason: "message_too_large" }, "too large");

@@ -41,8 +41,13 @@ export interface FcmProviderOptions extends FcmCredentials {
 export const FCM_MAX_BATCH = 500;
 /** Default keep-alive sockets for the simulator: loopback needs few, and the notes measured 16 as fast. */
 export const FCM_SIMULATOR_SOCKETS = 16;
-/** Default keep-alive sockets when talking to Google (~RTT-bound, so more than loopback needs). */
-export const FCM_DEFAULT_SOCKETS = 64;
+/**
+ * Default keep-alive sockets when talking to Google. HTTP/1.1 carries one request per socket, so
+ * this bounds Android sends to sockets ÷ round trip per application and worker: 64 capped a
+ * campaign at 640/s at a 100 ms round trip (bench:campaign --provider-latency-ms 100), 512 lets a
+ * campaign's full window (16 batches × 100-message chunks) be in flight at once.
+ */
+export const FCM_DEFAULT_SOCKETS = 512;
 
 const NO_RETRY = { maxRetries: 0, statusCodes: [] as number[], ioErrorCodes: [] as string[], backOffFactor: 0, maxDelayInMillis: 0 };
 

@@ -25,6 +25,8 @@ export async function createPushSubscription(
 /** Per-row options of {@link seedPushSubscriptions}; each is called with the row's index. */
 export interface SeedOptions {
   prefix?: (i: number) => Parameters<typeof simulatorToken>[0];
+  /** The whole device token (wins over `prefix`), for a test that looks its requests up in the simulator. */
+  token?: (i: number) => string;
   tags?: (i: number) => Record<string, string>;
   timezone?: (i: number) => string | null;
   language?: (i: number) => string | null;
@@ -37,7 +39,7 @@ export interface SeedOptions {
  */
 export async function seedPushSubscriptions(app: TestApp, applicationId: string, count: number, options: SeedOptions = {}): Promise<string[]> {
   const rows = Array.from({ length: count }, (_, i) => {
-    const token = simulatorToken(options.prefix?.(i) ?? "ok");
+    const token = options.token?.(i) ?? simulatorToken(options.prefix?.(i) ?? "ok");
     return {
       id: newId(),
       application_id: applicationId,
