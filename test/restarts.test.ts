@@ -19,6 +19,7 @@ import { installTemporalRuntimeLogger } from "../src/infra/process";
 import { createReconcilerActivities } from "../activities/reconciler";
 import type { Deps } from "../src/deps";
 import { eventually } from "./support/harness";
+import { ledgerBalanceMismatches } from "../src/quota/quota";
 import { simulatorToken } from "./support/fixtures";
 
 // Non-negotiable 3: restarts of the database or of Temporal lose nothing. Each test runs the real
@@ -50,6 +51,8 @@ async function startPlatform(databaseUrl: string, temporalAddress: string): Prom
     AUTOMATA_RECEIPT_TIMEOUT: "1h",
     // Temporary failures (a database that went away mid-send) retry within seconds, not minutes.
     AUTOMATA_RETRY_SCALE: "0.001",
+    // A campaign chunk's slow Android sends all in flight at once, as they are against Google.
+    AUTOMATA_FCM_CONNECTIONS: "100",
   });
   const simulator = await startSimulator(logger);
   const encryptionKey = process.env.AUTOMATA_ENCRYPTION_KEY!;
@@ -197,6 +200,132 @@ test("Temporal restarted while sends are in flight: messages accepted before and
       return (await platform.deps.db("messages").whereIn("id", during).whereNot("status", "pending")).length === during.length;
     }, 60_000, 1_000);
     await assertAllSentOnce(platform.deps, applicationId, [...messageIds, ...during]);
+  } finally {
+    await platform.stop();
+    await temporal.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Campaigns: the same restarts while a campaign's batches are mid-send. Recipients are seeded
+// straight into PostgreSQL (registering them one by one through the API is not what is tested).
+const CAMPAIGN_RECIPIENTS = 1_500;
+
+interface StartedCampaign {
+  applicationId: string;
+  apiKey: string;
+  campaignId: string;
+  tokens: string[];
+}
+
+/** A new application with CAMPAIGN_RECIPIENTS `slow-` subscriptions (half iOS), and an immediate campaign to them. */
+async function startSlowCampaign(platform: Platform): Promise<StartedCampaign> {
+  const app = await platform.call("POST", "/admin/applications", {
+    admin: true,
+    // A daily allowance, so every batch debits the ledger (an application without one is not metered).
+    body: { name: `restarts-campaign-${crypto.randomUUID()}`, rate_limit_tier: "enterprise", quota: { daily_quota: 100_000 } },
+  });
+  assert.equal(app.status, 201, JSON.stringify(app.body));
+  const applicationId: string = app.body.data.application_id;
+  const apiKey: string = app.body.data.api_key;
+  const tokens = Array.from({ length: CAMPAIGN_RECIPIENTS }, () => simulatorToken("slow"));
+  const { secrets } = platform.deps;
+  await platform.deps.db("subscriptions").insert(
+    tokens.map((token, i) => ({
+      id: crypto.randomUUID(),
+      application_id: applicationId,
+      subscription_type: i % 2 === 0 ? "iOSPush" : "AndroidPush",
+      token_ciphertext: secrets.encrypt(token),
+      token_hash: secrets.hash(token),
+      subscription_status: 1,
+      tags: JSON.stringify({ cohort: "restart" }),
+    })),
+  );
+  const campaign = await platform.call("POST", "/campaigns", { key: apiKey, body: { name: "through a restart", title: "restart", body: "still arrives once", targeting_criteria: { tags: { cohort: "restart" } } } });
+  assert.equal(campaign.status, 201, JSON.stringify(campaign.body));
+  return { applicationId, apiKey, campaignId: campaign.body.data.campaign_id, tokens };
+}
+
+/**
+ * The campaign completes with one message per recipient, each `successful` with one created and
+ * one sent event, every token reached the provider, the stats say so, and the ledger debited one
+ * unit per message and balances.
+ */
+async function assertCampaignSentOnce(platform: Platform, started: StartedCampaign): Promise<void> {
+  const { db } = platform.deps;
+  await eventually(async () => ((await db("message_campaigns").where("id", started.campaignId).first("status")) as { status: string }).status === "completed", 120_000, 500);
+  const byStatus = (await db("messages").where("campaign_id", started.campaignId).groupBy("status").select("status", db.raw("count(*)::int as n, count(distinct subscription_id)::int as recipients"))) as Array<{ status: string; n: number; recipients: number }>;
+  assert.deepEqual(byStatus, [{ status: "successful", n: CAMPAIGN_RECIPIENTS, recipients: CAMPAIGN_RECIPIENTS }], "one successful message per recipient");
+  const events = (await db("message_events as e")
+    .join("messages as m", "m.id", "e.message_id")
+    .where("m.campaign_id", started.campaignId)
+    .whereIn("e.event_type", ["created", "sent"])
+    .groupBy("e.event_type")
+    .orderBy("e.event_type")
+    .select("e.event_type", db.raw("count(*)::int as n, count(distinct e.message_id)::int as messages"))) as Array<{ event_type: string; n: number; messages: number }>;
+  assert.deepEqual(
+    events.map((e) => [e.event_type, e.n, e.messages]),
+    [
+      ["created", CAMPAIGN_RECIPIENTS, CAMPAIGN_RECIPIENTS],
+      ["sent", CAMPAIGN_RECIPIENTS, CAMPAIGN_RECIPIENTS],
+    ],
+    "one created and one sent event per message",
+  );
+  const unreached = started.tokens.filter((token) => platform.simulator.simulator.requestsFor(token) === 0);
+  assert.equal(unreached.length, 0, "every token reached the provider");
+  const stats = await platform.call("GET", `/campaigns/${started.campaignId}/stats`, { key: started.apiKey });
+  assert.equal(stats.status, 200, JSON.stringify(stats.body));
+  assert.equal(stats.body.data.successful_count, CAMPAIGN_RECIPIENTS);
+  assert.equal(stats.body.data.remaining, 0);
+  const debits = (await db("ledger_transfers")
+    .where("application_id", started.applicationId)
+    .where("idempotency_key", "like", `debit:daily:batch:${started.applicationId}:${started.campaignId}.b%`)
+    .select("amount")) as Array<{ amount: string | number }>;
+  assert.equal(debits.length, CAMPAIGN_RECIPIENTS / 500, "one daily debit per batch");
+  assert.equal(debits.reduce((sum, d) => sum + Number(d.amount), 0), CAMPAIGN_RECIPIENTS, "debited units = messages");
+  assert.deepEqual(await db("ledger_transfers").where("application_id", started.applicationId).where("idempotency_key", "like", "refund:%").select("idempotency_key"), [], "nothing refunded");
+  assert.deepEqual(await ledgerBalanceMismatches(db, started.applicationId), [], "every account balance matches its journal");
+}
+
+test("PostgreSQL restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient, sent once, ledger balanced", { timeout: 300_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-pg-campaign-"));
+  fs.chmodSync(dir, 0o755);
+  const port = await freePort();
+  let postgres = await startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
+  const migrator = createDb(postgres.url, 1);
+  await migrateLatest(migrator);
+  await migrator.destroy();
+  const platform = await startPlatform(postgres.url, process.env.TEMPORAL_ADDRESS!);
+  try {
+    const started = await startSlowCampaign(platform);
+    // Down while the first chunks wait on the provider (their rows locked in open transactions).
+    await eventually(async () => platform.simulator.simulator.totalRequests() >= 100, 60_000, 20);
+    await postgres.stop();
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    postgres = await startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
+    await assertCampaignSentOnce(platform, started);
+  } finally {
+    await platform.stop();
+    await postgres.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("Temporal restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient, sent once", { timeout: 300_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-temporal-campaign-"));
+  const port = await freePort();
+  const start = () => startTemporalDevServer({ port, uiPort: 0, namespace: "default", dbFile: path.join(dir, "temporal.db"), headless: true, logger });
+  let temporal = await start();
+  const platform = await startPlatform(process.env.DATABASE_URL!, temporal.address);
+  try {
+    const started = await startSlowCampaign(platform);
+    await eventually(async () => platform.simulator.simulator.totalRequests() >= 100, 60_000, 20);
+    await temporal.stop();
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    temporal = await start();
+    const stopped = await Promise.race([platform.worker.done.then(() => true, () => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_000))]);
+    if (stopped) platform.worker = await startWorker(platform.deps, temporal.address);
+    await assertCampaignSentOnce(platform, started);
   } finally {
     await platform.stop();
     await temporal.stop();
