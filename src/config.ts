@@ -69,6 +69,11 @@ const EnvSchema = z.object({
   AUTOMATA_SIMULATOR_APNS_PORT: port(0),
   AUTOMATA_SIMULATOR_FCM_PORT: port(0),
   AUTOMATA_MAX_BODY: z.string().default("256kb"),
+  /**
+   * PostgreSQL connections each process keeps at most. A worker's send holds one for the provider's
+   * round trip (the message rows stay locked, so a racing cancel waits for the outcome).
+   */
+  AUTOMATA_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(20),
   /** Port of the worker's own /metrics + /healthz server (the API serves /metrics on PORT). */
   AUTOMATA_METRICS_PORT: port(9464),
   /** host:port of the Temporal SDK's Prometheus exporter (merged into /metrics); empty disables it. */

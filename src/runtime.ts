@@ -17,7 +17,7 @@ export interface RuntimeOptions {
   databaseUrl: string;
   temporalAddress: string;
   encryptionKey: string;
-  /** Largest PostgreSQL pool for this process. */
+  /** Largest PostgreSQL pool for this process (default: the config's AUTOMATA_DB_POOL_MAX). */
   poolMax?: number;
   /** Send pushes of applications without credentials to this provider simulator. */
   simulator?: SimulatorTarget;
@@ -25,7 +25,7 @@ export interface RuntimeOptions {
 
 /** Opens the database pool and the Temporal client: the dependencies every entry point shares. */
 export async function createDeps(options: RuntimeOptions): Promise<Deps> {
-  const db = createDb(options.databaseUrl, options.poolMax);
+  const db = createDb(options.databaseUrl, options.poolMax ?? options.config.AUTOMATA_DB_POOL_MAX);
   const connection = await Connection.connect({ address: options.temporalAddress });
   const temporal = new Client({ connection, namespace: options.config.TEMPORAL_NAMESPACE });
   const secrets = new SecretBox(parseMasterKey(options.encryptionKey));
