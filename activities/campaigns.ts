@@ -200,7 +200,7 @@ export function createCampaignActivities(deps: Deps) {
 
   /** Locks, sends and records one chunk of the batch's pending messages; answers how many it took. */
   async function sendOneChunk(range: BatchRange, result: BatchSendResult): Promise<number> {
-    return db.transaction(async (trx) => {
+    const { taken, crash } = await db.transaction(async (trx) => {
       const rows = (await trx("messages as m")
         .join("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
         .where(inBatch(range, "m"))
@@ -209,9 +209,12 @@ export function createCampaignActivities(deps: Deps) {
         .orderBy("m.subscription_id")
         .limit(SEND_CHUNK)
         .forUpdate("m")) as SendRow[];
-      if (rows.length > 0) await sendChunk(trx, rows, result);
-      return rows.length;
+      return { taken: rows.length, crash: rows.length > 0 ? await sendChunk(trx, rows, result) : undefined };
     });
+    // Thrown after the commit, so the other providers' answers are kept; the crashed group's
+    // messages are still pending and the retried activity sends them again.
+    if (crash !== undefined) throw crash;
+    return taken;
   }
 
   async function loadCampaign(campaignId: string, trx: Knex | Knex.Transaction = db): Promise<CampaignRow> {
@@ -225,8 +228,12 @@ export function createCampaignActivities(deps: Deps) {
     return rows.map((r) => ({ id: r.id, provider, error_code: errorCode, error_message: errorMessage, event: { error_code: errorCode } }));
   }
 
-  /** Sends one locked chunk grouped by provider and records every outcome in bulk, in `trx`. */
-  async function sendChunk(trx: Knex.Transaction, rows: readonly SendRow[], result: BatchSendResult): Promise<void> {
+  /**
+   * Sends one locked chunk grouped by provider and records every outcome in bulk, in `trx`.
+   * Answers what a provider client threw (its group is left pending), for the caller to throw
+   * once the others' outcomes are committed.
+   */
+  async function sendChunk(trx: Knex.Transaction, rows: readonly SendRow[], result: BatchSendResult): Promise<unknown> {
     const sent: PerMessageOutcome[] = [];
     const failed: PerMessageOutcome[] = [];
     const errored: PerMessageOutcome[] = [];
@@ -315,12 +322,10 @@ export function createCampaignActivities(deps: Deps) {
         }
       });
     }
-    // The platforms' groups go out at once: a chunk waits for one provider round trip, not one per
-    // platform. Every group is awaited before a failure is thrown, so no answer is dropped while
-    // another group is still in flight.
+    // The providers' groups go out at once: a chunk waits for one round trip, not one per
+    // provider. A group whose client threw adds no outcome; the others' are recorded below.
     const sends = await Promise.allSettled([...groups.values()].map(sendGroup));
-    const crashed = sends.find((send): send is PromiseRejectedResult => send.status === "rejected");
-    if (crashed) throw crashed.reason;
+    const crashes = sends.flatMap((send) => (send.status === "rejected" ? [send.reason as unknown] : []));
     result.successful += (await transitionMessagesEach(trx, "send", sent)).length;
     result.failed += (await transitionMessagesEach(trx, "fail", failed)).length;
     await transitionMessagesEach(trx, "error", errored);
@@ -339,6 +344,8 @@ export function createCampaignActivities(deps: Deps) {
         data: { message_id: change.messageId },
       });
     }
+    if (crashes.length === 0) return undefined;
+    return crashes.length === 1 ? crashes[0] : new AggregateError(crashes, "provider clients threw");
   }
 
   /**

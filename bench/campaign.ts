@@ -6,7 +6,8 @@
  */
 import crypto from "node:crypto";
 import os from "node:os";
-import { startBenchPlatform, numericFlag, percentile, cpuByRole, providerLatencyFlag } from "./support";
+import { startBenchPlatform, percentile, cpuByRole } from "./support";
+import { numericFlag, providerLatencyFlag } from "./flags";
 import { newId } from "../src/db/ids";
 
 async function main(): Promise<void> {

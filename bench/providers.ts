@@ -10,7 +10,8 @@ import crypto from "node:crypto";
 import { APNS_DEFAULT_CONNECTIONS, APNS_DEFAULT_PIPELINING } from "../src/providers/apns";
 import { FCM_SIMULATOR_SOCKETS } from "../src/providers/fcm";
 import { createProviderRegistry, type ApplicationPushCredentials, type PushMessage, type PushSubscriptionType } from "../src/providers";
-import { cpuByRole, numericFlag, providerLatencyFlag, startSimulatorProcess } from "./support";
+import { cpuByRole, startSimulatorProcess } from "./support";
+import { numericFlag, providerLatencyFlag } from "./flags";
 
 async function main(): Promise<void> {
   const total = numericFlag("messages", 100_000);

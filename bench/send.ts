@@ -6,7 +6,8 @@
  * combines the two: `send latency: p95 <paced p95> ms, accepted <saturation>/s`.
  */
 import crypto from "node:crypto";
-import { startBenchPlatform, percentile, numericFlag, providerLatencyFlag } from "./support";
+import { startBenchPlatform, percentile } from "./support";
+import { numericFlag, providerLatencyFlag } from "./flags";
 
 async function main(): Promise<void> {
   const messages = numericFlag("messages", 1000);

@@ -2,15 +2,14 @@
  * The provider simulator in a process of its own, for benchmarks: Apple and Google are remote in
  * production, so the worker's measured CPU and RSS must not include the fake's. Prints the
  * SimulatorTarget as one JSON line on stdout, then serves until stdin closes (its parent exited).
- * `--latency-ms N` delays every request by N ms, as the round trip to a remote provider does.
+ * `--provider-latency-ms N` delays every request by N ms, as the round trip to a remote provider does.
  */
 import { createLogger } from "../src/logger";
 import { startSimulator } from "../src/infra/simulator";
+import { providerLatencyFlag } from "./flags";
 
 async function main(): Promise<void> {
-  const index = process.argv.indexOf("--latency-ms");
-  const latencyMs = index >= 0 ? Number(process.argv[index + 1]) : 0;
-  const running = await startSimulator(createLogger("error", "bench-simulator"), {}, { latencyMs });
+  const running = await startSimulator(createLogger("error", "bench-simulator"), {}, { latencyMs: providerLatencyFlag() });
   process.stdout.write(`${JSON.stringify(running.target)}\n`);
   process.stdin.resume();
   process.stdin.on("end", () => void running.stop().finally(() => process.exit(0)));

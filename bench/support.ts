@@ -89,7 +89,7 @@ export async function startBenchPlatform(env: Record<string, string> = {}, provi
  * this process dying) ends it.
  */
 export async function startSimulatorProcess(latencyMs = 0): Promise<{ target: SimulatorTarget; pid: number; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "simulator-process.ts"), "--latency-ms", String(latencyMs)], { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "simulator-process.ts"), "--provider-latency-ms", String(latencyMs)], { stdio: ["pipe", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const lines = readline.createInterface({ input: child.stdout! });
   const first = await new Promise<string>((resolve, reject) => {
@@ -148,22 +148,3 @@ export function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-/**
- * `--provider-latency-ms N`: every provider request waits N ms in the simulator, as the round trip
- * to Apple or Google adds (default 0: loopback, where CPU alone limits a run).
- */
-export function providerLatencyFlag(): number {
-  const index = process.argv.indexOf("--provider-latency-ms");
-  if (index < 0) return 0;
-  const value = Number(process.argv[index + 1]);
-  if (!Number.isFinite(value) || value < 0) throw new Error("--provider-latency-ms must be a number ≥ 0");
-  return value;
-}
-
-/** Reads `--name value` flags with numeric defaults. */
-export function numericFlag(name: string, fallback: number): number {
-  const index = process.argv.indexOf(`--${name}`);
-  const value = index >= 0 ? Number(process.argv[index + 1]) : fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
-  return value;
-}

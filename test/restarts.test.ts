@@ -20,7 +20,7 @@ import { createReconcilerActivities } from "../activities/reconciler";
 import type { Deps } from "../src/deps";
 import { eventually } from "./support/harness";
 import { ledgerBalanceMismatches } from "../src/quota/quota";
-import { simulatorToken } from "./support/fixtures";
+import { seedPushSubscriptions, simulatorToken } from "./support/fixtures";
 
 // Non-negotiable 3: restarts of the database or of Temporal lose nothing. Each test runs the real
 // API, worker and simulator against a PostgreSQL or Temporal of its own, restarts it while sends
@@ -85,6 +85,30 @@ async function startPlatform(databaseUrl: string, temporalAddress: string): Prom
     },
   };
   return platform;
+}
+
+/**
+ * Restarts the platform's worker whenever it stops, as fly, compose or `npm start` do: a worker
+ * may give up while its Temporal server is away. Answers the function that ends the supervision.
+ */
+function superviseWorker(platform: Platform, temporalAddress: string): () => void {
+  let supervising = true;
+  void (async () => {
+    while (supervising) {
+      await platform.worker.done.catch(() => undefined);
+      while (supervising) {
+        try {
+          platform.worker = await startWorker(platform.deps, temporalAddress);
+          break;
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 1_000)); // Temporal not back yet
+        }
+      }
+    }
+  })();
+  return () => {
+    supervising = false;
+  };
 }
 
 /** An application with one `slow-` subscription per message, so sends are still in flight when the restart comes. */
@@ -153,6 +177,7 @@ test("Temporal restarted while sends are in flight: messages accepted before and
   const start = () => startTemporalDevServer({ port, uiPort: 0, namespace: "default", dbFile: path.join(dir, "temporal.db"), headless: true, logger });
   let temporal = await start();
   const platform = await startPlatform(process.env.DATABASE_URL!, temporal.address);
+  const stopSupervising = superviseWorker(platform, temporal.address);
   try {
     const { applicationId, apiKey, subscriptionIds, messageIds } = await sendMessages(platform);
     await eventually(async () => platform.simulator.simulator.totalRequests() > 0, 60_000, 20);
@@ -189,9 +214,6 @@ test("Temporal restarted while sends are in flight: messages accepted before and
     assert.equal(cancelled.body.data.status, "cancelled");
 
     temporal = await start();
-    // A supervisor (fly, compose, npm start) restarts a worker that gave up while its server was away.
-    const stopped = await Promise.race([platform.worker.done.then(() => true, () => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_000))]);
-    if (stopped) platform.worker = await startWorker(platform.deps, temporal.address);
     const { restartOrphanedMessages } = createReconcilerActivities(platform.deps);
     // What the reconciler schedule does every minute in a deployment, run here on each poll.
     await eventually(async () => {
@@ -201,6 +223,7 @@ test("Temporal restarted while sends are in flight: messages accepted before and
     }, 60_000, 1_000);
     await assertAllSentOnce(platform.deps, applicationId, [...messageIds, ...during]);
   } finally {
+    stopSupervising();
     await platform.stop();
     await temporal.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -229,18 +252,7 @@ async function startSlowCampaign(platform: Platform): Promise<StartedCampaign> {
   const applicationId: string = app.body.data.application_id;
   const apiKey: string = app.body.data.api_key;
   const tokens = Array.from({ length: CAMPAIGN_RECIPIENTS }, () => simulatorToken("slow"));
-  const { secrets } = platform.deps;
-  await platform.deps.db("subscriptions").insert(
-    tokens.map((token, i) => ({
-      id: crypto.randomUUID(),
-      application_id: applicationId,
-      subscription_type: i % 2 === 0 ? "iOSPush" : "AndroidPush",
-      token_ciphertext: secrets.encrypt(token),
-      token_hash: secrets.hash(token),
-      subscription_status: 1,
-      tags: JSON.stringify({ cohort: "restart" }),
-    })),
-  );
+  await seedPushSubscriptions(platform, applicationId, CAMPAIGN_RECIPIENTS, { token: (i) => tokens[i]!, tags: () => ({ cohort: "restart" }) });
   const campaign = await platform.call("POST", "/campaigns", { key: apiKey, body: { name: "through a restart", title: "restart", body: "still arrives once", targeting_criteria: { tags: { cohort: "restart" } } } });
   assert.equal(campaign.status, 201, JSON.stringify(campaign.body));
   return { applicationId, apiKey, campaignId: campaign.body.data.campaign_id, tokens };
@@ -248,8 +260,8 @@ async function startSlowCampaign(platform: Platform): Promise<StartedCampaign> {
 
 /**
  * The campaign completes with one message per recipient, each `successful` with one created and
- * one sent event, every token reached the provider, the stats say so, and the ledger debited one
- * unit per message and balances.
+ * one sent event, every token reached the provider (a resend only for chunks in flight at the
+ * restart), the stats say so, and the ledger debited one unit per message and balances.
  */
 async function assertCampaignSentOnce(platform: Platform, started: StartedCampaign): Promise<void> {
   const { db } = platform.deps;
@@ -271,8 +283,13 @@ async function assertCampaignSentOnce(platform: Platform, started: StartedCampai
     ],
     "one created and one sent event per message",
   );
-  const unreached = started.tokens.filter((token) => platform.simulator.simulator.requestsFor(token) === 0);
-  assert.equal(unreached.length, 0, "every token reached the provider");
+  // The provider side is at-least-once: a chunk in flight at the restart (sent, not yet committed)
+  // is sent again, so at most the window's chunks, each token at most twice.
+  const requests = started.tokens.map((token) => platform.simulator.simulator.requestsFor(token));
+  assert.equal(requests.filter((n) => n === 0).length, 0, "every token reached the provider");
+  const resent = requests.filter((n) => n > 1).length;
+  assert.ok(resent <= (CAMPAIGN_RECIPIENTS / 500) * 100, `${resent} tokens were sent more than once`);
+  assert.ok(Math.max(...requests) <= 2, `a token was sent ${Math.max(...requests)} times`);
   const stats = await platform.call("GET", `/campaigns/${started.campaignId}/stats`, { key: started.apiKey });
   assert.equal(stats.status, 200, JSON.stringify(stats.body));
   assert.equal(stats.body.data.successful_count, CAMPAIGN_RECIPIENTS);
@@ -287,7 +304,7 @@ async function assertCampaignSentOnce(platform: Platform, started: StartedCampai
   assert.deepEqual(await ledgerBalanceMismatches(db, started.applicationId), [], "every account balance matches its journal");
 }
 
-test("PostgreSQL restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient, sent once, ledger balanced", { timeout: 300_000 }, async () => {
+test("PostgreSQL restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient recorded sent once, ledger balanced", { timeout: 300_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-pg-campaign-"));
   fs.chmodSync(dir, 0o755);
   const port = await freePort();
@@ -311,22 +328,22 @@ test("PostgreSQL restarted while a campaign's batches are mid-send: the campaign
   }
 });
 
-test("Temporal restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient, sent once", { timeout: 300_000 }, async () => {
+test("Temporal restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient recorded sent once", { timeout: 300_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-temporal-campaign-"));
   const port = await freePort();
   const start = () => startTemporalDevServer({ port, uiPort: 0, namespace: "default", dbFile: path.join(dir, "temporal.db"), headless: true, logger });
   let temporal = await start();
   const platform = await startPlatform(process.env.DATABASE_URL!, temporal.address);
+  const stopSupervising = superviseWorker(platform, temporal.address);
   try {
     const started = await startSlowCampaign(platform);
     await eventually(async () => platform.simulator.simulator.totalRequests() >= 100, 60_000, 20);
     await temporal.stop();
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     temporal = await start();
-    const stopped = await Promise.race([platform.worker.done.then(() => true, () => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_000))]);
-    if (stopped) platform.worker = await startWorker(platform.deps, temporal.address);
     await assertCampaignSentOnce(platform, started);
   } finally {
+    stopSupervising();
     await platform.stop();
     await temporal.stop();
     fs.rmSync(dir, { recursive: true, force: true });

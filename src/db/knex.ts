@@ -10,7 +10,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (value) => Number(value));
 
 /** Opens a knex pool on PostgreSQL and binds objection models to it. */
-export function createDb(url: string, poolMax = 20): Knex {
+export function createDb(url: string, poolMax: number): Knex {
   const db = knexFactory({
     client: "pg",
     connection: { connectionString: url, application_name: "automata-signal" },

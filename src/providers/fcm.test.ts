@@ -134,9 +134,28 @@ test("sends in flight are bounded by maxSockets: 12 concurrent sends over a slow
     const outcomes = await pooled.sendBatch(Array.from({ length: 12 }, (_, i) => message(`ok-pool-${i}`)));
     assert.deepEqual(outcomes.map((o) => o.kind), Array<string>(12).fill("success"));
     assert.equal(distant.fcmConnectionsAccepted(), 3);
+    assert.equal(distant.fcmConnectionsOpen(), 3, "kept alive for the next batch");
   } finally {
     await pooled.close();
     await distant.stop();
+  }
+});
+
+test("idle keep-alive sockets are closed after idleSocketMs, and the next send opens a new one", async () => {
+  const idle = new ProviderSimulator();
+  await idle.start();
+  const pooled = new FcmProvider({ ...idle.fcmCredentials(), endpoint: idle.fcmEndpoint(), idleSocketMs: 300 });
+  try {
+    assertLike(await pooled.send(message("ok-idle-1")), { kind: "success" }, "first");
+    assert.equal(idle.fcmConnectionsOpen(), 1);
+    const deadline = Date.now() + 5_000;
+    while (idle.fcmConnectionsOpen() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(idle.fcmConnectionsOpen(), 0, "the idle socket was closed");
+    assertLike(await pooled.send(message("ok-idle-2")), { kind: "success" }, "after the close");
+    assert.equal(idle.fcmConnectionsAccepted(), 2);
+  } finally {
+    await pooled.close();
+    await idle.stop();
   }
 });
 

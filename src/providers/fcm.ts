@@ -31,6 +31,8 @@ export interface FcmProviderOptions extends FcmCredentials {
   endpoint?: ProviderEndpoint;
   /** Keep-alive sockets to FCM; unbounded sockets made 500 concurrent sends open thousands of TLS connections. */
   maxSockets?: number;
+  /** Close a keep-alive socket idle this long (default FCM_IDLE_SOCKET_MS). */
+  idleSocketMs?: number;
   /** Messages per sendEach call (FCM caps it at 500). */
   batchChunkSize?: number;
   /** Keep firebase-admin's internal retries (503/ECONNRESET, up to 4× with 0–4 s waits). Default false: the workflow owns retries. */
@@ -43,11 +45,15 @@ export const FCM_MAX_BATCH = 500;
 export const FCM_SIMULATOR_SOCKETS = 16;
 /**
  * Default keep-alive sockets when talking to Google. HTTP/1.1 carries one request per socket, so
- * this bounds Android sends to sockets ÷ round trip per application and worker: 64 capped a
- * campaign at 640/s at a 100 ms round trip (bench:campaign --provider-latency-ms 100), 512 lets a
- * campaign's full window (16 batches × 100-message chunks) be in flight at once.
+ * this bounds an application's Android sends per worker to sockets ÷ round trip: 64 allowed 640/s
+ * at 100 ms, 512 allows 5,120/s (a campaign's window holds up to 16 batches × 100-message chunks).
  */
 export const FCM_DEFAULT_SOCKETS = 512;
+/**
+ * Idle keep-alive sockets close after this long: a campaign's burst may open hundreds per
+ * application, and without it they would stay open until Google closed them.
+ */
+export const FCM_IDLE_SOCKET_MS = 60_000;
 
 const NO_RETRY = { maxRetries: 0, statusCodes: [] as number[], ioErrorCodes: [] as string[], backOffFactor: 0, maxDelayInMillis: 0 };
 
@@ -68,8 +74,10 @@ const exchange = new AsyncLocalStorage<Exchange>();
 class FcmAgent extends https.Agent {
   private readonly pin: { host: string; port: number; servername: string; ca: string } | undefined;
 
-  constructor(maxSockets: number, endpoint?: ProviderEndpoint) {
-    super({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets });
+  constructor(maxSockets: number, idleSocketMs: number, endpoint?: ProviderEndpoint) {
+    // `timeout` closes only free sockets (Node's agent destroys a free socket on its timeout; an
+    // in-use one just emits it, and firebase-admin keeps its own request timeout).
+    super({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, timeout: idleSocketMs });
     if (endpoint !== undefined) {
       const url = new URL(endpoint.url);
       // The simulator listens on IPv4 loopback; resolving "localhost" could pick ::1.
@@ -153,7 +161,7 @@ export class FcmProvider implements PushProvider {
   constructor(options: FcmProviderOptions) {
     this.chunkSize = Math.min(FCM_MAX_BATCH, Math.max(1, options.batchChunkSize ?? FCM_MAX_BATCH));
     const sockets = options.maxSockets ?? (options.endpoint !== undefined ? FCM_SIMULATOR_SOCKETS : FCM_DEFAULT_SOCKETS);
-    this.agent = new FcmAgent(sockets, options.endpoint);
+    this.agent = new FcmAgent(sockets, options.idleSocketMs ?? FCM_IDLE_SOCKET_MS, options.endpoint);
     let credential: Credential | undefined;
     let problem: string | undefined;
     try {

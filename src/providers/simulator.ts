@@ -182,6 +182,7 @@ export class ProviderSimulator {
   private readonly authenticatedSessions = new WeakSet<http2.Http2Session>();
   private apnsConnections = 0;
   private fcmConnections = 0;
+  private readonly fcmOpenSockets = new Set<TLSSocket>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private total = 0;
   private apnsServer: http2.Http2SecureServer | undefined;
@@ -228,8 +229,10 @@ export class ProviderSimulator {
     this.apnsServer.on("secureConnection", () => {
       this.apnsConnections += 1;
     });
-    this.fcmServer.on("secureConnection", () => {
+    this.fcmServer.on("secureConnection", (socket: TLSSocket) => {
       this.fcmConnections += 1;
+      this.fcmOpenSockets.add(socket);
+      socket.on("close", () => this.fcmOpenSockets.delete(socket));
     });
     for (const server of [this.apnsServer, this.fcmServer]) {
       server.on("secureConnection", (socket: TLSSocket) => {
@@ -301,6 +304,11 @@ export class ProviderSimulator {
   /** TLS connections the FCM server has accepted since it started. */
   fcmConnectionsAccepted(): number {
     return this.fcmConnections;
+  }
+
+  /** FCM connections open now. */
+  fcmConnectionsOpen(): number {
+    return this.fcmOpenSockets.size;
   }
 
   /** Requests received for a token (both servers, including rejected ones); 0 once forgotten. */

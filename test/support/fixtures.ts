@@ -37,7 +37,7 @@ export interface SeedOptions {
  * Android, subscribed, simulator tokens); returns their ids in order. For audiences too large to
  * register through the API in a test.
  */
-export async function seedPushSubscriptions(app: TestApp, applicationId: string, count: number, options: SeedOptions = {}): Promise<string[]> {
+export async function seedPushSubscriptions(app: Pick<TestApp, "deps">, applicationId: string, count: number, options: SeedOptions = {}): Promise<string[]> {
   const rows = Array.from({ length: count }, (_, i) => {
     const token = options.token?.(i) ?? simulatorToken(options.prefix?.(i) ?? "ok");
     return {
