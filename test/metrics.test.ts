@@ -184,6 +184,27 @@ describe("metrics", () => {
     for (const key of Object.keys(series)) assert.ok(afterSend[key]! - before[key]! >= 1, `${key} counted the campaign's send (${before[key]} → ${afterSend[key]})`);
   });
 
+  test("the provider pool gauges show a campaign's FCM sends in flight on the pool's 16 sockets and the rest queued", async () => {
+    const { id: appId, apiKey: key } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    const group = `pool-${Date.now()}`;
+    // 40 iOS and 40 Android, answered after 2 s: one chunk, whose 40 FCM sends share 16 sockets.
+    await seedPushSubscriptions(app, appId, 80, { prefix: () => "slow", tags: () => ({ group }) });
+    const created = await app.request("POST", "/campaigns", { key, body: { name: "pool", title: "Hi", body: "all", targeting_criteria: { tags: { group } } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const busy = await eventually(async () => {
+      const fcm = {
+        inFlight: await valueOf("automata_provider_requests_in_flight", { provider: "fcm" }),
+        queued: await valueOf("automata_provider_requests_queued", { provider: "fcm" }),
+        connections: await valueOf("automata_provider_connections", { provider: "fcm" }),
+      };
+      return fcm.inFlight === 16 && fcm.queued >= 8 ? fcm : undefined;
+    }, 30_000, 50);
+    // Earlier tests' idle keep-alive sockets may still be open besides the 16 in use.
+    assert.ok(busy.connections >= 16, JSON.stringify(busy));
+    assert.ok((await valueOf("automata_provider_requests_in_flight", { provider: "apns" })) + (await valueOf("automata_provider_connections", { provider: "apns" })) > 0);
+    await eventually(async () => (await valueOf("automata_provider_requests_in_flight", { provider: "fcm" })) === 0 && (await valueOf("automata_provider_requests_queued", { provider: "fcm" })) === 0, 30_000, 200);
+  });
+
   test("quota: the debit counts ledger transfers after commit, an exhausted allowance counts a rejection", async () => {
     const { apiKey: limitedKey } = await app.createApplication({ quota: { daily_quota: 1 } });
     const sub = await createPushSubscription(app, limitedKey, { type: "iOSPush" });

@@ -5,6 +5,8 @@ import { loadProviderCredentials } from "../applications/repository";
 import {
   createProviderRegistry,
   ProviderNotConfiguredError,
+  sumPoolUsage,
+  type ProviderPoolUsage,
   type ApplicationPushCredentials,
   type ProviderEndpoint,
   type ProviderRegistry,
@@ -73,6 +75,11 @@ export class PushDelivery {
       return this.simulated.providerFor(simulated, subscriptionType, { sandbox: false });
     }
     throw new ProviderNotConfiguredError(applicationId, subscriptionType);
+  }
+
+  /** The pools of every provider this process has opened (Apple/Google and simulator), per platform. */
+  poolUsage(): ProviderPoolUsage {
+    return sumPoolUsage([this.real.poolUsage(), ...(this.simulated ? [this.simulated.poolUsage()] : [])]);
   }
 
   /** Closes every provider's connections. */

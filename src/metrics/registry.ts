@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Knex } from "knex";
+import type { PoolUsage } from "../providers/types";
+import { sumPoolUsage, type ProviderPoolUsage } from "../providers";
 
 /**
  * The process's one Prometheus registry. Every metric is defined here, once, so names, labels
@@ -135,6 +137,53 @@ export const oldestPendingAge = new Gauge({
     else this.remove({});
   },
 });
+
+const providerPoolSources = new Set<() => ProviderPoolUsage>();
+
+/** Sets one gauge's value per platform from the running workers' provider pools, read on scrape. */
+function collectPoolGauge(gauge: Gauge<"provider">, field: keyof PoolUsage): void {
+  const usage = sumPoolUsage([...providerPoolSources].map((source) => source()));
+  for (const provider of ["apns", "fcm"] as const) gauge.set({ provider }, usage[provider][field]);
+}
+
+/** Open connections to each push provider from this worker, read on scrape. */
+export const providerConnections: Gauge<"provider"> = new Gauge({
+  name: "automata_provider_connections",
+  help: "Open connections to the push provider (all applications)",
+  labelNames: ["provider"] as const,
+  registers: [registry],
+  collect() {
+    collectPoolGauge(providerConnections, "connections");
+  },
+});
+
+/** Provider requests sent and not yet answered, read on scrape. */
+export const providerRequestsInFlight: Gauge<"provider"> = new Gauge({
+  name: "automata_provider_requests_in_flight",
+  help: "Push provider requests sent and not yet answered (all applications)",
+  labelNames: ["provider"] as const,
+  registers: [registry],
+  collect() {
+    collectPoolGauge(providerRequestsInFlight, "inFlight");
+  },
+});
+
+/** Provider requests waiting for a connection: high for long means the pool, not the provider, limits sending. */
+export const providerRequestsQueued: Gauge<"provider"> = new Gauge({
+  name: "automata_provider_requests_queued",
+  help: "Push provider requests waiting for a free connection or stream (all applications)",
+  labelNames: ["provider"] as const,
+  registers: [registry],
+  collect() {
+    collectPoolGauge(providerRequestsQueued, "queued");
+  },
+});
+
+/** Adds a running worker's provider pools to the pool gauges; answers the function that removes them. */
+export function addProviderPoolSource(source: () => ProviderPoolUsage): () => void {
+  providerPoolSources.add(source);
+  return () => providerPoolSources.delete(source);
+}
 
 /** Lets the backlog gauges read this database on scrape; the last process component to call it wins. */
 export function setBacklogSource(db: Knex | undefined): void {

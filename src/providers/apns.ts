@@ -8,7 +8,7 @@ import type * as Apns2 from "apns2" with { "resolution-mode": "require" };
 import { Client, Pool, type Dispatcher } from "undici";
 import { classifyApnsError } from "./errors";
 import { apnsCollapseId, buildApnsPayload } from "./payload";
-import type { FailureOutcome, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
+import type { FailureOutcome, PoolUsage, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
 import { outcomeFromIssues, validateApnsMessage } from "./validation";
 
 /** An application's APNs token-auth credential (.p8 key). */
@@ -122,6 +122,7 @@ export class ApnsProvider implements PushProvider {
   private readonly chunkSize: number;
   private readonly keyProblem: string | undefined;
   private readonly retiredPool: Promise<void>;
+  private readonly pool: Pool;
   private closed = false;
 
   constructor(options: ApnsProviderOptions) {
@@ -137,7 +138,7 @@ export class ApnsProvider implements PushProvider {
       host: options.endpoint !== undefined ? new URL(options.endpoint.url).hostname : host,
     });
     const timeout = options.requestTimeoutMs ?? APNS_DEFAULT_TIMEOUT_MS;
-    const pool = new Pool(this.origin, {
+    const pool = (this.pool = new Pool(this.origin, {
       connections: options.connections ?? APNS_DEFAULT_CONNECTIONS,
       pipelining: options.pipelining ?? APNS_DEFAULT_PIPELINING,
       allowH2: true,
@@ -149,11 +150,17 @@ export class ApnsProvider implements PushProvider {
       bodyTimeout: timeout,
       connectTimeout: Math.min(timeout, 10_000),
       ...(options.endpoint !== undefined ? { connect: { ca: options.endpoint.ca } } : {}),
-    });
+    }));
     observeResponses(pool);
     // apns2 hard-codes port 443 and has no timeout/CA options, so its own pool (never used yet) is swapped for ours.
     this.retiredPool = this.client.client.close();
     Object.defineProperty(this.client, "client", { value: pool, configurable: true, enumerable: true, writable: false });
+  }
+
+  /** The HTTP/2 pool now (undici's counts; streams Node's client holds back are not visible). */
+  poolUsage(): PoolUsage {
+    const stats = this.pool.stats;
+    return { connections: stats.connected, inFlight: stats.running, queued: stats.pending };
   }
 
   /** APNs rules: shared limits, reserved keys, 4 KB payload. */

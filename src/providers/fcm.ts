@@ -13,7 +13,7 @@ import { cert, deleteApp, initializeApp, type App, type Credential } from "fireb
 import { getMessaging, type Messaging, type TokenMessage } from "firebase-admin/messaging";
 import { classifyFcmError, parseRetryAfter } from "./errors";
 import { buildFcmMessage } from "./payload";
-import type { FailureOutcome, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
+import type { FailureOutcome, PoolUsage, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
 import { outcomeFromIssues, validateFcmMessage } from "./validation";
 
 /** An application's FCM credential: a service account (production) or a static access token (simulator/tests). */
@@ -90,6 +90,13 @@ class FcmAgent extends https.Agent {
     if (this.pin === undefined) return super.createConnection(options, callback);
     const base = options as unknown as tls.ConnectionOptions;
     return tls.connect({ ...base, host: this.pin.host, port: this.pin.port, servername: this.pin.servername, ca: this.pin.ca });
+  }
+
+  /** Sockets carrying a request, idle keep-alive sockets, and requests waiting for a socket. */
+  usage(): PoolUsage {
+    const count = (lists: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(lists).reduce((sum, list) => sum + (list?.length ?? 0), 0);
+    const inFlight = count(this.sockets);
+    return { connections: inFlight + count(this.freeSockets), inFlight, queued: count(this.requests) };
   }
 
   // Not in @types/node, but http.Agent#addRequest is how every request reaches an agent (agent-base relies on it too).
@@ -182,6 +189,11 @@ export class FcmProvider implements PushProvider {
     } else {
       this.sdkRetriesDisabled = false;
     }
+  }
+
+  /** The keep-alive pool now: one request per socket, so in flight = sockets in use. */
+  poolUsage(): PoolUsage {
+    return this.agent.usage();
   }
 
   /** FCM rules: shared limits, reserved data keys, 4 KB payload. */

@@ -5,7 +5,7 @@
 import crypto from "node:crypto";
 import { ApnsProvider, type ApnsCredentials, type ApnsEnvironment, type ApnsProviderOptions } from "./apns";
 import { FcmProvider, type FcmCredentials, type FcmProviderOptions } from "./fcm";
-import type { ProviderEndpoint, PushProvider, PushSubscriptionType } from "./types";
+import type { PoolUsage, ProviderEndpoint, PushProvider, PushSubscriptionType } from "./types";
 
 export * from "./types";
 export { ApnsProvider, type ApnsCredentials, type ApnsEnvironment, type ApnsProviderOptions } from "./apns";
@@ -30,6 +30,25 @@ export interface ProviderRegistryOptions {
   fcm?: Pick<FcmProviderOptions, "maxSockets" | "batchChunkSize" | "sdkRetries">;
 }
 
+/** Pool usage per platform (see PoolUsage). */
+export type ProviderPoolUsage = Record<PushProvider["platform"], PoolUsage>;
+
+function addPoolUsage(total: PoolUsage, usage: PoolUsage): void {
+  total.connections += usage.connections;
+  total.inFlight += usage.inFlight;
+  total.queued += usage.queued;
+}
+
+/** Adds pool usages per platform (none: all zeros). */
+export function sumPoolUsage(usages: Iterable<ProviderPoolUsage>): ProviderPoolUsage {
+  const total: ProviderPoolUsage = { apns: { connections: 0, inFlight: 0, queued: 0 }, fcm: { connections: 0, inFlight: 0, queued: 0 } };
+  for (const usage of usages) {
+    addPoolUsage(total.apns, usage.apns);
+    addPoolUsage(total.fcm, usage.fcm);
+  }
+  return total;
+}
+
 /** Per-call selection beyond the subscription type. */
 export interface ProviderSelection {
   /** APNs sandbox for development-build tokens (subscription test_type 1/2); overrides the credential's environment. */
@@ -51,6 +70,8 @@ export interface ProviderRegistry {
   providerFor(credentials: ApplicationPushCredentials, subscriptionType: PushSubscriptionType, selection?: ProviderSelection): PushProvider;
   /** Number of live providers. */
   size(): number;
+  /** The live providers' pools, summed per platform. */
+  poolUsage(): ProviderPoolUsage;
   /** Closes every provider (process shutdown). */
   closeAll(): Promise<void>;
 }
@@ -127,6 +148,11 @@ export function createProviderRegistry(options: ProviderRegistryOptions = {}): P
     },
     size() {
       return byKey.size;
+    },
+    poolUsage() {
+      const total = sumPoolUsage([]);
+      for (const provider of byKey.values()) addPoolUsage(total[provider.platform], provider.poolUsage());
+      return total;
     },
     async closeAll() {
       const providers = [...byKey.values()];

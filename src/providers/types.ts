@@ -124,6 +124,8 @@ export type SendOutcome = SuccessOutcome | FailureOutcome;
 export interface PushProvider {
   /** Which wire protocol this provider speaks. */
   readonly platform: "apns" | "fcm";
+  /** How its connection pool is used right now (the provider pool gauges). */
+  poolUsage(): PoolUsage;
   /** Pure check against this provider's limits; an empty array means sendable. */
   validate(message: PushMessage): ValidationIssue[];
   /** One attempt, no retries; never rejects. Invalid messages come back as permanent outcomes without a network call. */
@@ -132,6 +134,19 @@ export interface PushProvider {
   sendBatch(messages: readonly PushMessage[]): Promise<SendOutcome[]>;
   /** Releases connections; later sends answer a temporary `provider_closed` outcome. */
   close(): Promise<void>;
+}
+
+/**
+ * A provider's connection pool at one moment. Requests queued for long mean the pool, not the
+ * provider, limits sending (raise AUTOMATA_FCM_CONNECTIONS for FCM).
+ */
+export interface PoolUsage {
+  /** Open connections. */
+  connections: number;
+  /** Requests sent and not yet answered. */
+  inFlight: number;
+  /** Requests waiting for a connection (or a stream). */
+  queued: number;
 }
 
 /** Where to send instead of Apple/Google (the simulator): origin plus the CA that signed its certificate. */

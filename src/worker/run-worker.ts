@@ -1,6 +1,7 @@
 import { NativeConnection, Worker, type WorkerOptions } from "@temporalio/worker";
 import type { Deps } from "../deps";
 import { createActivities } from "../../activities";
+import { addProviderPoolSource } from "../metrics/registry";
 
 /** A running Temporal worker and how to stop it gracefully. */
 export interface RunningWorker {
@@ -27,7 +28,12 @@ export async function startWorker(deps: Deps, temporalAddress: string, overrides
     maxCachedWorkflows: deps.config.AUTOMATA_WORKER_CACHED_WORKFLOWS,
     ...overrides,
   });
-  const done = worker.run().finally(() => connection.close());
+  // The worker is where pushes are sent: /metrics reports its provider pools while it runs.
+  const removePoolSource = addProviderPoolSource(() => deps.push.poolUsage());
+  const done = worker.run().finally(() => {
+    removePoolSource();
+    return connection.close();
+  });
   return {
     worker,
     done,
