@@ -1,7 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Knex } from "knex";
-import type { PoolUsage } from "../providers/types";
-import { sumPoolUsage, type ProviderPoolUsage } from "../providers";
+import { sumPoolUsage, type PoolUsage, type ProviderPoolUsage } from "../providers";
 
 /**
  * The process's one Prometheus registry. Every metric is defined here, once, so names, labels
