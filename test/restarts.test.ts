@@ -143,16 +143,78 @@ async function assertAllSentOnce(deps: Deps, applicationId: string, messageIds: 
   assert.equal(Number(used), messageIds.length, "no message row was lost or duplicated");
 }
 
-test("PostgreSQL restarted while sends are in flight: the API answers 503 meanwhile, and every accepted message still ends successful once", { timeout: 240_000 }, async () => {
+/** A server of a test's own that it can stop and start again on the same data and port. */
+interface RestartableServer {
+  /** Where the platform reaches it (a database URL or a Temporal address); a restart keeps it. */
+  address: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops it for good and deletes its data. */
+  remove(): Promise<void>;
+}
+
+/** A migrated embedded PostgreSQL in a temporary directory. */
+async function restartablePostgres(): Promise<RestartableServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-pg-"));
   fs.chmodSync(dir, 0o755);
   const port = await freePort();
-  let postgres = await startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
+  const start = () => startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
+  let postgres = await start();
   const migrator = createDb(postgres.url, 1);
   await migrateLatest(migrator);
   await migrator.destroy();
-  const platform = await startPlatform(postgres.url, process.env.TEMPORAL_ADDRESS!);
+  return {
+    address: postgres.url,
+    stop: () => postgres.stop(),
+    start: async () => {
+      postgres = await start();
+    },
+    remove: async () => {
+      await postgres.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A Temporal dev server on SQLite in a temporary directory. */
+async function restartableTemporal(): Promise<RestartableServer> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-temporal-"));
+  const port = await freePort();
+  const start = () => startTemporalDevServer({ port, uiPort: 0, namespace: "default", dbFile: path.join(dir, "temporal.db"), headless: true, logger });
+  let temporal = await start();
+  return {
+    address: temporal.address,
+    stop: () => temporal.stop(),
+    start: async () => {
+      temporal = await start();
+    },
+    remove: async () => {
+      await temporal.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Runs `body` on a platform whose PostgreSQL or Temporal is a restartable server of its own (the
+ * other one is the test run's), with its worker supervised, and tears everything down after.
+ */
+async function withOwnServer(kind: "postgres" | "temporal", body: (platform: Platform, server: RestartableServer) => Promise<void>): Promise<void> {
+  const server = kind === "postgres" ? await restartablePostgres() : await restartableTemporal();
+  const temporalAddress = kind === "temporal" ? server.address : process.env.TEMPORAL_ADDRESS!;
+  const platform = await startPlatform(kind === "postgres" ? server.address : process.env.DATABASE_URL!, temporalAddress);
+  const stopSupervising = superviseWorker(platform, temporalAddress);
   try {
+    await body(platform, server);
+  } finally {
+    stopSupervising();
+    await platform.stop();
+    await server.remove();
+  }
+}
+
+test("PostgreSQL restarted while sends are in flight: the API answers 503 meanwhile, and every accepted message still ends successful once", { timeout: 240_000 }, () =>
+  withOwnServer("postgres", async (platform, postgres) => {
     const { applicationId, apiKey, subscriptionIds, messageIds } = await sendMessages(platform);
     await eventually(async () => platform.simulator.simulator.totalRequests() > 0, 60_000, 20);
     await postgres.stop();
@@ -162,23 +224,13 @@ test("PostgreSQL restarted while sends are in flight: the API answers 503 meanwh
     assert.equal(refused.body.error.code, "service_unavailable");
 
     await new Promise((resolve) => setTimeout(resolve, 2_000));
-    postgres = await startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
+    await postgres.start();
     await assertAllSentOnce(platform.deps, applicationId, messageIds);
-  } finally {
-    await platform.stop();
-    await postgres.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }),
+);
 
-test("Temporal restarted while sends are in flight: messages accepted before and during the outage all end successful once", { timeout: 240_000 }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-temporal-"));
-  const port = await freePort();
-  const start = () => startTemporalDevServer({ port, uiPort: 0, namespace: "default", dbFile: path.join(dir, "temporal.db"), headless: true, logger });
-  let temporal = await start();
-  const platform = await startPlatform(process.env.DATABASE_URL!, temporal.address);
-  const stopSupervising = superviseWorker(platform, temporal.address);
-  try {
+test("Temporal restarted while sends are in flight: messages accepted before and during the outage all end successful once", { timeout: 240_000 }, () =>
+  withOwnServer("temporal", async (platform, temporal) => {
     const { applicationId, apiKey, subscriptionIds, messageIds } = await sendMessages(platform);
     await eventually(async () => platform.simulator.simulator.totalRequests() > 0, 60_000, 20);
     await temporal.stop();
@@ -213,7 +265,7 @@ test("Temporal restarted while sends are in flight: messages accepted before and
     assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
     assert.equal(cancelled.body.data.status, "cancelled");
 
-    temporal = await start();
+    await temporal.start();
     const { restartOrphanedMessages } = createReconcilerActivities(platform.deps);
     // What the reconciler schedule does every minute in a deployment, run here on each poll.
     await eventually(async () => {
@@ -222,13 +274,8 @@ test("Temporal restarted while sends are in flight: messages accepted before and
       return (await platform.deps.db("messages").whereIn("id", during).whereNot("status", "pending")).length === during.length;
     }, 60_000, 1_000);
     await assertAllSentOnce(platform.deps, applicationId, [...messageIds, ...during]);
-  } finally {
-    stopSupervising();
-    await platform.stop();
-    await temporal.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }),
+);
 
 // Campaigns: the same restarts while a campaign's batches are mid-send. Recipients are seeded
 // straight into PostgreSQL (registering them one by one through the API is not what is tested).
@@ -304,48 +351,25 @@ async function assertCampaignSentOnce(platform: Platform, started: StartedCampai
   assert.deepEqual(await ledgerBalanceMismatches(db, started.applicationId), [], "every account balance matches its journal");
 }
 
-test("PostgreSQL restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient recorded sent once, ledger balanced", { timeout: 300_000 }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-pg-campaign-"));
-  fs.chmodSync(dir, 0o755);
-  const port = await freePort();
-  let postgres = await startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
-  const migrator = createDb(postgres.url, 1);
-  await migrateLatest(migrator);
-  await migrator.destroy();
-  const platform = await startPlatform(postgres.url, process.env.TEMPORAL_ADDRESS!);
-  try {
+test("PostgreSQL restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient recorded sent once, ledger balanced", { timeout: 300_000 }, () =>
+  withOwnServer("postgres", async (platform, postgres) => {
     const started = await startSlowCampaign(platform);
     // Down while the first chunks wait on the provider (their rows locked in open transactions).
     await eventually(async () => platform.simulator.simulator.totalRequests() >= 100, 60_000, 20);
     await postgres.stop();
     await new Promise((resolve) => setTimeout(resolve, 3_000));
-    postgres = await startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
+    await postgres.start();
     await assertCampaignSentOnce(platform, started);
-  } finally {
-    await platform.stop();
-    await postgres.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }),
+);
 
-test("Temporal restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient recorded sent once", { timeout: 300_000 }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-temporal-campaign-"));
-  const port = await freePort();
-  const start = () => startTemporalDevServer({ port, uiPort: 0, namespace: "default", dbFile: path.join(dir, "temporal.db"), headless: true, logger });
-  let temporal = await start();
-  const platform = await startPlatform(process.env.DATABASE_URL!, temporal.address);
-  const stopSupervising = superviseWorker(platform, temporal.address);
-  try {
+test("Temporal restarted while a campaign's batches are mid-send: the campaign completes, one message per recipient recorded sent once", { timeout: 300_000 }, () =>
+  withOwnServer("temporal", async (platform, temporal) => {
     const started = await startSlowCampaign(platform);
     await eventually(async () => platform.simulator.simulator.totalRequests() >= 100, 60_000, 20);
     await temporal.stop();
     await new Promise((resolve) => setTimeout(resolve, 3_000));
-    temporal = await start();
+    await temporal.start();
     await assertCampaignSentOnce(platform, started);
-  } finally {
-    stopSupervising();
-    await platform.stop();
-    await temporal.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }),
+);

@@ -139,44 +139,32 @@ export const oldestPendingAge = new Gauge({
 
 const providerPoolSources = new Set<() => ProviderPoolUsage>();
 
-/** Sets one gauge's value per platform from the running workers' provider pools, read on scrape. */
-function collectPoolGauge(gauge: Gauge<"provider">, field: keyof PoolUsage): void {
-  const usage = sumPoolUsage([...providerPoolSources].map((source) => source()));
-  for (const provider of ["apns", "fcm"] as const) gauge.set({ provider }, usage[provider][field]);
+/** A gauge of one pool figure per provider, summed over the running workers' pools on scrape. */
+function providerPoolGauge(name: string, help: string, field: keyof PoolUsage): Gauge<"provider"> {
+  return new Gauge({
+    name,
+    help,
+    labelNames: ["provider"] as const,
+    registers: [registry],
+    collect() {
+      const usage = sumPoolUsage([...providerPoolSources].map((source) => source()));
+      for (const provider of ["apns", "fcm"] as const) this.set({ provider }, usage[provider][field]);
+    },
+  });
 }
 
-/** Open connections to each push provider from this worker, read on scrape. */
-export const providerConnections: Gauge<"provider"> = new Gauge({
-  name: "automata_provider_connections",
-  help: "Open connections to the push provider (all applications)",
-  labelNames: ["provider"] as const,
-  registers: [registry],
-  collect() {
-    collectPoolGauge(providerConnections, "connections");
-  },
-});
+/** Open connections to each push provider from this process's workers. */
+export const providerConnections = providerPoolGauge("automata_provider_connections", "Open connections to the push provider (all applications)", "connections");
 
-/** Provider requests sent and not yet answered, read on scrape. */
-export const providerRequestsInFlight: Gauge<"provider"> = new Gauge({
-  name: "automata_provider_requests_in_flight",
-  help: "Push provider requests sent and not yet answered (all applications)",
-  labelNames: ["provider"] as const,
-  registers: [registry],
-  collect() {
-    collectPoolGauge(providerRequestsInFlight, "inFlight");
-  },
-});
+/** Provider requests sent and not yet answered. */
+export const providerRequestsInFlight = providerPoolGauge("automata_provider_requests_in_flight", "Push provider requests sent and not yet answered (all applications)", "inFlight");
 
 /** Provider requests waiting for a connection: high for long means the pool, not the provider, limits sending. */
-export const providerRequestsQueued: Gauge<"provider"> = new Gauge({
-  name: "automata_provider_requests_queued",
-  help: "Push provider requests waiting for a free connection or stream (all applications)",
-  labelNames: ["provider"] as const,
-  registers: [registry],
-  collect() {
-    collectPoolGauge(providerRequestsQueued, "queued");
-  },
-});
+export const providerRequestsQueued = providerPoolGauge(
+  "automata_provider_requests_queued",
+  "Push provider requests waiting for a free connection or stream (all applications)",
+  "queued",
+);
 
 /** Adds a running worker's provider pools to the pool gauges; answers the function that removes them. */
 export function addProviderPoolSource(source: () => ProviderPoolUsage): () => void {
