@@ -153,46 +153,42 @@ interface RestartableServer {
   remove(): Promise<void>;
 }
 
+/**
+ * Keeps whatever `start` starts (on data in `dir`) restartable: stop and start again on the same
+ * data and port; remove stops it and deletes `dir`.
+ */
+async function restartableIn<S extends { stop(): Promise<void> }>(dir: string, start: () => Promise<S>, addressOf: (server: S) => string): Promise<RestartableServer> {
+  let server = await start();
+  return {
+    address: addressOf(server),
+    stop: () => server.stop(),
+    start: async () => {
+      server = await start();
+    },
+    remove: async () => {
+      await server.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** A migrated embedded PostgreSQL in a temporary directory. */
 async function restartablePostgres(): Promise<RestartableServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-pg-"));
   fs.chmodSync(dir, 0o755);
   const port = await freePort();
-  const start = () => startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger });
-  let postgres = await start();
-  const migrator = createDb(postgres.url, 1);
+  const postgres = await restartableIn(dir, () => startEmbeddedPostgres({ dataDir: dir, port, database: "restarts", logger }), (server) => server.url);
+  const migrator = createDb(postgres.address, 1);
   await migrateLatest(migrator);
   await migrator.destroy();
-  return {
-    address: postgres.url,
-    stop: () => postgres.stop(),
-    start: async () => {
-      postgres = await start();
-    },
-    remove: async () => {
-      await postgres.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return postgres;
 }
 
 /** A Temporal dev server on SQLite in a temporary directory. */
 async function restartableTemporal(): Promise<RestartableServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-restart-temporal-"));
   const port = await freePort();
-  const start = () => startTemporalDevServer({ port, uiPort: 0, namespace: "default", dbFile: path.join(dir, "temporal.db"), headless: true, logger });
-  let temporal = await start();
-  return {
-    address: temporal.address,
-    stop: () => temporal.stop(),
-    start: async () => {
-      temporal = await start();
-    },
-    remove: async () => {
-      await temporal.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return restartableIn(dir, () => startTemporalDevServer({ port, uiPort: 0, namespace: "default", dbFile: path.join(dir, "temporal.db"), headless: true, logger }), (server) => server.address);
 }
 
 /**
