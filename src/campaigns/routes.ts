@@ -127,13 +127,14 @@ async function executeRecurring(deps: Deps, c: CampaignRow) {
   if (c.status !== "running") refuse(c, "execute");
   const active = (await deps.db("message_campaigns").where({ application_id: c.application_id, parent_campaign_id: c.id }).whereIn("status", ["running", "paused"]).first("id")) as { id: string } | undefined;
   if (active) throw new ApiError("campaign_already_started", "A run of this recurring campaign is still in progress", { id: c.id, run_id: active.id });
-  const open = await openScheduleRun(deps, c.id);
-  if (open) throw new ApiError("campaign_already_started", "A run of this recurring campaign is still finishing; try again in a moment", { id: c.id, run_workflow_id: open });
   try {
+    const open = await openScheduleRun(deps, c.id);
+    if (open) throw new ApiError("campaign_already_started", "A run of this recurring campaign is still finishing; try again in a moment", { id: c.id, run_workflow_id: open });
     await triggerCampaignRun(deps, c);
   } catch (error) {
-    // A DELETE or cancel that won the race removed the schedule under this request: the answer
-    // is the campaign's new state (400 campaign_already_completed), not a 503 to retry.
+    // A DELETE or cancel that won the race removed the schedule under this request (Temporal then
+    // fails a describe or a trigger with more than "not found"): the answer is the campaign's new
+    // state (400 campaign_already_completed), not a 503 to retry.
     const now = await loadCampaign(deps, c.application_id, c.id);
     if (now.status !== "running") refuse(now, "execute");
     throw error;
