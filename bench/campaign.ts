@@ -15,13 +15,18 @@ async function main(): Promise<void> {
   const providerLatencyMs = providerLatencyFlag();
   const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" }, providerLatencyMs);
   const base = `${platform.api.url}/api/v1`;
-  let peakRss = 0;
+  // Sampled only while the campaign runs (seeding N subscriptions in this process would otherwise
+  // set the peak): whether RSS is flat shows in how it moves from the campaign's start to its end.
+  const rssSamples: number[] = [];
   let peakHeap = 0;
-  const sampler = setInterval(() => {
-    const memory = process.memoryUsage();
-    peakRss = Math.max(peakRss, memory.rss);
-    peakHeap = Math.max(peakHeap, memory.heapUsed);
-  }, 250);
+  let sampler: NodeJS.Timeout | undefined;
+  const startSampling = () => {
+    sampler = setInterval(() => {
+      const memory = process.memoryUsage();
+      rssSamples.push(memory.rss);
+      peakHeap = Math.max(peakHeap, memory.heapUsed);
+    }, 250);
+  };
   try {
     const created = (await (
       await fetch(`${base}/admin/applications`, {
@@ -62,6 +67,8 @@ async function main(): Promise<void> {
         })
         .catch(() => undefined);
     }, 200);
+    const rssAtStart = process.memoryUsage().rss;
+    startSampling();
     const started = performance.now();
     const res = await fetch(`${base}/campaigns`, {
       method: "POST",
@@ -110,7 +117,10 @@ async function main(): Promise<void> {
     console.log(`batch insert → sent:   p50 ${percentile(batches.map((b) => Number(b.span_ms)), 50).toFixed(0)} ms, p90 ${percentile(batches.map((b) => Number(b.span_ms)), 90).toFixed(0)} ms`);
     console.log(`recipients:            ${recipients}${providerLatencyMs > 0 ? ` (provider round trip ${providerLatencyMs} ms)` : ""}`);
     console.log(`create → all sent:     ${seconds.toFixed(1)} s wall clock (first message created → last sent: ${Number(span.seconds).toFixed(1)} s)`);
-    console.log(`peak RSS (API+worker): ${(peakRss / 1024 / 1024).toFixed(0)} MiB (main-thread JS heap peak ${(peakHeap / 1024 / 1024).toFixed(0)} MiB; the provider simulator runs in its own process)`);
+    const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)}`;
+    const rssAt = (fraction: number) => rssSamples[Math.min(rssSamples.length - 1, Math.floor(fraction * rssSamples.length))] ?? rssAtStart;
+    console.log(`peak RSS (API+worker): ${mib(Math.max(rssAtStart, ...rssSamples))} MiB while the campaign ran (main-thread JS heap peak ${mib(peakHeap)} MiB; the provider simulator runs in its own process)`);
+    console.log(`RSS over the campaign: ${[0, 0.25, 0.5, 0.75, 1].map((f) => (f === 0 ? mib(rssAtStart) : mib(rssAt(f)))).join(" → ")} MiB (start, each quarter of its time)`);
     const roles = Object.keys(cpuAfter) as Array<keyof typeof cpuAfter>;
     const used = (role: keyof typeof cpuAfter): number => cpuAfter[role] - cpuBefore[role];
     const cores = os.availableParallelism();
