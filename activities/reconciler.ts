@@ -91,6 +91,37 @@ export function createReconcilerActivities(deps: Deps) {
     return true;
   }
 
+  /**
+   * The next `limit` individually sent messages in `status` created before `cutoff`, oldest first,
+   * after the position the previous pass stored (reconciler_cursors); the position moves to the
+   * page's last message, or back to the start when the page is short (the end was reached).
+   */
+  async function nextPage(status: MessageStatus, cutoff: Date, options: { limit: number; applicationId?: string }): Promise<StartableMessage[]> {
+    const { db } = deps;
+    const cursorName = `messages:${status}:${options.applicationId ?? "all"}`;
+    const cursor = await db("reconciler_cursors").where("name", cursorName).first("name");
+    const query = db("messages").where("status", status).whereNull("campaign_id").where("created_at", "<", cutoff);
+    if (options.applicationId) query.where("application_id", options.applicationId);
+    if (cursor) {
+      // The plain bound lets the created_at indexes skip what is behind; the row comparison breaks ties.
+      const position = db("reconciler_cursors").where("name", cursorName);
+      query.where("created_at", ">=", position.clone().select("after_created_at")).whereRaw("(created_at, id) > ?", [position.clone().select("after_created_at", "after_id")]);
+    }
+    const page = await query.orderBy([{ column: "created_at" }, { column: "id" }]).limit(options.limit).select<StartableMessage[]>("id", "application_id", "subscription_id", "created_at");
+    const last = page[page.length - 1];
+    if (page.length < options.limit || !last) {
+      await db("reconciler_cursors").where("name", cursorName).delete();
+    } else {
+      await db.raw(
+        `INSERT INTO reconciler_cursors (name, after_created_at, after_id)
+         SELECT ?, created_at, id FROM messages WHERE id = ?
+         ON CONFLICT (name) DO UPDATE SET after_created_at = excluded.after_created_at, after_id = excluded.after_id, updated_at = now()`,
+        [cursorName, last.id],
+      );
+    }
+    return page;
+  }
+
   return {
     /**
      * Looks at individually sent messages still pending/errored after `olderThanMs` and starts the
@@ -98,22 +129,15 @@ export function createReconcilerActivities(deps: Deps) {
      * operator terminated it in the Temporal UI; it failed or timed out) would stay pending for
      * ever: it fails with `workflow_closed` and its quota comes back. Campaign messages are owned
      * by their batch workflows. `applicationId` limits the pass to one application's messages.
+     *
+     * A pass looks at up to `limit` pending and up to `limit` errored messages, each status going
+     * on from where the previous pass stopped ({@link nextPage}): a backlog of messages with a
+     * live workflow (scheduled for later, or retrying through a provider outage) only makes the
+     * rotation longer, it never hides a new orphan behind the same oldest rows.
      */
     async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
-      const oldest = (status: MessageStatus, limit: number) => {
-        const query = deps
-          .db("messages")
-          .where("status", status)
-          .whereNull("campaign_id")
-          .where("created_at", "<", new Date(Date.now() - options.olderThanMs));
-        if (options.applicationId) query.where("application_id", options.applicationId);
-        return query.orderBy("created_at").limit(limit).select<StartableMessage[]>("id", "application_id", "subscription_id", "created_at");
-      };
-      // Pending ones first: a message whose workflow never started is always pending (only a
-      // workflow makes one errored), so a provider outage's backlog of errored messages, each
-      // with a live workflow retrying it, never hides a new orphan behind it.
-      const pending = await oldest("pending", options.limit);
-      const candidates = pending.length < options.limit ? [...pending, ...(await oldest("errored", options.limit - pending.length))] : pending;
+      const cutoff = new Date(Date.now() - options.olderThanMs);
+      const candidates = [...(await nextPage("pending", cutoff, options)), ...(await nextPage("errored", cutoff, options))];
       const orphaned: StartableMessage[] = [];
       let failed = 0;
       for (const message of candidates) {

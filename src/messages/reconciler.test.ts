@@ -106,9 +106,41 @@ test("an orphan is found behind a backlog of errored messages that are retrying 
   const orphanId = await insertOrphanMessage(applicationId, sub.id, "orphaned", 10 * 60_000);
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
+  // A page of each status: the orphan (pending) and the oldest of the backlog (errored).
   const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
-  assert.deepEqual(result, { checked: 1, started: 1, failed: 0 });
+  assert.deepEqual(result, { checked: 2, started: 1, failed: 0 });
   await eventually(async () => (await app.deps.db("messages").where("id", orphanId).first()).status === "successful", 30_000, 200);
   // The backlog still errored, its workflows still retrying: left alone.
+  for (const id of backlog) assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "RUNNING");
+});
+
+test("a terminated message behind more than `limit` retrying messages is found: each pass goes on where the last one stopped", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication();
+  const down = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
+  const send = async (body: string) => {
+    const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: down.id, body } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    return res.body.data.message_id as string;
+  };
+  const backlog = [await send("outage 0"), await send("outage 1")];
+  const stopped = await send("stopped");
+  const all = [...backlog, stopped];
+  await eventually(async () => (await app.deps.db("messages").whereIn("id", all).where("status", "errored")).length === 3, 15_000, 100);
+  await app.deps.temporal.workflow.getHandle(messageWorkflowId(stopped)).terminate("operator stopped it");
+  // The retrying backlog is older: a pass always taking the oldest would look at it for ever.
+  await app.deps.db("messages").whereIn("id", backlog).update({ created_at: new Date(Date.now() - 20 * 60_000) });
+  await app.deps.db("messages").where("id", stopped).update({ created_at: new Date(Date.now() - 10 * 60_000) });
+
+  const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
+  const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
+  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0 });
+  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0 });
+  assert.equal((await app.deps.db("messages").where("id", stopped).first()).status, "errored", "not reached yet");
+  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 1 });
+  const row = await app.deps.db("messages").where("id", stopped).first();
+  assert.deepEqual([row.status, row.error_code], ["failed", "workflow_closed"]);
+  // Past the end, the rotation starts over at the oldest.
+  assert.deepEqual(await pass(), { checked: 0, started: 0, failed: 0 });
+  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0 });
   for (const id of backlog) assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "RUNNING");
 });
