@@ -232,8 +232,17 @@ export async function ensureCampaignSchedule(deps: Deps, campaign: Pick<Campaign
   }
   if (row.status !== "running" && row.status !== "paused") return;
   const paused = row.status === "paused";
+  // Built before the create's try: a TypeError from our own code is a bug to surface, not Temporal
+  // refusing the spec; a cron the API never checked (a row older than the check) is a refusal.
+  let options: ScheduleOptions;
   try {
-    await deps.temporal.schedule.create(campaignScheduleOptions(deps, { ...row, schedule: row.schedule }, paused));
+    options = campaignScheduleOptions(deps, { ...row, schedule: row.schedule }, paused);
+  } catch (error) {
+    if (error instanceof InvalidCronError) throw scheduleError(error, row.id);
+    throw error;
+  }
+  try {
+    await deps.temporal.schedule.create(options);
     return;
   } catch (error) {
     if (!(error instanceof ScheduleAlreadyRunning)) throw scheduleError(error, row.id);
