@@ -99,14 +99,15 @@ export function createReconcilerActivities(deps: Deps) {
   async function nextPage(status: MessageStatus, cutoff: Date, options: { limit: number; applicationId?: string }): Promise<StartableMessage[]> {
     const { db } = deps;
     const cursorName = `messages:${status}:${options.applicationId ?? "all"}`;
-    const cursor = await db("reconciler_cursors").where("name", cursorName).first("name");
+    // As text: a JavaScript Date would drop created_at's microseconds and return the last row again.
+    const cursor = (await db("reconciler_cursors").where("name", cursorName).first(db.raw("after_created_at::text as after_created_at"), "after_id")) as
+      | { after_created_at: string; after_id: string }
+      | undefined;
     const query = db("messages").where("status", status).whereNull("campaign_id").where("created_at", "<", cutoff);
     if (options.applicationId) query.where("application_id", options.applicationId);
-    if (cursor) {
-      // The plain bound lets the created_at indexes skip what is behind; the row comparison breaks ties.
-      const position = db("reconciler_cursors").where("name", cursorName);
-      query.where("created_at", ">=", position.clone().select("after_created_at")).whereRaw("(created_at, id) > ?", [position.clone().select("after_created_at", "after_id")]);
-    }
+    // Values, not a subquery: PostgreSQL then sees how much lies after the position and walks
+    // messages_unsettled_single_idx in order up to the limit instead of sorting all of it.
+    if (cursor) query.whereRaw("(created_at, id) > (?::timestamptz, ?::uuid)", [cursor.after_created_at, cursor.after_id]);
     const page = await query.orderBy([{ column: "created_at" }, { column: "id" }]).limit(options.limit).select<StartableMessage[]>("id", "application_id", "subscription_id", "created_at");
     const last = page[page.length - 1];
     if (page.length < options.limit || !last) {
