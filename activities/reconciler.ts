@@ -93,14 +93,16 @@ export function createReconcilerActivities(deps: Deps) {
 
   /**
    * The next `limit` individually sent messages in `status` created before `cutoff`, oldest first,
-   * after the position the previous pass stored (reconciler_cursors); the position moves to the
-   * page's last message, or back to the start when the page is short (the end was reached).
+   * after the position the previous pass stored (reconciler_cursors). `advance` stores the page's
+   * last message as the new position, or clears it when the page reached the end (the next pass
+   * starts over at the oldest); the caller calls it once the page is handled, so a pass that fails
+   * half-way reads the same page again.
    */
-  async function nextPage(status: MessageStatus, cutoff: Date, options: { limit: number; applicationId?: string }): Promise<StartableMessage[]> {
+  async function nextPage(status: MessageStatus, cutoff: Date, options: { limit: number; applicationId?: string }): Promise<{ messages: StartableMessage[]; advance(): Promise<void> }> {
     const { db } = deps;
     const cursorName = `messages:${status}:${options.applicationId ?? "all"}`;
-    // As text: a JavaScript Date would drop created_at's microseconds and return the last row again.
-    const cursor = (await db("reconciler_cursors").where("name", cursorName).first(db.raw("after_created_at::text as after_created_at"), "after_id")) as
+    // created_at as text: a JavaScript Date drops its microseconds, and the last row would come back.
+    const cursor = (await db("reconciler_cursors").where("name", cursorName).first(db.raw("after_created_at::text AS after_created_at"), "after_id")) as
       | { after_created_at: string; after_id: string }
       | undefined;
     const query = db("messages").where("status", status).whereNull("campaign_id").where("created_at", "<", cutoff);
@@ -108,19 +110,24 @@ export function createReconcilerActivities(deps: Deps) {
     // Values, not a subquery: PostgreSQL then sees how much lies after the position and walks
     // messages_unsettled_single_idx in order up to the limit instead of sorting all of it.
     if (cursor) query.whereRaw("(created_at, id) > (?::timestamptz, ?::uuid)", [cursor.after_created_at, cursor.after_id]);
-    const page = await query.orderBy([{ column: "created_at" }, { column: "id" }]).limit(options.limit).select<StartableMessage[]>("id", "application_id", "subscription_id", "created_at");
+    // One more than a page: whether anything lies beyond it, so the end is known in this pass.
+    const rows = (await query
+      .orderBy([{ column: "created_at" }, { column: "id" }])
+      .limit(options.limit + 1)
+      .select("id", "application_id", "subscription_id", "created_at", db.raw("created_at::text AS position_at"))) as Array<StartableMessage & { position_at: string }>;
+    const page = rows.slice(0, options.limit);
     const last = page[page.length - 1];
-    if (page.length < options.limit || !last) {
-      await db("reconciler_cursors").where("name", cursorName).delete();
-    } else {
-      await db.raw(
-        `INSERT INTO reconciler_cursors (name, after_created_at, after_id)
-         SELECT ?, created_at, id FROM messages WHERE id = ?
-         ON CONFLICT (name) DO UPDATE SET after_created_at = excluded.after_created_at, after_id = excluded.after_id, updated_at = now()`,
-        [cursorName, last.id],
-      );
-    }
-    return page;
+    const advance = async () => {
+      if (rows.length <= options.limit || !last) {
+        await db("reconciler_cursors").where("name", cursorName).delete();
+        return;
+      }
+      await db("reconciler_cursors")
+        .insert({ name: cursorName, after_created_at: db.raw("?::timestamptz", [last.position_at]), after_id: last.id })
+        .onConflict("name")
+        .merge({ after_created_at: db.raw("excluded.after_created_at"), after_id: db.raw("excluded.after_id"), updated_at: db.fn.now() });
+    };
+    return { messages: page.map(({ position_at: _position, ...message }) => message), advance };
   }
 
   return {
@@ -138,7 +145,8 @@ export function createReconcilerActivities(deps: Deps) {
      */
     async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
       const cutoff = new Date(Date.now() - options.olderThanMs);
-      const candidates = [...(await nextPage("pending", cutoff, options)), ...(await nextPage("errored", cutoff, options))];
+      const pages = [await nextPage("pending", cutoff, options), await nextPage("errored", cutoff, options)];
+      const candidates = pages.flatMap((page) => page.messages);
       const orphaned: StartableMessage[] = [];
       let failed = 0;
       for (const message of candidates) {
@@ -160,6 +168,7 @@ export function createReconcilerActivities(deps: Deps) {
         await startMessageWorkflows(deps, orphaned);
         deps.logger.warn({ count: orphaned.length }, "reconciler started workflows for orphaned messages");
       }
+      for (const page of pages) await page.advance();
       return { checked: candidates.length, started: orphaned.length, failed };
     },
 

@@ -85,7 +85,10 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const campaignRow = (await platform.deps.db("message_campaigns").where("id", campaignId).first("status")) as { status: string };
       pgMs += performance.now() - t0;
-      if (campaignRow.status === "completed") break;
+      if (campaignRow.status === "completed") {
+        clearInterval(sampler);
+        break;
+      }
       if (campaignRow.status !== "running") throw new Error(`campaign ended ${campaignRow.status}`);
       if (performance.now() - started > 60 * 60_000) throw new Error("timed out after an hour");
       await new Promise((r) => setTimeout(r, 500));

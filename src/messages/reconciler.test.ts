@@ -127,9 +127,10 @@ test("a terminated message behind more than `limit` retrying messages is found: 
   const all = [...backlog, stopped];
   await eventually(async () => (await app.deps.db("messages").whereIn("id", all).where("status", "errored")).length === 3, 15_000, 100);
   await app.deps.temporal.workflow.getHandle(messageWorkflowId(stopped)).terminate("operator stopped it");
-  // The retrying backlog is older: a pass always taking the oldest would look at it for ever.
-  await app.deps.db("messages").whereIn("id", backlog).update({ created_at: new Date(Date.now() - 20 * 60_000) });
-  await app.deps.db("messages").where("id", stopped).update({ created_at: new Date(Date.now() - 10 * 60_000) });
+  // The retrying backlog is older: a pass always taking the oldest would look at it for ever. Set
+  // in SQL, as the API's inserts are, so the times have microseconds a JavaScript Date would lose.
+  await app.deps.db("messages").whereIn("id", backlog).update({ created_at: app.deps.db.raw("now() - interval '20 minutes 0.000123 seconds'") });
+  await app.deps.db("messages").where("id", stopped).update({ created_at: app.deps.db.raw("now() - interval '10 minutes 0.000456 seconds'") });
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
   const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
@@ -139,8 +140,8 @@ test("a terminated message behind more than `limit` retrying messages is found: 
   assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 1 });
   const row = await app.deps.db("messages").where("id", stopped).first();
   assert.deepEqual([row.status, row.error_code], ["failed", "workflow_closed"]);
-  // Past the end, the rotation starts over at the oldest.
-  assert.deepEqual(await pass(), { checked: 0, started: 0, failed: 0 });
+  // That page reached the end: the next pass starts over at the oldest.
   assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0 });
+  assert.equal((await app.deps.db("reconciler_cursors").where("name", `messages:errored:${applicationId}`).first("after_id"))?.after_id, backlog.sort()[0]);
   for (const id of backlog) assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "RUNNING");
 });
