@@ -9,6 +9,7 @@ import { installTemporalRuntimeLogger } from "./infra/process";
 import { startSimulator } from "./infra/simulator";
 import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
 import { assertEncryptionKeyMatches } from "./crypto/key-check";
+import { assertPortsFree, PortInUseError } from "./infra/ports";
 
 /**
  * `npm start`: the whole platform in one process tree on embedded defaults — PostgreSQL, the
@@ -17,6 +18,11 @@ import { assertEncryptionKeyMatches } from "./crypto/key-check";
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL);
+  // Before the SDK runtime, which binds the metrics address itself.
+  await assertPortsFree([
+    { host: config.HOST, port: config.PORT, setting: "PORT", what: "the API" },
+    ...(config.AUTOMATA_TEMPORAL_METRICS_ADDRESS ? [{ ...hostAndPort(config.AUTOMATA_TEMPORAL_METRICS_ADDRESS), setting: "AUTOMATA_TEMPORAL_METRICS_ADDRESS (empty: no exporter)", what: "the Temporal SDK's metrics" }] : []),
+  ]);
   // The SDK is chatty at info (bundling, state changes); operators of `npm start` need its warnings only.
   // Its metrics exporter (AUTOMATA_TEMPORAL_METRICS_ADDRESS) is appended to the API's /metrics: one process, one scrape.
   installTemporalRuntimeLogger(logger.child({}, { level: logger.levelVal < 30 ? logger.level : "warn" }), { metricsAddress: config.AUTOMATA_TEMPORAL_METRICS_ADDRESS });
@@ -88,7 +94,18 @@ async function main(): Promise<void> {
   });
 }
 
+/** "127.0.0.1:9465" as host and port. */
+function hostAndPort(address: string): { host: string; port: number } {
+  const url = new URL(`tcp://${address}`);
+  return { host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) };
+}
+
 main().catch((error: unknown) => {
+  // A refusal that says what to do needs no stack trace.
+  if (error instanceof PortInUseError) {
+    console.error(`Automata-Signal did not start: ${error.message}`);
+    process.exit(1);
+  }
   console.error("Automata-Signal failed to start:", error);
   process.exit(1);
 });

@@ -71,3 +71,44 @@ test("npm start with another encryption key than its data directory's refuses to
     fs.rmSync(home, { recursive: true, force: true });
   }
 });
+
+test("a second npm start while one runs is refused up front, naming the port and the setting that moves it; the first keeps running", { timeout: 240_000 }, async () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "automata-dev-twice-"));
+  fs.chmodSync(home, 0o755);
+  const ports = { PORT: await freePort(), AUTOMATA_PG_PORT: await freePort(), TEMPORAL_PORT: await freePort(), TEMPORAL_UI_PORT: await freePort(), AUTOMATA_METRICS_PORT: await freePort() };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    AUTOMATA_HOME: home,
+    LOG_LEVEL: "warn",
+    AUTOMATA_TEMPORAL_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
+    ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+  };
+  delete env.AUTOMATA_ENCRYPTION_KEY;
+  delete env.DATABASE_URL;
+  delete env.TEMPORAL_ADDRESS;
+  const first = spawn(process.execPath, ["--import", "tsx", "src/dev.ts"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  let firstOutput = "";
+  const firstExit = new Promise<number | null>((resolve) => first.on("exit", resolve));
+  const running = new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      firstOutput += chunk.toString();
+      if (/Press Ctrl-C to stop/.test(firstOutput)) resolve();
+    };
+    first.stdout.on("data", onData);
+    first.stderr.on("data", onData);
+    void firstExit.then((code) => reject(new Error(`the first start exited (${code}): ${firstOutput}`)));
+  });
+  try {
+    await running;
+    const second = await runDev(env);
+    assert.equal(second.code, 1, second.output);
+    assert.match(second.output, new RegExp(`Port ${ports.PORT} \\(the API\\) is already in use: is Automata-Signal already running .*set PORT to use another port`));
+    assert.doesNotMatch(second.output, /os error 98|\n\s+at /, "a message, not the SDK's error and a stack trace");
+    const health = await fetch(`http://127.0.0.1:${ports.PORT}/healthz`);
+    assert.equal(health.status, 200, "the first start still answers");
+  } finally {
+    first.kill("SIGINT");
+    assert.equal(await firstExit, 0, firstOutput);
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
