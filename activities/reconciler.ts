@@ -140,7 +140,7 @@ export function createReconcilerActivities(deps: Deps) {
      *
      * A pass looks at up to `limit` pending and up to `limit` errored messages, each status going
      * on from where the previous pass stopped ({@link nextPage}): a backlog of messages with a
-     * live workflow (scheduled for later, or retrying through a provider outage) only makes the
+     * live workflow (a burst Temporal is still working through, or retrying through a provider outage) only makes the
      * rotation longer, it never hides a new orphan behind the same oldest rows.
      */
     async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {

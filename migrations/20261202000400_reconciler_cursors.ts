@@ -3,9 +3,9 @@ import type { Knex } from "knex";
 /**
  * Where the reconciler's look at individually sent messages stopped, per message status (and per
  * application when a pass is limited to one). A pass used to take the `limit` oldest pending (then
- * errored) messages every time: behind more than `limit` messages with a live workflow — messages
- * scheduled for tomorrow, a provider outage's retrying backlog — a message whose workflow never
- * started stayed pending until that backlog went out. Now each pass goes on from here and starts
+ * errored) messages every time: behind more than `limit` messages with a live workflow — a burst
+ * Temporal is still working through, a provider outage's retrying backlog — a message whose
+ * workflow never started stayed pending until that backlog went out. Now each pass goes on from here and starts
  * over at the oldest after the last page, so every message is looked at within
  * ceil(backlog / limit) + 1 passes. The position is the last message's (created_at, id), copied in
  * SQL so created_at keeps its microseconds.
