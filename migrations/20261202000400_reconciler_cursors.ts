@@ -7,8 +7,8 @@ import type { Knex } from "knex";
  * Temporal is still working through, a provider outage's retrying backlog — a message whose
  * workflow never started stayed pending until that backlog went out. Now each pass goes on from here and starts
  * over at the oldest after the last page, so every message is looked at within
- * ceil(backlog / limit) + 1 passes. The position is the last message's (created_at, id), copied in
- * SQL so created_at keeps its microseconds.
+ * ceil(backlog / limit) + 1 passes. The position is the last message's (created_at, id), its created_at
+ * carried as text so the microseconds survive.
  */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`CREATE TABLE reconciler_cursors (
