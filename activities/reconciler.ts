@@ -140,36 +140,61 @@ export function createReconcilerActivities(deps: Deps) {
      *
      * A pass looks at up to `limit` pending and up to `limit` errored messages, each status going
      * on from where the previous pass stopped ({@link nextPage}): a backlog of messages with a
-     * live workflow (a burst Temporal is still working through, or retrying through a provider outage) only makes the
-     * rotation longer, it never hides a new orphan behind the same oldest rows.
+     * live workflow (a burst Temporal is still working through, a provider outage's retries) only
+     * makes the rotation longer, it never hides a new orphan behind the same oldest rows.
+     *
+     * A message that cannot be handled is logged, counted in `errors` and looked at again on the
+     * next rotation, so one that always throws cannot hold the rotation (and the campaign pass
+     * after it) for ever. When every message of the pass throws, Temporal or PostgreSQL is down:
+     * the pass fails and keeps its position, so nothing is skipped while it is.
      */
-    async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
+    async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number; errors: number }> {
       const cutoff = new Date(Date.now() - options.olderThanMs);
       const pages = [await nextPage("pending", cutoff, options), await nextPage("errored", cutoff, options)];
       const candidates = pages.flatMap((page) => page.messages);
-      const orphaned: StartableMessage[] = [];
+      let started = 0;
       let failed = 0;
-      for (const message of candidates) {
-        let closedAs: WorkflowExecutionStatusName;
+      let errors = 0;
+      let firstError: unknown;
+      const handle = async (message: StartableMessage, step: () => Promise<void>) => {
         try {
-          closedAs = (await deps.temporal.workflow.getHandle(messageWorkflowId(message.id)).describe()).status.name;
+          await step();
         } catch (error) {
-          if (!(error instanceof WorkflowNotFoundError)) throw error;
-          orphaned.push(message);
-          continue;
+          errors += 1;
+          firstError ??= error;
+          deps.logger.error({ err: error, message_id: message.id, application_id: message.application_id }, "reconciler could not handle a message; the next rotation looks at it again");
         }
-        if (!ABANDONED_CLOSES.has(closedAs)) continue;
-        if ((await messageActivities.failMessage(message.id, "workflow_closed", `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
-          failed += 1;
-          deps.logger.error({ message_id: message.id, application_id: message.application_id, workflow_status: closedAs }, "reconciler failed a message whose workflow closed before sending it");
-        }
+      };
+      const orphaned: StartableMessage[] = [];
+      for (const message of candidates) {
+        await handle(message, async () => {
+          let closedAs: WorkflowExecutionStatusName;
+          try {
+            closedAs = (await deps.temporal.workflow.getHandle(messageWorkflowId(message.id)).describe()).status.name;
+          } catch (error) {
+            if (!(error instanceof WorkflowNotFoundError)) throw error;
+            orphaned.push(message);
+            return;
+          }
+          if (!ABANDONED_CLOSES.has(closedAs)) return;
+          if ((await messageActivities.failMessage(message.id, "workflow_closed", `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
+            failed += 1;
+            deps.logger.error({ message_id: message.id, application_id: message.application_id, workflow_status: closedAs }, "reconciler failed a message whose workflow closed before sending it");
+          }
+        });
       }
-      if (orphaned.length > 0) {
-        await startMessageWorkflows(deps, orphaned);
-        deps.logger.warn({ count: orphaned.length }, "reconciler started workflows for orphaned messages");
-      }
+      await Promise.all(
+        orphaned.map((message) =>
+          handle(message, async () => {
+            await startMessageWorkflows(deps, [message]);
+            started += 1;
+          }),
+        ),
+      );
+      if (started > 0) deps.logger.warn({ count: started }, "reconciler started workflows for orphaned messages");
+      if (candidates.length > 0 && errors === candidates.length) throw firstError;
       for (const page of pages) await page.advance();
-      return { checked: candidates.length, started: orphaned.length, failed };
+      return { checked: candidates.length, started, failed, errors };
     },
 
     /**

@@ -94,8 +94,9 @@ async function main(): Promise<void> {
   });
 }
 
-/** "127.0.0.1:9465" as host and port. */
+/** "127.0.0.1:9465" as host and port; port 0 (not probed) when it does not parse, for the SDK to judge. */
 function hostAndPort(address: string): { host: string; port: number } {
+  if (!URL.canParse(`tcp://${address}`)) return { host: address, port: 0 };
   const url = new URL(`tcp://${address}`);
   return { host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) };
 }

@@ -49,7 +49,14 @@ test("npm start with another encryption key than its data directory's refuses to
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "automata-dev-start-"));
   fs.chmodSync(home, 0o755);
   const ports = { PORT: await freePort(), AUTOMATA_PG_PORT: await freePort(), TEMPORAL_PORT: await freePort(), TEMPORAL_UI_PORT: await freePort(), AUTOMATA_METRICS_PORT: await freePort() };
-  const env: NodeJS.ProcessEnv = { ...process.env, AUTOMATA_HOME: home, LOG_LEVEL: "warn", ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    AUTOMATA_HOME: home,
+    LOG_LEVEL: "warn",
+    // Not the default 127.0.0.1:9465, which a developer's own `npm start` may hold.
+    AUTOMATA_TEMPORAL_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
+    ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+  };
   // npm start makes its own key under AUTOMATA_HOME; the test runner's key must not leak in.
   delete env.AUTOMATA_ENCRYPTION_KEY;
   delete env.DATABASE_URL;
@@ -97,6 +104,8 @@ test("a second npm start while one runs is refused up front, naming the port and
     first.stdout.on("data", onData);
     first.stderr.on("data", onData);
     void firstExit.then((code) => reject(new Error(`the first start exited (${code}): ${firstOutput}`)));
+    // Well inside the test's timeout, so `finally` still stops it (and its PostgreSQL and Temporal).
+    setTimeout(() => reject(new Error(`the first start was not running after 150 s: ${firstOutput}`)), 150_000).unref();
   });
   try {
     await running;
@@ -108,7 +117,10 @@ test("a second npm start while one runs is refused up front, naming the port and
     assert.equal(health.status, 200, "the first start still answers");
   } finally {
     first.kill("SIGINT");
-    assert.equal(await firstExit, 0, firstOutput);
+    const forceStop = setTimeout(() => first.kill("SIGKILL"), 60_000);
+    const code = await firstExit;
+    clearTimeout(forceStop);
+    assert.equal(code, 0, firstOutput);
     fs.rmSync(home, { recursive: true, force: true });
   }
 });

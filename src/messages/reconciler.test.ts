@@ -58,7 +58,7 @@ test("messages that already have a workflow are left alone", async () => {
   await app.deps.db("messages").where("id", id).update({ created_at: new Date(Date.now() - 10 * 60_000) });
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
   const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 500, applicationId });
-  assert.deepEqual(result, { checked: 1, started: 0, failed: 0 });
+  assert.deepEqual(result, { checked: 1, started: 0, failed: 0, errors: 0 });
 });
 
 test("a message whose workflow an operator terminated before it was sent fails (workflow_closed) and is refunded, instead of staying pending", async () => {
@@ -81,7 +81,7 @@ test("a message whose workflow an operator terminated before it was sent fails (
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
   const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 500, applicationId });
-  assert.deepEqual(result, { checked: 1, started: 0, failed: 1 });
+  assert.deepEqual(result, { checked: 1, started: 0, failed: 1, errors: 0 });
   const row = await app.deps.db("messages").where("id", id).first();
   assert.deepEqual([row.status, row.error_code], ["failed", "workflow_closed"]);
   assert.match(row.error_message, /TERMINATED/);
@@ -108,7 +108,7 @@ test("an orphan is found behind a backlog of errored messages that are retrying 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
   // A page of each status: the orphan (pending) and the oldest of the backlog (errored).
   const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
-  assert.deepEqual(result, { checked: 2, started: 1, failed: 0 });
+  assert.deepEqual(result, { checked: 2, started: 1, failed: 0, errors: 0 });
   await eventually(async () => (await app.deps.db("messages").where("id", orphanId).first()).status === "successful", 30_000, 200);
   // The backlog still errored, its workflows still retrying: left alone.
   for (const id of backlog) assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "RUNNING");
@@ -134,14 +134,47 @@ test("a terminated message behind more than `limit` retrying messages is found: 
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
   const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
-  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0 });
-  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0 });
+  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0, errors: 0 });
+  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0, errors: 0 });
   assert.equal((await app.deps.db("messages").where("id", stopped).first()).status, "errored", "not reached yet");
-  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 1 });
+  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 1, errors: 0 });
   const row = await app.deps.db("messages").where("id", stopped).first();
   assert.deepEqual([row.status, row.error_code], ["failed", "workflow_closed"]);
   // That page reached the end: the next pass starts over at the oldest.
-  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0 });
+  assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0, errors: 0 });
   assert.equal((await app.deps.db("reconciler_cursors").where("name", `messages:errored:${applicationId}`).first("after_id"))?.after_id, backlog.sort()[0]);
   for (const id of backlog) assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "RUNNING");
+});
+
+test("a message the reconciler cannot handle is logged and skipped, not a stop for the others; a pass where every message fails keeps its position", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication();
+  const down = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
+  const ids: string[] = [];
+  for (const body of ["poison", "stopped"]) {
+    const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: down.id, body } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    ids.push(res.body.data.message_id);
+  }
+  const [poison, stopped] = ids as [string, string];
+  await eventually(async () => (await app.deps.db("messages").whereIn("id", ids).where("status", "errored")).length === 2, 15_000, 100);
+  for (const id of ids) await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).terminate("operator stopped it");
+  await app.deps.db("messages").where("id", poison).update({ created_at: app.deps.db.raw("now() - interval '20 minutes'") });
+  await app.deps.db("messages").where("id", stopped).update({ created_at: app.deps.db.raw("now() - interval '10 minutes'") });
+  // A row PostgreSQL refuses to change (as a constraint added later might): failing it always throws.
+  const trigger = `reconciler_test_refuse_${poison.replace(/-/g, "")}`;
+  await app.deps.db.raw(`CREATE FUNCTION ${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'this row cannot change'; END $$`);
+  await app.deps.db.raw(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON messages FOR EACH ROW WHEN (OLD.id = '${poison}') EXECUTE FUNCTION ${trigger}()`);
+  try {
+    const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
+    const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 2, applicationId });
+    // The older one throws; the one behind it is still failed and refunded.
+    assert.deepEqual(await pass(), { checked: 2, started: 0, failed: 1, errors: 1 });
+    assert.deepEqual(await app.deps.db("messages").whereIn("id", ids).orderBy("created_at").pluck("status"), ["errored", "failed"]);
+    // Now it is alone in its page: every message of the pass failed, so the pass fails (retried,
+    // position kept) instead of reporting success.
+    await assert.rejects(pass(), /this row cannot change/);
+  } finally {
+    await app.deps.db.raw(`DROP TRIGGER IF EXISTS ${trigger} ON messages`);
+    await app.deps.db.raw(`DROP FUNCTION IF EXISTS ${trigger}()`);
+  }
 });
