@@ -95,8 +95,8 @@ export function createReconcilerActivities(deps: Deps) {
    * The next `limit` individually sent messages in `status` created before `cutoff`, oldest first,
    * after the position the previous pass stored (reconciler_cursors). `advance` stores the page's
    * last message as the new position, or clears it when the page reached the end (the next pass
-   * starts over at the oldest); the caller calls it once the page is handled, so a pass that fails
-   * half-way reads the same page again.
+   * starts over at the oldest); the caller calls it once the pass is through, and not when the pass
+   * fails, so the next one reads the same page again.
    */
   async function nextPage(status: MessageStatus, cutoff: Date, options: { limit: number; applicationId?: string }): Promise<{ messages: StartableMessage[]; advance(): Promise<void> }> {
     const { db } = deps;

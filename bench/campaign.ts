@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)}`;
     const rssAt = (fraction: number) => rssSamples[Math.min(rssSamples.length - 1, Math.floor(fraction * rssSamples.length))] ?? rssAtStart;
     console.log(`peak RSS (API+worker): ${mib(Math.max(rssAtStart, ...rssSamples))} MiB while the campaign ran (main-thread JS heap peak ${mib(peakHeap)} MiB; the provider simulator runs in its own process)`);
-    console.log(`RSS over the campaign: ${[0, 0.25, 0.5, 0.75, 1].map((f) => (f === 0 ? mib(rssAtStart) : mib(rssAt(f)))).join(" → ")} MiB (start, each quarter of its time)`);
+    console.log(`RSS over the campaign: ${[rssAtStart, ...[0.25, 0.5, 0.75, 1].map(rssAt)].map(mib).join(" → ")} MiB (start, each quarter of its time)`);
     const roles = Object.keys(cpuAfter) as Array<keyof typeof cpuAfter>;
     const used = (role: keyof typeof cpuAfter): number => cpuAfter[role] - cpuBefore[role];
     const cores = os.availableParallelism();

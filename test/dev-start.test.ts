@@ -45,8 +45,12 @@ function portAcceptsConnections(port: number): Promise<boolean> {
   });
 }
 
-test("npm start with another encryption key than its data directory's refuses to start and stops its PostgreSQL and Temporal", { timeout: 240_000 }, async () => {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "automata-dev-start-"));
+/**
+ * A data directory and free ports of its own for one `npm start` (embedded PostgreSQL and Temporal
+ * included), so it never meets the test run's servers or a developer's own `npm start`.
+ */
+async function ownDevEnvironment(prefix: string) {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   fs.chmodSync(home, 0o755);
   const ports = { PORT: await freePort(), AUTOMATA_PG_PORT: await freePort(), TEMPORAL_PORT: await freePort(), TEMPORAL_UI_PORT: await freePort(), AUTOMATA_METRICS_PORT: await freePort() };
   const env: NodeJS.ProcessEnv = {
@@ -61,6 +65,11 @@ test("npm start with another encryption key than its data directory's refuses to
   delete env.AUTOMATA_ENCRYPTION_KEY;
   delete env.DATABASE_URL;
   delete env.TEMPORAL_ADDRESS;
+  return { home, ports, env };
+}
+
+test("npm start with another encryption key than its data directory's refuses to start and stops its PostgreSQL and Temporal", { timeout: 240_000 }, async () => {
+  const { home, ports, env } = await ownDevEnvironment("automata-dev-start-");
   try {
     const first = await runDev(env, /Press Ctrl-C to stop/);
     assert.equal(first.code, 0, first.output);
@@ -80,19 +89,7 @@ test("npm start with another encryption key than its data directory's refuses to
 });
 
 test("a second npm start while one runs is refused up front, naming the port and the setting that moves it; the first keeps running", { timeout: 240_000 }, async () => {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "automata-dev-twice-"));
-  fs.chmodSync(home, 0o755);
-  const ports = { PORT: await freePort(), AUTOMATA_PG_PORT: await freePort(), TEMPORAL_PORT: await freePort(), TEMPORAL_UI_PORT: await freePort(), AUTOMATA_METRICS_PORT: await freePort() };
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    AUTOMATA_HOME: home,
-    LOG_LEVEL: "warn",
-    AUTOMATA_TEMPORAL_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
-    ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
-  };
-  delete env.AUTOMATA_ENCRYPTION_KEY;
-  delete env.DATABASE_URL;
-  delete env.TEMPORAL_ADDRESS;
+  const { home, ports, env } = await ownDevEnvironment("automata-dev-twice-");
   const first = spawn(process.execPath, ["--import", "tsx", "src/dev.ts"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let firstOutput = "";
   const firstExit = new Promise<number | null>((resolve) => first.on("exit", resolve));
