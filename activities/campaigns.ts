@@ -99,9 +99,11 @@ interface SendRow {
   data: Record<string, unknown>;
   options: StoredPushOptions;
   created_at: Date;
-  subscription_id: string;
-  subscription_type: string;
-  subscription_status: number;
+  /** Null once user erasure deleted the subscription (its messages keep their row). */
+  subscription_id: string | null;
+  /** The subscription's columns are null when it no longer exists. */
+  subscription_type: string | null;
+  subscription_status: number | null;
   archived_at: Date | null;
   token_ciphertext: string | null;
   test_type: number | null;
@@ -201,8 +203,10 @@ export function createCampaignActivities(deps: Deps) {
   /** Locks, sends and records one chunk of the batch's pending messages; answers how many it took. */
   async function sendOneChunk(range: BatchRange, result: BatchSendResult): Promise<number> {
     const { taken, crash } = await db.transaction(async (trx) => {
+      // A left join: a message whose subscription was erased meanwhile must still be taken (and
+      // failed) here, or it would stay pending and unrefunded when the batch settles.
       const rows = (await trx("messages as m")
-        .join("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
+        .leftJoin("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
         .where(inBatch(range, "m"))
         .where("m.status", "pending")
         .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.created_at", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.test_type")
@@ -241,7 +245,7 @@ export function createCampaignActivities(deps: Deps) {
     const groups = new Map<string, SendRow[]>();
     const nowMs = Date.now();
     for (const row of rows) {
-      if (row.subscription_status <= 0 || row.archived_at) {
+      if (row.subscription_status === null || row.subscription_status <= 0 || row.archived_at) {
         failed.push(...failUnsent([row], null, "subscription_disabled", "the subscription is gone or no longer subscribed"));
       } else if ((row.subscription_type !== "iOSPush" && row.subscription_type !== "AndroidPush") || !row.token_ciphertext) {
         failed.push(...failUnsent([row], null, "invalid_subscription_type", `${row.subscription_type} is not a sendable channel yet`));
@@ -271,7 +275,7 @@ export function createCampaignActivities(deps: Deps) {
       const sendable: SendRow[] = [];
       const messages: PushMessage[] = [];
       for (const row of group) {
-        const token = openDeviceToken(deps, row.token_ciphertext!, { message_id: row.id, subscription_id: row.subscription_id });
+        const token = openDeviceToken(deps, row.token_ciphertext!, { message_id: row.id, subscription_id: row.subscription_id! });
         if (token === undefined) {
           failed.push(...failUnsent([row], null, TOKEN_UNREADABLE.code, TOKEN_UNREADABLE.message));
         } else {
@@ -307,7 +311,7 @@ export function createCampaignActivities(deps: Deps) {
             event: { error_code: outcome.reason, provider_code: outcome.code },
           });
           if (outcome.subscriptionStatus !== undefined) {
-            statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id });
+            statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id!, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id });
           }
         } else {
           errored.push({
@@ -489,13 +493,15 @@ export function createCampaignActivities(deps: Deps) {
         // two shared holders upgrading would deadlock (counts are kept by triggers on messages).
         const campaign = await trx("message_campaigns").where("id", range.campaignId).forShare().first<CampaignRow | undefined>();
         if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${range.campaignId} does not exist`, "CampaignNotFound");
-        if (campaign.status === "cancelled") return { messages: 0 };
         // A batch's recipients are fixed by its first committed create: a retry (the worker died
         // before the debit, or the activity timed out) creates nothing more, even for a
         // subscription that has (re)joined the range since. Otherwise the batch would hold more
         // messages than its one debit paid for, and their refund would exceed the debit.
+        // Counted before the cancel check: a batch created (perhaps debited, partly sent) before
+        // its campaign was cancelled still has messages to settle.
         const existing = await countOf(trx("messages").where(inBatch(range)));
         if (existing > 0) return { messages: existing };
+        if (campaign.status === "cancelled") return { messages: 0 };
         const criteria = parseTargetingCriteria(campaign.targeting_criteria);
         const { content } = campaign;
         const personalized = content.personalized;
@@ -690,7 +696,10 @@ export function createCampaignActivities(deps: Deps) {
       const { messages } = await activities.createCampaignBatch(range);
       if (messages === 0) return { messages, proceed: false, round: null, settled: null };
       const { proceed } = await activities.debitCampaignBatch(range);
-      if (!proceed) return { messages, proceed, round: null, settled: null };
+      // Not sending (cancelled, or out of quota) still settles: an earlier attempt of this activity
+      // may have debited the batch and sent part of it before the cancel, and what it sent awaits
+      // its receipts while the rest is refunded (a batch never debited refunds nothing).
+      if (!proceed) return { messages, proceed, round: null, settled: await activities.settleCampaignBatch(range) };
       const round = await activities.sendCampaignBatch(range);
       const retryLeft = Object.values(round.errored).some((n) => (n ?? 0) > 0);
       return { messages, proceed, round, settled: retryLeft ? null : await activities.settleCampaignBatch(range) };

@@ -16,8 +16,11 @@ export type SendStepResult =
   | { status: "successful"; providerMessageId: string }
   | { status: "failed"; errorCode: string }
   | { status: "errored"; retryClass: TemporaryClass; retryAfterMs?: number; errorCode: string }
-  /** The message was no longer pending (cancelled, or already sent by an attempt that crashed after committing). */
-  | { status: Exclude<MessageStatus, "pending" | "errored">; alreadyDecided: true };
+  /**
+   * The message was no longer pending: cancelled, or already sent (or errored) by an attempt whose
+   * result the workflow never recorded.
+   */
+  | { status: Exclude<MessageStatus, "pending">; alreadyDecided: true };
 
 /** Result of the quota step. */
 export type QuotaStepResult = { proceed: true } | { proceed: false; status: MessageStatus };
@@ -82,7 +85,7 @@ export function createMessageActivities(deps: Deps) {
     async sendMessage(messageId: string): Promise<SendStepResult> {
       return db.transaction(async (trx) => {
         const message = await lockMessage(trx, messageId);
-        if (message.status !== "pending") return { status: message.status as Exclude<MessageStatus, "pending" | "errored">, alreadyDecided: true as const };
+        if (message.status !== "pending") return { status: message.status as Exclude<MessageStatus, "pending">, alreadyDecided: true as const };
         const subscription = message.subscription_id
           ? await trx("subscriptions").where({ id: message.subscription_id, application_id: message.application_id }).first()
           : undefined;

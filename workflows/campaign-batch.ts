@@ -106,6 +106,11 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
     settled ??= await activities.settleCampaignBatch(range);
     done.successful = settled.sent;
     done.failed = settled.failed;
+  } else if (start.settled) {
+    // Cancelled or out of quota after an earlier attempt sent part of the batch: those messages
+    // still get their receipt wait below.
+    done.successful = start.settled.sent;
+    done.failed = start.settled.failed;
   }
   try {
     await getExternalWorkflowHandle(parentWorkflowId).signal(batchDoneSignal, done);

@@ -42,6 +42,9 @@ export const cancelledSignal = defineSignal("cancelled");
 /** The status the workflow last observed. */
 export const statusQuery = defineQuery<MessageStatus>("status");
 
+// Histories recorded before a re-run could resume a message another run had sent replay without it.
+const RESUME_PATCH = "resume-after-lost-task";
+
 /** Workflow id of a message: its business id, so starting it twice is impossible. */
 export function messageWorkflowId(messageId: string): string {
   return `message-${messageId}`;
@@ -83,15 +86,26 @@ export async function messageWorkflow(input: MessageWorkflowInput): Promise<Mess
     return observe(await activities.failMessage(messageId, "pending_timeout", "the message waited longer than the pending timeout before its first attempt"));
   }
   const quota = await activities.debitQuota(messageId);
-  if (!quota.proceed) return quota.status === "cancelled" ? finishCancelled() : observe(quota.status);
+  // Debit and send run in one workflow task, so a worker that dies after the send committed but
+  // before Temporal recorded the task makes the next worker re-run both against a row that has moved
+  // on. A sent message then still owes its receipt wait; ending here left it `successful` forever.
+  const alreadySent = !quota.proceed && (quota.status === "successful" || quota.status === "received") && patched(RESUME_PATCH);
+  if (!quota.proceed && !alreadySent) return quota.status === "cancelled" ? finishCancelled() : observe(quota.status);
+  if (alreadySent) observe(quota.status);
 
   const retriesByClass: Record<RetryClass, number> = { network: 0, provider_outage: 0, rate_limited: 0 };
-  for (;;) {
-    const attempt = await activities.sendMessage(messageId);
+  while (!alreadySent) {
+    let attempt = await activities.sendMessage(messageId);
     if ("alreadyDecided" in attempt) {
       if (attempt.status === "cancelled") return finishCancelled();
-      observe(attempt.status);
-      break;
+      // The same lost task after a temporary failure (or an attempt that outlived its timeout and
+      // committed anyway): the failure's class is gone with it, so it is retried as a network one.
+      if (attempt.status === "errored" && patched(RESUME_PATCH)) {
+        attempt = { status: "errored", retryClass: "network", errorCode: "attempt_result_lost" };
+      } else {
+        observe(attempt.status);
+        break;
+      }
     }
     observe(attempt.status);
     if (attempt.status === "successful") break;

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { PushOptionsShape } from "../messages/push-options";
 import { MESSAGE_STATUSES } from "../messages/state-machine";
 import { PaginationQuery } from "../http/pagination";
-import { PG_INTEGER_MAX } from "../http/validation";
+import { PG_INTEGER_MAX, uuidField } from "../http/validation";
 import { API_CAMPAIGN_STATUSES } from "./repository";
 import { isValidTimeZone, LOCAL_TIME_PATTERN } from "./timezones";
 
@@ -37,7 +37,7 @@ export const CreateCampaignBody = z
   .strictObject({
     name: z.string().trim().min(1).max(200),
     description: z.string().max(2000).optional(),
-    template_id: z.uuid({ message: "must be a valid UUID" }).optional(),
+    template_id: uuidField.optional(),
     template_version: z.number().int().min(1).max(PG_INTEGER_MAX).optional().describe("pin a template version (default: current)"),
     title: z.string().optional(),
     body: z.string().optional(),

@@ -5,7 +5,8 @@ import { startTestApp, type TestApp } from "../../test/support/harness";
 import { seedPushSubscriptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { insertRunningCampaign } from "../../test/support/campaigns";
-import { createCampaignActivities } from "../../activities/campaigns";
+import { createCampaignActivities, type BatchStart } from "../../activities/campaigns";
+import { ledgerInvariant, quotaStatus } from "../quota/quota";
 import type { PushDelivery } from "../messages/delivery";
 import type { PushProvider } from "../providers";
 
@@ -58,4 +59,47 @@ test("a provider client that throws mid-chunk: the other provider's answers are 
   assert.deepEqual(await byType(), ["AndroidPush:successful:2", "iOSPush:successful:2"]);
   // iOS went out once: the crash did not roll back the answers APNs had given.
   assert.deepEqual(tokens.map((token) => app.simulator!.simulator.requestsFor(token)), [1, 1, 1, 1]);
+});
+
+test("a campaign cancelled while a half-sent batch waits for its retry: the retry settles it, refunding the unsent and keeping the sent for their receipts", async () => {
+  const { id: applicationId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100 } });
+  const group = newId();
+  const ids = await seedPushSubscriptions(app, applicationId, 4, { tags: () => ({ group }) });
+  const campaignId = await insertRunningCampaign(app, applicationId, "cancelled mid-batch", { tags: { group } });
+  const range = { campaignId, applicationId, batchNo: 0, after: null, last: [...ids].sort().at(-1)! };
+  const healthy = createCampaignActivities(app.deps);
+  const crashing = createCampaignActivities({ ...app.deps, push: withCrashingFcm(app.deps.push) });
+  // The first attempt creates, debits, sends iOS and dies on FCM; the operator cancels during its retry backoff.
+  await assert.rejects(new MockActivityEnvironment().run(crashing.startCampaignBatch, range), /FCM client crashed/);
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 4);
+  await app.deps.db("message_campaigns").where("id", campaignId).update({ status: "cancelled", cancelled_at: new Date() });
+
+  const retried = (await new MockActivityEnvironment().run(healthy.startCampaignBatch, range)) as BatchStart;
+  assert.equal(retried.messages, 4);
+  assert.equal(retried.proceed, false);
+  assert.deepEqual(retried.settled, { refunded: 2, sent: 2, failed: 0 });
+  const statuses = (await app.deps.db("messages").where("campaign_id", campaignId).orderBy("subscription_type").select("subscription_type", "status")) as Array<{ subscription_type: string; status: string }>;
+  assert.deepEqual(statuses.map((m) => `${m.subscription_type}:${m.status}`), ["AndroidPush:cancelled", "AndroidPush:cancelled", "iOSPush:successful", "iOSPush:successful"]);
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 2, "only what went out stays debited");
+  for (const row of await ledgerInvariant(app.deps.db)) assert.equal(row.sum, 0, `ledger balances of ${row.unit} sum to zero`);
+});
+
+test("a recipient erased after its batch was created is failed as subscription_disabled and refunded, not left pending", async () => {
+  const { id: applicationId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100 } });
+  const group = newId();
+  const ids = await seedPushSubscriptions(app, applicationId, 2, { tags: () => ({ group }) });
+  const campaignId = await insertRunningCampaign(app, applicationId, "erased recipient", { tags: { group } });
+  const range = { campaignId, applicationId, batchNo: 0, after: null, last: [...ids].sort().at(-1)! };
+  const activities = createCampaignActivities(app.deps);
+  assert.deepEqual(await activities.createCampaignBatch(range), { messages: 2 });
+  // User erasure deletes the subscription; its message keeps the row without one (ON DELETE SET NULL).
+  await app.deps.db("subscriptions").where("id", ids[0]!).del();
+
+  await new MockActivityEnvironment().run(activities.startCampaignBatch, range);
+  const messages = (await app.deps.db("messages").where("campaign_id", campaignId).orderBy("status").select("subscription_id", "status", "error_code")) as Array<{ subscription_id: string | null; status: string; error_code: string | null }>;
+  assert.deepEqual(messages, [
+    { subscription_id: null, status: "failed", error_code: "subscription_disabled" },
+    { subscription_id: ids[1]!, status: "successful", error_code: null },
+  ]);
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 1);
 });

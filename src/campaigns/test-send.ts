@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { defineRoute, type RouteSpec } from "../http/route";
-import { IdParams } from "../http/validation";
+import { IdParams, uuidField } from "../http/validation";
 import { ApiError } from "../http/errors";
 import { acceptMessages, type ContentSource, type MessageContent, type Recipient, type ResolvedRecipient } from "../messages/accept";
 import { AcceptedMessage } from "../messages/schemas";
@@ -21,7 +21,7 @@ export const MAX_TEST_RECIPIENTS = 50;
 /** Body of `POST /campaigns/:id/test-send`: exactly one of subscription_ids or external_ids. */
 export const TestSendBody = z
   .strictObject({
-    subscription_ids: z.array(z.uuid({ message: "must be a valid UUID" })).min(1).max(MAX_TEST_RECIPIENTS).optional(),
+    subscription_ids: z.array(uuidField).min(1).max(MAX_TEST_RECIPIENTS).optional(),
     external_ids: z.array(z.string().trim().min(1).max(255)).min(1).max(MAX_TEST_RECIPIENTS).optional().describe("every subscribed push device of these users"),
   })
   .superRefine((body, ctx) => {

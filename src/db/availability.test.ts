@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { isDatabaseUnavailable } from "./availability";
+import { isDatabaseUnavailable, isTransientConflict } from "./availability";
 
 const named = (name: string, message = "x") => Object.assign(new Error(message), { name });
 const coded = (code: string, message = "x") => Object.assign(new Error(message), { code });
@@ -26,4 +26,18 @@ test("isDatabaseUnavailable: outages and saturation yes, request and schema erro
     ["null", null, false],
   ];
   for (const [name, error, expected] of cases) assert.equal(isDatabaseUnavailable(error), expected, name);
+});
+
+test("isTransientConflict: lost races a retry resolves yes, outages and bugs no", () => {
+  const cases: Array<[string, unknown, boolean]> = [
+    ["deadlock", coded("40P01"), true],
+    ["serialization failure", coded("40001"), true],
+    ["lock_timeout expired (a cancel behind a slow send)", coded("55P03"), true],
+    ["unique violation (the route's own conflict handling decides)", coded("23505"), false],
+    ["statement timeout", coded("57014"), false],
+    ["connection refused (unavailable, not a conflict)", coded("ECONNREFUSED"), false],
+    ["a plain error", new Error("boom"), false],
+    ["null", null, false],
+  ];
+  for (const [name, error, expected] of cases) assert.equal(isTransientConflict(error), expected, name);
 });

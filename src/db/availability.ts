@@ -24,3 +24,15 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   // pg reports a server that closed the socket mid-query with this message and no code.
   return typeof message === "string" && /^Connection terminated/.test(message);
 }
+
+// Another transaction won a race for the same rows: PostgreSQL aborted this one (deadlock,
+// serialization failure) or it gave up waiting for a row lock (a `lock_timeout`, e.g. a cancel
+// waiting behind a slow provider call). The same request succeeds when repeated.
+const TRANSIENT_CONFLICT_SQLSTATES = new Set(["40P01" /* deadlock_detected */, "40001" /* serialization_failure */, "55P03" /* lock_not_available */]);
+
+/** Whether `error` is a write conflict with a concurrent transaction that a retry resolves. */
+export function isTransientConflict(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && TRANSIENT_CONFLICT_SQLSTATES.has(code);
+}

@@ -14,10 +14,12 @@ import { redactRequestUrl, serializeError } from "../logger";
 import { checkReadiness } from "./health";
 import { httpRequestDuration, setBacklogSource } from "../metrics/registry";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "../metrics/exposition";
-import { isDatabaseUnavailable } from "../db/availability";
+import { isDatabaseUnavailable, isTransientConflict } from "../db/availability";
 
 /** Seconds a client is asked to wait before retrying while PostgreSQL is away. */
 const DATABASE_RETRY_AFTER_SECONDS = 5;
+/** A write conflict clears as soon as the other transaction commits. */
+const CONFLICT_RETRY_AFTER_SECONDS = 1;
 
 /** Base path of the public REST API (REF-001 §1.1). */
 export const API_BASE = "/api/v1";
@@ -157,7 +159,8 @@ export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express 
   return app;
 }
 
-function toApiError(error: unknown): ApiError {
+/** Maps anything a route threw to the REF-001 error it answers with (unknown errors: a logged 500). */
+export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   const type = (error as { type?: string } | null)?.type;
   if (type === "entity.parse.failed") return new ApiError("invalid_request", "The request body is not valid JSON");
@@ -168,6 +171,9 @@ function toApiError(error: unknown): ApiError {
   if (error instanceof z.ZodError) return new ApiError("validation_error", "The request data failed validation");
   if (isDatabaseUnavailable(error)) {
     return new ApiError("service_unavailable", "The database is unavailable or saturated; retry shortly", {}, { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) });
+  }
+  if (isTransientConflict(error)) {
+    return new ApiError("service_unavailable", "A concurrent change to the same data is in progress; retry shortly", {}, { "Retry-After": String(CONFLICT_RETRY_AFTER_SECONDS) });
   }
   // Express's router (a path with a malformed %-escape) and body-parser (a body that does not
   // inflate) mark the client's mistakes with a 4xx status but no type.

@@ -1,8 +1,13 @@
 import { z } from "zod";
 import { ApiError } from "./errors";
 
-/** A path parameter that must be a UUID; malformed ids fail validation instead of reaching SQL. */
-export const uuidParam = z.uuid({ message: "must be a valid UUID" });
+/**
+ * A UUID (path parameter or field), lower-cased: PostgreSQL matches an id in either case, but the
+ * code also compares ids as strings and builds workflow ids from them (`message-<id>`), so an
+ * upper-case id would find the row and miss everything else. Malformed ids fail validation
+ * instead of reaching SQL.
+ */
+export const uuidField = z.uuid({ message: "must be a valid UUID" }).transform((id) => id.toLowerCase());
 
 /** Largest value of a PostgreSQL `integer` column (template versions and the like); zod's `.int()` alone allows 2^53. */
 export const PG_INTEGER_MAX = 2_147_483_647;
@@ -21,7 +26,7 @@ export function queryInteger(min: number, max: number = Number.MAX_SAFE_INTEGER)
 }
 
 /** `{id}` path parameters, the common case. */
-export const IdParams = z.strictObject({ id: uuidParam });
+export const IdParams = z.strictObject({ id: uuidField });
 
 /**
  * Turns zod issues into REF-001's `validation_error` with one message per offending field

@@ -136,6 +136,26 @@ export function assertSendable(content: Pick<MessageContent, "title" | "body" | 
 }
 
 /**
+ * What the first request with this Idempotency-Key created, or undefined for a new key; a different
+ * request with the key is refused with `idempotency_key_reused`. Routes whose content depends on
+ * state that can change between a request and its retry (a template since disabled, a resend's
+ * original) call it before reading that state, so the retry gets the first answer, not an error.
+ */
+export async function replayIdempotentSend(
+  deps: Deps,
+  applicationId: string,
+  idempotencyKey: string,
+  requestHash: string | undefined,
+): Promise<AcceptedMessageView[] | undefined> {
+  const previous = await findByIdempotencyKey(deps.db, applicationId, idempotencyKey);
+  if (previous.length === 0) return undefined;
+  assertSameRequest(previous, requestHash);
+  // Only a message still waiting to go out can lack its workflow (Temporal was down at its accept).
+  await startAcceptedWorkflows(deps, applicationId, previous.filter((m) => UNSENT_STATUSES.includes(m.status)));
+  return previous.map(view);
+}
+
+/**
  * Accepts a send: resolves recipients, validates size, checks quota, writes the messages (pending)
  * and their `created` events in one transaction, then starts one workflow per message. With an
  * Idempotency-Key, a repeated request returns the messages the first one created and starts
@@ -153,13 +173,8 @@ export async function acceptMessages(
   options: AcceptOptions = {},
 ): Promise<AcceptedMessageView[]> {
   if (idempotencyKey) {
-    const previous = await findByIdempotencyKey(deps.db, applicationId, idempotencyKey);
-    if (previous.length > 0) {
-      assertSameRequest(previous, options.requestHash);
-      // Only a message still waiting to go out can lack its workflow (Temporal was down at its accept).
-      await startAcceptedWorkflows(deps, applicationId, previous.filter((m) => UNSENT_STATUSES.includes(m.status)));
-      return previous.map(view);
-    }
+    const previous = await replayIdempotentSend(deps, applicationId, idempotencyKey, options.requestHash);
+    if (previous) return previous;
   }
   const perRecipient = typeof source === "function";
   const recipients = await resolveRecipients(deps.db, applicationId, recipient, perRecipient);

@@ -4,6 +4,8 @@ import { startTestApp, eventually, type TestApp } from "../../test/support/harne
 import { createPushSubscription, simulatorToken } from "../../test/support/fixtures";
 import { messageWorkflowId } from "../../workflows/message";
 import { ledgerInvariant } from "../quota/quota";
+import { newId } from "../db/ids";
+import { startMessageWorkflows } from "./workflow-client";
 import { ApplicationIdKey, MessageIdKey, MessageStatusKey, SubscriptionIdKey } from "../../temporal/search-attributes";
 
 // Short lifecycle windows and retry backoffs scaled down 10,000× so every failure class runs in seconds.
@@ -187,6 +189,33 @@ describe("failure classes", () => {
   });
 });
 
+describe("a workflow task re-run after the send committed (worker died before Temporal recorded it)", () => {
+  // The re-run finds the row already past pending; these start a workflow on such a row directly.
+  async function messageAlready(status: "successful" | "errored") {
+    const { apiKey: key, id: applicationId } = await createApp();
+    const sub = await createPushSubscription(app, key);
+    const id = newId();
+    await app.deps.db("messages").insert({ id, application_id: applicationId, subscription_id: sub.id, subscription_type: "iOSPush", status, body: "x", ...(status === "successful" ? { sent_at: new Date() } : {}) });
+    await startMessageWorkflows(app.deps, [{ id, application_id: applicationId, subscription_id: sub.id }]);
+    return { id, key, token: sub.token };
+  }
+
+  test("an already successful message still gets its receipt wait and expires without a receipt", async () => {
+    const { id, key } = await messageAlready("successful");
+    const handle = app.deps.temporal.workflow.getHandle(messageWorkflowId(id));
+    assert.equal(await handle.result(), "failed");
+    const message = await messageOf(id, key);
+    assert.equal(message.status, "failed");
+    assert.equal(message.error_code, "receipt_timeout");
+  });
+
+  test("an already errored message is retried and sent instead of ending errored", async () => {
+    const { id, key, token } = await messageAlready("errored");
+    await waitForStatus(id, "successful", 20_000, key);
+    assert.equal(app.simulator!.simulator.requestsFor(token), 1);
+  });
+});
+
 describe("API rules", () => {
   test("Idempotency-Key: the same key returns the first message and sends once", async () => {
     const sub = await createPushSubscription(app, apiKey);
@@ -200,6 +229,18 @@ describe("API rules", () => {
     assert.equal(third.body.data.message_id, first.body.data.message_id);
     assert.equal((await app.deps.db("messages").where("subscription_id", sub.id)).length, 1);
     assert.equal(app.simulator!.simulator.requestsFor(sub.token), 1);
+  });
+
+  test("ids in upper case name the same subscription and message as in lower case", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    const res = await send({ subscription_id: sub.id.toUpperCase(), body: "shouting" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.data.subscription_id, sub.id);
+    const id = res.body.data.message_id as string;
+    await waitForStatus(id.toUpperCase(), "successful");
+    const cancel = await app.request("POST", `/messages/${id.toUpperCase()}/cancel`, { key: apiKey });
+    assert.equal(cancel.body.error.code, "message_already_processed");
+    assert.equal(cancel.body.error.details.id, id);
   });
 
   test("external_id: one message per active push subscription of the user", async () => {

@@ -5,7 +5,7 @@ import { ApiError, notFound } from "../http/errors";
 import { paginate } from "../http/pagination";
 import type { Deps } from "../deps";
 import { ConvertMessageBody, ListMessagesQuery, MessageStatusBody, SendMessageBody, SendTemplateMessageBody, AcceptedMessage } from "./schemas";
-import { acceptMessages, type AcceptedMessageView, type Recipient } from "./accept";
+import { acceptMessages, replayIdempotentSend, type AcceptedMessageView, type Recipient } from "./accept";
 import { renewedPushOptions, storedPushOptions, PushOptionsShape } from "./push-options";
 import { applyMessageTransition, applySdkAction, type MessageRow, type SdkActionResult, type TransitionResult } from "./transitions";
 import { requestFingerprint } from "./idempotency";
@@ -145,18 +145,21 @@ export const messageRoutes: RouteSpec[] = [
     responses: { 201: { description: "Accepted; delivery is asynchronous", schema: AcceptedMessage } },
     handler: async ({ body, deps, application, req }) => {
       const recipient = recipientOf(body);
+      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
+      // The request, not the rendering: a template edited or disabled since is still the same request.
+      const requestHash = idempotencyKey ? requestFingerprint("POST /messages/template", body) : undefined;
+      const replayed = idempotencyKey ? await replayIdempotentSend(deps, application.id, idempotencyKey, requestHash) : undefined;
+      if (replayed) return sendResponse(replayed, recipient);
       const template = await loadTemplateForSend(deps.db, application.id, body.template_id);
       const rendered = renderTemplate(template.content, body.variables ?? {});
       const options = storedPushOptions({ ...template.content.options, ...pushOptionsOf(body) }, new Date());
-      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
       const accepted = await acceptMessages(
         deps,
         application.id,
         recipient,
         { title: rendered.title, body: rendered.body, data: rendered.data, options, templateId: template.templateId, templateVersion: template.version },
         idempotencyKey,
-        // The request, not the rendering: a template edited since is still the same request.
-        { requestHash: idempotencyKey ? requestFingerprint("POST /messages/template", body) : undefined },
+        { requestHash },
       );
       return sendResponse(accepted, recipient);
     },
@@ -267,11 +270,16 @@ export const messageRoutes: RouteSpec[] = [
     handler: async ({ params, deps, application, req }) => {
       const original = await deps.db("messages").where({ id: params.id, application_id: application.id }).first<MessageRow | undefined>();
       if (!original) throw notFound("message", params.id);
+      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
+      // Which message is resent is the whole request: the same key for another one is a different request.
+      const requestHash = idempotencyKey ? requestFingerprint("POST /messages/:id/resend", { message_id: original.id }) : undefined;
+      // A retry of a resend that went through gets its answer even if the subscription was erased since.
+      const replayed = idempotencyKey ? await replayIdempotentSend(deps, application.id, idempotencyKey, requestHash) : undefined;
+      if (replayed) return { status: 201, data: { ...replayed[0]!, resent_from_id: original.id } };
       if (original.status !== "failed") {
         throw new ApiError("message_already_processed", `Only failed messages can be resent; this one is ${original.status}`, { id: params.id, status: original.status });
       }
       if (!original.subscription_id) throw new ApiError("subscription_disabled", "The original subscription no longer exists", { id: params.id });
-      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
       const [accepted] = await acceptMessages(
         deps,
         application.id,
@@ -287,8 +295,7 @@ export const messageRoutes: RouteSpec[] = [
           resentFromId: original.id,
         },
         idempotencyKey,
-        // Which message is resent is the whole request: the same key for another one is a different request.
-        { requestHash: idempotencyKey ? requestFingerprint("POST /messages/:id/resend", { message_id: original.id }) : undefined },
+        { requestHash },
       );
       return { status: 201, data: { ...accepted, resent_from_id: original.id } };
     },

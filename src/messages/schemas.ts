@@ -2,10 +2,11 @@ import { z } from "zod";
 import { PushOptionsShape } from "./push-options";
 import { MESSAGE_STATUSES } from "./state-machine";
 import { PaginationQuery } from "../http/pagination";
+import { uuidField } from "../http/validation";
 import { ExternalUserId } from "../subscriptions/schemas";
 
 const Recipient = {
-  subscription_id: z.uuid({ message: "must be a valid UUID" }).optional(),
+  subscription_id: uuidField.optional(),
   // The one shared external-id schema (trimmed), so a send finds the user identify stored.
   external_id: ExternalUserId.optional().describe("send to every active push subscription of this user"),
 };
@@ -37,7 +38,7 @@ export const SendMessageBody = z
 export const SendTemplateMessageBody = z
   .strictObject({
     ...Recipient,
-    template_id: z.uuid({ message: "must be a valid UUID" }),
+    template_id: uuidField,
     variables: z.record(z.string(), z.unknown()).optional(),
     ...PushOptionsShape,
   })
@@ -55,9 +56,9 @@ export const ConvertMessageBody = z.strictObject({
 /** Query of `GET /messages`. */
 export const ListMessagesQuery = PaginationQuery.extend({
   status: z.enum(MESSAGE_STATUSES).optional(),
-  subscription_id: z.uuid().optional(),
+  subscription_id: uuidField.optional(),
   external_id: ExternalUserId.optional(),
-  campaign_id: z.uuid().optional(),
+  campaign_id: uuidField.optional(),
   from: z.iso.datetime({ offset: true }).optional().describe("created at or after (ISO 8601)"),
   to: z.iso.datetime({ offset: true }).optional().describe("created before (ISO 8601)"),
 }).strict();

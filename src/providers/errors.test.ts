@@ -117,6 +117,7 @@ const NETWORK_CASES: Array<[label: string, err: unknown, reason: string]> = [
   ["undici headers timeout", new undiciErrors.HeadersTimeoutError(), "timeout"],
   ["undici connect timeout", new undiciErrors.ConnectTimeoutError(), "timeout"],
   ["undici closed pool", new undiciErrors.ClientClosedError(), "provider_closed"],
+  ["undici HTTP/2 stream closed early", new undiciErrors.InformationalError("HTTP/2: stream closed before the response was complete"), "stream_reset"],
   ["HTTP/2 stream reset", codedError("ERR_HTTP2_STREAM_ERROR", "Stream closed with error code NGHTTP2_INTERNAL_ERROR"), "stream_reset"],
   ["HTTP/2 goaway", codedError("ERR_HTTP2_GOAWAY_SESSION"), "http2_error"],
   ["ECONNRESET", codedError("ECONNRESET"), "connection_reset"],

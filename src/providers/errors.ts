@@ -175,6 +175,9 @@ export const NETWORK_ERROR_REASONS: Readonly<Record<string, string>> = {
   UND_ERR_CLOSED: "provider_closed",
   UND_ERR_DESTROYED: "provider_closed",
   UND_ERR_REQ_RETRY: "socket_error",
+  // undici's HTTP/2 client reports a stream closed early, a half-closed stream, a frame error or a
+  // failed PING this way: the request may never have reached Apple, so it is a transport failure.
+  UND_ERR_INFO: "stream_reset",
   ERR_HTTP2_STREAM_ERROR: "stream_reset",
   UNABLE_TO_VERIFY_LEAF_SIGNATURE: "tls_error",
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "tls_error",

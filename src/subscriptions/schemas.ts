@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { PaginationQuery, PaginationSchema } from "../http/pagination";
+import { uuidField } from "../http/validation";
 
 /** REF-001 §2.1 subscription types (the `subscription_type` column's CHECK list). */
 export const SUBSCRIPTION_TYPES = ["iOSPush", "AndroidPush", "Email", "SMS", "KakaoTalk", "InAppMessage"] as const;
@@ -89,7 +90,7 @@ export const TagsInput = z
 
 /** Body of `POST /subscriptions` (REF-001 §2.1, SEQ-001 §2.4). */
 export const CreateSubscriptionBody = z.strictObject({
-  application_id: z.uuid().optional().describe("sent by the SDK (SEQ-001); must be the API key's application when present"),
+  application_id: uuidField.optional().describe("sent by the SDK (SEQ-001); must be the API key's application when present"),
   type: z.string().describe("iOSPush, AndroidPush, Email, SMS, KakaoTalk or InAppMessage; anything else is invalid_subscription_type"),
   token: z.string().describe("push token, e-mail address or E.164 phone number; stored encrypted, never returned"),
   user_id: ExternalUserId.nullable().optional(),

@@ -110,6 +110,8 @@ describe("POST /subscriptions", () => {
     const res = await register(keyA, { application_id: appA, type: "AndroidPush", token: pushToken(), timezone: "Europe/Berlin" });
     assert.equal(res.status, 201);
     assert.equal(res.body.data.timezone, "Europe/Berlin");
+    const shouted = await register(keyA, { application_id: appA.toUpperCase(), type: "AndroidPush", token: pushToken() });
+    assert.equal(shouted.status, 201, JSON.stringify(shouted.body));
   });
 
   test("the token is stored only encrypted and as an HMAC, never in clear", async () => {

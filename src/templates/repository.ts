@@ -7,7 +7,7 @@ import type { Knex } from "knex";
 import type { z } from "zod";
 import { ApiError } from "../http/errors";
 import { paginate, type Pagination } from "../http/pagination";
-import { uuidParam } from "../http/validation";
+import { uuidField } from "../http/validation";
 import { newId } from "../db/ids";
 import type { RenderableTemplate, TemplateVariable } from "./render";
 import type { CreateTemplateBody, TemplateOptionsValue, UpdateTemplateBody } from "./schemas";
@@ -171,7 +171,7 @@ export async function createTemplate(db: Knex, applicationId: string, input: z.o
 
 /** A template of this application, or undefined (also for malformed ids, which cannot exist). */
 async function findTemplate(db: Db, applicationId: string, id: string, forUpdate = false): Promise<TemplateRow | undefined> {
-  if (!uuidParam.safeParse(id).success) return undefined;
+  if (!uuidField.safeParse(id).success) return undefined;
   const query = db("message_templates").where({ application_id: applicationId, id });
   if (forUpdate) query.forUpdate();
   return query.first<TemplateRow | undefined>();
@@ -256,7 +256,7 @@ export async function updateTemplate(
 
 /** Enables or disables a template; a no-op (updated_at unchanged) when it is already in that state. */
 export async function setTemplateActive(db: Knex, applicationId: string, id: string, active: boolean): Promise<TemplateRow> {
-  if (!uuidParam.safeParse(id).success) throw templateNotFound(id);
+  if (!uuidField.safeParse(id).success) throw templateNotFound(id);
   const [changed] = await db("message_templates")
     .where({ application_id: applicationId, id })
     .whereNot("is_active", active)

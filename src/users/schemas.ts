@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { PaginationSchema } from "../http/pagination";
+import { uuidField } from "../http/validation";
 import { ExternalUserId } from "../subscriptions/schemas";
 
 /** Most subscription ids one identify/logout call may name; an SDK sends a device's few ids. */
@@ -14,19 +15,19 @@ export const MAX_SUBSCRIPTIONS_PER_CALL = 100;
 export const ExternalId = ExternalUserId;
 
 const SubscriptionIds = z
-  .array(z.uuid({ message: "must be a valid UUID" }))
+  .array(uuidField)
   .max(MAX_SUBSCRIPTIONS_PER_CALL, `at most ${MAX_SUBSCRIPTIONS_PER_CALL} subscriptions per call`)
   .describe("subscription ids (REF-001)");
 
 // SEQ-001's SDK sends `application_id` in the body; it is accepted so that SDK works with strict
 // bodies, and checked against the API key's application (the key decides the tenant, never the body).
-const ApplicationIdField = z.uuid({ message: "must be a valid UUID" }).optional().describe("optional; must be the API key's application");
+const ApplicationIdField = uuidField.optional().describe("optional; must be the API key's application");
 
 /** Body of `POST /users/identify` (REF-001 §3.1). */
 export const IdentifyBody = z.strictObject({
   external_id: ExternalId,
   subscriptions: SubscriptionIds.optional(),
-  subscription_id: z.uuid({ message: "must be a valid UUID" }).optional().describe("shorthand for a single subscription"),
+  subscription_id: uuidField.optional().describe("shorthand for a single subscription"),
   properties: z
     .record(z.string(), z.unknown())
     .optional()
@@ -38,7 +39,7 @@ export const IdentifyBody = z.strictObject({
 export const LogoutBody = z
   .strictObject({
     subscriptions: SubscriptionIds.optional(),
-    subscription_id: z.uuid({ message: "must be a valid UUID" }).optional().describe("shorthand for a single subscription"),
+    subscription_id: uuidField.optional().describe("shorthand for a single subscription"),
     external_id: ExternalId.optional().describe(
       "optional guard: only unlink subscriptions still linked to this user, so a late logout cannot undo a newer login",
     ),
