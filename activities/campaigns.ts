@@ -106,6 +106,7 @@ interface SendRow {
   subscription_status: number | null;
   archived_at: Date | null;
   token_ciphertext: string | null;
+  token_hash: string | null;
   test_type: number | null;
 }
 
@@ -209,7 +210,7 @@ export function createCampaignActivities(deps: Deps) {
         .leftJoin("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
         .where(inBatch(range, "m"))
         .where("m.status", "pending")
-        .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.created_at", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.test_type")
+        .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.created_at", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.token_hash", "s.test_type")
         .orderBy("m.subscription_id")
         .limit(SEND_CHUNK)
         .forUpdate("m")) as SendRow[];
@@ -241,7 +242,7 @@ export function createCampaignActivities(deps: Deps) {
     const sent: PerMessageOutcome[] = [];
     const failed: PerMessageOutcome[] = [];
     const errored: PerMessageOutcome[] = [];
-    const statusChanges: Array<{ applicationId: string; subscriptionId: string; toStatus: number; code: string; messageId: string }> = [];
+    const statusChanges: Array<{ applicationId: string; subscriptionId: string; toStatus: number; code: string; messageId: string; tokenHash: string }> = [];
     const groups = new Map<string, SendRow[]>();
     const nowMs = Date.now();
     for (const row of rows) {
@@ -311,7 +312,7 @@ export function createCampaignActivities(deps: Deps) {
             event: { error_code: outcome.reason, provider_code: outcome.code },
           });
           if (outcome.subscriptionStatus !== undefined) {
-            statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id!, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id });
+            statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id!, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id, tokenHash: row.token_hash! });
           }
         } else {
           errored.push({
@@ -346,6 +347,7 @@ export function createCampaignActivities(deps: Deps) {
         reason: change.code,
         source: "provider",
         data: { message_id: change.messageId },
+        sentTokenHash: change.tokenHash,
       });
     }
     if (crashes.length === 0) return undefined;

@@ -5,7 +5,7 @@ import { readOrCreateLocalSecret } from "./infra/local-secrets";
 import { migrateLatest, migrationStatus } from "./db/knex";
 import { createDeps, closeDeps, startApiServer } from "./runtime";
 import { startWorker } from "./worker/run-worker";
-import { installTemporalRuntimeLogger } from "./infra/process";
+import { installTemporalRuntimeLogger, runStopSteps } from "./infra/process";
 import { startSimulator } from "./infra/simulator";
 import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
 import { assertEncryptionKeyMatches } from "./crypto/key-check";
@@ -73,24 +73,30 @@ async function main(): Promise<void> {
   );
 
   let stopping = false;
-  const stop = async (signal: string) => {
+  const stop = async (reason: string, failed = false) => {
     if (stopping) return;
     stopping = true;
-    console.log(`\n${signal}: stopping API, worker, Temporal and PostgreSQL…`);
-    await api.close();
-    await closeDeps(apiDeps);
-    await worker.shutdown();
-    await closeDeps(deps);
-    await simulator?.stop();
-    await stack.stop();
+    console.log(`\n${reason}: stopping API, worker, Temporal and PostgreSQL…`);
+    const allStopped = await runStopSteps(
+      [
+        { name: "API", stop: () => api.close() },
+        { name: "API database pool", stop: () => closeDeps(apiDeps) },
+        // After a worker failure this rethrows it (already logged); the rest must still stop.
+        { name: "worker", stop: () => worker.shutdown() },
+        { name: "worker database pool", stop: () => closeDeps(deps) },
+        { name: "provider simulator", stop: () => simulator?.stop() },
+        { name: "Temporal and PostgreSQL", stop: () => stack.stop() },
+      ],
+      (name, error) => logger.error({ err: error, part: name }, "could not stop cleanly"),
+    );
     console.log("stopped");
-    process.exit(0);
+    process.exit(failed || !allStopped ? 1 : 0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
   worker.done.catch(async (error: unknown) => {
     logger.fatal({ err: error }, "worker stopped unexpectedly");
-    await stop("worker failure");
+    await stop("worker failure", true);
   });
 }
 

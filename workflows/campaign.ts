@@ -224,8 +224,10 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     const audienceGroup = group ? { timezones: group.timezones, includesUnset: group.includesUnset } : undefined;
     // Fill the whole free window from one activity and one workflow task: per-batch round trips
     // capped a campaign at ~2,000 messages/s. A throttled campaign still takes one page at a time.
-    const wanted = input.throttlePerMinute ? 1 : input.window - p.inFlight.length;
-    const answer = patched("campaign-fanout-pages")
+    const fanOut = patched("campaign-fanout-pages");
+    // Histories from before the fan-out asked for one page at a time, and their end rule must too.
+    const wanted = input.throttlePerMinute || !fanOut ? 1 : input.window - p.inFlight.length;
+    const answer = fanOut
       ? await activities.nextAudiencePages({ campaignId, after: p.cursor, limit, pages: wanted, group: audienceGroup })
       : singlePage(await activities.nextAudiencePage({ campaignId, after: p.cursor, limit, group: audienceGroup }));
     if (answer.status !== "running") {

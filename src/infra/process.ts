@@ -69,3 +69,26 @@ export function installTemporalRuntimeLogger(logger: Logger, options: { metricsA
   });
   setTemporalMetricsAddress(options.metricsAddress);
 }
+
+/** One part of the platform to stop, named for the log when it fails. */
+export interface StopStep {
+  name: string;
+  stop: () => Promise<unknown> | unknown;
+}
+
+/**
+ * Runs every step in order even when one before it fails (a crashed worker must not leave the
+ * Temporal dev server and PostgreSQL running behind it); answers whether all succeeded.
+ */
+export async function runStopSteps(steps: readonly StopStep[], onError: (name: string, error: unknown) => void): Promise<boolean> {
+  let allStopped = true;
+  for (const step of steps) {
+    try {
+      await step.stop();
+    } catch (error) {
+      allStopped = false;
+      onError(step.name, error);
+    }
+  }
+  return allStopped;
+}

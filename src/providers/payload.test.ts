@@ -65,7 +65,7 @@ test("FCM message: stringified data, notification, android options and TTL from 
       priority: "normal",
       ttl: 100_000,
       collapseKey: "scores",
-      notification: { clickAction: "OPEN", channelId: "alerts", sound: "ping.caf" },
+      notification: { tag: full.messageId, clickAction: "OPEN", channelId: "alerts", sound: "ping.caf" },
     },
   });
   assert.equal(buildFcmMessage({ ...full, expiration: 5 }, 1_000_000).android?.ttl, 0, "expired messages get ttl 0 (deliver now or drop)");
@@ -73,7 +73,9 @@ test("FCM message: stringified data, notification, android options and TTL from 
     token: "t",
     data: { automata_message_id: "m" },
     notification: { body: "b" },
+    android: { notification: { tag: "m" } },
   });
+  assert.equal(buildFcmMessage({ messageId: "m", token: "t", data: { k: "v" } }).android, undefined, "a data-only message has no notification to tag");
 });
 
 test("data values stringify predictably", () => {

@@ -86,6 +86,10 @@ export function buildFcmMessage(message: PushMessage, nowSeconds: number = Math.
   if (message.expiration !== undefined) android.ttl = Math.max(0, message.expiration - nowSeconds) * 1000;
   if (message.collapseKey !== undefined) android.collapseKey = message.collapseKey;
   const notification: AndroidNotification = {};
+  // The message id as the tag, like the APNs collapse id: a send repeated after a crash (the
+  // provider accepted it, our commit was lost) replaces the shown notification instead of adding
+  // a second one. Only a message with a notification has a drawer entry to replace.
+  if (fcm.notification !== undefined) notification.tag = message.messageId;
   if (message.clickAction !== undefined) notification.clickAction = message.clickAction;
   if (message.androidChannelId !== undefined) notification.channelId = message.androidChannelId;
   if (message.sound !== undefined) notification.sound = message.sound;

@@ -224,6 +224,11 @@ export interface StatusChangeInput {
   source?: ChangeSource;
   /** Extra event data (e.g. the message id); never put a token here. */
   data?: Record<string, unknown>;
+  /**
+   * HMAC of the token the provider judged (`token_hash`); when the subscription holds another token
+   * by now (the SDK refreshed it during the send), the verdict is about the old one and nothing changes.
+   */
+  sentTokenHash?: string;
 }
 
 /** What {@link changeSubscriptionStatus} did. */
@@ -249,6 +254,9 @@ export async function changeSubscriptionStatus(db: Knex | Knex.Transaction, inpu
       .forUpdate()
       .first();
     if (!row) return null;
+    if (input.sentTokenHash !== undefined && row.token_hash !== input.sentTokenHash) {
+      return { subscriptionId: row.id, fromStatus: row.subscription_status, toStatus: row.subscription_status, changed: false };
+    }
     let to = input.toStatus;
     if (statusClass(input.toStatus) === "delivery_error") {
       const transition = nextStatusFor({ type: "delivery_failed", status: input.toStatus }, row.subscription_status);

@@ -443,6 +443,18 @@ describe("disable / enable (REF-002 §8.2)", () => {
     assert.equal((await rowOf(id)).subscription_status, -2);
     assert.equal(await changeSubscriptionStatus(app.deps.db, { applicationId: appB, subscriptionId: id, toStatus: -10, eventType: "delivery_failed" }), null);
   });
+
+  test("a provider's verdict on a token the SDK has replaced since leaves the new token subscribed", async () => {
+    const { id, token: oldToken } = await newSubscription();
+    const refreshed = await app.request("POST", `/subscriptions/${id}/update-token`, { key: keyA, body: { token: pushToken() } });
+    assert.equal(refreshed.status, 200);
+    // The send read the old token before the refresh; Apple answers Unregistered for it afterwards.
+    const stale = await changeSubscriptionStatus(app.deps.db, { applicationId: appA, subscriptionId: id, toStatus: -10, eventType: "delivery_failed", sentTokenHash: app.deps.secrets.hash(oldToken) });
+    assert.deepEqual(stale, { subscriptionId: id, fromStatus: 1, toStatus: 1, changed: false });
+    assert.equal((await rowOf(id)).subscription_status, 1);
+    const current = await changeSubscriptionStatus(app.deps.db, { applicationId: appA, subscriptionId: id, toStatus: -10, eventType: "delivery_failed", sentTokenHash: (await rowOf(id)).token_hash! });
+    assert.equal(current?.changed, true, "the verdict on the token it holds still applies");
+  });
 });
 
 describe("POST /subscriptions/:id/update-token", () => {
