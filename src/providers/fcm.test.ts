@@ -67,7 +67,7 @@ test("success: FCM message name is the providerMessageId; data is stringified an
   const android = sent.android as { priority: string; ttl: string; collapse_key: string; notification: Record<string, string> };
   assert.equal(android.priority, "high");
   assert.equal(android.collapse_key, "scores");
-  assert.deepEqual(android.notification, { click_action: "OPEN_MAIN", channel_id: "alerts", sound: "default" });
+  assert.deepEqual(android.notification, { tag: m.messageId, click_action: "OPEN_MAIN", channel_id: "alerts", sound: "default" });
   const ttl = Number(android.ttl.replace(/s$/, ""));
   assert.ok(ttl > 590 && ttl <= 600, `ttl ${android.ttl} derives from the absolute expiration`);
 });
