@@ -19,6 +19,13 @@ type ReconciledCampaign = StartableCampaign & { parent_campaign_id: string | nul
  */
 const ABANDONED_CLOSES: ReadonlySet<WorkflowExecutionStatusName> = new Set(["FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT"]);
 
+/**
+ * A message workflow writes its end before it completes, so a COMPLETED one over a still unsent
+ * row also left it behind: an earlier release ended the workflow when a re-run of its first task
+ * found the row already errored.
+ */
+const MESSAGE_ABANDONED_CLOSES: ReadonlySet<WorkflowExecutionStatusName> = new Set([...ABANDONED_CLOSES, "COMPLETED"]);
+
 /** What one look at a campaign did. */
 type CampaignReconciliation = "started" | "failed" | "unchanged";
 
@@ -176,7 +183,7 @@ export function createReconcilerActivities(deps: Deps) {
             orphaned.push(message);
             return;
           }
-          if (!ABANDONED_CLOSES.has(closedAs)) return;
+          if (!MESSAGE_ABANDONED_CLOSES.has(closedAs)) return;
           if ((await messageActivities.failMessage(message.id, "workflow_closed", `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
             failed += 1;
             deps.logger.error({ message_id: message.id, application_id: message.application_id, workflow_status: closedAs }, "reconciler failed a message whose workflow closed before sending it");

@@ -7,6 +7,8 @@ import { ensureReconcilerSchedule } from "../worker/reconciler-schedule";
 import { newId } from "../db/ids";
 import { messageWorkflowId } from "../../workflows/message";
 import { createReconcilerActivities } from "../../activities/reconciler";
+import { createMessageActivities } from "../../activities/messages";
+import { startMessageWorkflows } from "./workflow-client";
 
 let app: TestApp;
 
@@ -88,6 +90,27 @@ test("a message whose workflow an operator terminated before it was sent fails (
   assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 0, "its quota came back");
   // Not restarted: the terminate stands.
   assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "TERMINATED");
+});
+
+test("an unsent message whose workflow completed anyway (an earlier release's lost-task bug) fails and is refunded", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication({ quota: { daily_quota: 10 } });
+  const sub = await createPushSubscription(app, apiKey);
+  // A cancelled row (never debited) lets a real workflow run to COMPLETED without sending.
+  const id = newId();
+  await app.deps.db("messages").insert({ id, application_id: applicationId, subscription_id: sub.id, subscription_type: "iOSPush", status: "cancelled", body: "left errored", cancelled_at: new Date() });
+  await startMessageWorkflows(app.deps, [{ id, application_id: applicationId, subscription_id: sub.id }]);
+  assert.equal(await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).result(), "cancelled");
+  // The state that bug left: the row errored and debited, the workflow COMPLETED.
+  await app.deps.db("messages").where("id", id).update({ status: "errored", cancelled_at: null, created_at: new Date(Date.now() - 10 * 60_000) });
+  assert.deepEqual(await createMessageActivities(app.deps).debitQuota(id), { proceed: true });
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 1);
+
+  const result = await createReconcilerActivities(app.deps).restartOrphanedMessages({ olderThanMs: 60_000, limit: 500, applicationId });
+  assert.deepEqual(result, { checked: 1, started: 0, failed: 1, errors: 0 });
+  const row = await app.deps.db("messages").where("id", id).first();
+  assert.deepEqual([row.status, row.error_code], ["failed", "workflow_closed"]);
+  assert.match(row.error_message, /COMPLETED/);
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 0, "its quota came back");
 });
 
 test("an orphan is found behind a backlog of errored messages that are retrying (a provider outage)", async () => {
