@@ -140,11 +140,11 @@ test("`automata apps list` pages past the first 20 applications", async () => {
   assert.equal((await automata("apps", "list", "--page", "x")).status, 2);
 });
 
-test("`migrate --help` answers the usage with exit 0; a wrong argument exits 2 before touching a database", async () => {
-  const migrate = (args: string[]) =>
+test("`migrate --help` answers the usage with exit 0; a wrong argument, or production without DATABASE_URL, exits 2 before touching a database", async () => {
+  const migrate = (args: string[], overrides: Record<string, string> = {}) =>
     new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
       // A database that is not there: had it gone on, it would fail rather than migrate the run's.
-      const env = { ...process.env, DATABASE_URL: "postgres://nobody:x@127.0.0.1:1/none" };
+      const env = { ...process.env, DATABASE_URL: "postgres://nobody:x@127.0.0.1:1/none", ...overrides };
       execFile(process.execPath, ["--import", "tsx", path.resolve(__dirname, "..", "src", "cli", "migrate.ts"), ...args], { encoding: "utf8", timeout: 60_000, env }, (error, stdout, stderr) =>
         resolve({ status: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
@@ -156,4 +156,9 @@ test("`migrate --help` answers the usage with exit 0; a wrong argument exits 2 b
   const wrong = await migrate(["--statsu"]);
   assert.equal(wrong.status, 2);
   assert.match(wrong.stderr, /^usage: migrate/m);
+  // The production release command without its database secret refuses instead of migrating an
+  // embedded database of its own and reporting success.
+  const unset = await migrate([], { NODE_ENV: "production", DATABASE_URL: "" });
+  assert.equal(unset.status, 2, unset.stdout);
+  assert.match(unset.stderr, /DATABASE_URL is required in production/);
 });

@@ -6,13 +6,15 @@ import { startEmbeddedPostgres } from "../infra/postgres";
 
 const USAGE = `usage: migrate [--status | --down]
 
-  (none)    apply pending migrations to DATABASE_URL (or the embedded PostgreSQL under AUTOMATA_HOME)
+  (none)    apply pending migrations to DATABASE_URL (or, outside production, the embedded
+            PostgreSQL under AUTOMATA_HOME)
   --status  list applied, pending and unknown (a newer release's) migrations
   --down    roll back the newest applied migration (refused while a newer release's are applied)`;
 
 /**
  * `npm run migrate` (and the production release command `node dist/src/cli/migrate.js`): applies
- * pending migrations to DATABASE_URL, or to the embedded PostgreSQL under AUTOMATA_HOME.
+ * pending migrations to DATABASE_URL, or (not with NODE_ENV=production) to the embedded PostgreSQL
+ * under AUTOMATA_HOME.
  * `--status` lists applied, pending and unknown (a newer release's) migrations; `--down` rolls
  * back the newest applied one (docs/deployment.md, "Rolling a release back").
  */
@@ -28,6 +30,12 @@ async function main(): Promise<number> {
     return 2;
   }
   const config = loadConfig();
+  // The release command with its DATABASE_URL secret missing would otherwise "succeed" against a
+  // throwaway embedded database while the real one stays unmigrated.
+  if (!config.DATABASE_URL && process.env.NODE_ENV === "production") {
+    console.error("DATABASE_URL is required in production (NODE_ENV=production): without it migrate would migrate an embedded database of its own");
+    return 2;
+  }
   const logger = createLogger(config.LOG_LEVEL);
   const embedded = config.DATABASE_URL
     ? undefined
