@@ -9,6 +9,7 @@ import { ACTIVE_CAMPAIGN_STATUSES, batchesWithUnsentMessages } from "../src/camp
 import { createCampaignActivities } from "./campaigns";
 import { createMessageActivities } from "./messages";
 import type { MessageStatus } from "../src/messages/state-machine";
+import { startErasureWorkflow } from "../src/users/erasure";
 
 /** A campaign the reconciler looks at: what starting it needs, and whether it is a recurring campaign's run. */
 type ReconciledCampaign = StartableCampaign & { parent_campaign_id: string | null };
@@ -253,6 +254,37 @@ export function createReconcilerActivities(deps: Deps) {
         }
       }
       return { checked: candidates.length, started, completed, abandoned, failed };
+    },
+
+    /**
+     * Erasure requests still `pending` after `olderThanMs`: the DELETE committed the request but its
+     * workflow never ran (Temporal was unreachable or the API died before the start) and the client
+     * did not retry. An erasure is owed regardless, so it is started here; the start reuses a
+     * workflow that exists, and a workflow marks its request running first, so an old pending one
+     * has none that ever got going. The table holds one row per erasure ever made, which stays
+     * small enough to scan.
+     */
+    async restartPendingErasures(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number; failed: number }> {
+      const requests = (await deps
+        .db("erasure_requests")
+        .where("status", "pending")
+        .where("requested_at", "<", new Date(Date.now() - options.olderThanMs))
+        .orderBy("requested_at")
+        .limit(options.limit)
+        .select("id", "application_id")) as Array<{ id: string; application_id: string }>;
+      let started = 0;
+      let failed = 0;
+      for (const request of requests) {
+        try {
+          await startErasureWorkflow(deps, request);
+          started += 1;
+        } catch (error) {
+          failed += 1;
+          deps.logger.error({ err: error, erasure_request_id: request.id, application_id: request.application_id }, "reconciler could not start an erasure; a later pass tries again");
+        }
+      }
+      if (started > 0) deps.logger.warn({ count: started }, "reconciler started the workflows of pending erasure requests");
+      return { checked: requests.length, started, failed };
     },
   };
 }

@@ -7,6 +7,9 @@ test("request URLs lose external user ids (path and query) but keep routes, UUID
   const cases: Array<[string, string]> = [
     ["/api/v1/users/bob%40example.com/subscriptions", "/api/v1/users/[redacted]/subscriptions"],
     ["/api/v1/users/bob", "/api/v1/users/[redacted]"],
+    ["/api/v1/Users/bob%40example.com", "/api/v1/Users/[redacted]"],
+    ["/api/v1/USERS/bob/subscriptions", "/api/v1/USERS/[redacted]/subscriptions"],
+    ["/api/v1/users/IDENTIFY", "/api/v1/users/IDENTIFY"],
     ["/api/v1/users/identify", "/api/v1/users/identify"],
     ["/api/v1/users/erasure-requests/0195f0c2-0000-7000-8000-000000000000", "/api/v1/users/erasure-requests/0195f0c2-0000-7000-8000-000000000000"],
     ["/api/v1/messages?external_id=bob%40example.com&page=2", "/api/v1/messages?external_id=[redacted]&page=2"],

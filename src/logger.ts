@@ -55,8 +55,9 @@ const USERS_ROUTES = new Set(["identify", "logout", "erasure-requests"]);
  */
 export function redactRequestUrl(url: string): string {
   const queryAt = url.indexOf("?");
-  const path = (queryAt === -1 ? url : url.slice(0, queryAt)).replace(/(\/users\/)([^/]+)/, (whole, prefix: string, segment: string) =>
-    USERS_ROUTES.has(segment) ? whole : `${prefix}[redacted]`,
+  // Case-insensitive like Express's routing: `/USERS/<id>` reaches the same handler.
+  const path = (queryAt === -1 ? url : url.slice(0, queryAt)).replace(/(\/users\/)([^/]+)/i, (whole, prefix: string, segment: string) =>
+    USERS_ROUTES.has(segment.toLowerCase()) ? whole : `${prefix}[redacted]`,
   );
   if (queryAt === -1) return path;
   const query = [...new URLSearchParams(url.slice(queryAt + 1))]

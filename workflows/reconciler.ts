@@ -1,7 +1,7 @@
-import { proxyActivities } from "@temporalio/workflow";
+import { patched, proxyActivities } from "@temporalio/workflow";
 import type { createReconcilerActivities } from "../activities/reconciler";
 
-const { restartOrphanedMessages, restartOrphanedCampaigns } = proxyActivities<ReturnType<typeof createReconcilerActivities>>({
+const { restartOrphanedMessages, restartOrphanedCampaigns, restartPendingErasures } = proxyActivities<ReturnType<typeof createReconcilerActivities>>({
   startToCloseTimeout: "5 minutes",
   retry: { maximumAttempts: 3 },
 });
@@ -10,12 +10,15 @@ const { restartOrphanedMessages, restartOrphanedCampaigns } = proxyActivities<Re
 export const RECONCILER_SCHEDULE_ID = "message-reconciler";
 
 /**
- * Finds messages and campaigns accepted but left without a running workflow (e.g. the API died
- * between its insert and the workflow start, or Temporal was down) and starts them. Run by a
- * Temporal Schedule.
+ * Finds messages, campaigns and erasure requests accepted but left without a running workflow
+ * (e.g. the API died between its insert and the workflow start, or Temporal was down) and starts
+ * them. Run by a Temporal Schedule.
  */
-export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number; campaignsStarted: number }> {
+export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number; campaignsStarted: number; erasuresStarted?: number }> {
   const messages = await restartOrphanedMessages(options);
   const campaigns = await restartOrphanedCampaigns(options);
-  return { ...messages, campaignsStarted: campaigns.started };
+  // Runs recorded before erasures were reconciled replay without this step.
+  if (!patched("reconcile-erasures")) return { ...messages, campaignsStarted: campaigns.started };
+  const erasures = await restartPendingErasures(options);
+  return { ...messages, campaignsStarted: campaigns.started, erasuresStarted: erasures.started };
 }

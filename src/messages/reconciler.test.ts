@@ -92,6 +92,20 @@ test("a message whose workflow an operator terminated before it was sent fails (
   assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "TERMINATED");
 });
 
+test("a message cancelled after an operator terminated its workflow gets its quota back from the cancel itself", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication({ quota: { daily_quota: 10 } });
+  const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
+  const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, body: "cancel me later" } });
+  const id: string = res.body.data.message_id;
+  await eventually(async () => (await app.deps.db("messages").where("id", id).first()).status === "errored", 15_000, 100);
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 1);
+  await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).terminate("operator stopped it");
+  const cancelled = await app.request("POST", `/messages/${id}/cancel`, { key: apiKey });
+  assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
+  assert.equal(cancelled.body.data.status, "cancelled");
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 0, "no workflow was left to refund it");
+});
+
 test("an unsent message whose workflow completed anyway (an earlier release's lost-task bug) fails and is refunded", async () => {
   const { id: applicationId, apiKey } = await app.createApplication({ quota: { daily_quota: 10 } });
   const sub = await createPushSubscription(app, apiKey);

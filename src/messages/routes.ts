@@ -15,6 +15,7 @@ import { cancelledSignal, convertedSignal, receivedSignal } from "../../workflow
 import { loadTemplateForSend } from "../templates/repository";
 import { renderTemplate } from "../templates/render";
 import { iso } from "../http/format";
+import { refundMessageQuota } from "../quota/quota";
 
 const TAG = "Messages";
 const IDEMPOTENCY_HEADER = {
@@ -251,7 +252,11 @@ export const messageRoutes: RouteSpec[] = [
       // A send in progress holds the row lock; waiting for it gives the true answer (sent or not).
       const result = await deps.db.transaction(async (trx) => {
         await trx.raw("set local lock_timeout = '20s'");
-        return applyMessageTransition(trx, { messageId: params.id, applicationId: application.id, action: "cancel", eventData: { source: "api" } });
+        const transition = await applyMessageTransition(trx, { messageId: params.id, applicationId: application.id, action: "cancel", eventData: { source: "api" } });
+        // Refunded with the cancel, not only by the workflow: one that an operator terminated
+        // meanwhile never would. Idempotent, so the workflow's own refund finds nothing left.
+        if (transition.outcome === "applied") await refundMessageQuota(trx, { applicationId: application.id, messageId: params.id });
+        return transition;
       });
       const message = assertTransition(result, params.id, "cancelled");
       if (result.outcome === "applied") await signalMessageWorkflow(deps, params.id, cancelledSignal);

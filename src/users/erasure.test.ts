@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { eventually, startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
+import { createReconcilerActivities } from "../../activities/reconciler";
 
 let app: TestApp;
 let tenant: { id: string; apiKey: string };
@@ -203,6 +204,37 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     assert.deepEqual(done.result, { users: 1, subscriptions: 1, messages_scrubbed: 0, subscription_events_scrubbed: 0 });
     assert.equal((await app.deps.db("erasure_requests").where({ application_id: tenant.id, external_id: externalId })).length, 1);
     assert.equal(await app.deps.db("subscriptions").where({ id: sub }).first(), undefined);
+  });
+
+  test("a pending request nobody retried is started by the reconciler and completes", async () => {
+    const externalId = ext("orphan");
+    const sub = await insertSubscription(app, tenant.id);
+    await identify(app, tenant.apiKey, externalId, [sub]);
+    const client = app.deps.temporal.workflow;
+    const original = client.start.bind(client);
+    client.start = (async () => {
+      throw new Error("simulated Temporal outage");
+    }) as typeof client.start;
+    let failed: { status: number; body: any } | undefined;
+    try {
+      failed = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
+    } finally {
+      client.start = original;
+    }
+    assert.equal(failed?.status, 503);
+    const requestId = failed!.body.error.details.request_id;
+    // The client gives up; the request ages past the reconciler's threshold.
+    await app.deps.db("erasure_requests").where({ id: requestId }).update({ requested_at: new Date(Date.now() - 10 * 60_000) });
+    const { restartPendingErasures } = createReconcilerActivities(app.deps);
+    const pass = await restartPendingErasures({ olderThanMs: 60_000, limit: 500 });
+    assert.ok(pass.started >= 1 && pass.failed === 0, JSON.stringify(pass));
+    const done = await waitForCompletion(app, tenant.apiKey, requestId);
+    assert.equal(done.result.users, 1);
+    assert.equal(await app.deps.db("subscriptions").where({ id: sub }).first(), undefined);
+    // Completed requests are not picked up again.
+    const again = await restartPendingErasures({ olderThanMs: 60_000, limit: 500 });
+    assert.equal(again.failed, 0);
+    assert.equal((await app.deps.db("erasure_requests").where({ id: requestId }).first()).status, "completed");
   });
 
   test("a request made while no worker runs completes once a worker starts on the task queue", async () => {

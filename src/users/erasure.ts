@@ -6,7 +6,7 @@ import { recordErasureWorkflow, type ErasureRequestRow } from "./repository";
 /**
  * Starts (or attaches to) the erasure workflow of a request. The workflow id is derived from the
  * request id and an already running workflow is reused, so calling this again for the same request
- * (a retried DELETE, or a future reconciler) never runs a second erasure in parallel; a previous run
+ * (a retried DELETE, or the reconciler) never runs a second erasure in parallel; a previous run
  * that failed or was terminated is started afresh. Only the request id goes to Temporal: its history
  * must not hold the user's identifiers.
  */
