@@ -9,18 +9,23 @@ interface TransactorLike {
 
 /**
  * Runs `fn` once the work done through `db` is durable: at once for a plain knex instance (its
- * statements have committed), or when the OUTERMOST transaction commits. If that transaction
- * rolls back (a lost race, a retried ledger transaction), `fn` never runs, so counters that use
- * this never count writes that did not happen.
+ * statements have committed), or when the OUTERMOST transaction commits. If that transaction or
+ * any savepoint between it and `db` rolls back (a lost race, a retried ledger transaction, a
+ * refused debit whose caller goes on), `fn` never runs, so counters that use this never count
+ * writes that did not happen.
  */
 export function afterCommit(db: Knex | Knex.Transaction, fn: () => void): void {
-  let top = db as unknown as TransactorLike;
-  while (top.parentTransaction) top = top.parentTransaction;
-  if (!top.isTransaction || !top.executionPromise) {
+  const chain: Array<Promise<unknown>> = [];
+  let level: TransactorLike | undefined = db as unknown as TransactorLike;
+  while (level?.isTransaction && level.executionPromise) {
+    chain.push(level.executionPromise);
+    level = level.parentTransaction;
+  }
+  if (chain.length === 0) {
     fn();
     return;
   }
-  top.executionPromise.then(fn, skipOnRollback);
+  Promise.all(chain).then(fn, skipOnRollback);
 }
 
 // The transaction's own caller receives (and handles) the rollback error; a rolled-back write is not counted.
