@@ -2,6 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, type TestApp } from "./support/harness";
 import { generateApnsSigningKey } from "../src/providers/simulator";
+import { newId } from "../src/db/ids";
 
 let app: TestApp;
 let apiKey: string;
@@ -84,6 +85,19 @@ describe("admin applications", () => {
     assert.equal(switched.status, 200, JSON.stringify(switched.body));
     assert.equal(switched.body.data.quota.billing_currency, "USD");
     assert.equal(switched.body.data.quota.credit_balance, 50, "the top-up in the same PATCH lands in the new currency");
+  });
+
+  test("billing_currency cannot change while charged messages wait to be sent (their refunds would land in the old currency)", async () => {
+    const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "In-flight App", quota: { unit_price: 5, billing_currency: "KRW" } } });
+    const id = created.body.data.application_id;
+    const messageId = newId();
+    await app.deps.db("messages").insert({ id: messageId, application_id: id, status: "errored", body: "retrying" });
+    const refused = await app.request("PATCH", `/admin/applications/${id}`, { admin: true, body: { quota: { billing_currency: "USD" } } });
+    assert.equal(refused.status, 422, JSON.stringify(refused.body));
+    assert.match(refused.body.error.details.fields["quota.billing_currency"], /waiting to be sent/);
+    await app.deps.db("messages").where("id", messageId).update({ status: "failed" });
+    const switched = await app.request("PATCH", `/admin/applications/${id}`, { admin: true, body: { quota: { billing_currency: "USD" } } });
+    assert.equal(switched.status, 200, JSON.stringify(switched.body));
   });
 
   test("provider credentials are encrypted at rest and never returned", async () => {
