@@ -3,7 +3,7 @@ import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
 import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
-import { debitBatchQuota, refundBatchQuota, refundUnsentBatchQuota } from "../src/quota/quota";
+import { debitBatchQuota, refundUnsentBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
@@ -640,7 +640,9 @@ export function createCampaignActivities(deps: Deps) {
           db.raw("count(*) filter (where status = 'failed')::int as failed"),
         )) as Array<{ unsent: number; sent: number; failed: number }>;
       const { unsent, sent, failed } = row ?? { unsent: 0, sent: 0, failed: 0 };
-      if (unsent > 0) await refundBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), units: unsent, refundId: "settle" });
+      // Up to the unsent count, not that many more: an abort (the batch's workflow was terminated
+      // while an attempt of this activity still ran) may have refunded some of them already.
+      if (unsent > 0) await refundUnsentBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), unsentUnits: unsent });
       return { refunded: unsent, sent, failed };
     },
 

@@ -264,10 +264,11 @@ export function createReconcilerActivities(deps: Deps) {
      * has none that ever got going. The table holds one row per erasure ever made, which stays
      * small enough to scan.
      */
-    async restartPendingErasures(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number; failed: number }> {
+    async restartPendingErasures(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
       const requests = (await deps
         .db("erasure_requests")
         .where("status", "pending")
+        .modify((q) => (options.applicationId ? q.where("application_id", options.applicationId) : q))
         .where("requested_at", "<", new Date(Date.now() - options.olderThanMs))
         .orderBy("requested_at")
         .limit(options.limit)

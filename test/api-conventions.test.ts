@@ -87,11 +87,12 @@ describe("admin applications", () => {
     assert.equal(switched.body.data.quota.credit_balance, 50, "the top-up in the same PATCH lands in the new currency");
   });
 
-  test("billing_currency cannot change while charged messages wait to be sent (their refunds would land in the old currency)", async () => {
+  test("billing_currency cannot change while messages wait to be sent (their refunds would land in the old currency), even after the price went to 0", async () => {
     const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "In-flight App", quota: { unit_price: 5, billing_currency: "KRW" } } });
     const id = created.body.data.application_id;
     const messageId = newId();
     await app.deps.db("messages").insert({ id: messageId, application_id: id, status: "errored", body: "retrying" });
+    assert.equal((await app.request("PATCH", `/admin/applications/${id}`, { admin: true, body: { quota: { unit_price: 0 } } })).status, 200);
     const refused = await app.request("PATCH", `/admin/applications/${id}`, { admin: true, body: { quota: { billing_currency: "USD" } } });
     assert.equal(refused.status, 422, JSON.stringify(refused.body));
     assert.match(refused.body.error.details.fields["quota.billing_currency"], /waiting to be sent/);

@@ -26,20 +26,21 @@ export function sealProviderCredentials(secrets: SecretBox, current: ProviderCre
 
 /** Creates or updates the quota row and tops up the credit balance through the ledger. */
 export async function applyQuota(trx: Knex.Transaction, applicationId: string, quota: z.infer<typeof QuotaInput>): Promise<void> {
-  const existing = (await trx("message_quotas").where("application_id", applicationId).forUpdate().first()) as { billing_currency: string; unit_price: string | number | null } | undefined;
+  const existing = (await trx("message_quotas").where("application_id", applicationId).forUpdate().first()) as { billing_currency: string } | undefined;
   if (existing && quota.billing_currency !== undefined && quota.billing_currency !== existing.billing_currency) {
-    // A charged message not sent yet is refunded into the account it was charged from: after a
-    // switch that credit would land in the old currency, unseen and unspendable.
-    if (Number(existing.unit_price ?? 0) > 0) {
-      const unsent = await trx("messages").where("application_id", applicationId).whereIn("status", ["pending", "errored"]).first("id");
-      if (unsent) {
-        throw new ApiError("validation_error", "The request body failed validation", {
-          in: "body",
-          fields: {
-            "quota.billing_currency": `charged messages are still waiting to be sent (their refunds would go to ${existing.billing_currency}); change the currency once they are settled`,
-          },
-        });
-      }
+    // A message not sent yet is refunded into the account it was charged from: after a switch
+    // that credit would land in the old currency, unseen and unspendable. Whatever the price is
+    // now (it may have been lowered to 0 after the charge), and campaigns refund a batch's unsent
+    // messages when the batch settles, so none may be running either.
+    const unsent = await trx("messages").where("application_id", applicationId).whereIn("status", ["pending", "errored"]).first("id");
+    const activeCampaign = await trx("message_campaigns").where("application_id", applicationId).whereIn("status", ["running", "paused"]).first("id");
+    if (unsent || activeCampaign) {
+      throw new ApiError("validation_error", "The request body failed validation", {
+        in: "body",
+        fields: {
+          "quota.billing_currency": `${unsent ? "messages are still waiting to be sent" : "a campaign is still sending"} (their refunds would go to ${existing.billing_currency}); change the currency once they are settled`,
+        },
+      });
     }
     // Credit is kept per currency and there is no exchange rate: after a switch, the old credit
     // would sit unseen while charged sends were refused as if the application had none.

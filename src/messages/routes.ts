@@ -275,16 +275,13 @@ export const messageRoutes: RouteSpec[] = [
     handler: async ({ params, deps, application, req }) => {
       const original = await deps.db("messages").where({ id: params.id, application_id: application.id }).first<MessageRow | undefined>();
       if (!original) throw notFound("message", params.id);
-      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
-      // Which message is resent is the whole request: the same key for another one is a different request.
-      const requestHash = idempotencyKey ? requestFingerprint("POST /messages/:id/resend", { message_id: original.id }) : undefined;
-      // A retry of a resend that went through gets its answer even if the subscription was erased since.
-      const replayed = idempotencyKey ? await replayIdempotentSend(deps, application.id, idempotencyKey, requestHash) : undefined;
-      if (replayed) return { status: 201, data: { ...replayed[0]!, resent_from_id: original.id } };
       if (original.status !== "failed") {
         throw new ApiError("message_already_processed", `Only failed messages can be resent; this one is ${original.status}`, { id: params.id, status: original.status });
       }
       if (!original.subscription_id) throw new ApiError("subscription_disabled", "The original subscription no longer exists", { id: params.id });
+      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
+      // Which message is resent is the whole request: the same key for another one is a different request.
+      const requestHash = idempotencyKey ? requestFingerprint("POST /messages/:id/resend", { message_id: original.id }) : undefined;
       const [accepted] = await acceptMessages(
         deps,
         application.id,

@@ -226,14 +226,14 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     // The client gives up; the request ages past the reconciler's threshold.
     await app.deps.db("erasure_requests").where({ id: requestId }).update({ requested_at: new Date(Date.now() - 10 * 60_000) });
     const { restartPendingErasures } = createReconcilerActivities(app.deps);
-    const pass = await restartPendingErasures({ olderThanMs: 60_000, limit: 500 });
-    assert.ok(pass.started >= 1 && pass.failed === 0, JSON.stringify(pass));
+    const pass = await restartPendingErasures({ olderThanMs: 60_000, limit: 500, applicationId: tenant.id });
+    assert.deepEqual(pass, { checked: 1, started: 1, failed: 0 });
     const done = await waitForCompletion(app, tenant.apiKey, requestId);
     assert.equal(done.result.users, 1);
     assert.equal(await app.deps.db("subscriptions").where({ id: sub }).first(), undefined);
     // Completed requests are not picked up again.
-    const again = await restartPendingErasures({ olderThanMs: 60_000, limit: 500 });
-    assert.equal(again.failed, 0);
+    const again = await restartPendingErasures({ olderThanMs: 60_000, limit: 500, applicationId: tenant.id });
+    assert.deepEqual(again, { checked: 0, started: 0, failed: 0 });
     assert.equal((await app.deps.db("erasure_requests").where({ id: requestId }).first()).status, "completed");
   });
 
