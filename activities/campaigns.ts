@@ -627,8 +627,8 @@ export function createCampaignActivities(deps: Deps) {
     },
 
     /**
-     * Refunds the batch's messages the provider never accepted (failed or cancelled unsent); once
-     * per batch. Answers what the batch's messages say now — the counts a retried send round could
+     * Refunds the batch's messages the provider never accepted (failed or cancelled unsent): brings
+     * the batch's refunds up to their count, so a repeat refunds nothing more. Answers what the batch's messages say now — the counts a retried send round could
      * not know (a worker that died after committing its last chunk leaves nothing to resend).
      */
     async settleCampaignBatch(range: BatchRange): Promise<{ refunded: number; sent: number; failed: number }> {

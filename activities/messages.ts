@@ -80,7 +80,8 @@ export function createMessageActivities(deps: Deps) {
      * racing the send waits and then sees the outcome: a message is never both cancelled and sent.
      * The outcome is written in the same transaction (successful / failed + refund + subscription
      * status / errored); a crash before commit leaves it pending and the retried activity sends
-     * again, which the device collapses: the message id is the APNs collapse id and the FCM notification tag.
+     * again, which the device collapses: the message id is the APNs collapse id and the FCM
+     * notification tag.
      */
     async sendMessage(messageId: string): Promise<SendStepResult> {
       return db.transaction(async (trx) => {
