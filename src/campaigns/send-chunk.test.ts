@@ -2,7 +2,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { MockActivityEnvironment } from "@temporalio/testing";
 import { startTestApp, type TestApp } from "../../test/support/harness";
-import { seedPushSubscriptions } from "../../test/support/fixtures";
+import { seedPushSubscriptions, type SeedOptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { insertRunningCampaign } from "../../test/support/campaigns";
 import { createCampaignActivities, type BatchStart } from "../../activities/campaigns";
@@ -36,13 +36,21 @@ function withCrashingFcm(push: PushDelivery): PushDelivery {
   return crashing;
 }
 
-test("a provider client that throws mid-chunk: the other provider's answers are committed, its own messages stay pending and the retry sends only those", async () => {
-  const { id: applicationId } = await app.createApplication({ rate_limit_tier: "enterprise" });
-  const tokens = Array.from({ length: 4 }, (_, i) => `ok-crash-${i}-${newId()}`);
+/**
+ * An application (optionally with a quota) with `count` seeded subscriptions in a tag group of
+ * their own, a running campaign for that group, and the range of its batch 0.
+ */
+async function campaignBatchFixture(name: string, count: number, options: { seed?: SeedOptions; quota?: Record<string, number> } = {}) {
+  const { id: applicationId } = await app.createApplication({ rate_limit_tier: "enterprise", ...(options.quota ? { quota: options.quota } : {}) });
   const group = newId();
-  const ids = await seedPushSubscriptions(app, applicationId, 4, { token: (i) => tokens[i]!, tags: () => ({ group }) });
-  const campaignId = await insertRunningCampaign(app, applicationId, "client crash", { tags: { group } });
-  const range = { campaignId, applicationId, batchNo: 0, after: null, last: [...ids].sort().at(-1)! };
+  const ids = await seedPushSubscriptions(app, applicationId, count, { ...options.seed, tags: () => ({ group }) });
+  const campaignId = await insertRunningCampaign(app, applicationId, name, { tags: { group } });
+  return { applicationId, ids, campaignId, range: { campaignId, applicationId, batchNo: 0, after: null, last: [...ids].sort().at(-1)! } };
+}
+
+test("a provider client that throws mid-chunk: the other provider's answers are committed, its own messages stay pending and the retry sends only those", async () => {
+  const tokens = Array.from({ length: 4 }, (_, i) => `ok-crash-${i}-${newId()}`);
+  const { campaignId, range } = await campaignBatchFixture("client crash", 4, { seed: { token: (i) => tokens[i]! } });
   const healthy = createCampaignActivities(app.deps);
   assert.deepEqual(await healthy.createCampaignBatch(range), { messages: 4 });
   assert.deepEqual(await healthy.debitCampaignBatch(range), { proceed: true });
@@ -62,11 +70,7 @@ test("a provider client that throws mid-chunk: the other provider's answers are 
 });
 
 test("a campaign cancelled while a half-sent batch waits for its retry: the retry settles it, refunding the unsent and keeping the sent for their receipts", async () => {
-  const { id: applicationId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100 } });
-  const group = newId();
-  const ids = await seedPushSubscriptions(app, applicationId, 4, { tags: () => ({ group }) });
-  const campaignId = await insertRunningCampaign(app, applicationId, "cancelled mid-batch", { tags: { group } });
-  const range = { campaignId, applicationId, batchNo: 0, after: null, last: [...ids].sort().at(-1)! };
+  const { applicationId, campaignId, range } = await campaignBatchFixture("cancelled mid-batch", 4, { quota: { daily_quota: 100 } });
   const healthy = createCampaignActivities(app.deps);
   const crashing = createCampaignActivities({ ...app.deps, push: withCrashingFcm(app.deps.push) });
   // The first attempt creates, debits, sends iOS and dies on FCM; the operator cancels during its retry backoff.
@@ -85,11 +89,7 @@ test("a campaign cancelled while a half-sent batch waits for its retry: the retr
 });
 
 test("a recipient erased after its batch was created is failed as subscription_disabled and refunded, not left pending", async () => {
-  const { id: applicationId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100 } });
-  const group = newId();
-  const ids = await seedPushSubscriptions(app, applicationId, 2, { tags: () => ({ group }) });
-  const campaignId = await insertRunningCampaign(app, applicationId, "erased recipient", { tags: { group } });
-  const range = { campaignId, applicationId, batchNo: 0, after: null, last: [...ids].sort().at(-1)! };
+  const { applicationId, ids, campaignId, range } = await campaignBatchFixture("erased recipient", 2, { quota: { daily_quota: 100 } });
   const activities = createCampaignActivities(app.deps);
   assert.deepEqual(await activities.createCampaignBatch(range), { messages: 2 });
   // User erasure deletes the subscription; its message keeps the row without one (ON DELETE SET NULL).
