@@ -22,6 +22,15 @@ test("tampered ciphertext and a different key are rejected", () => {
   assert.throws(() => new SecretBox(crypto.randomBytes(32)).decrypt(sealed));
 });
 
+test("a shortened authentication tag or nonce is rejected (a 4-byte tag would make forgeries guessable)", () => {
+  const sealed = box.encrypt("apns-device-token-abcdef");
+  const [version, iv, tag, ciphertext] = sealed.split(":") as [string, string, string, string];
+  const shortTag = Buffer.from(tag, "base64url").subarray(0, 4).toString("base64url");
+  assert.throws(() => box.decrypt([version, iv, shortTag, ciphertext].join(":")), /unrecognised ciphertext format/);
+  const shortIv = Buffer.from(iv, "base64url").subarray(0, 8).toString("base64url");
+  assert.throws(() => box.decrypt([version, shortIv, tag, ciphertext].join(":")), /unrecognised ciphertext format/);
+});
+
 test("hash is deterministic per key and differs across keys", () => {
   assert.equal(box.hash("t1"), box.hash("t1"));
   assert.notEqual(box.hash("t1"), box.hash("t2"));

@@ -1,6 +1,9 @@
 import crypto from "node:crypto";
 
 const CIPHERTEXT_VERSION = "v1";
+/** GCM's nonce and tag sizes; Node would accept tags down to 4 bytes, which makes forgery guessable. */
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
 
 /**
  * Encrypts device tokens and provider credentials at rest (AES-256-GCM) and computes the keyed hash
@@ -22,7 +25,7 @@ export class SecretBox {
 
   /** Encrypts UTF-8 text into `v1:<iv>:<tag>:<ciphertext>` (base64url parts). */
   encrypt(plaintext: string): string {
-    const iv = crypto.randomBytes(12);
+    const iv = crypto.randomBytes(IV_BYTES);
     const cipher = crypto.createCipheriv("aes-256-gcm", this.encryptionKey, iv);
     const ciphertext = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
     const tag = cipher.getAuthTag();
@@ -33,8 +36,11 @@ export class SecretBox {
   decrypt(sealed: string): string {
     const [version, iv, tag, ciphertext] = sealed.split(":");
     if (version !== CIPHERTEXT_VERSION || !iv || !tag || ciphertext === undefined) throw new Error("unrecognised ciphertext format");
-    const decipher = crypto.createDecipheriv("aes-256-gcm", this.encryptionKey, Buffer.from(iv, "base64url"));
-    decipher.setAuthTag(Buffer.from(tag, "base64url"));
+    const ivBytes = Buffer.from(iv, "base64url");
+    const tagBytes = Buffer.from(tag, "base64url");
+    if (ivBytes.length !== IV_BYTES || tagBytes.length !== TAG_BYTES) throw new Error("unrecognised ciphertext format");
+    const decipher = crypto.createDecipheriv("aes-256-gcm", this.encryptionKey, ivBytes, { authTagLength: TAG_BYTES });
+    decipher.setAuthTag(tagBytes);
     return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString("utf8");
   }
 
