@@ -36,6 +36,14 @@ describe("authentication", () => {
     assert.equal(res.body.error.code, "authentication_failed");
   });
 
+  test("an anonymous request is refused before its body is parsed: malformed JSON without a key answers 401, not 400", async () => {
+    const res = await app.request("POST", "/subscriptions", { rawBody: "{not json", headers: { "Content-Type": "application/json" } });
+    assert.equal(res.status, 401);
+    assert.equal(res.body.error.code, "authentication_failed");
+    const admin = await app.request("POST", "/admin/applications", { rawBody: "{not json", headers: { "Content-Type": "application/json" } });
+    assert.equal(admin.status, 401);
+  });
+
   test("the admin API refuses a wrong bearer token", async () => {
     const res = await app.request("GET", `/admin/applications/${applicationId}`, { headers: { Authorization: "Bearer wrong-token-wrong-token" } });
     assert.equal(res.status, 401);

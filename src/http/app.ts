@@ -132,7 +132,8 @@ export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express 
   });
 
   const router = express.Router();
-  router.use(express.json({ limit: deps.config.AUTOMATA_MAX_BODY, strict: true, type: "application/json" }));
+  // Parsed after the route's guards: an anonymous caller gets 401, not a parse of up to the body limit.
+  const jsonBody = express.json({ limit: deps.config.AUTOMATA_MAX_BODY, strict: true, type: "application/json" });
   const rateLimiter = apiKeyRateLimit(deps.db);
   const apiKeyAuth = requireApiKey(deps);
   const adminAuth = requireAdmin(deps);
@@ -143,7 +144,7 @@ export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express 
       res.locals.routePattern = routePattern;
       next();
     };
-    router[spec.method](spec.path, tagRoute, ...guards, asyncRoute(spec, deps));
+    router[spec.method](spec.path, tagRoute, ...guards, jsonBody, asyncRoute(spec, deps));
   }
   app.use(API_BASE, router);
 
