@@ -1,24 +1,38 @@
+import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
 import { ENDED_CAMPAIGN_STATUSES, type CampaignRow } from "../src/campaigns/repository";
 import { campaignWorkflowInput } from "../src/campaigns/workflow-client";
-import { deleteCampaignSchedule } from "../src/campaigns/schedules";
+import { deleteCampaignSchedule, runFireTime } from "../src/campaigns/schedules";
+import { sameLocalWallTime } from "../src/campaigns/timezones";
 import type { CampaignWorkflowInput } from "../workflows/campaign";
 
 /** Longest campaign name (the `message_campaigns_name_length` constraint). */
 const MAX_NAME = 200;
 
-/** The fire time Temporal appended to the run's workflow id (`…-2026-01-01T09:00:00Z`), if there is one. */
-function fireTimeOf(runKey: string): Date | null {
-  const match = /-(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z)$/.exec(runKey);
-  if (!match) return null;
-  const at = new Date(match[1]!);
-  return Number.isNaN(at.getTime()) ? null : at;
-}
-
 /** Activities of the recurring campaign runs (workflows/campaign-run.ts). */
 export function createCampaignRunActivities(deps: Deps) {
   const { db } = deps;
+
+  /**
+   * True when an earlier run of `parent` fired at the same wall-clock time in the schedule's zone:
+   * Temporal fires a cron twice in the hour a DST fall-back repeats (01:30 EDT, then 01:30 EST), and
+   * each fire has its own run key, so without this every recipient got that day's push twice.
+   */
+  async function repeatsLocalFire(trx: Knex.Transaction, parent: CampaignRow, runAt: Date): Promise<boolean> {
+    const zone = parent.schedule?.timezone;
+    if (!zone) return false;
+    // The repeated hour's earlier fire is at most an hour (the largest DST shift: two) before.
+    const recent = (await trx("message_campaigns")
+      .where("parent_campaign_id", parent.id)
+      .where("created_at", ">", trx.raw("now() - interval '3 hours'"))
+      .select("run_key")) as Array<{ run_key: string | null }>;
+    return recent.some((run) => {
+      const firedAt = run.run_key === null ? null : runFireTime(run.run_key);
+      return firedAt !== null && firedAt.getTime() !== runAt.getTime() && sameLocalWallTime(firedAt, runAt, zone);
+    });
+  }
+
   return {
     /**
      * Creates the campaign row of one fire of a recurring campaign — a copy of the parent's content,
@@ -38,7 +52,8 @@ export function createCampaignRunActivities(deps: Deps) {
         const parent = await trx("message_campaigns").where("id", input.parentCampaignId).forShare().first<CampaignRow | undefined>();
         if (!parent || ENDED_CAMPAIGN_STATUSES.includes(parent.status)) return "ended";
         if (parent.status !== "running") return "skip";
-        const runAt = fireTimeOf(input.runKey) ?? new Date();
+        const runAt = runFireTime(input.runKey) ?? new Date();
+        if (await repeatsLocalFire(trx, parent, runAt)) return "skip";
         const suffix = ` — ${runAt.toISOString()}`;
         const id = newId();
         const [inserted] = (await trx("message_campaigns")

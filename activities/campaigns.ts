@@ -11,9 +11,9 @@ import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from ".
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
 import { batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES, inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
 import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
-import { deliveryGroups, type DeliveryGroup } from "../src/campaigns/timezones";
+import { deliveryGroups, deliveryPlanningStart, type DeliveryGroup } from "../src/campaigns/timezones";
 import { messageOptionsAt } from "../src/campaigns/content";
-import { completeEndedRecurringCampaign } from "../src/campaigns/schedules";
+import { CAMPAIGN_CATCHUP_WINDOW_MS, completeEndedRecurringCampaign, runFireTime } from "../src/campaigns/schedules";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
 import { ApiError } from "../src/http/errors";
 import { WorkflowNotFoundError } from "@temporalio/client";
@@ -423,11 +423,12 @@ export function createCampaignActivities(deps: Deps) {
       if (!campaign.delivery) return [];
       const criteria = parseTargetingCriteria(campaign.targeting_criteria);
       const zones = (await audienceQuery(db, campaign.application_id, criteria).distinct("s.timezone")) as Array<{ timezone: string | null }>;
+      const nominal = (campaign.run_key === null ? null : runFireTime(campaign.run_key)) ?? campaign.scheduled_at;
       return deliveryGroups(
         zones.map((z) => z.timezone),
         campaign.delivery.fallback_timezone,
         campaign.delivery.local_time,
-        new Date(input.fromMs),
+        deliveryPlanningStart(nominal === null ? null : new Date(nominal), new Date(input.fromMs), CAMPAIGN_CATCHUP_WINDOW_MS),
       );
     },
 

@@ -7,7 +7,9 @@ import { insertRunningCampaign } from "../../test/support/campaigns";
 import { newId } from "../db/ids";
 import { campaignWorkflowId, progressQuery } from "../../workflows/campaign";
 import { createReconcilerActivities } from "../../activities/reconciler";
-import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignScheduleId, InvalidCronError, temporalCronExpression } from "./schedules";
+import { createCampaignRunActivities } from "../../activities/campaign-runs";
+import { createCampaignActivities } from "../../activities/campaigns";
+import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignRunWorkflowIdPrefix, campaignScheduleId, InvalidCronError, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
 const TIMING = { AUTOMATA_RETRY_SCALE: "0.0001" };
@@ -57,7 +59,7 @@ describe("cron expressions", () => {
     assert.equal(temporalCronExpression("*/3 * * * * *"), "*/3 * * * * * *");
     assert.equal(temporalCronExpression(" 0  0 1-15/2 jan,jul sun-sat "), "0 0 1-15/2 jan,jul sun-sat");
     assert.equal(temporalCronExpression("@daily"), "0 0 * * *");
-    for (const bad of ["* * * *", "61 * * * *", "* 24 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8", "*/0 * * * *", "0 0 ? * *", "0 0 L * *", "5-2 * * * *", "0 0 1 1 * 2030 x", "@every 5s", "CRON_TZ=UTC 0 9 * * *", "0 9 * * MO#2"]) {
+    for (const bad of ["* * * *", "61 * * * *", "* 24 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8", "*/0 * * * *", "0 0 ? * *", "0 0 L * *", "5-2 * * * *", "0 9 * * SAT-SUN", "0 9 1 DEC-JAN *", "0 0 1 1 * 2030 x", "@every 5s", "CRON_TZ=UTC 0 9 * * *", "0 9 * * MO#2"]) {
       assert.throws(() => temporalCronExpression(bad), InvalidCronError, bad);
     }
   });
@@ -170,6 +172,42 @@ describe("recurring campaigns", () => {
     const again = await app.request("DELETE", `/campaigns/${id}`, { key: apiKey });
     assert.equal(again.status, 200);
     assert.equal((await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey })).body.error.code, "campaign_already_completed");
+  });
+
+  test("a DST fall-back fires the cron twice at the same local time: the second fire makes no run (no double push)", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    await seedPushSubscriptions(app, appId, 1);
+    const res = await createRecurring(apiKey, { cron: "30 1 * * *", timezone: "America/New_York" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    // The fires Temporal makes around 2027-11-07 (measured on the dev server): 01:30 EDT, 01:30 EST, then the next day.
+    const runs = createCampaignRunActivities(app.deps);
+    const fire = (at: string) => runs.createCampaignRun({ parentCampaignId: id, runKey: `${campaignRunWorkflowIdPrefix(id)}-${at}` });
+    assert.notEqual(await fire("2027-11-07T05:30:00Z"), null, "the first 01:30 makes a run");
+    assert.equal(await fire("2027-11-07T06:30:00Z"), null, "the repeated 01:30 is skipped");
+    assert.notEqual(await fire("2027-11-08T06:30:00Z"), null, "the next day's 01:30 makes a run");
+    assert.notEqual(await fire("2027-11-07T05:30:00Z"), null, "a retried first fire still answers its run");
+    const keys = (await app.deps.db("message_campaigns").where("parent_campaign_id", id).orderBy("run_key").pluck("run_key")) as string[];
+    assert.deepEqual(keys.map((k) => k.slice(-20)), ["2027-11-07T05:30:00Z", "2027-11-08T06:30:00Z"]);
+  });
+
+  test("a run with timezone delivery plans from its fire time: a zone whose local time is the fire time sends now, not tomorrow", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    await seedPushSubscriptions(app, appId, 2, { timezone: (i) => (i === 0 ? "Asia/Seoul" : "Europe/Paris") });
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "Asia/Seoul" }, {}, { delivery: { mode: "timezone", local_time: "09:00", fallback_timezone: "UTC" } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    // The run of a fire a second ago (its run key carries the fire time), delivering at the fire's Seoul wall time.
+    const fireAt = new Date(Math.floor((Date.now() - 1_000) / 1_000) * 1_000);
+    const run = await createCampaignRunActivities(app.deps).createCampaignRun({ parentCampaignId: id, runKey: `${campaignRunWorkflowIdPrefix(id)}-${fireAt.toISOString().replace(".000Z", "Z")}` });
+    assert.ok(run);
+    const localTime = fireAt.toLocaleTimeString("en-GB", { timeZone: "Asia/Seoul", hour12: false });
+    await app.deps.db("message_campaigns").where("id", run.campaignId).update({ delivery: JSON.stringify({ mode: "timezone", local_time: localTime, fallback_timezone: "UTC" }) });
+    const groups = await createCampaignActivities(app.deps).planDeliveryGroups({ campaignId: run.campaignId, fromMs: fireAt.getTime() + 800 });
+    const seoul = groups.find((g) => g.timezones.includes("Asia/Seoul"));
+    assert.equal(seoul?.sendAt, fireAt.getTime(), "Seoul at the fire, not 24 h later");
+    const paris = groups.find((g) => g.timezones.includes("Europe/Paris"));
+    assert.ok([7, 8].includes((paris!.sendAt - fireAt.getTime()) / 3_600_000), "Paris reads that time 7 or 8 hours (by season) after Seoul");
   });
 
   test("POST /cancel on a recurring campaign deletes its schedule too", async () => {

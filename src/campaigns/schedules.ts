@@ -31,6 +31,14 @@ export function campaignRunWorkflowIdPrefix(campaignId: string): string {
   return `campaign-${campaignId}-run`;
 }
 
+/** The fire time Temporal appended to a run's workflow id (`…-2026-01-01T09:00:00Z`), if there is one. */
+export function runFireTime(runKey: string): Date | null {
+  const match = /-(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z)$/.exec(runKey);
+  if (!match) return null;
+  const at = new Date(match[1]!);
+  return Number.isNaN(at.getTime()) ? null : at;
+}
+
 // ------------------------------------------------------------------------------------- cron
 
 interface CronField {
@@ -72,13 +80,17 @@ export class InvalidCronError extends Error {
 }
 
 function cronValue(text: string, field: CronField, min: number): number {
+  let value: number | undefined;
   if (field.names && text.length >= (field.minPrefix ?? 3) && /^[a-z]+$/i.test(text)) {
     const index = field.names.findIndex((n) => n.startsWith(text.toLowerCase()));
-    if (index >= 0) return field.names === MONTHS ? index + 1 : index;
+    if (index >= 0) value = field.names === MONTHS ? index + 1 : index;
   }
-  if (!/^\d+$/.test(text)) throw new InvalidCronError(`${field.name}: "${text}" is not a number${field.names ? " or name" : ""}`);
-  const value = Number(text);
-  if (value < min || value > field.max) throw new InvalidCronError(`${field.name}: ${value} is out of range ${min}-${field.max}`);
+  if (value === undefined) {
+    if (!/^\d+$/.test(text)) throw new InvalidCronError(`${field.name}: "${text}" is not a number${field.names ? " or name" : ""}`);
+    value = Number(text);
+  }
+  // Names too: Temporal refuses a range that ends before it starts (SAT-SUN, DEC-JAN).
+  if (value < min || value > field.max) throw new InvalidCronError(`${field.name}: ${text} is out of range ${min}-${field.max}`);
   return value;
 }
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { deliveryGroups, isValidTimeZone, nextLocalTime } from "./timezones";
+import { deliveryGroups, deliveryPlanningStart, isValidTimeZone, nextLocalTime, sameLocalWallTime } from "./timezones";
 
 test("nextLocalTime: the first instant at or after `from` when the zone's clock reads local_time", () => {
   const cases: Array<[from: string, zone: string, local: string, expected: string, why: string]> = [
@@ -38,4 +38,33 @@ test("deliveryGroups: no fallback group when nobody needs it; empty audience, no
   const from = new Date("2026-11-22T00:00:00Z");
   assert.deepEqual(deliveryGroups(["Asia/Seoul"], "UTC", "09:00", from), [{ sendAt: Date.parse("2026-11-22T00:00:00Z"), timezones: ["Asia/Seoul"], includesUnset: false }]);
   assert.deepEqual(deliveryGroups([], "UTC", "09:00", from), []);
+});
+
+test("deliveryPlanningStart: the nominal start when it passed within the grace, else now", () => {
+  const now = new Date("2026-12-07T00:00:00.300Z");
+  const grace = 10 * 60_000;
+  const cases: Array<[nominal: string | null, expected: string, why: string]> = [
+    [null, "2026-12-07T00:00:00.300Z", "no nominal start: now"],
+    ["2026-12-07T00:00:00.000Z", "2026-12-07T00:00:00.000Z", "a fire 300 ms ago: the fire time, so zones at the fire time send now"],
+    ["2026-12-06T23:55:00.000Z", "2026-12-06T23:55:00.000Z", "five minutes late (within the catch-up window)"],
+    ["2026-12-06T20:00:00.000Z", "2026-12-06T23:50:00.300Z", "hours late: only the grace, older local times wait for tomorrow"],
+    ["2026-12-07T06:00:00.000Z", "2026-12-07T00:00:00.300Z", "executed ahead of its scheduled time: now"],
+  ];
+  for (const [nominal, expected, why] of cases) {
+    assert.equal(deliveryPlanningStart(nominal === null ? null : new Date(nominal), now, grace).toISOString(), expected, why);
+  }
+  // The bug this prevents: planned 300 ms after a 09:00 KST fire, Seoul's 09:00 was tomorrow.
+  const fire = new Date("2026-12-07T00:00:00Z");
+  const [seoul] = deliveryGroups(["Asia/Seoul"], "UTC", "09:00", deliveryPlanningStart(fire, now, grace));
+  assert.equal(new Date(seoul!.sendAt).toISOString(), "2026-12-07T00:00:00.000Z");
+});
+
+test("sameLocalWallTime: the two fires of a DST fall-back hour read alike; other instants do not", () => {
+  const cases: Array<[a: string, b: string, zone: string, expected: boolean, why: string]> = [
+    ["2027-11-07T05:30:00Z", "2027-11-07T06:30:00Z", "America/New_York", true, "01:30 EDT and 01:30 EST"],
+    ["2027-11-07T05:30:00Z", "2027-11-07T06:30:00Z", "UTC", false, "UTC never repeats an hour"],
+    ["2027-11-06T05:30:00Z", "2027-11-07T06:30:00Z", "America/New_York", false, "the day before"],
+    ["2026-12-07T00:00:00Z", "2026-12-07T00:00:03Z", "Asia/Seoul", false, "seconds-level fires differ"],
+  ];
+  for (const [a, b, zone, expected, why] of cases) assert.equal(sameLocalWallTime(new Date(a), new Date(b), zone), expected, why);
 });

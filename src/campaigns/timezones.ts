@@ -15,7 +15,8 @@ export function isValidTimeZone(zone: string): boolean {
 
 /**
  * The first instant at or after `from` at which the wall clock in `zone` reads `localTime`.
- * A time skipped by a DST jump resolves to the moment just after the jump (luxon's rule).
+ * A time skipped by a DST jump moves forward by the jump (02:30 on a spring-forward night reads
+ * 03:30; luxon's rule); an hour repeated by a fall-back resolves to its first occurrence.
  */
 export function nextLocalTime(from: Date, zone: string, localTime: string): Date {
   const match = LOCAL_TIME_PATTERN.exec(localTime);
@@ -25,6 +26,24 @@ export function nextLocalTime(from: Date, zone: string, localTime: string): Date
   let candidate = start.set({ hour, minute, second, millisecond: 0 });
   if (candidate.toMillis() < from.getTime()) candidate = start.plus({ days: 1 }).set({ hour, minute, second, millisecond: 0 });
   return candidate.toJSDate();
+}
+
+/**
+ * The instant timezone delivery plans from. The campaign's nominal start (a recurring run's fire
+ * time, a one-shot's scheduled_at) when it passed at most `graceMs` ago, else `now`: the workflow
+ * plans a moment after the fire, and planning from that moment moved every zone whose local time
+ * equals the fire time to the next day (with overlap skip, a daily run then ate the next fire).
+ * An execute ahead of schedule plans from now.
+ */
+export function deliveryPlanningStart(nominal: Date | null, now: Date, graceMs: number): Date {
+  if (nominal === null) return now;
+  return new Date(Math.max(Math.min(nominal.getTime(), now.getTime()), now.getTime() - graceMs));
+}
+
+/** True when two instants read the same wall-clock date and time in `zone` (a DST fall-back repeats an hour). */
+export function sameLocalWallTime(a: Date, b: Date, zone: string): boolean {
+  const format = "yyyy-MM-dd'T'HH:mm:ss.SSS";
+  return DateTime.fromJSDate(a, { zone }).toFormat(format) === DateTime.fromJSDate(b, { zone }).toFormat(format);
 }
 
 /** Recipients whose local time falls on the same instant. */
