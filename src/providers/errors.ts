@@ -110,7 +110,10 @@ export const FCM_CODE_RULES: Readonly<Record<string, OutcomeRule>> = {
   "messaging/registration-token-not-registered": permanent("unregistered", SUBSCRIPTION_STATUS.PUSH_UNSUBSCRIBED),
   "messaging/invalid-registration-token": permanent("invalid_token", SUBSCRIPTION_STATUS.INVALID_REGISTRATION),
   "messaging/invalid-recipient": permanent("invalid_token", SUBSCRIPTION_STATUS.MISSING_REGISTRATION),
-  "messaging/mismatched-credential": permanent("sender_id_mismatch", SUBSCRIPTION_STATUS.SENDER_ID_MISMATCH),
+  // firebase-admin folds 403 SENDER_ID_MISMATCH and PERMISSION_DENIED into this code. Only the
+  // former is about the device (refined below); a disabled FCM API or a service account without
+  // rights must not unsubscribe every Android device it reaches.
+  "messaging/mismatched-credential": AUTH,
   // INVALID_ARGUMENT covers both bad tokens and bad payloads; FCM_MESSAGE_REFINEMENTS picks out the token case.
   "messaging/invalid-argument": CONTENT,
   "messaging/invalid-payload": CONTENT,
@@ -134,6 +137,8 @@ export const FCM_CODE_RULES: Readonly<Record<string, OutcomeRule>> = {
 
   "app/network-error": temporary("network", "network_error"),
   "app/network-timeout": temporary("network", "timeout"),
+  // The client was retired (credential rotation) under a send: nothing was asked, so send again.
+  "app/app-deleted": temporary("network", "provider_closed"),
   // Token fetch failed; usually transient (OAuth endpoint unreachable). Revoked keys are refined to auth below.
   "app/invalid-credential": temporary("network", "credential_fetch_failed"),
 };
@@ -142,8 +147,8 @@ export const FCM_CODE_RULES: Readonly<Record<string, OutcomeRule>> = {
 export const FCM_MESSAGE_REFINEMENTS: ReadonlyArray<{ code: string; pattern: RegExp; rule: OutcomeRule }> = [
   // FCM: 400 INVALID_ARGUMENT "The registration token is not a valid FCM registration token".
   { code: "messaging/invalid-argument", pattern: /registration token/i, rule: permanent("invalid_token", SUBSCRIPTION_STATUS.INVALID_REGISTRATION) },
-  // PERMISSION_DENIED also maps to mismatched-credential, but it is our service account lacking rights, not the device.
-  { code: "messaging/mismatched-credential", pattern: /permission/i, rule: AUTH },
+  // FCM: 403 SENDER_ID_MISMATCH "SenderId mismatch": the token belongs to another sender.
+  { code: "messaging/mismatched-credential", pattern: /senderid mismatch|sender id mismatch/i, rule: permanent("sender_id_mismatch", SUBSCRIPTION_STATUS.SENDER_ID_MISMATCH) },
   { code: "app/invalid-credential", pattern: /invalid_grant|invalid_client|unauthorized_client|private key|PEM/i, rule: AUTH },
 ];
 
