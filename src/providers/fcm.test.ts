@@ -199,3 +199,23 @@ test("after close, sends answer provider_closed instead of throwing", async () =
   await provider.close();
   assertLike(await provider.send(message("ok-close")), { kind: "temporary", class: "network", reason: "provider_closed" }, "closed");
 });
+
+test("close lets sends under way finish (a rotated credential retires the provider mid-send) and refuses new ones", async () => {
+  const slowSim = new ProviderSimulator({ slowMs: 800 });
+  await slowSim.start();
+  try {
+    const provider = new FcmProvider({ ...slowSim.fcmCredentials(), endpoint: slowSim.fcmEndpoint() });
+    const sending = provider.sendBatch([message("slow-close-1"), message("slow-close-2")]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const closing = provider.close();
+    const outcomes = await sending;
+    await closing;
+    assert.deepEqual(outcomes.map((o) => o.kind), ["success", "success"]);
+    assert.equal(slowSim.requestsFor("slow-close-1"), 1);
+    const after = await provider.send(message("ok-after-close"));
+    assertLike(after, { kind: "temporary", class: "network", reason: "provider_closed" }, "a send after close");
+    assert.equal(slowSim.requestsFor("ok-after-close"), 0);
+  } finally {
+    await slowSim.stop();
+  }
+});

@@ -164,6 +164,8 @@ export class FcmProvider implements PushProvider {
   private readonly chunkSize: number;
   private readonly configProblem: string | undefined;
   private closed = false;
+  /** Sends under way; close waits for them (a rotated credential retires this provider mid-send). */
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(options: FcmProviderOptions) {
     this.chunkSize = Math.min(FCM_MAX_BATCH, Math.max(1, options.batchChunkSize ?? FCM_MAX_BATCH));
@@ -210,16 +212,29 @@ export class FcmProvider implements PushProvider {
   /** sendEach in chunks of ≤500; never rejects, order preserved. */
   async sendBatch(messages: readonly PushMessage[]): Promise<SendOutcome[]> {
     const outcomes: SendOutcome[] = new Array<SendOutcome>(messages.length);
-    for (let start = 0; start < messages.length; start += this.chunkSize) {
-      await this.sendChunk(messages, start, Math.min(messages.length, start + this.chunkSize), outcomes);
+    const sending = (async () => {
+      for (let start = 0; start < messages.length; start += this.chunkSize) {
+        await this.sendChunk(messages, start, Math.min(messages.length, start + this.chunkSize), outcomes);
+      }
+    })();
+    this.inFlight.add(sending);
+    try {
+      await sending;
+    } finally {
+      this.inFlight.delete(sending);
     }
     return outcomes;
   }
 
-  /** Deletes the firebase-admin App and closes the sockets. */
+  /**
+   * Refuses new sends, lets those under way finish (deleting the App or the sockets under them
+   * failed requests FCM had already delivered, so they were sent again), then deletes the
+   * firebase-admin App and closes the sockets.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
     if (this.app !== undefined) await deleteApp(this.app);
     this.agent.destroy();
   }
