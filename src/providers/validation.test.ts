@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import path from "node:path";
 import {
   APNS_PAYLOAD_MAX_BYTES,
   BODY_MAX_BYTES,
@@ -7,6 +8,7 @@ import {
   PUSH_LIMITS,
   TITLE_MAX_BYTES,
   outcomeFromIssues,
+  isFcmUrl,
   validateApnsMessage,
   validateFcmMessage,
   validatePushMessage,
@@ -94,4 +96,30 @@ test("limits are exported for docs and the API", () => {
   assert.deepEqual(PUSH_LIMITS, { titleMaxBytes: 150, bodyMaxBytes: 4000, apnsPayloadMaxBytes: APNS_PAYLOAD_MAX_BYTES, fcmPayloadMaxBytes: FCM_PAYLOAD_MAX_BYTES });
   assert.equal(APNS_PAYLOAD_MAX_BYTES, 4096);
   assert.equal(FCM_PAYLOAD_MAX_BYTES, 4096);
+});
+
+test("FCM image URLs follow firebase-admin's own rule, so the API refuses what its client would refuse after acceptance", () => {
+  // firebase-admin does not export its validator; loaded by file here only to check we agree with it.
+  const adminLib = path.dirname(require.resolve("firebase-admin"));
+  const admin = require(path.join(adminLib, "utils", "validator.js")) as { isURL(value: unknown): boolean };
+  const cases: Array<[url: string, fcm: boolean]> = [
+    ["https://cdn.example.com/i.png", true],
+    ["http://cdn.example.com/a/b-c_d.png?x=1&y=%20#top", true],
+    ["https://example.com/", true],
+    ["https://[::1]:8443/i.png", true],
+    ["https://example.com/이미지.png", false],
+    ["https://example.com/a b.png", false],
+    ["https://my_cdn.example.com/a.png", false],
+    ["https://example.com/a//b.png", false],
+    ["https://example.com/a|b.png", false],
+    ["https://example.com/\"q\".png", false],
+    ["https://-bad.example.com/x.png", false],
+  ];
+  for (const [url, expected] of cases) {
+    assert.equal(isFcmUrl(url), expected, url);
+    assert.equal(admin.isURL(url), expected, `firebase-admin disagrees on ${url}`);
+  }
+  const refused = validateFcmMessage(msg({ imageUrl: "https://my_cdn.example.com/a.png" }));
+  assert.deepEqual(refused.map((i) => `${i.code}:${i.field}`), ["invalid_message_content:imageUrl"]);
+  assert.deepEqual(validateApnsMessage(msg({ imageUrl: "https://my_cdn.example.com/a.png" })), [], "APNs hands the URL to the app's extension as it is");
 });

@@ -88,6 +88,21 @@ export function validateCommon(message: PushMessage): ValidationIssue[] {
   return issues;
 }
 
+/**
+ * firebase-admin's own URL rule (validator.isURL, 13.x), which it applies to notification image
+ * URLs before sending: a URL the WHATWG parser takes but this refuses (non-ASCII, spaces, `_` in
+ * the host, `//` in the path) failed every Android copy after the API had accepted it. Not
+ * imported: firebase-admin does not export its validator; validation.test.ts checks the two agree.
+ */
+export function isFcmUrl(value: string): boolean {
+  if (/[^a-z0-9:/?#[\]@!$&'()*+,;=.\-_~%]/i.test(value) || !URL.canParse(value)) return false;
+  const url = new URL(value);
+  if (url.protocol !== "http:" && url.protocol !== "https:") return false;
+  const hostname = /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*$/;
+  if (!hostname.test(url.hostname) && !/^\[[a-fA-F0-9:.]+\]$/.test(url.hostname)) return false;
+  return url.pathname === "" || url.pathname === "/" || /^(\/[\w\-.~!$'()*+,;=:@%]+)*\/?$/.test(url.pathname);
+}
+
 function isHttpUrl(value: unknown): boolean {
   if (typeof value !== "string" || !URL.canParse(value)) return false;
   const protocol = new URL(value).protocol;
@@ -140,6 +155,9 @@ export function validateFcmMessage(message: PushMessage): ValidationIssue[] {
     for (const key of Object.keys(data)) {
       if (FCM_RESERVED_DATA_KEY.test(key)) issues.push(issue("invalid_message_content", `data.${key}`, `"${key}" is a reserved FCM data key`));
     }
+  }
+  if (typeof message.imageUrl === "string" && isHttpUrl(message.imageUrl) && !isFcmUrl(message.imageUrl)) {
+    issues.push(issue("invalid_message_content", "imageUrl", "imageUrl must be a plain ASCII URL for FCM (percent-encode spaces and non-ASCII; no '_' in the host name)"));
   }
   if (issues.length > 0) return issues;
   const size = measure(() => fcmPayloadBytes(message));
