@@ -404,6 +404,14 @@ describe("campaign API", () => {
     const estimate = await app.request("POST", "/campaigns/estimate", { key: apiKey, body: { targeting_criteria: { countries: "KR" } } });
     assert.equal(estimate.status, 400);
     assert.equal(estimate.body.error.details.field, "targeting_criteria.countries");
+    // An empty tag map is refused like an empty list, not read as "everyone".
+    for (const path of ["/campaigns", "/campaigns/estimate"]) {
+      const empty = await app.request("POST", path, { key: apiKey, body: { name: "empty tags", title: "t", body: "b", targeting_criteria: { tags: {} } } });
+      assert.equal(empty.status, 400, path);
+      assert.equal(empty.body.error.code, "invalid_targeting_criteria", path);
+      assert.equal(empty.body.error.details.field, "targeting_criteria.tags", path);
+    }
+    assert.equal((await app.request("GET", "/campaigns", { key: apiKey })).body.data.campaigns.length, 0, "nothing was created");
   });
 
   test("another tenant's campaign is campaign_not_found", async () => {

@@ -12,7 +12,7 @@ import { loadTemplateForSend } from "../templates/repository";
 import { renderTemplate } from "../templates/render";
 import { cancelSignal, executeSignal, pauseSignal, resumeSignal } from "../../workflows/campaign";
 import { CampaignMessagesQuery, CreateCampaignBody, CreatedCampaign, EstimateBody, ListCampaignsQuery } from "./schemas";
-import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "./targeting";
+import { audienceQuery, parseRequestedTargetingCriteria, type TargetingCriteria } from "./targeting";
 import {
   apiCampaignStatus,
   ACTIVE_CAMPAIGN_STATUSES,
@@ -256,7 +256,7 @@ export const campaignRoutes: RouteSpec[] = [
     body: EstimateBody,
     responses: { 200: { description: "Audience size" } },
     handler: async ({ body, deps, application }) => {
-      const criteria = parseTargetingCriteria(body.targeting_criteria);
+      const criteria = parseRequestedTargetingCriteria(body.targeting_criteria);
       // One scan: a row per platform plus the grand total (grouping set ()), where distinct users
       // are counted across platforms (a user with an iPhone and an Android phone is one customer).
       const rows = (await audienceQuery(deps.db, application.id, criteria)
@@ -283,7 +283,7 @@ export const campaignRoutes: RouteSpec[] = [
     headers: [IDEMPOTENCY_HEADER],
     responses: { 201: { description: "The campaign", schema: CreatedCampaign } },
     handler: async ({ body, deps, application, req }) => {
-      const criteria = parseTargetingCriteria(body.targeting_criteria);
+      const criteria = parseRequestedTargetingCriteria(body.targeting_criteria);
       // Before anything is written: a cron Temporal would refuse is the caller's 422.
       if (body.schedule) assertValidCampaignSchedule(body.schedule);
       const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));

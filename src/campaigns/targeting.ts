@@ -86,6 +86,22 @@ export function parseTargetingCriteria(input: unknown): TargetingCriteria {
 }
 
 /**
+ * {@link parseTargetingCriteria} for criteria a client sends: an empty tag map is refused like
+ * every other empty criterion (a UI with nothing selected must not target everyone). Stored
+ * campaigns are read with the plain parse, so one created before this rule still runs.
+ */
+export function parseRequestedTargetingCriteria(input: unknown): TargetingCriteria {
+  const criteria = parseTargetingCriteria(input);
+  if (criteria.tags !== undefined && !Array.isArray(criteria.tags) && Object.keys(criteria.tags).length === 0) {
+    throw new ApiError("invalid_targeting_criteria", "targeting_criteria.tags: give at least one tag (omit tags to target every subscriber)", {
+      field: "targeting_criteria.tags",
+      issues: [{ path: "targeting_criteria.tags", message: "give at least one tag" }],
+    });
+  }
+  return criteria;
+}
+
+/**
  * Adds the audience filter to a query over `subscriptions as s`: the tenant, deliverable and not
  * archived (so the partial `subscriptions_audience_idx` serves the keyset pages in id order), push
  * types, then each criterion.

@@ -67,7 +67,9 @@ function unstorableText(text: string): string | null {
  * Finds text PostgreSQL would refuse (in keys and values) and nesting deeper than
  * {@link MAX_INPUT_DEPTH}, anywhere in a request's body, query or params, and refuses the request
  * with REF-001's `validation_error` naming each offending field. Runs before the route's schema,
- * so free-form fields (`data`, `tags`, `properties`) are covered too.
+ * so free-form fields (`data`, `tags`, `properties`) are covered too. A `__proto__` key is refused
+ * as well: zod's records drop it without an error, so a tag criterion so named vanished and the
+ * campaign went to everyone.
  */
 export function assertStorableInput(input: unknown, where: "body" | "query" | "params"): void {
   const fields: Record<string, string> = {};
@@ -83,7 +85,7 @@ export function assertStorableInput(input: unknown, where: "body" | "query" | "p
       return;
     }
     for (const [key, child] of Object.entries(value)) {
-      const keyProblem = unstorableText(key);
+      const keyProblem = key === "__proto__" ? "is reserved" : unstorableText(key);
       if (keyProblem !== null) fields[[...path, key].join(".")] ??= `field name ${keyProblem}`;
       visit(child, [...path, key], depth + 1);
     }
