@@ -220,7 +220,7 @@ export function createReconcilerActivities(deps: Deps) {
      * behind the same oldest rows. One campaign that cannot be handled is logged and skipped, and
      * rows locked by a campaign's activities are skipped, so neither stalls the pass.
      */
-    async restartOrphanedCampaigns(options: { olderThanMs: number; limit: number }): Promise<{ checked: number; started: number; completed: number; abandoned: number; failed: number }> {
+    async restartOrphanedCampaigns(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; completed: number; abandoned: number; failed: number }> {
       const { db } = deps;
       const candidates = (await db("message_campaigns")
         .whereIn(
@@ -228,6 +228,7 @@ export function createReconcilerActivities(deps: Deps) {
           db("message_campaigns")
             .select("id")
             .whereIn("status", ["scheduled", "running", "paused"])
+            .modify((q) => (options.applicationId ? q.where("application_id", options.applicationId) : q))
             .where("created_at", "<", new Date(Date.now() - options.olderThanMs))
             .orderByRaw("reconciled_at ASC NULLS FIRST, created_at ASC")
             .limit(options.limit)

@@ -27,13 +27,11 @@ describe("authentication", () => {
 
   test("a wrong or malformed API key answers 401", async () => {
     const forged = apiKey.slice(0, -4) + "AAAA";
-    for (const key of [forged, "nonsense", apiKey + "x"]) {
-      const res = await app.request("GET", "/openapi-does-not-matter", { key });
-      assert.ok([401, 404].includes(res.status));
+    for (const key of [forged, "nonsense", apiKey + "x", apiKey.slice(0, -1)]) {
+      const res = await app.request("POST", "/subscriptions", { key, body: {} });
+      assert.equal(res.status, 401, key === forged ? "forged" : key);
+      assert.equal(res.body.error.code, "authentication_failed");
     }
-    const res = await app.request("POST", "/subscriptions", { key: forged, body: {} });
-    assert.equal(res.status, 401);
-    assert.equal(res.body.error.code, "authentication_failed");
   });
 
   test("an anonymous request is refused before its body is parsed: malformed JSON without a key answers 401, not 400", async () => {
@@ -131,16 +129,23 @@ describe("admin applications", () => {
     assert.equal(rotated.status, 201);
     const newKey = rotated.body.data.api_key;
     assert.equal((await app.request("GET", "/subscriptions", { key: oldKey })).status, 401);
-    assert.notEqual((await app.request("GET", "/subscriptions", { key: newKey })).status, 401);
+    assert.equal((await app.request("GET", "/subscriptions", { key: newKey })).status, 200);
   });
 
   test("rotation with a grace period keeps the old key valid until it expires", async () => {
     const { id, apiKey: oldKey } = await app.createApplication();
     const rotated = await app.request("POST", `/admin/applications/${id}/api-keys`, { admin: true, body: { grace_period_seconds: 3600 } });
     assert.equal(rotated.status, 201);
-    assert.notEqual((await app.request("GET", "/subscriptions", { key: oldKey })).status, 401);
+    assert.equal((await app.request("GET", "/subscriptions", { key: oldKey })).status, 200);
+    assert.equal((await app.request("GET", "/subscriptions", { key: rotated.body.data.api_key })).status, 200);
     const keys = await app.deps.db("api_keys").where("application_id", id).orderBy("created_at");
     assert.ok(keys[0].expires_at > new Date(Date.now() + 3500_000));
+    // Once the grace period is over the old key is refused; the new one goes on.
+    await app.deps.db("api_keys").where("id", keys[0].id).update({ expires_at: new Date(Date.now() - 1_000) });
+    const expired = await app.request("GET", "/subscriptions", { key: oldKey });
+    assert.equal(expired.status, 401);
+    assert.equal(expired.body.error.code, "authentication_failed");
+    assert.equal((await app.request("GET", "/subscriptions", { key: rotated.body.data.api_key })).status, 200);
   });
 
   test("a deactivated application is refused", async () => {
@@ -204,6 +209,10 @@ describe("request handling", () => {
       ["NUL in targeting", "POST", "/campaigns/estimate", { targeting_criteria: { countries: ["K\u0000R"] } }, "targeting_criteria.countries.0"],
       ["NUL in a template name", "POST", "/templates", { name: "t\u0000", channel: "push", body: "b" }, "name"],
       ["NUL in a query parameter", "GET", "/subscriptions?user_id=a%00b", undefined, "user_id"],
+      // Sent as text: an object literal's __proto__ sets the prototype instead of a key.
+      ["__proto__ as a tag criterion (dropped, it targeted everyone)", "POST", "/campaigns/estimate", '{"targeting_criteria":{"tags":{"__proto__":"vip"}}}', "targeting_criteria.tags.__proto__"],
+      ["__proto__ as a subscription tag", "POST", "/subscriptions", '{"type":"iOSPush","token":"ok-proto-tag-0001","tags":{"__proto__":"vip","plan":"pro"}}', "tags.__proto__"],
+      ["__proto__ in message data", "POST", "/messages", '{"external_id":"u-1","body":"b","data":{"__proto__":"x","k":"v"}}', "data.__proto__"],
     ];
     for (const [what, method, path, body, field] of cases) {
       const payload = body === undefined ? {} : typeof body === "string" ? { rawBody: body, headers: { "Content-Type": "application/json" } } : { body };
@@ -252,12 +261,20 @@ describe("rate limiting", () => {
     assert.ok(reset * 1000 > Date.now() && reset * 1000 <= Date.now() + 61_000);
     // The window is a wall-clock minute: if it is about to roll over, wait for the next one.
     if (reset * 1000 - Date.now() < 15_000) await new Promise((r) => setTimeout(r, reset * 1000 - Date.now() + 100));
+    const probe = await app.request("GET", "/subscriptions", { key });
+    assert.equal(probe.status, 200);
+    const remaining = Number(probe.headers.get("x-ratelimit-remaining"));
+    assert.ok(remaining >= 298 && remaining <= 299, `remaining ${remaining}`);
+    // Exactly the rest of the allowance succeeds, then the next request is refused.
+    let allowed = 0;
     let limited: { status: number; body: any; headers: Headers } | undefined;
     for (let i = 0; i < 310 && !limited; i++) {
       const res = await app.request("GET", "/subscriptions", { key });
       if (res.status === 429) limited = res;
+      else allowed += 1;
     }
     assert.ok(limited, "expected a 429 within 310 requests");
+    assert.equal(allowed, remaining);
     assert.equal(limited.body.error.code, "rate_limit_exceeded");
     assert.equal(limited.headers.get("x-ratelimit-remaining"), "0");
     assert.ok(Number(limited.headers.get("retry-after")) > 0);

@@ -5,8 +5,8 @@
  * state, one `sent` transition per message, and the quota ledger balanced.
  *
  * What a kill costs: a worker that dies without shutting down is only noticed by Temporal when the
- * running activity's heartbeat timeout (1 minute for batch activities) expires; the retried
- * activity then resumes with the messages still `pending`. So each kill adds up to ~1 minute.
+ * running activity's heartbeat timeout (20 seconds for batch activities) expires; the retried
+ * activity then resumes with the messages still `pending`. So each kill adds up to ~20 seconds.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";

@@ -52,6 +52,8 @@ test("a worker killed (SIGKILL) mid-send loses nothing: every message ends succe
   await eventually(async () => app.simulator!.simulator.totalRequests() >= 4, 30_000, 20);
   first.kill("SIGKILL");
   await new Promise((resolve) => first.once("exit", resolve));
+  const unsentAtKill = await app.deps.db("messages").whereIn("id", ids).whereNot("status", "successful").count<{ count: string }[]>({ count: "*" });
+  assert.ok(Number(unsentAtKill[0]!.count) > 0, "the kill came while sends were still in flight");
 
   const second = await spawnWorker();
   try {

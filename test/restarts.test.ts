@@ -131,6 +131,12 @@ async function sendMessages(platform: Platform): Promise<{ applicationId: string
   return { applicationId: app.body.data.application_id, apiKey, subscriptionIds, messageIds };
 }
 
+/** Some of these messages are still unsent: the outage that follows hits sends in flight, not a finished run. */
+async function assertSomeInFlight(deps: Deps, messageIds: string[]): Promise<void> {
+  const unsent = await deps.db("messages").whereIn("id", messageIds).whereNot("status", "successful").count<{ count: string }[]>({ count: "*" });
+  assert.ok(Number(unsent[0]!.count) > 0, "every message was already sent before the outage");
+}
+
 /** Every message ends successful, with one `sent` transition and one net quota unit each. */
 async function assertAllSentOnce(deps: Deps, applicationId: string, messageIds: string[]): Promise<void> {
   await eventually(async () => {
@@ -213,6 +219,7 @@ test("PostgreSQL restarted while sends are in flight: the API answers 503 meanwh
   withOwnServer("postgres", async (platform, postgres) => {
     const { applicationId, apiKey, subscriptionIds, messageIds } = await sendMessages(platform);
     await eventually(async () => platform.simulator.simulator.totalRequests() > 0, 60_000, 20);
+    await assertSomeInFlight(platform.deps, messageIds);
     await postgres.stop();
 
     const refused = await platform.call("POST", "/messages", { key: apiKey, body: { subscription_id: subscriptionIds[0], title: "while down" } });
@@ -229,6 +236,7 @@ test("Temporal restarted while sends are in flight: messages accepted before and
   withOwnServer("temporal", async (platform, temporal) => {
     const { applicationId, apiKey, subscriptionIds, messageIds } = await sendMessages(platform);
     await eventually(async () => platform.simulator.simulator.totalRequests() > 0, 60_000, 20);
+    await assertSomeInFlight(platform.deps, messageIds);
     await temporal.stop();
 
     // Accepted means durable: the rows are written, and the reconciler starts their workflows later.

@@ -246,11 +246,11 @@ test("the reconciler starts the workflow of a campaign whose start never reached
   await seed(appId, 5, { tags: () => ({ group }) });
   const id = await insertRunningCampaign(app, appId, "orphan", { tags: { group } }, { created_at: new Date(Date.now() - 10 * 60_000) });
   const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
-  const first = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
+  const first = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100, applicationId: appId });
   assert.equal(first.started, 1);
   await eventually(async () => (await statusOf(id)) === "completed", 30_000, 200);
   assert.equal((await messagesOf(id)).length, 5);
-  const second = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
+  const second = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100, applicationId: appId });
   assert.equal(second.started, 0, "a campaign whose workflow exists is left alone");
 });
 
@@ -280,12 +280,12 @@ test("a campaign whose workflow an operator terminated ends failed; its stopped 
   assert.equal((await handle.describe()).status.name, "TERMINATED", "the replay did not start the campaign again");
   const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
   // Batch 0 is still sending (its retry waits): it may yet end on its own or die, so the campaign waits.
-  await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
+  await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100, applicationId: appId });
   assert.equal(await statusOf(id), "running", "not failed while a batch of it is still sending");
   assert.ok((await messagesOf(id)).every((m) => m.status === "errored"));
 
   await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).terminate("operator stopped the campaign");
-  const pass = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100 });
+  const pass = await restartOrphanedCampaigns({ olderThanMs: 60_000, limit: 100, applicationId: appId });
   assert.ok(pass.abandoned >= 1, JSON.stringify(pass));
   const row = await app.deps.db("message_campaigns").where("id", id).first();
   assert.equal(row.status, "failed");

@@ -479,8 +479,8 @@ describe("recurring campaigns end", () => {
 
   test("the reconciler completes a parent that can never fire again, and long-lived campaigns cannot starve its pass", async () => {
     const { id: appId, apiKey } = await app.createApplication();
-    // Rows dated 2000 and a pass limited to them (olderThan reaches back to 2001), so campaigns of
-    // other test files sharing this database never take part.
+    // Rows dated 2000 (olderThan reaches back to 2001) and a pass limited to this application, so
+    // campaigns of other test files sharing this database never take part.
     const olderThanMs = Date.now() - Date.parse("2001-01-01T00:00:00Z");
     const insert = async (day: number, row: Record<string, unknown>) => {
       const id = newId();
@@ -509,7 +509,7 @@ describe("recurring campaigns end", () => {
     const longLivedUpdatedAt = await Promise.all(longLived.map(updatedAt));
     const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
     const passes = [];
-    for (let i = 0; i < 3; i++) passes.push(await restartOrphanedCampaigns({ olderThanMs, limit: 2 }));
+    for (let i = 0; i < 3; i++) passes.push(await restartOrphanedCampaigns({ olderThanMs, limit: 2, applicationId: appId }));
     assert.deepEqual(
       passes.map((p) => p.checked),
       [2, 2, 2],
@@ -541,8 +541,8 @@ describe("recurring campaigns end", () => {
     });
     created.push(id);
     const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
-    // Rows dated 2000 are the few these reconciler tests write: one pass takes them all.
-    const pass = await restartOrphanedCampaigns({ olderThanMs, limit: 50 });
+    // One application's rows: other test files share this database.
+    const pass = await restartOrphanedCampaigns({ olderThanMs, limit: 50, applicationId: appId });
     assert.equal(pass.failed, 0, JSON.stringify(pass));
     assert.ok(pass.abandoned >= 1, JSON.stringify(pass));
     const failed = await get(apiKey, `/campaigns/${id}`);

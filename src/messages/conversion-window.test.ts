@@ -42,22 +42,40 @@ async function bareSentMessage(): Promise<string> {
 
 const convert = (id: string, conversionWindowMs = HOUR) => applySdkAction(app.deps.db, { messageId: id, applicationId, action: "convert", conversionWindowMs, eventData: { action: "opened" } });
 const receive = (id: string, conversionWindowMs = HOUR) => applySdkAction(app.deps.db, { messageId: id, applicationId, action: "receive", conversionWindowMs });
-const pause = () => new Promise((r) => setTimeout(r, 200));
-
 /**
- * Holds the message's row lock while `queue` starts the contenders (each waits behind it, in the
- * order started: PostgreSQL queues row-lock waiters), then releases it and returns what was started.
+ * Holds the message's row lock while `queue` starts the contenders, then releases it and returns
+ * what was started. PostgreSQL queues row-lock waiters in arrival order; `queued(n)` waits until `n`
+ * backends wait behind the holder (directly or behind an earlier waiter), so the order is the one
+ * the test chose, not whichever request happened to reach PostgreSQL first under load.
  */
-async function whileLocked<T>(id: string, queue: () => Promise<T>): Promise<T> {
+async function whileLocked<T>(id: string, queue: (queued: (n: number) => Promise<void>) => Promise<T>): Promise<T> {
   const trx = await app.deps.db.transaction();
   try {
     await trx("messages").where("id", id).forUpdate().first("id");
-    const started = await queue();
-    await pause();
-    return started;
+    const holder = Number((await trx.raw("select pg_backend_pid() as pid")).rows[0].pid);
+    const queued = async (n: number) => {
+      await eventually(async () => (await waitersBehind(holder)) >= n, 10_000, 10);
+    };
+    return await queue(queued);
   } finally {
     await trx.commit();
   }
+}
+
+/** Backends waiting on a lock whose chain of blockers leads to `holder`. */
+async function waitersBehind(holder: number): Promise<number> {
+  const rows = (await app.deps.db.raw("select pid, pg_blocking_pids(pid) as blockers from pg_stat_activity where wait_event_type = 'Lock'")).rows as Array<{ pid: number; blockers: number[] }>;
+  const behind = new Set<number>([holder]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const row of rows) {
+      if (!behind.has(row.pid) && row.blockers.some((pid) => behind.has(pid))) {
+        behind.add(row.pid);
+        grew = true;
+      }
+    }
+  }
+  return behind.size - 1;
 }
 
 const statusOf = async (id: string): Promise<string> => (await app.deps.db("messages").where("id", id).first("status")).status;
@@ -127,10 +145,12 @@ describe("conversion window (SEQ-003: after it a received message is final)", ()
     const first = await bareSentMessage();
     await receive(first);
     {
-      const { converting, closing } = await whileLocked(first, async () => {
+      const { converting, closing } = await whileLocked(first, async (queued) => {
         const converting = convert(first);
-        await pause();
-        return { converting, closing: closeConversionWindow(app.deps.db, first) };
+        await queued(1);
+        const closing = closeConversionWindow(app.deps.db, first);
+        await queued(2);
+        return { converting, closing };
       });
       assert.equal((await converting).outcome, "applied");
       assert.equal(await closing, "converted");
@@ -139,10 +159,12 @@ describe("conversion window (SEQ-003: after it a received message is final)", ()
     const second = await bareSentMessage();
     await receive(second);
     {
-      const { converting, closing } = await whileLocked(second, async () => {
+      const { converting, closing } = await whileLocked(second, async (queued) => {
         const closing = closeConversionWindow(app.deps.db, second);
-        await pause();
-        return { closing, converting: convert(second) };
+        await queued(1);
+        const converting = convert(second);
+        await queued(2);
+        return { closing, converting };
       });
       assert.equal(await closing, "received");
       assert.equal((await converting).outcome, "window_closed");

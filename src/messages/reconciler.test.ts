@@ -32,7 +32,7 @@ test("a message accepted without a workflow (API died before starting it) is sta
   const orphanId = await insertOrphanMessage(applicationId, sub.id, "orphaned", 10 * 60_000);
   // One accepted two days ago is past the 24 h pending timeout: it must fail, not go out late.
   const staleId = await insertOrphanMessage(applicationId, sub.id, "too old", 48 * 3_600_000);
-  const scheduleId = await ensureReconcilerSchedule(app.deps, { intervalMs: 1_000, olderThanMs: 60_000 });
+  const scheduleId = await ensureReconcilerSchedule(app.deps, { intervalMs: 1_000, olderThanMs: 60_000, applicationId });
   try {
     const description = await app.deps.temporal.schedule.getHandle(scheduleId).describe();
     assert.equal(description.action.type, "startWorkflow");
@@ -46,7 +46,7 @@ test("a message accepted without a workflow (API died before starting it) is sta
     const workflow = await app.deps.temporal.workflow.getHandle(messageWorkflowId(orphanId)).describe();
     assert.equal(workflow.status.name, "RUNNING");
     // Creating the schedule again (every worker does at start) is harmless.
-    assert.equal(await ensureReconcilerSchedule(app.deps, { intervalMs: 1_000, olderThanMs: 60_000 }), scheduleId);
+    assert.equal(await ensureReconcilerSchedule(app.deps, { intervalMs: 1_000, olderThanMs: 60_000, applicationId }), scheduleId);
   } finally {
     await app.deps.temporal.schedule.getHandle(scheduleId).delete();
   }

@@ -172,9 +172,7 @@ test("batch of 1000 mixed tokens: one outcome per message, in order", async () =
   const prefixes = ["ok", "bad", "gone", "busy", "down", "flaky", "mismatch", "ok", "ok", "ok"];
   const messages = Array.from({ length: 1000 }, (_, i) => message(`${prefixes[i % prefixes.length]}-batch-${i}`));
   const before = sim.totalRequests();
-  const started = Date.now();
   const outcomes = await apns.sendBatch(messages);
-  const elapsed = Date.now() - started;
   assert.equal(outcomes.length, 1000);
   assert.equal(sim.totalRequests() - before, 1000);
   outcomes.forEach((outcome, i) => {
@@ -182,7 +180,6 @@ test("batch of 1000 mixed tokens: one outcome per message, in order", async () =
     assertLike(outcome, EXPECTED[prefix]!, `#${i}`);
     if (outcome.kind === "success") assert.equal(outcome.providerMessageId, messages[i]!.messageId, `order at #${i}`);
   });
-  assert.ok(elapsed < 10_000, `batch took ${elapsed} ms`);
 });
 
 test("a burst on fresh connections, and again after reconnecting, waits for APNs to allow more than one stream", async () => {

@@ -76,11 +76,10 @@ test("every simulator prefix maps to the expected outcome, one request each (fir
   assert.equal(fcm.sdkRetriesDisabled, true);
   for (const prefix of ["bad", "gone", "busy", "down", "mismatch", "reset"]) {
     const token = `${prefix}-single`;
-    const started = Date.now();
     const outcome = await fcm.send(message(token));
     assertLike(outcome, EXPECTED[prefix]!, prefix);
+    // One request: firebase-admin did not retry (its backoff would also have cost seconds).
     assert.equal(sim.requestsFor(token), 1, `${prefix} requests`);
-    assert.ok(Date.now() - started < 1000, `${prefix} answered without SDK backoff`);
   }
 });
 
@@ -172,9 +171,7 @@ test("batch of 1000 mixed tokens (two sendEach chunks, some invalid): one outcom
   );
   const invalid = messages.filter((m) => m.token.includes("invalid")).length;
   const before = sim.totalRequests();
-  const started = Date.now();
   const outcomes = await fcm.sendBatch(messages);
-  const elapsed = Date.now() - started;
   assert.equal(outcomes.length, 1000);
   assert.equal(sim.totalRequests() - before, 1000 - invalid);
   outcomes.forEach((outcome, i) => {
@@ -190,7 +187,6 @@ test("batch of 1000 mixed tokens (two sendEach chunks, some invalid): one outcom
     const seen = sim.lastPayloadFor(messages[i]!.token)?.body as Envelope;
     assert.equal(seen.message.data.automata_message_id, messages[i]!.messageId);
   });
-  assert.ok(elapsed < 10_000, `batch took ${elapsed} ms`);
 });
 
 test("after close, sends answer provider_closed instead of throwing", async () => {

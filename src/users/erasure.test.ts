@@ -172,22 +172,24 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     assert.notEqual(await identify(app, tenant.apiKey, externalId), userId);
   });
 
+  /**
+   * The DELETE through a second API on the same database whose Temporal namespace does not exist:
+   * the real server refuses every workflow start, as it does while Temporal is down for the API.
+   */
+  async function deleteThroughRefusingTemporal(externalId: string) {
+    const refusing = await startTestApp({ env: { TEMPORAL_NAMESPACE: `missing-${crypto.randomUUID()}` } });
+    try {
+      return await refusing.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
+    } finally {
+      await refusing.close();
+    }
+  }
+
   test("if Temporal refuses the start: 503 with the request id, the row stays pending, a retried DELETE resumes it", async () => {
     const externalId = ext("retry");
     const sub = await insertSubscription(app, tenant.id);
     const userId = await identify(app, tenant.apiKey, externalId, [sub]);
-    const client = app.deps.temporal.workflow;
-    const original = client.start.bind(client);
-    client.start = (async () => {
-      throw new Error("simulated Temporal outage");
-    }) as typeof client.start;
-    let failed: { status: number; body: any; headers: Headers } | undefined;
-    try {
-      failed = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
-    } finally {
-      client.start = original;
-    }
-    assert.ok(failed);
+    const failed = await deleteThroughRefusingTemporal(externalId);
     assert.equal(failed.status, 503);
     assert.equal(failed.body.error.code, "service_unavailable");
     assert.ok(failed.headers.get("retry-after"));
@@ -210,19 +212,9 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     const externalId = ext("orphan");
     const sub = await insertSubscription(app, tenant.id);
     await identify(app, tenant.apiKey, externalId, [sub]);
-    const client = app.deps.temporal.workflow;
-    const original = client.start.bind(client);
-    client.start = (async () => {
-      throw new Error("simulated Temporal outage");
-    }) as typeof client.start;
-    let failed: { status: number; body: any } | undefined;
-    try {
-      failed = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
-    } finally {
-      client.start = original;
-    }
-    assert.equal(failed?.status, 503);
-    const requestId = failed!.body.error.details.request_id;
+    const failed = await deleteThroughRefusingTemporal(externalId);
+    assert.equal(failed.status, 503);
+    const requestId = failed.body.error.details.request_id;
     // The client gives up; the request ages past the reconciler's threshold.
     await app.deps.db("erasure_requests").where({ id: requestId }).update({ requested_at: new Date(Date.now() - 10 * 60_000) });
     const { restartPendingErasures } = createReconcilerActivities(app.deps);

@@ -8,6 +8,8 @@ export interface ReconcilerScheduleOptions {
   intervalMs: number;
   /** Messages younger than this are left to the API's own start. */
   olderThanMs: number;
+  /** Only this application's rows (tests sharing one database across files); absent = all. */
+  applicationId?: string;
 }
 
 /**
@@ -24,7 +26,7 @@ export async function ensureReconcilerSchedule(deps: Deps, options: ReconcilerSc
         type: "startWorkflow",
         workflowType: reconcilerWorkflow,
         taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-        args: [{ olderThanMs: options.olderThanMs, limit: 500 }],
+        args: [{ olderThanMs: options.olderThanMs, limit: 500, ...(options.applicationId ? { applicationId: options.applicationId } : {}) }],
       },
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: options.intervalMs * 2 },
       state: { note: "Restarts messages accepted by the API whose workflow never started" },
