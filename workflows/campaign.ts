@@ -214,8 +214,17 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
   while (!p.cancelled && !p.exhausted) {
     const group = p.groups?.[p.groupIndex ?? 0];
     if (group && Date.now() < group.sendAt) {
-      // This group's local time has not come yet (a cancel cuts the wait short).
-      await condition(() => p.cancelled, group.sendAt - Date.now());
+      // This group's local time has not come yet (a cancel cuts the wait short). The status is
+      // re-read every poll meanwhile, so a cancel whose signal was lost does not wait up to a day;
+      // histories recorded before that waited in one piece.
+      if (patched("campaign-group-wait-polls-status")) {
+        if (!(await condition(() => p.cancelled, Math.min(group.sendAt - Date.now(), pollMs)))) {
+          applyStatus(await activities.campaignStatus(campaignId));
+          await handOver();
+        }
+      } else {
+        await condition(() => p.cancelled, group.sendAt - Date.now());
+      }
       continue;
     }
     await waitUntil(() => !p.paused && p.inFlight.length < input.window);

@@ -405,8 +405,8 @@ describe("campaign API", () => {
     assert.equal(estimate.status, 400);
     assert.equal(estimate.body.error.details.field, "targeting_criteria.countries");
     // An empty tag map is refused like an empty list, not read as "everyone".
-    for (const path of ["/campaigns", "/campaigns/estimate"]) {
-      const empty = await app.request("POST", path, { key: apiKey, body: { name: "empty tags", title: "t", body: "b", targeting_criteria: { tags: {} } } });
+    for (const [path, body] of [["/campaigns", { name: "empty tags", title: "t", body: "b" }], ["/campaigns/estimate", {}]] as const) {
+      const empty = await app.request("POST", path, { key: apiKey, body: { ...body, targeting_criteria: { tags: {} } } });
       assert.equal(empty.status, 400, path);
       assert.equal(empty.body.error.code, "invalid_targeting_criteria", path);
       assert.equal(empty.body.error.details.field, "targeting_criteria.tags", path);

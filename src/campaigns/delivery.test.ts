@@ -100,6 +100,21 @@ test("timezone delivery: each timezone group at its local time; unset and invali
   assert.equal((await messagesOf(id)).length, 16, "the cancelled group never got messages");
 });
 
+test("a cancel written to PostgreSQL without a signal (Temporal unreachable) ends a campaign waiting for a later timezone group", async () => {
+  const { id: appId, apiKey } = await createApp();
+  const tag = newId();
+  await seed(appId, 4, { timezone: () => "UTC", tags: () => ({ wave: tag }) });
+  // Two hours ahead in UTC: the only group waits that long.
+  const localTime = new Date(Date.now() + 2 * 3_600_000).toISOString().slice(11, 19);
+  const id = await createdCampaign(apiKey, { targeting_criteria: { tags: { wave: tag } }, delivery: { mode: "timezone", local_time: localTime, fallback_timezone: "UTC" } });
+  const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
+  await eventually(async () => ((await handle.query(progressQuery)).groups ? true : undefined), 15_000, 100);
+  await app.deps.db("message_campaigns").where("id", id).update({ status: "cancelled", cancelled_at: new Date() });
+  await eventually(async () => (await handle.describe()).status.name === "COMPLETED", 20_000, 200);
+  assert.equal(await statusOf(id), "cancelled");
+  assert.equal((await messagesOf(id)).length, 0, "nothing was sent");
+});
+
 test("a chunk's APNs and FCM groups go out together: a slow iOS and a slow Android recipient are both asked before either answers", async () => {
   const { id: applicationId, apiKey } = await createApp();
   const tokens = [`slow-${newId()}`, `slow-${newId()}`];

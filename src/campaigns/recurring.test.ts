@@ -445,6 +445,10 @@ describe("recurring campaigns end", () => {
     const empty = await createRecurring(apiKey, { cron: "0 9 * * MON", start_at: "2030-01-01T00:00:00Z", end_at: "2030-01-06T00:00:00Z" });
     assert.equal(empty.status, 422, JSON.stringify(empty.body));
     assert.ok(empty.body.error.details.fields["schedule.end_at"], JSON.stringify(empty.body));
+    // A start beyond the fire times Temporal computes names start_at, not the cron.
+    const tooLate = await createRecurring(apiKey, { cron: "0 9 * * MON", start_at: "2200-01-01T00:00:00Z" });
+    assert.equal(tooLate.status, 422, JSON.stringify(tooLate.body));
+    assert.deepEqual(Object.keys(tooLate.body.error.details.fields), ["schedule.start_at"]);
     assert.equal(await campaignCount(appId), 0);
     // No schedule left behind (schedule visibility lags deletes a little).
     await eventually(async () => {

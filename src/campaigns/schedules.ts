@@ -368,7 +368,9 @@ export async function assertCampaignScheduleFires(deps: Deps, campaign: Pick<Cam
   await discardUnscheduledCampaign(deps, campaign);
   const fields = campaign.schedule.end_at
     ? { "schedule.end_at": "schedule.cron has no fire time before end_at" }
-    : { "schedule.cron": "matches no date (for example 31 February): it would never fire" };
+    : campaign.schedule.start_at
+      ? { "schedule.start_at": "schedule.cron has no fire time Temporal can find from start_at (a date that does not exist, or a start too far ahead)" }
+      : { "schedule.cron": "matches no date (for example 31 February): it would never fire" };
   throw new ApiError("validation_error", "The request body failed validation", { in: "body", fields });
 }
 
