@@ -4,7 +4,7 @@ import { messageWorkflowId } from "../workflows/message";
 import { WorkflowNotFoundError, type WorkflowExecutionStatusName } from "@temporalio/client";
 import { startCampaign, type StartableCampaign } from "../src/campaigns/workflow-client";
 import { campaignWorkflowId } from "../workflows/campaign";
-import { completeEndedRecurringCampaign, refusedScheduleReason } from "../src/campaigns/schedules";
+import { completeEndedRecurringCampaign, deleteLeftoverCampaignSchedules, refusedScheduleReason, type LeftoverScheduleSweep } from "../src/campaigns/schedules";
 import { ACTIVE_CAMPAIGN_STATUSES, batchesWithUnsentMessages } from "../src/campaigns/repository";
 import { createCampaignActivities } from "./campaigns";
 import { createMessageActivities } from "./messages";
@@ -255,6 +255,11 @@ export function createReconcilerActivities(deps: Deps) {
         }
       }
       return { checked: candidates.length, started, completed, abandoned, failed };
+    },
+
+    /** Deletes the schedules of ended (or deleted) campaigns that their end could not delete. */
+    async deleteLeftoverCampaignSchedules(options: { limit: number; applicationId?: string }): Promise<LeftoverScheduleSweep> {
+      return deleteLeftoverCampaignSchedules(deps, options);
     },
 
     /**

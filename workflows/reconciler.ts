@@ -1,7 +1,7 @@
 import { patched, proxyActivities } from "@temporalio/workflow";
 import type { createReconcilerActivities } from "../activities/reconciler";
 
-const { restartOrphanedMessages, restartOrphanedCampaigns, restartPendingErasures } = proxyActivities<ReturnType<typeof createReconcilerActivities>>({
+const { restartOrphanedMessages, restartOrphanedCampaigns, restartPendingErasures, deleteLeftoverCampaignSchedules } = proxyActivities<ReturnType<typeof createReconcilerActivities>>({
   startToCloseTimeout: "5 minutes",
   retry: { maximumAttempts: 3 },
 });
@@ -14,11 +14,14 @@ export const RECONCILER_SCHEDULE_ID = "message-reconciler";
  * (e.g. the API died between its insert and the workflow start, or Temporal was down) and starts
  * them. Run by a Temporal Schedule.
  */
-export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; campaignsStarted: number; erasuresStarted?: number }> {
+export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; campaignsStarted: number; erasuresStarted?: number; schedulesDeleted?: number }> {
   const messages = await restartOrphanedMessages(options);
   const campaigns = await restartOrphanedCampaigns(options);
   // Runs recorded before erasures were reconciled replay without this step.
   if (!patched("reconcile-erasures")) return { ...messages, campaignsStarted: campaigns.started };
   const erasures = await restartPendingErasures(options);
-  return { ...messages, campaignsStarted: campaigns.started, erasuresStarted: erasures.started };
+  // Runs recorded before leftover schedules were swept replay without this step.
+  if (!patched("reconcile-campaign-schedules")) return { ...messages, campaignsStarted: campaigns.started, erasuresStarted: erasures.started };
+  const schedules = await deleteLeftoverCampaignSchedules({ limit: options.limit, ...(options.applicationId ? { applicationId: options.applicationId } : {}) });
+  return { ...messages, campaignsStarted: campaigns.started, erasuresStarted: erasures.started, schedulesDeleted: schedules.deleted };
 }

@@ -210,6 +210,33 @@ describe("recurring campaigns", () => {
     assert.ok([7, 8].includes((paris!.sendAt - fireAt.getTime()) / 3_600_000), "Paris reads that time 7 or 8 hours (by season) after Seoul");
   });
 
+  test("the reconciler deletes schedules its campaign's end could not: a paused one of a cancelled campaign, one whose campaign row is gone; an active one stays", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      ids.push(res.body.data.campaign_id);
+    }
+    const [cancelled, deleted, active] = ids as [string, string, string];
+    assert.equal((await app.request("POST", `/campaigns/${cancelled}/pause`, { key: apiKey })).status, 200);
+    assert.equal((await describeSchedule(cancelled)).state.paused, true);
+    // As if Temporal had been unreachable when these campaigns ended: rows changed, schedules kept.
+    await app.deps.db("message_campaigns").where("id", cancelled).update({ status: "cancelled", cancelled_at: new Date() });
+    await app.deps.db("message_campaigns").where("id", deleted).delete();
+    const { deleteLeftoverCampaignSchedules } = createReconcilerActivities(app.deps);
+    // Schedules reach Temporal's list a moment after they are created.
+    let removed = 0;
+    await eventually(async () => {
+      removed += (await deleteLeftoverCampaignSchedules({ limit: 50, applicationId: appId })).deleted;
+      return removed === 2;
+    }, 15_000, 250);
+    await assert.rejects(describeSchedule(cancelled), ScheduleNotFoundError);
+    await assert.rejects(describeSchedule(deleted), ScheduleNotFoundError);
+    assert.equal((await describeSchedule(active)).state.paused, false, "an active campaign keeps its schedule");
+    assert.equal((await deleteLeftoverCampaignSchedules({ limit: 50, applicationId: appId })).deleted, 0);
+  });
+
   test("POST /cancel on a recurring campaign deletes its schedule too", async () => {
     const { apiKey } = await app.createApplication();
     const res = await createRecurring(apiKey, { cron: NEVER_SOON, start_at: "2030-01-01T00:00:00Z" });

@@ -321,7 +321,8 @@ export async function triggerCampaignRun(deps: Deps, campaign: Pick<CampaignRow,
 /**
  * Deletes a recurring campaign's schedule (already gone is fine). Runs already started keep going
  * and keep their history. Best effort: a schedule left behind fires into a run that sees the ended
- * campaign, skips, and deletes it then.
+ * campaign, skips, and deletes it then; the reconciler deletes it otherwise (a paused one never
+ * fires), see deleteLeftoverCampaignSchedules.
  */
 export async function deleteCampaignSchedule(deps: Deps, campaignId: string): Promise<void> {
   try {
@@ -330,6 +331,55 @@ export async function deleteCampaignSchedule(deps: Deps, campaignId: string): Pr
     if (error instanceof ScheduleNotFoundError) return;
     deps.logger.warn({ err: error, campaign_id: campaignId }, "could not delete the campaign schedule; its next fire will");
   }
+}
+
+/** What a pass of {@link deleteLeftoverCampaignSchedules} did. */
+export interface LeftoverScheduleSweep {
+  checked: number;
+  deleted: number;
+  failed: number;
+}
+
+const CAMPAIGN_SCHEDULE_ID = /^campaign-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
+/**
+ * Deletes campaign schedules whose campaign has ended or no longer exists. Deleting a schedule is
+ * best effort where the campaign ends (Temporal may be unreachable then), and a schedule left
+ * behind was only cleaned up by its next fire — which a paused schedule never has, so it stayed in
+ * the Temporal UI for good. The campaign row is written before its schedule is created, so a
+ * schedule without a row is a leftover too (a refused create whose schedule delete failed).
+ */
+export async function deleteLeftoverCampaignSchedules(deps: Deps, options: { limit: number; applicationId?: string }): Promise<LeftoverScheduleSweep> {
+  const sweep: LeftoverScheduleSweep = { checked: 0, deleted: 0, failed: 0 };
+  const query = options.applicationId ? `${ApplicationIdKey.name} = "${options.applicationId}"` : undefined;
+  // Every schedule is looked at (one per active recurring campaign, so few), `limit` rows at a time.
+  let chunk: string[] = [];
+  const settle = async (): Promise<void> => {
+    const rows = (await deps.db("message_campaigns").whereIn("id", chunk).select("id", "status")) as Array<Pick<CampaignRow, "id" | "status">>;
+    const statusById = new Map(rows.map((row) => [row.id, row.status]));
+    for (const campaignId of chunk) {
+      sweep.checked += 1;
+      const status = statusById.get(campaignId);
+      if (status !== undefined && !ENDED_CAMPAIGN_STATUSES.includes(status)) continue;
+      try {
+        await deps.temporal.schedule.getHandle(campaignScheduleId(campaignId)).delete();
+        sweep.deleted += 1;
+      } catch (error) {
+        if (error instanceof ScheduleNotFoundError) continue;
+        sweep.failed += 1;
+        deps.logger.error({ err: error, campaign_id: campaignId }, "could not delete the schedule of an ended campaign; a later pass tries again");
+      }
+    }
+    chunk = [];
+  };
+  for await (const schedule of deps.temporal.schedule.list({ pageSize: Math.min(Math.max(options.limit, 1), 1_000), ...(query ? { query } : {}) })) {
+    const match = CAMPAIGN_SCHEDULE_ID.exec(schedule.scheduleId);
+    if (match) chunk.push(match[1]!);
+    if (chunk.length >= options.limit) await settle();
+  }
+  if (chunk.length > 0) await settle();
+  if (sweep.deleted > 0) deps.logger.warn({ count: sweep.deleted }, "reconciler deleted schedules of ended campaigns");
+  return sweep;
 }
 
 /**
