@@ -1,17 +1,22 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { MockActivityEnvironment } from "@temporalio/testing";
-import { startTestApp, type TestApp } from "../../test/support/harness";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
 import { seedPushSubscriptions, type SeedOptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { insertRunningCampaign } from "../../test/support/campaigns";
-import { createCampaignActivities, type BatchStart } from "../../activities/campaigns";
+import { createCampaignActivities } from "../../activities/campaigns";
+import { campaignBatchWorkflow, campaignBatchWorkflowId } from "../../workflows/campaign-batch";
+import { campaignWorkflowId } from "../../workflows/campaign";
+import { startWorker } from "../worker/run-worker";
 import { ledgerInvariant, quotaStatus } from "../quota/quota";
+import type { BatchRange } from "./repository";
+import type { Deps } from "../deps";
 import type { PushDelivery } from "../messages/delivery";
 import type { PushProvider } from "../providers";
 
-// The batch activities called directly (no worker: nothing else sends these messages), with a
-// provider client that throws for one platform.
+// The real batch workflow on the real Temporal server, worked by a worker whose FCM client throws
+// and then by a healthy one on the same task queue: Temporal retries the failed activity, as it
+// does after any crash. The app itself runs no worker, so only the one started here sends.
 let app: TestApp;
 
 before(async () => {
@@ -20,6 +25,36 @@ before(async () => {
 after(async () => {
   await app.close();
 });
+
+/** Receipts are not awaited here: the batch's receipt wait outlasts the test and is terminated. */
+const TIMING = { receiptTimeoutMs: 3_600_000, retryScale: 0.001, pendingTimeoutMs: 3_600_000 };
+
+/** Starts batch 0's workflow (its campaign workflow does not exist; the batch logs that and goes on). */
+async function startBatch(range: BatchRange) {
+  return app.deps.temporal.workflow.start(campaignBatchWorkflow, {
+    taskQueue: app.config.TEMPORAL_TASK_QUEUE,
+    workflowId: campaignBatchWorkflowId(range.campaignId, range.batchNo),
+    args: [{ ...range, timing: TIMING, parentWorkflowId: campaignWorkflowId(range.campaignId) }],
+  });
+}
+
+/** Runs a worker with `deps` on the app's task queue. */
+function workerWith(deps: Deps) {
+  return startWorker(deps, process.env.TEMPORAL_ADDRESS!);
+}
+
+/** The campaign's messages as `type:status:count`, sorted. */
+async function byType(campaignId: string): Promise<string[]> {
+  const rows = (await app.deps.db("messages").where("campaign_id", campaignId).groupBy("subscription_type", "status").orderBy(["subscription_type", "status"]).select("subscription_type", "status", app.deps.db.raw("count(*)::int as n"))) as Array<{ subscription_type: string; status: string; n: number }>;
+  return rows.map((r) => `${r.subscription_type}:${r.status}:${r.n}`);
+}
+
+/** Waits until the campaign's messages read `expected`. */
+async function until(campaignId: string, expected: string[]): Promise<void> {
+  await eventually(async () => JSON.stringify(await byType(campaignId)) === JSON.stringify(expected), 60_000, 100).catch(async (error: unknown) => {
+    throw new Error(`messages ${JSON.stringify(await byType(campaignId))}, expected ${JSON.stringify(expected)}: ${String(error)}`);
+  });
+}
 
 /** The app's push delivery, except that FCM's client throws on every batch. */
 function withCrashingFcm(push: PushDelivery): PushDelivery {
@@ -48,58 +83,72 @@ async function campaignBatchFixture(name: string, count: number, options: { seed
   return { applicationId, ids, campaignId, range: { campaignId, applicationId, batchNo: 0, after: null, last: [...ids].sort().at(-1)! } };
 }
 
-test("a provider client that throws mid-chunk: the other provider's answers are committed, its own messages stay pending and the retry sends only those", async () => {
+test("a provider client that throws mid-chunk: the other provider's answers are committed, its own messages stay pending and Temporal's retry sends only those", async () => {
   const tokens = Array.from({ length: 4 }, (_, i) => `ok-crash-${i}-${newId()}`);
   const { campaignId, range } = await campaignBatchFixture("client crash", 4, { seed: { token: (i) => tokens[i]! } });
-  const healthy = createCampaignActivities(app.deps);
-  assert.deepEqual(await healthy.createCampaignBatch(range), { messages: 4 });
-  assert.deepEqual(await healthy.debitCampaignBatch(range), { proceed: true });
-
-  const crashing = createCampaignActivities({ ...app.deps, push: withCrashingFcm(app.deps.push) });
-  await assert.rejects(new MockActivityEnvironment().run(crashing.sendCampaignBatch, range), /FCM client crashed/);
-  const byType = async () => {
-    const rows = (await app.deps.db("messages").where("campaign_id", campaignId).groupBy("subscription_type", "status").orderBy("subscription_type").select("subscription_type", "status", app.deps.db.raw("count(*)::int as n"))) as Array<{ subscription_type: string; status: string; n: number }>;
-    return rows.map((r) => `${r.subscription_type}:${r.status}:${r.n}`);
-  };
-  assert.deepEqual(await byType(), ["AndroidPush:pending:2", "iOSPush:successful:2"]);
-
-  await new MockActivityEnvironment().run(healthy.sendCampaignBatch, range);
-  assert.deepEqual(await byType(), ["AndroidPush:successful:2", "iOSPush:successful:2"]);
-  // iOS went out once: the crash did not roll back the answers APNs had given.
-  assert.deepEqual(tokens.map((token) => app.simulator!.simulator.requestsFor(token)), [1, 1, 1, 1]);
+  const crashing = await workerWith({ ...app.deps, push: withCrashingFcm(app.deps.push) });
+  const handle = await startBatch(range);
+  try {
+    await until(campaignId, ["AndroidPush:pending:2", "iOSPush:successful:2"]);
+    await crashing.shutdown();
+    const healthy = await workerWith(app.deps);
+    try {
+      await until(campaignId, ["AndroidPush:successful:2", "iOSPush:successful:2"]);
+    } finally {
+      await healthy.shutdown();
+    }
+    // iOS went out once: the crash did not roll back the answers APNs had given, and the retry skipped them.
+    assert.deepEqual(tokens.map((token) => app.simulator!.simulator.requestsFor(token)), [1, 1, 1, 1]);
+  } finally {
+    await crashing.shutdown();
+    await handle.terminate("test over");
+  }
 });
 
 test("a campaign cancelled while a half-sent batch waits for its retry: the retry settles it, refunding the unsent and keeping the sent for their receipts", async () => {
   const { applicationId, campaignId, range } = await campaignBatchFixture("cancelled mid-batch", 4, { quota: { daily_quota: 100 } });
-  const healthy = createCampaignActivities(app.deps);
-  const crashing = createCampaignActivities({ ...app.deps, push: withCrashingFcm(app.deps.push) });
   // The first attempt creates, debits, sends iOS and dies on FCM; the operator cancels during its retry backoff.
-  await assert.rejects(new MockActivityEnvironment().run(crashing.startCampaignBatch, range), /FCM client crashed/);
-  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 4);
-  await app.deps.db("message_campaigns").where("id", campaignId).update({ status: "cancelled", cancelled_at: new Date() });
+  const crashing = await workerWith({ ...app.deps, push: withCrashingFcm(app.deps.push) });
+  const handle = await startBatch(range);
+  try {
+    await until(campaignId, ["AndroidPush:pending:2", "iOSPush:successful:2"]);
+    await crashing.shutdown();
+    assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 4);
+    await app.deps.db("message_campaigns").where("id", campaignId).update({ status: "cancelled", cancelled_at: new Date() });
 
-  const retried = (await new MockActivityEnvironment().run(healthy.startCampaignBatch, range)) as BatchStart;
-  assert.equal(retried.messages, 4);
-  assert.equal(retried.proceed, false);
-  assert.deepEqual(retried.settled, { refunded: 2, sent: 2, failed: 0 });
-  const statuses = (await app.deps.db("messages").where("campaign_id", campaignId).orderBy("subscription_type").select("subscription_type", "status")) as Array<{ subscription_type: string; status: string }>;
-  assert.deepEqual(statuses.map((m) => `${m.subscription_type}:${m.status}`), ["AndroidPush:cancelled", "AndroidPush:cancelled", "iOSPush:successful", "iOSPush:successful"]);
-  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 2, "only what went out stays debited");
-  for (const row of await ledgerInvariant(app.deps.db)) assert.equal(row.sum, 0, `ledger balances of ${row.unit} sum to zero`);
+    const healthy = await workerWith(app.deps);
+    try {
+      await until(campaignId, ["AndroidPush:cancelled:2", "iOSPush:successful:2"]);
+      await eventually(async () => (await quotaStatus(app.deps.db, applicationId)).daily!.used === 2, 30_000, 100);
+    } finally {
+      await healthy.shutdown();
+    }
+    for (const row of await ledgerInvariant(app.deps.db)) assert.equal(row.sum, 0, `ledger balances of ${row.unit} sum to zero`);
+  } finally {
+    await crashing.shutdown();
+    await handle.terminate("test over");
+  }
 });
 
 test("a recipient erased after its batch was created is failed as subscription_disabled and refunded, not left pending", async () => {
   const { applicationId, ids, campaignId, range } = await campaignBatchFixture("erased recipient", 2, { quota: { daily_quota: 100 } });
-  const activities = createCampaignActivities(app.deps);
-  assert.deepEqual(await activities.createCampaignBatch(range), { messages: 2 });
-  // User erasure deletes the subscription; its message keeps the row without one (ON DELETE SET NULL).
+  // The batch's messages exist (its first attempt created them and died) when user erasure deletes
+  // a subscription; its message keeps the row without one (ON DELETE SET NULL).
+  assert.deepEqual(await createCampaignActivities(app.deps).createCampaignBatch(range), { messages: 2 });
   await app.deps.db("subscriptions").where("id", ids[0]!).del();
 
-  await new MockActivityEnvironment().run(activities.startCampaignBatch, range);
-  const messages = (await app.deps.db("messages").where("campaign_id", campaignId).orderBy("status").select("subscription_id", "status", "error_code")) as Array<{ subscription_id: string | null; status: string; error_code: string | null }>;
-  assert.deepEqual(messages, [
-    { subscription_id: null, status: "failed", error_code: "subscription_disabled" },
-    { subscription_id: ids[1]!, status: "successful", error_code: null },
-  ]);
-  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 1);
+  const worker = await workerWith(app.deps);
+  const handle = await startBatch(range);
+  try {
+    await until(campaignId, ["AndroidPush:successful:1", "iOSPush:failed:1"]);
+    const messages = (await app.deps.db("messages").where("campaign_id", campaignId).orderBy("status").select("subscription_id", "status", "error_code")) as Array<{ subscription_id: string | null; status: string; error_code: string | null }>;
+    assert.deepEqual(messages, [
+      { subscription_id: null, status: "failed", error_code: "subscription_disabled" },
+      { subscription_id: ids[1]!, status: "successful", error_code: null },
+    ]);
+    await eventually(async () => (await quotaStatus(app.deps.db, applicationId)).daily!.used === 1, 30_000, 100);
+  } finally {
+    await worker.shutdown();
+    await handle.terminate("test over");
+  }
 });
