@@ -276,7 +276,7 @@ export function createCampaignActivities(deps: Deps) {
       const sendable: SendRow[] = [];
       const messages: PushMessage[] = [];
       for (const row of group) {
-        const token = openDeviceToken(deps, row.token_ciphertext!, { message_id: row.id, subscription_id: row.subscription_id! });
+        const token = openDeviceToken(deps, row.token_ciphertext!, row.application_id, { message_id: row.id, subscription_id: row.subscription_id! });
         if (token === undefined) {
           failed.push(...failUnsent([row], null, TOKEN_UNREADABLE.code, TOKEN_UNREADABLE.message));
         } else {

@@ -109,7 +109,7 @@ export function createMessageActivities(deps: Deps) {
         try {
           const provider = await deps.push.providerFor(message.application_id, subscription.subscription_type, subscription.test_type === 1 || subscription.test_type === 2, trx);
           providerName = provider.platform;
-          const token = openDeviceToken(deps, subscription.token_ciphertext, { message_id: messageId, subscription_id: subscription.id });
+          const token = openDeviceToken(deps, subscription.token_ciphertext, subscription.application_id, { message_id: messageId, subscription_id: subscription.id });
           if (token === undefined) {
             await failUnsent(trx, message, TOKEN_UNREADABLE.code, TOKEN_UNREADABLE.message);
             return { status: "failed" as const, errorCode: TOKEN_UNREADABLE.code };

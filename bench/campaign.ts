@@ -9,6 +9,7 @@ import os from "node:os";
 import { startBenchPlatform, percentile, cpuByRole } from "./support";
 import { numericFlag, providerLatencyFlag } from "./flags";
 import { newId } from "../src/db/ids";
+import { deviceTokenContext } from "../src/subscriptions/device-token";
 
 async function main(): Promise<void> {
   const recipients = numericFlag("recipients", 10_000);
@@ -44,7 +45,7 @@ async function main(): Promise<void> {
           id: newId(),
           application_id: applicationId,
           subscription_type: (offset + i) % 2 ? "AndroidPush" : "iOSPush",
-          token_ciphertext: platform.deps.secrets.encrypt(token),
+          token_ciphertext: platform.deps.secrets.encrypt(token, deviceTokenContext(applicationId)),
           token_hash: platform.deps.secrets.hash(token),
           subscription_status: 1,
           tags: JSON.stringify({ bench: "yes" }),

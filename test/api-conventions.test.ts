@@ -119,8 +119,24 @@ describe("admin applications", () => {
     assert.deepEqual(res.body.data.providers.apns, { team_id: "TEAM123456", key_id: "KEY1234567", bundle_id: "com.example.app", production: true });
     assert.ok(!JSON.stringify(res.body).includes("PRIVATE KEY"));
     const row = await app.deps.db("applications").where("id", id).first();
-    assert.ok(row.provider_credentials_ciphertext.startsWith("v1:"));
+    assert.ok(row.provider_credentials_ciphertext.startsWith("v2:"));
     assert.ok(!row.provider_credentials_ciphertext.includes("TEAM123456"));
+  });
+
+  test("credentials copied from another application's row do not open there: the admin view shows none and new ones can be uploaded", async () => {
+    const signingKey = generateApnsSigningKey().privateKeyPem;
+    const apns = { team_id: "TEAM123456", key_id: "KEY1234567", signing_key: signingKey, bundle_id: "com.example.b" };
+    const a = await app.createApplication();
+    const b = await app.createApplication({ provider_credentials: { apns } });
+    const sealed = (await app.deps.db("applications").where("id", b.id).first("provider_credentials_ciphertext")).provider_credentials_ciphertext as string;
+    await app.deps.db("applications").where("id", a.id).update({ provider_credentials_ciphertext: sealed });
+    const view = await app.request("GET", `/admin/applications/${a.id}`, { admin: true });
+    assert.equal(view.status, 200, JSON.stringify(view.body));
+    assert.deepEqual(view.body.data.providers, { apns: null, fcm: null }, "B's credentials are not A's");
+    const replaced = await app.request("PATCH", `/admin/applications/${a.id}`, { admin: true, body: { provider_credentials: { apns: { ...apns, bundle_id: "com.example.a" } } } });
+    assert.equal(replaced.status, 200, JSON.stringify(replaced.body));
+    assert.equal(replaced.body.data.providers.apns.bundle_id, "com.example.a");
+    assert.equal((await app.request("GET", `/admin/applications/${b.id}`, { admin: true })).body.data.providers.apns.bundle_id, "com.example.b");
   });
 
   test("rotation issues a new key; with no grace period the old key stops working at once", async () => {

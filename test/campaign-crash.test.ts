@@ -20,6 +20,7 @@ import { ledgerBalanceMismatches, ledgerInvariant, quotaStatus } from "../src/qu
 import { campaignWorkflowId } from "../workflows/campaign";
 import { campaignCounts } from "../src/campaigns/repository";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
+import { deviceTokenContext } from "../src/subscriptions/device-token";
 
 const ROOT = path.resolve(__dirname, "..");
 const RECIPIENTS = 5_000;
@@ -100,7 +101,7 @@ test(`a ${RECIPIENTS}-recipient campaign survives ${KILLS} worker SIGKILLs: one 
         id: r.id,
         application_id: appId,
         subscription_type: r.type,
-        token_ciphertext: app.deps.secrets.encrypt(r.token),
+        token_ciphertext: app.deps.secrets.encrypt(r.token, deviceTokenContext(appId)),
         token_hash: app.deps.secrets.hash(r.token),
         subscription_status: 1,
         subscribed_at: new Date(),

@@ -7,21 +7,31 @@ import { balanceOf, creditAccount, creditSourceAccount, transfer } from "../quot
 import { ApiError } from "../http/errors";
 import { newId } from "../db/ids";
 
+/** What an application's provider credentials ciphertext is bound to: that application. */
+export function providerCredentialsContext(applicationId: string): string {
+  return `provider-credentials:${applicationId}`;
+}
+
+/** Opens an application's sealed provider credentials ({} for none); throws if they will not open. */
+export function openProviderCredentials(secrets: SecretBox, applicationId: string, ciphertext: string | null): ProviderCredentials {
+  if (!ciphertext) return {};
+  return JSON.parse(secrets.decrypt(ciphertext, providerCredentialsContext(applicationId))) as ProviderCredentials;
+}
+
 /** Reads an application's decrypted provider credentials ({} when none are configured). */
 export async function loadProviderCredentials(db: Knex, secrets: SecretBox, applicationId: string): Promise<ProviderCredentials> {
   const row = await db("applications").where("id", applicationId).first<{ provider_credentials_ciphertext: string | null }>("provider_credentials_ciphertext");
-  if (!row?.provider_credentials_ciphertext) return {};
-  return JSON.parse(secrets.decrypt(row.provider_credentials_ciphertext)) as ProviderCredentials;
+  return openProviderCredentials(secrets, applicationId, row?.provider_credentials_ciphertext ?? null);
 }
 
 /** Merges new provider credentials over stored ones (null removes a provider) and encrypts them. */
-export function sealProviderCredentials(secrets: SecretBox, current: ProviderCredentials, update: ProviderCredentials): string | null {
+export function sealProviderCredentials(secrets: SecretBox, applicationId: string, current: ProviderCredentials, update: ProviderCredentials): string | null {
   const merged: ProviderCredentials = { ...current };
   for (const provider of ["apns", "fcm"] as const) {
     if (update[provider] === null) delete merged[provider];
     else if (update[provider] !== undefined) (merged as Record<string, unknown>)[provider] = update[provider];
   }
-  return Object.keys(merged).length === 0 ? null : secrets.encrypt(JSON.stringify(merged));
+  return Object.keys(merged).length === 0 ? null : secrets.encrypt(JSON.stringify(merged), providerCredentialsContext(applicationId));
 }
 
 /** Creates or updates the quota row and tops up the credit balance through the ledger. */

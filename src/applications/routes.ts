@@ -5,7 +5,8 @@ import { notFound } from "../http/errors";
 import type { Deps } from "../deps";
 import { CreateApplicationBody, RotateKeyBody, UpdateApplicationBody } from "./schemas";
 import { mintApiKey } from "./api-keys";
-import { applyQuota, loadProviderCredentials, sealProviderCredentials } from "./repository";
+import { applyQuota, openProviderCredentials, sealProviderCredentials } from "./repository";
+import type { ProviderCredentials } from "./schemas";
 import { balanceOf, creditAccount } from "../quota/ledger";
 import { newId } from "../db/ids";
 import { PaginationQuery, paginate } from "../http/pagination";
@@ -40,11 +41,26 @@ const ApplicationView = z.object({
 });
 
 
+/**
+ * Stored credentials for the admin view and for merging an update: ones that will not open (sealed
+ * under another key, or copied from another application's row) read as none, logged, so the
+ * operator sees the application and can upload new credentials instead of getting a 500. Sends
+ * still fail on them (provider_auth_failed), which is how they surface.
+ */
+function readableProviderCredentials(deps: Deps, applicationId: string, ciphertext: string | null): ProviderCredentials {
+  try {
+    return openProviderCredentials(deps.secrets, applicationId, ciphertext);
+  } catch (error) {
+    deps.logger.error({ err: { message: (error as Error).message }, application_id: applicationId }, "stored provider credentials cannot be decrypted; they read as none until replaced");
+    return {};
+  }
+}
+
 async function viewApplication(deps: Deps, id: string): Promise<z.infer<typeof ApplicationView>> {
   const app = await deps.db("applications").where("id", id).first();
   if (!app) throw notFound("application", id);
   const quota = await deps.db("message_quotas").where("application_id", id).first();
-  const credentials = await loadProviderCredentials(deps.db, deps.secrets, id);
+  const credentials = readableProviderCredentials(deps, id, app.provider_credentials_ciphertext);
   const keys = await deps.db("api_keys").where("application_id", id).orderBy("created_at", "desc");
   const currency: string = quota?.billing_currency ?? "KRW";
   return {
@@ -102,7 +118,7 @@ export const applicationRoutes: RouteSpec[] = [
           rate_limit_tier: body.rate_limit_tier ?? "basic",
           timezone: body.timezone ?? "UTC",
           campaign_max_per_minute: body.campaign_max_per_minute ?? null,
-          provider_credentials_ciphertext: body.provider_credentials ? sealProviderCredentials(deps.secrets, {}, body.provider_credentials) : null,
+          provider_credentials_ciphertext: body.provider_credentials ? sealProviderCredentials(deps.secrets, id, {}, body.provider_credentials) : null,
         });
         await applyQuota(trx, id, body.quota ?? {});
         return mintApiKey(trx, id, "default");
@@ -159,8 +175,8 @@ export const applicationRoutes: RouteSpec[] = [
         if (body.campaign_max_per_minute !== undefined) changes.campaign_max_per_minute = body.campaign_max_per_minute;
         if (body.is_active !== undefined) changes.is_active = body.is_active;
         if (body.provider_credentials !== undefined) {
-          const current = app.provider_credentials_ciphertext ? JSON.parse(deps.secrets.decrypt(app.provider_credentials_ciphertext)) : {};
-          changes.provider_credentials_ciphertext = sealProviderCredentials(deps.secrets, current, body.provider_credentials);
+          const current = readableProviderCredentials(deps, params.id, app.provider_credentials_ciphertext);
+          changes.provider_credentials_ciphertext = sealProviderCredentials(deps.secrets, params.id, current, body.provider_credentials);
         }
         if (Object.keys(changes).length > 0) await trx("applications").where("id", params.id).update(changes);
         if (body.quota) await applyQuota(trx, params.id, body.quota);

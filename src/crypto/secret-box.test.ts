@@ -31,6 +31,18 @@ test("a shortened authentication tag or nonce is rejected (a 4-byte tag would ma
   assert.throws(() => box.decrypt([version, shortIv, tag, ciphertext].join(":")), /unrecognised ciphertext format/);
 });
 
+test("a value sealed with a context opens only with that context; unbound v1 values open with any", () => {
+  const sealed = box.encrypt("device-token", "device-token:app-a");
+  assert.match(sealed, /^v2:/);
+  assert.equal(box.decrypt(sealed, "device-token:app-a"), "device-token");
+  assert.throws(() => box.decrypt(sealed, "device-token:app-b"), "another application's context");
+  assert.throws(() => box.decrypt(sealed, "provider-credentials:app-a"), "another kind of value");
+  assert.throws(() => box.decrypt(sealed), /needs its context/);
+  const legacy = box.encrypt("device-token");
+  assert.match(legacy, /^v1:/);
+  assert.equal(box.decrypt(legacy, "device-token:app-a"), "device-token", "rows sealed before binding stay readable");
+});
+
 test("hash is deterministic per key and differs across keys", () => {
   assert.equal(box.hash("t1"), box.hash("t1"));
   assert.notEqual(box.hash("t1"), box.hash("t2"));

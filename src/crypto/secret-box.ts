@@ -1,6 +1,9 @@
 import crypto from "node:crypto";
 
-const CIPHERTEXT_VERSION = "v1";
+/** Sealed without associated data (everything written before values were bound to their row). */
+const UNBOUND_VERSION = "v1";
+/** Sealed with a context as GCM associated data: it opens only with the same context. */
+const BOUND_VERSION = "v2";
 /** GCM's nonce and tag sizes; Node would accept tags down to 4 bytes, which makes forgery guessable. */
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
@@ -23,24 +26,36 @@ export class SecretBox {
     this.fingerprint = Buffer.from(crypto.hkdfSync("sha256", masterKey, Buffer.alloc(0), "automata-signal/key-fingerprint", 16)).toString("hex");
   }
 
-  /** Encrypts UTF-8 text into `v1:<iv>:<tag>:<ciphertext>` (base64url parts). */
-  encrypt(plaintext: string): string {
+  /**
+   * Encrypts UTF-8 text into `v2:<iv>:<tag>:<ciphertext>` (base64url parts) bound to `context`
+   * (what the value is and whose: a ciphertext copied into another application's row does not
+   * open there), or `v1:…` without one.
+   */
+  encrypt(plaintext: string, context?: string): string {
     const iv = crypto.randomBytes(IV_BYTES);
     const cipher = crypto.createCipheriv("aes-256-gcm", this.encryptionKey, iv);
+    if (context !== undefined) cipher.setAAD(Buffer.from(context, "utf8"));
     const ciphertext = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
     const tag = cipher.getAuthTag();
-    return [CIPHERTEXT_VERSION, iv.toString("base64url"), tag.toString("base64url"), ciphertext.toString("base64url")].join(":");
+    const version = context !== undefined ? BOUND_VERSION : UNBOUND_VERSION;
+    return [version, iv.toString("base64url"), tag.toString("base64url"), ciphertext.toString("base64url")].join(":");
   }
 
-  /** Decrypts a value produced by {@link encrypt}; throws if it was tampered with or the key differs. */
-  decrypt(sealed: string): string {
+  /**
+   * Decrypts a value produced by {@link encrypt}; throws if it was tampered with, the key differs,
+   * or a bound value is opened with another context. An unbound (`v1`) value opens whatever the
+   * context, so rows written before binding stay readable.
+   */
+  decrypt(sealed: string, context?: string): string {
     const [version, iv, tag, ciphertext] = sealed.split(":");
-    if (version !== CIPHERTEXT_VERSION || !iv || !tag || ciphertext === undefined) throw new Error("unrecognised ciphertext format");
+    if ((version !== UNBOUND_VERSION && version !== BOUND_VERSION) || !iv || !tag || ciphertext === undefined) throw new Error("unrecognised ciphertext format");
+    if (version === BOUND_VERSION && context === undefined) throw new Error("a bound ciphertext needs its context to open");
     const ivBytes = Buffer.from(iv, "base64url");
     const tagBytes = Buffer.from(tag, "base64url");
     if (ivBytes.length !== IV_BYTES || tagBytes.length !== TAG_BYTES) throw new Error("unrecognised ciphertext format");
     const decipher = crypto.createDecipheriv("aes-256-gcm", this.encryptionKey, ivBytes, { authTagLength: TAG_BYTES });
     decipher.setAuthTag(tagBytes);
+    if (version === BOUND_VERSION) decipher.setAAD(Buffer.from(context!, "utf8"));
     return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString("utf8");
   }
 

@@ -43,6 +43,23 @@ test("a device token this worker cannot decrypt fails the message with token_unr
   assert.equal(app.simulator!.simulator.requestsFor(sub.token), 0, "nothing reached the provider");
 });
 
+test("a device token copied from another application's subscription does not open there: token_unreadable, nothing sent to that device", async () => {
+  const a = await app.createApplication({ rate_limit_tier: "enterprise" });
+  const b = await app.createApplication({ rate_limit_tier: "enterprise" });
+  const subA = await createPushSubscription(app, a.apiKey, { type: "iOSPush", token: simulatorToken("ok") });
+  const subB = await createPushSubscription(app, b.apiKey, { type: "iOSPush", token: simulatorToken("ok") });
+  // Someone with write access to the database moves B's sealed token into A's row.
+  const sealed = (await app.deps.db("subscriptions").where("id", subB.id).first("token_ciphertext")).token_ciphertext as string;
+  assert.match(sealed, /^v2:/);
+  await app.deps.db("subscriptions").where("id", subA.id).update({ token_ciphertext: sealed });
+  const message = await settledMessage(a.apiKey, await sendTo(a.apiKey, subA.id));
+  assert.equal(message.status, "failed");
+  assert.equal(message.error_code, "token_unreadable");
+  assert.equal(app.simulator!.simulator.requestsFor(subB.token), 0, "B's device got nothing through A");
+  // B's own send still opens it.
+  assert.equal((await settledMessage(b.apiKey, await sendTo(b.apiKey, subB.id))).status, "successful");
+});
+
 test("a send that keeps throwing (credentials that will not load) fails with pending_timeout instead of staying pending", async () => {
   const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
   const sub = await createPushSubscription(app, apiKey, { type: "AndroidPush", token: simulatorToken("ok") });

@@ -11,6 +11,7 @@ import { paginate, type Pagination } from "../http/pagination";
 import { MAX_TAGS, type DeviceInfoInput, type SubscriptionType, type SubscriptionViewData } from "./schemas";
 import { nextStatusFor, statusClass, SubscriptionStatus, type StatusAction, type SubscriptionEventType } from "./status";
 import { maskToken, normalizeToken } from "./tokens";
+import { deviceTokenContext } from "./device-token";
 import { iso } from "../http/format";
 
 /** A `subscriptions` row as node-pg returns it. */
@@ -69,8 +70,8 @@ async function lockSubscription(trx: Knex.Transaction, applicationId: string, id
 }
 
 /** Decrypts a subscription's token for delivery; null when the subscription has none. */
-export function decryptToken(deps: Pick<Deps, "secrets">, row: Pick<SubscriptionRow, "token_ciphertext">): string | null {
-  return row.token_ciphertext ? deps.secrets.decrypt(row.token_ciphertext) : null;
+export function decryptToken(deps: Pick<Deps, "secrets">, row: Pick<SubscriptionRow, "token_ciphertext" | "application_id">): string | null {
+  return row.token_ciphertext ? deps.secrets.decrypt(row.token_ciphertext, deviceTokenContext(row.application_id)) : null;
 }
 
 function selectWithUser(db: Knex, applicationId: string): Knex.QueryBuilder {
@@ -89,7 +90,7 @@ export function toSubscriptionView(deps: Pick<Deps, "secrets" | "logger">, row: 
   let tokenMasked: string | null = null;
   if (row.token_ciphertext) {
     try {
-      tokenMasked = maskToken(row.subscription_type, deps.secrets.decrypt(row.token_ciphertext));
+      tokenMasked = maskToken(row.subscription_type, deps.secrets.decrypt(row.token_ciphertext, deviceTokenContext(row.application_id)));
     } catch (error) {
       // A token sealed under another key must not make the whole subscription unreadable; say so once per read.
       deps.logger.warn({ subscription_id: row.id, err: { message: (error as Error).message } }, "subscription token could not be decrypted");
@@ -434,7 +435,7 @@ export async function registerSubscription(deps: Deps, applicationId: string, in
           application_id: applicationId,
           user_id: userId,
           subscription_type: input.type,
-          token_ciphertext: deps.secrets.encrypt(input.token),
+          token_ciphertext: deps.secrets.encrypt(input.token, deviceTokenContext(applicationId)),
           token_hash: tokenHash,
           subscription_status: SubscriptionStatus.SUBSCRIBED,
           subscribed_at: trx.fn.now(),
@@ -544,7 +545,7 @@ async function replaceToken(deps: Deps, trx: Knex.Transaction, row: Subscription
       .whereNot("id", row.id)
       .first<{ id: string } | undefined>("id");
     if (other) throw new ApiError("duplicate_subscription", "Another subscription of this application already has this token", { subscription_id: other.id });
-    changes.token_ciphertext = deps.secrets.encrypt(token);
+    changes.token_ciphertext = deps.secrets.encrypt(token, deviceTokenContext(row.application_id));
     changes.token_hash = tokenHash;
   }
   const transition = nextStatusFor({ type: "token_updated" }, row.subscription_status);

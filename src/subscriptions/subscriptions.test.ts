@@ -117,7 +117,7 @@ describe("POST /subscriptions", () => {
   test("the token is stored only encrypted and as an HMAC, never in clear", async () => {
     const { id, token } = await newSubscription();
     const row = await rowOf(id);
-    assert.ok(row.token_ciphertext?.startsWith("v1:"));
+    assert.ok(row.token_ciphertext?.startsWith("v2:"));
     assert.ok(!JSON.stringify(row).includes(token), "no column holds the plain token");
     assert.equal(row.token_hash, app.deps.secrets.hash(token));
     assert.equal(decryptToken(app.deps, row), token);

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { eventually, startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
 import { createReconcilerActivities } from "../../activities/reconciler";
+import { deviceTokenContext } from "../subscriptions/device-token";
 
 let app: TestApp;
 let tenant: { id: string; apiKey: string };
@@ -25,7 +26,7 @@ async function insertSubscription(target: TestApp, applicationId: string): Promi
     id,
     application_id: applicationId,
     subscription_type: "iOSPush",
-    token_ciphertext: target.deps.secrets.encrypt(token),
+    token_ciphertext: target.deps.secrets.encrypt(token, deviceTokenContext(applicationId)),
     token_hash: target.deps.secrets.hash(token),
     subscription_status: 1,
     subscribed_at: new Date(),

@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
+import { deviceTokenContext } from "../subscriptions/device-token";
 
 let app: TestApp;
 let appA: { id: string; apiKey: string };
@@ -25,7 +26,7 @@ async function insertSubscription(applicationId: string, overrides: Record<strin
     id,
     application_id: applicationId,
     subscription_type: "iOSPush",
-    token_ciphertext: app.deps.secrets.encrypt(token),
+    token_ciphertext: app.deps.secrets.encrypt(token, deviceTokenContext(applicationId)),
     token_hash: app.deps.secrets.hash(token),
     subscription_status: 1,
     subscribed_at: new Date(),

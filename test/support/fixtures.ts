@@ -1,6 +1,7 @@
 import crypto from "node:crypto";
 import type { TestApp } from "./harness";
 import { newId } from "../../src/db/ids";
+import { deviceTokenContext } from "../../src/subscriptions/device-token";
 
 /** A device token the provider simulator answers by prefix (ok-, bad-, gone-, busy-, down-, flaky-, slow-). */
 export function simulatorToken(prefix: "ok" | "bad" | "gone" | "busy" | "down" | "flaky" | "slow"): string {
@@ -44,7 +45,7 @@ export async function seedPushSubscriptions(app: Pick<TestApp, "deps">, applicat
       id: newId(),
       application_id: applicationId,
       subscription_type: i % 2 === 0 ? "iOSPush" : "AndroidPush",
-      token_ciphertext: app.deps.secrets.encrypt(token),
+      token_ciphertext: app.deps.secrets.encrypt(token, deviceTokenContext(applicationId)),
       token_hash: app.deps.secrets.hash(token),
       subscription_status: 1,
       subscribed_at: new Date(),
