@@ -1,6 +1,8 @@
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { SecretBox } from "./secret-box";
+import { deviceTokenContext } from "../subscriptions/device-token";
+import { providerCredentialsContext } from "../applications/repository";
 
 const UNDEFINED_TABLE = "42P01";
 
@@ -52,21 +54,27 @@ async function recordedFingerprint(db: Knex): Promise<string | undefined> {
 const SAMPLE_ROWS = 5;
 
 async function assertOpensExistingSecrets(db: Knex, secrets: SecretBox): Promise<void> {
-  const tokens = (await db("subscriptions").whereNotNull("token_ciphertext").orderBy("created_at", "desc").limit(SAMPLE_ROWS).pluck("token_ciphertext")) as string[];
-  const credentials = (await db("applications").whereNotNull("provider_credentials_ciphertext").orderBy("created_at", "desc").limit(SAMPLE_ROWS).pluck("provider_credentials_ciphertext")) as string[];
-  const samples: Array<[string, string[]]> = [
-    ["stored device tokens", tokens],
-    ["stored provider credentials", credentials],
+  const tokens = (await db("subscriptions").whereNotNull("token_ciphertext").orderBy("created_at", "desc").limit(SAMPLE_ROWS).select("application_id", "token_ciphertext as sealed")) as SealedRow[];
+  const credentials = (await db("applications").whereNotNull("provider_credentials_ciphertext").orderBy("created_at", "desc").limit(SAMPLE_ROWS).select("id as application_id", "provider_credentials_ciphertext as sealed")) as SealedRow[];
+  const samples: Array<[string, SealedRow[], (applicationId: string) => string]> = [
+    ["stored device tokens", tokens, deviceTokenContext],
+    ["stored provider credentials", credentials, providerCredentialsContext],
   ];
-  for (const [what, sealed] of samples) {
-    if (sealed.length === 0) continue;
-    if (!sealed.some((value) => opens(secrets, value))) throw new EncryptionKeyMismatchError(`the most recent ${what} do not decrypt with it`);
+  for (const [what, rows, context] of samples) {
+    if (rows.length === 0) continue;
+    if (!rows.some((row) => opens(secrets, row.sealed, context(row.application_id)))) throw new EncryptionKeyMismatchError(`the most recent ${what} do not decrypt with it`);
   }
 }
 
-function opens(secrets: SecretBox, sealed: string): boolean {
+/** A sealed value and the application it is bound to. */
+interface SealedRow {
+  application_id: string;
+  sealed: string;
+}
+
+function opens(secrets: SecretBox, sealed: string, context: string): boolean {
   try {
-    secrets.decrypt(sealed);
+    secrets.decrypt(sealed, context);
     return true;
   } catch {
     // A corrupted row, or another key: decided over all the samples.
