@@ -3,7 +3,7 @@ import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
 import { ENDED_CAMPAIGN_STATUSES, type CampaignRow } from "../src/campaigns/repository";
 import { campaignWorkflowInput } from "../src/campaigns/workflow-client";
-import { deleteCampaignSchedule, runFireTime } from "../src/campaigns/schedules";
+import { deleteCampaignSchedule, firesAtOneTimeOfDay, runFireTime } from "../src/campaigns/schedules";
 import { sameLocalWallTime } from "../src/campaigns/timezones";
 import type { CampaignWorkflowInput } from "../workflows/campaign";
 
@@ -15,13 +15,14 @@ export function createCampaignRunActivities(deps: Deps) {
   const { db } = deps;
 
   /**
-   * True when an earlier run of `parent` fired at the same wall-clock time in the schedule's zone:
-   * Temporal fires a cron twice in the hour a DST fall-back repeats (01:30 EDT, then 01:30 EST), and
-   * each fire has its own run key, so without this every recipient got that day's push twice.
+   * True when an earlier run of `parent`, whose cron fires at one time of day, fired at the same
+   * wall-clock time in the schedule's zone: Temporal fires such a cron twice in the hour a DST
+   * fall-back repeats (01:30 EDT, then 01:30 EST), and each fire has its own run key, so without
+   * this every recipient got that day's push twice.
    */
   async function repeatsLocalFire(trx: Knex.Transaction, parent: CampaignRow, runAt: Date): Promise<boolean> {
     const zone = parent.schedule?.timezone;
-    if (!zone) return false;
+    if (!zone || !firesAtOneTimeOfDay(parent.schedule!.cron)) return false;
     // The repeated hour's earlier fire is at most an hour (the largest DST shift: two) before.
     const recent = (await trx("message_campaigns")
       .where("parent_campaign_id", parent.id)

@@ -61,6 +61,12 @@ const EnvSchema = z.object({
   AUTOMATA_RECONCILE_AFTER: duration("1m"),
   AUTOMATA_SIMULATOR: z.enum(["on", "off"]).optional(),
   /**
+   * Seal device tokens and provider credentials bound to their application (v2). Off by default in
+   * this release, which reads both formats: turned on once no process of an earlier release (which
+   * cannot read v2) runs. `npm start` turns it on (one release, all processes).
+   */
+  AUTOMATA_SEAL_BOUND: z.enum(["on", "off"]).optional(),
+  /**
    * HTTP/1.1 connections a worker keeps to FCM per application: FCM sends in flight at once, so
    * Android throughput ≤ connections ÷ round trip. Unset: FCM_DEFAULT_SOCKETS to Google,
    * FCM_SIMULATOR_SOCKETS to the loopback simulator.

@@ -27,6 +27,8 @@ async function main(): Promise<void> {
   // Its metrics exporter (AUTOMATA_TEMPORAL_METRICS_ADDRESS) is appended to the API's /metrics: one process, one scrape.
   installTemporalRuntimeLogger(logger.child({}, { level: logger.levelVal < 30 ? logger.level : "warn" }), { metricsAddress: config.AUTOMATA_TEMPORAL_METRICS_ADDRESS });
   config.AUTOMATA_ADMIN_TOKEN ??= readOrCreateLocalSecret(config.homeDir, "admin-token");
+  // Every process here is this release, so values can be sealed to their application at once.
+  config.AUTOMATA_SEAL_BOUND ??= "on";
   const encryptionKey = config.AUTOMATA_ENCRYPTION_KEY ?? readOrCreateLocalSecret(config.homeDir, "encryption.key", () => require("node:crypto").randomBytes(32).toString("base64"));
 
   console.log(`Automata-Signal: starting (data in ${config.homeDir})…`);

@@ -28,7 +28,7 @@ export async function createDeps(options: RuntimeOptions): Promise<Deps> {
   const db = createDb(options.databaseUrl, options.poolMax ?? options.config.AUTOMATA_DB_POOL_MAX);
   const connection = await Connection.connect({ address: options.temporalAddress });
   const temporal = new Client({ connection, namespace: options.config.TEMPORAL_NAMESPACE });
-  const secrets = new SecretBox(parseMasterKey(options.encryptionKey));
+  const secrets = new SecretBox(parseMasterKey(options.encryptionKey), { bind: options.config.AUTOMATA_SEAL_BOUND === "on" });
   return {
     config: options.config,
     db,

@@ -45,7 +45,7 @@ const ApplicationView = z.object({
  * Stored credentials for the admin view and for merging an update: ones that will not open (sealed
  * under another key, or copied from another application's row) read as none, logged, so the
  * operator sees the application and can upload new credentials instead of getting a 500. Sends
- * still fail on them (provider_auth_failed), which is how they surface.
+ * keep failing on them (retried until the pending timeout), and the worker logs why.
  */
 function readableProviderCredentials(deps: Deps, applicationId: string, ciphertext: string | null): ProviderCredentials {
   try {

@@ -9,7 +9,7 @@ import { campaignWorkflowId, progressQuery } from "../../workflows/campaign";
 import { createReconcilerActivities } from "../../activities/reconciler";
 import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
-import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignRunWorkflowIdPrefix, campaignScheduleId, InvalidCronError, temporalCronExpression } from "./schedules";
+import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
 const TIMING = { AUTOMATA_RETRY_SCALE: "0.0001" };
@@ -63,6 +63,23 @@ describe("cron expressions", () => {
       assert.throws(() => temporalCronExpression(bad), InvalidCronError, bad);
     }
   });
+});
+
+test("firesAtOneTimeOfDay: only crons with a fixed second, minute and hour", () => {
+  const cases: Array<[string, boolean]> = [
+    ["30 1 * * *", true],
+    ["0 9 * * MON", true],
+    ["0 9 1 * *", true],
+    ["@daily", true],
+    ["15 30 9 * * *", true],
+    ["0 * * * *", false],
+    ["@hourly", false],
+    ["*/15 9 * * *", false],
+    ["0 9,18 * * *", false],
+    ["0 9-17 * * *", false],
+    ["*/3 * * * * *", false],
+  ];
+  for (const [cron, expected] of cases) assert.equal(firesAtOneTimeOfDay(cron), expected, cron);
 });
 
 describe("recurring campaigns", () => {
@@ -189,6 +206,13 @@ describe("recurring campaigns", () => {
     assert.notEqual(await fire("2027-11-07T05:30:00Z"), null, "a retried first fire still answers its run");
     const keys = (await app.deps.db("message_campaigns").where("parent_campaign_id", id).orderBy("run_key").pluck("run_key")) as string[];
     assert.deepEqual(keys.map((k) => k.slice(-20)), ["2027-11-07T05:30:00Z", "2027-11-08T06:30:00Z"]);
+    // An hourly cron's fires in the repeated hour are real fires an hour apart: both run.
+    const hourly = await createRecurring(apiKey, { cron: "30 * * * *", timezone: "America/New_York" });
+    assert.equal(hourly.status, 201, JSON.stringify(hourly.body));
+    const hourlyId = hourly.body.data.campaign_id;
+    for (const at of ["2027-11-07T05:30:00Z", "2027-11-07T06:30:00Z"]) {
+      assert.notEqual(await runs.createCampaignRun({ parentCampaignId: hourlyId, runKey: `${campaignRunWorkflowIdPrefix(hourlyId)}-${at}` }), null, at);
+    }
   });
 
   test("a run with timezone delivery plans from its fire time: a zone whose local time is the fire time sends now, not tomorrow", async () => {

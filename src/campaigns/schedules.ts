@@ -136,6 +136,17 @@ export function temporalCronExpression(cron: string): string {
   throw new InvalidCronError(`expected 5 fields (minute hour day-of-month month day-of-week) or 6 with leading seconds, got ${fields.length}`);
 }
 
+/**
+ * True when the cron fires at one fixed time of day (seconds, minute and hour each a single value:
+ * daily, weekly, monthly): then two fires at the same local wall time can only be a DST fall-back
+ * repeating that time. An hourly or finer cron fires legitimately in the repeated hour.
+ */
+export function firesAtOneTimeOfDay(cron: string): boolean {
+  const fields = temporalCronExpression(cron).split(" ");
+  const timeOfDay = fields.length === 7 ? fields.slice(0, 3) : fields.slice(0, 2);
+  return timeOfDay.every((field) => /^\d+$/.test(field));
+}
+
 /** Refuses a schedule Temporal could not run with 422 `validation_error` naming `schedule.cron`; call before inserting. */
 export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cron">): void {
   try {

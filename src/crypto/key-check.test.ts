@@ -8,6 +8,9 @@ import { createDb, migrateLatest } from "../db/knex";
 import { createLogger } from "../logger";
 import { SecretBox, parseMasterKey } from "./secret-box";
 import { assertEncryptionKeyMatches, EncryptionKeyMismatchError } from "./key-check";
+import { deviceTokenContext } from "../subscriptions/device-token";
+import { providerCredentialsContext } from "../applications/repository";
+import { newId } from "../db/ids";
 
 // A worker or API started with another AUTOMATA_ENCRYPTION_KEY would fail every send it handles
 // (token_unreadable is permanent) or seal tokens nobody else can open; these pin the start-up refusal.
@@ -58,12 +61,15 @@ test("a database from before the check: the first start must open its sealed tok
   const db = await freshDatabase();
   const key = randomKey();
   const box = boxOf(key);
-  const [app] = (await db("applications").insert({ name: "before", provider_credentials_ciphertext: box.encrypt(JSON.stringify({ fcm: {} })) }, ["id"])) as Array<{ id: string }>;
-  await db("subscriptions").insert({ application_id: app!.id, subscription_type: "iOSPush", token_ciphertext: box.encrypt("a".repeat(64)), token_hash: box.hash("a".repeat(64)) });
+  // Values sealed to their application (v2), which open only with that context.
+  const appId = newId();
+  await db("applications").insert({ id: appId, name: "before", provider_credentials_ciphertext: box.encrypt(JSON.stringify({ fcm: {} }), providerCredentialsContext(appId)) });
+  const app = { id: appId };
+  await db("subscriptions").insert({ application_id: app.id, subscription_type: "iOSPush", token_ciphertext: box.encrypt("a".repeat(64), deviceTokenContext(app.id)), token_hash: box.hash("a".repeat(64)) });
   await assert.rejects(assertEncryptionKeyMatches(db, boxOf(randomKey()), logger), /the most recent stored device tokens do not decrypt/);
   assert.equal((await db("encryption_key_check").select()).length, 0, "a refused key is not recorded");
   // One corrupted row (the README's token_unreadable case) does not lock the right key out.
-  await db("subscriptions").insert({ application_id: app!.id, subscription_type: "AndroidPush", token_ciphertext: "v1:corrupted", token_hash: box.hash("b".repeat(64)) });
+  await db("subscriptions").insert({ application_id: app.id, subscription_type: "AndroidPush", token_ciphertext: "v1:corrupted", token_hash: box.hash("b".repeat(64)) });
   await assertEncryptionKeyMatches(db, box, logger);
   assert.equal(((await db("encryption_key_check").first("fingerprint")) as { fingerprint: string }).fingerprint, box.fingerprint);
 });

@@ -43,6 +43,16 @@ test("a value sealed with a context opens only with that context; unbound v1 val
   assert.equal(box.decrypt(legacy, "device-token:app-a"), "device-token", "rows sealed before binding stay readable");
 });
 
+test("with binding off (a rolling deploy from a release that reads only v1) it writes v1, and still reads v2", () => {
+  const key = crypto.randomBytes(32);
+  const unbinding = new SecretBox(key, { bind: false });
+  const binding = new SecretBox(key);
+  const written = unbinding.encrypt("device-token", "device-token:app-a");
+  assert.match(written, /^v1:/);
+  assert.equal(binding.decrypt(written, "device-token:app-a"), "device-token");
+  assert.equal(unbinding.decrypt(binding.encrypt("device-token", "device-token:app-a"), "device-token:app-a"), "device-token");
+});
+
 test("hash is deterministic per key and differs across keys", () => {
   assert.equal(box.hash("t1"), box.hash("t1"));
   assert.notEqual(box.hash("t1"), box.hash("t2"));

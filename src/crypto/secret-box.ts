@@ -19,7 +19,15 @@ export class SecretBox {
   /** Names the master key without revealing it (hex), so processes can check they share one key. */
   readonly fingerprint: string;
 
-  constructor(masterKey: Buffer) {
+  /** Whether {@link encrypt} binds values to their context (v2); it always reads both formats. */
+  private readonly bind: boolean;
+
+  /**
+   * `bind: false` keeps writing unbound v1 values while processes of a release that cannot read v2
+   * may still run (a rolling deploy, or a rollback to one); reading is the same either way.
+   */
+  constructor(masterKey: Buffer, options: { bind?: boolean } = {}) {
+    this.bind = options.bind ?? true;
     if (masterKey.length !== 32) throw new Error("AUTOMATA_ENCRYPTION_KEY must be 32 bytes (base64 or hex)");
     this.encryptionKey = Buffer.from(crypto.hkdfSync("sha256", masterKey, Buffer.alloc(0), "automata-signal/aes-256-gcm", 32));
     this.macKey = Buffer.from(crypto.hkdfSync("sha256", masterKey, Buffer.alloc(0), "automata-signal/hmac-sha256", 32));
@@ -29,15 +37,16 @@ export class SecretBox {
   /**
    * Encrypts UTF-8 text into `v2:<iv>:<tag>:<ciphertext>` (base64url parts) bound to `context`
    * (what the value is and whose: a ciphertext copied into another application's row does not
-   * open there), or `v1:…` without one.
+   * open there), or `v1:…` without one (or while binding is off).
    */
   encrypt(plaintext: string, context?: string): string {
+    const bound = this.bind && context !== undefined;
     const iv = crypto.randomBytes(IV_BYTES);
     const cipher = crypto.createCipheriv("aes-256-gcm", this.encryptionKey, iv);
-    if (context !== undefined) cipher.setAAD(Buffer.from(context, "utf8"));
+    if (bound) cipher.setAAD(Buffer.from(context, "utf8"));
     const ciphertext = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
     const tag = cipher.getAuthTag();
-    const version = context !== undefined ? BOUND_VERSION : UNBOUND_VERSION;
+    const version = bound ? BOUND_VERSION : UNBOUND_VERSION;
     return [version, iv.toString("base64url"), tag.toString("base64url"), ciphertext.toString("base64url")].join(":");
   }
 

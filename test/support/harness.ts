@@ -68,6 +68,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ...process.env,
     AUTOMATA_ADMIN_TOKEN: adminToken,
     TEMPORAL_TASK_QUEUE: `test-${crypto.randomUUID()}`,
+    AUTOMATA_SEAL_BOUND: "on",
     ...options.env,
   });
   const logger = createLogger(options.logLevel ?? process.env.LOG_LEVEL ?? "warn", "test", options.logDestination);
