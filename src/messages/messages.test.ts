@@ -7,6 +7,7 @@ import { ledgerInvariant } from "../quota/quota";
 import { newId } from "../db/ids";
 import { startMessageWorkflows } from "./workflow-client";
 import { ApplicationIdKey, MessageIdKey, MessageStatusKey, SubscriptionIdKey } from "../../temporal/search-attributes";
+import { insertRunningCampaign } from "../../test/support/campaigns";
 
 // Short lifecycle windows and retry backoffs scaled down 10,000× so every failure class runs in seconds.
 const TIMING = { AUTOMATA_RECEIPT_TIMEOUT: "3s", AUTOMATA_CONVERSION_WINDOW: "2s", AUTOMATA_RETRY_SCALE: "0.0001", AUTOMATA_PENDING_TIMEOUT: "1h" };
@@ -341,6 +342,59 @@ describe("API rules", () => {
     assert.equal(message.body, "Order ORD-9 <shipped>");
     assert.equal(message.template_id, templateId);
     assert.equal(message.template_version, 1);
+  });
+});
+
+describe("listing", () => {
+  test("GET /messages filters by status, subscription, campaign and created range, pages newest first, and never shows another tenant's", async () => {
+    const { id: appId, apiKey: key } = await createApp();
+    const other = await createApp();
+    const [s1, s2] = [await createPushSubscription(app, key, { type: "iOSPush" }), await createPushSubscription(app, key, { type: "AndroidPush" })];
+    const campaign = await insertRunningCampaign(app, appId, "listed", {}, { status: "completed", completed_at: new Date() });
+    const otherCampaign = await insertRunningCampaign(app, other.id, "other tenant's", {}, { status: "completed", completed_at: new Date() });
+    // Rows written directly (no workflows): the listing is what is under test.
+    const row = (subscription: { id: string }, type: string, status: string, day: number, campaignId: string | null = null) => ({
+      id: newId(),
+      application_id: appId,
+      subscription_id: subscription.id,
+      subscription_type: type,
+      status,
+      body: `day ${day}`,
+      campaign_id: campaignId,
+      campaign_batch: campaignId ? 0 : null,
+      sent_at: status === "pending" ? null : new Date(Date.UTC(2026, 0, day, 0, 0, 1)),
+      created_at: new Date(Date.UTC(2026, 0, day)),
+    });
+    const m1 = row(s1, "iOSPush", "pending", 1);
+    const m2 = row(s1, "iOSPush", "successful", 2);
+    const m3 = { ...row(s1, "iOSPush", "failed", 3, campaign), error_code: "unregistered" };
+    const m4 = row(s2, "AndroidPush", "successful", 4, campaign);
+    await app.deps.db("messages").insert([m1, m2, m3, m4]);
+    const list = async (query: string, apiKey = key) => {
+      const res = await app.request("GET", `/messages?${query}`, { key: apiKey });
+      assert.equal(res.status, 200, `${query}: ${JSON.stringify(res.body)}`);
+      return res.body.data as { messages: Array<{ id: string }>; pagination: { total_items: number; total_pages: number } };
+    };
+    const ids = async (query: string, apiKey = key) => (await list(query, apiKey)).messages.map((m) => m.id);
+    const cases: Array<[query: string, expected: string[]]> = [
+      ["", [m4.id, m3.id, m2.id, m1.id]],
+      ["status=successful", [m4.id, m2.id]],
+      ["status=pending", [m1.id]],
+      [`subscription_id=${s1.id}`, [m3.id, m2.id, m1.id]],
+      [`campaign_id=${campaign}`, [m4.id, m3.id]],
+      ["from=2026-01-02T00:00:00Z&to=2026-01-04T00:00:00Z", [m3.id, m2.id]],
+      [`status=successful&subscription_id=${s2.id}`, [m4.id]],
+      [`campaign_id=${otherCampaign}`, []],
+    ];
+    for (const [query, expected] of cases) assert.deepEqual(await ids(query), expected, query);
+    const page = await list("per_page=1&page=2");
+    assert.deepEqual(page.messages.map((m) => m.id), [m3.id]);
+    assert.equal(page.pagination.total_items, 4);
+    assert.equal(page.pagination.total_pages, 4);
+    assert.deepEqual(await ids(`subscription_id=${s1.id}`, other.apiKey), [], "another tenant's key sees none of them");
+    const bad = await app.request("GET", "/messages?status=sent", { key });
+    assert.equal(bad.status, 422, JSON.stringify(bad.body));
+    assert.equal(bad.body.error.code, "validation_error");
   });
 });
 
