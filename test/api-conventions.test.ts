@@ -268,6 +268,16 @@ describe("request handling", () => {
 });
 
 describe("rate limiting", () => {
+  test("each tier's allowance per minute is announced on every answer (basic 300, premium 1,000, enterprise 5,000)", async () => {
+    for (const [tier, limit] of [["basic", "300"], ["premium", "1000"], ["enterprise", "5000"]] as const) {
+      const { apiKey: key } = await app.createApplication({ rate_limit_tier: tier });
+      const res = await app.request("GET", "/subscriptions", { key });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-ratelimit-limit"), limit, tier);
+      assert.equal(res.headers.get("x-ratelimit-remaining"), String(Number(limit) - 1), tier);
+    }
+  });
+
   test("basic tier: 300 requests per minute per key, headers on every answer, then 429", async () => {
     const { apiKey: key } = await app.createApplication();
     const first = await app.request("GET", "/subscriptions", { key });
@@ -327,11 +337,27 @@ describe("docs and health", () => {
     assert.equal((await fetch(`${app.url}/docs/assets/swagger-ui-bundle.js`)).status, 200);
   });
 
+  test("a saturated database pool answers 503 service_unavailable with Retry-After, not a 500", { timeout: 60_000 }, async () => {
+    const small = await startTestApp({ poolMax: 1 });
+    const held = await small.deps.db.transaction();
+    try {
+      // The only connection is taken: the request waits the pool's 10 s acquire timeout.
+      const res = await small.request("GET", "/subscriptions", { key: apiKey });
+      assert.equal(res.status, 503, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, "service_unavailable");
+      assert.equal(res.headers.get("retry-after"), "5");
+    } finally {
+      await held.rollback();
+      await small.close();
+    }
+  });
+
   test("healthz answers while readyz reports the missing worker", async () => {
     assert.equal((await fetch(`${app.url}/healthz`)).status, 200);
     const ready = await fetch(`${app.url}/readyz`);
     const body = (await ready.json()) as any;
     assert.equal(ready.status, 503, "this test app runs no worker on its task queue");
+    assert.equal(ready.headers.get("retry-after"), null, "not ready is not a retry-soon answer");
     assert.equal(body.error.details.checks.database.ok, true);
     assert.equal(body.error.details.checks.temporal.ok, true);
     assert.equal(body.error.details.checks.worker.ok, false);
