@@ -77,3 +77,13 @@ export function requireAdmin(deps: Deps) {
     next(valid ? undefined : new ApiError("authentication_failed", "A valid admin bearer token is required", { header: "Authorization" }));
   };
 }
+
+/**
+ * The SDK (SEQ-001) sends `application_id` in some bodies; the API key decides the tenant, so one
+ * naming another application is refused the same way on every route: 403 permission_denied.
+ */
+export function assertKeyApplication(bodyApplicationId: string | undefined, applicationId: string): void {
+  if (bodyApplicationId !== undefined && bodyApplicationId.toLowerCase() !== applicationId) {
+    throw new ApiError("permission_denied", "application_id does not match the API key's application", { field: "application_id" });
+  }
+}

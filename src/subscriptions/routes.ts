@@ -30,6 +30,7 @@ import {
   updateSubscriptionToken,
   validTokenOrThrow,
 } from "./repository";
+import { assertKeyApplication } from "../http/auth";
 
 const TAG = "Subscriptions";
 
@@ -69,12 +70,7 @@ export const subscriptionRoutes: RouteSpec[] = [
       200: { description: "Already registered: the existing subscription", schema: CreatedSubscriptionView },
     },
     handler: async ({ body, application, deps }) => {
-      if (body.application_id !== undefined && body.application_id !== application.id) {
-        throw new ApiError("validation_error", "The request body failed validation", {
-          in: "body",
-          fields: { application_id: "must be the application of the API key" },
-        });
-      }
+      assertKeyApplication(body.application_id, application.id);
       const type = subscriptionTypeOrThrow(body.type);
       const token = validTokenOrThrow(type, body.token);
       const timezone = timezoneOf(body.timezone, body.device_info);

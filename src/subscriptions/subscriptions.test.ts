@@ -112,6 +112,13 @@ describe("POST /subscriptions", () => {
     assert.equal(res.body.data.timezone, "Europe/Berlin");
     const shouted = await register(keyA, { application_id: appA.toUpperCase(), type: "AndroidPush", token: pushToken() });
     assert.equal(shouted.status, 201, JSON.stringify(shouted.body));
+    // Another application's id: refused like /users/identify does (the key decides the tenant), nothing written.
+    const token = pushToken();
+    const foreign = await register(keyA, { application_id: appB, type: "AndroidPush", token });
+    assert.equal(foreign.status, 403, JSON.stringify(foreign.body));
+    assert.equal(foreign.body.error.code, "permission_denied");
+    assert.equal(foreign.body.error.details.field, "application_id");
+    assert.equal((await app.deps.db("subscriptions").where("token_hash", app.deps.secrets.hash(token))).length, 0);
   });
 
   test("the token is stored only encrypted and as an HMAC, never in clear", async () => {
@@ -189,7 +196,6 @@ describe("POST /subscriptions", () => {
       [{ type: "iOSPush", token, tags: { ["k".repeat(129)]: "v" } }, "tags"],
       [{ type: "iOSPush", token, tags: { k: "v".repeat(257) } }, "tags.k"],
       [{ type: "iOSPush", token, tags: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`k${i}`, "v"])) }, "tags"],
-      [{ type: "iOSPush", token, application_id: appB }, "application_id"],
       [{ type: "iOSPush", token, application_id: "not-a-uuid" }, "application_id"],
       [{ type: "iOSPush", token, timezone: "Asia/Seoul", device_info: { timezone: "UTC" } }, "timezone"],
     ];

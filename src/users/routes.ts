@@ -25,16 +25,9 @@ import {
 } from "./repository";
 import { startErasureWorkflow } from "./erasure";
 import { iso } from "../http/format";
+import { assertKeyApplication } from "../http/auth";
 
 const TAG = "Users";
-
-
-/** The SDK repeats its application id in the body (SEQ-001); it may only name the key's own application. */
-function assertOwnApplication(bodyApplicationId: string | undefined, applicationId: string): void {
-  if (bodyApplicationId !== undefined && bodyApplicationId.toLowerCase() !== applicationId) {
-    throw new ApiError("permission_denied", "application_id does not match the API key's application", { field: "application_id" });
-  }
-}
 
 function erasureView(request: ErasureRequestRow): z.infer<typeof ErasureRequestView> {
   const result = request.result ?? {};
@@ -68,7 +61,7 @@ export const userRoutes: RouteSpec[] = [
     body: IdentifyBody,
     responses: { 200: { description: "The user (created if new); the subscriptions are linked", schema: IdentifyResult } },
     handler: async ({ body, application, deps }) => {
-      assertOwnApplication(body.application_id, application.id);
+      assertKeyApplication(body.application_id, application.id);
       const { user } = await identifyUser(deps.db, application.id, {
         externalId: body.external_id,
         subscriptionIds: collectSubscriptionIds(body.subscriptions, body.subscription_id),
@@ -86,7 +79,7 @@ export const userRoutes: RouteSpec[] = [
     body: LogoutBody,
     responses: { 200: { description: "The subscriptions that were unlinked", schema: LogoutResult } },
     handler: async ({ body, application, deps }) => {
-      assertOwnApplication(body.application_id, application.id);
+      assertKeyApplication(body.application_id, application.id);
       const unlinked = await logoutSubscriptions(deps.db, application.id, {
         subscriptionIds: collectSubscriptionIds(body.subscriptions, body.subscription_id),
         externalId: body.external_id,
