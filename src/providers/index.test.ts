@@ -76,3 +76,26 @@ test("missing credentials or an unsupported type throw ProviderNotConfiguredErro
   assert.throws(() => registry.providerFor(credentials(), "Email" as never), ProviderNotConfiguredError);
   await registry.closeAll();
 });
+
+test("a provider nobody asked for within the idle time is closed and a later ask opens a new one; one in use stays", async () => {
+  let clock = 0;
+  const registry = createProviderRegistry({ apnsEndpoint: sim.apnsEndpoint(), fcmEndpoint: sim.fcmEndpoint(), idleMs: 60_000, now: () => clock });
+  try {
+    const idle = registry.providerFor(credentials("app-idle"), "iOSPush");
+    const busy = registry.providerFor(credentials("app-busy"), "iOSPush");
+    assert.equal((await idle.send({ messageId: "m-1", token: "ok-idle-1", body: "hi" })).kind, "success");
+    clock = 50_000;
+    assert.equal(registry.providerFor(credentials("app-busy"), "iOSPush"), busy);
+    clock = 70_000;
+    // The next ask sweeps: app-idle was last asked for 70 s ago, app-busy 20 s ago.
+    assert.equal(registry.providerFor(credentials("app-busy"), "iOSPush"), busy);
+    assert.equal(registry.size(), 1);
+    const closed = await idle.send({ messageId: "m-2", token: "ok-idle-2", body: "hi" });
+    assert.equal(closed.kind === "temporary" ? closed.reason : closed.kind, "provider_closed");
+    const reopened = registry.providerFor(credentials("app-idle"), "iOSPush");
+    assert.notEqual(reopened, idle);
+    assert.equal((await reopened.send({ messageId: "m-3", token: "ok-idle-3", body: "hi" })).kind, "success");
+  } finally {
+    await registry.closeAll();
+  }
+});

@@ -28,7 +28,14 @@ export interface ProviderRegistryOptions {
   apns?: Pick<ApnsProviderOptions, "connections" | "pipelining" | "requestTimeoutMs" | "batchChunkSize">;
   /** Tuning passed to every FcmProvider. */
   fcm?: Pick<FcmProviderOptions, "maxSockets" | "batchChunkSize" | "sdkRetries">;
+  /** A provider not asked for this long is closed (its connections with it); default 15 minutes. */
+  idleMs?: number;
+  /** The clock (tests). */
+  now?: () => number;
 }
+
+/** Default {@link ProviderRegistryOptions.idleMs}. */
+export const PROVIDER_IDLE_MS = 15 * 60_000;
 
 /** Pool usage per platform (see PoolUsage). */
 export type ProviderPoolUsage = Record<PushProvider["platform"], PoolUsage>;
@@ -100,6 +107,10 @@ export function createProviderRegistry(options: ProviderRegistryOptions = {}): P
   const retiring = new Set<Promise<void>>();
 
   const retireErrors: unknown[] = [];
+  const idleMs = options.idleMs ?? PROVIDER_IDLE_MS;
+  const now = options.now ?? Date.now;
+  const lastAsked = new Map<string, number>();
+  let lastSweep = now();
 
   const retire = (provider: PushProvider) => {
     // Let in-flight sends finish on the old pool; closeAll waits for these and reports their failures.
@@ -112,13 +123,37 @@ export function createProviderRegistry(options: ProviderRegistryOptions = {}): P
     retiring.add(closing);
   };
 
+  /**
+   * Closes the providers nobody asked for within `idleMs`: a worker serving many applications
+   * otherwise kept every pool it ever opened (APNs HTTP/2 connections pinged every 10 minutes,
+   * firebase Apps), also those of deleted applications and of credentials removed since. A provider
+   * is asked for before every send, so an idle one has no send starting on it; close lets any
+   * still in flight finish.
+   */
+  const sweepIdle = (at: number): void => {
+    if (at - lastSweep < Math.min(idleMs, 60_000)) return;
+    lastSweep = at;
+    for (const [key, asked] of lastAsked) {
+      if (at - asked < idleMs) continue;
+      const provider = byKey.get(key);
+      byKey.delete(key);
+      lastAsked.delete(key);
+      for (const [slot, slotKey] of keyBySlot) if (slotKey === key) keyBySlot.delete(slot);
+      if (provider !== undefined) retire(provider);
+    }
+  };
+
   const remember = (slot: string, key: string, create: () => PushProvider): PushProvider => {
+    const at = now();
+    sweepIdle(at);
+    lastAsked.set(key, at);
     const existing = byKey.get(key);
     if (existing !== undefined) return existing;
     const previousKey = keyBySlot.get(slot);
     if (previousKey !== undefined) {
       const previous = byKey.get(previousKey);
       byKey.delete(previousKey);
+      lastAsked.delete(previousKey);
       if (previous !== undefined) retire(previous);
     }
     const provider = create();
@@ -158,6 +193,7 @@ export function createProviderRegistry(options: ProviderRegistryOptions = {}): P
       const providers = [...byKey.values()];
       byKey.clear();
       keyBySlot.clear();
+      lastAsked.clear();
       const results = await Promise.allSettled([...providers.map((p) => p.close()), ...retiring]);
       const errors = [...retireErrors.splice(0), ...results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []))];
       if (errors.length > 0) throw new AggregateError(errors, "some push providers failed to close");
