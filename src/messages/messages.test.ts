@@ -269,6 +269,19 @@ describe("API rules", () => {
     assert.deepEqual(await app.deps.db("messages").where("subscription_id", sub.id), before);
   });
 
+  test("an image URL FCM would refuse is refused at the API for an Android recipient, naming the request's field; iOS takes it", async () => {
+    const android = await createPushSubscription(app, apiKey, { type: "AndroidPush" });
+    const imageUrl = "https://my_cdn.example.com/a.png";
+    const refused = await send({ subscription_id: android.id, body: "x", image_url: imageUrl });
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, "invalid_message_content");
+    assert.deepEqual(Object.keys(refused.body.error.details.fields), ["image_url"]);
+    assert.match(refused.body.error.message, /^image_url /);
+    assert.equal((await app.deps.db("messages").where("subscription_id", android.id)).length, 0);
+    const ios = await createPushSubscription(app, apiKey, { type: "iOSPush" });
+    assert.equal((await send({ subscription_id: ios.id, body: "x", image_url: imageUrl })).status, 201);
+  });
+
   test("bad send input answers 4xx and writes nothing", async () => {
     const sub = await createPushSubscription(app, apiKey);
     for (const body of [{ subscription_id: sub.id }, { body: "no recipient" }, { subscription_id: "nope", body: "x" }, { subscription_id: sub.id, body: 5 }, { subscription_id: sub.id, body: "x", surprise: 1 }]) {
