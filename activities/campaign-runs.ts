@@ -21,8 +21,9 @@ export function createCampaignRunActivities(deps: Deps) {
    * this every recipient got that day's push twice.
    */
   async function repeatsLocalFire(trx: Knex.Transaction, parent: CampaignRow, runAt: Date): Promise<boolean> {
-    const zone = parent.schedule?.timezone;
-    if (!zone || !firesAtOneTimeOfDay(parent.schedule!.cron)) return false;
+    const { schedule } = parent;
+    if (!schedule?.timezone || !firesAtOneTimeOfDay(schedule.cron)) return false;
+    const zone = schedule.timezone;
     // The repeated hour's earlier fire is at most an hour (the largest DST shift: two) before.
     const recent = (await trx("message_campaigns")
       .where("parent_campaign_id", parent.id)

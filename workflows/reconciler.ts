@@ -17,11 +17,12 @@ export const RECONCILER_SCHEDULE_ID = "message-reconciler";
 export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; campaignsStarted: number; erasuresStarted?: number; schedulesDeleted?: number }> {
   const messages = await restartOrphanedMessages(options);
   const campaigns = await restartOrphanedCampaigns(options);
+  const result: Awaited<ReturnType<typeof reconcilerWorkflow>> = { ...messages, campaignsStarted: campaigns.started };
   // Runs recorded before erasures were reconciled replay without this step.
-  if (!patched("reconcile-erasures")) return { ...messages, campaignsStarted: campaigns.started };
-  const erasures = await restartPendingErasures(options);
+  if (!patched("reconcile-erasures")) return result;
+  result.erasuresStarted = (await restartPendingErasures(options)).started;
   // Runs recorded before leftover schedules were swept replay without this step.
-  if (!patched("reconcile-campaign-schedules")) return { ...messages, campaignsStarted: campaigns.started, erasuresStarted: erasures.started };
-  const schedules = await deleteLeftoverCampaignSchedules({ limit: options.limit, ...(options.applicationId ? { applicationId: options.applicationId } : {}) });
-  return { ...messages, campaignsStarted: campaigns.started, erasuresStarted: erasures.started, schedulesDeleted: schedules.deleted };
+  if (!patched("reconcile-campaign-schedules")) return result;
+  result.schedulesDeleted = (await deleteLeftoverCampaignSchedules(options)).deleted;
+  return result;
 }

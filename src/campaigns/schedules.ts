@@ -337,10 +337,20 @@ export async function triggerCampaignRun(deps: Deps, campaign: Pick<CampaignRow,
  */
 export async function deleteCampaignSchedule(deps: Deps, campaignId: string): Promise<void> {
   try {
-    await withinApiDeadline(deps, () => deps.temporal.schedule.getHandle(campaignScheduleId(campaignId)).delete());
+    await withinApiDeadline(deps, () => deleteScheduleIfPresent(deps, campaignId));
   } catch (error) {
-    if (error instanceof ScheduleNotFoundError) return;
     deps.logger.warn({ err: error, campaign_id: campaignId }, "could not delete the campaign schedule; its next fire will");
+  }
+}
+
+/** Deletes a campaign's schedule; answers false when it was already gone. Other failures throw. */
+async function deleteScheduleIfPresent(deps: Deps, campaignId: string): Promise<boolean> {
+  try {
+    await deps.temporal.schedule.getHandle(campaignScheduleId(campaignId)).delete();
+    return true;
+  } catch (error) {
+    if (error instanceof ScheduleNotFoundError) return false;
+    throw error;
   }
 }
 
@@ -373,10 +383,8 @@ export async function deleteLeftoverCampaignSchedules(deps: Deps, options: { lim
       const status = statusById.get(campaignId);
       if (status !== undefined && !ENDED_CAMPAIGN_STATUSES.includes(status)) continue;
       try {
-        await deps.temporal.schedule.getHandle(campaignScheduleId(campaignId)).delete();
-        sweep.deleted += 1;
+        if (await deleteScheduleIfPresent(deps, campaignId)) sweep.deleted += 1;
       } catch (error) {
-        if (error instanceof ScheduleNotFoundError) continue;
         sweep.failed += 1;
         deps.logger.error({ err: error, campaign_id: campaignId }, "could not delete the schedule of an ended campaign; a later pass tries again");
       }

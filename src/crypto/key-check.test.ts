@@ -64,12 +64,11 @@ test("a database from before the check: the first start must open its sealed tok
   // Values sealed to their application (v2), which open only with that context.
   const appId = newId();
   await db("applications").insert({ id: appId, name: "before", provider_credentials_ciphertext: box.encrypt(JSON.stringify({ fcm: {} }), providerCredentialsContext(appId)) });
-  const app = { id: appId };
-  await db("subscriptions").insert({ application_id: app.id, subscription_type: "iOSPush", token_ciphertext: box.encrypt("a".repeat(64), deviceTokenContext(app.id)), token_hash: box.hash("a".repeat(64)) });
+  await db("subscriptions").insert({ application_id: appId, subscription_type: "iOSPush", token_ciphertext: box.encrypt("a".repeat(64), deviceTokenContext(appId)), token_hash: box.hash("a".repeat(64)) });
   await assert.rejects(assertEncryptionKeyMatches(db, boxOf(randomKey()), logger), /the most recent stored device tokens do not decrypt/);
   assert.equal((await db("encryption_key_check").select()).length, 0, "a refused key is not recorded");
   // One corrupted row (the README's token_unreadable case) does not lock the right key out.
-  await db("subscriptions").insert({ application_id: app.id, subscription_type: "AndroidPush", token_ciphertext: "v1:corrupted", token_hash: box.hash("b".repeat(64)) });
+  await db("subscriptions").insert({ application_id: appId, subscription_type: "AndroidPush", token_ciphertext: "v1:corrupted", token_hash: box.hash("b".repeat(64)) });
   await assertEncryptionKeyMatches(db, box, logger);
   assert.equal(((await db("encryption_key_check").first("fingerprint")) as { fingerprint: string }).fingerprint, box.fingerprint);
 });

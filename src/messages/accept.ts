@@ -4,7 +4,7 @@ import { ApiError, notFound } from "../http/errors";
 import { newId } from "../db/ids";
 import { validatePushMessage, type PushPlatform } from "../providers/validation";
 import { PUSH_SUBSCRIPTION_TYPES, isPushSubscriptionType } from "../providers/types";
-import { toPushMessage, type StoredPushOptions } from "./push-options";
+import { requestFieldOf, toPushMessage, type StoredPushOptions } from "./push-options";
 import { startMessageWorkflows } from "./workflow-client";
 import { withinApiDeadline } from "../http/temporal-deadline";
 import { assertQuotaAvailable } from "../quota/quota";
@@ -126,23 +126,11 @@ function view(row: { id: string; subscription_id: string; status: string; create
   return { message_id: row.id, subscription_id: row.subscription_id, status: row.status, created_at: new Date(row.created_at).toISOString() };
 }
 
-/** The request's name of a provider message field (toPushMessage's inverse); others are named alike. */
-const REQUEST_FIELD: Readonly<Record<string, string>> = {
-  imageUrl: "image_url",
-  threadId: "thread_id",
-  mutableContent: "mutable_content",
-  interruptionLevel: "interruption_level",
-  collapseKey: "collapse_key",
-  clickAction: "click_action",
-  androidChannelId: "android_channel_id",
-  expiration: "ttl_seconds",
-};
-
 /** Rejects content no provider would take, at the API (REF-001 `message_too_large` 400), not later. */
 export function assertSendable(content: Pick<MessageContent, "title" | "body" | "data" | "options">, platforms: PushPlatform[]): void {
   const probe = toPushMessage({ id: "00000000-0000-7000-8000-000000000000", ...content }, "validation-probe-token");
   const issues = validatePushMessage(probe, platforms).map((issue) => {
-    const field = REQUEST_FIELD[issue.field];
+    const field = requestFieldOf(issue.field);
     return field === undefined ? issue : { ...issue, field, message: issue.message.replace(issue.field, field) };
   });
   if (issues.length === 0) return;

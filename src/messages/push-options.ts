@@ -92,6 +92,23 @@ export function storedPushOptions(input: Partial<Record<keyof typeof PushOptions
   return options;
 }
 
+/** The request's (stored option's) name of each provider message field {@link toPushMessage} renames. */
+const REQUEST_FIELD: Readonly<Record<string, string>> = {
+  imageUrl: "image_url",
+  threadId: "thread_id",
+  mutableContent: "mutable_content",
+  interruptionLevel: "interruption_level",
+  collapseKey: "collapse_key",
+  clickAction: "click_action",
+  androidChannelId: "android_channel_id",
+  expiration: "ttl_seconds",
+};
+
+/** The request field a provider message field came from, or undefined when the name is the same. */
+export function requestFieldOf(pushMessageField: string): string | undefined {
+  return REQUEST_FIELD[pushMessageField];
+}
+
 /** Builds the provider message for one device from a stored message. */
 export function toPushMessage(
   message: { id: string; title: string | null; body: string | null; data: Record<string, unknown> | null; options: StoredPushOptions | null },
