@@ -1,6 +1,6 @@
 import { loadConfig } from "./config";
 import { createLogger } from "./logger";
-import { createDeps, closeDeps, startApiServer } from "./runtime";
+import { createDeps, closeDeps, startApiProcessServers } from "./runtime";
 import { onShutdownSignal, requireEnv } from "./infra/process";
 import { assertEncryptionKeyMatches } from "./crypto/key-check";
 
@@ -17,10 +17,11 @@ async function main(): Promise<void> {
   if (!config.AUTOMATA_ADMIN_TOKEN) logger.warn("AUTOMATA_ADMIN_TOKEN is not set: the admin API refuses every request");
   const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
-  const api = await startApiServer(deps, config.PORT, config.HOST);
-  logger.info({ url: api.url }, "API listening");
+  // /metrics goes on AUTOMATA_METRICS_PORT, not on PORT (which fly.io's proxy and compose publish).
+  const servers = await startApiProcessServers(deps, { port: config.PORT, host: config.HOST, metricsPort: config.AUTOMATA_METRICS_PORT });
+  logger.info({ url: servers.api.url, metricsPort: servers.metrics.port }, "API listening");
   onShutdownSignal(logger, async () => {
-    await api.close();
+    await servers.close();
     await closeDeps(deps);
   });
 }

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
+import { ApnsError, Notification } from "apns2";
 import { createLogger, redactRequestUrl, serializeError } from "./logger";
 
 test("request URLs lose external user ids (path and query) but keep routes, UUIDs and plain filters", () => {
@@ -47,4 +48,16 @@ test("secret field names are redacted at any depth up to four, and under `error`
   assert.ok(!/tok-0|key-1|key-2|key-3/.test(JSON.stringify(first)), JSON.stringify(first));
   assert.equal(first!.d.e.f.private_key, "[redacted]");
   assert.equal(second!.error.message, "activity exploded");
+});
+
+test("a provider error or credential object logged whole shows neither the device token, the payload nor the credential", () => {
+  const lines: string[] = [];
+  const logger = createLogger("info", "t", new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString()), done()) }));
+  // apns2's error carries its notification (device token and alert) as enumerable fields.
+  const notification = new Notification("a1b2c3d4e5f60718", { alert: "Hi Jane, your order shipped" });
+  logger.error({ err: new ApnsError({ statusCode: 400, notification, response: { reason: "BadDeviceToken", timestamp: 0 } }) }, "send failed");
+  logger.error({ provider: { accessToken: "ya29.secret", serviceAccount: { private_key: "pk" }, service_account: "{}" } }, "credential");
+  const text = lines.join("\n");
+  for (const secret of ["a1b2c3d4e5f60718", "Hi Jane", "ya29.secret", "pk\""]) assert.ok(!text.includes(secret), `${secret} in ${text}`);
+  assert.match(text, /BadDeviceToken/, "the reason stays");
 });

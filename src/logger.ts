@@ -1,7 +1,12 @@
 import pino, { type DestinationStream, type Logger } from "pino";
 
 /** Field names that carry secrets; redacted wherever they appear up to {@link REDACTED_DEPTH} levels down. */
-const SECRET_FIELDS = ["token", "api_key", "apiKey", "password", "signingKey", "signing_key", "private_key", "credentials", "device_token", "plaintext"];
+const SECRET_FIELDS = [
+  "token", "api_key", "apiKey", "password", "signingKey", "signing_key", "private_key", "credentials", "device_token", "plaintext",
+  // apns2 names the device token deviceToken; firebase-admin's credential shapes; a provider
+  // notification holds the token and the (personal) payload.
+  "deviceToken", "accessToken", "access_token", "serviceAccount", "service_account", "notification",
+];
 
 /** How deep a secret field name is still found (pino's wildcards match exactly one level each). */
 const REDACTED_DEPTH = 4;
@@ -24,10 +29,11 @@ export const REDACTED_PATHS = [
  * `Failing row contains (…)`, the JSON a statement choked on); the code, constraint, table and
  * column say what went wrong without them.
  */
-const VALUE_QUOTING_ERROR_FIELDS = ["detail", "where", "internalQuery", "parameters"];
+const VALUE_QUOTING_ERROR_FIELDS = ["detail", "where", "internalQuery", "parameters", "notification"];
 
 /**
- * pino's error serializer without the fields that quote row values. pino-http hands its custom
+ * pino's error serializer without the fields that quote row values (or, on apns2's ApnsError, the
+ * notification with its device token and payload). pino-http hands its custom
  * serializers an error it already serialized (a plain object), so those are cleaned too.
  */
 export function serializeError(error: unknown): unknown {

@@ -9,6 +9,7 @@ import { SecretBox, parseMasterKey } from "./crypto/secret-box";
 import { createHttpApp } from "./http/app";
 import { apiRoutes } from "./api-routes";
 import { PushDelivery, type SimulatorTarget } from "./messages/delivery";
+import { startMetricsServer, type MetricsServer } from "./metrics/exposition";
 
 /** Where the process's infrastructure lives and which key protects secrets at rest. */
 export interface RuntimeOptions {
@@ -53,11 +54,47 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
+/** How {@link startApiServer} serves. */
+export interface ApiServerOptions {
+  /**
+   * Serve `GET /metrics` on the API's own port (default true: the all-in-one `npm start`, tests and
+   * benchmarks scrape one port). The production API turns it off and serves metrics on
+   * AUTOMATA_METRICS_PORT, which no public proxy routes to.
+   */
+  serveMetrics?: boolean;
+}
+
 /** Serves the REST API; `close` stops accepting connections and lets in-flight requests finish. */
-export async function startApiServer(deps: Deps, port: number, host = "0.0.0.0"): Promise<ApiServer> {
-  const app = createHttpApp(deps, apiRoutes);
+export async function startApiServer(deps: Deps, port: number, host = "0.0.0.0", options: ApiServerOptions = {}): Promise<ApiServer> {
+  const app = createHttpApp(deps, apiRoutes, { serveMetrics: options.serveMetrics ?? true });
   const server = http.createServer(app);
   server.keepAliveTimeout = 65_000;
   const listening = await listen(server, port, host);
   return { server, url: `http://localhost:${listening.port}`, close: listening.close };
+}
+
+/** The production API process's two listeners. */
+export interface ApiProcessServers {
+  api: ApiServer;
+  metrics: MetricsServer;
+  /** Drains the API, then stops the metrics server. */
+  close(): Promise<void>;
+}
+
+/**
+ * What `node dist/src/api.js` serves: the REST API on `port` without `/metrics` (the public proxy
+ * routes that port, and /metrics is unauthenticated with every tenant's totals), and `/metrics` +
+ * `/healthz` on `metricsPort`, as the worker does.
+ */
+export async function startApiProcessServers(deps: Deps, listen: { port: number; host: string; metricsPort: number }): Promise<ApiProcessServers> {
+  const api = await startApiServer(deps, listen.port, listen.host, { serveMetrics: false });
+  const metrics = await startMetricsServer(deps.logger, listen.metricsPort, listen.host);
+  return {
+    api,
+    metrics,
+    close: async () => {
+      await api.close();
+      await metrics.close();
+    },
+  };
 }

@@ -27,7 +27,8 @@ async function main(): Promise<void> {
   const worker = await startWorker(deps, temporalAddress);
   // The worker has no API: a tiny server exposes /metrics (ours + the Temporal SDK's) and /healthz.
   setBacklogSource(deps.db);
-  const metrics = await startMetricsServer(logger, config.AUTOMATA_METRICS_PORT);
+  // HOST as for the API: fly sets "::" so its private IPv6 network (the scraper, the check) reaches it.
+  const metrics = await startMetricsServer(logger, config.AUTOMATA_METRICS_PORT, config.HOST);
   logger.info({ port: metrics.port }, "metrics listening");
   await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE }, "worker running");

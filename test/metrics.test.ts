@@ -9,6 +9,7 @@ import { createPushSubscription, seedPushSubscriptions, simulatorToken } from ".
 import { registry, setBacklogSource } from "../src/metrics/registry";
 import { createDb } from "../src/db/knex";
 import { startMetricsServer } from "../src/metrics/exposition";
+import { startApiProcessServers } from "../src/runtime";
 
 let app: TestApp;
 let apiKey: string;
@@ -216,6 +217,12 @@ describe("metrics", () => {
     assert.equal(second.status, 403, JSON.stringify(second.body));
     assert.equal(second.body.error.code, "quota_exceeded");
     assert.equal(await valueOf("automata_quota_rejections_total", { period: "daily" }), rejections0 + 1);
+    // A refused send to a user's two devices is two refused messages, not one refused request.
+    await createPushSubscription(app, limitedKey, { type: "iOSPush", externalId: "rejected-twice" });
+    await createPushSubscription(app, limitedKey, { type: "AndroidPush", externalId: "rejected-twice" });
+    const fanOut = await app.request("POST", "/messages", { key: limitedKey, body: { external_id: "rejected-twice", title: "three" } });
+    assert.equal(fanOut.status, 403, JSON.stringify(fanOut.body));
+    assert.equal(await valueOf("automata_quota_rejections_total", { period: "daily" }), rejections0 + 3);
   });
 
   test("GET /metrics answers Prometheus text with automata_ series and the Temporal SDK's", async () => {
@@ -242,6 +249,41 @@ describe("metrics", () => {
       assert.equal((await fetch(`http://127.0.0.1:${server.port}/nope`)).status, 404);
     } finally {
       await server.close();
+    }
+  });
+
+  test("the production API serves /metrics on its metrics port only, never on the public API port", async () => {
+    const servers = await startApiProcessServers(app.deps, { port: 0, host: "127.0.0.1", metricsPort: 0 });
+    try {
+      const onApiPort = await fetch(`${servers.api.url}/metrics`);
+      assert.equal(onApiPort.status, 404);
+      assert.equal(((await onApiPort.json()) as { error: { code: string } }).error.code, "resource_not_found");
+      assert.equal((await fetch(`${servers.api.url}/healthz`)).status, 200, "the API itself is up");
+      const onMetricsPort = await fetch(`http://127.0.0.1:${servers.metrics.port}/metrics`);
+      assert.equal(onMetricsPort.status, 200);
+      assert.match(await onMetricsPort.text(), /^automata_http_request_duration_seconds_bucket\{/m);
+    } finally {
+      await servers.close();
+    }
+  });
+
+  test("one scrape reads the backlog with one query for both backlog gauges", async () => {
+    let queries = 0;
+    // The real pool, counted: prom-client collects the two gauges at the same time.
+    const counted = new Proxy(app.deps.db, {
+      get: (target, property, receiver) =>
+        property === "raw" ? (...args: Parameters<typeof target.raw>) => ((queries += 1), target.raw(...args)) : Reflect.get(target, property, receiver),
+    });
+    setBacklogSource(counted);
+    try {
+      const text = await (await fetch(`${app.url}/metrics`)).text();
+      assert.match(text, /^automata_messages_pending \d+/m);
+      assert.match(text, /^automata_messages_oldest_pending_age_seconds [\d.]+/m);
+      assert.equal(queries, 1);
+      await fetch(`${app.url}/metrics`);
+      assert.equal(queries, 1, "a second scrape within 10 s reads the cache");
+    } finally {
+      setBacklogSource(app.deps.db);
     }
   });
 

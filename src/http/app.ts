@@ -69,8 +69,8 @@ function recordRequestDuration(req: Request, res: Response, next: NextFunction):
   next();
 }
 
-/** Builds the Express application: REF-001 envelope, auth, rate limits, validation, docs, health. */
-export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express {
+/** Builds the Express application: REF-001 envelope, auth, rate limits, validation, docs, health, and `/metrics` when `serveMetrics`. */
+export function createHttpApp(deps: Deps, routes: RouteSpec[], options: { serveMetrics: boolean }): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("trust proxy", true);
@@ -105,12 +105,15 @@ export function createHttpApp(deps: Deps, routes: RouteSpec[]): express.Express 
     }),
   );
 
-  // Prometheus scrape endpoint: unauthenticated like /healthz (expose it only to the scraper's network).
-  app.get("/metrics", (_req, res, next) => {
-    renderMetrics()
-      .then((text) => res.setHeader("Content-Type", METRICS_CONTENT_TYPE).send(text))
-      .catch(next);
-  });
+  // Prometheus scrape endpoint: unauthenticated like /healthz, so only where the public cannot reach
+  // it (the production API serves it on its own metrics port instead).
+  if (options.serveMetrics) {
+    app.get("/metrics", (_req, res, next) => {
+      renderMetrics()
+        .then((text) => res.setHeader("Content-Type", METRICS_CONTENT_TYPE).send(text))
+        .catch(next);
+    });
+  }
 
   app.get("/healthz", (_req, res) => {
     res.json({ status: "success", data: { status: "ok" } });

@@ -63,7 +63,7 @@ export function observeProviderOutcome(provider: string, outcome: { kind: string
   if (outcome.kind !== "success") providerErrorsTotal.inc({ provider, reason: outcome.reason ?? outcome.kind });
 }
 
-/** Sends refused for quota, by period (daily, monthly, credit), at the API check and at the workflow's debit. */
+/** Messages refused for quota, by period (daily, monthly, credit), at the API check and at the workflow's debit (a refused batch counts its messages). */
 export const quotaRejectionsTotal = new Counter({
   name: "automata_quota_rejections_total",
   help: "Messages refused because a quota period or the credit is exhausted",
@@ -91,13 +91,13 @@ const BACKLOG_CACHE_MS = 10_000;
 let backlogDb: Knex | undefined;
 let backlogCache: { at: number; count: number; oldestAgeSeconds: number } | undefined;
 
-async function readBacklog(): Promise<{ count: number; oldestAgeSeconds: number } | undefined> {
-  if (!backlogDb) return undefined;
-  if (backlogCache && Date.now() - backlogCache.at < BACKLOG_CACHE_MS) return backlogCache;
+let backlogReading: Promise<{ count: number; oldestAgeSeconds: number } | undefined> | undefined;
+
+async function queryBacklog(db: Knex): Promise<{ count: number; oldestAgeSeconds: number } | undefined> {
   let row: { count: string; oldest: string | null } | undefined;
   try {
     // Served by the partial index messages_pending_created_at_idx; cached so scrapes stay cheap.
-    const result = await backlogDb.raw<{ rows: Array<{ count: string; oldest: string | null }> }>(
+    const result = await db.raw<{ rows: Array<{ count: string; oldest: string | null }> }>(
       "select count(*) as count, extract(epoch from now() - min(created_at)) as oldest from messages where status = 'pending'",
     );
     row = result.rows[0];
@@ -108,6 +108,16 @@ async function readBacklog(): Promise<{ count: number; oldestAgeSeconds: number 
   }
   backlogCache = { at: Date.now(), count: Number(row?.count ?? 0), oldestAgeSeconds: Number(row?.oldest ?? 0) };
   return backlogCache;
+}
+
+async function readBacklog(): Promise<{ count: number; oldestAgeSeconds: number } | undefined> {
+  if (!backlogDb) return undefined;
+  if (backlogCache && Date.now() - backlogCache.at < BACKLOG_CACHE_MS) return backlogCache;
+  // prom-client collects every metric at once: both backlog gauges share one query, not one each.
+  backlogReading ??= queryBacklog(backlogDb).finally(() => {
+    backlogReading = undefined;
+  });
+  return backlogReading;
 }
 
 /** Messages waiting to be sent (status pending), read from PostgreSQL on scrape (cached 10 s). */
@@ -176,6 +186,7 @@ export function addProviderPoolSource(source: () => ProviderPoolUsage): () => vo
 export function setBacklogSource(db: Knex | undefined): void {
   backlogDb = db;
   backlogCache = undefined;
+  backlogReading = undefined;
 }
 
 /** Provider label for a message: the provider that handled it, else the platform its subscription type goes to. */

@@ -328,7 +328,8 @@ async function debitQuota(db: Knex, spec: DebitSpec): Promise<DebitResult> {
     } catch (error) {
       // The refusal was thrown only to roll back the grants of this attempt; it is an answer.
       if (error instanceof QuotaRefused) {
-        quotaRejectionsTotal.inc({ period: error.result.period });
+        // Messages, not calls: a refused 500-message campaign batch weighs what 500 refused sends do.
+        quotaRejectionsTotal.inc({ period: error.result.period }, spec.units);
         return error.result;
       }
       throw error;
@@ -603,7 +604,7 @@ export async function assertQuotaAvailable(db: Knex, applicationId: string, unit
   }
   if (refusals.length > 0) {
     const binding = mostBinding(refusals);
-    quotaRejectionsTotal.inc({ period: binding.period });
+    quotaRejectionsTotal.inc({ period: binding.period }, units);
     throw quotaExceededError(binding);
   }
 }
