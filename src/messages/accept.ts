@@ -210,30 +210,44 @@ export async function acceptMessages(
     };
   });
   const resentFrom = new Set(rows.filter((row) => row.resent_from_id !== null).map((row) => row.id));
-  const inserted = await deps.db.transaction(async (trx) => {
-    const created = (await trx("messages")
-      .insert(rows)
-      .onConflict(trx.raw("(application_id, idempotency_key, subscription_id) where idempotency_key is not null"))
-      .ignore()
-      .returning(["id", "subscription_id", "status", "created_at"])) as Array<{ id: string; subscription_id: string; status: string; created_at: Date }>;
-    if (idempotencyKey && created.length < rows.length) {
-      // A concurrent request with this key committed first (ON CONFLICT waited for it, and the next
-      // statement's snapshot sees it). If it was a different request, throwing rolls back what this
-      // one inserted for the recipients the two did not share, rather than leave them to be sent.
-      assertSameRequest(await findByIdempotencyKey(trx, applicationId, idempotencyKey), options.requestHash);
-    }
-    if (created.length > 0) {
-      await trx("message_events").insert(
-        created.map((m) => ({ id: newId(), message_id: m.id, application_id: applicationId, event_type: "created", to_status: "pending", data: JSON.stringify(options.eventData ?? { source: resentFrom.has(m.id) ? "resend" : "api" }) })),
-      );
-    }
-    return created;
-  });
+  const outcome = await deps.db
+    .transaction(async (trx) => {
+      if (idempotencyKey) {
+        // Requests with one key take turns: two different requests naming different recipients
+        // never meet in the unique index, so without this both would insert and both answer 201.
+        await trx.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [`message-idempotency:${applicationId}:${idempotencyKey}`]);
+        const earlier = await findByIdempotencyKey(trx, applicationId, idempotencyKey);
+        if (earlier.length > 0) {
+          assertSameRequest(earlier, options.requestHash);
+          return { inserted: [], earlier };
+        }
+      }
+      const created = (await trx("messages")
+        .insert(rows)
+        .onConflict(trx.raw("(application_id, idempotency_key, subscription_id) where idempotency_key is not null"))
+        .ignore()
+        .returning(["id", "subscription_id", "status", "created_at"])) as Array<{ id: string; subscription_id: string; status: string; created_at: Date }>;
+      if (idempotencyKey && created.length < rows.length) {
+        // Only a process without the lock above (an older release during a rolling deploy) gets
+        // here: a different request rolls back what this one inserted, rather than leave it sent.
+        assertSameRequest(await findByIdempotencyKey(trx, applicationId, idempotencyKey), options.requestHash);
+      }
+      if (created.length > 0) {
+        await trx("message_events").insert(
+          created.map((m) => ({ id: newId(), message_id: m.id, application_id: applicationId, event_type: "created", to_status: "pending", data: JSON.stringify(options.eventData ?? { source: resentFrom.has(m.id) ? "resend" : "api" }) })),
+        );
+      }
+      return { inserted: created, earlier: undefined };
+    })
+    .catch((error: unknown) => {
+      throw recipientGoneError(error) ?? error;
+    });
+  const { inserted } = outcome;
   // Only rows this request inserted (committed above) count; idempotent repeats are not new messages.
   const typeOf = new Map(recipients.map((r) => [r.id, r.subscription_type]));
   for (const m of inserted) messagesTotal.inc({ event: "accepted", channel: "push", provider: providerLabel({ subscription_type: typeOf.get(m.subscription_id) }) });
-  // A concurrent request with the same key won the insert race: answer with its messages.
-  const accepted = idempotencyKey && inserted.length < rows.length ? await findByIdempotencyKey(deps.db, applicationId, idempotencyKey) : inserted;
+  // A concurrent request with the same key committed first: answer with its messages.
+  const accepted = outcome.earlier ?? (idempotencyKey && inserted.length < rows.length ? await findByIdempotencyKey(deps.db, applicationId, idempotencyKey) : inserted);
   await startAcceptedWorkflows(deps, applicationId, accepted);
   return accepted.map(view);
 }
@@ -251,6 +265,19 @@ async function startAcceptedWorkflows(deps: Deps, applicationId: string, message
   } catch (error) {
     deps.logger.error({ err: error, application_id: applicationId, count: messages.length }, "workflow start failed; the reconciler will start these messages");
   }
+}
+
+/**
+ * A recipient deleted (user erasure, subscription deleted) between resolving it and inserting its
+ * message fails the insert's foreign key; that is the same answer as resolving it a moment later
+ * (404), not a server error.
+ */
+function recipientGoneError(error: unknown): ApiError | undefined {
+  const { code, constraint } = (error ?? {}) as { code?: string; constraint?: string };
+  if (code !== "23503") return undefined;
+  if (constraint === "messages_subscription_fk") return new ApiError("resource_not_found", "subscription not found", { reason: "the subscription was deleted while the message was being accepted" });
+  if (constraint === "messages_user_fk") return new ApiError("resource_not_found", "user not found", { reason: "the user was deleted while the message was being accepted" });
+  return undefined;
 }
 
 /** The messages an Idempotency-Key created, with their request fingerprints (one index lookup). */

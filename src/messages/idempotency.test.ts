@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startTestApp, type TestApp } from "../../test/support/harness";
+import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
 import { createPushSubscription } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { assertSameRequest, requestFingerprint } from "./idempotency";
@@ -164,6 +164,52 @@ describe("Idempotency-Key reused with a different request", () => {
     const stored = await messagesWithKey(headers["Idempotency-Key"]!);
     assert.equal(new Set(stored.map((m: { body: string }) => m.body)).size, 1, "only the winner's messages exist");
     assert.equal(stored.length, fanOut.status === 201 ? 2 : 1);
+  });
+
+  test("concurrent different requests with one key and no recipient in common: one 201, the other 409, one message", async () => {
+    for (let trial = 0; trial < 5; trial += 1) {
+      const [a, b] = [await createPushSubscription(app, apiKey), await createPushSubscription(app, apiKey)];
+      const headers = keyHeader();
+      const answers = await Promise.all([
+        app.request("POST", "/messages", { key: apiKey, headers, body: { subscription_id: a.id, body: "to a" } }),
+        app.request("POST", "/messages", { key: apiKey, headers, body: { subscription_id: b.id, body: "to b" } }),
+      ]);
+      assert.deepEqual(answers.map((r) => r.status).sort(), [201, 409], JSON.stringify(answers.map((r) => r.body)));
+      const stored = await messagesWithKey(headers["Idempotency-Key"]!);
+      assert.equal(stored.length, 1, "only the winner's message exists");
+      const winner = answers.find((r) => r.status === 201)!;
+      assert.equal(stored[0].id, winner.body.data.message_id);
+      // The winner's retry still replays it (the loser's request did not take the key).
+      const retry = await app.request("POST", "/messages", { key: apiKey, headers, body: { subscription_id: stored[0].subscription_id, body: stored[0].body } });
+      assert.equal(retry.status, 201);
+      assert.equal(retry.body.data.message_id, winner.body.data.message_id);
+    }
+  });
+
+  test("a subscription deleted while its message is being accepted answers 404, not 500, and leaves no message", async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    // What a user erasure does: lock the subscription, then delete it.
+    const trx = await app.deps.db.transaction();
+    const holder = Number((await trx.raw("select pg_backend_pid() as pid")).rows[0].pid);
+    let send: ReturnType<typeof app.request<any>> | undefined;
+    try {
+      await trx("subscriptions").where({ id: sub.id }).forUpdate();
+      send = app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, body: "racing the erasure" } });
+      // The insert's foreign-key check waits on the lock; only then does the delete land.
+      await eventually(async () => {
+        const rows = (await app.deps.db.raw("select pg_blocking_pids(pid) as blockers from pg_stat_activity where wait_event_type = 'Lock'")).rows as Array<{ blockers: number[] }>;
+        return rows.some((row) => row.blockers.includes(holder)) || undefined;
+      }, 10_000, 10);
+      await trx("subscriptions").where({ id: sub.id }).delete();
+      await trx.commit();
+    } catch (error) {
+      await trx.rollback();
+      throw error;
+    }
+    const res = await send!;
+    assert.equal(res.status, 404, JSON.stringify(res.body));
+    assert.equal(res.body.error.code, "resource_not_found");
+    assert.equal((await app.deps.db("messages").where({ subscription_id: sub.id })).length, 0);
   });
 
   test("messages stored before fingerprints existed (request_hash NULL) still answer any request with the key", async () => {
