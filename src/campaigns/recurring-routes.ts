@@ -4,7 +4,7 @@ import { ApiError } from "../http/errors";
 import { paginate, PaginationQuery } from "../http/pagination";
 import { iso } from "../http/format";
 import { apiCampaignStatus, campaignCountsOf, reportedCounts, type CampaignRow } from "./repository";
-import { changeActiveRuns, changeStatus, loadCampaign } from "./routes";
+import { changeActiveRuns, changeStatusIdempotently, loadCampaign } from "./routes";
 import { cancelSignal } from "../../workflows/campaign";
 import { deleteCampaignSchedule } from "./schedules";
 
@@ -65,10 +65,7 @@ export const recurringCampaignRoutes: RouteSpec[] = [
           campaign_type: current.campaign_type,
         });
       }
-      const c =
-        current.status === "cancelled"
-          ? current
-          : await changeStatus(deps, application.id, params.id, "be deleted", ["running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
+      const { campaign: c } = await changeStatusIdempotently(deps, application.id, params.id, "be deleted", ["running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
       // PostgreSQL first: a fire racing this delete sees the cancelled campaign and skips.
       await deleteCampaignSchedule(deps, c.id);
       // A run sending finishes; a paused one (paused with the campaign, or by its id) is cancelled:

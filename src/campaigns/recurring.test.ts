@@ -5,10 +5,11 @@ import { startTestApp, eventually, type TestApp } from "../../test/support/harne
 import { seedPushSubscriptions } from "../../test/support/fixtures";
 import { insertRunningCampaign } from "../../test/support/campaigns";
 import { newId } from "../db/ids";
-import { campaignWorkflowId, progressQuery } from "../../workflows/campaign";
+import { campaignWorkflowId, pauseSignal, progressQuery } from "../../workflows/campaign";
 import { createReconcilerActivities } from "../../activities/reconciler";
 import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
+import { changeActiveRuns, changeStatusIdempotently } from "./routes";
 import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
@@ -439,6 +440,39 @@ describe("recurring campaigns", () => {
     assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
     assert.equal(await statusOf(third), "cancelled");
     await eventually(async () => (await app.deps.temporal.workflow.getHandle(campaignWorkflowId(third)).describe()).status.name === "COMPLETED", 15_000, 100);
+  });
+
+  test("a pause whose runs step lands after a concurrent DELETE leaves no run paused for ever", async () => {
+    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const parentId = res.body.data.campaign_id as string;
+    // A run going out now (no workflow: only the rows matter to the ordering).
+    const runId = await insertRunningCampaign(app, appId, "run", {}, { parent_campaign_id: parentId, run_key: "r1", campaign_type: "immediate" });
+    // POST /pause, step by step: the campaign is paused...
+    const paused = await changeStatusIdempotently(app.deps, appId, parentId, "pause", ["running"], { status: "paused" });
+    assert.equal(paused.changed, true);
+    // ...then the whole DELETE runs (it cancels paused runs; this one is still running)...
+    const deleted = await app.request("DELETE", `/campaigns/${parentId}`, { key: apiKey });
+    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    // ...then the pause reaches the runs: the campaign is no longer paused, so they stay as they are.
+    await changeActiveRuns(app.deps, paused.campaign, ["running"], { status: "paused" }, pauseSignal);
+    const run = await app.deps.db("message_campaigns").where({ id: runId }).first();
+    assert.equal(run.status, "running", "a run sending finishes (DELETE's rule), never paused with nobody to resume it");
+  });
+
+  test("concurrent repeats of cancel, pause and resume all answer 200 with the campaign in that state", async () => {
+    const { apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    for (let trial = 0; trial < 3; trial += 1) {
+      const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      const id = res.body.data.campaign_id as string;
+      for (const [action, status] of [["pause", "paused"], ["resume", "in_progress"], ["cancel", "cancelled"]] as const) {
+        const answers = await Promise.all([0, 1, 2].map(() => app.request("POST", `/campaigns/${id}/${action}`, { key: apiKey })));
+        assert.deepEqual(answers.map((r) => r.status), [200, 200, 200], `${action}: ${JSON.stringify(answers.map((r) => r.body))}`);
+        assert.deepEqual(answers.map((r) => r.body.data.status), [status, status, status], action);
+      }
+    }
   });
 
   test("execute racing a DELETE answers the campaign's state, never a 5xx", async () => {

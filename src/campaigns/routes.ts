@@ -163,6 +163,28 @@ export async function changeStatus(deps: Deps, applicationId: string, id: string
 }
 
 /**
+ * {@link changeStatus} for the idempotent actions (cancel, pause, resume, delete): a campaign
+ * already in `set.status` is answered as it is — also when a concurrent call (a client's retry
+ * after a timeout) moved it between our read and our update. `changed` says whether this call did.
+ */
+export async function changeStatusIdempotently(
+  deps: Deps,
+  applicationId: string,
+  id: string,
+  action: string,
+  from: readonly CampaignStatus[],
+  set: Record<string, unknown> & { status: CampaignStatus },
+): Promise<{ campaign: CampaignRow; changed: boolean }> {
+  const current = await loadCampaign(deps, applicationId, id);
+  if (current.status === set.status) return { campaign: current, changed: false };
+  const [updated] = (await deps.db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
+  if (updated) return { campaign: updated, changed: true };
+  const now = await loadCampaign(deps, applicationId, id);
+  if (now.status === set.status) return { campaign: now, changed: false };
+  refuse(now, action);
+}
+
+/**
  * Moves the runs of a recurring campaign that are in `from` as `set` says, then tells their
  * workflows: pausing, resuming or cancelling a recurring campaign reaches the run going out now
  * (an operator stopping a wrong push means that one), not only the fires to come. A cancelled
@@ -172,10 +194,17 @@ export async function changeActiveRuns(
   deps: Deps,
   parent: CampaignRow,
   from: CampaignStatus[],
-  set: Record<string, unknown>,
+  set: Record<string, unknown> & { status: CampaignStatus },
   signal: typeof cancelSignal | typeof pauseSignal | typeof resumeSignal,
 ): Promise<void> {
-  const runs = (await deps.db("message_campaigns").where({ application_id: parent.application_id, parent_campaign_id: parent.id }).whereIn("status", from).update(set, "*")) as CampaignRow[];
+  // Runs follow the campaign only while it is still where this call put it: a pause whose runs
+  // update came after a concurrent DELETE (which cancels paused runs) would otherwise leave its
+  // run paused with nothing ever to resume it. The parent's row lock orders the two.
+  const runs = await deps.db.transaction(async (trx) => {
+    const still = await trx("message_campaigns").where({ id: parent.id, application_id: parent.application_id, status: set.status }).forUpdate().first("id");
+    if (!still) return [];
+    return (await trx("message_campaigns").where({ application_id: parent.application_id, parent_campaign_id: parent.id }).whereIn("status", from).update(set, "*")) as CampaignRow[];
+  });
   for (const run of runs) {
     if (signal === cancelSignal) await cancelCampaignWorkflow(deps, run);
     else await signalCampaignWorkflow(deps, run.id, signal);
@@ -436,11 +465,7 @@ export const campaignRoutes: RouteSpec[] = [
     params: IdParams,
     responses: { 200: { description: "The cancelled campaign" } },
     handler: async ({ params, deps, application }) => {
-      const current = await loadCampaign(deps, application.id, params.id);
-      const c =
-        current.status === "cancelled"
-          ? current
-          : await changeStatus(deps, application.id, params.id, "cancel", ["draft", "scheduled", "running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
+      const { campaign: c } = await changeStatusIdempotently(deps, application.id, params.id, "cancel", ["draft", "scheduled", "running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
       // Recurring: no further runs, and the run in progress is cancelled with it.
       if (c.schedule) {
         await deleteCampaignSchedule(deps, c.id);
@@ -459,14 +484,13 @@ export const campaignRoutes: RouteSpec[] = [
     responses: { 200: { description: "The paused campaign" } },
     handler: async ({ params, deps, application }) => {
       // Idempotent like cancel: a retried pause answers 200 with the paused campaign.
-      const current = await loadCampaign(deps, application.id, params.id);
-      const c = current.status === "paused" ? current : await changeStatus(deps, application.id, params.id, "pause", ["running"], { status: "paused" });
+      const { campaign: c, changed } = await changeStatusIdempotently(deps, application.id, params.id, "pause", ["running"], { status: "paused" });
       // Recurring: the schedule takes no fire while paused (told again on a repeat: it re-delivers
       // a change Temporal may have missed), and the run in progress pauses too — only when this
       // call paused the campaign, so a repeat never re-pauses a run an operator resumed by its id.
       if (c.schedule) {
         await setCampaignSchedulePaused(deps, c.id, true);
-        if (current.status !== "paused") await changeActiveRuns(deps, c, ["running"], { status: "paused" }, pauseSignal);
+        if (changed) await changeActiveRuns(deps, c, ["running"], { status: "paused" }, pauseSignal);
       } else await signalCampaignWorkflow(deps, c.id, pauseSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },
@@ -481,13 +505,12 @@ export const campaignRoutes: RouteSpec[] = [
     responses: { 200: { description: "The campaign, in progress" } },
     handler: async ({ params, deps, application }) => {
       // Idempotent like cancel: a retried resume answers 200 with the campaign in progress.
-      const current = await loadCampaign(deps, application.id, params.id);
-      const c = current.status === "running" ? current : await changeStatus(deps, application.id, params.id, "resume", ["paused"], { status: "running" });
+      const { campaign: c, changed } = await changeStatusIdempotently(deps, application.id, params.id, "resume", ["paused"], { status: "running" });
       // Recurring: its paused runs resume with it — only when this call resumed the campaign, so a
       // repeat never restarts a run an operator paused by its own id.
       if (c.schedule) {
         await setCampaignSchedulePaused(deps, c.id, false);
-        if (current.status !== "running") await changeActiveRuns(deps, c, ["paused"], { status: "running" }, resumeSignal);
+        if (changed) await changeActiveRuns(deps, c, ["paused"], { status: "running" }, resumeSignal);
       } else await signalCampaignWorkflow(deps, c.id, resumeSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },
