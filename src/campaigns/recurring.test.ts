@@ -547,6 +547,25 @@ describe("recurring campaigns end", () => {
     assert.equal((await get(apiKey, `/campaigns/${monday.body.data.campaign_id}`)).next_run_at, "2030-01-07T09:00:00.000Z");
   });
 
+  test("two identical creates with one Idempotency-Key whose schedule never fires: never a 201 for the campaign that was undone", async () => {
+    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    for (let trial = 0; trial < 5; trial += 1) {
+      const headers = { "Idempotency-Key": `never-${trial}-${newId()}` };
+      const create = () => app.request("POST", "/campaigns", { key: apiKey, headers, body: { name: `never-${trial}`, title: "Never", body: "31 February", schedule: { cron: "0 9 31 2 *" } } });
+      const answers = await Promise.all([create(), create()]);
+      // The twin waits for the first create's whole answer, finds no campaign, and is refused the same way.
+      assert.deepEqual(answers.map((a) => a.status), [422, 422], JSON.stringify(answers.map((a) => a.body)));
+      const retry = await create();
+      assert.equal(retry.status, 422, JSON.stringify(retry.body));
+    }
+    assert.equal(await campaignCount(appId), 0);
+    await eventually(async () => {
+      const found: string[] = [];
+      for await (const schedule of app.deps.temporal.schedule.list({ query: `ApplicationId = "${appId}"` })) found.push(schedule.scheduleId);
+      return found.length === 0;
+    }, 15_000, 500);
+  });
+
   test("after its last fire's run finishes, the recurring campaign is completed and its schedule deleted", async () => {
     const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
     await seedPushSubscriptions(app, appId, 2);

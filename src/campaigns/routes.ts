@@ -212,6 +212,18 @@ export async function changeActiveRuns(
 }
 
 /**
+ * Runs `work` while holding a PostgreSQL advisory lock on `name` (in a transaction of its own that
+ * `work` does not write through), so requests with one Idempotency-Key run one after the other.
+ * A crashed process's connection closes and frees the lock.
+ */
+async function inIdempotencyTurn<T>(deps: Deps, name: string, work: () => Promise<T>): Promise<T> {
+  return deps.db.transaction(async (turn) => {
+    await turn.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [name]);
+    return work();
+  });
+}
+
+/**
  * Starts the campaign's workflow or schedule. The row is already committed, so the campaign is
  * accepted even if Temporal is unreachable: the reconciler starts it within
  * AUTOMATA_RECONCILE_INTERVAL, as it does for single messages.
@@ -321,7 +333,12 @@ export const campaignRoutes: RouteSpec[] = [
         status: 201,
         data: { campaign_id: c.id, name: c.name, status: apiCampaignStatus(c.status), scheduled_at: iso(c.scheduled_at), created_at: iso(c.created_at) },
       });
-      const replay = async (previous: CampaignRow) => {
+      const replay = async (previous: CampaignRow | undefined) => {
+        // Only an older release (no turn-taking below) racing this one can find the row gone:
+        // its create was refused and undone; the retry gets that answer itself.
+        if (!previous) {
+          throw new ApiError("service_unavailable", "A concurrent request with this Idempotency-Key was refused; retry to get its answer", { header: "Idempotency-Key" }, { "Retry-After": "1" });
+        }
         if (previous.request_hash !== null && previous.request_hash !== requestHash) {
           throw new ApiError("idempotency_key_reused", undefined, { header: "Idempotency-Key", campaign_id: previous.id });
         }
@@ -330,60 +347,67 @@ export const campaignRoutes: RouteSpec[] = [
         if (ACTIVE_CAMPAIGN_STATUSES.includes(previous.status)) await startDurably(deps, previous);
         return created(previous);
       };
-      const previous = idempotencyKey
-        ? await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow | undefined>()
-        : undefined;
-      if (previous) return replay(previous);
-      const now = new Date();
-      // Checked after the replay lookup: a replay of an accepted create answers its campaign even
-      // once its end_at has passed.
-      if (body.schedule) assertScheduleEndsLater(body.schedule, now);
-      const content = await campaignContent(deps, application.id, body, criteria, now);
-      const scheduledAt = body.scheduled_at ? new Date(body.scheduled_at) : null;
-      const future = scheduledAt !== null && scheduledAt.getTime() > now.getTime();
-      const recurring = body.schedule !== undefined;
-      // An immediate campaign with no allowance left would only fail every batch: refuse it now.
-      // Scheduled and recurring ones are checked when their batches debit (the allowance may have
-      // reset by then).
-      if (!future && !recurring) await assertQuotaAvailable(deps.db, application.id, 1, now);
-      const delivery: CampaignDelivery | null = body.delivery
-        ? { mode: "timezone", local_time: body.delivery.local_time, fallback_timezone: body.delivery.fallback_timezone ?? application.timezone ?? "UTC" }
-        : null;
-      const id = newId();
-      const [inserted] = (await deps.db("message_campaigns")
-        .insert({
-          id,
-          application_id: application.id,
-          template_id: content.template?.templateId ?? null,
-          template_version: content.template?.version ?? null,
-          name: body.name,
-          description: body.description ?? null,
-          campaign_type: recurring ? "recurring" : future ? "scheduled" : "immediate",
-          content: JSON.stringify(content.content),
-          targeting_criteria: JSON.stringify(criteria),
-          // A recurring campaign is `running` while its schedule is active; its runs carry the sends.
-          status: future ? "scheduled" : "running",
-          throttle_per_minute: body.throttle_per_minute ?? null,
-          scheduled_at: scheduledAt,
-          started_at: future ? null : now,
-          schedule: body.schedule ? JSON.stringify(body.schedule) : null,
-          delivery: delivery ? JSON.stringify(delivery) : null,
-          workflow_id: `campaign-${id}`,
-          created_by: `api_key:${application.apiKeyId}`,
-          idempotency_key: idempotencyKey ?? null,
-          request_hash: requestHash,
-        })
-        .onConflict(deps.db.raw("(application_id, idempotency_key) where idempotency_key is not null"))
-        .ignore()
-        .returning("*")) as CampaignRow[];
-      // A concurrent request with the same key won the insert: answer with its campaign (or refuse
-      // if its body differed).
-      if (!inserted) return replay(await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow>());
-      await startDurably(deps, inserted);
-      // A schedule that can never fire (31 February, or no match before end_at) would stay
-      // `in_progress` with nothing to run: Temporal computes its fire times, and this create is undone.
-      if (inserted.schedule) await assertCampaignScheduleFires(deps, { ...inserted, schedule: inserted.schedule });
-      return created(inserted);
+      // Requests with one key take turns for the whole create: a recurring campaign is written,
+      // then undone if its schedule never fires, and a twin must not answer 201 in between.
+      if (idempotencyKey) return inIdempotencyTurn(deps, `campaign-idempotency:${application.id}:${idempotencyKey}`, () => createOnce());
+      return createOnce();
+
+      async function createOnce() {
+        const previous = idempotencyKey
+          ? await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow | undefined>()
+          : undefined;
+        if (previous) return replay(previous);
+        const now = new Date();
+        // Checked after the replay lookup: a replay of an accepted create answers its campaign even
+        // once its end_at has passed.
+        if (body.schedule) assertScheduleEndsLater(body.schedule, now);
+        const content = await campaignContent(deps, application.id, body, criteria, now);
+        const scheduledAt = body.scheduled_at ? new Date(body.scheduled_at) : null;
+        const future = scheduledAt !== null && scheduledAt.getTime() > now.getTime();
+        const recurring = body.schedule !== undefined;
+        // An immediate campaign with no allowance left would only fail every batch: refuse it now.
+        // Scheduled and recurring ones are checked when their batches debit (the allowance may have
+        // reset by then).
+        if (!future && !recurring) await assertQuotaAvailable(deps.db, application.id, 1, now);
+        const delivery: CampaignDelivery | null = body.delivery
+          ? { mode: "timezone", local_time: body.delivery.local_time, fallback_timezone: body.delivery.fallback_timezone ?? application.timezone ?? "UTC" }
+          : null;
+        const id = newId();
+        const [inserted] = (await deps.db("message_campaigns")
+          .insert({
+            id,
+            application_id: application.id,
+            template_id: content.template?.templateId ?? null,
+            template_version: content.template?.version ?? null,
+            name: body.name,
+            description: body.description ?? null,
+            campaign_type: recurring ? "recurring" : future ? "scheduled" : "immediate",
+            content: JSON.stringify(content.content),
+            targeting_criteria: JSON.stringify(criteria),
+            // A recurring campaign is `running` while its schedule is active; its runs carry the sends.
+            status: future ? "scheduled" : "running",
+            throttle_per_minute: body.throttle_per_minute ?? null,
+            scheduled_at: scheduledAt,
+            started_at: future ? null : now,
+            schedule: body.schedule ? JSON.stringify(body.schedule) : null,
+            delivery: delivery ? JSON.stringify(delivery) : null,
+            workflow_id: `campaign-${id}`,
+            created_by: `api_key:${application.apiKeyId}`,
+            idempotency_key: idempotencyKey ?? null,
+            request_hash: requestHash,
+          })
+          .onConflict(deps.db.raw("(application_id, idempotency_key) where idempotency_key is not null"))
+          .ignore()
+          .returning("*")) as CampaignRow[];
+        // A concurrent request with the same key won the insert: answer with its campaign (or refuse
+        // if its body differed).
+        if (!inserted) return replay(await deps.db("message_campaigns").where({ application_id: application.id, idempotency_key: idempotencyKey }).first<CampaignRow | undefined>());
+        await startDurably(deps, inserted);
+        // A schedule that can never fire (31 February, or no match before end_at) would stay
+        // `in_progress` with nothing to run: Temporal computes its fire times, and this create is undone.
+        if (inserted.schedule) await assertCampaignScheduleFires(deps, { ...inserted, schedule: inserted.schedule });
+        return created(inserted);
+      }
     },
   }),
   defineRoute({
