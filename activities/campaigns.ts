@@ -78,8 +78,18 @@ const SEND_CHUNK = 100;
 /** Longest the one-off audience count may take before it is given up (query_canceled). */
 const AUDIENCE_COUNT_TIMEOUT_MS = 20_000;
 
-/** How often a batch send heartbeats; the batch workflow's heartbeat timeout is a few of these. */
+/** How often a batch activity heartbeats; the batch workflow's heartbeat timeout is a few of these. */
 const HEARTBEAT_EVERY_MS = 5_000;
+
+/** Runs `work` heartbeating every HEARTBEAT_EVERY_MS, also while one awaited call (a provider, a lock) takes long. */
+async function heartbeatingWhile<T>(work: () => Promise<T>, details?: () => unknown): Promise<T> {
+  const beat = setInterval(() => heartbeat(details?.()), HEARTBEAT_EVERY_MS);
+  try {
+    return await work();
+  } finally {
+    clearInterval(beat);
+  }
+}
 
 /** Ledger batch id of a campaign batch (idempotency scope of its debit and refund). */
 export function campaignBatchId(range: Pick<BatchRange, "campaignId" | "batchNo">): string {
@@ -489,6 +499,10 @@ export function createCampaignActivities(deps: Deps) {
      */
     async createCampaignBatch(range: BatchRange): Promise<{ messages: number }> {
       return db.transaction(async (trx) => {
+        // Attempts of one batch take turns: a retry started while the first attempt still runs
+        // (its heartbeat timed out) would otherwise read the audience before the first commits and
+        // add whoever joined the range meanwhile — messages the first attempt's debit never paid for.
+        await trx.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [`campaign-batch:${range.campaignId}:${range.batchNo}`]);
         // Shared row lock: a cancel's UPDATE of the campaign waits until these messages are
         // committed, so the bulk cancel that follows it always sees them, while the batches of one
         // campaign create side by side (an exclusive lock here made creation one batch at a time,
@@ -593,12 +607,7 @@ export function createCampaignActivities(deps: Deps) {
      */
     async sendCampaignBatch(range: BatchRange): Promise<BatchSendResult> {
       const result: BatchSendResult = { successful: 0, failed: 0, errored: {} };
-      const beat = setInterval(() => heartbeat({ successful: result.successful, failed: result.failed }), HEARTBEAT_EVERY_MS);
-      try {
-        await sendPending(range, result);
-      } finally {
-        clearInterval(beat);
-      }
+      await heartbeatingWhile(() => sendPending(range, result), () => ({ successful: result.successful, failed: result.failed }));
       const errored = (await db("messages")
         .where(inBatch(range))
         .where("status", "errored")
@@ -698,9 +707,13 @@ export function createCampaignActivities(deps: Deps) {
      * of the batch's Temporal events; the workflow only takes over for retry rounds on timers.
      */
     async startCampaignBatch(range: BatchRange): Promise<BatchStart> {
-      const { messages } = await activities.createCampaignBatch(range);
+      // Create and debit heartbeat too: a slow create must not look like a dead worker and get a
+      // twin attempt (the send round below heartbeats on its own).
+      const { messages, proceed } = await heartbeatingWhile(async () => {
+        const { messages } = await activities.createCampaignBatch(range);
+        return { messages, proceed: messages > 0 && (await activities.debitCampaignBatch(range)).proceed };
+      });
       if (messages === 0) return { messages, proceed: false, round: null, settled: null };
-      const { proceed } = await activities.debitCampaignBatch(range);
       // Not sending (cancelled, or out of quota) still settles: an earlier attempt of this activity
       // may have debited the batch and sent part of it before the cancel, and what it sent awaits
       // its receipts while the rest is refunded (a batch never debited refunds nothing).

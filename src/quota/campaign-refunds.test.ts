@@ -87,3 +87,41 @@ test("a batch create retried after its debit keeps its recipients: one that re-s
   assert.equal(status.credit!.balance, 1000);
   assert.deepEqual(await ledgerBalanceMismatches(app.deps.db, appId), []);
 });
+
+test("two attempts of one batch create at once (a heartbeat timeout's retry while the first still runs) create the batch once", async () => {
+  const { id: appId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100 } });
+  const group = newId();
+  const ids = await seedPushSubscriptions(app, appId, 4, { tags: () => ({ group }) });
+  await app.deps.db("subscriptions").where("id", ids[1]).update({ subscription_status: -2 });
+  const id = await insertRunningCampaign(app, appId, "twin attempts", { tags: { group } });
+  const activities = createCampaignActivities(app.deps);
+  const range = { campaignId: id, applicationId: appId, batchNo: 0, after: null, last: ids[3]! };
+  // An uncommitted message for the first recipient holds the first attempt at its insert.
+  const blocker = await app.deps.db.transaction();
+  const holder = Number((await blocker.raw("select pg_backend_pid() as pid")).rows[0].pid);
+  const waitingBehindHolder = async () => {
+    const rows = (await app.deps.db.raw("select pid, pg_blocking_pids(pid) as blockers from pg_stat_activity where wait_event_type = 'Lock'")).rows as Array<{ pid: number; blockers: number[] }>;
+    const behind = new Set([holder]);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const row of rows) if (!behind.has(row.pid) && row.blockers.some((pid) => behind.has(pid))) (behind.add(row.pid), (grew = true));
+    }
+    return behind.size - 1;
+  };
+  let first: Promise<{ messages: number }> | undefined;
+  let second: Promise<{ messages: number }> | undefined;
+  try {
+    await blocker("messages").insert({ id: newId(), application_id: appId, subscription_id: ids[0], subscription_type: "iOSPush", status: "pending", campaign_id: id, campaign_batch: 0 });
+    first = activities.createCampaignBatch(range);
+    await eventually(async () => (await waitingBehindHolder()) >= 1 || undefined, 10_000, 10);
+    // Joins the batch's range after the first attempt read its recipients, before the second reads.
+    await app.deps.db("subscriptions").where("id", ids[1]).update({ subscription_status: 1 });
+    second = activities.createCampaignBatch(range);
+    await eventually(async () => (await waitingBehindHolder()) >= 2 || undefined, 10_000, 10);
+  } finally {
+    await blocker.rollback();
+  }
+  assert.deepEqual(await Promise.all([first!, second!]), [{ messages: 3 }, { messages: 3 }]);
+  const recipients = (await app.deps.db("messages").where("campaign_id", id).orderBy("subscription_id").pluck("subscription_id")) as string[];
+  assert.deepEqual(recipients, [ids[0], ids[2], ids[3]], "the batch holds what its one debit will pay for");
+});
