@@ -16,9 +16,25 @@ import type { Knex } from "knex";
  */
 export const config = { transaction: false };
 
+/**
+ * CREATE INDEX CONCURRENTLY that also recovers from an earlier failed build (shared with later
+ * migrations). A concurrent build that was cancelled, timed out or lost its process leaves an
+ * INVALID index of that name: `IF NOT EXISTS` would keep it, the migration would be recorded as
+ * applied, and the planner would never use it. An invalid one is dropped and built again.
+ */
+export async function createIndexConcurrently(knex: Knex, name: string, definition: string): Promise<void> {
+  const { rows } = (await knex.raw(
+    `SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+      WHERE c.relname = ? AND c.relnamespace = current_schema()::regnamespace`,
+    [name],
+  )) as { rows: Array<{ indisvalid: boolean }> };
+  if (rows[0]?.indisvalid === true) return;
+  if (rows.length > 0) await knex.raw(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+  await knex.raw(`CREATE INDEX CONCURRENTLY ${name} ${definition}`);
+}
+
 export async function up(knex: Knex): Promise<void> {
-  await knex.raw(`CREATE INDEX CONCURRENTLY IF NOT EXISTS subscriptions_audience_idx
-    ON subscriptions (application_id, id) WHERE subscription_status > 0 AND archived_at IS NULL`);
+  await createIndexConcurrently(knex, "subscriptions_audience_idx", "ON subscriptions (application_id, id) WHERE subscription_status > 0 AND archived_at IS NULL");
 }
 
 export async function down(knex: Knex): Promise<void> {

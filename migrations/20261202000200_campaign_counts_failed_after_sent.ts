@@ -21,6 +21,8 @@ export const FAILED_AFTER_SENT = [{ column: "failed_after_sent", onInsert: "n.st
 
 export async function up(knex: Knex): Promise<void> {
   // messages first, as its writers do (their triggers then write the counts): the other order can deadlock with them.
+  // Give up rather than queue behind a long transaction with every send queued behind this lock.
+  await knex.raw(`SET LOCAL lock_timeout = '10s'`);
   await knex.raw(`LOCK TABLE messages IN SHARE MODE`);
   await knex.raw(`ALTER TABLE campaign_message_counts ADD COLUMN failed_after_sent integer NOT NULL DEFAULT 0`);
   for (const statement of campaignCountFunctions(FAILED_AFTER_SENT, true)) await knex.raw(statement);

@@ -16,6 +16,8 @@ import { FAILED_AFTER_SENT } from "./20261202000200_campaign_counts_failed_after
 const STATUSES = ["pending", "errored", "successful", "received", "converted", "failed", "cancelled"] as const;
 
 export async function up(knex: Knex): Promise<void> {
+  // Give up rather than queue behind a long transaction with every send queued behind this lock.
+  await knex.raw(`SET LOCAL lock_timeout = '10s'`);
   await knex.raw(`LOCK TABLE messages IN SHARE MODE`);
   await knex.raw(`ALTER TABLE campaign_message_counts ADD COLUMN subscription_type text NOT NULL DEFAULT ''`);
   await knex.raw(`ALTER TABLE campaign_message_counts DROP CONSTRAINT campaign_message_counts_pkey`);
@@ -32,6 +34,7 @@ export async function up(knex: Knex): Promise<void> {
 
 /** Folds the per-type rows back into one row per campaign and shard, and restores the functions. */
 export async function down(knex: Knex): Promise<void> {
+  await knex.raw(`SET LOCAL lock_timeout = '10s'`);
   await knex.raw(`LOCK TABLE messages IN SHARE MODE`);
   const columns = [...STATUSES, "failed_after_sent"];
   await knex.raw(`CREATE TEMPORARY TABLE campaign_message_counts_folded ON COMMIT DROP AS

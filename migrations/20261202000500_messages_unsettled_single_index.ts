@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { createIndexConcurrently } from "./20261202000100_subscriptions_audience_index";
 
 /**
  * The reconciler's scan over individually sent messages still pending or errored, in the order it
@@ -15,8 +16,7 @@ import type { Knex } from "knex";
 export const config = { transaction: false };
 
 export async function up(knex: Knex): Promise<void> {
-  await knex.raw(`CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_unsettled_single_idx
-    ON messages (status, created_at, id) WHERE campaign_id IS NULL AND status IN ('pending', 'errored')`);
+  await createIndexConcurrently(knex, "messages_unsettled_single_idx", "ON messages (status, created_at, id) WHERE campaign_id IS NULL AND status IN ('pending', 'errored')");
 }
 
 export async function down(knex: Knex): Promise<void> {

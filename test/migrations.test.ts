@@ -184,3 +184,37 @@ test("a migration a newer release applied is tolerated: `migrate` warns and appl
     await db("knex_migrations").where("name", future).delete();
   }
 });
+
+test("a lock left by a migrate killed mid-run: `migrate` says how to clear it, `--unlock` clears it, then `migrate` runs", async () => {
+  // What knex leaves when the process dies between taking its lock and freeing it.
+  await db("knex_migrations_lock").update({ is_locked: 1 });
+  try {
+    const locked = await migrateCli();
+    assert.equal(locked.status, 1);
+    assert.match(locked.stderr, /migrate --unlock/);
+    const unlock = await migrateCli("--unlock");
+    assert.equal(unlock.status, 0, unlock.stderr);
+    assert.equal(((await db("knex_migrations_lock").first()) as { is_locked: number }).is_locked, 0);
+    const latest = await migrateCli();
+    assert.equal(latest.status, 0, latest.stderr);
+    assert.equal(latest.stdout.trim(), "database is up to date");
+  } finally {
+    await db("knex_migrations_lock").update({ is_locked: 0 });
+  }
+});
+
+test("an index a failed concurrent build left INVALID is built again when its migration runs again", async () => {
+  // What a cancelled CREATE INDEX CONCURRENTLY leaves: the index exists, marked invalid (never used).
+  const validity = async () => ((await db.raw(`SELECT indisvalid FROM pg_index WHERE indexrelid = 'messages_unsettled_single_idx'::regclass`)).rows as Array<{ indisvalid: boolean }>)[0]?.indisvalid;
+  await db.raw(`UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'messages_unsettled_single_idx'::regclass`);
+  assert.equal(await validity(), false);
+  // The operator runs the migration again (here: its record removed, as if its run had failed).
+  const migration = "20261202000500_messages_unsettled_single_index";
+  await db("knex_migrations").where("name", migration).delete();
+  const up = await migrateCli();
+  assert.equal(up.status, 0, up.stderr);
+  assert.equal(up.stdout.trim(), `applied 1 migration(s): ${migration}`);
+  assert.equal(await validity(), true);
+  const definition = ((await db.raw(`SELECT pg_get_indexdef('messages_unsettled_single_idx'::regclass) AS d`)).rows as Array<{ d: string }>)[0]!.d;
+  assert.match(definition, /\(status, created_at, id\) WHERE/);
+});

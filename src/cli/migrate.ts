@@ -1,22 +1,24 @@
 import path from "node:path";
 import { loadConfig } from "../config";
 import { createLogger } from "../logger";
-import { createDb, migrateLatest, migrationConfig, migrationStatus } from "../db/knex";
+import { createDb, freeMigrationLock, migrateLatest, migrationConfig, migrationStatus } from "../db/knex";
 import { startEmbeddedPostgres } from "../infra/postgres";
 
-const USAGE = `usage: migrate [--status | --down]
+const USAGE = `usage: migrate [--status | --down | --unlock]
 
   (none)    apply pending migrations to DATABASE_URL (or, outside production, the embedded
             PostgreSQL under AUTOMATA_HOME)
   --status  list applied, pending and unknown (a newer release's) migrations
-  --down    roll back the newest applied migration (refused while a newer release's are applied)`;
+  --down    roll back the newest applied migration (refused while a newer release's are applied)
+  --unlock  clear the migration lock a migrate killed mid-run left set (only while none runs)`;
 
 /**
  * `npm run migrate` (and the production release command `node dist/src/cli/migrate.js`): applies
  * pending migrations to DATABASE_URL, or (not with NODE_ENV=production) to the embedded PostgreSQL
  * under AUTOMATA_HOME.
  * `--status` lists applied, pending and unknown (a newer release's) migrations; `--down` rolls
- * back the newest applied one (docs/deployment.md, "Rolling a release back").
+ * back the newest applied one (docs/deployment.md, "Rolling a release back"); `--unlock` clears
+ * the lock a killed run left.
  */
 async function main(): Promise<number> {
   const mode = process.argv[2] ?? "--latest";
@@ -25,7 +27,7 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (!["--latest", "--status", "--down"].includes(mode) || process.argv.length > 3) {
+  if (!["--latest", "--status", "--down", "--unlock"].includes(mode) || process.argv.length > 3) {
     console.error(USAGE);
     return 2;
   }
@@ -42,6 +44,11 @@ async function main(): Promise<number> {
     : await startEmbeddedPostgres({ dataDir: path.join(config.homeDir, "postgres"), port: config.AUTOMATA_PG_PORT, database: "automata_signal", logger });
   const db = createDb(config.DATABASE_URL ?? embedded!.url, 2);
   try {
+    if (mode === "--unlock") {
+      await freeMigrationLock(db);
+      console.log("migration lock cleared");
+      return 0;
+    }
     const { applied, pending, unknown } = await migrationStatus(db);
     if (mode === "--status") {
       for (const name of applied) console.log(`${unknown.includes(name) ? "unknown" : "applied"}  ${name}`);
@@ -56,7 +63,12 @@ async function main(): Promise<number> {
       console.log(undone.length > 0 ? `rolled back ${undone.join(", ")}` : "no migration to roll back");
     } else {
       if (unknown.length > 0) console.warn(`warning: applied by a newer release, not known to this one (left as they are): ${unknown.join(", ")}`);
-      const migrated = await migrateLatest(db);
+      const migrated = await migrateLatest(db).catch((error: unknown) => {
+        if ((error as { name?: string }).name !== "MigrationLocked") throw error;
+        console.error("the migration lock is set: another migrate is running, or one was killed mid-run; if none is running, run `migrate --unlock` and migrate again");
+        return undefined;
+      });
+      if (migrated === undefined) return 1;
       console.log(migrated.length > 0 ? `applied ${migrated.length} migration(s): ${migrated.join(", ")}` : "database is up to date");
     }
     return 0;

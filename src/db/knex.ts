@@ -76,8 +76,21 @@ export async function migrationStatus(db: Knex): Promise<MigrationStatus> {
   return { applied, pending: pending.map((m) => source.getMigrationName(m)), unknown: applied.filter((name) => !known.has(name)) };
 }
 
-/** Applies every pending migration; safe to call on each start (knex takes a lock). */
+/**
+ * Applies every pending migration. knex's lock row keeps two runs from migrating at once: the
+ * second fails with `MigrationLocked` rather than waiting, and a run killed mid-way leaves the lock
+ * set until `migrate --unlock` (see {@link freeMigrationLock}).
+ */
 export async function migrateLatest(db: Knex): Promise<string[]> {
   const [, applied] = (await db.migrate.latest(migrationConfig())) as [number, string[]];
   return applied;
+}
+
+/**
+ * Clears knex's migration lock, which a migrate process killed mid-run (SIGKILL, OOM, a lost
+ * machine) leaves set when its batch held a migration that runs outside a transaction; every later
+ * migrate then fails with `MigrationLocked`. Only for when no migrate is running.
+ */
+export async function freeMigrationLock(db: Knex): Promise<void> {
+  await db.migrate.forceFreeMigrationsLock(migrationConfig());
 }
