@@ -114,8 +114,12 @@ async function scrubForeignSubscriptionEvents(trx: Knex.Transaction, target: Tar
     .where("application_id", target.applicationId)
     .whereNotIn("subscription_id", target.subscriptionIds)
     .where((q) => {
-      q.whereRaw("data->>'external_id' = ?", [target.externalId]).orWhereRaw("data->>'previous_external_id' = ?", [target.externalId]);
-      if (target.userId) q.orWhere("user_id", target.userId).orWhereRaw("data->>'previous_user_id' = ?", [target.userId]);
+      // An event naming the user's external_id always carries their user id too (user_id of a
+      // link/unlink, previous_user_id beside previous_external_id), and both are indexed: this
+      // reads the user's events, not every event of the tenant under the erasure's locks. Without
+      // a user row (erased before), only the external id can find what is left: a scan, rarely.
+      if (target.userId) q.where("user_id", target.userId).orWhereRaw("data->>'previous_user_id' = ?", [target.userId]);
+      else q.whereRaw("data->>'external_id' = ?", [target.externalId]).orWhereRaw("data->>'previous_external_id' = ?", [target.externalId]);
     })
     .update({
       user_id: trx.raw("CASE WHEN user_id = ?::uuid THEN NULL ELSE user_id END", [target.userId]),
@@ -126,6 +130,25 @@ async function scrubForeignSubscriptionEvents(trx: Knex.Transaction, target: Tar
            CASE WHEN data->>'previous_user_id' = ? THEN 'previous_user_id' END
          ]::text[], NULL)`,
         [target.externalId, target.externalId, target.userId],
+      ),
+    });
+}
+
+/**
+ * Campaigns that target the user by external id keep the list (a scheduled or recurring one still
+ * targets the others), with the erased id replaced by `erased:<request id>`: no user has it, so
+ * it matches nobody, and the list never becomes empty (which would fail to parse, or target all).
+ */
+async function removeFromCampaignTargeting(trx: Knex.Transaction, target: Target, requestId: string): Promise<number> {
+  return trx("message_campaigns")
+    .where("application_id", target.applicationId)
+    .whereRaw("targeting_criteria->'external_ids' @> jsonb_build_array(?::text)", [target.externalId])
+    .update({
+      targeting_criteria: trx.raw(
+        `jsonb_set(targeting_criteria, '{external_ids}',
+           (SELECT jsonb_agg(CASE WHEN e = to_jsonb(?::text) THEN to_jsonb(?::text) ELSE e END ORDER BY n)
+              FROM jsonb_array_elements(targeting_criteria->'external_ids') WITH ORDINALITY AS x(e, n)))`,
+        [target.externalId, `erased:${requestId}`],
       ),
     });
 }
@@ -173,9 +196,10 @@ export function createUserErasureActivities(deps: Deps) {
 
     /**
      * The final, atomic step: scrubs messages created since the batches ran, removes the user from
-     * events that outlive them, deletes the user's subscriptions (device tokens, tags, device info;
-     * their events cascade) and the user row, and records the counts. The request keeps the tenant's
-     * pseudonymous external_id as evidence of the erasure (docs/data-model.md) but no user id.
+     * events that outlive them and from campaigns' external_ids, deletes the user's subscriptions
+     * (device tokens, tags, device info; their events cascade) and the user row, and records the
+     * counts. The request keeps the tenant's pseudonymous external_id as evidence of the erasure
+     * (docs/data-model.md) but no user id.
      */
     async eraseUserData(requestId: string): Promise<ErasureResult> {
       const result = await deps.db.transaction(async (trx) => {
@@ -184,6 +208,7 @@ export function createUserErasureActivities(deps: Deps) {
         const target = await resolveTarget(trx, request, true);
         const lateMessages = await scrubMessageBatch(trx, target);
         const eventsScrubbed = await scrubForeignSubscriptionEvents(trx, target);
+        await removeFromCampaignTargeting(trx, target, requestId);
         const subscriptions =
           target.subscriptionIds.length > 0
             ? await trx("subscriptions").where("application_id", target.applicationId).whereIn("id", target.subscriptionIds).delete()

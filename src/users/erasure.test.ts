@@ -95,8 +95,16 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     ];
     // Another user's message and device must be untouched.
     const otherSub = await insertSubscription(app, tenant.id);
-    const otherUser = await identify(app, tenant.apiKey, ext("john"), [otherSub]);
+    const john = ext("john");
+    const otherUser = await identify(app, tenant.apiKey, john, [otherSub]);
     const theirs = await insertMessage(app, { application_id: tenant.id, subscription_id: otherSub, user_id: otherUser });
+    // A campaign for next week naming her and John: after the erasure it still goes to John only.
+    const campaign = await app.request("POST", "/campaigns", {
+      key: tenant.apiKey,
+      body: { name: "weekly", title: "Hi", body: "News", scheduled_at: new Date(Date.now() + 7 * 86_400_000).toISOString(), targeting_criteria: { external_ids: [externalId, john] } },
+    });
+    assert.equal(campaign.status, 201, JSON.stringify(campaign.body));
+    const campaignId = campaign.body.data.campaign_id as string;
 
     const del = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
     assert.equal(del.status, 202);
@@ -156,13 +164,18 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
       assert.equal(e.user_id, null);
       assert.deepEqual(e.data, {});
     }
-    const tables = ["users", "subscriptions", "subscription_events", "messages", "message_events"];
+    const tables = ["users", "subscriptions", "subscription_events", "messages", "message_events", "message_campaigns"];
     for (const table of tables) {
       const hits = await db(table).whereRaw(`${table}::text like ?`, [`%${externalId}%`]);
       assert.equal(hits.length, 0, `${table} still mentions the external id`);
       const byId = await db(table).whereRaw(`${table}::text like ?`, [`%${userId}%`]);
       assert.equal(byId.length, 0, `${table} still mentions the user id`);
     }
+    const kept = await app.request("GET", `/campaigns/${campaignId}`, { key: tenant.apiKey });
+    assert.equal(kept.status, 200, JSON.stringify(kept.body));
+    assert.deepEqual(kept.body.data.targeting_criteria.external_ids, [`erased:${del.body.data.request_id}`, john]);
+    const estimate = await app.request("POST", "/campaigns/estimate", { key: tenant.apiKey, body: { targeting_criteria: kept.body.data.targeting_criteria } });
+    assert.equal(estimate.body.data.total, 1, "John's device only");
     const request = await db("erasure_requests").where({ id: del.body.data.request_id }).first();
     assert.equal(request.user_id, null);
     assert.equal(request.status, "completed");
