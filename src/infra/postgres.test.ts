@@ -130,3 +130,20 @@ test("a postmaster orphaned by a SIGKILLed start is stopped and replaced; a pid 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("stop returns when PostgreSQL already exited on its own (Ctrl-C reaches it first), and removes an ephemeral cluster", { timeout: 120_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-pg-gone-"));
+  fs.chmodSync(dir, 0o755);
+  const server = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), database: "gone", logger, ephemeral: true });
+  const pid = Number(fs.readFileSync(path.join(dir, "cluster", "postmaster.pid"), "utf8").split("\n")[0]);
+  try {
+    // What the terminal's Ctrl-C does to every process of the group.
+    process.kill(pid, "SIGINT");
+    while (isAlive(pid)) await new Promise((r) => setTimeout(r, 50));
+    const outcome = await Promise.race([server.stop().then(() => "stopped"), new Promise((r) => setTimeout(() => r("still waiting after 10 s"), 10_000))]);
+    assert.equal(outcome, "stopped");
+    assert.equal(fs.existsSync(path.join(dir, "cluster")), false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

