@@ -1,6 +1,6 @@
 import { loadConfig } from "./config";
 import { createLogger } from "./logger";
-import { startLocalStack } from "./infra/local-stack";
+import { startLocalStack, type LocalStack } from "./infra/local-stack";
 import { readOrCreateLocalSecret } from "./infra/local-secrets";
 import { migrateLatest, migrationStatus } from "./db/knex";
 import { createDeps, closeDeps, startApiServer } from "./runtime";
@@ -31,8 +31,23 @@ async function main(): Promise<void> {
   config.AUTOMATA_SEAL_BOUND ??= "on";
   const encryptionKey = config.AUTOMATA_ENCRYPTION_KEY ?? readOrCreateLocalSecret(config.homeDir, "encryption.key", () => require("node:crypto").randomBytes(32).toString("base64"));
 
+  // Until everything is up, Ctrl-C stops what has started and exits: PostgreSQL and Temporal are
+  // our children, and nothing else would stop them (the Temporal SDK's own handlers are off).
+  // Registered before anything is said or started, so no signal finds Node's default (die at once).
+  let stackStarting: Promise<LocalStack> | undefined;
+  const abortStart = (signal: NodeJS.Signals) => {
+    startAborted = true;
+    console.log(`\n${signal} while starting: stopping Temporal and PostgreSQL…`);
+    void (stackStarting ?? Promise.resolve(undefined))
+      .then((started) => started?.stop())
+      .catch((error: unknown) => logger.error({ err: error }, "could not stop cleanly"))
+      .finally(() => process.exit(130));
+  };
+  process.once("SIGINT", abortStart);
+  process.once("SIGTERM", abortStart);
   console.log(`Automata-Signal: starting (data in ${config.homeDir})…`);
-  const stack = await startLocalStack(config, logger);
+  stackStarting = startLocalStack(config, logger);
+  const stack = await stackStarting;
   // Embedded PostgreSQL and Temporal are child processes: a start that fails after them (a wrong
   // encryption key, a port in use, a failing migration) must stop them, not leave them running.
   const { simulator, deps, worker, apiDeps, api } = await (async () => {
@@ -56,24 +71,6 @@ async function main(): Promise<void> {
     throw error;
   });
 
-  console.log(
-    [
-      "",
-      "Automata-Signal is running",
-      `  API            ${api.url}/api/v1   (docs: ${api.url}/docs, metrics: ${api.url}/metrics)`,
-      `  Temporal UI    ${stack.temporalUiUrl ?? "(external Temporal at " + stack.temporalAddress + ")"}`,
-      `  Temporal gRPC  ${stack.temporalAddress}`,
-      `  PostgreSQL     ${stack.postgres ? `embedded on port ${new URL(stack.databaseUrl).port}` : "DATABASE_URL"}`,
-      `  Simulator      ${simulator ? `APNs ${simulator.target.apnsEndpoint.url}, FCM ${simulator.target.fcmEndpoint.url} (for apps without credentials)` : "off"}`,
-      `  Admin token    ${config.AUTOMATA_ADMIN_TOKEN}`,
-      "",
-      "Create an application:",
-      `  curl -s -X POST ${api.url}/api/v1/admin/applications -H "Authorization: Bearer ${config.AUTOMATA_ADMIN_TOKEN}" -H "Content-Type: application/json" -d '{"name":"My App"}'`,
-      "",
-      "Press Ctrl-C to stop.",
-    ].join("\n"),
-  );
-
   let stopping = false;
   const stop = async (reason: string, failed = false) => {
     if (stopping) return;
@@ -94,8 +91,29 @@ async function main(): Promise<void> {
     console.log("stopped");
     process.exit(failed || !allStopped ? 1 : 0);
   };
+  // The running platform's handlers replace the start's (added first: no moment without one).
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.off("SIGINT", abortStart);
+  process.off("SIGTERM", abortStart);
+  console.log(
+    [
+      "",
+      "Automata-Signal is running",
+      `  API            ${api.url}/api/v1   (docs: ${api.url}/docs, metrics: ${api.url}/metrics)`,
+      `  Temporal UI    ${stack.temporalUiUrl ?? "(external Temporal at " + stack.temporalAddress + ")"}`,
+      `  Temporal gRPC  ${stack.temporalAddress}`,
+      `  PostgreSQL     ${stack.postgres ? `embedded on port ${new URL(stack.databaseUrl).port}` : "DATABASE_URL"}`,
+      `  Simulator      ${simulator ? `APNs ${simulator.target.apnsEndpoint.url}, FCM ${simulator.target.fcmEndpoint.url} (for apps without credentials)` : "off"}`,
+      `  Admin token    ${config.AUTOMATA_ADMIN_TOKEN}`,
+      "",
+      "Create an application:",
+      `  curl -s -X POST ${api.url}/api/v1/admin/applications -H "Authorization: Bearer ${config.AUTOMATA_ADMIN_TOKEN}" -H "Content-Type: application/json" -d '{"name":"My App"}'`,
+      "",
+      "Press Ctrl-C to stop.",
+    ].join("\n"),
+  );
+
   worker.done.catch(async (error: unknown) => {
     logger.fatal({ err: error }, "worker stopped unexpectedly");
     await stop("worker failure", true);
@@ -109,7 +127,12 @@ function hostAndPort(address: string): { host: string; port: number } {
   return { host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) };
 }
 
+/** Set by a signal while starting: the start's own failure (its servers stopped under it) is then expected. */
+let startAborted = false;
+
 main().catch((error: unknown) => {
+  // The signal handler stops the rest and exits.
+  if (startAborted) return;
   // A refusal that says what to do needs no stack trace.
   if (error instanceof PortInUseError) {
     console.error(`Automata-Signal did not start: ${error.message}`);

@@ -24,9 +24,14 @@ function runDev(env: NodeJS.ProcessEnv, until?: RegExp): Promise<Run> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["--import", "tsx", "src/dev.ts"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
+    let signalled = false;
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      if (until && until.test(output)) child.kill("SIGINT");
+      // Once, as one Ctrl-C: a second one is the "stop now" a user presses when shutdown hangs.
+      if (until && !signalled && until.test(output)) {
+        signalled = true;
+        child.kill("SIGINT");
+      }
     };
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
@@ -118,6 +123,23 @@ test("a second npm start while one runs is refused up front, naming the port and
     const code = await firstExit;
     clearTimeout(forceStop);
     assert.equal(code, 0, firstOutput);
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test("Ctrl-C while npm start is still starting stops what it started and exits", { timeout: 240_000 }, async () => {
+  const { home, ports, env } = await ownDevEnvironment("automata-dev-abort-");
+  try {
+    // SIGINT as soon as it says it is starting: PostgreSQL and Temporal are coming up.
+    const run = await Promise.race([
+      runDev(env, /Automata-Signal: starting/),
+      new Promise<Run>((resolve) => setTimeout(() => resolve({ code: -1, output: "still running 120 s after SIGINT" }), 120_000)),
+    ]);
+    assert.equal(run.code, 130, run.output);
+    assert.doesNotMatch(run.output, /Press Ctrl-C to stop/, "it did not go on starting");
+    assert.equal(await portAcceptsConnections(ports.AUTOMATA_PG_PORT), false, "embedded PostgreSQL was stopped");
+    assert.equal(await portAcceptsConnections(ports.TEMPORAL_PORT), false, "the Temporal dev server was stopped");
+  } finally {
     fs.rmSync(home, { recursive: true, force: true });
   }
 });

@@ -47,6 +47,10 @@ export function installTemporalRuntimeLogger(logger: Logger, options: { metricsA
   const forward = (lvl: "trace" | "debug" | "info" | "warn" | "error") => (message: string, meta?: Record<string, unknown>) =>
     logger[lvl]({ component: "temporal-sdk", ...meta }, message);
   Runtime.install({
+    // Its default handlers shut every worker down on SIGINT/SIGTERM and then remove themselves, so
+    // a signal before our own handlers exist was swallowed (a start went on running). Each entry
+    // point handles signals itself.
+    shutdownSignals: [],
     logger: {
       log: (lvl, message, meta) => forward(lvl.toLowerCase() as "info")(message, meta),
       trace: forward("trace"),
