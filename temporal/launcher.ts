@@ -5,6 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { Connection } from "@temporalio/client";
 import type { Logger } from "pino";
 import { CUSTOM_SEARCH_ATTRIBUTES, CUSTOM_SEARCH_ATTRIBUTE_KEYS } from "./search-attributes";
+import { commandLineIncludes, isAlive, processInfo } from "../src/infra/process-info";
 
 /** The Temporal CLI release we build: later tags carry a go.mod `replace` that `go install` rejects. */
 export const TEMPORAL_CLI_VERSION = "v1.5.1";
@@ -151,6 +152,7 @@ export async function ensureSearchAttributes(address: string, namespace: string)
 export async function startTemporalDevServer(options: DevServerOptions): Promise<TemporalServerHandle> {
   const address = `127.0.0.1:${options.port}`;
   const uiUrl = options.headless ? undefined : `http://localhost:${options.uiPort}`;
+  await stopOrphanedDevServer(options.dbFile, options.logger);
   if (await answers(address)) {
     options.logger.warn({ address }, "a Temporal server already answers on this port; reusing it");
     await ensureSearchAttributes(address, options.namespace);
@@ -176,6 +178,8 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     ...Object.entries(options.dynamicConfig ?? {}).flatMap(([key, value]) => ["--dynamic-config-value", `${key}=${JSON.stringify(value)}`]),
   ];
   const child: ChildProcess = spawn(cli, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const pidFile = pidFileOf(options.dbFile);
+  if (child.pid !== undefined) fs.writeFileSync(pidFile, String(child.pid));
   let exitReason: string | undefined;
   let stderrTail = "";
   child.stderr?.on("data", (chunk: Buffer) => {
@@ -196,8 +200,47 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     namespace: options.namespace,
     uiUrl,
     owned: true,
-    stop: () => stopChild(child),
+    stop: async () => {
+      await stopChild(child);
+      fs.rmSync(pidFile, { force: true });
+    },
   };
+}
+
+/** Where a dev server we started keeps its pid: beside its database, to be found after we die. */
+function pidFileOf(dbFile: string): string {
+  return `${dbFile}.pid`;
+}
+
+/**
+ * Stops the dev server an earlier start left running when its process was killed (SIGKILL gives
+ * no chance to stop children): it would otherwise answer on the port, be reused without being
+ * ours to stop, and outlive every later start. One whose parent still runs (a start sharing this
+ * directory) is left alone; a pid file naming some other process now is stale and removed.
+ */
+async function stopOrphanedDevServer(dbFile: string, logger: Logger): Promise<void> {
+  const pidFile = pidFileOf(dbFile);
+  if (!fs.existsSync(pidFile)) return;
+  const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
+  const server = Number.isInteger(pid) && pid > 0 && isAlive(pid) ? processInfo(pid) : undefined;
+  if (server === undefined || server.name !== "temporal" || !commandLineIncludes(pid, dbFile)) {
+    fs.rmSync(pidFile, { force: true });
+    return;
+  }
+  if (processInfo(server.parentPid)?.name === "node") return;
+  logger.warn({ pid }, "stopping the Temporal dev server left running by an earlier start");
+  try {
+    process.kill(pid, "SIGTERM");
+    for (let waited = 0; waited < 10_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
+    if (isAlive(pid)) process.kill(pid, "SIGKILL");
+  } catch (error) {
+    // ESRCH: it exited between the look and the signal, which is all this wanted.
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
+  // Bounded: where nothing reaps orphans (a container's PID 1), a dead server lingers as a zombie,
+  // its ports already closed.
+  for (let waited = 0; waited < 5_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
+  fs.rmSync(pidFile, { force: true });
 }
 
 async function answers(address: string): Promise<boolean> {

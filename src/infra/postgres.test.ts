@@ -6,7 +6,8 @@ import path from "node:path";
 import { execFile, spawn } from "node:child_process";
 import pg from "pg";
 import { createLogger } from "../logger";
-import { isAlive, startEmbeddedPostgres, unixSocketDir } from "./postgres";
+import { startEmbeddedPostgres, unixSocketDir } from "./postgres";
+import { isAlive } from "./process-info";
 import { freePort } from "./ports";
 
 const ROOT = path.resolve(__dirname, "..", "..");

@@ -1,9 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
-import { execFileSync, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import pg from "pg";
 import type { Logger } from "pino";
+import { isAlive, processInfo } from "./process-info";
 
 /** A PostgreSQL server owned by this process (embedded) or reached through DATABASE_URL. */
 export interface PostgresHandle {
@@ -174,22 +175,6 @@ async function takeOverPostmaster(clusterDir: string, logger: Logger): Promise<{
   return undefined;
 }
 
-/** A process's program name and parent pid: from /proc on Linux, from `ps` elsewhere (macOS). */
-function processInfo(pid: number): { name: string; parentPid: number } | undefined {
-  try {
-    if (fs.existsSync("/proc/self/stat")) {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      return { name, parentPid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) };
-    }
-    const [parentPid, ...command] = execFileSync("ps", ["-o", "ppid=", "-o", "comm=", "-p", String(pid)], { encoding: "utf8" }).trim().split(/\s+/);
-    return { name: path.basename(command.join(" ")), parentPid: Number(parentPid) };
-  } catch {
-    // The process just exited (or no ps): nothing is known about it.
-    return undefined;
-  }
-}
-
 /**
  * Whether the process works in this cluster's directory (a postmaster changes into its data
  * directory), so a pid reused by another PostgreSQL is not taken for ours. Linux only; elsewhere
@@ -201,17 +186,6 @@ function runsIn(pid: number, clusterDir: string): boolean {
     return fs.realpathSync(`/proc/${pid}/cwd`) === fs.realpathSync(clusterDir);
   } catch {
     // Exited meanwhile, or not ours to look into: not this cluster's postmaster.
-    return false;
-  }
-}
-
-/** Whether a process with this pid exists (signal 0 checks without signalling). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    // ESRCH: no such process; the pid file is stale.
     return false;
   }
 }
