@@ -17,8 +17,8 @@ async function main(): Promise<void> {
   if (!config.AUTOMATA_ADMIN_TOKEN) logger.warn("AUTOMATA_ADMIN_TOKEN is not set: the admin API refuses every request");
   const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
-  // /metrics goes on AUTOMATA_METRICS_PORT, not on PORT (which fly.io's proxy and compose publish).
-  const servers = await startApiProcessServers(deps, { port: config.PORT, host: config.HOST, metricsPort: config.AUTOMATA_METRICS_PORT });
+  // /metrics goes on AUTOMATA_API_METRICS_PORT, not on PORT (which fly.io's proxy and compose publish).
+  const servers = await startApiProcessServers(deps, { port: config.PORT, host: config.HOST, metricsPort: config.AUTOMATA_API_METRICS_PORT });
   logger.info({ url: servers.api.url, metricsPort: servers.metrics.port }, "API listening");
   onShutdownSignal(logger, async () => {
     await servers.close();

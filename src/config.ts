@@ -80,8 +80,13 @@ const EnvSchema = z.object({
    * round trip (the message rows stay locked, so a racing cancel waits for the outcome).
    */
   AUTOMATA_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(20),
-  /** Port of the worker's own /metrics + /healthz server (the API serves /metrics on PORT). */
+  /** Port of the worker's own /metrics + /healthz server. */
   AUTOMATA_METRICS_PORT: port(9464),
+  /**
+   * Port of the production API's /metrics + /healthz server (not PORT, which the public proxy
+   * routes); its own default so an API and a worker on one host do not clash.
+   */
+  AUTOMATA_API_METRICS_PORT: port(9463),
   /** host:port of the Temporal SDK's Prometheus exporter (merged into /metrics); empty disables it. */
   AUTOMATA_TEMPORAL_METRICS_ADDRESS: z.string().default("127.0.0.1:9465"),
 });

@@ -167,11 +167,11 @@ test("compose: our services run the image's entry points with known, complete en
 test("compose: ports match PORT and the metrics ports, and metrics are not published", () => {
   const api = loadConfig(env("api"));
   assert.ok(services.api!.ports!.includes(`${api.PORT}:${api.PORT}`), "API port published");
-  assert.notEqual(api.AUTOMATA_METRICS_PORT, api.PORT, "the API's /metrics is on a port of its own");
-  assert.ok(services.api!.expose!.includes(String(api.AUTOMATA_METRICS_PORT)), "API metrics reachable on the compose network");
-  for (const name of ["api", "worker"]) {
+  assert.notEqual(api.AUTOMATA_API_METRICS_PORT, api.PORT, "the API's /metrics is on a port of its own");
+  assert.ok(services.api!.expose!.includes(String(api.AUTOMATA_API_METRICS_PORT)), "API metrics reachable on the compose network");
+  for (const [name, port] of [["api", api.AUTOMATA_API_METRICS_PORT], ["worker", loadConfig(env("worker")).AUTOMATA_METRICS_PORT]] as const) {
     const published = (services[name]!.ports ?? []).map((p) => p.split(":").at(-1));
-    assert.ok(!published.includes(String(loadConfig(env(name)).AUTOMATA_METRICS_PORT)), `${name} metrics not published on the host`);
+    assert.ok(!published.includes(String(port)), `${name} metrics not published on the host`);
   }
   const worker = loadConfig(env("worker"));
   assert.equal(worker.AUTOMATA_METRICS_PORT, 9464);
@@ -190,7 +190,7 @@ test("compose: SIGKILL comes only after the worker's shutdown grace", () => {
 
 test("prometheus scrapes the API, the worker and the Temporal server", () => {
   const targets = prometheus.scrape_configs.flatMap((job) => job.static_configs.flatMap((c) => c.targets.map((t) => `${t}${job.metrics_path ?? "/metrics"}`)));
-  const apiPort = loadConfig(env("api")).AUTOMATA_METRICS_PORT;
+  const apiPort = loadConfig(env("api")).AUTOMATA_API_METRICS_PORT;
   const workerPort = loadConfig(env("worker")).AUTOMATA_METRICS_PORT;
   assert.ok(targets.includes(`api:${apiPort}/metrics`), "api");
   assert.ok(targets.includes(`worker:${workerPort}/metrics`), "worker (its /metrics includes the Temporal SDK's)");
@@ -227,12 +227,15 @@ test("fly.toml: api and worker from one image, health check, metrics, shutdown, 
   const http = fly.http_service as Json & { checks: Json[]; processes: string[] };
   assert.deepEqual(http.processes, ["api"]);
   assert.equal(http.internal_port, config.PORT);
-  assert.ok(http.checks.some((check) => check.path === "/readyz"), "API health check on /readyz");
+  // Routing must not depend on the worker group (/readyz fails while no worker polls).
+  assert.ok(http.checks.some((check) => check.path === "/healthz"), "API routing check on /healthz");
+  assert.ok(!http.checks.some((check) => check.path === "/readyz"), "not /readyz");
 
   const metrics = ([] as Json[]).concat(fly.metrics as Json | Json[]);
   // The public proxy routes http_service's port: /metrics (unauthenticated) must be elsewhere.
-  assert.notEqual(config.AUTOMATA_METRICS_PORT, http.internal_port);
-  assert.ok(metrics.some((m) => m.port === config.AUTOMATA_METRICS_PORT && m.path === "/metrics" && (m.processes as string[]).includes("api")), "API metrics");
+  assert.notEqual(config.AUTOMATA_API_METRICS_PORT, http.internal_port);
+  assert.notEqual(config.AUTOMATA_API_METRICS_PORT, config.AUTOMATA_METRICS_PORT, "an API and a worker on one host do not clash");
+  assert.ok(metrics.some((m) => m.port === config.AUTOMATA_API_METRICS_PORT && m.path === "/metrics" && (m.processes as string[]).includes("api")), "API metrics");
   assert.ok(!metrics.some((m) => m.port === http.internal_port), "nothing scraped on the public port");
   assert.ok(metrics.some((m) => m.port === config.AUTOMATA_METRICS_PORT && m.path === "/metrics" && (m.processes as string[]).includes("worker")), "worker metrics");
 
