@@ -138,17 +138,19 @@ async function scrubForeignSubscriptionEvents(trx: Knex.Transaction, target: Tar
  * Campaigns that target the user by external id keep the list (a scheduled or recurring one still
  * targets the others), with the erased id replaced by `erased:<request id>`: no user has it, so
  * it matches nobody, and the list never becomes empty (which would fail to parse, or target all).
+ * Their request fingerprint goes too: it hashed the body with the id, so it would confirm a guess.
  */
-async function removeFromCampaignTargeting(trx: Knex.Transaction, target: Target, requestId: string): Promise<number> {
+async function removeFromCampaignTargeting(trx: Knex.Transaction, request: ErasureRequestRow): Promise<number> {
   return trx("message_campaigns")
-    .where("application_id", target.applicationId)
-    .whereRaw("targeting_criteria->'external_ids' @> jsonb_build_array(?::text)", [target.externalId])
+    .where("application_id", request.application_id)
+    .whereRaw("targeting_criteria->'external_ids' @> jsonb_build_array(?::text)", [request.external_id])
     .update({
+      request_hash: null,
       targeting_criteria: trx.raw(
         `jsonb_set(targeting_criteria, '{external_ids}',
            (SELECT jsonb_agg(CASE WHEN e = to_jsonb(?::text) THEN to_jsonb(?::text) ELSE e END ORDER BY n)
               FROM jsonb_array_elements(targeting_criteria->'external_ids') WITH ORDINALITY AS x(e, n)))`,
-        [target.externalId, `erased:${requestId}`],
+        [request.external_id, `erased:${request.id}`],
       ),
     });
 }
@@ -205,10 +207,11 @@ export function createUserErasureActivities(deps: Deps) {
       const result = await deps.db.transaction(async (trx) => {
         const request = await lockRequest(trx, requestId);
         if (request.status === "completed") return request.result as ErasureResult;
+        // Campaign rows before the user's subscriptions, the order a campaign batch create locks them in.
+        await removeFromCampaignTargeting(trx, request);
         const target = await resolveTarget(trx, request, true);
         const lateMessages = await scrubMessageBatch(trx, target);
         const eventsScrubbed = await scrubForeignSubscriptionEvents(trx, target);
-        await removeFromCampaignTargeting(trx, target, requestId);
         const subscriptions =
           target.subscriptionIds.length > 0
             ? await trx("subscriptions").where("application_id", target.applicationId).whereIn("id", target.subscriptionIds).delete()

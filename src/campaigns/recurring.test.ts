@@ -566,6 +566,25 @@ describe("recurring campaigns end", () => {
     }, 15_000, 500);
   });
 
+  test("a burst of keyed creates, more than the database pool holds, all answer 201 (the turns cannot hold the whole pool)", async () => {
+    // An API of its own with a 3-connection pool: each keyed create holds one for its turn while
+    // its queries need another, so three turns at once would wait on each other until the pool's
+    // acquire timeout (503s for every request of the process).
+    const small = await startTestApp({ poolMax: 3 });
+    try {
+      const { apiKey } = await small.createApplication({ rate_limit_tier: "enterprise" });
+      const later = new Date(Date.now() + 86_400_000).toISOString();
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          small.request("POST", "/campaigns", { key: apiKey, headers: { "Idempotency-Key": `burst-${i}-${newId()}` }, body: { name: `burst-${i}`, title: "Later", body: "Tomorrow", scheduled_at: later } }),
+        ),
+      );
+      assert.deepEqual(answers.map((r) => r.status), Array.from({ length: 8 }, () => 201), JSON.stringify(answers.find((r) => r.status !== 201)?.body));
+    } finally {
+      await small.close();
+    }
+  });
+
   test("after its last fire's run finishes, the recurring campaign is completed and its schedule deleted", async () => {
     const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
     await seedPushSubscriptions(app, appId, 2);

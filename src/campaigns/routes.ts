@@ -3,6 +3,8 @@ import { IdParams } from "../http/validation";
 import { ApiError } from "../http/errors";
 import { withinApiDeadline } from "../http/temporal-deadline";
 import { paginate } from "../http/pagination";
+import type { Knex } from "knex";
+import pLimit from "p-limit";
 import type { Deps } from "../deps";
 import { newId } from "../db/ids";
 import { PushOptionsShape } from "../messages/push-options";
@@ -217,10 +219,30 @@ export async function changeActiveRuns(
  * A crashed process's connection closes and frees the lock.
  */
 async function inIdempotencyTurn<T>(deps: Deps, name: string, work: () => Promise<T>): Promise<T> {
-  return deps.db.transaction(async (turn) => {
-    await turn.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [name]);
-    return work();
-  });
+  return turnLimitOf(deps.db)(() =>
+    deps.db.transaction(async (turn) => {
+      await turn.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [name]);
+      return work();
+    }),
+  );
+}
+
+const turnLimits = new WeakMap<Knex, pLimit.Limit>();
+
+/**
+ * How many keyed creates a process runs at once: each holds its turn's connection while the create
+ * takes others from the same pool, so unbounded, a burst of them could hold the whole pool waiting
+ * for itself (every request of the process then timing out). A quarter of the pool; the rest wait
+ * in memory, not on a connection.
+ */
+function turnLimitOf(db: Knex): pLimit.Limit {
+  let limit = turnLimits.get(db);
+  if (!limit) {
+    const poolMax = (db.client as { pool?: { max?: number } }).pool?.max ?? 4;
+    limit = pLimit(Math.max(1, Math.floor(poolMax / 4)));
+    turnLimits.set(db, limit);
+  }
+  return limit;
 }
 
 /**

@@ -101,6 +101,7 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     // A campaign for next week naming her and John: after the erasure it still goes to John only.
     const campaign = await app.request("POST", "/campaigns", {
       key: tenant.apiKey,
+      headers: { "Idempotency-Key": `weekly-${crypto.randomUUID()}` },
       body: { name: "weekly", title: "Hi", body: "News", scheduled_at: new Date(Date.now() + 7 * 86_400_000).toISOString(), targeting_criteria: { external_ids: [externalId, john] } },
     });
     assert.equal(campaign.status, 201, JSON.stringify(campaign.body));
@@ -174,6 +175,7 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     const kept = await app.request("GET", `/campaigns/${campaignId}`, { key: tenant.apiKey });
     assert.equal(kept.status, 200, JSON.stringify(kept.body));
     assert.deepEqual(kept.body.data.targeting_criteria.external_ids, [`erased:${del.body.data.request_id}`, john]);
+    assert.equal((await db("message_campaigns").where({ id: campaignId }).first()).request_hash, null, "its fingerprint hashed her id");
     const estimate = await app.request("POST", "/campaigns/estimate", { key: tenant.apiKey, body: { targeting_criteria: kept.body.data.targeting_criteria } });
     assert.equal(estimate.body.data.total, 1, "John's device only");
     const request = await db("erasure_requests").where({ id: del.body.data.request_id }).first();
