@@ -2,6 +2,7 @@ import { ApplicationFailure, heartbeat } from "@temporalio/activity";
 import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
+import { lockForTransaction } from "../src/db/knex";
 import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitBatchQuota, refundUnsentBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
@@ -502,7 +503,7 @@ export function createCampaignActivities(deps: Deps) {
         // Attempts of one batch take turns: a retry started while the first attempt still runs
         // (its heartbeat timed out) would otherwise read the audience before the first commits and
         // add whoever joined the range meanwhile — messages the first attempt's debit never paid for.
-        await trx.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [`campaign-batch:${range.campaignId}:${range.batchNo}`]);
+        await lockForTransaction(trx, `campaign-batch:${range.campaignId}:${range.batchNo}`);
         // Shared row lock: a cancel's UPDATE of the campaign waits until these messages are
         // committed, so the bulk cancel that follows it always sees them, while the batches of one
         // campaign create side by side (an exclusive lock here made creation one batch at a time,

@@ -1,3 +1,4 @@
+import os from "node:os";
 import { loadConfig } from "./config";
 import { createLogger } from "./logger";
 import { startLocalStack, type LocalStack } from "./infra/local-stack";
@@ -38,10 +39,13 @@ async function main(): Promise<void> {
   const abortStart = (signal: NodeJS.Signals) => {
     startAborted = true;
     console.log(`\n${signal} while starting: stopping Temporal and PostgreSQL…`);
+    // A stack whose start failed has already stopped what it started.
     void (stackStarting ?? Promise.resolve(undefined))
-      .then((started) => started?.stop())
-      .catch((error: unknown) => logger.error({ err: error }, "could not stop cleanly"))
-      .finally(() => process.exit(130));
+      .then(
+        (started) => started?.stop().catch((error: unknown) => logger.error({ err: error }, "could not stop cleanly")),
+        () => undefined,
+      )
+      .finally(() => process.exit(128 + os.constants.signals[signal]));
   };
   process.once("SIGINT", abortStart);
   process.once("SIGTERM", abortStart);

@@ -59,7 +59,7 @@ export interface ApiServerOptions {
   /**
    * Serve `GET /metrics` on the API's own port (default true: the all-in-one `npm start`, tests and
    * benchmarks scrape one port). The production API turns it off and serves metrics on
-   * AUTOMATA_METRICS_PORT, which no public proxy routes to.
+   * AUTOMATA_API_METRICS_PORT, which no public proxy routes to.
    */
   serveMetrics?: boolean;
 }
@@ -86,9 +86,9 @@ export interface ApiProcessServers {
  * routes that port, and /metrics is unauthenticated with every tenant's totals), and `/metrics` +
  * `/healthz` on `metricsPort`, as the worker does.
  */
-export async function startApiProcessServers(deps: Deps, listen: { port: number; host: string; metricsPort: number }): Promise<ApiProcessServers> {
-  const api = await startApiServer(deps, listen.port, listen.host, { serveMetrics: false });
-  const metrics = await startMetricsServer(deps.logger, listen.metricsPort, listen.host);
+export async function startApiProcessServers(deps: Deps, at: { port: number; host: string; metricsPort: number }): Promise<ApiProcessServers> {
+  const api = await startApiServer(deps, at.port, at.host, { serveMetrics: false });
+  const metrics = await startMetricsServer(deps.logger, at.metricsPort, at.host);
   return {
     api,
     metrics,

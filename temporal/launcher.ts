@@ -5,7 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { Connection } from "@temporalio/client";
 import type { Logger } from "pino";
 import { CUSTOM_SEARCH_ATTRIBUTES, CUSTOM_SEARCH_ATTRIBUTE_KEYS } from "./search-attributes";
-import { commandLineIncludes, isAlive, processInfo } from "../src/infra/process-info";
+import { commandLineIncludes, isAlive, processInfo, signalAndWait } from "../src/infra/process-info";
 
 /** The Temporal CLI release we build: later tags carry a go.mod `replace` that `go install` rejects. */
 export const TEMPORAL_CLI_VERSION = "v1.5.1";
@@ -229,17 +229,7 @@ async function stopOrphanedDevServer(dbFile: string, logger: Logger): Promise<vo
   }
   if (processInfo(server.parentPid)?.name === "node") return;
   logger.warn({ pid }, "stopping the Temporal dev server left running by an earlier start");
-  try {
-    process.kill(pid, "SIGTERM");
-    for (let waited = 0; waited < 10_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
-    if (isAlive(pid)) process.kill(pid, "SIGKILL");
-  } catch (error) {
-    // ESRCH: it exited between the look and the signal, which is all this wanted.
-    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
-  }
-  // Bounded: where nothing reaps orphans (a container's PID 1), a dead server lingers as a zombie,
-  // its ports already closed.
-  for (let waited = 0; waited < 5_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
+  if (!(await signalAndWait(pid, "SIGTERM", 10_000))) await signalAndWait(pid, "SIGKILL", 5_000);
   fs.rmSync(pidFile, { force: true });
 }
 

@@ -65,7 +65,7 @@ export const recurringCampaignRoutes: RouteSpec[] = [
           campaign_type: current.campaign_type,
         });
       }
-      const { campaign: c } = await changeStatusIdempotently(deps, application.id, params.id, "be deleted", ["running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() });
+      const { campaign: c } = await changeStatusIdempotently(deps, application.id, params.id, "be deleted", ["running", "paused"], { status: "cancelled", cancelled_at: deps.db.fn.now() }, current);
       // PostgreSQL first: a fire racing this delete sees the cancelled campaign and skips.
       await deleteCampaignSchedule(deps, c.id);
       // A run sending finishes; a paused one (paused with the campaign, or by its id) is cancelled:

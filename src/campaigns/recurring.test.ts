@@ -507,6 +507,15 @@ describe("recurring campaigns", () => {
 });
 
 describe("recurring campaigns end", () => {
+  /** Waits until the application has no schedule (schedule visibility lags deletes a little). */
+  async function noScheduleLeft(appId: string): Promise<void> {
+    await eventually(async () => {
+      const found: string[] = [];
+      for await (const schedule of app.deps.temporal.schedule.list({ query: `ApplicationId = "${appId}"` })) found.push(schedule.scheduleId);
+      return found.length === 0;
+    }, 15_000, 500);
+  }
+
   async function campaignCount(appId: string): Promise<number> {
     const [n] = await app.deps.db("message_campaigns").where("application_id", appId).count<{ count: string }[]>({ count: "*" });
     return Number(n!.count);
@@ -536,11 +545,7 @@ describe("recurring campaigns end", () => {
     assert.deepEqual(Object.keys(tooLate.body.error.details.fields), ["schedule.start_at"]);
     assert.equal(await campaignCount(appId), 0);
     // No schedule left behind (schedule visibility lags deletes a little).
-    await eventually(async () => {
-      const found: string[] = [];
-      for await (const schedule of app.deps.temporal.schedule.list({ query: `ApplicationId = "${appId}"` })) found.push(schedule.scheduleId);
-      return found.length === 0;
-    }, 15_000, 500);
+    await noScheduleLeft(appId);
     // The same schedule with a Monday inside the range is fine.
     const monday = await createRecurring(apiKey, { cron: "0 9 * * MON", start_at: "2030-01-01T00:00:00Z", end_at: "2030-01-08T00:00:00Z" });
     assert.equal(monday.status, 201, JSON.stringify(monday.body));
@@ -559,11 +564,7 @@ describe("recurring campaigns end", () => {
       assert.equal(retry.status, 422, JSON.stringify(retry.body));
     }
     assert.equal(await campaignCount(appId), 0);
-    await eventually(async () => {
-      const found: string[] = [];
-      for await (const schedule of app.deps.temporal.schedule.list({ query: `ApplicationId = "${appId}"` })) found.push(schedule.scheduleId);
-      return found.length === 0;
-    }, 15_000, 500);
+    await noScheduleLeft(appId);
   });
 
   test("a burst of keyed creates, more than the database pool holds, all answer 201 (the turns cannot hold the whole pool)", async () => {

@@ -7,6 +7,7 @@ import type { Knex } from "knex";
 import pLimit from "p-limit";
 import type { Deps } from "../deps";
 import { newId } from "../db/ids";
+import { lockForTransaction } from "../db/knex";
 import { PushOptionsShape } from "../messages/push-options";
 import type { MessageRow } from "../messages/transitions";
 import { assertQuotaAvailable } from "../quota/quota";
@@ -159,9 +160,15 @@ function refuse(c: CampaignRow, action: string): never {
  * workflow is signalled), or refuses with the code for its current status.
  */
 export async function changeStatus(deps: Deps, applicationId: string, id: string, action: string, from: readonly CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow> {
-  const [updated] = (await deps.db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
+  const updated = await updateCampaignFrom(deps, applicationId, id, from, set);
   if (updated) return updated;
   refuse(await loadCampaign(deps, applicationId, id), action);
+}
+
+/** The conditional update under both: the campaign as updated, or undefined if it was in none of `from`. */
+async function updateCampaignFrom(deps: Deps, applicationId: string, id: string, from: readonly CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow | undefined> {
+  const [updated] = (await deps.db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
+  return updated;
 }
 
 /**
@@ -176,10 +183,12 @@ export async function changeStatusIdempotently(
   action: string,
   from: readonly CampaignStatus[],
   set: Record<string, unknown> & { status: CampaignStatus },
+  /** The campaign as the caller just read it, if it did. */
+  read?: CampaignRow,
 ): Promise<{ campaign: CampaignRow; changed: boolean }> {
-  const current = await loadCampaign(deps, applicationId, id);
+  const current = read ?? (await loadCampaign(deps, applicationId, id));
   if (current.status === set.status) return { campaign: current, changed: false };
-  const [updated] = (await deps.db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
+  const updated = await updateCampaignFrom(deps, applicationId, id, from, set);
   if (updated) return { campaign: updated, changed: true };
   const now = await loadCampaign(deps, applicationId, id);
   if (now.status === set.status) return { campaign: now, changed: false };
@@ -221,7 +230,7 @@ export async function changeActiveRuns(
 async function inIdempotencyTurn<T>(deps: Deps, name: string, work: () => Promise<T>): Promise<T> {
   return turnLimitOf(deps.db)(() =>
     deps.db.transaction(async (turn) => {
-      await turn.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [name]);
+      await lockForTransaction(turn, name);
       return work();
     }),
   );

@@ -9,6 +9,14 @@ import pg from "pg";
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (value) => Number(value));
 
+/**
+ * Waits for a PostgreSQL advisory lock on `name` (hashed to the lock's 64-bit key) that the
+ * transaction holds until it ends: callers with the same name take turns, across processes.
+ */
+export async function lockForTransaction(trx: Knex.Transaction, name: string): Promise<void> {
+  await trx.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [name]);
+}
+
 /** Opens a knex pool on PostgreSQL and binds objection models to it. */
 export function createDb(url: string, poolMax: number): Knex {
   const db = knexFactory({

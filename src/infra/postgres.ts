@@ -4,7 +4,7 @@ import crypto from "node:crypto";
 import type { ChildProcess } from "node:child_process";
 import pg from "pg";
 import type { Logger } from "pino";
-import { isAlive, processInfo } from "./process-info";
+import { isAlive, processInfo, signalAndWait } from "./process-info";
 
 /** A PostgreSQL server owned by this process (embedded) or reached through DATABASE_URL. */
 export interface PostgresHandle {
@@ -165,13 +165,7 @@ async function takeOverPostmaster(clusterDir: string, logger: Logger): Promise<{
     await new Promise((r) => setTimeout(r, 200));
   }
   logger.warn({ pid: orphan }, "stopping PostgreSQL left running by an earlier start");
-  try {
-    process.kill(orphan, "SIGINT");
-  } catch (error) {
-    // ESRCH: it exited between the look and the signal, which is all this wanted.
-    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
-  }
-  for (let i = 0; i < 100 && isAlive(orphan); i++) await new Promise((r) => setTimeout(r, 100));
+  await signalAndWait(orphan, "SIGINT", 10_000);
   return undefined;
 }
 

@@ -21,15 +21,36 @@ export function processInfo(pid: number): { name: string; parentPid: number } | 
   }
 }
 
-/** Whether a process with this pid exists (signal 0 checks without signalling). */
+/**
+ * Whether a process with this pid runs (signal 0 checks without signalling). A zombie does not:
+ * where nothing reaps orphans (a container's PID 1) a dead server lingers as one, ports closed.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     // ESRCH: no such process; the pid file is stale.
     return false;
   }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    // No /proc (macOS), or it exited meanwhile: signal 0 is all there is to go on.
+    return !fs.existsSync("/proc/self/stat");
+  }
+}
+
+/** Sends `signal` and waits up to `timeoutMs` for the process to go; answers whether it went. */
+export async function signalAndWait(pid: number, signal: NodeJS.Signals, timeoutMs: number): Promise<boolean> {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    // ESRCH: it exited between the look and the signal, which is all this wanted.
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
+  for (let waited = 0; waited < timeoutMs && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
+  return !isAlive(pid);
 }
 
 /**

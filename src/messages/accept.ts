@@ -2,6 +2,7 @@ import type { Knex } from "knex";
 import type { Deps } from "../deps";
 import { ApiError, notFound } from "../http/errors";
 import { newId } from "../db/ids";
+import { lockForTransaction } from "../db/knex";
 import { validatePushMessage, type PushPlatform } from "../providers/validation";
 import { PUSH_SUBSCRIPTION_TYPES, isPushSubscriptionType } from "../providers/types";
 import { requestFieldOf, toPushMessage, type StoredPushOptions } from "./push-options";
@@ -215,7 +216,7 @@ export async function acceptMessages(
       if (idempotencyKey) {
         // Requests with one key take turns: two different requests naming different recipients
         // never meet in the unique index, so without this both would insert and both answer 201.
-        await trx.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [`message-idempotency:${applicationId}:${idempotencyKey}`]);
+        await lockForTransaction(trx, `message-idempotency:${applicationId}:${idempotencyKey}`);
         const earlier = await findByIdempotencyKey(trx, applicationId, idempotencyKey);
         if (earlier.length > 0) {
           assertSameRequest(earlier, options.requestHash);
