@@ -7,6 +7,7 @@ import type { Deps } from "./deps";
 import { createDb } from "./db/knex";
 import { SecretBox, parseMasterKey } from "./crypto/secret-box";
 import { createHttpApp } from "./http/app";
+import { answerClientErrorsInApiFormat } from "./http/client-errors";
 import { apiRoutes } from "./api-routes";
 import { PushDelivery, type SimulatorTarget } from "./messages/delivery";
 import { startMetricsServer, type MetricsServer } from "./metrics/exposition";
@@ -69,6 +70,7 @@ export async function startApiServer(deps: Deps, port: number, host = "0.0.0.0",
   const app = createHttpApp(deps, apiRoutes, { serveMetrics: options.serveMetrics ?? true });
   const server = http.createServer(app);
   server.keepAliveTimeout = 65_000;
+  answerClientErrorsInApiFormat(server);
   const listening = await listen(server, port, host);
   return { server, url: `http://localhost:${listening.port}`, close: listening.close };
 }

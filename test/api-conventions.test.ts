@@ -3,6 +3,18 @@ import assert from "node:assert/strict";
 import { startTestApp, type TestApp } from "./support/harness";
 import { generateApnsSigningKey } from "../src/providers/simulator";
 import { newId } from "../src/db/ids";
+import net from "node:net";
+
+/** Writes `request` as raw bytes and reads everything until the server closes the connection. */
+function rawExchange(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(request));
+    const chunks: Buffer[] = [];
+    socket.on("data", (chunk) => chunks.push(chunk));
+    socket.on("error", reject);
+    socket.on("close", () => resolve(Buffer.concat(chunks).toString("utf8")));
+  });
+}
 
 let app: TestApp;
 let apiKey: string;
@@ -201,6 +213,23 @@ describe("request handling", () => {
     const res = await app.request("POST", "/admin/applications", { admin: true, body: { name: "x".repeat(300 * 1024) } });
     assert.equal(res.status, 413);
     assert.equal(res.body.error.code, "payload_too_large");
+  });
+
+  test("requests Node's HTTP parser refuses (oversize headers, not HTTP at all) still answer in the REF-001 envelope", async () => {
+    const { port } = new URL(app.url);
+    const cases: Array<[request: string, status: number, code: string]> = [
+      [`GET /api/v1/subscriptions HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20 * 1024)}\r\n\r\n`, 431, "request_header_too_large"],
+      ["NOT HTTP AT ALL\r\n\r\n", 400, "invalid_request"],
+    ];
+    for (const [request, status, code] of cases) {
+      const raw = await rawExchange(Number(port), request);
+      const [head, body] = raw.split("\r\n\r\n");
+      assert.match(head!, new RegExp(`^HTTP/1.1 ${status} `), code);
+      assert.match(head!, /content-type: application\/json/i, code);
+      const parsed = JSON.parse(body!);
+      assert.equal(parsed.status, "error", code);
+      assert.equal(parsed.error.code, code);
+    }
   });
 
   test("a malformed UUID in the path is a validation error naming the field", async () => {

@@ -3,11 +3,8 @@ import { IdParams } from "../http/validation";
 import { ApiError } from "../http/errors";
 import { withinApiDeadline } from "../http/temporal-deadline";
 import { paginate } from "../http/pagination";
-import type { Knex } from "knex";
-import pLimit from "p-limit";
 import type { Deps } from "../deps";
 import { newId } from "../db/ids";
-import { lockForTransaction } from "../db/knex";
 import { PushOptionsShape } from "../messages/push-options";
 import type { MessageRow } from "../messages/transitions";
 import { assertQuotaAvailable } from "../quota/quota";
@@ -36,6 +33,7 @@ import {
 } from "./repository";
 import { assertCampaignSendable, campaignOptionsView, campaignPushOptions } from "./content";
 import { cancelCampaignWorkflow, signalCampaignWorkflow, startCampaign } from "./workflow-client";
+import { inIdempotencyTurn } from "./idempotency-turns";
 import { iso, percent } from "../http/format";
 import type { z } from "zod";
 import { fingerprint, idempotencyKeyOf } from "../http/idempotency";
@@ -220,38 +218,6 @@ export async function changeActiveRuns(
     if (signal === cancelSignal) await cancelCampaignWorkflow(deps, run);
     else await signalCampaignWorkflow(deps, run.id, signal);
   }
-}
-
-/**
- * Runs `work` while holding a PostgreSQL advisory lock on `name` (in a transaction of its own that
- * `work` does not write through), so requests with one Idempotency-Key run one after the other.
- * A crashed process's connection closes and frees the lock.
- */
-async function inIdempotencyTurn<T>(deps: Deps, name: string, work: () => Promise<T>): Promise<T> {
-  return turnLimitOf(deps.db)(() =>
-    deps.db.transaction(async (turn) => {
-      await lockForTransaction(turn, name);
-      return work();
-    }),
-  );
-}
-
-const turnLimits = new WeakMap<Knex, pLimit.Limit>();
-
-/**
- * How many keyed creates a process runs at once: each holds its turn's connection while the create
- * takes others from the same pool, so unbounded, a burst of them could hold the whole pool waiting
- * for itself (every request of the process then timing out). A quarter of the pool; the rest wait
- * in memory, not on a connection.
- */
-function turnLimitOf(db: Knex): pLimit.Limit {
-  let limit = turnLimits.get(db);
-  if (!limit) {
-    const poolMax = (db.client as { pool?: { max?: number } }).pool?.max ?? 4;
-    limit = pLimit(Math.max(1, Math.floor(poolMax / 4)));
-    turnLimits.set(db, limit);
-  }
-  return limit;
 }
 
 /**

@@ -17,6 +17,10 @@ export const ERROR_CODES = {
   // ext: the same Idempotency-Key was reused with a different request body.
   idempotency_key_reused: { status: 409, message: "This Idempotency-Key was already used for a different request" },
   service_unavailable: { status: 503, message: "A dependency is unavailable" },
+  // ext: Node's HTTP parser refuses headers over its limit (16 KiB) before any route runs.
+  request_header_too_large: { status: 431, message: "The request's headers are too large" },
+  // ext: the client did not send its request headers or body within the server's request timeout.
+  request_timeout: { status: 408, message: "The request was not received in time" },
 
   invalid_token: { status: 400, message: "The subscription token is invalid" },
   invalid_subscription_type: { status: 400, message: "The subscription type is not supported" },
