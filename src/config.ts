@@ -50,6 +50,8 @@ const EnvSchema = z.object({
   AUTOMATA_RECONCILE_INTERVAL: duration("2m"),
   /** How often a waiting or paused campaign re-reads its status (catches an undelivered signal). */
   AUTOMATA_CAMPAIGN_STATUS_POLL: duration("5m"),
+  /** Shortest interval a recurring campaign's cron may fire at (each fire is a run with its own workflows). */
+  AUTOMATA_MIN_SCHEDULE_INTERVAL: duration("1m"),
   /**
    * Workflows a worker keeps in its sticky cache. Campaign batches sleep out their receipt window
    * (72 h) by the thousand; bounded, a sleeping batch is evicted and replayed from history when its

@@ -10,10 +10,11 @@ import { createReconcilerActivities } from "../../activities/reconciler";
 import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
 import { changeActiveRuns, changeStatusIdempotently } from "./routes";
-import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, temporalCronExpression } from "./schedules";
+import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, shortestCronIntervalSeconds, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
-const TIMING = { AUTOMATA_RETRY_SCALE: "0.0001" };
+// EVERY_3S fires every three seconds: allowed here so a run comes within the test's time.
+const TIMING = { AUTOMATA_RETRY_SCALE: "0.0001", AUTOMATA_MIN_SCHEDULE_INTERVAL: "1s" };
 /** Every 3 seconds: a seconds-level spec (6 fields, leading seconds). */
 const EVERY_3S = "*/3 * * * * *";
 /** A cron that will not fire during the test. */
@@ -64,6 +65,27 @@ describe("cron expressions", () => {
       assert.throws(() => temporalCronExpression(bad), InvalidCronError, bad);
     }
   });
+});
+
+test("shortestCronIntervalSeconds: the finest field matching more than one value sets the bound", () => {
+  const cases: Array<[cron: string, seconds: number]> = [
+    ["* * * * * *", 1],
+    ["*/3 * * * * *", 3],
+    ["0,30 * * * * *", 30],
+    ["0,50 * * * * *", 10], // 50 → 0 of the next minute
+    ["10/20 * * * * *", 20], // 10, 30, 50
+    ["0 * * * * *", 60],
+    ["* * * * *", 60],
+    ["*/15 * * * *", 900],
+    ["0,5 9 * * *", 300],
+    ["0 9-17 * * MON-FRI", 3_600],
+    ["0 0,23 * * *", 3_600], // 23:00 → 00:00
+    ["0 9 * * MON", 86_400],
+    ["@hourly", 3_600],
+    ["@daily", 86_400],
+  ];
+  for (const [cron, seconds] of cases) assert.equal(shortestCronIntervalSeconds(cron), seconds, cron);
+  assert.throws(() => shortestCronIntervalSeconds("61 * * * *"), InvalidCronError);
 });
 
 test("firesAtOneTimeOfDay: only crons with a fixed second, minute and hour", () => {
@@ -565,6 +587,24 @@ describe("recurring campaigns end", () => {
     }
     assert.equal(await campaignCount(appId), 0);
     await noScheduleLeft(appId);
+  });
+
+  test("a cron that fires more often than AUTOMATA_MIN_SCHEDULE_INTERVAL (1 minute by default) is refused 422 naming schedule.cron, and nothing is written", async () => {
+    const defaults = await startTestApp();
+    try {
+      const { id: appId, apiKey } = await defaults.createApplication();
+      for (const cron of ["* * * * * *", "*/30 * * * * *"]) {
+        const res = await defaults.request("POST", "/campaigns", { key: apiKey, body: { name: "too often", title: "T", body: "B", schedule: { cron } } });
+        assert.equal(res.status, 422, JSON.stringify(res.body));
+        assert.match(res.body.error.details.fields["schedule.cron"], /at most once every 60 s/, cron);
+      }
+      assert.equal(await campaignCount(appId), 0);
+      const everyMinute = await defaults.request("POST", "/campaigns", { key: apiKey, body: { name: "each minute", title: "T", body: "B", schedule: { cron: "0 * * * * *", start_at: "2030-01-01T00:00:00Z" } } });
+      assert.equal(everyMinute.status, 201, JSON.stringify(everyMinute.body));
+      created.push(everyMinute.body.data.campaign_id);
+    } finally {
+      await defaults.close();
+    }
   });
 
   test("a burst of keyed creates, more than the database pool holds, all answer 201 (the turns cannot hold the whole pool)", async () => {

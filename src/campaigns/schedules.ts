@@ -147,13 +147,64 @@ export function firesAtOneTimeOfDay(cron: string): boolean {
   return timeOfDay.every((field) => /^\d+$/.test(field));
 }
 
-/** Refuses a schedule Temporal could not run with 422 `validation_error` naming `schedule.cron`; call before inserting. */
-export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cron">): void {
+/** The values a seconds, minutes or hours field matches, ascending (those fields take no names). */
+function cronFieldValues(text: string, field: CronField): number[] {
+  const values = new Set<number>();
+  for (const part of text.split(",")) {
+    const [range, step] = part.split("/");
+    const bounds = range === "*" ? [field.min, field.max] : range!.split("-").map(Number);
+    // `x/step` runs from x to the field's end, as in Temporal (and Vixie cron).
+    const to = bounds.length === 2 ? bounds[1]! : step !== undefined ? field.max : bounds[0]!;
+    for (let value = bounds[0]!; value <= to; value += Number(step ?? 1)) values.add(value);
+  }
+  return [...values].sort((a, b) => a - b);
+}
+
+/** The shortest distance between neighbouring values of a cyclic field, wrapping around; undefined for one value. */
+function shortestGap(values: readonly number[], cycle: number): number | undefined {
+  if (values.length < 2) return undefined;
+  let gap = cycle - values[values.length - 1]! + values[0]!;
+  for (let i = 1; i < values.length; i++) gap = Math.min(gap, values[i]! - values[i - 1]!);
+  return gap;
+}
+
+/**
+ * A lower bound, in seconds, on the time between two fires of `cron`: the shortest gap of the
+ * finest time field matching more than one value (a field with one value fires once per unit of
+ * the next coarser one). It assumes the coarser fields allow neighbouring units, so it can only
+ * under-estimate.
+ */
+export function shortestCronIntervalSeconds(cron: string): number {
+  const fields = temporalCronExpression(cron).split(" ");
+  const [seconds, minutes, hours] = fields.length === 7 ? fields : ["0", ...fields];
+  const units: Array<[text: string, field: CronField, unitSeconds: number]> = [
+    [seconds!, SECOND, 1],
+    [minutes!, FIELDS[0]!, 60],
+    [hours!, FIELDS[1]!, 3_600],
+  ];
+  for (const [text, field, unitSeconds] of units) {
+    const gap = shortestGap(cronFieldValues(text, field), field.max - field.min + 1);
+    if (gap !== undefined) return gap * unitSeconds;
+  }
+  return 86_400;
+}
+
+/**
+ * Refuses, with 422 `validation_error` naming `schedule.cron`, a schedule Temporal could not run or
+ * one that may fire more often than every `minIntervalMs` (each fire is a campaign run: a row, two
+ * workflows and an audience query, whether or not anyone is messaged). Call before inserting.
+ */
+export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cron">, minIntervalMs: number): void {
+  const refuse = (message: string) => new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { "schedule.cron": message } });
+  let intervalSeconds: number;
   try {
-    temporalCronExpression(schedule.cron);
+    intervalSeconds = shortestCronIntervalSeconds(schedule.cron);
   } catch (error) {
     if (!(error instanceof InvalidCronError)) throw error;
-    throw new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { "schedule.cron": error.message } });
+    throw refuse(error.message);
+  }
+  if (intervalSeconds * 1000 < minIntervalMs) {
+    throw refuse(`fires as often as every ${intervalSeconds} s; a recurring campaign may fire at most once every ${minIntervalMs / 1000} s`);
   }
 }
 

@@ -307,9 +307,15 @@ describe("templateSyntaxError", () => {
     ["{{> partial}}", /partials/],
     ["{{}}", /empty tag/],
     ["{{=<% =}}", /Invalid tags/],
+    ["{{#a}}".repeat(10) + "{{/a}}".repeat(10), undefined],
+    ["{{#a}}".repeat(11) + "{{/a}}".repeat(11), /sections nest deeper than 10 levels/],
+    ["{{^a}}".repeat(11) + "{{/a}}".repeat(11), /sections nest deeper than 10 levels/],
+    // Deep enough that a recursive check (or a render) overflows the stack: refused, not thrown.
+    ["{{#a}}".repeat(20_000) + "{{/a}}".repeat(20_000), /sections nest deeper than 10 levels/],
+    ["{{#a}}{{/a}}".repeat(50) + "{{#b}}{{> p}}{{/b}}", /partials/],
   ];
   for (const [source, expected] of table) {
-    test(JSON.stringify(source), () => {
+    test(JSON.stringify(source.length > 80 ? `${source.slice(0, 60)}… (${source.length} chars)` : source), () => {
       const problem = templateSyntaxError(source);
       if (expected) assert.match(problem ?? "", expected);
       else assert.equal(problem, undefined);

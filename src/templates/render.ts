@@ -180,17 +180,22 @@ export function templateSyntaxError(source: string): string | undefined {
     // Mustache reports unclosed tags/sections with a position; that message is the useful detail.
     return `invalid template syntax: ${(error as Error).message}`;
   }
-  const problems: string[] = [];
-  const walk = (list: readonly Token[]): void => {
+  // An explicit stack, not recursion: rendering recurses once per section level, so the depth
+  // bound must be checked here, at write time, without overflowing the stack on hostile input.
+  const pending: Array<[list: readonly Token[], depth: number]> = [[tokens, 0]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [list, depth] = next;
     for (const token of list) {
       const [type, value] = token;
-      if (type === ">") problems.push(`partials ({{> ${value}}}) are not supported`);
-      else if ((type === "name" || type === "&" || type === "#" || type === "^") && value.trim() === "") problems.push("empty tag {{}}");
-      if (token[4]) walk(token[4]);
+      if (type === ">") return `partials ({{> ${value}}}) are not supported`;
+      if ((type === "name" || type === "&" || type === "#" || type === "^") && value.trim() === "") return "empty tag {{}}";
+      if (token[4]) {
+        if (depth + 1 > MAX_NESTING_DEPTH) return `sections nest deeper than ${MAX_NESTING_DEPTH} levels`;
+        pending.push([token[4], depth + 1]);
+      }
     }
-  };
-  walk(tokens);
-  return problems[0];
+  }
+  return undefined;
 }
 
 function referencedIn(source: string, into: string[]): void {
