@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   const temporalAddress = requireEnv("TEMPORAL_ADDRESS", "the API starts and signals Temporal workflows");
   const encryptionKey = requireEnv("AUTOMATA_ENCRYPTION_KEY", "device tokens and provider credentials are encrypted at rest (32 bytes, base64 or hex)");
   if (!config.AUTOMATA_ADMIN_TOKEN) logger.warn("AUTOMATA_ADMIN_TOKEN is not set: the admin API refuses every request");
-  const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey });
+  const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, statementTimeoutMs: config.AUTOMATA_API_STATEMENT_TIMEOUT });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   // /metrics goes on AUTOMATA_API_METRICS_PORT, not on PORT (which fly.io's proxy and compose publish).
   const servers = await startApiProcessServers(deps, { port: config.PORT, host: config.HOST, metricsPort: config.AUTOMATA_API_METRICS_PORT });

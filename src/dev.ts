@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
     // A pool of the API's own, as in production where they are separate processes: sends hold a
     // connection while the provider answers, and a slow provider must not starve API requests.
-    const apiDeps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey });
+    const apiDeps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey, statementTimeoutMs: config.AUTOMATA_API_STATEMENT_TIMEOUT });
     const api = await startApiServer(apiDeps, config.PORT, config.HOST);
     return { simulator, deps, worker, apiDeps, api };
   })().catch(async (error: unknown) => {

@@ -23,11 +23,16 @@ export interface RuntimeOptions {
   poolMax?: number;
   /** Send pushes of applications without credentials to this provider simulator. */
   simulator?: SimulatorTarget;
+  /**
+   * Cancel any statement of this pool that runs longer (the API's pool: AUTOMATA_API_STATEMENT_TIMEOUT).
+   * Workers leave it unset: their bulk statements are paced by Temporal's timeouts instead.
+   */
+  statementTimeoutMs?: number;
 }
 
 /** Opens the database pool and the Temporal client: the dependencies every entry point shares. */
 export async function createDeps(options: RuntimeOptions): Promise<Deps> {
-  const db = createDb(options.databaseUrl, options.poolMax ?? options.config.AUTOMATA_DB_POOL_MAX);
+  const db = createDb(options.databaseUrl, options.poolMax ?? options.config.AUTOMATA_DB_POOL_MAX, options.statementTimeoutMs);
   const connection = await Connection.connect({ address: options.temporalAddress });
   const temporal = new Client({ connection, namespace: options.config.TEMPORAL_NAMESPACE });
   const secrets = new SecretBox(parseMasterKey(options.encryptionKey), { bind: options.config.AUTOMATA_SEAL_BOUND === "on" });

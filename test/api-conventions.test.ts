@@ -381,6 +381,28 @@ describe("docs and health", () => {
     }
   });
 
+  test("a statement running past the API's statement timeout is cancelled: 503 with Retry-After, and the pool goes on serving", { timeout: 60_000 }, async () => {
+    const timed = await startTestApp({ statementTimeoutMs: 500 });
+    const { apiKey: key } = await timed.createApplication();
+    // Another session holds the table, so the list query waits on it past the timeout.
+    const blocker = await app.deps.db.transaction();
+    try {
+      await blocker.raw("LOCK TABLE subscriptions IN ACCESS EXCLUSIVE MODE");
+      const res = await timed.request("GET", "/subscriptions", { key });
+      assert.equal(res.status, 503, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, "service_unavailable");
+      assert.match(res.body.error.message, /did not finish this request in time/);
+      assert.equal(res.headers.get("retry-after"), "5");
+    } finally {
+      await blocker.rollback();
+    }
+    try {
+      assert.equal((await timed.request("GET", "/subscriptions", { key })).status, 200);
+    } finally {
+      await timed.close();
+    }
+  });
+
   test("healthz answers while readyz reports the missing worker", async () => {
     assert.equal((await fetch(`${app.url}/healthz`)).status, 200);
     const ready = await fetch(`${app.url}/readyz`);

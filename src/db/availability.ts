@@ -30,6 +30,14 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 // waiting behind a slow provider call). The same request succeeds when repeated.
 const TRANSIENT_CONFLICT_SQLSTATES = new Set(["40P01" /* deadlock_detected */, "40001" /* serialization_failure */, "55P03" /* lock_not_available */]);
 
+/**
+ * Whether PostgreSQL cancelled the statement (57014 query_canceled): its statement_timeout ran out,
+ * or an operator cancelled it.
+ */
+export function isStatementCancelled(error: unknown): boolean {
+  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === "57014";
+}
+
 /** Whether `error` is a write conflict with a concurrent transaction that a retry resolves. */
 export function isTransientConflict(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;

@@ -17,11 +17,15 @@ export async function lockForTransaction(trx: Knex.Transaction, name: string): P
   await trx.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [name]);
 }
 
-/** Opens a knex pool on PostgreSQL and binds objection models to it. */
-export function createDb(url: string, poolMax: number): Knex {
+/**
+ * Opens a knex pool on PostgreSQL and binds objection models to it. `statementTimeoutMs` (sent as
+ * a start-up parameter, so it costs no round trip) makes PostgreSQL cancel any statement of this
+ * pool that runs longer; 0 or absent: none.
+ */
+export function createDb(url: string, poolMax: number, statementTimeoutMs = 0): Knex {
   const db = knexFactory({
     client: "pg",
-    connection: { connectionString: url, application_name: "automata-signal" },
+    connection: { connectionString: url, application_name: "automata-signal", ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) },
     pool: { min: 0, max: poolMax },
     acquireConnectionTimeout: 10_000,
     // knex's default prefixes a failed query's error message with the SQL and its bound values

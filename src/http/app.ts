@@ -14,7 +14,7 @@ import { redactRequestUrl, serializeError } from "../logger";
 import { checkReadiness } from "./health";
 import { httpRequestDuration, setBacklogSource } from "../metrics/registry";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "../metrics/exposition";
-import { isDatabaseUnavailable, isTransientConflict } from "../db/availability";
+import { isDatabaseUnavailable, isStatementCancelled, isTransientConflict } from "../db/availability";
 
 /** Seconds a client is asked to wait before retrying while PostgreSQL is away. */
 const DATABASE_RETRY_AFTER_SECONDS = 5;
@@ -175,6 +175,9 @@ export function toApiError(error: unknown): ApiError {
   if (error instanceof z.ZodError) return new ApiError("validation_error", "The request data failed validation");
   if (isDatabaseUnavailable(error)) {
     return new ApiError("service_unavailable", "The database is unavailable or saturated; retry shortly", {}, { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) });
+  }
+  if (isStatementCancelled(error)) {
+    return new ApiError("service_unavailable", "The database did not finish this request in time; retry later or narrow it (filters, date range)", {}, { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) });
   }
   if (isTransientConflict(error)) {
     return new ApiError("service_unavailable", "A concurrent change to the same data is in progress; retry shortly", {}, { "Retry-After": String(CONFLICT_RETRY_AFTER_SECONDS) });

@@ -32,6 +32,8 @@ export interface TestAppOptions {
   logLevel?: string;
   /** Connections in this app's PostgreSQL pool (default 10). */
   poolMax?: number;
+  /** PostgreSQL cancels this app's statements after this long (as AUTOMATA_API_STATEMENT_TIMEOUT does for the API); default none. */
+  statementTimeoutMs?: number;
 }
 
 /** The API (and optionally a worker) running in this test process against the shared real servers. */
@@ -87,6 +89,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     encryptionKey,
     poolMax: options.poolMax ?? 10,
     simulator: simulator?.target,
+    statementTimeoutMs: options.statementTimeoutMs,
   });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const api: ApiServer = await startApiServer(deps, 0, "127.0.0.1");
