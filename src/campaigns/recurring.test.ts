@@ -589,7 +589,7 @@ describe("recurring campaigns end", () => {
     await noScheduleLeft(appId);
   });
 
-  test("a cron that fires more often than AUTOMATA_MIN_SCHEDULE_INTERVAL (1 minute by default) is refused 422 naming schedule.cron, and nothing is written", async () => {
+  test("a cron that fires more often than AUTOMATA_MIN_SCHEDULE_INTERVAL (1 minute by default), or more than daily with timezone delivery, is refused 422, and nothing is written", async () => {
     const defaults = await startTestApp();
     try {
       const { id: appId, apiKey } = await defaults.createApplication();
@@ -598,7 +598,15 @@ describe("recurring campaigns end", () => {
         assert.equal(res.status, 422, JSON.stringify(res.body));
         assert.match(res.body.error.details.fields["schedule.cron"], /at most once every 60 s/, cron);
       }
+      // Timezone delivery spreads a run over 24 hours: an hourly schedule would skip most fires.
+      const delivery = { mode: "timezone", local_time: "09:00" };
+      const hourly = await defaults.request("POST", "/campaigns", { key: apiKey, body: { name: "tz hourly", title: "T", body: "B", delivery, schedule: { cron: "0 * * * *" } } });
+      assert.equal(hourly.status, 422, JSON.stringify(hourly.body));
+      assert.match(hourly.body.error.details.fields.delivery, /at most once a day/);
       assert.equal(await campaignCount(appId), 0);
+      const daily = await defaults.request("POST", "/campaigns", { key: apiKey, body: { name: "tz daily", title: "T", body: "B", delivery, schedule: { cron: "0 9 * * *", start_at: "2030-01-01T00:00:00Z" } } });
+      assert.equal(daily.status, 201, JSON.stringify(daily.body));
+      created.push(daily.body.data.campaign_id);
       const everyMinute = await defaults.request("POST", "/campaigns", { key: apiKey, body: { name: "each minute", title: "T", body: "B", schedule: { cron: "0 * * * * *", start_at: "2030-01-01T00:00:00Z" } } });
       assert.equal(everyMinute.status, 201, JSON.stringify(everyMinute.body));
       created.push(everyMinute.body.data.campaign_id);

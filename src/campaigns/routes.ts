@@ -323,7 +323,7 @@ export const campaignRoutes: RouteSpec[] = [
     handler: async ({ body, deps, application, req }) => {
       const criteria = parseRequestedTargetingCriteria(body.targeting_criteria);
       // Before anything is written: a cron Temporal would refuse, or one firing too often, is the caller's 422.
-      if (body.schedule) assertValidCampaignSchedule(body.schedule, deps.config.AUTOMATA_MIN_SCHEDULE_INTERVAL);
+      if (body.schedule) assertValidCampaignSchedule(body.schedule, deps.config.AUTOMATA_MIN_SCHEDULE_INTERVAL, { timezoneDelivery: body.delivery !== undefined });
       const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
       const requestHash = idempotencyKey ? fingerprint(body) : null;
       const created = (c: CampaignRow) => ({

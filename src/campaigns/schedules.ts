@@ -192,10 +192,11 @@ export function shortestCronIntervalSeconds(cron: string): number {
 /**
  * Refuses, with 422 `validation_error` naming `schedule.cron`, a schedule Temporal could not run or
  * one that may fire more often than every `minIntervalMs` (each fire is a campaign run: a row, two
- * workflows and an audience query, whether or not anyone is messaged). Call before inserting.
+ * workflows and an audience query, whether or not anyone is messaged), or that fires more than once
+ * a day with timezone delivery (named `delivery`). Call before inserting.
  */
-export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cron">, minIntervalMs: number): void {
-  const refuse = (message: string) => new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { "schedule.cron": message } });
+export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cron">, minIntervalMs: number, options: { timezoneDelivery?: boolean } = {}): void {
+  const refuse = (message: string, field = "schedule.cron") => new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { [field]: message } });
   let intervalSeconds: number;
   try {
     intervalSeconds = shortestCronIntervalSeconds(schedule.cron);
@@ -205,6 +206,11 @@ export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cr
   }
   if (intervalSeconds * 1000 < minIntervalMs) {
     throw refuse(`fires as often as every ${intervalSeconds} s; a recurring campaign may fire at most once every ${minIntervalMs / 1000} s`);
+  }
+  // A timezone-delivery run spreads over the next 24 hours; a fire during it would be skipped
+  // (overlap SKIP) while next_run_at still advertised it.
+  if (options.timezoneDelivery && intervalSeconds < 86_400) {
+    throw refuse(`timezone delivery spreads each run over 24 hours, so its schedule may fire at most once a day; this cron fires as often as every ${intervalSeconds} s`, "delivery");
   }
 }
 

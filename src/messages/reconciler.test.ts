@@ -45,8 +45,14 @@ test("a message accepted without a workflow (API died before starting it) is sta
     assert.equal(app.simulator!.simulator.requestsFor(sub.token), 1, "only the fresh orphan was sent; the stale one never was");
     const workflow = await app.deps.temporal.workflow.getHandle(messageWorkflowId(orphanId)).describe();
     assert.equal(workflow.status.name, "RUNNING");
-    // Creating the schedule again (every worker does at start) is harmless.
-    assert.equal(await ensureReconcilerSchedule(app.deps, { intervalMs: 1_000, olderThanMs: 60_000, applicationId }), scheduleId);
+    // Creating the schedule again (every worker does at start) takes the worker's settings — a
+    // changed AUTOMATA_RECONCILE_INTERVAL / _AFTER applies — and keeps an operator's pause.
+    await app.deps.temporal.schedule.getHandle(scheduleId).pause("operator pause");
+    assert.equal(await ensureReconcilerSchedule(app.deps, { intervalMs: 90_000, olderThanMs: 120_000, applicationId }), scheduleId);
+    const updated = await app.deps.temporal.schedule.getHandle(scheduleId).describe();
+    assert.deepEqual(updated.spec.intervals?.map((i) => Number(i.every)), [90_000]);
+    assert.equal(updated.action.type === "startWorkflow" && (updated.action.args?.[0] as { olderThanMs: number }).olderThanMs, 120_000);
+    assert.equal(updated.state.paused, true);
   } finally {
     await app.deps.temporal.schedule.getHandle(scheduleId).delete();
   }

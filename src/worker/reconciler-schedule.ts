@@ -13,26 +13,28 @@ export interface ReconcilerScheduleOptions {
 }
 
 /**
- * Creates the Temporal Schedule that runs the reconciler (one per task queue); a schedule that
- * already exists is left as it is, so every worker can call this at start.
+ * Creates the Temporal Schedule that runs the reconciler (one per task queue), so every worker can
+ * call this at start. A schedule that already exists takes this worker's interval and arguments
+ * (AUTOMATA_RECONCILE_INTERVAL / _AFTER changed since it was created would otherwise never apply)
+ * and keeps its state: an operator's pause stays.
  */
 export async function ensureReconcilerSchedule(deps: Deps, options: ReconcilerScheduleOptions): Promise<string> {
   const scheduleId = `${RECONCILER_SCHEDULE_ID}-${deps.config.TEMPORAL_TASK_QUEUE}`;
+  const settings = {
+    spec: { intervals: [{ every: options.intervalMs }] },
+    action: {
+      type: "startWorkflow" as const,
+      workflowType: reconcilerWorkflow,
+      taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+      args: [{ olderThanMs: options.olderThanMs, limit: 500, ...(options.applicationId ? { applicationId: options.applicationId } : {}) }] as Parameters<typeof reconcilerWorkflow>,
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: options.intervalMs * 2 },
+  };
   try {
-    await deps.temporal.schedule.create({
-      scheduleId,
-      spec: { intervals: [{ every: options.intervalMs }] },
-      action: {
-        type: "startWorkflow",
-        workflowType: reconcilerWorkflow,
-        taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-        args: [{ olderThanMs: options.olderThanMs, limit: 500, ...(options.applicationId ? { applicationId: options.applicationId } : {}) }],
-      },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: options.intervalMs * 2 },
-      state: { note: "Restarts messages accepted by the API whose workflow never started" },
-    });
+    await deps.temporal.schedule.create({ scheduleId, ...settings, state: { note: "Restarts messages accepted by the API whose workflow never started" } });
   } catch (error) {
     if (!(error instanceof ScheduleAlreadyRunning)) throw error;
+    await deps.temporal.schedule.getHandle(scheduleId).update((current) => ({ ...settings, state: current.state }));
   }
   return scheduleId;
 }
