@@ -12,7 +12,20 @@ let b: { id: string; apiKey: string };
 let templates: string[] = [];
 
 const DAY_MS = 86_400_000;
-const now = Date.now();
+const now = awayFromMidnightUtc();
+
+/**
+ * The file's "now", moved off midnight UTC: rows seeded as today (a minute back) and the status
+ * changes the database dates at commit must fall on one UTC day, which a run starting within a
+ * minute or so of midnight would split. Blocks (at most 3 minutes, before any test) until clear.
+ */
+function awayFromMidnightUtc(): number {
+  const margin = 90_000;
+  const intoDay = Date.now() % DAY_MS;
+  const wait = intoDay >= DAY_MS - margin ? DAY_MS - intoDay + margin : intoDay < margin ? margin - intoDay : 0;
+  if (wait > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
+  return Date.now();
+}
 const dayOf = (d: Date): string => d.toISOString().slice(0, 10);
 const today = dayOf(new Date(now));
 const daysAgo = (n: number): string => dayOf(new Date(now - n * DAY_MS));

@@ -641,9 +641,15 @@ describe("recurring campaigns end", () => {
     const res = await createRecurring(apiKey, { cron: EVERY_3S, end_at: endAt.toISOString() });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     const id = res.body.data.campaign_id;
+    const { restartOrphanedCampaigns } = createReconcilerActivities(app.deps);
     const done = await eventually(async () => {
       const c = await get(apiKey, `/campaigns/${id}`);
-      return c.status === "completed" ? c : undefined;
+      if (c.status === "completed") return c;
+      // On a slow machine the last fire can come while the previous run still sends: overlap SKIP
+      // drops it, no run is left to complete the parent, and in a deployment the reconciler
+      // schedule does. This test's worker runs none, so its pass runs here once the end is past.
+      if (Date.now() > endAt.getTime() + 5_000) await restartOrphanedCampaigns({ olderThanMs: 0, limit: 10, applicationId: appId });
+      return undefined;
     }, 40_000, 250);
     assert.ok(done.completed_at && new Date(done.completed_at).getTime() >= endAt.getTime() - 3_000, done.completed_at);
     assert.equal(done.next_run_at, null);

@@ -7,8 +7,9 @@ import { quotaStatus } from "../quota/quota";
 import { NOW_OR_NEVER, expiredBeforeSend } from "./push-options";
 
 // Outage retries at 15 min × 0.004 = 3.6 s: a `flaky-` token's first attempt answers 503 and its
-// retry comes after a 2-second ttl has run out (messages store their ttl_seconds, so even the
-// shortest ttl is told apart from now-or-never; 2 s leaves a loaded machine time for the first attempt).
+// retry comes after a 3-second ttl has run out (the expiry is the acceptance second + 3, so at most
+// 3 s after acceptance, and the retry at least 3.6 s after the first attempt; 2–3 s leaves a loaded
+// machine time for the first attempt).
 const ENV = { AUTOMATA_RECEIPT_TIMEOUT: "1h", AUTOMATA_RETRY_SCALE: "0.004", AUTOMATA_CAMPAIGN_STATUS_POLL: "1s" };
 
 let app: TestApp;
@@ -57,17 +58,23 @@ async function settled(apiKey: string, id: string) {
 test("a message whose ttl runs out while the provider is failing fails with expired and is refunded, instead of reaching the device late", async () => {
   const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 10 } });
   const late = await createPushSubscription(app, apiKey, { type: "iOSPush", token: simulatorToken("flaky") });
-  const expired = await settled(apiKey, await send(apiKey, late.id, { ttl_seconds: 2 }));
+  const expired = await settled(apiKey, await send(apiKey, late.id, { ttl_seconds: 3 }));
   assert.equal(expired.status, "failed");
   assert.equal(expired.error_code, "expired");
   const deadline = ((await app.deps.db("messages").where("id", expired.id).first("options")).options as { expiration: number }).expiration * 1000;
   assert.ok(app.simulator!.simulator.requestsFor(late.token) <= 1, "the retry never reached the provider");
   const reached = app.simulator!.simulator.lastPayloadFor(late.token);
   if (reached) assert.ok(reached.receivedAt < deadline, "nothing reached the provider after the deadline");
-  // Sent again, it gets its own second from now, not the original's passed deadline.
+  // Sent again, it gets its own deadline from now, not the original's passed one, and goes out
+  // (the provider answers 200 from the token's second request; should a very slow machine have
+  // missed the original's first attempt altogether, the resend's is that 503 and it expires too).
+  const firstAttemptCame = app.simulator!.simulator.requestsFor(late.token) === 1;
   const resent = await app.request("POST", `/messages/${expired.id}/resend`, { key: apiKey });
   assert.equal(resent.status, 201, JSON.stringify(resent.body));
-  assert.equal((await settled(apiKey, resent.body.data.message_id)).status, "successful");
+  const resentDeadline = ((await app.deps.db("messages").where("id", resent.body.data.message_id).first("options")).options as { expiration: number }).expiration * 1000;
+  assert.ok(resentDeadline > deadline, "the resend's deadline counts from its own acceptance");
+  const outcome = await settled(apiKey, resent.body.data.message_id);
+  assert.deepEqual([outcome.status, outcome.error_code ?? null], firstAttemptCame ? ["successful", null] : ["failed", "expired"]);
 
   // The same outage without a ttl: the retry delivers it.
   const patient = await createPushSubscription(app, apiKey, { type: "AndroidPush", token: simulatorToken("flaky") });

@@ -60,7 +60,9 @@ test("a message accepted without a workflow (API died before starting it) is sta
 
 test("messages that already have a workflow are left alone", async () => {
   const { id: applicationId, apiKey } = await app.createApplication();
-  const sub = await createPushSubscription(app, apiKey);
+  // `down-`: the provider keeps failing, so the message stays unsent (pending or errored), which is
+  // what the reconciler looks at; an `ok-` one could be sent before the pass and not be checked.
+  const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
   const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, body: "normal" } });
   const id = res.body.data.message_id;
   await app.deps.db("messages").where("id", id).update({ created_at: new Date(Date.now() - 10 * 60_000) });
@@ -189,6 +191,26 @@ test("a terminated message behind more than `limit` retrying messages is found: 
   for (const id of backlog) assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "RUNNING");
 });
 
+/**
+ * Runs DDL on the shared `messages` table in short lock attempts: a statement waiting for its
+ * table lock queues every other query on the table behind it, and a test file running beside
+ * this one holds row locks across slow provider calls; a long wait here would stall its timings.
+ */
+async function ddlWithoutStalling(sql: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await app.deps.db.transaction(async (trx) => {
+        await trx.raw("SET LOCAL lock_timeout = '200ms'");
+        await trx.raw(sql);
+      });
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== "55P03" || attempt >= 200) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
 test("a message the reconciler cannot handle is logged and skipped, not a stop for the others; a pass where every message fails keeps its position", async () => {
   const { id: applicationId, apiKey } = await app.createApplication();
   const down = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
@@ -206,7 +228,7 @@ test("a message the reconciler cannot handle is logged and skipped, not a stop f
   // A row PostgreSQL refuses to change (as a constraint added later might): failing it always throws.
   const trigger = `reconciler_test_refuse_${poison.replace(/-/g, "")}`;
   await app.deps.db.raw(`CREATE FUNCTION ${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'this row cannot change'; END $$`);
-  await app.deps.db.raw(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON messages FOR EACH ROW WHEN (OLD.id = '${poison}') EXECUTE FUNCTION ${trigger}()`);
+  await ddlWithoutStalling(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON messages FOR EACH ROW WHEN (OLD.id = '${poison}') EXECUTE FUNCTION ${trigger}()`);
   try {
     const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
     const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 2, applicationId });
@@ -217,7 +239,7 @@ test("a message the reconciler cannot handle is logged and skipped, not a stop f
     // position kept) instead of reporting success.
     await assert.rejects(pass(), /this row cannot change/);
   } finally {
-    await app.deps.db.raw(`DROP TRIGGER IF EXISTS ${trigger} ON messages`);
+    await ddlWithoutStalling(`DROP TRIGGER IF EXISTS ${trigger} ON messages`);
     await app.deps.db.raw(`DROP FUNCTION IF EXISTS ${trigger}()`);
   }
 });
