@@ -5,6 +5,8 @@ import { startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
 import { debitMessageQuota, quotaStatus } from "../quota/quota";
 import { MESSAGE_COUNTERS } from "../../migrations/20261122005000_analytics";
+import { engagement } from "./repository";
+import { resolveRange } from "./schemas";
 
 let app: TestApp;
 let a: { id: string; apiKey: string };
@@ -345,6 +347,27 @@ describe("GET /analytics/engagement", () => {
     assert.deepEqual(data.overall_engagement, figures(rows));
     assert.deepEqual(Object.keys(data.by_segment).sort(), ["gold", "silver"]);
     for (const level of ["gold", "silver"]) assert.deepEqual(data.by_segment[level], figures(rows.filter((r) => r.level === level)), level);
+    assert.equal(data.by_segment_truncated, false);
+    // A tag with more values than the response holds keeps the segments with the most recipients
+    // (ties by value).
+    const users = (level: string) => new Set(rows.filter((r) => r.level === level).map((r) => r.subscription_id)).size;
+    assert.ok(users("silver") <= users("gold"), "the seed gives gold at least as many recipients");
+    const top = await engagement(app.deps.db, a.id, resolveRange(FROM, TO), "level", 1);
+    assert.deepEqual(Object.keys(top.bySegment), ["gold"]);
+    assert.equal(top.segmentsTruncated, true);
+    // In an application of its own (the seed above is shared by the other tests): "b" has more
+    // recipients than "a", though "a" sorts first.
+    const c = await app.createApplication();
+    const template = (await app.deps.db("subscriptions").where("application_id", a.id).first()) as Record<string, unknown>;
+    for (const level of ["a", "b", "b"]) {
+      const subscriptionId = newId();
+      await app.deps.db("subscriptions").insert({ ...template, id: subscriptionId, application_id: c.id, user_id: null, tags: { level }, token_hash: crypto.randomBytes(32).toString("hex") });
+      await app.deps.db("messages").insert({ id: newId(), application_id: c.id, subscription_id: subscriptionId, channel: "push", body: "hi", status: "successful", sent_at: new Date(), created_at: new Date() });
+    }
+    const bigger = await engagement(app.deps.db, c.id, resolveRange(FROM, TO), "level", 1);
+    assert.deepEqual(Object.keys(bigger.bySegment), ["b"]);
+    assert.equal(bigger.bySegment.b!.total_users, 2);
+    assert.equal(bigger.segmentsTruncated, true);
 
     const perTemplate = await directMessageCounts(a.id, "coalesce(template_id::text, 'none')");
     assert.equal(data.top_converting_messages.length, 2);

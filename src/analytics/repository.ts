@@ -196,30 +196,41 @@ function toEngagement(r: Record<string, unknown> | undefined): EngagementFigures
 }
 
 /**
+ * Most segments `GET /analytics/engagement` returns: a tag holding a per-device value (a device id)
+ * would otherwise make one response of millions of entries, built on the API's only thread.
+ */
+export const MAX_ENGAGEMENT_SEGMENTS = 100;
+
+/**
  * Engagement over messages created in the range that reached the provider (sent_at set); recipients
- * are subscriptions. Optionally grouped by the value of one subscription tag.
+ * are subscriptions. Optionally grouped by the value of one subscription tag: the `maxSegments`
+ * with the most recipients, and whether more exist.
  */
 export async function engagement(
   db: Knex,
   applicationId: string,
   range: DayRange,
   segmentKey: string | undefined,
-): Promise<{ overall: EngagementFigures; bySegment: Record<string, EngagementFigures> }> {
+  maxSegments = MAX_ENGAGEMENT_SEGMENTS,
+): Promise<{ overall: EngagementFigures; bySegment: Record<string, EngagementFigures>; segmentsTruncated: boolean }> {
   const where = `m.application_id = ? AND m.created_at >= ?::timestamptz AND m.created_at < ?::timestamptz AND m.sent_at IS NOT NULL`;
   const bindings = [applicationId, `${range.fromDay}T00:00:00Z`, `${addDays(range.toDay, 1)}T00:00:00Z`];
   const overall = await db.raw(`SELECT ${ENGAGEMENT_SELECT} FROM messages m WHERE ${where}`, bindings);
   const bySegment: Record<string, EngagementFigures> = {};
+  let segmentsTruncated = false;
   if (segmentKey !== undefined) {
     const rows = await db.raw(
       `SELECT s.tags ->> ?::text AS segment, ${ENGAGEMENT_SELECT}
          FROM messages m JOIN subscriptions s ON s.application_id = m.application_id AND s.id = m.subscription_id
         WHERE ${where} AND s.tags ->> ?::text IS NOT NULL
-        GROUP BY 1 ORDER BY 1`,
-      [segmentKey, ...bindings, segmentKey],
+        GROUP BY 1 ORDER BY total_users DESC, 1 LIMIT ?`,
+      [segmentKey, ...bindings, segmentKey, maxSegments + 1],
     );
-    for (const r of rows.rows as Array<Record<string, unknown>>) bySegment[String(r.segment)] = toEngagement(r);
+    const found = rows.rows as Array<Record<string, unknown>>;
+    segmentsTruncated = found.length > maxSegments;
+    for (const r of found.slice(0, maxSegments)) bySegment[String(r.segment)] = toEngagement(r);
   }
-  return { overall: toEngagement(overall.rows[0]), bySegment };
+  return { overall: toEngagement(overall.rows[0]), bySegment, segmentsTruncated };
 }
 
 /** Templates of the range ordered by SEQ-003 conversion rate (converted / received), from the rollup. */

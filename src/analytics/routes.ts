@@ -166,11 +166,11 @@ export const analyticsRoutes: RouteSpec[] = [
     responses: { 200: { description: "Engagement over messages created in the period", schema: EngagementView } },
     handler: async ({ query, application, deps }) => {
       const range = resolveRange(query.from, query.to);
-      const [{ overall, bySegment }, top] = await Promise.all([
+      const [{ overall, bySegment, segmentsTruncated }, top] = await Promise.all([
         engagement(deps.db, application.id, range, query.segment),
         topConvertingTemplates(deps.db, application.id, range, query.limit),
       ]);
-      return { data: { period: periodView(range), overall_engagement: overall, by_segment: bySegment, top_converting_messages: top } };
+      return { data: { period: periodView(range), overall_engagement: overall, by_segment: bySegment, by_segment_truncated: segmentsTruncated, top_converting_messages: top } };
     },
   }),
   defineRoute({

@@ -159,7 +159,8 @@ const EngagementFigures = z.object({
 export const EngagementView = z.object({
   period: Period,
   overall_engagement: EngagementFigures,
-  by_segment: z.record(z.string(), EngagementFigures),
+  by_segment: z.record(z.string(), EngagementFigures).describe("the 100 segments with the most recipients"),
+  by_segment_truncated: z.boolean().describe("true when the tag has more values than by_segment holds"),
   top_converting_messages: z.array(
     z.object({
       template_id: z.string(),
