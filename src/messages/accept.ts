@@ -101,6 +101,13 @@ async function resolveSubscriptions(db: Knex, applicationId: string, ids: string
   return unique.map((id) => byId.get(id)!);
 }
 
+/**
+ * Most devices one send to users reaches. A user id shared by thousands of devices (a "guest"
+ * account) is an audience, and audiences are campaigns: batched, paced, one workflow per 500.
+ * Past this a send would also outgrow one INSERT's 65,535 parameters.
+ */
+export const MAX_DEVICES_PER_SEND = 1_000;
+
 /** Every active push subscription of each user; an unknown user, or one with none, refuses all. */
 async function resolveUsers(db: Knex, applicationId: string, externalIds: string[], withFields: boolean): Promise<RecipientRow[]> {
   const unique = [...new Set(externalIds)];
@@ -113,7 +120,15 @@ async function resolveUsers(db: Knex, applicationId: string, externalIds: string
     .whereIn("s.user_id", users.map((u) => u.id))
     .whereIn("s.subscription_type", PUSH_SUBSCRIPTION_TYPES)
     .where("s.subscription_status", ">", 0)
-    .orderBy("s.id")) as RecipientRow[];
+    .orderBy("s.id")
+    .limit(MAX_DEVICES_PER_SEND + 1)) as RecipientRow[];
+  if (rows.length > MAX_DEVICES_PER_SEND) {
+    const field = externalIds.length === 1 ? "external_id" : "external_ids";
+    throw new ApiError("validation_error", "The request body failed validation", {
+      in: "body",
+      fields: { [field]: `reaches more than ${MAX_DEVICES_PER_SEND} subscribed devices; send to that many through a campaign (targeting_criteria.external_ids)` },
+    });
+  }
   const served = new Set(rows.map((r) => r.user_id));
   for (const externalId of unique) {
     if (!served.has(userOf.get(externalId)!)) {

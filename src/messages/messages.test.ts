@@ -1,7 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
-import { createPushSubscription, simulatorToken } from "../../test/support/fixtures";
+import { createPushSubscription, seedPushSubscriptions, simulatorToken } from "../../test/support/fixtures";
+import { MAX_DEVICES_PER_SEND } from "./accept";
 import { messageWorkflowId } from "../../workflows/message";
 import { ledgerInvariant } from "../quota/quota";
 import { newId } from "../db/ids";
@@ -256,6 +257,19 @@ describe("API rules", () => {
     for (const id of res.body.data.message_ids) await waitForStatus(id, "successful");
     const listed = await app.request("GET", `/messages?external_id=${externalId}`, { key: apiKey });
     assert.equal(listed.body.data.pagination.total_items, 2);
+  });
+
+  test("external_id of a user with more subscribed devices than one send reaches is refused 422 pointing at campaigns, and nothing is written", async () => {
+    const { apiKey: key, id: applicationId } = await createApp();
+    const externalId = "guest";
+    const owner = await createPushSubscription(app, key, { externalId });
+    const { user_id: userId } = await app.deps.db("subscriptions").where("id", owner.id).first("user_id");
+    const seeded = await seedPushSubscriptions(app, applicationId, MAX_DEVICES_PER_SEND);
+    await app.deps.db("subscriptions").whereIn("id", seeded).update({ user_id: userId });
+    const res = await app.request("POST", "/messages", { key, body: { external_id: externalId, body: "to everyone" } });
+    assert.equal(res.status, 422, JSON.stringify(res.body));
+    assert.match(res.body.error.details.fields.external_id, /more than 1000 subscribed devices.*campaign/);
+    assert.equal((await app.deps.db("messages").where("application_id", applicationId)).length, 0);
   });
 
   test("a message over the provider limits is refused at the API with message_too_large and nothing written", async () => {

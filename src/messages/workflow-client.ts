@@ -1,4 +1,5 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError } from "@temporalio/client";
+import pLimit from "p-limit";
 import type { Deps } from "../deps";
 import { messageWorkflow, messageWorkflowId, type MessageTiming, type cancelledSignal, type convertedSignal, type receivedSignal } from "../../workflows/message";
 import { withinApiDeadline } from "../http/temporal-deadline";
@@ -31,8 +32,13 @@ export interface StartableMessage {
  */
 export async function startMessageWorkflows(deps: Deps, messages: readonly StartableMessage[]): Promise<void> {
   const timing = messageTiming(deps);
-  await Promise.all(messages.map((message) => startMessageWorkflow(deps, message, timing)));
+  // A send to a user's thousand devices would otherwise open a thousand start calls at once.
+  const limit = pLimit(CONCURRENT_STARTS);
+  await Promise.all(messages.map((message) => limit(() => startMessageWorkflow(deps, message, timing))));
 }
+
+/** Workflow starts one call to {@link startMessageWorkflows} keeps in flight. */
+const CONCURRENT_STARTS = 32;
 
 async function startMessageWorkflow(deps: Deps, message: StartableMessage, timing: MessageTiming): Promise<void> {
   try {
