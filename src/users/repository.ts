@@ -1,6 +1,6 @@
 import type { Knex } from "knex";
 import { newId } from "../db/ids";
-import { notFound } from "../http/errors";
+import { ApiError, notFound } from "../http/errors";
 import { paginate, type Pagination } from "../http/pagination";
 
 /** PostgreSQL errors after which the whole transaction may simply be run again. */
@@ -94,6 +94,27 @@ export interface IdentifyOutcome {
   linked: string[];
 }
 
+/** Most keys a user's merged properties may hold. */
+export const MAX_USER_PROPERTIES = 200;
+/** Largest a user's merged properties may be, as JSON characters. */
+export const MAX_USER_PROPERTIES_CHARS = 64 * 1024;
+
+/**
+ * Refuses merged properties past the bounds (the transaction then rolls back): each identify
+ * merges into the stored object, so without a bound on the result, repeated identifies with new
+ * keys grow one row without end, and every later identify rewrites and returns all of it.
+ */
+function assertPropertiesWithinBounds(properties: unknown): void {
+  const keys = Object.keys((properties ?? {}) as object).length;
+  const chars = JSON.stringify(properties ?? {}).length;
+  if (keys > MAX_USER_PROPERTIES || chars > MAX_USER_PROPERTIES_CHARS) {
+    throw new ApiError("validation_error", "The request body failed validation", {
+      in: "body",
+      fields: { properties: `a user's properties hold at most ${MAX_USER_PROPERTIES} keys and ${MAX_USER_PROPERTIES_CHARS} characters of JSON once merged; this would make ${keys} keys, ${chars} characters` },
+    });
+  }
+}
+
 /**
  * Finds or creates the user (application_id, external_id) and links the subscriptions to them, in
  * one transaction (REF-001 §3.1, SEQ-001 §3.2). The upsert makes concurrent identifies of the same
@@ -118,6 +139,7 @@ export async function identifyUser(db: Knex, applicationId: string, input: Ident
       })
       .returning<UserRow[]>(["id", "application_id", "external_id", "properties", "created_at"]);
     if (!user) throw new Error("user upsert returned no row");
+    assertPropertiesWithinBounds(user.properties);
 
     const subscriptions = await lockSubscriptions(trx, applicationId, input.subscriptionIds);
     const toLink = subscriptions.filter((s) => s.user_id !== user.id);

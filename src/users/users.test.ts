@@ -121,6 +121,26 @@ describe("POST /users/identify", () => {
     assert.deepEqual(row.properties, { plan: "pro", locale: "ko" });
   });
 
+  test("merged properties are bounded: identifies adding keys past 200, or past 64 KiB of JSON, are refused 422 and change nothing", async () => {
+    const externalId = ext("growing");
+    const identify = (properties: Record<string, unknown>) => app.request("POST", "/users/identify", { key: appA.apiKey, body: { external_id: externalId, properties } });
+    const keys = (from: number, count: number) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`k${from + i}`, i]));
+    assert.equal((await identify(keys(0, 150))).status, 200);
+    const tooMany = await identify(keys(150, 51));
+    assert.equal(tooMany.status, 422, JSON.stringify(tooMany.body));
+    assert.match(tooMany.body.error.details.fields.properties, /at most 200 keys.*201 keys/);
+    const stored = async () => (await app.deps.db("users").where({ application_id: appA.id, external_id: externalId }).first()).properties;
+    assert.equal(Object.keys(await stored()).length, 150, "the refused identify merged nothing");
+    // Each request is well under the body limit; together they would pass 64 KiB.
+    assert.equal((await identify({ big1: "x".repeat(40_000) })).status, 200);
+    const tooBig = await identify({ big2: "x".repeat(40_000) });
+    assert.equal(tooBig.status, 422, JSON.stringify(tooBig.body));
+    assert.equal((await stored()).big2, undefined);
+    // Replacing a value (not adding) stays within the bounds.
+    assert.equal((await identify({ big1: "y" })).status, 200);
+    assert.equal((await identify({ big2: "x".repeat(40_000) })).status, 200);
+  });
+
   test("accepts the SDK's application_id when it is the key's own, refuses another", async () => {
     const ok = await app.request("POST", "/users/identify", { key: appA.apiKey, body: { external_id: ext("sdk"), application_id: appA.id } });
     assert.equal(ok.status, 200);
