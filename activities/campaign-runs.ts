@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
-import { ENDED_CAMPAIGN_STATUSES, type CampaignRow } from "../src/campaigns/repository";
+import { ENDED_CAMPAIGN_STATUSES, statusToActOn, type CampaignRow } from "../src/campaigns/repository";
 import { campaignWorkflowInput } from "../src/campaigns/workflow-client";
 import { deleteCampaignSchedule, firesAtOneTimeOfDay, runFireTime } from "../src/campaigns/schedules";
 import { sameLocalWallTime } from "../src/campaigns/timezones";
@@ -40,7 +40,7 @@ export function createCampaignRunActivities(deps: Deps) {
      * Creates the campaign row of one fire of a recurring campaign — a copy of the parent's content,
      * targeting, template, throttle and delivery, keyed by (parent_campaign_id, run_key) so a retry
      * returns the same run — and answers its campaign workflow input. Answers null (skip this fire)
-     * when the parent is not running: paused, or ended or gone, in which case the schedule that
+     * when the parent is not running: paused (or its application deactivated), or ended or gone, in which case the schedule that
      * should not exist any more is deleted too.
      */
     async createCampaignRun(input: { parentCampaignId: string; runKey: string }): Promise<CampaignWorkflowInput | null> {
@@ -53,7 +53,9 @@ export function createCampaignRunActivities(deps: Deps) {
       const outcome = await db.transaction(async (trx): Promise<CampaignRow | "skip" | "ended"> => {
         const parent = await trx("message_campaigns").where("id", input.parentCampaignId).forShare().first<CampaignRow | undefined>();
         if (!parent || ENDED_CAMPAIGN_STATUSES.includes(parent.status)) return "ended";
-        if (parent.status !== "running") return "skip";
+        const app = (await trx("applications").where("id", parent.application_id).first("is_active")) as { is_active: boolean } | undefined;
+        // Paused, or held because its application is deactivated: this fire is skipped.
+        if (statusToActOn(parent.status, app?.is_active ?? false) !== "running") return "skip";
         const runAt = runFireTime(input.runKey) ?? new Date();
         if (await repeatsLocalFire(trx, parent, runAt)) return "skip";
         const suffix = ` — ${runAt.toISOString()}`;

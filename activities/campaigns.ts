@@ -10,7 +10,7 @@ import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-t
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
-import { batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES, inBatch, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
+import { batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES, inBatch, statusToActOn, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
 import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, deliveryPlanningStart, type DeliveryGroup } from "../src/campaigns/timezones";
 import { messageOptionsAt } from "../src/campaigns/content";
@@ -387,7 +387,9 @@ export function createCampaignActivities(deps: Deps) {
   async function nextPages(input: { campaignId: string; after: string | null; limit: number; pages: number; group?: AudienceGroup }): Promise<AudiencePages> {
     const campaign = await loadCampaign(input.campaignId);
     if (campaign.status !== "running") return { pages: [], limit: input.limit, status: campaign.status, waitMs: 0 };
-    const app = (await db("applications").where("id", campaign.application_id).first("campaign_max_per_minute")) as { campaign_max_per_minute: number | null } | undefined;
+    const app = (await db("applications").where("id", campaign.application_id).first("campaign_max_per_minute", "is_active")) as { campaign_max_per_minute: number | null; is_active: boolean } | undefined;
+    const held = statusToActOn(campaign.status, app?.is_active ?? false);
+    if (held !== "running") return { pages: [], limit: input.limit, status: held, waitMs: 0 };
     const ceiling = app?.campaign_max_per_minute ?? null;
     const limit = ceiling ? Math.min(input.limit, Math.max(1, Math.ceil(ceiling / 6))) : input.limit;
     const pageCount = ceiling ? 1 : Math.max(1, input.pages);
@@ -419,9 +421,14 @@ export function createCampaignActivities(deps: Deps) {
       return row?.status ?? (await loadCampaign(campaignId)).status;
     },
 
-    /** The campaign's status in PostgreSQL (the workflow re-reads it while it waits or is paused). */
+    /**
+     * The campaign's status in PostgreSQL (the workflow re-reads it while it waits or is paused),
+     * held as paused while its application is deactivated.
+     */
     async campaignStatus(campaignId: string): Promise<CampaignStatus> {
-      return (await loadCampaign(campaignId)).status;
+      const campaign = await loadCampaign(campaignId);
+      const app = (await db("applications").where("id", campaign.application_id).first("is_active")) as { is_active: boolean } | undefined;
+      return statusToActOn(campaign.status, app?.is_active ?? false);
     },
 
     /**

@@ -285,6 +285,26 @@ describe("campaign execution", () => {
     assert.equal(Number(count[0]!.n), 1_100);
   });
 
+  test("a deactivated application's campaign starts no batch until the application is active again, then finishes", async () => {
+    const { id: appId, apiKey } = await createApp();
+    await seed(appId, 25);
+    const id = await insertRunningCampaign(app, appId, "held", {});
+    const deactivate = (isActive: boolean) => app.request("PATCH", `/admin/applications/${appId}`, { admin: true, body: { is_active: isActive } });
+    assert.equal((await deactivate(false)).status, 200);
+    const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 0.0001, pendingTimeoutMs: 3_600_000 }, pageSize: 10, window: 2, statusPollMs: 300 });
+    await eventually(async () => (await handle.query(progressQuery)).paused, 10_000, 100);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const held = await handle.query(progressQuery);
+    assert.equal(held.batchesStarted, 0, "no batch while the application is deactivated");
+    assert.equal((await app.deps.db("messages").where("campaign_id", id)).length, 0);
+    // Its owner's key is refused meanwhile, so the owner could not have paused it.
+    assert.equal((await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey })).status, 403);
+    assert.equal((await deactivate(true)).status, 200);
+    const result = await handle.result();
+    assert.equal(result.messages, 25);
+    assert.equal((await app.deps.db("messages").where("campaign_id", id)).length, 25);
+  });
+
   test("small pages: keyset paging across continue-as-new with a bounded window", async () => {
     const { id: appId } = await createApp();
     const ids = await seed(appId, 47);

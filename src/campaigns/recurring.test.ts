@@ -238,6 +238,22 @@ describe("recurring campaigns", () => {
     }
   });
 
+  test("fires of a deactivated application's recurring campaign make no run; reactivated, the next fire does", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    const runs = createCampaignRunActivities(app.deps);
+    const fire = (at: string) => runs.createCampaignRun({ parentCampaignId: id, runKey: `${campaignRunWorkflowIdPrefix(id)}-${at}` });
+    const setActive = (isActive: boolean) => app.request("PATCH", `/admin/applications/${appId}`, { admin: true, body: { is_active: isActive } });
+    assert.equal((await setActive(false)).status, 200);
+    assert.equal(await fire("2031-01-01T09:00:00Z"), null);
+    assert.equal((await setActive(true)).status, 200);
+    assert.notEqual(await fire("2032-01-01T09:00:00Z"), null);
+    const keys = (await app.deps.db("message_campaigns").where("parent_campaign_id", id).pluck("run_key")) as string[];
+    assert.deepEqual(keys.map((k) => k.slice(-20)), ["2032-01-01T09:00:00Z"]);
+  });
+
   test("a run with timezone delivery plans from its fire time: a zone whose local time is the fire time sends now, not tomorrow", async () => {
     const { id: appId, apiKey } = await app.createApplication();
     await seedPushSubscriptions(app, appId, 2, { timezone: (i) => (i === 0 ? "Asia/Seoul" : "Europe/Paris") });

@@ -27,6 +27,15 @@ export function apiCampaignStatus(status: CampaignStatus): ApiCampaignStatus {
   return status === "running" ? "in_progress" : status;
 }
 
+/**
+ * The status a campaign's workflow acts on: a running campaign of a deactivated application is
+ * held as if paused (no new batch; it goes on by itself within a status poll of reactivation),
+ * since its owner's key can no longer pause or cancel it and an operator deactivates to stop it.
+ */
+export function statusToActOn(status: CampaignStatus, applicationActive: boolean): CampaignStatus {
+  return status === "running" && !applicationActive ? "paused" : status;
+}
+
 /** The stored status an API status filter means (`in_progress`, or its alias `running`, → `running`). */
 export function storedCampaignStatus(status: ApiCampaignStatus | "running"): CampaignStatus {
   return status === "in_progress" ? "running" : status;
