@@ -130,8 +130,16 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
   let executeNow = false;
   setHandler(executeSignal, () => void (executeNow = true));
   setHandler(cancelSignal, () => void (p.cancelled = true));
-  setHandler(pauseSignal, () => void (p.paused = true));
-  setHandler(resumeSignal, () => void (p.paused = false));
+  // Pause and resume signals seen by this run: a status read that a signal overtook is stale.
+  let statusSignals = 0;
+  setHandler(pauseSignal, () => {
+    p.paused = true;
+    statusSignals += 1;
+  });
+  setHandler(resumeSignal, () => {
+    p.paused = false;
+    statusSignals += 1;
+  });
   const batchFinished = (done: BatchDone): void => {
     if (!p.inFlight.includes(done.batchNo)) return;
     p.inFlight = p.inFlight.filter((n) => n !== done.batchNo);
@@ -144,12 +152,24 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
   const handOver = async (): Promise<void> => {
     if (workflowInfo().continueAsNewSuggested) await continueAsNew<typeof campaignWorkflow>({ ...input, progress: p });
   };
-  /** Applies the status PostgreSQL holds (the API's truth) to the fan-out. */
-  const applyStatus = (status: CampaignStatus): void => {
+  /**
+   * Applies the status PostgreSQL holds (the API's truth) to the fan-out. `signalsBefore` is the
+   * signal count when the status was read: a pause or resume signalled since is newer than a
+   * running/paused read (the API writes the row, then signals) and stands; an end always applies.
+   * Histories from before this rule applied every read.
+   */
+  const applyStatus = (status: CampaignStatus, signalsBefore?: number): void => {
+    const overtaken = signalsBefore !== undefined && statusSignals !== signalsBefore && (status === "running" || status === "paused");
+    if (overtaken && patched("campaign-status-read-yields-to-signals")) return;
     if (status === "running") p.paused = false;
     else if (status === "paused") p.paused = true;
     // Ended outside this workflow (cancelled by the API, or failed by an operator): stop sending.
     else if (status === "cancelled" || status === "completed" || status === "failed") p.cancelled = true;
+  };
+  /** Reads the campaign's status and applies it (unless a signal overtook the read). */
+  const refreshStatus = async (): Promise<void> => {
+    const signalsBefore = statusSignals;
+    applyStatus(await activities.campaignStatus(campaignId), signalsBefore);
   };
   /**
    * Waits until `ready`, re-reading the status and freeing the window slots of batches that closed
@@ -157,7 +177,7 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
    */
   const waitUntil = async (ready: () => boolean): Promise<void> => {
     while (!(await condition(() => p.cancelled || ready(), pollMs))) {
-      applyStatus(await activities.campaignStatus(campaignId));
+      await refreshStatus();
       if (p.inFlight.length > 0) {
         for (const batchNo of await activities.closedCampaignBatches({ campaignId, applicationId, batchNos: p.inFlight })) {
           log.warn("campaign batch closed without reporting", { batchNo });
@@ -219,7 +239,7 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
       // histories recorded before that waited in one piece.
       if (patched("campaign-group-wait-polls-status")) {
         if (!(await condition(() => p.cancelled, Math.min(group.sendAt - Date.now(), pollMs)))) {
-          applyStatus(await activities.campaignStatus(campaignId));
+          await refreshStatus();
           await handOver();
         }
       } else {
@@ -236,11 +256,12 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     const fanOut = patched("campaign-fanout-pages");
     // Histories from before the fan-out asked for one page at a time, and their end rule must too.
     const wanted = input.throttlePerMinute || !fanOut ? 1 : input.window - p.inFlight.length;
+    const signalsBeforePages = statusSignals;
     const answer = fanOut
       ? await activities.nextAudiencePages({ campaignId, after: p.cursor, limit, pages: wanted, group: audienceGroup })
       : singlePage(await activities.nextAudiencePage({ campaignId, after: p.cursor, limit, group: audienceGroup }));
     if (answer.status !== "running") {
-      applyStatus(answer.status);
+      applyStatus(answer.status, signalsBeforePages);
       continue;
     }
     if (answer.pages.length === 0) {
@@ -249,6 +270,10 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     }
     // The application's ceiling, shared by all its campaigns: this page's reserved start.
     if (answer.waitMs > 0 && (await condition(() => p.cancelled, answer.waitMs))) break;
+    // Paused while the pages were read or their turn under the ceiling came: start none of them
+    // (the cursor has not moved, so they are read again on resume). Histories from before this
+    // rule started them.
+    if (p.paused && patched("campaign-pause-during-page-read")) continue;
     const parentWorkflowId = workflowInfo().workflowId;
     let after = p.cursor;
     const starts = answer.pages.map((page, i) => {

@@ -218,6 +218,26 @@ test("under an application ceiling a campaign larger than one page still reaches
   assert.ok(gap >= 9_000, `second page started ${gap} ms after the first`);
 });
 
+test("a pause while a page waits for its turn under the ceiling starts none of that page's batches; resume sends them", async () => {
+  const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "ceiling pause", rate_limit_tier: "enterprise", campaign_max_per_minute: 600 } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const { application_id: appId, api_key: apiKey } = created.body.data;
+  await seed(appId, 150, {});
+  // 600/min: pages of 100; the second page's turn comes ~10 s after the first's.
+  const id = await createdCampaign(apiKey, {});
+  const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
+  await eventually(async () => (await handle.query(progressQuery)).batchesStarted === 1 && (await messagesOf(id)).length === 100, 15_000, 100);
+  const paused = await app.request("POST", `/campaigns/${id}/pause`, { key: apiKey });
+  assert.equal(paused.status, 200, JSON.stringify(paused.body));
+  // Past the second page's turn: it was read before the pause, yet it must not start.
+  await new Promise((r) => setTimeout(r, 11_000));
+  assert.equal((await handle.query(progressQuery)).batchesStarted, 1, "no batch started after the pause");
+  assert.equal((await messagesOf(id)).length, 100);
+  assert.equal((await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey })).status, 200);
+  await eventually(async () => (await statusOf(id)) === "completed", 60_000, 250);
+  assert.equal((await messagesOf(id)).length, 150);
+});
+
 test("pending timeout: messages whose next retry would pass it fail with pending_timeout and are refunded", async () => {
   const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
   const group = newId();
