@@ -209,6 +209,10 @@ export function createUserErasureActivities(deps: Deps) {
         if (request.status === "completed") return request.result as ErasureResult;
         // Campaign rows before the user's subscriptions, the order a campaign batch create locks them in.
         await removeFromCampaignTargeting(trx, request);
+        // The user's remaining messages before the user and subscriptions: a send locks its
+        // messages and then, on a dead token, the subscription, so the other order deadlocks with a
+        // send in flight, and a send chosen as the victim rolls back sends the provider accepted.
+        await userMessages(trx, await resolveTarget(trx, request, false)).orderBy("id").forUpdate().pluck("id");
         const target = await resolveTarget(trx, request, true);
         const lateMessages = await scrubMessageBatch(trx, target);
         const eventsScrubbed = await scrubForeignSubscriptionEvents(trx, target);

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { eventually, startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
 import { createReconcilerActivities } from "../../activities/reconciler";
+import { createUserErasureActivities } from "../../activities/user-erasure";
 import { deviceTokenContext } from "../subscriptions/device-token";
 
 let app: TestApp;
@@ -273,6 +274,38 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
       await worker?.close();
       await apiOnly.close();
     }
+  });
+
+  test("the final step takes a send's order (message, then subscription): a send in flight holding the message can still mark the device dead", async () => {
+    const externalId = ext("in-flight");
+    const sub = await insertSubscription(app, tenant.id);
+    const userId = await identify(app, tenant.apiKey, externalId, [sub]);
+    const message = await insertMessage(app, { application_id: tenant.id, subscription_id: sub, user_id: userId, status: "pending", sent_at: null, received_at: null });
+    const requestId = newId();
+    await app.deps.db("erasure_requests").insert({ id: requestId, application_id: tenant.id, external_id: externalId, user_id: userId, status: "running" });
+    // A campaign chunk's transaction: it holds its message while the provider answers...
+    const send = await app.deps.db.transaction();
+    try {
+      await send("messages").where("id", message).forUpdate().first("id");
+      const sendPid = (await send.raw("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+      const erasure = createUserErasureActivities(app.deps).eraseUserData(requestId);
+      const erased = erasure.then(() => "erased" as const, (error: unknown) => error);
+      // ...the erasure's final step now waits for that message...
+      await eventually(async () => {
+        const waiting = await app.deps.db.raw("SELECT count(*)::int AS n FROM pg_stat_activity WHERE ?::int = ANY(pg_blocking_pids(pid))", [sendPid]);
+        return waiting.rows[0].n > 0;
+      }, 10_000, 50);
+      // ...and the provider says the token is dead: the send locks the subscription to mark it.
+      // Had the erasure locked the subscription first, this would wait on it (a deadlock).
+      await send.raw("SET LOCAL lock_timeout = '3s'");
+      await send("subscriptions").where("id", sub).update({ subscription_status: -10 });
+      await send.commit();
+      assert.equal(await erased, "erased");
+    } finally {
+      if (!send.isCompleted()) await send.rollback();
+    }
+    assert.equal((await app.deps.db("subscriptions").where("id", sub)).length, 0, "the erasure went on and deleted the device");
+    assert.equal((await app.deps.db("messages").where("id", message).first("title")).title, null);
   });
 
   test("a user with more messages than one batch is fully scrubbed", async () => {
