@@ -308,7 +308,7 @@ describe("rate limiting", () => {
   });
 
   test("basic tier: 300 requests per minute per key, headers on every answer, then 429", async () => {
-    const { apiKey: key } = await app.createApplication();
+    const { apiKey: key, id: applicationId } = await app.createApplication();
     const first = await app.request("GET", "/subscriptions", { key });
     assert.equal(first.headers.get("x-ratelimit-limit"), "300");
     assert.equal(first.headers.get("x-ratelimit-remaining"), "299");
@@ -333,6 +333,21 @@ describe("rate limiting", () => {
     assert.equal(limited.body.error.code, "rate_limit_exceeded");
     assert.equal(limited.headers.get("x-ratelimit-remaining"), "0");
     assert.ok(Number(limited.headers.get("retry-after")) > 0);
+    // Refused again, the same way, for the rest of the minute without counting in PostgreSQL.
+    const apiKeyId = (await app.deps.db("api_keys").where("application_id", applicationId).first("id")).id;
+    const hits = async () => (await app.deps.db("rate_limit_counters").where("key", `api_key:${apiKeyId}`).sum<{ n: number }[]>({ n: "hits" }))[0]!.n;
+    const counted = await hits();
+    for (let i = 0; i < 5; i++) {
+      const again = await app.request("GET", "/subscriptions", { key });
+      assert.equal(again.status, 429);
+      assert.equal(again.body.error.code, "rate_limit_exceeded");
+      assert.deepEqual(
+        ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"].map((h) => again.headers.get(h)),
+        ["300", "0", limited.headers.get("x-ratelimit-reset")],
+      );
+      assert.ok(Number(again.headers.get("retry-after")) > 0);
+    }
+    assert.equal(await hits(), counted, "refusals after the first cost no database write");
   });
 
   test("the count is shared through PostgreSQL, so a second API instance sees it", async () => {

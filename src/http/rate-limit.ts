@@ -62,15 +62,30 @@ export class PostgresRateLimitStore implements Store {
   }
 }
 
+/** The 429 a key over its allowance gets, with when the allowance comes back. */
+function rateLimitExceeded(limit: number, resetSeconds: number | undefined): ApiError {
+  return new ApiError("rate_limit_exceeded", "Rate limit exceeded for this API key", {
+    limit,
+    reset_at: resetSeconds ? new Date(resetSeconds * 1000).toISOString() : undefined,
+  });
+}
+
+/** Keys this process refused, until their window ends; beyond this many, expired ones are dropped. */
+const MAX_REMEMBERED_REFUSALS = 10_000;
+
 /**
  * Per-API-key rate limiting by the application's tier, with REF-001's X-RateLimit-* headers and a
- * REF-001 error body on 429. Must run after API key authentication.
+ * REF-001 error body on 429. Must run after API key authentication. A key refused once is refused
+ * from memory until its window ends: a client hammering past its allowance then costs this process
+ * no database write (the count is shared, the refusal needs no more counting).
  */
 export function apiKeyRateLimit(db: Knex): RequestHandler {
+  const keyOf = (res: Response) => `api_key:${(res.locals.application as AuthenticatedApplication).apiKeyId}`;
+  const refusedUntil = new Map<string, { resetMs: number; limit: number }>();
   const limiter = rateLimit({
     windowMs: WINDOW_MS,
     limit: (_req: Request, res: Response) => RATE_LIMIT_TIERS[(res.locals.application as AuthenticatedApplication).rateLimitTier],
-    keyGenerator: (_req: Request, res: Response) => `api_key:${(res.locals.application as AuthenticatedApplication).apiKeyId}`,
+    keyGenerator: (_req: Request, res: Response) => keyOf(res),
     standardHeaders: false,
     legacyHeaders: true,
     store: new PostgresRateLimitStore(db),
@@ -79,13 +94,29 @@ export function apiKeyRateLimit(db: Knex): RequestHandler {
     passOnStoreError: false,
     handler: (_req: Request, res: Response, next: NextFunction) => {
       const reset = res.getHeader("x-ratelimit-reset");
-      next(
-        new ApiError("rate_limit_exceeded", "Rate limit exceeded for this API key", {
-          limit: Number(res.getHeader("x-ratelimit-limit")),
-          reset_at: reset ? new Date(Number(reset) * 1000).toISOString() : undefined,
-        }),
-      );
+      const limit = Number(res.getHeader("x-ratelimit-limit"));
+      if (reset) {
+        if (refusedUntil.size >= MAX_REMEMBERED_REFUSALS) {
+          for (const [key, refusal] of refusedUntil) if (refusal.resetMs <= Date.now()) refusedUntil.delete(key);
+        }
+        if (refusedUntil.size < MAX_REMEMBERED_REFUSALS) refusedUntil.set(keyOf(res), { resetMs: Number(reset) * 1000, limit });
+      }
+      next(rateLimitExceeded(limit, reset ? Number(reset) : undefined));
     },
   });
-  return limiter;
+  return (req: Request, res: Response, next: NextFunction) => {
+    const key = keyOf(res);
+    const refusal = refusedUntil.get(key);
+    if (refusal && Date.now() < refusal.resetMs) {
+      const resetSeconds = Math.ceil(refusal.resetMs / 1000);
+      res.setHeader("X-RateLimit-Limit", String(refusal.limit));
+      res.setHeader("X-RateLimit-Remaining", "0");
+      res.setHeader("X-RateLimit-Reset", String(resetSeconds));
+      res.setHeader("Retry-After", String(Math.max(1, Math.ceil((refusal.resetMs - Date.now()) / 1000))));
+      next(rateLimitExceeded(refusal.limit, resetSeconds));
+      return;
+    }
+    if (refusal) refusedUntil.delete(key);
+    void limiter(req, res, next);
+  };
 }
