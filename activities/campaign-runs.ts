@@ -1,11 +1,12 @@
 import type { Knex } from "knex";
+import { heartbeat } from "@temporalio/activity";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
 import { ENDED_CAMPAIGN_STATUSES, statusToActOn, type CampaignRow } from "../src/campaigns/repository";
 import { campaignWorkflowInput } from "../src/campaigns/workflow-client";
 import { deleteCampaignSchedule, firesAtOneTimeOfDay, runFireTime } from "../src/campaigns/schedules";
 import { sameLocalWallTime } from "../src/campaigns/timezones";
-import type { CampaignWorkflowInput } from "../workflows/campaign";
+import { campaignWorkflowId, type CampaignWorkflowInput } from "../workflows/campaign";
 
 /** Longest campaign name (the `message_campaigns_name_length` constraint). */
 const MAX_NAME = 200;
@@ -36,6 +37,24 @@ export function createCampaignRunActivities(deps: Deps) {
   }
 
   return {
+    /**
+     * Waits until the campaign workflow of a run ends, however it ends, heartbeating meanwhile
+     * (a worker that dies mid-wait lets the retry wait again). For a run whose workflow the
+     * reconciler started before the run's wrapper could: the wrapper must stay open as long as
+     * the run sends, or the schedule's overlap SKIP would start the next fire beside it.
+     */
+    async awaitRunCampaignWorkflow(runCampaignId: string): Promise<void> {
+      const beat = setInterval(() => heartbeat(), 10_000);
+      try {
+        await deps.temporal.workflow.getHandle(campaignWorkflowId(runCampaignId)).result();
+      } catch (error) {
+        // Failed, cancelled or terminated: ended all the same, which is what the wrapper waits for.
+        deps.logger.info({ campaign_id: runCampaignId, err: error }, "the run's campaign workflow did not complete; its wrapper ends with it");
+      } finally {
+        clearInterval(beat);
+      }
+    },
+
     /**
      * Creates the campaign row of one fire of a recurring campaign — a copy of the parent's content,
      * targeting, template, throttle and delivery, keyed by (parent_campaign_id, run_key) so a retry

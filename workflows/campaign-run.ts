@@ -1,4 +1,4 @@
-import { executeChild, log, ParentClosePolicy, proxyActivities, workflowInfo } from "@temporalio/workflow";
+import { executeChild, log, ParentClosePolicy, patched, proxyActivities, workflowInfo } from "@temporalio/workflow";
 import { WorkflowExecutionAlreadyStartedError } from "@temporalio/common";
 import type { createCampaignRunActivities } from "../activities/campaign-runs";
 import { ApplicationIdKey, CampaignIdKey } from "../temporal/search-attributes";
@@ -6,6 +6,14 @@ import { campaignWorkflow, campaignWorkflowId, type CampaignProgress } from "./c
 
 const { createCampaignRun } = proxyActivities<ReturnType<typeof createCampaignRunActivities>>({
   startToCloseTimeout: "1 minute",
+  retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
+});
+
+// A run may send for a day (timezone delivery) or stay paused far longer; the heartbeat notices a
+// dead worker within a minute.
+const { awaitRunCampaignWorkflow } = proxyActivities<ReturnType<typeof createCampaignRunActivities>>({
+  startToCloseTimeout: "3650 days",
+  heartbeatTimeout: "1 minute",
   retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
 });
 
@@ -38,9 +46,12 @@ export async function campaignRunWorkflow({ campaignId }: CampaignRunInput): Pro
     });
   } catch (error) {
     // The reconciler already started this run's campaign workflow (this wrapper stalled between
-    // creating the row and starting the child): the run proceeds there.
+    // creating the row and starting the child): the run proceeds there, and this wrapper stays
+    // open until it ends so the schedule still sees the fire running (histories from before this
+    // step ended at once).
     if (error instanceof WorkflowExecutionAlreadyStartedError) {
       log.info("run's campaign workflow already started", { runCampaignId: input.campaignId });
+      if (patched("campaign-run-waits-for-reconciled-run")) await awaitRunCampaignWorkflow(input.campaignId);
       return null;
     }
     throw error;

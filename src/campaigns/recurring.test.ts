@@ -5,7 +5,8 @@ import { startTestApp, eventually, type TestApp } from "../../test/support/harne
 import { seedPushSubscriptions } from "../../test/support/fixtures";
 import { insertRunningCampaign } from "../../test/support/campaigns";
 import { newId } from "../db/ids";
-import { campaignWorkflowId, pauseSignal, progressQuery } from "../../workflows/campaign";
+import { campaignWorkflow, campaignWorkflowId, pauseSignal, progressQuery, resumeSignal } from "../../workflows/campaign";
+import { campaignRunWorkflow } from "../../workflows/campaign-run";
 import { createReconcilerActivities } from "../../activities/reconciler";
 import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
@@ -252,6 +253,26 @@ describe("recurring campaigns", () => {
     assert.notEqual(await fire("2032-01-01T09:00:00Z"), null);
     const keys = (await app.deps.db("message_campaigns").where("parent_campaign_id", id).pluck("run_key")) as string[];
     assert.deepEqual(keys.map((k) => k.slice(-20)), ["2032-01-01T09:00:00Z"]);
+  });
+
+  test("a fire whose run the reconciler already started keeps its wrapper open until that run ends (overlap SKIP still sees it)", async () => {
+    const { apiKey } = await app.createApplication();
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const parentId = res.body.data.campaign_id;
+    const runKey = `${campaignRunWorkflowIdPrefix(parentId)}-2031-01-01T09:00:00Z`;
+    const input = await createCampaignRunActivities(app.deps).createCampaignRun({ parentCampaignId: parentId, runKey });
+    assert.ok(input);
+    // The run waits paused, so it is still going when its wrapper tries to start it.
+    await app.deps.db("message_campaigns").where("id", input.campaignId).update({ status: "paused" });
+    const run = await app.deps.temporal.workflow.start(campaignWorkflow, { workflowId: campaignWorkflowId(input.campaignId), taskQueue: app.config.TEMPORAL_TASK_QUEUE, args: [{ ...input, statusPollMs: 300 }] });
+    const wrapper = await app.deps.temporal.workflow.start(campaignRunWorkflow, { workflowId: runKey, taskQueue: app.config.TEMPORAL_TASK_QUEUE, args: [{ campaignId: parentId }] });
+    await new Promise((r) => setTimeout(r, 2_000));
+    assert.equal((await wrapper.describe()).status.name, "RUNNING", "the wrapper waits for the run the reconciler started");
+    await app.deps.db("message_campaigns").where("id", input.campaignId).update({ status: "running" });
+    await run.signal(resumeSignal);
+    assert.equal(await wrapper.result(), null);
+    assert.equal((await run.describe()).status.name, "COMPLETED", "the wrapper ended after the run did");
   });
 
   test("a run with timezone delivery plans from its fire time: a zone whose local time is the fire time sends now, not tomorrow", async () => {
