@@ -7,7 +7,13 @@ import { historyFromJSON, historyToJSON } from "@temporalio/common/lib/proto-uti
 import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { createPushSubscription, simulatorToken } from "./support/fixtures";
 import { messageWorkflowId } from "../workflows/message";
-import { campaignWorkflowId } from "../workflows/campaign";
+import type { WorkflowHandle } from "@temporalio/client";
+import { campaignWorkflowId, pauseSignal, progressQuery, resumeSignal } from "../workflows/campaign";
+import { campaignRunWorkflow } from "../workflows/campaign-run";
+import { reconcilerWorkflow } from "../workflows/reconciler";
+import { userErasureWorkflowId } from "../workflows/user-erasure";
+import { campaignRunWorkflowIdPrefix, campaignScheduleId } from "../src/campaigns/schedules";
+import { insertRunningCampaign, startTestCampaignWorkflow } from "./support/campaigns";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
 import { seedPushSubscriptions } from "./support/fixtures";
 
@@ -64,5 +70,71 @@ test("the campaign workflow and a batch replay deterministically from histories 
 test("committed campaign and batch histories of an earlier version still replay", { timeout: 60_000 }, async () => {
   for (const [kind, file] of Object.entries(CAMPAIGN_FIXTURES)) {
     await Worker.runReplayHistory({ workflowsPath }, historyFromJSON(JSON.parse(fs.readFileSync(file, "utf8"))), `campaign-fixture-${kind}`);
+  }
+});
+
+/**
+ * The workflows and paths the two fixtures above do not reach: a campaign paused and resumed
+ * (status polls while paused) that continues as new, a recurring campaign's run wrapper, a user
+ * erasure and a reconciler pass. Each recorded now must replay, and each committed history of an
+ * earlier version must still replay with today's code.
+ */
+const MORE_FIXTURES = {
+  campaignPaused: path.join(__dirname, "fixtures", "campaign-paused-continued-history.json"),
+  campaignRun: path.join(__dirname, "fixtures", "campaign-run-workflow-history.json"),
+  erasure: path.join(__dirname, "fixtures", "user-erasure-workflow-history.json"),
+  reconciler: path.join(__dirname, "fixtures", "reconciler-workflow-history.json"),
+};
+
+test("a paused and resumed campaign that continues as new, a run wrapper, an erasure and a reconciler pass replay from histories recorded now", { timeout: 180_000 }, async () => {
+  const { id: applicationId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+  await seedPushSubscriptions(app, applicationId, 25);
+  const histories: Partial<Record<keyof typeof MORE_FIXTURES, Awaited<ReturnType<WorkflowHandle["fetchHistory"]>>>> = {};
+
+  // Paused in PostgreSQL and by signal before its first page; resumed after a few status polls.
+  const pausedId = await insertRunningCampaign(app, applicationId, "replay paused", {}, { status: "paused" });
+  const paused = await startTestCampaignWorkflow(app, { campaignId: pausedId, applicationId }, { timing: { receiptTimeoutMs: 30_000, retryScale: 0.0001, pendingTimeoutMs: 3_600_000 }, pageSize: 10, window: 1, batchesPerRun: 2, statusPollMs: 200 });
+  await paused.signal(pauseSignal);
+  await eventually(async () => (await paused.query(progressQuery)).paused, 10_000, 50);
+  await new Promise((r) => setTimeout(r, 700));
+  await app.deps.db("message_campaigns").where("id", pausedId).update({ status: "running" });
+  await paused.signal(resumeSignal);
+  await paused.result();
+  histories.campaignPaused = await app.deps.temporal.workflow.getHandle(campaignWorkflowId(pausedId), paused.firstExecutionRunId).fetchHistory();
+
+  // One fire of a recurring campaign: the wrapper creates the run and runs it as a child.
+  const recurring = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "replay recurring", title: "t", body: "b", schedule: { cron: "0 9 1 1 *", timezone: "UTC" } } });
+  assert.equal(recurring.status, 201, JSON.stringify(recurring.body));
+  const parentId = recurring.body.data.campaign_id as string;
+  try {
+    const wrapper = await app.deps.temporal.workflow.start(campaignRunWorkflow, { workflowId: `${campaignRunWorkflowIdPrefix(parentId)}-2031-01-01T09:00:00Z`, taskQueue: app.config.TEMPORAL_TASK_QUEUE, args: [{ campaignId: parentId }] });
+    assert.notEqual(await wrapper.result(), null);
+    histories.campaignRun = await wrapper.fetchHistory();
+  } finally {
+    await app.deps.temporal.schedule.getHandle(campaignScheduleId(parentId)).delete();
+  }
+
+  const sub = await createPushSubscription(app, apiKey);
+  assert.equal((await app.request("POST", "/users/identify", { key: apiKey, body: { external_id: "replay-erasure", subscriptions: [sub.id] } })).status, 200);
+  const erased = await app.request("DELETE", "/users/replay-erasure", { key: apiKey });
+  assert.equal(erased.status, 202, JSON.stringify(erased.body));
+  const erasure = app.deps.temporal.workflow.getHandle(userErasureWorkflowId(erased.body.data.request_id));
+  await erasure.result();
+  histories.erasure = await erasure.fetchHistory();
+
+  const reconciler = await app.deps.temporal.workflow.start(reconcilerWorkflow, { workflowId: `replay-reconciler-${applicationId}`, taskQueue: app.config.TEMPORAL_TASK_QUEUE, args: [{ olderThanMs: 60_000, limit: 10, applicationId }] });
+  await reconciler.result();
+  histories.reconciler = await reconciler.fetchHistory();
+
+  for (const [kind, history] of Object.entries(histories)) {
+    await Worker.runReplayHistory({ workflowsPath }, history!, `recorded-${kind}`);
+    if (process.env.AUTOMATA_RECORD_FIXTURES === "1") fs.writeFileSync(MORE_FIXTURES[kind as keyof typeof MORE_FIXTURES], historyToJSON(history!));
+  }
+  assert.deepEqual(Object.keys(histories).sort(), Object.keys(MORE_FIXTURES).sort());
+});
+
+test("committed histories of a paused campaign, a run wrapper, an erasure and a reconciler pass from an earlier version still replay", { timeout: 60_000 }, async () => {
+  for (const [kind, file] of Object.entries(MORE_FIXTURES)) {
+    await Worker.runReplayHistory({ workflowsPath }, historyFromJSON(JSON.parse(fs.readFileSync(file, "utf8"))), `fixture-${kind}`);
   }
 });
