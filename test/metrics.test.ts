@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import net from "node:net";
+import { freePort } from "../src/infra/ports";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { after, before, describe, test } from "node:test";
@@ -13,17 +13,6 @@ import { startApiProcessServers } from "../src/runtime";
 
 let app: TestApp;
 let apiKey: string;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Current value of one series (0 when it was never recorded); histograms answer their _count. */
 async function valueOf(name: string, labels: Record<string, string>): Promise<number> {

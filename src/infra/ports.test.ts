@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import net from "node:net";
 import { assertPortsFree, freePort, portInUse, PortInUseError } from "./ports";
 
@@ -12,6 +13,17 @@ test("a port something listens on is in use, and free again once it stops", asyn
   if (process.platform === "linux") assert.equal(await portInUse("0.0.0.0", port), true);
   await new Promise<void>((resolve) => server.close(() => resolve()));
   assert.equal(await portInUse("127.0.0.1", port), false);
+});
+
+test("freePort hands out free ports below the OS's ephemeral range (which listen(0) cannot take meanwhile), never one twice", async () => {
+  const low = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+  const ports = [];
+  for (let i = 0; i < 50; i++) ports.push(await freePort());
+  assert.equal(new Set(ports).size, ports.length);
+  for (const port of ports) {
+    assert.ok(port >= 20_000 && port < low, `${port} below ${low}`);
+    assert.equal(await portInUse("127.0.0.1", port), false);
+  }
 });
 
 test("a second start is refused naming the port and the setting that moves it; free ports and port 0 pass", async () => {

@@ -1,7 +1,38 @@
+import fs from "node:fs";
 import net from "node:net";
 
-/** A TCP port free on loopback right now (the OS picks it); for throwaway test and bench servers. */
+/** Lowest port picked by {@link freePort}, above the usual service ports. */
+const FREE_PORT_FLOOR = 20_000;
+/** Ports this process handed out, so two picks never name the same port. */
+const handedOut = new Set<number>();
+
+/**
+ * The first port of the range the OS picks from for `listen(0)` and outgoing connections (Linux:
+ * /proc/sys/net/ipv4/ip_local_port_range, usually 32768).
+ */
+function ephemeralPortFloor(): number {
+  try {
+    const low = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > FREE_PORT_FLOOR + 1_000 ? low : 32_768;
+  } catch {
+    return 32_768; // not Linux: the IANA dynamic range starts at 49152, so this stays below it too
+  }
+}
+
+/**
+ * A TCP port free on loopback right now, for throwaway test and bench servers that bind it later.
+ * Picked below the OS's ephemeral range: a port the OS handed to `listen(0)` and got back could be
+ * handed to any other process's `listen(0)` or outgoing connection before ours binds it, while
+ * the OS never hands out these on its own. Falls back to the OS's pick if none is found.
+ */
 export async function freePort(): Promise<number> {
+  const ceiling = ephemeralPortFloor();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = FREE_PORT_FLOOR + Math.floor(Math.random() * (ceiling - FREE_PORT_FLOOR));
+    if (handedOut.has(port) || (await portInUse("127.0.0.1", port))) continue;
+    handedOut.add(port);
+    return port;
+  }
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
