@@ -212,7 +212,18 @@ export function createUserErasureActivities(deps: Deps) {
         // The user's remaining messages before the user and subscriptions: a send locks its
         // messages and then, on a dead token, the subscription, so the other order deadlocks with a
         // send in flight, and a send chosen as the victim rolls back sends the provider accepted.
-        await userMessages(trx, await resolveTarget(trx, request, false)).orderBy("id").forUpdate().pluck("id");
+        // Messages on the user's devices addressed to someone else are locked too: deleting the
+        // subscriptions below sets their subscription_id to null, which locks them as well.
+        const unlocked = await resolveTarget(trx, request, false);
+        await trx("messages")
+          .where("application_id", unlocked.applicationId)
+          .where((q) => {
+            q.whereIn("id", userMessages(trx, unlocked).select("id"));
+            if (unlocked.subscriptionIds.length > 0) q.orWhereIn("subscription_id", unlocked.subscriptionIds);
+          })
+          .orderBy("id")
+          .forUpdate()
+          .pluck("id");
         const target = await resolveTarget(trx, request, true);
         const lateMessages = await scrubMessageBatch(trx, target);
         const eventsScrubbed = await scrubForeignSubscriptionEvents(trx, target);

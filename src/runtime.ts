@@ -33,7 +33,9 @@ export interface RuntimeOptions {
 /** Opens the database pool and the Temporal client: the dependencies every entry point shares. */
 export async function createDeps(options: RuntimeOptions): Promise<Deps> {
   const db = createDb(options.databaseUrl, options.poolMax ?? options.config.AUTOMATA_DB_POOL_MAX, options.statementTimeoutMs);
-  const connection = await Connection.connect({ address: options.temporalAddress });
+  // Lazy: the API accepts messages while Temporal is down (the reconciler starts their workflows
+  // later), so a process started during an outage must come up rather than exit; /readyz says so.
+  const connection = Connection.lazy({ address: options.temporalAddress });
   const temporal = new Client({ connection, namespace: options.config.TEMPORAL_NAMESPACE });
   const secrets = new SecretBox(parseMasterKey(options.encryptionKey), { bind: options.config.AUTOMATA_SEAL_BOUND === "on" });
   return {

@@ -348,6 +348,11 @@ describe("rate limiting", () => {
       assert.ok(Number(again.headers.get("retry-after")) > 0);
     }
     assert.equal(await hits(), counted, "refusals after the first cost no database write");
+    // An operator's upgrade applies at once, not after the remembered refusal's minute.
+    assert.equal((await app.request("PATCH", `/admin/applications/${applicationId}`, { admin: true, body: { rate_limit_tier: "premium" } })).status, 200);
+    const upgraded = await app.request("GET", "/subscriptions", { key });
+    assert.equal(upgraded.status, 200, JSON.stringify(upgraded.body));
+    assert.equal(upgraded.headers.get("x-ratelimit-limit"), "1000");
   });
 
   test("the count is shared through PostgreSQL, so a second API instance sees it", async () => {

@@ -79,3 +79,28 @@ test("/readyz reports Temporal going down and recovers when it comes back", { ti
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the API comes up while Temporal is unreachable: sends are accepted (the reconciler starts them later) and /readyz says Temporal is down", { timeout: 60_000 }, async () => {
+  const config = loadConfig({ ...process.env, TEMPORAL_TASK_QUEUE: `readyz-${crypto.randomUUID()}`, AUTOMATA_ADMIN_TOKEN: crypto.randomBytes(16).toString("hex") });
+  const unreachable = `127.0.0.1:${await freePort()}`;
+  const deps = await createDeps({ config, logger, databaseUrl: process.env.DATABASE_URL!, temporalAddress: unreachable, encryptionKey: process.env.AUTOMATA_ENCRYPTION_KEY!, poolMax: 2 });
+  const api = await startApiServer(deps, 0, "127.0.0.1");
+  try {
+    const ready = await readiness(api.url);
+    assert.equal(ready.status, 503);
+    assert.equal(ready.checks.temporal!.ok, false);
+    assert.equal(ready.checks.database!.ok, true);
+    const admin = { Authorization: `Bearer ${config.AUTOMATA_ADMIN_TOKEN}`, "Content-Type": "application/json" };
+    const created = (await (await fetch(`${api.url}/api/v1/admin/applications`, { method: "POST", headers: admin, body: JSON.stringify({ name: "no temporal" }) })).json()) as any;
+    const key = { "X-API-Key": created.data.api_key, "Content-Type": "application/json" };
+    const token = crypto.randomBytes(32).toString("hex");
+    const sub = (await (await fetch(`${api.url}/api/v1/subscriptions`, { method: "POST", headers: key, body: JSON.stringify({ type: "iOSPush", token }) })).json()) as any;
+    const sent = await fetch(`${api.url}/api/v1/messages`, { method: "POST", headers: key, body: JSON.stringify({ subscription_id: sub.data.subscription_id, body: "later" }) });
+    assert.equal(sent.status, 201, await sent.clone().text());
+    const message = (await sent.json()) as any;
+    assert.equal((await deps.db("messages").where("id", message.data.message_id).first("status")).status, "pending");
+  } finally {
+    await api.close();
+    await closeDeps(deps);
+  }
+});

@@ -107,7 +107,9 @@ export function apiKeyRateLimit(db: Knex): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     const key = keyOf(res);
     const refusal = refusedUntil.get(key);
-    if (refusal && Date.now() < refusal.resetMs) {
+    // A tier raised since the refusal (the operator upgraded the application) counts again at once.
+    const currentLimit = RATE_LIMIT_TIERS[(res.locals.application as AuthenticatedApplication).rateLimitTier];
+    if (refusal && Date.now() < refusal.resetMs && currentLimit <= refusal.limit) {
       const resetSeconds = Math.ceil(refusal.resetMs / 1000);
       res.setHeader("X-RateLimit-Limit", String(refusal.limit));
       res.setHeader("X-RateLimit-Remaining", "0");

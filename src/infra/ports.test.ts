@@ -1,8 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
 import net from "node:net";
-import { assertPortsFree, freePort, portInUse, PortInUseError } from "./ports";
+import { assertPortsFree, ephemeralPortFloor, FREE_PORT_FLOOR, freePort, portInUse, PortInUseError } from "./ports";
 
 test("a port something listens on is in use, and free again once it stops", async () => {
   const server = net.createServer();
@@ -16,12 +15,13 @@ test("a port something listens on is in use, and free again once it stops", asyn
 });
 
 test("freePort hands out free ports below the OS's ephemeral range (which listen(0) cannot take meanwhile), never one twice", async () => {
-  const low = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+  const low = ephemeralPortFloor();
   const ports = [];
   for (let i = 0; i < 50; i++) ports.push(await freePort());
   assert.equal(new Set(ports).size, ports.length);
   for (const port of ports) {
-    assert.ok(port >= 20_000 && port < low, `${port} below ${low}`);
+    // A host whose ephemeral range starts low leaves no room below it; freePort lets the OS pick there.
+    if (low > FREE_PORT_FLOOR + 1_000) assert.ok(port >= FREE_PORT_FLOOR && port < low, `${port} below ${low}`);
     assert.equal(await portInUse("127.0.0.1", port), false);
   }
 });

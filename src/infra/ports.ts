@@ -2,7 +2,7 @@ import fs from "node:fs";
 import net from "node:net";
 
 /** Lowest port picked by {@link freePort}, above the usual service ports. */
-const FREE_PORT_FLOOR = 20_000;
+export const FREE_PORT_FLOOR = 20_000;
 /** Ports this process handed out, so two picks never name the same port. */
 const handedOut = new Set<number>();
 
@@ -10,12 +10,12 @@ const handedOut = new Set<number>();
  * The first port of the range the OS picks from for `listen(0)` and outgoing connections (Linux:
  * /proc/sys/net/ipv4/ip_local_port_range, usually 32768).
  */
-function ephemeralPortFloor(): number {
+export function ephemeralPortFloor(): number {
   try {
     const low = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
-    return Number.isInteger(low) && low > FREE_PORT_FLOOR + 1_000 ? low : 32_768;
+    return Number.isInteger(low) ? low : 32_768;
   } catch {
-    return 32_768; // not Linux: the IANA dynamic range starts at 49152, so this stays below it too
+    return 49_152; // not Linux: the IANA dynamic range
   }
 }
 
@@ -27,7 +27,8 @@ function ephemeralPortFloor(): number {
  */
 export async function freePort(): Promise<number> {
   const ceiling = ephemeralPortFloor();
-  for (let attempt = 0; attempt < 50; attempt++) {
+  // An ephemeral range tuned to start low leaves no room below it: let the OS pick, as before.
+  for (let attempt = 0; attempt < 50 && ceiling > FREE_PORT_FLOOR + 1_000; attempt++) {
     const port = FREE_PORT_FLOOR + Math.floor(Math.random() * (ceiling - FREE_PORT_FLOOR));
     if (handedOut.has(port) || (await portInUse("127.0.0.1", port))) continue;
     handedOut.add(port);

@@ -79,8 +79,8 @@ function recipientQuery(db: Knex, applicationId: string, withFields: boolean): K
 async function resolveRecipients(db: Knex, applicationId: string, recipient: Recipient, withFields: boolean): Promise<RecipientRow[]> {
   if ("subscriptionId" in recipient) return resolveSubscriptions(db, applicationId, [recipient.subscriptionId], withFields);
   if ("subscriptionIds" in recipient) return resolveSubscriptions(db, applicationId, recipient.subscriptionIds, withFields);
-  if ("externalId" in recipient) return resolveUsers(db, applicationId, [recipient.externalId], withFields);
-  return resolveUsers(db, applicationId, recipient.externalIds, withFields);
+  if ("externalId" in recipient) return resolveUsers(db, applicationId, [recipient.externalId], withFields, "external_id");
+  return resolveUsers(db, applicationId, recipient.externalIds, withFields, "external_ids");
 }
 
 /** Named subscriptions: each must exist here, be push and be subscribed; the first that is not refuses all. */
@@ -109,7 +109,7 @@ async function resolveSubscriptions(db: Knex, applicationId: string, ids: string
 export const MAX_DEVICES_PER_SEND = 1_000;
 
 /** Every active push subscription of each user; an unknown user, or one with none, refuses all. */
-async function resolveUsers(db: Knex, applicationId: string, externalIds: string[], withFields: boolean): Promise<RecipientRow[]> {
+async function resolveUsers(db: Knex, applicationId: string, externalIds: string[], withFields: boolean, field: "external_id" | "external_ids"): Promise<RecipientRow[]> {
   const unique = [...new Set(externalIds)];
   const users = (await db("users").where("application_id", applicationId).whereIn("external_id", unique).select("id", "external_id")) as Array<{ id: string; external_id: string }>;
   const userOf = new Map(users.map((u) => [u.external_id, u.id]));
@@ -123,10 +123,9 @@ async function resolveUsers(db: Knex, applicationId: string, externalIds: string
     .orderBy("s.id")
     .limit(MAX_DEVICES_PER_SEND + 1)) as RecipientRow[];
   if (rows.length > MAX_DEVICES_PER_SEND) {
-    const field = externalIds.length === 1 ? "external_id" : "external_ids";
     throw new ApiError("validation_error", "The request body failed validation", {
       in: "body",
-      fields: { [field]: `reaches more than ${MAX_DEVICES_PER_SEND} subscribed devices; send to that many through a campaign (targeting_criteria.external_ids)` },
+      fields: { [field]: `reaches more than ${MAX_DEVICES_PER_SEND} subscribed devices; an audience that large is a campaign's (targeting_criteria.external_ids)` },
     });
   }
   const served = new Set(rows.map((r) => r.user_id));

@@ -272,6 +272,31 @@ describe("API rules", () => {
     assert.equal((await app.deps.db("messages").where("application_id", applicationId)).length, 0);
   });
 
+  test("a receipt for a row a send still holds waits at most 5 s, then answers 503 with Retry-After instead of holding the API's connection", { timeout: 60_000 }, async () => {
+    const sub = await createPushSubscription(app, apiKey);
+    const res = await send({ subscription_id: sub.id, body: "held" });
+    const id = res.body.data.message_id as string;
+    await waitForStatus(id, "successful");
+    // A campaign chunk's transaction holding the row across its provider calls.
+    const chunk = await app.deps.db.transaction();
+    try {
+      await chunk("messages").where("id", id).forUpdate().first("id");
+      const started = Date.now();
+      const receipt = await app.request("POST", `/messages/${id}/status`, { key: apiKey, body: { status: "received" } });
+      assert.equal(receipt.status, 503, JSON.stringify(receipt.body));
+      assert.equal(receipt.headers.get("retry-after"), "1");
+      assert.ok(Date.now() - started < 15_000, "gave up after its lock timeout");
+    } finally {
+      await chunk.rollback();
+    }
+    // Released, the retry is answered at once (this file's 3 s receipt window has closed by now,
+    // so the answer is that the message already failed, which is what the row says).
+    const retried = await app.request("POST", `/messages/${id}/status`, { key: apiKey, body: { status: "received" } });
+    const row = await app.deps.db("messages").where("id", id).first("status");
+    if (row.status === "failed") assert.equal(retried.body.error.code, "message_already_processed", JSON.stringify(retried.body));
+    else assert.equal(retried.status, 200, JSON.stringify(retried.body));
+  });
+
   test("a message over the provider limits is refused at the API with message_too_large and nothing written", async () => {
     const sub = await createPushSubscription(app, apiKey);
     const before = await app.deps.db("messages").where("subscription_id", sub.id);

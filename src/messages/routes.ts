@@ -212,7 +212,8 @@ export const messageRoutes: RouteSpec[] = [
     handler: async ({ params, deps, application }) => {
       const result = await applySdkAction(deps.db, { messageId: params.id, applicationId: application.id, action: "receive", conversionWindowMs: deps.config.AUTOMATA_CONVERSION_WINDOW });
       const message = assertTransition(result, params.id, "received");
-      if (result.outcome === "applied") await signalMessageWorkflow(deps, params.id, receivedSignal);
+      // Campaign messages have no workflow of their own (their batch owns the receipt window).
+      if (result.outcome === "applied" && message.campaign_id === null) await signalMessageWorkflow(deps, params.id, receivedSignal);
       return { data: { id: message.id, status: message.status, received_at: iso(message.received_at) } };
     },
   }),
@@ -236,7 +237,7 @@ export const messageRoutes: RouteSpec[] = [
         eventData: { action: body.action, ...(body.data ? { data: body.data } : {}) },
       });
       const message = assertTransition(result, params.id, "converted");
-      if (result.outcome === "applied") await signalMessageWorkflow(deps, params.id, convertedSignal);
+      if (result.outcome === "applied" && message.campaign_id === null) await signalMessageWorkflow(deps, params.id, convertedSignal);
       return { data: { id: message.id, status: message.status, converted_at: iso(message.converted_at) } };
     },
   }),

@@ -140,6 +140,10 @@ export async function applySdkAction(
   request: { messageId: string; applicationId: string; action: "receive" | "convert"; conversionWindowMs: number; eventData?: Record<string, unknown> },
 ): Promise<SdkActionResult> {
   return db.transaction(async (trx) => {
+    // A campaign chunk holds its messages until its slowest send answers, and devices report
+    // receipts before that: a receipt waits for the row at most this long (then 503, Retry-After 1)
+    // rather than hold an API connection every tenant shares for the whole send.
+    await trx.raw("set local lock_timeout = '5s'");
     const current = await trx("messages")
       .where({ id: request.messageId, application_id: request.applicationId })
       .forUpdate()

@@ -104,10 +104,13 @@ export const MAX_USER_PROPERTIES_CHARS = 64 * 1024;
  * merges into the stored object, so without a bound on the result, repeated identifies with new
  * keys grow one row without end, and every later identify rewrites and returns all of it.
  */
-function assertPropertiesWithinBounds(properties: unknown): void {
-  const keys = Object.keys((properties ?? {}) as object).length;
-  const chars = JSON.stringify(properties ?? {}).length;
-  if (keys > MAX_USER_PROPERTIES || chars > MAX_USER_PROPERTIES_CHARS) {
+function assertPropertiesWithinBounds(properties: unknown, before: unknown): void {
+  const size = (value: unknown) => ({ keys: Object.keys((value ?? {}) as object).length, chars: JSON.stringify(value ?? {}).length });
+  const { keys, chars } = size(properties);
+  const old = size(before);
+  // Only growth past a bound is refused: a user stored over it before the bound existed (or one
+  // shrinking back under it by replacing large values) can still identify.
+  if ((keys > MAX_USER_PROPERTIES && keys > old.keys) || (chars > MAX_USER_PROPERTIES_CHARS && chars > old.chars)) {
     throw new ApiError("validation_error", "The request body failed validation", {
       in: "body",
       fields: { properties: `a user's properties hold at most ${MAX_USER_PROPERTIES} keys and ${MAX_USER_PROPERTIES_CHARS} characters of JSON once merged; this would make ${keys} keys, ${chars} characters` },
@@ -124,6 +127,11 @@ function assertPropertiesWithinBounds(properties: unknown): void {
 export async function identifyUser(db: Knex, applicationId: string, input: IdentifyInput): Promise<IdentifyOutcome> {
   return inTransaction(db, async (trx) => {
     const candidateId = newId();
+    // The stored properties, to tell growth from what was there (only when some are sent: an
+    // identify without properties changes none and is never refused for them).
+    const before = input.properties
+      ? ((await trx("users").where({ application_id: applicationId, external_id: input.externalId }).forUpdate().first("properties")) as { properties: unknown } | undefined)?.properties
+      : undefined;
     const [user] = await trx("users")
       .insert({
         id: candidateId,
@@ -139,7 +147,7 @@ export async function identifyUser(db: Knex, applicationId: string, input: Ident
       })
       .returning<UserRow[]>(["id", "application_id", "external_id", "properties", "created_at"]);
     if (!user) throw new Error("user upsert returned no row");
-    assertPropertiesWithinBounds(user.properties);
+    if (input.properties) assertPropertiesWithinBounds(user.properties, before);
 
     const subscriptions = await lockSubscriptions(trx, applicationId, input.subscriptionIds);
     const toLink = subscriptions.filter((s) => s.user_id !== user.id);

@@ -139,6 +139,14 @@ describe("POST /users/identify", () => {
     // Replacing a value (not adding) stays within the bounds.
     assert.equal((await identify({ big1: "y" })).status, 200);
     assert.equal((await identify({ big2: "x".repeat(40_000) })).status, 200);
+
+    // A user stored over the key bound before it existed still identifies, and may replace values, but not grow.
+    const legacy = ext("legacy");
+    await app.deps.db("users").insert({ id: newId(), application_id: appA.id, external_id: legacy, properties: JSON.stringify(Object.fromEntries(Array.from({ length: 250 }, (_, i) => [`k${i}`, i]))) });
+    const identifyLegacy = (body: Record<string, unknown>) => app.request("POST", "/users/identify", { key: appA.apiKey, body: { external_id: legacy, ...body } });
+    assert.equal((await identifyLegacy({})).status, 200);
+    assert.equal((await identifyLegacy({ properties: { k0: "replaced" } })).status, 200);
+    assert.equal((await identifyLegacy({ properties: { k250: 1 } })).status, 422);
   });
 
   test("accepts the SDK's application_id when it is the key's own, refuses another", async () => {
