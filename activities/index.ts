@@ -7,12 +7,15 @@ import { createCampaignRunActivities } from "./campaign-runs";
 
 /** Every activity the worker registers, bound to the process dependencies. */
 export function createActivities(deps: Deps) {
+  // Campaign batches hold connections across provider calls: on a pool of their own (workers),
+  // a running campaign leaves single messages' sends theirs.
+  const campaignDeps = deps.campaignDb ? { ...deps, db: deps.campaignDb } : deps;
   return {
     ...createUserErasureActivities(deps),
     ...createMessageActivities(deps),
     ...createReconcilerActivities(deps),
-    ...createCampaignActivities(deps),
-    ...createCampaignRunActivities(deps),
+    ...createCampaignActivities(campaignDeps),
+    ...createCampaignRunActivities(campaignDeps),
   };
 }
 

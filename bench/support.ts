@@ -62,6 +62,7 @@ export async function startBenchPlatform(env: Record<string, string> = {}, provi
     encryptionKey: crypto.randomBytes(32).toString("base64"),
     poolMax: 40,
     simulator: simulator.target,
+    campaignPool: true,
   });
   const worker = await startWorker(deps, stack.temporalAddress);
   const api = await startApiServer(deps, 0, "127.0.0.1");

@@ -87,6 +87,8 @@ const EnvSchema = z.object({
    * the 20 s a cancel waits for a send's row lock. 0 disables it.
    */
   AUTOMATA_API_STATEMENT_TIMEOUT: duration("30s"),
+  /** A worker's second pool, for campaign activities only (default: AUTOMATA_DB_POOL_MAX). */
+  AUTOMATA_CAMPAIGN_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).optional(),
   AUTOMATA_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(20),
   /** Port of the worker's own /metrics + /healthz server. */
   AUTOMATA_METRICS_PORT: port(9464),

@@ -14,4 +14,10 @@ export interface Deps {
   logger: Logger;
   /** Provider selection and connection pools for sends (activities). */
   push: PushDelivery;
+  /**
+   * Workers: a pool of its own for campaign activities, whose batches hold connections across
+   * provider calls, so a running campaign cannot take every connection single messages need.
+   * Absent (API processes): campaign code uses `db`.
+   */
+  campaignDb?: Knex;
 }

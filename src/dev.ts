@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   const { simulator, deps, worker, apiDeps, api } = await (async () => {
     // Apps without APNs/FCM credentials send to the built-in simulator (AUTOMATA_SIMULATOR=off disables it).
     const simulator = config.AUTOMATA_SIMULATOR === "off" ? undefined : await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT });
-    const deps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey, simulator: simulator?.target });
+    const deps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey, simulator: simulator?.target, campaignPool: true });
     const { unknown } = await migrationStatus(deps.db);
     if (unknown.length > 0) logger.warn({ migrations: unknown }, "migrations applied by a newer release, not known to this one (left as they are)");
     const applied = await migrateLatest(deps.db);

@@ -28,11 +28,16 @@ export interface RuntimeOptions {
    * Workers leave it unset: their bulk statements are paced by Temporal's timeouts instead.
    */
   statementTimeoutMs?: number;
+  /** Open {@link Deps.campaignDb} (worker processes), of AUTOMATA_CAMPAIGN_DB_POOL_MAX (default: this pool's size). */
+  campaignPool?: boolean;
 }
 
 /** Opens the database pool and the Temporal client: the dependencies every entry point shares. */
 export async function createDeps(options: RuntimeOptions): Promise<Deps> {
-  const db = createDb(options.databaseUrl, options.poolMax ?? options.config.AUTOMATA_DB_POOL_MAX, options.statementTimeoutMs);
+  const poolMax = options.poolMax ?? options.config.AUTOMATA_DB_POOL_MAX;
+  // Created first: createDb binds objection's models to the pool it makes last, which must be `db`.
+  const campaignDb = options.campaignPool ? createDb(options.databaseUrl, options.config.AUTOMATA_CAMPAIGN_DB_POOL_MAX ?? poolMax) : undefined;
+  const db = createDb(options.databaseUrl, poolMax, options.statementTimeoutMs);
   // Lazy: the API accepts messages while Temporal is down (the reconciler starts their workflows
   // later), so a process started during an outage must come up rather than exit; /readyz says so.
   const connection = Connection.lazy({ address: options.temporalAddress });
@@ -45,6 +50,7 @@ export async function createDeps(options: RuntimeOptions): Promise<Deps> {
     secrets,
     logger: options.logger,
     push: new PushDelivery(db, secrets, options.logger, options.simulator, options.config.AUTOMATA_FCM_CONNECTIONS),
+    ...(campaignDb ? { campaignDb } : {}),
   };
 }
 
@@ -53,6 +59,7 @@ export async function closeDeps(deps: Deps): Promise<void> {
   await deps.push.close();
   await deps.temporal.connection.close();
   await deps.db.destroy();
+  await deps.campaignDb?.destroy();
 }
 
 /** A listening API server and how to drain it. */

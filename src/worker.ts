@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const encryptionKey = requireEnv("AUTOMATA_ENCRYPTION_KEY", "activities decrypt device tokens and provider credentials");
   // Off by default in production: an app without credentials fails with provider_not_configured.
   const simulator = config.AUTOMATA_SIMULATOR === "on" ? await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT }) : undefined;
-  const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, simulator: simulator?.target });
+  const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, simulator: simulator?.target, campaignPool: true });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const worker = await startWorker(deps, temporalAddress);
   // The worker has no API: a tiny server exposes /metrics (ours + the Temporal SDK's) and /healthz.

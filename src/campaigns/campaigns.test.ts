@@ -285,6 +285,35 @@ describe("campaign execution", () => {
     assert.equal(Number(count[0]!.n), 1_100);
   });
 
+  test("campaign activities have a pool of their own: with every campaign connection held, single messages still go out and the campaign waits", { timeout: 90_000 }, async () => {
+    const isolated = await startTestApp({ worker: true, env: { ...TIMING, AUTOMATA_CAMPAIGN_DB_POOL_MAX: "1" } });
+    try {
+      const { id: appId, apiKey } = await isolated.createApplication({ rate_limit_tier: "enterprise" });
+      await seedPushSubscriptions(isolated, appId, 5);
+      // What a campaign's batches do under load: hold every connection of the campaign pool.
+      const held = await isolated.deps.campaignDb!.transaction();
+      let campaignId: string;
+      try {
+        const sub = await createPushSubscription(isolated, apiKey);
+        const sent = await isolated.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, body: "urgent" } });
+        assert.equal(sent.status, 201, JSON.stringify(sent.body));
+        await eventually(async () => (await isolated.deps.db("messages").where("id", sent.body.data.message_id).first("status")).status === "successful", 20_000, 100);
+        const created = await isolated.request("POST", "/campaigns", { key: apiKey, body: { name: "waits", title: "t", body: "b" } });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        campaignId = created.body.data.campaign_id;
+        await new Promise((r) => setTimeout(r, 1_500));
+        assert.equal((await isolated.deps.db("messages").where("campaign_id", campaignId)).length, 0, "the campaign has no connection to create its messages with");
+      } finally {
+        await held.rollback();
+      }
+      // Released, it goes on: every subscription of the application (the five and the single message's) gets its message.
+      await eventually(async () => (await isolated.deps.db("message_campaigns").where("id", campaignId).first("status")).status === "completed", 30_000, 200);
+      assert.equal((await isolated.deps.db("messages").where("campaign_id", campaignId)).length, 6);
+    } finally {
+      await isolated.close();
+    }
+  });
+
   test("a deactivated application's campaign starts no batch until the application is active again, then finishes", async () => {
     const { id: appId, apiKey } = await createApp();
     await seed(appId, 25);

@@ -90,6 +90,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     poolMax: options.poolMax ?? 10,
     simulator: simulator?.target,
     statementTimeoutMs: options.statementTimeoutMs,
+    // As a worker process does (the API test apps share this deps; their campaign code then uses it).
+    campaignPool: options.worker,
   });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const api: ApiServer = await startApiServer(deps, 0, "127.0.0.1");
