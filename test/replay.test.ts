@@ -8,7 +8,8 @@ import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { createPushSubscription, simulatorToken } from "./support/fixtures";
 import { messageWorkflowId } from "../workflows/message";
 import type { WorkflowHandle } from "@temporalio/client";
-import { campaignWorkflowId, pauseSignal, progressQuery, resumeSignal } from "../workflows/campaign";
+import { campaignWorkflow, campaignWorkflowId, pauseSignal, progressQuery, resumeSignal } from "../workflows/campaign";
+import { createCampaignRunActivities } from "../activities/campaign-runs";
 import { campaignRunWorkflow } from "../workflows/campaign-run";
 import { reconcilerWorkflow } from "../workflows/reconciler";
 import { userErasureWorkflowId } from "../workflows/user-erasure";
@@ -135,6 +136,72 @@ test("a paused and resumed campaign that continues as new, a run wrapper, an era
 
 test("committed histories of a paused campaign, a run wrapper, an erasure and a reconciler pass from an earlier version still replay", { timeout: 60_000 }, async () => {
   for (const [kind, file] of Object.entries(MORE_FIXTURES)) {
+    await Worker.runReplayHistory({ workflowsPath }, historyFromJSON(JSON.parse(fs.readFileSync(file, "utf8"))), `fixture-${kind}`);
+  }
+});
+
+/**
+ * Histories that reach the branches later releases changed behind `patched()`: a run wrapper whose
+ * campaign workflow was already started, and a pause that lands while a page waits for its turn
+ * under the application ceiling. Recorded with the release before those patches, they show that
+ * workflows running during the upgrade replay on the new code.
+ */
+const PATCHED_BRANCH_FIXTURES = {
+  wrapperAlreadyStarted: path.join(__dirname, "fixtures", "campaign-run-already-started-history.json"),
+  pausedUnderCeiling: path.join(__dirname, "fixtures", "campaign-paused-under-ceiling-history.json"),
+};
+
+test("a run wrapper whose run was already started, and a pause while a page waits for the ceiling, replay from histories recorded now", { timeout: 180_000 }, async () => {
+  const histories: Partial<Record<keyof typeof PATCHED_BRANCH_FIXTURES, Awaited<ReturnType<WorkflowHandle["fetchHistory"]>>>> = {};
+
+  const { apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+  const recurring = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "replay started run", title: "t", body: "b", schedule: { cron: "0 9 1 1 *", timezone: "UTC" } } });
+  assert.equal(recurring.status, 201, JSON.stringify(recurring.body));
+  const parentId = recurring.body.data.campaign_id as string;
+  try {
+    const runKey = `${campaignRunWorkflowIdPrefix(parentId)}-2031-01-01T09:00:00Z`;
+    const input = await createCampaignRunActivities(app.deps).createCampaignRun({ parentCampaignId: parentId, runKey });
+    assert.ok(input);
+    await app.deps.db("message_campaigns").where("id", input.campaignId).update({ status: "paused" });
+    const run = await app.deps.temporal.workflow.start(campaignWorkflow, { workflowId: campaignWorkflowId(input.campaignId), taskQueue: app.config.TEMPORAL_TASK_QUEUE, args: [{ ...input, statusPollMs: 300 }] });
+    const wrapper = await app.deps.temporal.workflow.start(campaignRunWorkflow, { workflowId: runKey, taskQueue: app.config.TEMPORAL_TASK_QUEUE, args: [{ campaignId: parentId }] });
+    await new Promise((r) => setTimeout(r, 1_500));
+    await app.deps.db("message_campaigns").where("id", input.campaignId).update({ status: "running" });
+    await run.signal(resumeSignal);
+    assert.equal(await wrapper.result(), null);
+    await run.result();
+    histories.wrapperAlreadyStarted = await wrapper.fetchHistory();
+  } finally {
+    await app.deps.temporal.schedule.getHandle(campaignScheduleId(parentId)).delete();
+  }
+
+  const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "replay ceiling pause", rate_limit_tier: "enterprise", campaign_max_per_minute: 600 } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await seedPushSubscriptions(app, created.body.data.application_id, 150);
+  const res = await app.request("POST", "/campaigns", { key: created.body.data.api_key, body: { name: "replay ceiling pause", title: "t", body: "b" } });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  const campaignId = res.body.data.campaign_id as string;
+  const campaign = app.deps.temporal.workflow.getHandle(campaignWorkflowId(campaignId));
+  await eventually(async () => (await campaign.query(progressQuery)).batchesStarted === 1, 15_000, 100);
+  // The second page is read and waits ~10 s for its turn: pause within that wait.
+  await new Promise((r) => setTimeout(r, 1_000));
+  assert.equal((await app.request("POST", `/campaigns/${campaignId}/pause`, { key: created.body.data.api_key })).status, 200);
+  await new Promise((r) => setTimeout(r, 11_000));
+  // The release before the patch sent that page anyway and could finish while paused, so its
+  // resume may find the campaign completed (delivery.test asserts today's behaviour).
+  const resumed = await app.request("POST", `/campaigns/${campaignId}/resume`, { key: created.body.data.api_key });
+  assert.ok(resumed.status === 200 || resumed.body.error?.code === "campaign_already_completed", JSON.stringify(resumed.body));
+  await campaign.result();
+  histories.pausedUnderCeiling = await campaign.fetchHistory();
+
+  for (const [kind, history] of Object.entries(histories)) {
+    await Worker.runReplayHistory({ workflowsPath }, history!, `recorded-${kind}`);
+    if (process.env.AUTOMATA_RECORD_FIXTURES === "1") fs.writeFileSync(PATCHED_BRANCH_FIXTURES[kind as keyof typeof PATCHED_BRANCH_FIXTURES], historyToJSON(history!));
+  }
+});
+
+test("histories of those branches recorded before their patches still replay", { timeout: 60_000 }, async () => {
+  for (const [kind, file] of Object.entries(PATCHED_BRANCH_FIXTURES)) {
     await Worker.runReplayHistory({ workflowsPath }, historyFromJSON(JSON.parse(fs.readFileSync(file, "utf8"))), `fixture-${kind}`);
   }
 });
