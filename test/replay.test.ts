@@ -8,13 +8,12 @@ import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { createPushSubscription, simulatorToken } from "./support/fixtures";
 import { messageWorkflowId } from "../workflows/message";
 import type { WorkflowHandle } from "@temporalio/client";
-import { campaignWorkflow, campaignWorkflowId, pauseSignal, progressQuery, resumeSignal } from "../workflows/campaign";
-import { createCampaignRunActivities } from "../activities/campaign-runs";
+import { campaignWorkflowId, pauseSignal, progressQuery, resumeSignal } from "../workflows/campaign";
 import { campaignRunWorkflow } from "../workflows/campaign-run";
 import { reconcilerWorkflow } from "../workflows/reconciler";
 import { userErasureWorkflowId } from "../workflows/user-erasure";
 import { campaignRunWorkflowIdPrefix, campaignScheduleId } from "../src/campaigns/schedules";
-import { insertRunningCampaign, startTestCampaignWorkflow } from "./support/campaigns";
+import { insertRunningCampaign, startRunBeforeItsWrapper, startTestCampaignWorkflow } from "./support/campaigns";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
 import { seedPushSubscriptions } from "./support/fixtures";
 
@@ -159,15 +158,9 @@ test("a run wrapper whose run was already started, and a pause while a page wait
   assert.equal(recurring.status, 201, JSON.stringify(recurring.body));
   const parentId = recurring.body.data.campaign_id as string;
   try {
-    const runKey = `${campaignRunWorkflowIdPrefix(parentId)}-2031-01-01T09:00:00Z`;
-    const input = await createCampaignRunActivities(app.deps).createCampaignRun({ parentCampaignId: parentId, runKey });
-    assert.ok(input);
-    await app.deps.db("message_campaigns").where("id", input.campaignId).update({ status: "paused" });
-    const run = await app.deps.temporal.workflow.start(campaignWorkflow, { workflowId: campaignWorkflowId(input.campaignId), taskQueue: app.config.TEMPORAL_TASK_QUEUE, args: [{ ...input, statusPollMs: 300 }] });
-    const wrapper = await app.deps.temporal.workflow.start(campaignRunWorkflow, { workflowId: runKey, taskQueue: app.config.TEMPORAL_TASK_QUEUE, args: [{ campaignId: parentId }] });
+    const { run, wrapper, resume } = await startRunBeforeItsWrapper(app, parentId);
     await new Promise((r) => setTimeout(r, 1_500));
-    await app.deps.db("message_campaigns").where("id", input.campaignId).update({ status: "running" });
-    await run.signal(resumeSignal);
+    await resume();
     assert.equal(await wrapper.result(), null);
     await run.result();
     histories.wrapperAlreadyStarted = await wrapper.fetchHistory();
