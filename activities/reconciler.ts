@@ -1,4 +1,5 @@
 import type { Deps } from "../src/deps";
+import pLimit from "p-limit";
 import { startMessageWorkflows, type StartableMessage } from "../src/messages/workflow-client";
 import { messageWorkflowId } from "../workflows/message";
 import { WorkflowNotFoundError, type WorkflowExecutionStatusName } from "@temporalio/client";
@@ -29,6 +30,9 @@ const MESSAGE_ABANDONED_CLOSES: ReadonlySet<WorkflowExecutionStatusName> = new S
 
 /** What one look at a campaign did. */
 type CampaignReconciliation = "started" | "failed" | "unchanged";
+
+/** Messages one reconciler pass looks at, or starts, at once (each a Temporal call, some a database write). */
+const RECONCILER_CONCURRENCY = 8;
 
 /** Activities of the reconciler workflow. */
 export function createReconcilerActivities(deps: Deps) {
@@ -174,29 +178,38 @@ export function createReconcilerActivities(deps: Deps) {
         }
       };
       const orphaned: StartableMessage[] = [];
-      for (const message of candidates) {
-        await handle(message, async () => {
-          let closedAs: WorkflowExecutionStatusName;
-          try {
-            closedAs = (await deps.temporal.workflow.getHandle(messageWorkflowId(message.id)).describe()).status.name;
-          } catch (error) {
-            if (!(error instanceof WorkflowNotFoundError)) throw error;
-            orphaned.push(message);
-            return;
-          }
-          if (!MESSAGE_ABANDONED_CLOSES.has(closedAs)) return;
-          if ((await messageActivities.failMessage(message.id, "workflow_closed", `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
-            failed += 1;
-            deps.logger.error({ message_id: message.id, application_id: message.application_id, workflow_status: closedAs }, "reconciler failed a message whose workflow closed before sending it");
-          }
-        });
-      }
+      // A few at a time, not one by one: after a Temporal outage a pass has up to 2 × limit
+      // messages to look at, and sequential describes made the pass itself the bottleneck.
+      const inTurn = pLimit(RECONCILER_CONCURRENCY);
+      await Promise.all(
+        candidates.map((message) =>
+          inTurn(() =>
+            handle(message, async () => {
+              let closedAs: WorkflowExecutionStatusName;
+              try {
+                closedAs = (await deps.temporal.workflow.getHandle(messageWorkflowId(message.id)).describe()).status.name;
+              } catch (error) {
+                if (!(error instanceof WorkflowNotFoundError)) throw error;
+                orphaned.push(message);
+                return;
+              }
+              if (!MESSAGE_ABANDONED_CLOSES.has(closedAs)) return;
+              if ((await messageActivities.failMessage(message.id, "workflow_closed", `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
+                failed += 1;
+                deps.logger.error({ message_id: message.id, application_id: message.application_id, workflow_status: closedAs }, "reconciler failed a message whose workflow closed before sending it");
+              }
+            }),
+          ),
+        ),
+      );
       await Promise.all(
         orphaned.map((message) =>
-          handle(message, async () => {
-            await startMessageWorkflows(deps, [message]);
-            started += 1;
-          }),
+          inTurn(() =>
+            handle(message, async () => {
+              await startMessageWorkflows(deps, [message]);
+              started += 1;
+            }),
+          ),
         ),
       );
       if (started > 0) deps.logger.warn({ count: started }, "reconciler started workflows for orphaned messages");
