@@ -3,7 +3,7 @@ import { Context, heartbeat } from "@temporalio/activity";
 import { WorkflowFailedError, WorkflowNotFoundError } from "@temporalio/client";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
-import { ENDED_CAMPAIGN_STATUSES, statusToActOn, type CampaignRow } from "../src/campaigns/repository";
+import { applicationIsActive, ENDED_CAMPAIGN_STATUSES, statusToActOn, type CampaignRow } from "../src/campaigns/repository";
 import { campaignWorkflowInput } from "../src/campaigns/workflow-client";
 import { deleteCampaignSchedule, firesAtOneTimeOfDay, runFireTime } from "../src/campaigns/schedules";
 import { sameLocalWallTime } from "../src/campaigns/timezones";
@@ -77,9 +77,8 @@ export function createCampaignRunActivities(deps: Deps) {
       const outcome = await db.transaction(async (trx): Promise<CampaignRow | "skip" | "ended"> => {
         const parent = await trx("message_campaigns").where("id", input.parentCampaignId).forShare().first<CampaignRow | undefined>();
         if (!parent || ENDED_CAMPAIGN_STATUSES.includes(parent.status)) return "ended";
-        const app = (await trx("applications").where("id", parent.application_id).first("is_active")) as { is_active: boolean } | undefined;
         // Paused, or held because its application is deactivated: this fire is skipped.
-        if (statusToActOn(parent.status, app?.is_active ?? false) !== "running") return "skip";
+        if (statusToActOn(parent.status, await applicationIsActive(trx, parent.application_id)) !== "running") return "skip";
         const runAt = runFireTime(input.runKey) ?? new Date();
         if (await repeatsLocalFire(trx, parent, runAt)) return "skip";
         const suffix = ` — ${runAt.toISOString()}`;

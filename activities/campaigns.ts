@@ -10,7 +10,7 @@ import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-t
 import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
-import { batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES, inBatch, statusToActOn, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
+import { applicationIsActive, batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES, inBatch, statusToActOn, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
 import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, deliveryPlanningStart, type DeliveryGroup } from "../src/campaigns/timezones";
 import { messageOptionsAt } from "../src/campaigns/content";
@@ -427,8 +427,7 @@ export function createCampaignActivities(deps: Deps) {
      */
     async campaignStatus(campaignId: string): Promise<CampaignStatus> {
       const campaign = await loadCampaign(campaignId);
-      const app = (await db("applications").where("id", campaign.application_id).first("is_active")) as { is_active: boolean } | undefined;
-      return statusToActOn(campaign.status, app?.is_active ?? false);
+      return statusToActOn(campaign.status, await applicationIsActive(db, campaign.application_id));
     },
 
     /**

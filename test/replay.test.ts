@@ -49,13 +49,21 @@ test("the committed history of an earlier version still replays (a change that b
   await Worker.runReplayHistory({ workflowsPath }, history, "message-fixture");
 });
 
-test("the campaign workflow and a batch replay deterministically from histories recorded now (under an application ceiling)", { timeout: 120_000 }, async () => {
-  const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "replay campaign", rate_limit_tier: "enterprise", campaign_max_per_minute: 600 } });
+/**
+ * A campaign of 150 recipients in a new application whose ceiling (600/min) makes it two pages,
+ * the second ~10 s after the first. Answers its id and the application's key.
+ */
+async function createCeilingCampaign(name: string): Promise<{ id: string; apiKey: string }> {
+  const created = await app.request("POST", "/admin/applications", { admin: true, body: { name, rate_limit_tier: "enterprise", campaign_max_per_minute: 600 } });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   await seedPushSubscriptions(app, created.body.data.application_id, 150);
-  const res = await app.request("POST", "/campaigns", { key: created.body.data.api_key, body: { name: "replay", title: "t", body: "b" } });
+  const res = await app.request("POST", "/campaigns", { key: created.body.data.api_key, body: { name, title: "t", body: "b" } });
   assert.equal(res.status, 201, JSON.stringify(res.body));
-  const id = res.body.data.campaign_id as string;
+  return { id: res.body.data.campaign_id as string, apiKey: created.body.data.api_key as string };
+}
+
+test("the campaign workflow and a batch replay deterministically from histories recorded now (under an application ceiling)", { timeout: 120_000 }, async () => {
+  const { id } = await createCeilingCampaign("replay campaign");
   const campaign = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
   await campaign.result();
   const histories = { campaign: await campaign.fetchHistory(), batch: await app.deps.temporal.workflow.getHandle(campaignBatchWorkflowId(id, 0)).fetchHistory() };
@@ -168,21 +176,16 @@ test("a run wrapper whose run was already started, and a pause while a page wait
     await app.deps.temporal.schedule.getHandle(campaignScheduleId(parentId)).delete();
   }
 
-  const created = await app.request("POST", "/admin/applications", { admin: true, body: { name: "replay ceiling pause", rate_limit_tier: "enterprise", campaign_max_per_minute: 600 } });
-  assert.equal(created.status, 201, JSON.stringify(created.body));
-  await seedPushSubscriptions(app, created.body.data.application_id, 150);
-  const res = await app.request("POST", "/campaigns", { key: created.body.data.api_key, body: { name: "replay ceiling pause", title: "t", body: "b" } });
-  assert.equal(res.status, 201, JSON.stringify(res.body));
-  const campaignId = res.body.data.campaign_id as string;
+  const { id: campaignId, apiKey: ceilingKey } = await createCeilingCampaign("replay ceiling pause");
   const campaign = app.deps.temporal.workflow.getHandle(campaignWorkflowId(campaignId));
   await eventually(async () => (await campaign.query(progressQuery)).batchesStarted === 1, 15_000, 100);
   // The second page is read and waits ~10 s for its turn: pause within that wait.
   await new Promise((r) => setTimeout(r, 1_000));
-  assert.equal((await app.request("POST", `/campaigns/${campaignId}/pause`, { key: created.body.data.api_key })).status, 200);
+  assert.equal((await app.request("POST", `/campaigns/${campaignId}/pause`, { key: ceilingKey })).status, 200);
   await new Promise((r) => setTimeout(r, 11_000));
   // The release before the patch sent that page anyway and could finish while paused, so its
   // resume may find the campaign completed (delivery.test asserts today's behaviour).
-  const resumed = await app.request("POST", `/campaigns/${campaignId}/resume`, { key: created.body.data.api_key });
+  const resumed = await app.request("POST", `/campaigns/${campaignId}/resume`, { key: ceilingKey });
   assert.ok(resumed.status === 200 || resumed.body.error?.code === "campaign_already_completed", JSON.stringify(resumed.body));
   await campaign.result();
   histories.pausedUnderCeiling = await campaign.fetchHistory();

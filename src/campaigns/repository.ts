@@ -36,6 +36,12 @@ export function statusToActOn(status: CampaignStatus, applicationActive: boolean
   return status === "running" && !applicationActive ? "paused" : status;
 }
 
+/** Whether the application exists and is active (an operator has not deactivated it). */
+export async function applicationIsActive(db: Knex, applicationId: string): Promise<boolean> {
+  const app = (await db("applications").where("id", applicationId).first("is_active")) as { is_active: boolean } | undefined;
+  return app?.is_active ?? false;
+}
+
 /** The stored status an API status filter means (`in_progress`, or its alias `running`, → `running`). */
 export function storedCampaignStatus(status: ApiCampaignStatus | "running"): CampaignStatus {
   return status === "in_progress" ? "running" : status;

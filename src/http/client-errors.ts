@@ -19,7 +19,7 @@ export function answerClientErrorsInApiFormat(server: http.Server): void {
 }
 
 /** The REF-001 error for a parser or connection error, by Node's error code. */
-export function clientErrorOf(error: { code?: string }): ApiError {
+function clientErrorOf(error: { code?: string }): ApiError {
   const byCode: Record<string, [ErrorCode, string]> = {
     HPE_HEADER_OVERFLOW: ["request_header_too_large", "The request's headers are too large"],
     HPE_CHUNK_EXTENSIONS_OVERFLOW: ["payload_too_large", "The request's chunk extensions are too large"],
