@@ -34,6 +34,12 @@ type CampaignReconciliation = "started" | "failed" | "unchanged";
 /** Messages one reconciler pass looks at, or starts, at once (each a Temporal call, some a database write). */
 const RECONCILER_CONCURRENCY = 8;
 
+/**
+ * How long a pass keeps taking further pages while a rotation has more behind them, when its input
+ * names no budget. Under the reconciler activity's 5-minute timeout, with room for the steps after it.
+ */
+export const RECONCILER_PASS_BUDGET_MS = 90_000;
+
 /** Activities of the reconciler workflow. */
 export function createReconcilerActivities(deps: Deps) {
   const campaignActivities = createCampaignActivities(deps);
@@ -110,7 +116,7 @@ export function createReconcilerActivities(deps: Deps) {
    * starts over at the oldest); the caller calls it once the pass is through, and not when the pass
    * fails, so the next one reads the same page again.
    */
-  async function nextPage(status: MessageStatus, cutoff: Date, options: { limit: number; applicationId?: string }): Promise<{ messages: StartableMessage[]; advance(): Promise<void> }> {
+  async function nextPage(status: MessageStatus, cutoff: Date, options: { limit: number; applicationId?: string }): Promise<{ messages: StartableMessage[]; more: boolean; advance(): Promise<void> }> {
     const { db } = deps;
     const cursorName = `messages:${status}:${options.applicationId ?? "all"}`;
     // created_at as text: a JavaScript Date drops its microseconds, and the last row would come back.
@@ -129,17 +135,77 @@ export function createReconcilerActivities(deps: Deps) {
       .select("id", "application_id", "subscription_id", "created_at", db.raw("created_at::text AS position_at"))) as Array<StartableMessage & { position_at: string }>;
     const page = rows.slice(0, options.limit);
     const last = page[page.length - 1];
+    const more = rows.length > options.limit && last !== undefined;
     const advance = async () => {
-      if (rows.length <= options.limit || !last) {
+      if (!more) {
         await db("reconciler_cursors").where("name", cursorName).delete();
         return;
       }
       await db("reconciler_cursors")
-        .insert({ name: cursorName, after_created_at: db.raw("?::timestamptz", [last.position_at]), after_id: last.id })
+        .insert({ name: cursorName, after_created_at: db.raw("?::timestamptz", [last!.position_at]), after_id: last!.id })
         .onConflict("name")
         .merge({ after_created_at: db.raw("excluded.after_created_at"), after_id: db.raw("excluded.after_id"), updated_at: db.fn.now() });
     };
-    return { messages: page.map(({ position_at: _position, ...message }) => message), advance };
+    return { messages: page.map(({ position_at: _position, ...message }) => message), more, advance };
+  }
+
+  /**
+   * Looks at one page of candidates a few at a time: starts the workflow of each that has none,
+   * fails each whose workflow closed without deciding it. A message that throws is logged and
+   * counted; when every one throws, Temporal or PostgreSQL is down and the page fails (its
+   * position is then not advanced).
+   */
+  async function reconcileMessages(candidates: readonly StartableMessage[]): Promise<{ checked: number; started: number; failed: number; errors: number }> {
+    let started = 0;
+    let failed = 0;
+    let errors = 0;
+    let firstError: unknown;
+    const handle = async (message: StartableMessage, step: () => Promise<void>) => {
+      try {
+        await step();
+      } catch (error) {
+        errors += 1;
+        firstError ??= error;
+        deps.logger.error({ err: error, message_id: message.id, application_id: message.application_id }, "reconciler could not handle a message; the next rotation looks at it again");
+      }
+    };
+    const orphaned: StartableMessage[] = [];
+    // A few at a time, not one by one: after a Temporal outage a pass has many pages of messages
+    // to look at, and sequential describes made the pass itself the bottleneck.
+    const inTurn = pLimit(RECONCILER_CONCURRENCY);
+    await Promise.all(
+      candidates.map((message) =>
+        inTurn(() =>
+          handle(message, async () => {
+            let closedAs: WorkflowExecutionStatusName;
+            try {
+              closedAs = (await deps.temporal.workflow.getHandle(messageWorkflowId(message.id)).describe()).status.name;
+            } catch (error) {
+              if (!(error instanceof WorkflowNotFoundError)) throw error;
+              orphaned.push(message);
+              return;
+            }
+            if (!MESSAGE_ABANDONED_CLOSES.has(closedAs)) return;
+            if ((await messageActivities.failMessage(message.id, "workflow_closed", `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
+              failed += 1;
+              deps.logger.error({ message_id: message.id, application_id: message.application_id, workflow_status: closedAs }, "reconciler failed a message whose workflow closed before sending it");
+            }
+          }),
+        ),
+      ),
+    );
+    await Promise.all(
+      orphaned.map((message) =>
+        inTurn(() =>
+          handle(message, async () => {
+            await startMessageWorkflows(deps, [message]);
+            started += 1;
+          }),
+        ),
+      ),
+    );
+    if (candidates.length > 0 && errors === candidates.length) throw firstError;
+    return { checked: candidates.length, started, failed, errors };
   }
 
   return {
@@ -150,72 +216,39 @@ export function createReconcilerActivities(deps: Deps) {
      * ever: it fails with `workflow_closed` and its quota comes back. Campaign messages are owned
      * by their batch workflows. `applicationId` limits the pass to one application's messages.
      *
-     * A pass looks at up to `limit` pending and up to `limit` errored messages, each status going
-     * on from where the previous pass stopped ({@link nextPage}): a backlog of messages with a
+     * A pass reads pages of up to `limit` pending and `limit` errored messages, each status going
+     * on from where the previous page stopped ({@link nextPage}): a backlog of messages with a
      * live workflow (a burst Temporal is still working through, a provider outage's retries) only
-     * makes the rotation longer, it never hides a new orphan behind the same oldest rows.
+     * makes the rotation longer, it never hides a new orphan behind the same oldest rows. It takes
+     * further pages while a status has more and `budgetMs` has not run out (0: one page), so the
+     * thousands of messages the API accepted during a Temporal outage are started within a pass or
+     * two of Temporal's return, not `limit` per interval.
      *
      * A message that cannot be handled is logged, counted in `errors` and looked at again on the
      * next rotation, so one that always throws cannot hold the rotation (and the campaign pass
-     * after it) for ever. When every message of the pass throws, Temporal or PostgreSQL is down:
-     * the pass fails and keeps its position, so nothing is skipped while it is.
+     * after it) for ever. When every message of a page throws, Temporal or PostgreSQL is down:
+     * the pass fails and keeps that page's position, so nothing is skipped while it is.
      */
-    async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number; errors: number }> {
+    async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string; budgetMs?: number }): Promise<{ checked: number; started: number; failed: number; errors: number }> {
       const cutoff = new Date(Date.now() - options.olderThanMs);
-      const pages = [await nextPage("pending", cutoff, options), await nextPage("errored", cutoff, options)];
-      const candidates = pages.flatMap((page) => page.messages);
-      let started = 0;
-      let failed = 0;
-      let errors = 0;
-      let firstError: unknown;
-      const handle = async (message: StartableMessage, step: () => Promise<void>) => {
-        try {
-          await step();
-        } catch (error) {
-          errors += 1;
-          firstError ??= error;
-          deps.logger.error({ err: error, message_id: message.id, application_id: message.application_id }, "reconciler could not handle a message; the next rotation looks at it again");
-        }
-      };
-      const orphaned: StartableMessage[] = [];
-      // A few at a time, not one by one: after a Temporal outage a pass has up to 2 × limit
-      // messages to look at, and sequential describes made the pass itself the bottleneck.
-      const inTurn = pLimit(RECONCILER_CONCURRENCY);
-      await Promise.all(
-        candidates.map((message) =>
-          inTurn(() =>
-            handle(message, async () => {
-              let closedAs: WorkflowExecutionStatusName;
-              try {
-                closedAs = (await deps.temporal.workflow.getHandle(messageWorkflowId(message.id)).describe()).status.name;
-              } catch (error) {
-                if (!(error instanceof WorkflowNotFoundError)) throw error;
-                orphaned.push(message);
-                return;
-              }
-              if (!MESSAGE_ABANDONED_CLOSES.has(closedAs)) return;
-              if ((await messageActivities.failMessage(message.id, "workflow_closed", `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
-                failed += 1;
-                deps.logger.error({ message_id: message.id, application_id: message.application_id, workflow_status: closedAs }, "reconciler failed a message whose workflow closed before sending it");
-              }
-            }),
-          ),
-        ),
-      );
-      await Promise.all(
-        orphaned.map((message) =>
-          inTurn(() =>
-            handle(message, async () => {
-              await startMessageWorkflows(deps, [message]);
-              started += 1;
-            }),
-          ),
-        ),
-      );
-      if (started > 0) deps.logger.warn({ count: started }, "reconciler started workflows for orphaned messages");
-      if (candidates.length > 0 && errors === candidates.length) throw firstError;
-      for (const page of pages) await page.advance();
-      return { checked: candidates.length, started, failed, errors };
+      const budgetMs = options.budgetMs ?? RECONCILER_PASS_BUDGET_MS;
+      const passStarted = Date.now();
+      const total = { checked: 0, started: 0, failed: 0, errors: 0 };
+      // Statuses whose rotation has more behind the page just handled; a status that reached its
+      // end starts over at the oldest next pass, not again in this one.
+      let statuses: MessageStatus[] = ["pending", "errored"];
+      do {
+        const pages = await Promise.all(statuses.map(async (status) => ({ status, ...(await nextPage(status, cutoff, options)) })));
+        const result = await reconcileMessages(pages.flatMap((page) => page.messages));
+        total.checked += result.checked;
+        total.started += result.started;
+        total.failed += result.failed;
+        total.errors += result.errors;
+        for (const page of pages) await page.advance();
+        statuses = pages.filter((page) => page.more).map((page) => page.status);
+      } while (statuses.length > 0 && Date.now() - passStarted < budgetMs);
+      if (total.started > 0) deps.logger.warn({ count: total.started }, "reconciler started workflows for orphaned messages");
+      return total;
     },
 
     /**

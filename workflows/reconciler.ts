@@ -14,7 +14,7 @@ export const RECONCILER_SCHEDULE_ID = "message-reconciler";
  * (e.g. the API died between its insert and the workflow start, or Temporal was down) and starts
  * them. Run by a Temporal Schedule.
  */
-export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; campaignsStarted: number; erasuresStarted?: number; schedulesDeleted?: number }> {
+export async function reconcilerWorkflow(options: { olderThanMs: number; limit: number; applicationId?: string; budgetMs?: number }): Promise<{ checked: number; started: number; campaignsStarted: number; erasuresStarted?: number; schedulesDeleted?: number }> {
   const messages = await restartOrphanedMessages(options);
   const campaigns = await restartOrphanedCampaigns(options);
   const result: Awaited<ReturnType<typeof reconcilerWorkflow>> = { ...messages, campaignsStarted: campaigns.started };

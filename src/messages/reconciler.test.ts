@@ -152,7 +152,8 @@ test("an orphan is found behind a backlog of errored messages that are retrying 
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
   // A page of each status: the orphan (pending) and the oldest of the backlog (errored).
-  const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
+  // One page only (no budget for more): the rotation, not the budget, must reach the orphan.
+  const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId, budgetMs: 0 });
   assert.deepEqual(result, { checked: 2, started: 1, failed: 0, errors: 0 });
   await eventually(async () => (await app.deps.db("messages").where("id", orphanId).first()).status === "successful", 30_000, 200);
   // The backlog still errored, its workflows still retrying: left alone.
@@ -178,7 +179,8 @@ test("a terminated message behind more than `limit` retrying messages is found: 
   await app.deps.db("messages").where("id", stopped).update({ created_at: app.deps.db.raw("now() - interval '10 minutes 0.000456 seconds'") });
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
-  const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
+  // One page per pass (no budget for more), so the rotation across passes is what is tested.
+  const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId, budgetMs: 0 });
   assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0, errors: 0 });
   assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0, errors: 0 });
   assert.equal((await app.deps.db("messages").where("id", stopped).first()).status, "errored", "not reached yet");
@@ -189,6 +191,22 @@ test("a terminated message behind more than `limit` retrying messages is found: 
   assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0, errors: 0 });
   assert.equal((await app.deps.db("reconciler_cursors").where("name", `messages:errored:${applicationId}`).first("after_id"))?.after_id, backlog.sort()[0]);
   for (const id of backlog) assert.equal((await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).status.name, "RUNNING");
+});
+
+test("orphans beyond one page (accepted during a Temporal outage) are all started in one pass, page by page", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication();
+  const sub = await createPushSubscription(app, apiKey);
+  const orphans: string[] = [];
+  for (let i = 0; i < 7; i++) orphans.push(await insertOrphanMessage(applicationId, sub.id, `outage ${i}`, 10 * 60_000 - i * 1000));
+  const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
+  // A pass with no budget for a second page stops at the first.
+  assert.deepEqual(await restartOrphanedMessages({ olderThanMs: 60_000, limit: 2, applicationId, budgetMs: 0 }), { checked: 2, started: 2, failed: 0, errors: 0 });
+  // With the default budget it pages on to the end: the five left are started, none looked at twice.
+  assert.deepEqual(await restartOrphanedMessages({ olderThanMs: 60_000, limit: 2, applicationId }), { checked: 5, started: 5, failed: 0, errors: 0 });
+  for (const id of orphans) await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe();
+  await eventually(async () => (await app.deps.db("messages").whereIn("id", orphans).where("status", "successful")).length === orphans.length, 30_000, 200);
+  // The rotation reached its end, so the next pass starts over at the oldest.
+  assert.equal(await app.deps.db("reconciler_cursors").where("name", `messages:pending:${applicationId}`).first(), undefined);
 });
 
 /**

@@ -1,6 +1,7 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy } from "@temporalio/client";
 import type { Deps } from "../deps";
 import { reconcilerWorkflow, RECONCILER_SCHEDULE_ID } from "../../workflows/reconciler";
+import { RECONCILER_PASS_BUDGET_MS } from "../../activities/reconciler";
 
 /** Options of the reconciler schedule. */
 export interface ReconcilerScheduleOptions {
@@ -26,7 +27,8 @@ export async function ensureReconcilerSchedule(deps: Deps, options: ReconcilerSc
       type: "startWorkflow" as const,
       workflowType: reconcilerWorkflow,
       taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-      args: [{ olderThanMs: options.olderThanMs, limit: 500, ...(options.applicationId ? { applicationId: options.applicationId } : {}) }] as Parameters<typeof reconcilerWorkflow>,
+      // A pass pages on for at most three quarters of the interval, so it is over before the next.
+      args: [{ olderThanMs: options.olderThanMs, limit: 500, budgetMs: Math.min(RECONCILER_PASS_BUDGET_MS, Math.floor(options.intervalMs * 0.75)), ...(options.applicationId ? { applicationId: options.applicationId } : {}) }] as Parameters<typeof reconcilerWorkflow>,
     },
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: options.intervalMs * 2 },
   };
