@@ -1,7 +1,7 @@
 import { condition, defineSignal, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, sleep } from "@temporalio/workflow";
 import type { BatchStart, createCampaignActivities } from "../activities/campaigns";
 import type { BatchRange } from "../src/campaigns/repository";
-import { nextRetryDelay, type RetryClass } from "../src/messages/retry-policy";
+import { nextRetryDelay, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
 
 // Regular (not local) activities: a batch send of 500 pushes can outlast a workflow task, and it
 // heartbeats, so a worker that dies mid-send is noticed within the heartbeat timeout and the retried
@@ -81,9 +81,12 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
       if (classes.length === 0) break;
       let delay = 0;
       const exhausted: RetryClass[] = [];
+      // One draw per round (the workflow's seeded Math.random()): a campaign's batches that hit the
+      // same 429 wake spread out instead of all at once.
+      const jitter = patched(RETRY_JITTER_PATCH) ? Math.random() : 0;
       for (const retryClass of classes) {
         retries[retryClass] += 1;
-        const next = nextRetryDelay(retryClass, retries[retryClass], timing.retryScale, retryClass === "rate_limited" ? round.retryAfterMs : undefined);
+        const next = nextRetryDelay(retryClass, retries[retryClass], timing.retryScale, retryClass === "rate_limited" ? round.retryAfterMs : undefined, jitter);
         if (next === undefined) exhausted.push(retryClass);
         else delay = Math.max(delay, next);
       }

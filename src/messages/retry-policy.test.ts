@@ -19,6 +19,14 @@ const cases: Array<[Parameters<typeof nextRetryDelay>, number | undefined]> = [
   [["network", 1, 0.001], 30],
   [["provider_outage", 1, 0.0001], 90],
   [["network", 1, 0], 1],
+  // Jitter only lengthens, by up to 20 %, also a provider's Retry-After.
+  [["network", 1, 1, undefined, 0.5], 33_000],
+  [["network", 1, 1, undefined, 0.999], 35_994],
+  [["rate_limited", 1, 1, 10_000, 0.25], 10_500],
+  [["network", 5, 1, undefined, 0.5], undefined],
+  // Out-of-range jitter is clamped (never shortens, never more than 20 %).
+  [["network", 1, 1, undefined, -1], 30_000],
+  [["network", 1, 1, undefined, 7], 36_000],
 ];
 
 for (const [args, expected] of cases) {
@@ -26,6 +34,12 @@ for (const [args, expected] of cases) {
     assert.equal(nextRetryDelay(...args), expected);
   });
 }
+
+test("jitter spreads retries that failed together: 1,000 draws cover [delay, 1.2 × delay) and none is shorter", () => {
+  const delays = Array.from({ length: 1_000 }, () => nextRetryDelay("rate_limited", 1, 1, 60_000, Math.random())!);
+  assert.ok(delays.every((d) => d >= 60_000 && d < 72_000));
+  assert.ok(new Set(delays).size > 500, "the wake-ups are spread, not one instant");
+});
 
 test("tries in all: network 5, provider outage 24 (6 h at 15 min), rate limited 4 (3 retries)", () => {
   assert.equal(RETRY_SCHEDULES.network.length + 1, 5);

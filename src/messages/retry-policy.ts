@@ -23,13 +23,25 @@ export const RETRY_SCHEDULES: Record<RetryClass, readonly number[]> = {
 export const MAX_RETRY_AFTER_MS = 60 * MINUTE;
 
 /**
+ * Largest share of a delay added as jitter: many messages or batches that failed together (one
+ * provider 429 or outage) wake spread over this much more, not in the same instant. Only added,
+ * never taken off, so a provider's Retry-After is always honoured.
+ */
+export const RETRY_JITTER = 0.2;
+
+/** patched() id of the jitter in the message and batch workflows: histories before it replay without it. */
+export const RETRY_JITTER_PATCH = "retry-jitter";
+
+/**
  * Delay before retry number `retryNumber` (1-based) of a class, or undefined when that class's
  * retries are exhausted. `scale` shrinks every delay (tests run the 6-hour schedule in seconds).
+ * `jitter` in [0, 1) (a workflow's deterministic Math.random()) lengthens it by up to RETRY_JITTER.
  */
-export function nextRetryDelay(retryClass: RetryClass, retryNumber: number, scale = 1, retryAfterMs?: number): number | undefined {
+export function nextRetryDelay(retryClass: RetryClass, retryNumber: number, scale = 1, retryAfterMs?: number, jitter = 0): number | undefined {
   const schedule = RETRY_SCHEDULES[retryClass];
   const planned = schedule[retryNumber - 1];
   if (planned === undefined) return undefined;
   const base = retryClass === "rate_limited" && retryAfterMs !== undefined && retryAfterMs > 0 ? Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) : planned;
-  return Math.max(1, Math.round(base * scale));
+  const spread = 1 + RETRY_JITTER * Math.min(Math.max(jitter, 0), 1);
+  return Math.max(1, Math.round(base * scale * spread));
 }
