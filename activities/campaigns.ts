@@ -276,7 +276,8 @@ export function createCampaignActivities(deps: Deps) {
       const first = group[0]!;
       let provider;
       try {
-        provider = await deps.push.providerFor(first.application_id, first.subscription_type as PushSubscriptionType, first.test_type === 1 || first.test_type === 2, trx);
+        // The bulk lane: a campaign's queue of requests never delays a single message's send.
+        provider = await deps.push.providerFor(first.application_id, first.subscription_type as PushSubscriptionType, first.test_type === 1 || first.test_type === 2, trx, "bulk");
       } catch (error) {
         if (!(error instanceof ProviderNotConfiguredError)) throw error;
         failed.push(...failUnsent(group, null, "provider_not_configured", error.message));

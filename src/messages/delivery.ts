@@ -9,6 +9,7 @@ import {
   type ProviderPoolUsage,
   type ApplicationPushCredentials,
   type ProviderEndpoint,
+  type ProviderLane,
   type ProviderRegistry,
   type PushProvider,
   type PushSubscriptionType,
@@ -56,23 +57,24 @@ export class PushDelivery {
   }
 
   /**
-   * The provider for an application and subscription type; throws ProviderNotConfiguredError.
+   * The provider for an application and subscription type, on the lane's own connections (campaign
+   * batches: `bulk`); throws ProviderNotConfiguredError.
    * Credentials are read through `reader`, which a sender inside a transaction must pass as its
    * transaction, so they are read on the connection it already holds. Reading them from the pool instead deadlocks once every pooled
    * connection is held by a send waiting for the same credentials (a worker runs more activities
    * than its pool has connections, and the cache expires every 30 s).
    */
-  async providerFor(applicationId: string, subscriptionType: PushSubscriptionType, sandbox: boolean, reader: Knex): Promise<PushProvider> {
+  async providerFor(applicationId: string, subscriptionType: PushSubscriptionType, sandbox: boolean, reader: Knex, lane: ProviderLane = "single"): Promise<PushProvider> {
     const credentials = await this.credentialsOf(applicationId, reader);
     const platform = subscriptionType === "iOSPush" ? "apns" : "fcm";
-    if (credentials[platform]) return this.real.providerFor(credentials, subscriptionType, { sandbox });
+    if (credentials[platform]) return this.real.providerFor(credentials, subscriptionType, { sandbox, lane });
     if (this.simulated && this.simulator) {
       const simulated: ApplicationPushCredentials = {
         applicationId,
         apns: { ...this.simulator.apns, environment: "production" },
         fcm: { projectId: this.simulator.fcm.projectId, accessToken: this.simulator.fcm.accessToken },
       };
-      return this.simulated.providerFor(simulated, subscriptionType, { sandbox: false });
+      return this.simulated.providerFor(simulated, subscriptionType, { sandbox: false, lane });
     }
     throw new ProviderNotConfiguredError(applicationId, subscriptionType);
   }

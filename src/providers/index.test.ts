@@ -43,7 +43,16 @@ test("providers are cached per application credential and reach the simulator", 
     assert.equal(registry.providerFor({ ...credentials(), apns: { ...sim.apnsCredentials() } }, "iOSPush"), ios, "equal by value, not identity");
     assert.notEqual(registry.providerFor(credentials("app-2"), "iOSPush"), ios, "other application → own provider");
     assert.notEqual(registry.providerFor(credentials(), "iOSPush", { sandbox: true }), ios, "sandbox has its own pool");
-    assert.equal(registry.size(), 4);
+    const bulkIos = registry.providerFor(credentials(), "iOSPush", { lane: "bulk" });
+    assert.notEqual(bulkIos, ios, "campaign batches (bulk lane) have their own APNs pool");
+    assert.notEqual(registry.providerFor(credentials(), "AndroidPush", { lane: "bulk" }), android, "and their own FCM pool");
+    assert.equal(registry.providerFor(credentials(), "iOSPush", { lane: "single" }), ios, "single is the default lane");
+    assert.equal(registry.size(), 6);
+    // A rotated credential retires each lane's pool on its next use.
+    const rotated = { ...credentials(), apns: { ...sim.apnsCredentials(), signingKey: generateApnsSigningKey().privateKeyPem } };
+    assert.notEqual(registry.providerFor(rotated, "iOSPush", { lane: "bulk" }), bulkIos);
+    assert.equal(registry.size(), 6);
+    assert.equal((await bulkIos.send({ messageId: "m-0", token: "ok-retired", body: "x" })).kind, "temporary", "the retired bulk pool refuses new sends");
     const message = { messageId: "m-1", token: "ok-registry", body: "hi" };
     assert.equal((await ios.send(message)).kind, "success");
     assert.equal((await android.send(message)).kind, "success");

@@ -56,10 +56,19 @@ export function sumPoolUsage(usages: Iterable<ProviderPoolUsage>): ProviderPoolU
   return total;
 }
 
+/**
+ * Which kind of traffic a provider carries. Campaign batches keep hundreds of requests in flight
+ * and queue more behind them; a single message (a login code, a receipt) sent on the same pool
+ * waited behind all of them. Each lane has its own pool, so a campaign never delays single sends.
+ */
+export type ProviderLane = "single" | "bulk";
+
 /** Per-call selection beyond the subscription type. */
 export interface ProviderSelection {
   /** APNs sandbox for development-build tokens (subscription test_type 1/2); overrides the credential's environment. */
   sandbox?: boolean;
+  /** Traffic lane (default single); each lane has its own connections. */
+  lane?: ProviderLane;
 }
 
 /** Thrown when an application has no credentials for the requested subscription type. */
@@ -102,7 +111,7 @@ function canonicalJson(value: unknown): string {
 /** Creates a registry. Credential rotation replaces (and closes) the application's previous provider of that kind. */
 export function createProviderRegistry(options: ProviderRegistryOptions = {}): ProviderRegistry {
   const byKey = new Map<string, PushProvider>();
-  // slot = application + platform (+ APNs environment); lets a rotated credential retire the old pool.
+  // slot = application + platform (+ APNs environment) + lane; lets a rotated credential retire the old pool.
   const keyBySlot = new Map<string, string>();
   const retiring = new Set<Promise<void>>();
 
@@ -168,14 +177,14 @@ export function createProviderRegistry(options: ProviderRegistryOptions = {}): P
         const apns = credentials.apns;
         if (apns === undefined) throw new ProviderNotConfiguredError(credentials.applicationId, subscriptionType);
         const environment: ApnsEnvironment = selection.sandbox === true ? "sandbox" : apns.environment ?? "production";
-        const slot = `${credentials.applicationId}|apns|${environment}`;
+        const slot = `${credentials.applicationId}|apns|${environment}|${selection.lane ?? "single"}`;
         const key = `${slot}|${credentialFingerprint(apns)}`;
         return remember(slot, key, () => new ApnsProvider({ ...options.apns, ...apns, environment, ...(options.apnsEndpoint ? { endpoint: options.apnsEndpoint } : {}) }));
       }
       if (subscriptionType === "AndroidPush") {
         const fcm = credentials.fcm;
         if (fcm === undefined) throw new ProviderNotConfiguredError(credentials.applicationId, subscriptionType);
-        const slot = `${credentials.applicationId}|fcm`;
+        const slot = `${credentials.applicationId}|fcm|${selection.lane ?? "single"}`;
         const key = `${slot}|${credentialFingerprint(fcm)}`;
         return remember(slot, key, () => new FcmProvider({ ...options.fcm, ...fcm, ...(options.fcmEndpoint ? { endpoint: options.fcmEndpoint } : {}) }));
       }
