@@ -150,12 +150,11 @@ export function createReconcilerActivities(deps: Deps) {
   }
 
   /**
-   * Looks at one page of candidates a few at a time: starts the workflow of each that has none,
-   * fails each whose workflow closed without deciding it. A message that throws is logged and
-   * counted; when every one throws, Temporal or PostgreSQL is down and the page fails (its
-   * position is then not advanced).
+   * Looks at candidates a few at a time: starts the workflow of each that has none, fails each
+   * whose workflow closed without deciding it. A message that throws is logged and counted, and
+   * the first error is handed back for the caller to judge.
    */
-  async function reconcileMessages(candidates: readonly StartableMessage[]): Promise<{ checked: number; started: number; failed: number; errors: number }> {
+  async function reconcileMessages(candidates: readonly StartableMessage[], inTurn: ReturnType<typeof pLimit>): Promise<{ checked: number; started: number; failed: number; errors: number; firstError: unknown }> {
     let started = 0;
     let failed = 0;
     let errors = 0;
@@ -170,9 +169,6 @@ export function createReconcilerActivities(deps: Deps) {
       }
     };
     const orphaned: StartableMessage[] = [];
-    // A few at a time, not one by one: after a Temporal outage a pass has many pages of messages
-    // to look at, and sequential describes made the pass itself the bottleneck.
-    const inTurn = pLimit(RECONCILER_CONCURRENCY);
     await Promise.all(
       candidates.map((message) =>
         inTurn(() =>
@@ -204,8 +200,7 @@ export function createReconcilerActivities(deps: Deps) {
         ),
       ),
     );
-    if (candidates.length > 0 && errors === candidates.length) throw firstError;
-    return { checked: candidates.length, started, failed, errors };
+    return { checked: candidates.length, started, failed, errors, firstError };
   }
 
   return {
@@ -220,33 +215,54 @@ export function createReconcilerActivities(deps: Deps) {
      * on from where the previous page stopped ({@link nextPage}): a backlog of messages with a
      * live workflow (a burst Temporal is still working through, a provider outage's retries) only
      * makes the rotation longer, it never hides a new orphan behind the same oldest rows. It takes
-     * further pages while a status has more and `budgetMs` has not run out (0: one page), so the
-     * thousands of messages the API accepted during a Temporal outage are started within a pass or
-     * two of Temporal's return, not `limit` per interval.
+     * further pages of a status while its last page found work (started or failed something), has
+     * more behind it, and `budgetMs` has not run out (0: one page), so the thousands of messages
+     * the API accepted during a Temporal outage are started within a pass or two of Temporal's
+     * return, not `limit` per interval.
      *
      * A message that cannot be handled is logged, counted in `errors` and looked at again on the
      * next rotation, so one that always throws cannot hold the rotation (and the campaign pass
-     * after it) for ever. When every message of a page throws, Temporal or PostgreSQL is down:
-     * the pass fails and keeps that page's position, so nothing is skipped while it is.
+     * after it) for ever. When every message of the first pages throws, Temporal or PostgreSQL is
+     * down: the pass fails and keeps its position, so nothing is skipped while it is. A later page
+     * that fails whole ends the pass with what it did, and keeps that page's position.
      */
     async restartOrphanedMessages(options: { olderThanMs: number; limit: number; applicationId?: string; budgetMs?: number }): Promise<{ checked: number; started: number; failed: number; errors: number }> {
       const cutoff = new Date(Date.now() - options.olderThanMs);
       const budgetMs = options.budgetMs ?? RECONCILER_PASS_BUDGET_MS;
       const passStarted = Date.now();
       const total = { checked: 0, started: 0, failed: 0, errors: 0 };
-      // Statuses whose rotation has more behind the page just handled; a status that reached its
-      // end starts over at the oldest next pass, not again in this one.
-      let statuses: MessageStatus[] = ["pending", "errored"];
-      do {
-        const pages = await Promise.all(statuses.map(async (status) => ({ status, ...(await nextPage(status, cutoff, options)) })));
-        const result = await reconcileMessages(pages.flatMap((page) => page.messages));
+      // A few at a time, not one by one: after a Temporal outage a pass has many pages of messages
+      // to look at, and sequential describes made the pass itself the bottleneck.
+      const inTurn = pLimit(RECONCILER_CONCURRENCY);
+      const add = (result: typeof total) => {
         total.checked += result.checked;
         total.started += result.started;
         total.failed += result.failed;
         total.errors += result.errors;
-        for (const page of pages) await page.advance();
-        statuses = pages.filter((page) => page.more).map((page) => page.status);
-      } while (statuses.length > 0 && Date.now() - passStarted < budgetMs);
+      };
+      // The first page of each status, as every pass always took.
+      const first = await Promise.all((["pending", "errored"] as const).map(async (status) => ({ status, ...(await nextPage(status, cutoff, options)) })));
+      const firstResults = await Promise.all(first.map((page) => reconcileMessages(page.messages, inTurn)));
+      const firstChecked = firstResults.reduce((n, r) => n + r.checked, 0);
+      // Every message failing means Temporal or PostgreSQL is down: the pass fails and keeps its position.
+      if (firstChecked > 0 && firstResults.reduce((n, r) => n + r.errors, 0) === firstChecked) throw firstResults.find((r) => r.firstError !== undefined)!.firstError;
+      firstResults.forEach(add);
+      for (const page of first) await page.advance();
+      // Further pages of a status only while its last page had more behind it and found work
+      // (orphans started, abandoned messages failed): the messages accepted during a Temporal
+      // outage lie together, so they are drained now, while a backlog of live workflows (a burst
+      // Temporal is working through, a provider outage's retries) is not described again and again
+      // within one pass; the rotation across passes covers it as before.
+      let next = first.filter((page, i) => page.more && firstResults[i]!.started + firstResults[i]!.failed > 0).map((page) => page.status);
+      while (next.length > 0 && Date.now() - passStarted < budgetMs) {
+        const pages = await Promise.all(next.map(async (status) => ({ status, ...(await nextPage(status, cutoff, options)) })));
+        const results = await Promise.all(pages.map((page) => reconcileMessages(page.messages, inTurn)));
+        results.forEach(add);
+        // A later page that fails whole ends the pass without advancing: the next one reads it again.
+        const handled = pages.filter((page, i) => results[i]!.checked === 0 || results[i]!.errors < results[i]!.checked);
+        for (const page of handled) await page.advance();
+        next = pages.filter((page, i) => handled.includes(page) && page.more && results[i]!.started + results[i]!.failed > 0).map((page) => page.status);
+      }
       if (total.started > 0) deps.logger.warn({ count: total.started }, "reconciler started workflows for orphaned messages");
       return total;
     },

@@ -152,8 +152,8 @@ test("an orphan is found behind a backlog of errored messages that are retrying 
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
   // A page of each status: the orphan (pending) and the oldest of the backlog (errored).
-  // One page only (no budget for more): the rotation, not the budget, must reach the orphan.
-  const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId, budgetMs: 0 });
+  // One page of each: the backlog's page found nothing to do, so the pass does not page on through it.
+  const result = await restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
   assert.deepEqual(result, { checked: 2, started: 1, failed: 0, errors: 0 });
   await eventually(async () => (await app.deps.db("messages").where("id", orphanId).first()).status === "successful", 30_000, 200);
   // The backlog still errored, its workflows still retrying: left alone.
@@ -179,8 +179,9 @@ test("a terminated message behind more than `limit` retrying messages is found: 
   await app.deps.db("messages").where("id", stopped).update({ created_at: app.deps.db.raw("now() - interval '10 minutes 0.000456 seconds'") });
 
   const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
-  // One page per pass (no budget for more), so the rotation across passes is what is tested.
-  const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId, budgetMs: 0 });
+  // A page of live workflows finds nothing to do, so a pass does not page on through the backlog:
+  // one page per pass, and the rotation across passes reaches the terminated one.
+  const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
   assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0, errors: 0 });
   assert.deepEqual(await pass(), { checked: 1, started: 0, failed: 0, errors: 0 });
   assert.equal((await app.deps.db("messages").where("id", stopped).first()).status, "errored", "not reached yet");

@@ -1,6 +1,7 @@
 /**
- * Provider registry (COMP-002 §4 AdapterFactory): one live provider per application credential, so
- * HTTP/2 pools and keep-alive sockets are shared by every send for that application.
+ * Provider registry (COMP-002 §4 AdapterFactory): one live provider per application credential and
+ * lane, so HTTP/2 pools and keep-alive sockets are shared by every send of that application on
+ * that lane (single messages, or campaign batches).
  */
 import crypto from "node:crypto";
 import { ApnsProvider, type ApnsCredentials, type ApnsEnvironment, type ApnsProviderOptions } from "./apns";
