@@ -177,6 +177,16 @@ describe("failure classes", () => {
     const failed = await waitForStatus(id, "failed", 60_000);
     assert.equal(failed.error_code, "retries_exhausted");
     assert.equal(app.simulator!.simulator.requestsFor(sub.token), 24);
+    // The 23 retry timers: 15 min scaled to 90 ms, each lengthened by up to 20 % jitter, so retries
+    // that failed together do not wake together.
+    const history = await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).fetchHistory();
+    const timersMs = (history.events ?? []).flatMap((e) => {
+      const timeout = e.timerStartedEventAttributes?.startToFireTimeout;
+      return timeout ? [Number(timeout.seconds ?? 0) * 1000 + Math.round((timeout.nanos ?? 0) / 1e6)] : [];
+    });
+    assert.equal(timersMs.length, 23);
+    assert.ok(timersMs.every((ms) => ms >= 90 && ms <= 108), JSON.stringify(timersMs));
+    assert.ok(new Set(timersMs).size > 1, `all retries waited the same: ${JSON.stringify(timersMs)}`);
   });
 
   test("no receipt before the receipt timeout: failed(receipt_timeout); a late receipt is refused and changes nothing", async () => {
