@@ -1,4 +1,4 @@
-import { ApplicationFailure, heartbeat } from "@temporalio/activity";
+import { ApplicationFailure, Context, heartbeat } from "@temporalio/activity";
 import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
@@ -198,7 +198,13 @@ export function createCampaignActivities(deps: Deps) {
 
   /** Sends the batch's pending messages in locked chunks until none is left. */
   async function sendPending(range: BatchRange, result: BatchSendResult): Promise<void> {
+    const cancellation = Context.current().cancellationSignal;
     for (;;) {
+      // A worker past its shutdown grace (or a cancelled attempt) stops between chunks, never in
+      // one: the chunk the providers answered is committed, and the retried attempt sends only what
+      // is still pending. Carrying on until the platform's SIGKILL rolled back a chunk whose pushes
+      // the providers had already accepted, and the retry sent them again.
+      if (cancellation.aborted) throw ApplicationFailure.retryable("the batch's send round stopped between chunks (worker shutting down or attempt cancelled); the retried attempt resumes with what is still pending", "SendRoundStopped");
       let count: number;
       try {
         count = await sendOneChunk(range, result);

@@ -63,8 +63,9 @@ async function main(): Promise<void> {
     const applied = await migrateLatest(deps.db);
     if (applied.length > 0) logger.info({ migrations: applied }, "database migrated");
     await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
-    const worker = await startWorker(deps, stack.temporalAddress);
+    // Before polling, as the production worker does: a failure here stops a worker that runs nothing yet.
     await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
+    const worker = await startWorker(deps, stack.temporalAddress);
     // A pool of the API's own, as in production where they are separate processes: sends hold a
     // connection while the provider answers, and a slow provider must not starve API requests.
     const apiDeps = await createDeps({ config, logger, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, encryptionKey, statementTimeoutMs: config.AUTOMATA_API_STATEMENT_TIMEOUT });

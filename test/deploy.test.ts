@@ -10,6 +10,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { parse as parseToml } from "smol-toml";
 import { loadConfig, parseDuration } from "../src/config";
+import { LONGEST_SEND_CHUNK_MS } from "../src/messages/delivery";
 import { CUSTOM_SEARCH_ATTRIBUTES } from "../temporal/search-attributes";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -184,7 +185,7 @@ test("compose: ports match PORT and the metrics ports, and metrics are not publi
 
 test("compose: SIGKILL comes only after the worker's shutdown grace", () => {
   const grace = loadConfig(env("worker")).AUTOMATA_SHUTDOWN_GRACE;
-  assert.ok(parseDuration(services.worker!.stop_grace_period!) > grace, "worker stop_grace_period > AUTOMATA_SHUTDOWN_GRACE");
+  assert.ok(parseDuration(services.worker!.stop_grace_period!) > grace + LONGEST_SEND_CHUNK_MS, "worker stop_grace_period > AUTOMATA_SHUTDOWN_GRACE + a send chunk in flight");
   assert.ok(parseDuration(services.api!.stop_grace_period!) >= 10_000, "the API has time to drain");
 });
 
@@ -240,7 +241,7 @@ test("fly.toml: api and worker from one image, health check, metrics, shutdown, 
   assert.ok(metrics.some((m) => m.port === config.AUTOMATA_METRICS_PORT && m.path === "/metrics" && (m.processes as string[]).includes("worker")), "worker metrics");
 
   const killTimeout = typeof fly.kill_timeout === "number" ? fly.kill_timeout * 1000 : parseDuration(String(fly.kill_timeout));
-  assert.ok(killTimeout >= config.AUTOMATA_SHUTDOWN_GRACE, `kill_timeout ${killTimeout} ms >= AUTOMATA_SHUTDOWN_GRACE ${config.AUTOMATA_SHUTDOWN_GRACE} ms`);
+  assert.ok(killTimeout > config.AUTOMATA_SHUTDOWN_GRACE + LONGEST_SEND_CHUNK_MS, `kill_timeout ${killTimeout} ms > AUTOMATA_SHUTDOWN_GRACE ${config.AUTOMATA_SHUTDOWN_GRACE} ms + a send chunk in flight`);
   assert.ok(killTimeout <= 300_000, "fly caps kill_timeout at 5 minutes");
 });
 

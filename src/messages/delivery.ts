@@ -24,6 +24,16 @@ export interface SimulatorTarget {
   fcm: FcmDevCredentials;
 }
 
+/** Per-request provider timeout (APNs headers/body; firebase-admin's own is the same 15 s). */
+export const PROVIDER_REQUEST_TIMEOUT_MS = 15_000;
+
+/**
+ * Longest a campaign send chunk's provider calls can take: the request timeout after up to 10 s of
+ * connecting. A worker past its shutdown grace stops after the chunk in flight, so the platform's
+ * SIGKILL must come at least this long after the grace.
+ */
+export const LONGEST_SEND_CHUNK_MS = PROVIDER_REQUEST_TIMEOUT_MS + 10_000;
+
 /** How long decrypted credentials are reused before re-reading them (rotation takes effect within this). */
 const CREDENTIAL_CACHE_MS = 30_000;
 
@@ -45,9 +55,9 @@ export class PushDelivery {
     fcmConnections?: number,
   ) {
     const fcm = fcmConnections === undefined ? {} : { maxSockets: fcmConnections };
-    this.real = createProviderRegistry({ apns: { requestTimeoutMs: 15_000 }, fcm });
+    this.real = createProviderRegistry({ apns: { requestTimeoutMs: PROVIDER_REQUEST_TIMEOUT_MS }, fcm });
     this.simulated = simulator
-      ? createProviderRegistry({ apnsEndpoint: simulator.apnsEndpoint, fcmEndpoint: simulator.fcmEndpoint, apns: { requestTimeoutMs: 15_000 }, fcm })
+      ? createProviderRegistry({ apnsEndpoint: simulator.apnsEndpoint, fcmEndpoint: simulator.fcmEndpoint, apns: { requestTimeoutMs: PROVIDER_REQUEST_TIMEOUT_MS }, fcm })
       : undefined;
   }
 

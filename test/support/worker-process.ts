@@ -1,13 +1,14 @@
 /**
- * A worker in its own process, so tests can kill it with SIGKILL mid-send and start another.
+ * A worker in its own process, so tests can kill it with SIGKILL mid-send (or stop it with SIGTERM,
+ * as a deploy does) and start another.
  * Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE, AUTOMATA_ENCRYPTION_KEY, and
  * AUTOMATA_TEST_SIMULATOR (JSON of the in-test simulator's target). Prints "worker ready" once polling.
  */
 import { loadConfig } from "../../src/config";
 import { createLogger } from "../../src/logger";
-import { createDeps } from "../../src/runtime";
+import { closeDeps, createDeps } from "../../src/runtime";
 import { startWorker } from "../../src/worker/run-worker";
-import { installTemporalRuntimeLogger } from "../../src/infra/process";
+import { installTemporalRuntimeLogger, onShutdownSignal } from "../../src/infra/process";
 import type { SimulatorTarget } from "../../src/messages/delivery";
 import { assertEncryptionKeyMatches } from "../../src/crypto/key-check";
 
@@ -26,6 +27,11 @@ async function main(): Promise<void> {
   });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const worker = await startWorker(deps, process.env.TEMPORAL_ADDRESS!);
+  // SIGTERM as the production worker handles it (src/worker.ts); tests SIGKILL for a crash.
+  onShutdownSignal(logger, async () => {
+    await worker.shutdown();
+    await closeDeps(deps);
+  });
   console.log("worker ready");
   await worker.done;
 }
