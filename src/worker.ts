@@ -24,27 +24,26 @@ async function main(): Promise<void> {
   const simulator = config.AUTOMATA_SIMULATOR === "on" ? await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT }) : undefined;
   const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, simulator: simulator?.target, campaignPool: true });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
-  // Before polling: a schedule call that fails then exits a worker that runs nothing yet, instead
-  // of killing local-activity sends already in flight.
+  // Everything that can fail at start comes before polling: a failure then exits a worker that runs
+  // nothing yet, instead of killing local-activity sends and campaign chunks already in flight.
   await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
+  // The worker has no API: a tiny server exposes /metrics (ours + the Temporal SDK's) and /healthz.
+  setBacklogSource(deps.db);
+  // HOST as for the API: fly sets "::" so its private IPv6 network (the scraper, the check) reaches it.
+  const metrics = await startMetricsServer(logger, config.AUTOMATA_METRICS_PORT, config.HOST);
+  logger.info({ port: metrics.port }, "metrics listening");
   const worker = await startWorker(deps, temporalAddress);
-  let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   // SIGTERM: stop polling, let in-flight activities finish within AUTOMATA_SHUTDOWN_GRACE. Installed
   // as soon as tasks can run, so a signal never meets Node's default (an immediate exit mid-send).
   onShutdownSignal(logger, async () => {
     await worker.shutdown();
-    await metrics?.close();
+    await metrics.close();
     await closeDeps(deps);
     await simulator?.stop();
   });
-  // The worker has no API: a tiny server exposes /metrics (ours + the Temporal SDK's) and /healthz.
-  setBacklogSource(deps.db);
-  // HOST as for the API: fly sets "::" so its private IPv6 network (the scraper, the check) reaches it.
-  metrics = await startMetricsServer(logger, config.AUTOMATA_METRICS_PORT, config.HOST);
-  logger.info({ port: metrics.port }, "metrics listening");
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE }, "worker running");
   await worker.done;
-  await metrics?.close();
+  await metrics.close();
   await closeDeps(deps);
 }
 

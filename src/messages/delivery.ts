@@ -28,9 +28,10 @@ export interface SimulatorTarget {
 export const PROVIDER_REQUEST_TIMEOUT_MS = 15_000;
 
 /**
- * Longest a campaign send chunk's provider calls can take: the request timeout after up to 10 s of
- * connecting. A worker past its shutdown grace stops after the chunk in flight, so the platform's
- * SIGKILL must come at least this long after the grace.
+ * Longest a campaign send chunk's provider calls take when each gets a connection at once: the
+ * request timeout after up to 10 s of connecting (requests queued for a connection wait longer, up
+ * to a few rounds when the window's batches fill the pool). A worker past its shutdown grace stops
+ * after the chunk in flight, so the platform's SIGKILL must come at least this long after the grace.
  */
 export const LONGEST_SEND_CHUNK_MS = PROVIDER_REQUEST_TIMEOUT_MS + 10_000;
 
