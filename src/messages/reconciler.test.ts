@@ -230,25 +230,40 @@ async function ddlWithoutStalling(sql: string): Promise<void> {
   }
 }
 
-test("a message the reconciler cannot handle is logged and skipped, not a stop for the others; a pass where every message fails keeps its position", async () => {
-  const { id: applicationId, apiKey } = await app.createApplication();
+/** Two errored messages whose workflows an operator terminated: `[older, newer]`, 20 and 10 minutes old. */
+async function terminatedErroredPair(apiKey: string): Promise<[string, string]> {
   const down = await createPushSubscription(app, apiKey, { token: simulatorToken("down") });
   const ids: string[] = [];
-  for (const body of ["poison", "stopped"]) {
+  for (const body of ["older", "newer"]) {
     const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: down.id, body } });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     ids.push(res.body.data.message_id);
   }
-  const [poison, stopped] = ids as [string, string];
   await eventually(async () => (await app.deps.db("messages").whereIn("id", ids).where("status", "errored")).length === 2, 15_000, 100);
   for (const id of ids) await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).terminate("operator stopped it");
-  await app.deps.db("messages").where("id", poison).update({ created_at: app.deps.db.raw("now() - interval '20 minutes'") });
-  await app.deps.db("messages").where("id", stopped).update({ created_at: app.deps.db.raw("now() - interval '10 minutes'") });
-  // A row PostgreSQL refuses to change (as a constraint added later might): failing it always throws.
-  const trigger = `reconciler_test_refuse_${poison.replace(/-/g, "")}`;
+  await app.deps.db("messages").where("id", ids[0]!).update({ created_at: app.deps.db.raw("now() - interval '20 minutes'") });
+  await app.deps.db("messages").where("id", ids[1]!).update({ created_at: app.deps.db.raw("now() - interval '10 minutes'") });
+  return ids as [string, string];
+}
+
+/** Runs `body` while PostgreSQL refuses every change to message `id` (as a constraint added later might). */
+async function whileRowRefusesChanges(id: string, body: () => Promise<void>): Promise<void> {
+  const trigger = `reconciler_test_refuse_${id.replace(/-/g, "")}`;
   await app.deps.db.raw(`CREATE FUNCTION ${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'this row cannot change'; END $$`);
-  await ddlWithoutStalling(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON messages FOR EACH ROW WHEN (OLD.id = '${poison}') EXECUTE FUNCTION ${trigger}()`);
+  await ddlWithoutStalling(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON messages FOR EACH ROW WHEN (OLD.id = '${id}') EXECUTE FUNCTION ${trigger}()`);
   try {
+    await body();
+  } finally {
+    await ddlWithoutStalling(`DROP TRIGGER IF EXISTS ${trigger} ON messages`);
+    await app.deps.db.raw(`DROP FUNCTION IF EXISTS ${trigger}()`);
+  }
+}
+
+test("a message the reconciler cannot handle is logged and skipped, not a stop for the others; a pass where every message fails keeps its position", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication();
+  const ids = await terminatedErroredPair(apiKey);
+  const [poison] = ids;
+  await whileRowRefusesChanges(poison, async () => {
     const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
     const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 2, applicationId });
     // The older one throws; the one behind it is still failed and refunded.
@@ -257,8 +272,20 @@ test("a message the reconciler cannot handle is logged and skipped, not a stop f
     // Now it is alone in its page: every message of the pass failed, so the pass fails (retried,
     // position kept) instead of reporting success.
     await assert.rejects(pass(), /this row cannot change/);
-  } finally {
-    await ddlWithoutStalling(`DROP TRIGGER IF EXISTS ${trigger} ON messages`);
-    await app.deps.db.raw(`DROP FUNCTION IF EXISTS ${trigger}()`);
-  }
+  });
+});
+
+test("a later page of a pass that fails whole ends the pass with what it did, keeping that page for the next pass", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication();
+  const [stopped, poison] = await terminatedErroredPair(apiKey);
+  await whileRowRefusesChanges(poison, async () => {
+    const { restartOrphanedMessages } = createReconcilerActivities(app.deps);
+    const pass = () => restartOrphanedMessages({ olderThanMs: 60_000, limit: 1, applicationId });
+    // Page 1 fails the stopped one (work found, so the pass pages on); page 2 is the poison alone.
+    assert.deepEqual(await pass(), { checked: 2, started: 0, failed: 1, errors: 1 });
+    assert.equal((await app.deps.db("messages").where("id", stopped).first()).error_code, "workflow_closed");
+    // Page 2's position was not taken: the next pass starts at the poison, alone, and fails.
+    assert.equal((await app.deps.db("reconciler_cursors").where("name", `messages:errored:${applicationId}`).first("after_id"))?.after_id, stopped);
+    await assert.rejects(pass(), /this row cannot change/);
+  });
 });
