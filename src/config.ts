@@ -1,28 +1,46 @@
 import path from "node:path";
 import { z } from "zod";
 
-/** Parses a duration like "72h", "30d", "15m", "5s", "250ms" or plain milliseconds into milliseconds. */
+/**
+ * Parses a duration like "72h", "30d", "15m", "5s" or "250ms" into milliseconds. A unit is required
+ * (only "0" may go without): a bare "72" meant as hours made every receipt time out after 72 ms.
+ */
 export function parseDuration(value: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(value.trim());
   if (!match) throw new Error(`invalid duration "${value}" (use e.g. 250ms, 5s, 15m, 72h, 30d)`);
   const amount = Number(match[1]);
+  if (match[2] === undefined && amount !== 0) throw new Error(`duration "${value}" needs a unit: ms, s, m, h or d (e.g. ${value}s, ${value}m)`);
   const unit = match[2] ?? "ms";
   const factor = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit] ?? 1;
   return Math.round(amount * factor);
 }
 
-const duration = (fallback: string) =>
+/** A duration setting, between `min` and `max` milliseconds when given (checked at start, not at first use). */
+const duration = (fallback: string, bounds: { min?: number; max?: number } = {}) =>
   z
     .string()
     .default(fallback)
     .transform((v, ctx) => {
       try {
-        return parseDuration(v);
+        const ms = parseDuration(v);
+        if (bounds.min !== undefined && ms < bounds.min) throw new Error(`"${v}" is below the minimum of ${bounds.min} ms`);
+        if (bounds.max !== undefined && ms > bounds.max) throw new Error(`"${v}" is above the maximum of ${bounds.max} ms`);
+        return ms;
       } catch (error) {
         ctx.addIssue({ code: "custom", message: (error as Error).message });
         return z.NEVER;
       }
     });
+
+/** PostgreSQL refuses a statement_timeout above this (a 32-bit millisecond count). */
+const POSTGRES_MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** A body-size limit as express reads it ("256kb", "1mb"); `m` or `k` alone would read as bytes. */
+const bodySize = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((v) => /^\d+\s*(b|kb|mb)$/i.test(v.trim()) && Number.parseInt(v, 10) > 0, { message: 'use bytes with a unit: b, kb or mb (e.g. "256kb", "1mb")' });
 
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 
@@ -42,14 +60,14 @@ const EnvSchema = z.object({
   AUTOMATA_ENCRYPTION_KEY: z.string().optional(),
   AUTOMATA_PUBLIC_URL: z.string().optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  AUTOMATA_RECEIPT_TIMEOUT: duration("72h"),
-  AUTOMATA_CONVERSION_WINDOW: duration("30d"),
-  AUTOMATA_PENDING_TIMEOUT: duration("24h"),
+  AUTOMATA_RECEIPT_TIMEOUT: duration("72h", { min: 1_000 }),
+  AUTOMATA_CONVERSION_WINDOW: duration("30d", { min: 1_000 }),
+  AUTOMATA_PENDING_TIMEOUT: duration("24h", { min: 1_000 }),
   AUTOMATA_RETRY_SCALE: z.coerce.number().positive().default(1),
   AUTOMATA_SHUTDOWN_GRACE: duration("30s"),
-  AUTOMATA_RECONCILE_INTERVAL: duration("2m"),
+  AUTOMATA_RECONCILE_INTERVAL: duration("2m", { min: 1_000 }),
   /** How often a waiting or paused campaign re-reads its status (catches an undelivered signal). */
-  AUTOMATA_CAMPAIGN_STATUS_POLL: duration("5m"),
+  AUTOMATA_CAMPAIGN_STATUS_POLL: duration("5m", { min: 1_000 }),
   /** Shortest interval a recurring campaign's cron may fire at (each fire is a run with its own workflows). */
   AUTOMATA_MIN_SCHEDULE_INTERVAL: duration("1m"),
   /**
@@ -76,7 +94,7 @@ const EnvSchema = z.object({
   AUTOMATA_FCM_CONNECTIONS: z.coerce.number().int().min(1).max(4096).optional(),
   AUTOMATA_SIMULATOR_APNS_PORT: port(0),
   AUTOMATA_SIMULATOR_FCM_PORT: port(0),
-  AUTOMATA_MAX_BODY: z.string().default("256kb"),
+  AUTOMATA_MAX_BODY: bodySize("256kb"),
   /**
    * PostgreSQL connections each process keeps at most. A worker's send holds one for the provider's
    * round trip (the message rows stay locked, so a racing cancel waits for the outcome).
@@ -86,7 +104,7 @@ const EnvSchema = z.object({
    * 503): one tenant's huge list or analytics query cannot hold the pool every tenant shares. Above
    * the 20 s a cancel waits for a send's row lock. 0 disables it.
    */
-  AUTOMATA_API_STATEMENT_TIMEOUT: duration("30s"),
+  AUTOMATA_API_STATEMENT_TIMEOUT: duration("30s", { max: POSTGRES_MAX_TIMEOUT_MS }),
   /** A worker's second pool, for campaign activities only (default: AUTOMATA_DB_POOL_MAX). */
   AUTOMATA_CAMPAIGN_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).optional(),
   AUTOMATA_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(20),
@@ -101,12 +119,18 @@ const EnvSchema = z.object({
   AUTOMATA_TEMPORAL_METRICS_ADDRESS: z.string().default("127.0.0.1:9465"),
 });
 
+/** Settings where an empty value is not "unset": empty disables the Temporal SDK's exporter. */
+const EMPTY_MEANS_SOMETHING = new Set(["AUTOMATA_TEMPORAL_METRICS_ADDRESS"]);
+
 /** Runtime configuration, read once from the environment; every knob the product has is named here. */
 export type Config = z.infer<typeof EnvSchema> & { homeDir: string };
 
 /** Reads and validates configuration from an environment object (defaults to process.env). */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = EnvSchema.safeParse(env);
+  // An empty value is unset (`PORT=` must not become port 0, `DATABASE_URL=` not an empty URL),
+  // except where empty has a meaning of its own.
+  const set = Object.fromEntries(Object.entries(env).filter(([key, value]) => value !== "" || EMPTY_MEANS_SOMETHING.has(key)));
+  const parsed = EnvSchema.safeParse(set);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
     throw new Error(`invalid configuration: ${problems}`);
