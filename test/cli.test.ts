@@ -92,6 +92,12 @@ test("usage errors exit 2 with the usage on stderr; --help exits 0", async () =>
   assert.match(unknownCommand.stderr, /unknown command "apps delete"/);
   const noId = await automata("apps", "get");
   assert.equal(noId.status, 2);
+  // An unquoted name with a space: nothing is created under half of it.
+  const before = await applicationNames();
+  const unquoted = await automata("apps", "create", "--name", "My", "App");
+  assert.equal(unquoted.status, 2, unquoted.stderr);
+  assert.match(unquoted.stderr, /unexpected argument\(s\) "App"/);
+  assert.deepEqual(await applicationNames(), before);
   const help = await run(["--help"]);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /^usage: automata/m);
@@ -118,6 +124,14 @@ test("an API that cannot be reached or does not answer JSON fails with exit 1 an
     assert.ok(!wrong.stderr.includes(app.adminToken), "the token is never printed");
   } finally {
     await metrics.close();
+  }
+});
+
+test("--api accepts the URL the banner shows (with /api/v1, or a trailing slash) as well as the server root", async () => {
+  for (const api of [`${app.url}/api/v1`, `${app.url}/api/v1/`, `${app.url}/`]) {
+    const listed = await run(["apps", "list", "--api", api, "--token", app.adminToken]);
+    assert.equal(listed.status, 0, `${api}: ${listed.stderr}`);
+    assert.ok(Array.isArray(listed.json.data.applications));
   }
 });
 

@@ -9,10 +9,10 @@ commands:
   apps create --name <name> [--daily-quota N] [--monthly-quota N] [--tier basic|premium|enterprise] [--timezone Area/City]
   apps get <application-id>
   apps list [--page N] [--per-page N]      newest first, 20 a page unless --per-page (at most 100)
-  apps rotate-key <application-id> [--grace-seconds N]
+  apps rotate-key <application-id> [--grace-seconds N]   default 0: the previous keys stop working now
 
 options:
-  --api <url>      API base URL (default $AUTOMATA_API_URL, else http://localhost:$PORT, PORT defaults to 8080)
+  --api <url>      API server URL, with or without /api/v1 (default $AUTOMATA_API_URL, else http://localhost:$PORT, PORT defaults to 8080)
   --token <token>  admin token (default $AUTOMATA_ADMIN_TOKEN or the one npm start generated)
   -h, --help       this text
 
@@ -101,6 +101,10 @@ async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (group !== "apps" || !command) throw new UsageError(group === undefined ? "no command given" : `unknown command "${[group, command].filter(Boolean).join(" ")}"`);
+  // `apps create --name My App` would otherwise create "My" and drop "App" without a word.
+  const positionalsTaken: Record<string, number> = { create: 2, list: 2, get: 3, "rotate-key": 3 };
+  const extra = command in positionalsTaken ? positionals.slice(positionalsTaken[command]) : [];
+  if (extra.length > 0) throw new UsageError(`unexpected argument(s) ${extra.map((a) => JSON.stringify(a)).join(" ")} (quote a value that has spaces)`);
   const quota = {
     ...(values["daily-quota"] !== undefined ? { daily_quota: countOption("daily-quota", values["daily-quota"]) } : {}),
     ...(values["monthly-quota"] !== undefined ? { monthly_quota: countOption("monthly-quota", values["monthly-quota"]) } : {}),
@@ -111,7 +115,8 @@ async function run(argv: string[]): Promise<number> {
   if (values.page !== undefined) listQuery.set("page", String(countOption("page", values.page)));
   if (values["per-page"] !== undefined) listQuery.set("per_page", String(countOption("per-page", values["per-page"])));
   const config = loadConfig();
-  const apiUrl = values.api ?? process.env.AUTOMATA_API_URL ?? `http://localhost:${config.PORT}`;
+  // The banner and README call http://…/api/v1 "the API": accept it as well as the server root.
+  const apiUrl = (values.api ?? process.env.AUTOMATA_API_URL ?? `http://localhost:${config.PORT}`).replace(/\/+$/, "").replace(/\/api\/v1$/, "");
   const tokenFile = path.join(config.homeDir, "admin-token");
   const token = values.token ?? config.AUTOMATA_ADMIN_TOKEN ?? (fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, "utf8").trim() : undefined);
   if (!token) {

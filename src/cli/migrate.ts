@@ -2,6 +2,9 @@ import path from "node:path";
 import { loadConfig } from "../config";
 import { createLogger } from "../logger";
 import { createDb, freeMigrationLock, migrateLatest, migrationConfig, migrationStatus } from "../db/knex";
+
+/** What to do when knex finds its migration lock set (another migrate, or one killed mid-run). */
+const MIGRATION_LOCKED = "the migration lock is set: another migrate is running, or one was killed mid-run; if none is running, run `migrate --unlock` and try again";
 import { startEmbeddedPostgres } from "../infra/postgres";
 
 const USAGE = `usage: migrate [--status | --down | --unlock]
@@ -59,13 +62,19 @@ async function main(): Promise<number> {
         console.error(`refusing to roll back: newer migrations are applied (${unknown.join(", ")}); run --down with the release that has them`);
         return 1;
       }
-      const [, undone] = (await db.migrate.down(migrationConfig())) as [number, string[]];
+      const result = await (db.migrate.down(migrationConfig()) as Promise<[number, string[]]>).catch((error: unknown) => {
+        if ((error as { name?: string }).name !== "MigrationLocked") throw error;
+        console.error(MIGRATION_LOCKED);
+        return undefined;
+      });
+      if (result === undefined) return 1;
+      const [, undone] = result;
       console.log(undone.length > 0 ? `rolled back ${undone.join(", ")}` : "no migration to roll back");
     } else {
       if (unknown.length > 0) console.warn(`warning: applied by a newer release, not known to this one (left as they are): ${unknown.join(", ")}`);
       const migrated = await migrateLatest(db).catch((error: unknown) => {
         if ((error as { name?: string }).name !== "MigrationLocked") throw error;
-        console.error("the migration lock is set: another migrate is running, or one was killed mid-run; if none is running, run `migrate --unlock` and migrate again");
+        console.error(MIGRATION_LOCKED);
         return undefined;
       });
       if (migrated === undefined) return 1;
