@@ -11,8 +11,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import path from "node:path";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { spawnWorkerProcess } from "./support/spawn-worker";
 import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { simulatorToken } from "./support/fixtures";
 import { newId } from "../src/db/ids";
@@ -22,7 +22,6 @@ import { campaignCounts } from "../src/campaigns/repository";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
 import { deviceTokenContext } from "../src/subscriptions/device-token";
 
-const ROOT = path.resolve(__dirname, "..");
 const RECIPIENTS = 5_000;
 /** Recipients per batch (CAMPAIGN_PAGE_SIZE) and messages per send transaction (SEND_CHUNK). */
 const PAGE = 500;
@@ -46,24 +45,7 @@ after(async () => {
 });
 
 function spawnWorker(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/support/worker-process.ts")], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      TEMPORAL_TASK_QUEUE: app.config.TEMPORAL_TASK_QUEUE,
-      AUTOMATA_ENCRYPTION_KEY: app.encryptionKey,
-      AUTOMATA_TEST_SIMULATOR: JSON.stringify(app.simulator!.target),
-      LOG_LEVEL: "error",
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  workers.add(child);
-  return new Promise((resolve, reject) => {
-    child.once("exit", (code, signal) => reject(new Error(`worker exited early with ${code ?? signal}`)));
-    child.stdout!.on("data", (chunk: Buffer) => {
-      if (chunk.toString().includes("worker ready")) resolve(child);
-    });
-  });
+  return spawnWorkerProcess(app, { track: workers });
 }
 
 async function killWorker(child: ChildProcess): Promise<void> {

@@ -1,11 +1,10 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import path from "node:path";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { spawnWorkerProcess } from "./support/spawn-worker";
 import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { createPushSubscription, simulatorToken } from "./support/fixtures";
 
-const ROOT = path.resolve(__dirname, "..");
 let app: TestApp;
 
 before(async () => {
@@ -17,23 +16,7 @@ after(async () => {
 });
 
 function spawnWorker(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/support/worker-process.ts")], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      TEMPORAL_TASK_QUEUE: app.config.TEMPORAL_TASK_QUEUE,
-      AUTOMATA_ENCRYPTION_KEY: app.encryptionKey,
-      AUTOMATA_TEST_SIMULATOR: JSON.stringify(app.simulator!.target),
-      LOG_LEVEL: "error",
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`worker exited early with ${code}`)));
-    child.stdout!.on("data", (chunk: Buffer) => {
-      if (chunk.toString().includes("worker ready")) resolve(child);
-    });
-  });
+  return spawnWorkerProcess(app);
 }
 
 test("a worker killed (SIGKILL) mid-send loses nothing: every message ends successful exactly once", { timeout: 240_000 }, async () => {

@@ -6,13 +6,12 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import path from "node:path";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { spawnWorkerProcess } from "./support/spawn-worker";
 import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { seedPushSubscriptions, simulatorToken } from "./support/fixtures";
 import { newId } from "../src/db/ids";
 
-const ROOT = path.resolve(__dirname, "..");
 /** One batch: 250 iOS and 250 Android recipients in five chunks of 100. */
 const RECIPIENTS = 500;
 /** Time between SIGTERM and SIGKILL here (fly's kill_timeout is longer; what matters is the ordering). */
@@ -34,27 +33,9 @@ after(async () => {
  * slow- token after 2 s, so a chunk's 50 Android pushes take 10 s and a batch about 50 s.
  */
 function spawnWorker(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/support/worker-process.ts")], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      TEMPORAL_TASK_QUEUE: app.config.TEMPORAL_TASK_QUEUE,
-      AUTOMATA_ENCRYPTION_KEY: app.encryptionKey,
-      AUTOMATA_TEST_SIMULATOR: JSON.stringify(app.simulator!.target),
-      AUTOMATA_SHUTDOWN_GRACE: "1s",
-      AUTOMATA_FCM_CONNECTIONS: "10",
-      AUTOMATA_CAMPAIGN_WINDOW: "1",
-      AUTOMATA_RECEIPT_TIMEOUT: "1h",
-      LOG_LEVEL: "error",
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  workers.add(child);
-  return new Promise((resolve, reject) => {
-    child.once("exit", (code, signal) => reject(new Error(`worker exited early with ${code ?? signal}`)));
-    child.stdout!.on("data", (chunk: Buffer) => {
-      if (chunk.toString().includes("worker ready")) resolve(child);
-    });
+  return spawnWorkerProcess(app, {
+    track: workers,
+    env: { AUTOMATA_SHUTDOWN_GRACE: "1s", AUTOMATA_FCM_CONNECTIONS: "10", AUTOMATA_CAMPAIGN_WINDOW: "1", AUTOMATA_RECEIPT_TIMEOUT: "1h" },
   });
 }
 
