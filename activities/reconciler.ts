@@ -240,28 +240,25 @@ export function createReconcilerActivities(deps: Deps) {
         total.failed += result.failed;
         total.errors += result.errors;
       };
-      // The first page of each status, as every pass always took.
-      const first = await Promise.all((["pending", "errored"] as const).map(async (status) => ({ status, ...(await nextPage(status, cutoff, options)) })));
-      const firstResults = await Promise.all(first.map((page) => reconcileMessages(page.messages, inTurn)));
-      const firstChecked = firstResults.reduce((n, r) => n + r.checked, 0);
-      // Every message failing means Temporal or PostgreSQL is down: the pass fails and keeps its position.
-      if (firstChecked > 0 && firstResults.reduce((n, r) => n + r.errors, 0) === firstChecked) throw firstResults.find((r) => r.firstError !== undefined)!.firstError;
-      firstResults.forEach(add);
-      for (const page of first) await page.advance();
-      // Further pages of a status only while its last page had more behind it and found work
-      // (orphans started, abandoned messages failed): the messages accepted during a Temporal
-      // outage lie together, so they are drained now, while a backlog of live workflows (a burst
-      // Temporal is working through, a provider outage's retries) is not described again and again
-      // within one pass; the rotation across passes covers it as before.
-      let next = first.filter((page, i) => page.more && firstResults[i]!.started + firstResults[i]!.failed > 0).map((page) => page.status);
-      while (next.length > 0 && Date.now() - passStarted < budgetMs) {
-        const pages = await Promise.all(next.map(async (status) => ({ status, ...(await nextPage(status, cutoff, options)) })));
+      // Every pass takes the first page of each status. Further pages of a status only while its
+      // last page had more behind it and found work (orphans started, abandoned messages failed):
+      // the messages accepted during a Temporal outage lie together, so they are drained now, while
+      // a backlog of live workflows (a burst Temporal is working through, a provider outage's
+      // retries) is not described again and again within one pass; the rotation across passes
+      // covers it as before.
+      let statuses: MessageStatus[] = ["pending", "errored"];
+      for (let firstPages = true; statuses.length > 0 && (firstPages || Date.now() - passStarted < budgetMs); firstPages = false) {
+        const pages = await Promise.all(statuses.map(async (status) => ({ status, ...(await nextPage(status, cutoff, options)) })));
         const results = await Promise.all(pages.map((page) => reconcileMessages(page.messages, inTurn)));
+        const checked = results.reduce((n, r) => n + r.checked, 0);
+        const failedWhole = (i: number) => results[i]!.checked > 0 && results[i]!.errors === results[i]!.checked;
+        // Every message of the first pages failing means Temporal or PostgreSQL is down: the pass
+        // fails and keeps its position. A later page that fails whole ends the pass with what it did.
+        if (firstPages && checked > 0 && results.reduce((n, r) => n + r.errors, 0) === checked) throw results.find((r) => r.firstError !== undefined)!.firstError;
         results.forEach(add);
-        // A later page that fails whole ends the pass without advancing: the next one reads it again.
-        const handled = pages.filter((page, i) => results[i]!.checked === 0 || results[i]!.errors < results[i]!.checked);
+        const handled = pages.filter((_, i) => firstPages || !failedWhole(i));
         for (const page of handled) await page.advance();
-        next = pages.filter((page, i) => handled.includes(page) && page.more && results[i]!.started + results[i]!.failed > 0).map((page) => page.status);
+        statuses = pages.filter((page, i) => handled.includes(page) && page.more && results[i]!.started + results[i]!.failed > 0).map((page) => page.status);
       }
       if (total.started > 0) deps.logger.warn({ count: total.started }, "reconciler started workflows for orphaned messages");
       return total;
