@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
-import { Context, heartbeat } from "@temporalio/activity";
+import { Context } from "@temporalio/activity";
+import { heartbeatingWhile } from "./heartbeat";
 import { WorkflowFailedError, WorkflowNotFoundError } from "@temporalio/client";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
@@ -45,18 +46,15 @@ export function createCampaignRunActivities(deps: Deps) {
      * the run sends, or the schedule's overlap SKIP would start the next fire beside it.
      */
     async awaitRunCampaignWorkflow(runCampaignId: string): Promise<void> {
-      const beat = setInterval(() => heartbeat(), 10_000);
       try {
         // Cancellation (a worker shutting down, the wrapper cancelled) ends the wait: the attempt
         // fails and Temporal retries it elsewhere, rather than holding the worker's shutdown.
-        await Promise.race([deps.temporal.workflow.getHandle(campaignWorkflowId(runCampaignId)).result(), Context.current().cancelled]);
+        await heartbeatingWhile(() => Promise.race([deps.temporal.workflow.getHandle(campaignWorkflowId(runCampaignId)).result(), Context.current().cancelled]));
       } catch (error) {
         // Failed, cancelled or terminated, or gone: ended all the same, which is what the wrapper
         // waits for. Anything else (Temporal unreachable, this attempt cancelled) is retried.
         if (!(error instanceof WorkflowFailedError || error instanceof WorkflowNotFoundError)) throw error;
         deps.logger.info({ campaign_id: runCampaignId, err: error }, "the run's campaign workflow did not complete; its wrapper ends with it");
-      } finally {
-        clearInterval(beat);
       }
     },
 

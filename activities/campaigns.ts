@@ -1,4 +1,5 @@
 import { ApplicationFailure, Context, heartbeat } from "@temporalio/activity";
+import { heartbeatingWhile } from "./heartbeat";
 import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
@@ -79,18 +80,6 @@ const SEND_CHUNK = 100;
 /** Longest the one-off audience count may take before it is given up (query_canceled). */
 const AUDIENCE_COUNT_TIMEOUT_MS = 20_000;
 
-/** How often a batch activity heartbeats; the batch workflow's heartbeat timeout is a few of these. */
-const HEARTBEAT_EVERY_MS = 5_000;
-
-/** Runs `work` heartbeating every HEARTBEAT_EVERY_MS, also while one awaited call (a provider, a lock) takes long. */
-async function heartbeatingWhile<T>(work: () => Promise<T>, details?: () => unknown): Promise<T> {
-  const beat = setInterval(() => heartbeat(details?.()), HEARTBEAT_EVERY_MS);
-  try {
-    return await work();
-  } finally {
-    clearInterval(beat);
-  }
-}
 
 /** Ledger batch id of a campaign batch (idempotency scope of its debit and refund). */
 export function campaignBatchId(range: Pick<BatchRange, "campaignId" | "batchNo">): string {
