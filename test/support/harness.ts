@@ -127,7 +127,12 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     encryptionKey,
     request,
     async createApplication(body = {}) {
-      const response = await request("POST", "/admin/applications", { admin: true, body: { name: `test-${crypto.randomUUID()}`, ...body } });
+      // Daily and monthly allowances reset at local midnight: an app with a quota and no zone of its
+      // own gets one where it is now about noon, so a test's debits cannot straddle a reset.
+      const quota = body.quota as Record<string, unknown> | undefined;
+      const counted = quota !== undefined && (quota.daily_quota != null || quota.monthly_quota != null);
+      const zone = counted && body.timezone === undefined ? { timezone: middayTimeZone() } : {};
+      const response = await request("POST", "/admin/applications", { admin: true, body: { name: `test-${crypto.randomUUID()}`, ...zone, ...body } });
       if (response.status !== 201) throw new Error(`createApplication failed: ${response.status} ${JSON.stringify(response.body)}`);
       return { id: response.body.data.application_id, apiKey: response.body.data.api_key };
     },
@@ -138,6 +143,16 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       await simulator?.stop();
     },
   };
+}
+
+/**
+ * A fixed-offset zone (Etc/GMT±N) whose local time at `now` is between 12:00 and 13:00, so local
+ * midnight is at least 11 hours away.
+ */
+export function middayTimeZone(now = new Date()): string {
+  const offsetHours = 12 - now.getUTCHours(); // -11 … +12, all of which Etc/GMT names
+  // Etc/GMT names count the other way round: Etc/GMT-9 is UTC+9.
+  return offsetHours === 0 ? "Etc/GMT" : `Etc/GMT${offsetHours > 0 ? "-" : "+"}${Math.abs(offsetHours)}`;
 }
 
 /** Polls `check` until it returns a truthy value or the timeout elapses. */
