@@ -12,7 +12,7 @@ import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType
 import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
 import { applicationIsActive, batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES, inBatch, statusToActOn, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
-import { renderForRecipient, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
+import { recipientRenderer, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, deliveryPlanningStart, type DeliveryGroup } from "../src/campaigns/timezones";
 import { messageOptionsAt } from "../src/campaigns/content";
 import { CAMPAIGN_CATCHUP_WINDOW_MS, completeEndedRecurringCampaign, runFireTime } from "../src/campaigns/schedules";
@@ -535,12 +535,13 @@ export function createCampaignActivities(deps: Deps) {
         // Without personalization only id, user_id and subscription_type are read.
         const subscriptions = (await slice) as RecipientRecord[];
         const unrenderable = new Map<string, ApiError>();
+        const renderFor = personalized ? recipientRenderer(personalized, content.variables) : undefined;
         const rows = subscriptions.map((s) => {
           const id = newId();
           let rendered: RenderedContent = { title: content.title, body: content.body, data: content.data ?? {} };
-          if (personalized) {
+          if (renderFor) {
             try {
-              rendered = renderForRecipient(personalized, content.variables, { ...s, subscription_id: s.id });
+              rendered = renderFor({ ...s, subscription_id: s.id });
             } catch (error) {
               // This recipient lacks a required field: its message fails below instead of sending
               // a broken text; everyone else in the batch still gets theirs.

@@ -65,10 +65,13 @@ export function validatePersonalizedTemplate(template: RenderableTemplate, varia
       fields: Object.fromEntries(reserved.map((k) => [`variables.${k}`, `${rootOf(k)} is the recipient's own field; it cannot be a campaign variable`])),
     });
   }
-  const probe: Record<string, unknown> = {};
+  // The probe has the shape every recipient's view has: each root an object, with a placeholder
+  // leaf for each field the template names. A template that prints a root itself ({{user}}) is then
+  // refused here, as every recipient's render would refuse it.
+  const probe: Record<string, unknown> = { tags: {}, subscription: {}, user: {} };
   const names = [...referencedVariables(template), ...(template.variables ?? []).map((v) => v.name)];
-  for (const name of names.filter(isRecipientName)) probe[name] = "-";
-  const rendered = renderTemplate(template, { ...variables, ...collapse(probe) });
+  const fields = names.filter((name) => isRecipientName(name) && name.includes("."));
+  const rendered = renderTemplate(template, { ...variables, ...probe, ...collapse(Object.fromEntries(fields.map((name) => [name, "-"]))) });
   return { title: rendered.title, body: rendered.body, data: rendered.data };
 }
 
@@ -89,16 +92,31 @@ function printableTags(tags: Record<string, unknown> | null): Record<string, str
 }
 
 /**
- * Renders a personalized campaign template for one recipient. Throws the renderer's ApiError
- * (`missing_required_variable`, …) when this recipient lacks a required field; the batch fails
- * that recipient's message with the code instead of sending a broken text.
+ * The campaign variables whose root the template names (in its text or its declared variables).
+ * The renderer copies its whole view on every call, so a batch renders each recipient against this
+ * cut instead of every variable the campaign was created with: 250 KB of unused variables took
+ * 58 ms per recipient, half a minute per 500-recipient batch, blocking the worker's event loop.
  */
-export function renderForRecipient(template: RenderableTemplate, variables: Record<string, unknown>, recipient: RecipientFields): RenderedContent {
-  const subscription: Record<string, string> = { id: recipient.subscription_id, type: recipient.subscription_type };
-  if (recipient.language) subscription.language = recipient.language;
-  if (recipient.country) subscription.country = recipient.country;
-  if (recipient.timezone) subscription.timezone = recipient.timezone;
-  const user: Record<string, string> = recipient.external_id ? { external_id: recipient.external_id } : {};
-  const rendered = renderTemplate(template, { ...variables, tags: printableTags(recipient.tags), subscription, user });
-  return { title: rendered.title, body: rendered.body, data: rendered.data };
+function variablesTheTemplateReads(template: RenderableTemplate, variables: Record<string, unknown>): Record<string, unknown> {
+  const roots = new Set([...referencedVariables(template), ...(template.variables ?? []).map((v) => v.name)].map(rootOf));
+  return Object.fromEntries(Object.entries(variables).filter(([key]) => roots.has(rootOf(key))));
+}
+
+/**
+ * Prepares a personalized campaign template for rendering once per recipient. The renderer it
+ * answers throws the renderer's ApiError (`missing_required_variable`, …) when a recipient lacks a
+ * required field; the batch fails that recipient's message with the code instead of sending a
+ * broken text.
+ */
+export function recipientRenderer(template: RenderableTemplate, variables: Record<string, unknown>): (recipient: RecipientFields) => RenderedContent {
+  const read = variablesTheTemplateReads(template, variables);
+  return (recipient) => {
+    const subscription: Record<string, string> = { id: recipient.subscription_id, type: recipient.subscription_type };
+    if (recipient.language) subscription.language = recipient.language;
+    if (recipient.country) subscription.country = recipient.country;
+    if (recipient.timezone) subscription.timezone = recipient.timezone;
+    const user: Record<string, string> = recipient.external_id ? { external_id: recipient.external_id } : {};
+    const rendered = renderTemplate(template, { ...read, tags: printableTags(recipient.tags), subscription, user });
+    return { title: rendered.title, body: rendered.body, data: rendered.data };
+  };
 }

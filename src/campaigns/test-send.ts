@@ -11,7 +11,7 @@ import { IdParams, uuidField } from "../http/validation";
 import { ApiError } from "../http/errors";
 import { acceptMessages, type ContentSource, type MessageContent, type Recipient, type ResolvedRecipient } from "../messages/accept";
 import { AcceptedMessage } from "../messages/schemas";
-import { renderForRecipient } from "./personalize";
+import { recipientRenderer } from "./personalize";
 import type { CampaignRow } from "./repository";
 import { messageOptionsAt } from "./content";
 
@@ -51,9 +51,10 @@ function testContent(campaign: CampaignRow, now: Date): ContentSource {
   };
   const personalized = content.personalized;
   if (!personalized) return base;
+  const renderFor = recipientRenderer(personalized, content.variables);
   return (r: ResolvedRecipient) => {
     try {
-      return { ...base, ...renderForRecipient(personalized, content.variables, { ...r, subscription_id: r.id }) };
+      return { ...base, ...renderFor({ ...r, subscription_id: r.id }) };
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       throw new ApiError(error.code, error.message, { ...error.details, subscription_id: r.id });
