@@ -115,8 +115,17 @@ function validateData(message: PushMessage): ValidationIssue[] {
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
     return [issue("invalid_message_content", "data", "data must be an object")];
   }
+  return dataEntryIssues(data as Record<string, unknown>);
+}
+
+/**
+ * The data keys and values no provider accepts (a reserved key, a null or non-finite value); the
+ * platform-specific reserved keys are checked per platform. Templates check their data template
+ * with this when saved, so a template cannot be stored that no send could use.
+ */
+export function dataEntryIssues(data: Record<string, unknown>): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
-  for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
+  for (const [key, value] of Object.entries(data)) {
     if (key === MESSAGE_ID_KEY) issues.push(issue("invalid_message_content", `data.${key}`, `${MESSAGE_ID_KEY} is reserved`));
     const ok =
       typeof value === "string" ||

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { PushOptionsShape } from "../messages/push-options";
 import { PaginationQuery, PaginationSchema } from "../http/pagination";
 import { PG_INTEGER_MAX, queryInteger } from "../http/validation";
+import { dataEntryIssues } from "../providers/validation";
 import { MAX_NESTING_DEPTH, VARIABLE_NAME_PATTERN, templateSyntaxError } from "./render";
 
 /** DESIGN-003 channel values (the `message_templates.channel` CHECK constraint). */
@@ -37,6 +38,10 @@ const DataTemplate = z.record(z.string(), z.unknown()).superRefine((data, ctx) =
     }
   };
   for (const [key, value] of Object.entries(data)) walk(value, [key], 1);
+  // Keys are not templates and non-string values are sent as they are, so what every send would
+  // refuse is known now. Keys one platform reserves (aps, gcm.*) stay allowed: a template may serve
+  // only the other platform, and sends check them per recipient.
+  for (const found of dataEntryIssues(data)) ctx.addIssue({ code: "custom", message: found.message, path: [found.field.slice("data.".length)] });
 });
 
 /** One declared variable: `required` (default false) or a `default` used when it is missing. */

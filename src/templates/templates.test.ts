@@ -244,6 +244,28 @@ describe("versions (REF-001 §5.3)", () => {
   });
 });
 
+describe("data templates every send would refuse", () => {
+  test("null values and the reserved message-id key are refused at create and update; platform-reserved keys are not", async () => {
+    const cases: Array<[data_template: Record<string, unknown>, field: string]> = [
+      [{ deep_link: null }, "data_template.deep_link"],
+      [{ automata_message_id: "y" }, "data_template.automata_message_id"],
+    ];
+    for (const [data_template, field] of cases) {
+      const before = await counts(a.id);
+      const res = await call(a.apiKey, "POST", "/templates", { name: `data-${crypto.randomUUID()}`, body_template: "b", data_template });
+      assertError(res, 422, "validation_error");
+      assert.ok(field in res.body.error.details.fields, JSON.stringify(res.body.error.details));
+      assert.deepEqual(await counts(a.id), before, "nothing was written");
+      const id = await create(a.apiKey);
+      assertError(await call(a.apiKey, "PUT", `/templates/${id}`, { data_template }), 422, "validation_error");
+    }
+    // An iOS-only or Android-only template may use the other platform's reserved keys; sends check them per recipient.
+    for (const data_template of [{ aps: "x" }, { from: "x" }, { nested: { value: null } }]) {
+      assert.equal((await call(a.apiKey, "POST", "/templates", { name: `data-${crypto.randomUUID()}`, body_template: "b", data_template })).status, 201, JSON.stringify(data_template));
+    }
+  });
+});
+
 describe("names are unique per application", () => {
   test("a duplicate name is a validation_error on name, and nothing is written", async () => {
     const name = `dup-${crypto.randomUUID()}`;
