@@ -4,6 +4,8 @@ import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
 import { lockForTransaction } from "../src/db/knex";
+import { inTransaction } from "../src/db/transactions";
+import { RECORD_OUTCOME_ATTEMPTS } from "../src/messages/delivery";
 import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitBatchQuota, refundUnsentBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
@@ -248,7 +250,7 @@ export function createCampaignActivities(deps: Deps) {
     const sent: PerMessageOutcome[] = [];
     const failed: PerMessageOutcome[] = [];
     const errored: PerMessageOutcome[] = [];
-    const statusChanges: Array<{ applicationId: string; subscriptionId: string; toStatus: number; code: string; messageId: string; tokenHash: string }> = [];
+    const statusChanges: Array<{ applicationId: string; subscriptionId: string; subscriptionType: string; toStatus: number; code: string; messageId: string; tokenHash: string }> = [];
     const groups = new Map<string, SendRow[]>();
     const nowMs = Date.now();
     for (const row of rows) {
@@ -319,7 +321,7 @@ export function createCampaignActivities(deps: Deps) {
             event: { error_code: outcome.reason, provider_code: outcome.code },
           });
           if (outcome.subscriptionStatus !== undefined) {
-            statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id!, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id, tokenHash: row.token_hash! });
+            statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id!, subscriptionType: row.subscription_type!, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id, tokenHash: row.token_hash! });
           }
         } else {
           errored.push({
@@ -338,25 +340,43 @@ export function createCampaignActivities(deps: Deps) {
     // provider. A group whose client threw adds no outcome; the others' are recorded below.
     const sends = await Promise.allSettled([...groups.values()].map(sendGroup));
     const crashes = sends.flatMap((send) => (send.status === "rejected" ? [send.reason as unknown] : []));
-    result.successful += (await transitionMessagesEach(trx, "send", sent)).length;
-    result.failed += (await transitionMessagesEach(trx, "fail", failed)).length;
-    await transitionMessagesEach(trx, "error", errored);
+    // The providers have answered: from here a rollback of the chunk would send its pushes again
+    // on the retry. So the outcomes are recorded in a savepoint that is re-run when PostgreSQL picks
+    // it as a deadlock victim: two chunks' statement triggers can take the same campaign, daily-stats
+    // and subscription-stats counter rows in different orders (send/fail/error are three statements).
+    // Rolling back to the savepoint releases what the recording locked, keeps the message rows
+    // locked, and lets the other transaction go on.
+    // Status changes in (type, id) order: the subscription-stats row of each type is then taken in
+    // the same order by every chunk.
+    statusChanges.sort((x, y) => (x.subscriptionType < y.subscriptionType ? -1 : x.subscriptionType > y.subscriptionType ? 1 : x.subscriptionId < y.subscriptionId ? -1 : x.subscriptionId > y.subscriptionId ? 1 : 0));
+    const recorded = await inTransaction(
+      trx,
+      async (savepoint) => {
+        const successful = (await transitionMessagesEach(savepoint, "send", sent)).length;
+        const failedCount = (await transitionMessagesEach(savepoint, "fail", failed)).length;
+        await transitionMessagesEach(savepoint, "error", errored);
+        // Same REF-002 rules as a single message: a permanent token error changes the subscription.
+        for (const change of statusChanges) {
+          await changeSubscriptionStatus(savepoint, {
+            applicationId: change.applicationId,
+            subscriptionId: change.subscriptionId,
+            toStatus: change.toStatus,
+            eventType: "delivery_failed",
+            reason: change.code,
+            source: "provider",
+            data: { message_id: change.messageId },
+            sentTokenHash: change.tokenHash,
+          });
+        }
+        return { successful, failed: failedCount };
+      },
+      RECORD_OUTCOME_ATTEMPTS,
+    );
+    result.successful += recorded.successful;
+    result.failed += recorded.failed;
     // Each errored message is retried by the batch's next round, as a single message is by its workflow.
     const retryClasses = errored.map((e) => (e.error_details as { class: TemporaryClass }).class);
     if (retryClasses.length > 0) afterCommit(trx, () => retryClasses.forEach((retryClass) => messageRetriesTotal.inc({ class: retryClass })));
-    // Same REF-002 rules as a single message: a permanent token error changes the subscription.
-    for (const change of statusChanges) {
-      await changeSubscriptionStatus(trx, {
-        applicationId: change.applicationId,
-        subscriptionId: change.subscriptionId,
-        toStatus: change.toStatus,
-        eventType: "delivery_failed",
-        reason: change.code,
-        source: "provider",
-        data: { message_id: change.messageId },
-        sentTokenHash: change.tokenHash,
-      });
-    }
     if (crashes.length === 0) return undefined;
     return crashes.length === 1 ? crashes[0] : new AggregateError(crashes, "provider clients threw");
   }

@@ -1,6 +1,8 @@
 import { ApplicationFailure } from "@temporalio/activity";
 import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
+import { inTransaction } from "../src/db/transactions";
+import { RECORD_OUTCOME_ATTEMPTS } from "../src/messages/delivery";
 import { applyMessageTransition, closeConversionWindow, type MessageRow } from "../src/messages/transitions";
 import type { MessageStatus } from "../src/messages/state-machine";
 import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
@@ -50,6 +52,47 @@ export function createMessageActivities(deps: Deps) {
   /** Whether a message accepted at `createdAt` is past the pending timeout (config, as the reconciler reads it). */
   function pendingTooLong(createdAt: Date): boolean {
     return Date.now() - new Date(createdAt).getTime() > deps.config.AUTOMATA_PENDING_TIMEOUT;
+  }
+
+  /** Writes a provider's answer to a locked pending message: successful, failed (+ refund, subscription status) or errored. */
+  async function recordSendOutcome(trx: Knex.Transaction, message: MessageRow, subscription: { id: string; token_hash: string }, providerName: string, outcome: SendOutcome): Promise<SendStepResult> {
+    const messageId = message.id;
+    const attempts = trx.raw("attempts + 1");
+    if (outcome.kind === "success") {
+      await applyMessageTransition(trx, {
+        messageId,
+        action: "send",
+        set: { provider: providerName, provider_message_id: outcome.providerMessageId, attempts, error_code: null, error_message: null },
+        eventData: { provider: providerName, provider_message_id: outcome.providerMessageId },
+      });
+      return { status: "successful" as const, providerMessageId: outcome.providerMessageId };
+    }
+    if (outcome.kind === "permanent") {
+      await trx("messages").where("id", messageId).update({ attempts, provider: providerName });
+      await failUnsent(trx, message, outcome.reason, outcome.detail, { provider_code: outcome.code });
+      if (outcome.subscriptionStatus !== undefined) {
+        await changeSubscriptionStatus(trx, {
+          applicationId: message.application_id,
+          subscriptionId: subscription.id,
+          toStatus: outcome.subscriptionStatus,
+          eventType: "delivery_failed",
+          reason: outcome.code,
+          source: "provider",
+          data: { message_id: messageId },
+          sentTokenHash: subscription.token_hash,
+        });
+      }
+      return { status: "failed" as const, errorCode: outcome.reason };
+    }
+    await applyMessageTransition(trx, {
+      messageId,
+      action: "error",
+      set: { provider: providerName, attempts, error_code: outcome.reason, error_message: `${outcome.class}: ${outcome.code}` },
+      eventData: { class: outcome.class, code: outcome.code, retry_after_ms: outcome.retryAfterMs ?? null },
+    });
+    const retryClass = outcome.class;
+    afterCommit(trx, () => messageRetriesTotal.inc({ class: retryClass }));
+    return { status: "errored" as const, retryClass: outcome.class, retryAfterMs: outcome.retryAfterMs, errorCode: outcome.reason };
   }
 
   return {
@@ -143,42 +186,12 @@ export function createMessageActivities(deps: Deps) {
           }
           throw error;
         }
-        const attempts = trx.raw("attempts + 1");
-        if (outcome.kind === "success") {
-          await applyMessageTransition(trx, {
-            messageId,
-            action: "send",
-            set: { provider: providerName, provider_message_id: outcome.providerMessageId, attempts, error_code: null, error_message: null },
-            eventData: { provider: providerName, provider_message_id: outcome.providerMessageId },
-          });
-          return { status: "successful" as const, providerMessageId: outcome.providerMessageId };
-        }
-        if (outcome.kind === "permanent") {
-          await trx("messages").where("id", messageId).update({ attempts, provider: providerName });
-          await failUnsent(trx, message, outcome.reason, outcome.detail, { provider_code: outcome.code });
-          if (outcome.subscriptionStatus !== undefined) {
-            await changeSubscriptionStatus(trx, {
-              applicationId: message.application_id,
-              subscriptionId: subscription.id,
-              toStatus: outcome.subscriptionStatus,
-              eventType: "delivery_failed",
-              reason: outcome.code,
-              source: "provider",
-              data: { message_id: messageId },
-              sentTokenHash: subscription.token_hash,
-            });
-          }
-          return { status: "failed" as const, errorCode: outcome.reason };
-        }
-        await applyMessageTransition(trx, {
-          messageId,
-          action: "error",
-          set: { provider: providerName, attempts, error_code: outcome.reason, error_message: `${outcome.class}: ${outcome.code}` },
-          eventData: { class: outcome.class, code: outcome.code, retry_after_ms: outcome.retryAfterMs ?? null },
-        });
-        const retryClass = outcome.class;
-        afterCommit(trx, () => messageRetriesTotal.inc({ class: retryClass }));
-        return { status: "errored" as const, retryClass: outcome.class, retryAfterMs: outcome.retryAfterMs, errorCode: outcome.reason };
+        // The provider has answered: a rollback now would send the push again on the retry. So the
+        // outcome is recorded in a savepoint, re-run if PostgreSQL picks it as a deadlock victim
+        // (its counter triggers and a campaign chunk's can meet in another order).
+        const answered = outcome;
+        const provider = providerName;
+        return inTransaction(trx, (savepoint) => recordSendOutcome(savepoint, message, subscription, provider, answered), RECORD_OUTCOME_ATTEMPTS);
       });
     },
 

@@ -152,3 +152,53 @@ test("a recipient erased after its batch was created is failed as subscription_d
     await handle.terminate("test over");
   }
 });
+
+test("a chunk chosen as a deadlock victim while recording what the providers answered records it again instead of sending again", async () => {
+  // A dead token makes the chunk change its subscription after the providers answer. Another
+  // transaction holds that subscription row (FOR NO KEY UPDATE: the batch's inserts, which only
+  // key-share it, still go through), so the chunk waits for it while recording, holding the campaign
+  // counter row its outcomes just updated: the same shape as two chunks whose counter-row and
+  // subscription updates meet in opposite orders.
+  const gone = `gone-deadlock-${newId()}`;
+  const ok = `ok-deadlock-${newId()}`;
+  const { ids, campaignId, range } = await campaignBatchFixture("deadlock while recording", 2, { seed: { token: (i) => [gone, ok][i]! } });
+  const goneSubscription = ids[0]!;
+  const other = await app.deps.db.transaction();
+  const { rows } = (await other.raw("select pg_backend_pid() as pid")) as { rows: Array<{ pid: number }> };
+  const otherPid = rows[0]!.pid;
+  await other("subscriptions").where("id", goneSubscription).forNoKeyUpdate().select("id");
+  const worker = await workerWith(app.deps);
+  const handle = await startBatch(range);
+  try {
+    await eventually(async () => {
+      const waiting = (await app.deps.db.raw("select count(*)::int as n from pg_stat_activity where ? = any(pg_blocking_pids(pid)) and query ilike '%subscriptions%for update%'", [otherPid])) as { rows: Array<{ n: number }> };
+      return waiting.rows[0]!.n > 0;
+    }, 30_000, 20);
+    assert.deepEqual([gone, ok].map((token) => app.simulator!.simulator.requestsFor(token)), [1, 1], "the providers have answered");
+    // Now this transaction touches every counter row of the campaign, the chunk's included: a cycle,
+    // which PostgreSQL breaks by aborting the side that waited first, the chunk's recording.
+    const touched = await other
+      .raw(
+        `INSERT INTO campaign_message_counts (campaign_id, subscription_type, shard)
+           SELECT ?, t, s FROM unnest(array['iOSPush', 'AndroidPush']) t, generate_series(0, 15) s
+         ON CONFLICT (campaign_id, subscription_type, shard) DO UPDATE SET pending = campaign_message_counts.pending`,
+        [campaignId],
+      )
+      .then(
+        () => "went through",
+        (error: { code?: string }) => `failed ${String(error.code)}`,
+      );
+    assert.equal(touched, "went through", "the chunk's recording was the victim and let go of the counter row");
+    await other.rollback();
+    await until(campaignId, ["AndroidPush:successful:1", "iOSPush:failed:1"]);
+    // It recorded again once the subscription row was free, instead of rolling back pushes the
+    // providers had accepted, which the retried activity would then have sent again.
+    assert.deepEqual([gone, ok].map((token) => app.simulator!.simulator.requestsFor(token)), [1, 1], "each device was asked once");
+    const subscription = await app.deps.db("subscriptions").where("id", goneSubscription).first("subscription_status");
+    assert.equal(subscription.subscription_status, -10);
+  } finally {
+    await other.rollback().catch(() => undefined);
+    await worker.shutdown();
+    await handle.terminate("test over");
+  }
+});

@@ -35,6 +35,13 @@ export const PROVIDER_REQUEST_TIMEOUT_MS = 15_000;
  */
 export const LONGEST_SEND_CHUNK_MS = PROVIDER_REQUEST_TIMEOUT_MS + 10_000;
 
+/**
+ * Tries at recording a provider's answer (a single send's, a campaign chunk's) when PostgreSQL picks
+ * the recording as a deadlock victim. Past this the transaction rolls back and the retry sends the
+ * push again; each try can cost PostgreSQL's deadlock_timeout (1 s).
+ */
+export const RECORD_OUTCOME_ATTEMPTS = 5;
+
 /** How long decrypted credentials are reused before re-reading them (rotation takes effect within this). */
 const CREDENTIAL_CACHE_MS = 30_000;
 

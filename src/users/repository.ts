@@ -2,26 +2,7 @@ import type { Knex } from "knex";
 import { newId } from "../db/ids";
 import { ApiError, notFound } from "../http/errors";
 import { paginate, type Pagination } from "../http/pagination";
-
-/** PostgreSQL errors after which the whole transaction may simply be run again. */
-const RETRYABLE_SQLSTATES = new Set(["40P01" /* deadlock_detected */, "40001" /* serialization_failure */]);
-
-/**
- * Runs `work` in one transaction and runs it again (up to `attempts` times) if PostgreSQL aborted it
- * as a deadlock victim or serialization failure. Our own lock order (user → subscriptions by id)
- * avoids deadlocks between the users routes and the erasure, but other domains touching the same
- * rows in another order must not turn into a 500 for the caller.
- */
-export async function inTransaction<T>(db: Knex, work: (trx: Knex.Transaction) => Promise<T>, attempts = 3): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await db.transaction(work);
-    } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (attempt >= attempts || typeof code !== "string" || !RETRYABLE_SQLSTATES.has(code)) throw error;
-    }
-  }
-}
+import { inTransaction } from "../db/transactions";
 
 /** A user as the users routes read it. */
 export interface UserRow {
