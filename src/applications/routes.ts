@@ -165,7 +165,7 @@ export const applicationRoutes: RouteSpec[] = [
     responses: { 200: { description: "The updated application", schema: ApplicationView } },
     handler: async ({ params, body, deps }) => {
       await deps.db.transaction(async (trx) => {
-        const app = await trx("applications").where("id", params.id).forUpdate().first();
+        const app = await trx("applications").where("id", params.id).forNoKeyUpdate().first();
         if (!app) throw notFound("application", params.id);
         const changes: Record<string, unknown> = {};
         if (body.name !== undefined) changes.name = body.name;
@@ -195,7 +195,7 @@ export const applicationRoutes: RouteSpec[] = [
     responses: { 201: { description: "The new key (shown once)", schema: z.object({ api_key: z.string(), id: z.string(), previous_keys_expire_at: z.string() }) } },
     handler: async ({ params, body, deps }) => {
       const result = await deps.db.transaction(async (trx) => {
-        const app = await trx("applications").where("id", params.id).forUpdate().first("id");
+        const app = await trx("applications").where("id", params.id).forNoKeyUpdate().first("id");
         if (!app) throw notFound("application", params.id);
         const expiresAt = new Date(Date.now() + body.grace_period_seconds * 1000);
         const active = trx("api_keys").where("application_id", params.id).whereNull("revoked_at");

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Knex } from "knex";
-import { startTestApp, type TestApp } from "../../test/support/harness";
+import { eventually, startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
 import { ApiError } from "../http/errors";
 import { balanceOf } from "./ledger";
@@ -222,6 +222,32 @@ describe("debitMessageQuota", () => {
     await updateQuota(id, { credit_balance: 10 });
     assert.deepEqual(await debit(id), { status: "debited" });
     assert.equal(await balanceOf(db, id, "credit:KRW"), 9);
+  });
+
+  test("a credit top-up while a debit holds the credit account waits for it instead of deadlocking", async () => {
+    const id = await createApp({ daily_quota: 10, unit_price: 1, credit_balance: 5 });
+    // A debit in flight: it has locked the credit account and is about to write its transfer, whose
+    // foreign key key-shares the application row.
+    const inFlight = await db.transaction();
+    try {
+      const { rows } = (await inFlight.raw("select pg_backend_pid() as pid")) as { rows: Array<{ pid: number }> };
+      await inFlight("ledger_accounts").where({ application_id: id, code: "credit:KRW" }).forUpdate().select("id");
+      const topUp = app.request("PATCH", `/admin/applications/${id}`, { admin: true, body: { quota: { credit_balance: 10 } } });
+      // The top-up has reached the credit account and waits for the debit...
+      await eventually(async () => {
+        const waiting = (await db.raw("select count(*)::int as n from pg_stat_activity where ? = any(pg_blocking_pids(pid))", [rows[0]!.pid])) as { rows: Array<{ n: number }> };
+        return waiting.rows[0]!.n > 0;
+      }, 15_000, 20);
+      // ...which now writes a row referencing the application. Had the top-up locked the application
+      // row FOR UPDATE, this would wait for it: a deadlock, and the operator's top-up a 503.
+      await inFlight("users").insert({ id: newId(), application_id: id, external_id: `in-flight-${newId()}` });
+      await inFlight.commit();
+      const res = await topUp;
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(await balanceOf(db, id, "credit:KRW"), 15);
+    } finally {
+      if (!inFlight.isCompleted()) await inFlight.rollback();
+    }
   });
 
   test("a credit refusal rolls back the allowance debits of the same message", async () => {

@@ -111,7 +111,7 @@ export async function identifyUser(db: Knex, applicationId: string, input: Ident
     // The stored properties, to tell growth from what was there (only when some are sent: an
     // identify without properties changes none and is never refused for them).
     const before = input.properties
-      ? ((await trx("users").where({ application_id: applicationId, external_id: input.externalId }).forUpdate().first("properties")) as { properties: unknown } | undefined)?.properties
+      ? ((await trx("users").where({ application_id: applicationId, external_id: input.externalId }).forNoKeyUpdate().first("properties")) as { properties: unknown } | undefined)?.properties
       : undefined;
     const [user] = await trx("users")
       .insert({
