@@ -694,9 +694,11 @@ export function createCampaignActivities(deps: Deps) {
     async cancelCampaignMessages(campaignId: string): Promise<number> {
       const campaign = await loadCampaign(campaignId);
       const scope = (q: Knex.QueryBuilder) => q.where("campaign_id", campaignId).where("application_id", campaign.application_id);
-      const batchNos = await batchesWithUnsentMessages(db, { campaignId, applicationId: campaign.application_id });
+      // Cancelled ones too: a retry of this activity whose first attempt committed the cancel and
+      // then failed (describing the batches) finds nothing unsent, yet still owes those batches' aborts.
+      const batchNos = await batchesWithUnsentMessages(db, { campaignId, applicationId: campaign.application_id }, { alsoCancelled: true });
       const changed = await db.transaction((trx) => transitionMessagesWhere(trx, "cancel", scope, {}, { source: "campaign_cancel" }));
-      if (changed.length > 0) await activities.closedCampaignBatches({ campaignId, applicationId: campaign.application_id, batchNos });
+      await activities.closedCampaignBatches({ campaignId, applicationId: campaign.application_id, batchNos });
       return changed.length;
     },
 

@@ -159,13 +159,15 @@ export function inBatch(range: Pick<BatchRange, "campaignId" | "applicationId" |
 }
 
 /**
- * The batch numbers of a campaign that still hold unsent (pending or errored) messages. Messages
- * of releases before batches were numbered have none; they cannot be told apart and are left out.
+ * The batch numbers of a campaign that still hold unsent (pending or errored) messages, and with
+ * `alsoCancelled` those holding cancelled ones (never sent either, and owed a refund by a batch that
+ * will not settle). Messages of releases before batches were numbered have none; they cannot be
+ * told apart and are left out.
  */
-export async function batchesWithUnsentMessages(db: Knex | Knex.Transaction, campaign: { campaignId: string; applicationId: string }): Promise<number[]> {
+export async function batchesWithUnsentMessages(db: Knex | Knex.Transaction, campaign: { campaignId: string; applicationId: string }, options: { alsoCancelled?: boolean } = {}): Promise<number[]> {
   return (await db("messages")
     .where({ application_id: campaign.applicationId, campaign_id: campaign.campaignId })
-    .whereIn("status", UNSENT_STATUSES)
+    .whereIn("status", options.alsoCancelled ? [...UNSENT_STATUSES, "cancelled"] : UNSENT_STATUSES)
     .whereNotNull("campaign_batch")
     .distinct("campaign_batch")
     .pluck("campaign_batch")) as number[];

@@ -7,6 +7,7 @@ import { campaignBatchWorkflowId } from "../../workflows/campaign-batch";
 import { insertRunningCampaign, startTestCampaignWorkflow } from "../../test/support/campaigns";
 import { ledgerBalanceMismatches, quotaStatus } from "./quota";
 import { createCampaignActivities } from "../../activities/campaigns";
+import { transitionMessagesWhere } from "../campaigns/bulk";
 
 // Real retry timings: an outage retry waits 15 minutes, long enough to terminate the batch in it.
 let app: TestApp;
@@ -82,6 +83,27 @@ test("a batch create retried after its debit keeps its recipients: one that re-s
   assert.deepEqual(await activities.closedCampaignBatches({ campaignId: id, applicationId: appId, batchNos: [0] }), [0]);
   const statuses = (await app.deps.db("messages").where("campaign_id", id).pluck("error_code")) as string[];
   assert.deepEqual(statuses, ["batch_aborted", "batch_aborted", "batch_aborted"]);
+  const status = await quotaStatus(app.deps.db, appId);
+  assert.equal(status.daily!.used, 0);
+  assert.equal(status.credit!.balance, 1000);
+  assert.deepEqual(await ledgerBalanceMismatches(app.deps.db, appId), []);
+});
+
+test("a campaign cancel retried after its first attempt committed still aborts and refunds the batches that will never settle", async () => {
+  const { id: appId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100, unit_price: 2, credit_balance: 1000 } });
+  const group = newId();
+  const ids = await seedPushSubscriptions(app, appId, 3, { tags: () => ({ group }) });
+  const id = await insertRunningCampaign(app, appId, "cancel retried", { tags: { group } });
+  const activities = createCampaignActivities(app.deps);
+  // Batch 0's messages exist and are paid for; its workflow does not exist (closed without settling).
+  const range = { campaignId: id, applicationId: appId, batchNo: 0, after: null, last: ids[2]! };
+  assert.deepEqual(await activities.createCampaignBatch(range), { messages: 3 });
+  assert.deepEqual(await activities.debitCampaignBatch(range), { proceed: true });
+  assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 3);
+  // The first attempt of the cancel committed its cancel, then failed before aborting the batch.
+  await app.deps.db.transaction((trx) => transitionMessagesWhere(trx, "cancel", (q) => q.where("campaign_id", id).where("application_id", appId), {}, { source: "campaign_cancel" }));
+  // Temporal's retry of the activity: nothing is left to cancel, but the batch's refund is still owed.
+  assert.equal(await activities.cancelCampaignMessages(id), 0);
   const status = await quotaStatus(app.deps.db, appId);
   assert.equal(status.daily!.used, 0);
   assert.equal(status.credit!.balance, 1000);
