@@ -10,7 +10,7 @@ import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptio
 import { debitBatchQuota, refundUnsentBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
-import { ProviderNotConfiguredError, type PushMessage, type PushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
+import { ProviderNotConfiguredError, type BatchOutcome, type PushMessage, type PushSubscriptionType, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
 import { applicationIsActive, batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES, inBatch, statusToActOn, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
@@ -295,9 +295,12 @@ export function createCampaignActivities(deps: Deps) {
       }
       if (messages.length === 0) return;
       const started = process.hrtime.bigint();
-      let outcomes: SendOutcome[];
+      let outcomes: BatchOutcome[];
       try {
-        outcomes = await provider.sendBatch(messages);
+        // A worker past its shutdown grace stops the chunk's pushes that wait for a connection: they
+        // stay pending for the retried attempt, and the chunk commits in the time its requests
+        // already under way take (the deploy's kill timeout allows for that, not for a queue).
+        outcomes = await provider.sendBatch(messages, { stop: Context.current().cancellationSignal });
       } catch (error) {
         // Adapters answer outcomes, so a throw is a bug or a crash in the client: still a provider error.
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -306,9 +309,10 @@ export function createCampaignActivities(deps: Deps) {
       }
       // The provider was called whether or not this transaction commits, so these count at once.
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      for (const outcome of outcomes) observeProviderOutcome(provider.platform, outcome, seconds);
+      for (const outcome of outcomes) if (outcome.kind !== "not_sent") observeProviderOutcome(provider.platform, outcome, seconds);
       outcomes.forEach((outcome, i) => {
         const row = sendable[i]!;
+        if (outcome.kind === "not_sent") return;
         if (outcome.kind === "success") {
           sent.push({ id: row.id, provider: provider.platform, provider_message_id: outcome.providerMessageId, event: { provider: provider.platform, provider_message_id: outcome.providerMessageId } });
         } else if (outcome.kind === "permanent") {

@@ -32,11 +32,25 @@ after(async () => {
  * A worker process with a 1 s shutdown grace and ten FCM connections: the simulator answers each
  * slow- token after 2 s, so a chunk's 50 Android pushes take 10 s and a batch about 50 s.
  */
-function spawnWorker(): Promise<ChildProcess> {
+function spawnWorker(fcmConnections = 10): Promise<ChildProcess> {
   return spawnWorkerProcess(app, {
     track: workers,
-    env: { AUTOMATA_SHUTDOWN_GRACE: "1s", AUTOMATA_FCM_CONNECTIONS: "10", AUTOMATA_CAMPAIGN_WINDOW: "1", AUTOMATA_RECEIPT_TIMEOUT: "1h" },
+    env: { AUTOMATA_SHUTDOWN_GRACE: "1s", AUTOMATA_FCM_CONNECTIONS: String(fcmConnections), AUTOMATA_CAMPAIGN_WINDOW: "1", AUTOMATA_RECEIPT_TIMEOUT: "1h" },
   });
+}
+
+/** Waits for the worker's exit after SIGTERM, sending SIGKILL if it outlives KILL_AFTER_MS. */
+async function terminate(worker: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  // Replaces spawnWorker's "exited early" listener: this exit is the one asked for.
+  worker.removeAllListeners("exit");
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => worker.once("exit", (code, signal) => resolve({ code, signal })));
+  worker.kill("SIGTERM");
+  const killer = setTimeout(() => worker.kill("SIGKILL"), KILL_AFTER_MS);
+  try {
+    return await exited;
+  } finally {
+    clearTimeout(killer);
+  }
 }
 
 test("SIGTERM mid-campaign: the batch stops between chunks, the worker exits before SIGKILL, and no push is sent twice", { timeout: 300_000 }, async () => {
@@ -54,18 +68,45 @@ test("SIGTERM mid-campaign: the batch stops between chunks, the worker exits bef
   // The first chunk is committed; the batch has four more to send.
   await eventually(async () => (await successful()) > 0, 120_000, 200);
 
-  // Replaces spawnWorker's "exited early" listener: this exit is the one asked for.
-  first.removeAllListeners("exit");
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => first.once("exit", (code, signal) => resolve({ code, signal })));
-  first.kill("SIGTERM");
-  const killer = setTimeout(() => first.kill("SIGKILL"), KILL_AFTER_MS);
-  const exit = await exited;
-  clearTimeout(killer);
+  const exit = await terminate(first);
   assert.deepEqual(exit, { code: 0, signal: null }, "the worker stopped on its own after SIGTERM instead of being killed mid-chunk");
   assert.ok((await successful()) < RECIPIENTS, "the batch was stopped part-way (else this test shows nothing)");
 
-  await spawnWorker();
+  const second = await spawnWorker();
   await eventually(async () => (await successful()) === RECIPIENTS, 240_000, 500);
   const sentTwice = tokens.filter((token) => app.simulator!.simulator.requestsFor(token) !== 1);
   assert.equal(sentTwice.length, 0, `${sentTwice.length} devices were asked other than once`);
+  // Stopped, so the next test's campaign is worked only by the workers it starts.
+  await terminate(second);
+});
+
+test("SIGTERM while a chunk's pushes queue for connections: the queued ones stay unsent, the chunk commits what went out, and no push is sent twice", { timeout: 300_000 }, async () => {
+  // 100 iOS and 100 Android recipients: one chunk holds 50 Android pushes, which two FCM connections
+  // take 25 rounds of 2 s to send, far past the 30 s before SIGKILL.
+  const recipients = 200;
+  const { id: applicationId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+  const tokens = Array.from({ length: recipients }, () => simulatorToken("slow"));
+  const cohort = `queued-${newId()}`;
+  await seedPushSubscriptions(app, applicationId, recipients, { token: (i) => tokens[i]!, tags: () => ({ cohort }) });
+  const first = await spawnWorker(2);
+  const created = await app.request("POST", "/campaigns", {
+    key: apiKey,
+    body: { name: `c-${newId()}`, title: "Deploy", body: "Queued", targeting_criteria: { tags: { cohort } } },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const campaignId = created.body.data.campaign_id as string;
+  const asked = () => tokens.filter((token) => app.simulator!.simulator.requestsFor(token) > 0).length;
+  // The first chunk is under way: its first pushes have reached the providers.
+  await eventually(async () => asked() > 0, 120_000, 100);
+
+  const exit = await terminate(first);
+  assert.deepEqual(exit, { code: 0, signal: null }, "the worker stopped on its own after SIGTERM instead of being killed mid-chunk");
+  assert.ok(asked() < recipients, "pushes were left unsent (else this test shows nothing)");
+
+  const second = await spawnWorker();
+  const successful = async () => Number((await app.deps.db("messages").where("campaign_id", campaignId).where("status", "successful").count({ n: "*" }))[0]!.n);
+  await eventually(async () => (await successful()) === recipients, 240_000, 500);
+  const notOnce = tokens.filter((token) => app.simulator!.simulator.requestsFor(token) !== 1);
+  assert.equal(notOnce.length, 0, `${notOnce.length} devices were asked other than once`);
+  await terminate(second);
 });

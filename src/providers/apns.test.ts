@@ -4,7 +4,7 @@ import { APNS_DEFAULT_CONNECTIONS, ApnsProvider } from "./apns";
 import { installDnsGuard, type DnsGuard } from "./dns-guard";
 import { buildApnsPayload } from "./payload";
 import { ProviderSimulator, generateApnsSigningKey } from "./simulator";
-import { assertHttpDateRetryAfterHonoured, assertOutcomeLike, testPush } from "./test-support";
+import { assertHttpDateRetryAfterHonoured, assertOutcomeLike, assertStoppedBatchLeavesWaitingUnsent, testPush } from "./test-support";
 
 let guard: DnsGuard;
 let sim: ProviderSimulator;
@@ -222,9 +222,11 @@ test("ExpiredProviderToken is retried, not a dead credential: apns2 signs a fres
   const provider = new ApnsProvider({ ...sim.apnsCredentials(), endpoint: sim.apnsEndpoint() });
   const realNow = Date.now;
   try {
-    // apns2 signs the JWT synchronously inside send(), before its first await: only that signature sees the old clock.
+    // apns2 signs the JWT synchronously when the send is handed to it (a microtask after send(),
+    // through the hand-off limit), before its first await: only that signature sees the old clock.
     Date.now = () => realNow() - 2 * 3600_000;
     const first = provider.send(message("ok-expired-jwt"));
+    await new Promise((resolve) => setImmediate(resolve));
     Date.now = realNow;
     const outcome = await first;
     assertLike(outcome, { kind: "temporary", code: "ExpiredProviderToken" }, "stale token");
@@ -243,3 +245,6 @@ test("an expiration already past goes out as apns-expiration 0 (deliver now or n
   assert.equal((await apns.send(message("ok-ttl-zero", { expiration: 0 }))).kind, "success");
   assert.equal(sim.lastPayloadFor("ok-ttl-zero")?.headers["apns-expiration"], "0");
 });
+
+test("a stopped batch keeps the pushes still waiting for a connection unsent; the one under way finishes", () =>
+  assertStoppedBatchLeavesWaitingUnsent((s) => new ApnsProvider({ ...s.apnsCredentials(), endpoint: s.apnsEndpoint(), connections: 1, pipelining: 1 })));

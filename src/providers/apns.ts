@@ -5,10 +5,11 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import crypto from "node:crypto";
 import type * as Apns2 from "apns2" with { "resolution-mode": "require" };
+import pLimit from "p-limit";
 import { Client, Pool, type Dispatcher } from "undici";
 import { classifyApnsError } from "./errors";
 import { apnsCollapseId, buildApnsPayload } from "./payload";
-import type { FailureOutcome, PoolUsage, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
+import { NOT_SENT, type BatchOutcome, type FailureOutcome, type PoolUsage, type ProviderEndpoint, type PushMessage, type PushProvider, type SendBatchOptions, type SendOutcome, type ValidationIssue } from "./types";
 import { outcomeFromIssues, validateApnsMessage } from "./validation";
 
 /** An application's APNs token-auth credential (.p8 key). */
@@ -123,6 +124,11 @@ export class ApnsProvider implements PushProvider {
   private readonly keyProblem: string | undefined;
   private readonly retiredPool: Promise<void>;
   private readonly pool: Pool;
+  /**
+   * Requests handed to the pool at once: as many as its connections carry (connections × streams).
+   * The rest wait here rather than in undici's queue, so a stopped batch can keep them unsent.
+   */
+  private readonly handOff: pLimit.Limit;
   private closed = false;
 
   constructor(options: ApnsProviderOptions) {
@@ -138,6 +144,7 @@ export class ApnsProvider implements PushProvider {
       host: options.endpoint !== undefined ? new URL(options.endpoint.url).hostname : host,
     });
     const timeout = options.requestTimeoutMs ?? APNS_DEFAULT_TIMEOUT_MS;
+    this.handOff = pLimit((options.connections ?? APNS_DEFAULT_CONNECTIONS) * (options.pipelining ?? APNS_DEFAULT_PIPELINING));
     const pool = (this.pool = new Pool(this.origin, {
       connections: options.connections ?? APNS_DEFAULT_CONNECTIONS,
       pipelining: options.pipelining ?? APNS_DEFAULT_PIPELINING,
@@ -170,6 +177,10 @@ export class ApnsProvider implements PushProvider {
 
   /** One attempt; never rejects. */
   async send(message: PushMessage): Promise<SendOutcome> {
+    return this.handOff(() => this.sendNow(message));
+  }
+
+  private async sendNow(message: PushMessage): Promise<SendOutcome> {
     if (this.closed) return CLOSED;
     const context: Exchange = {};
     try {
@@ -188,11 +199,12 @@ export class ApnsProvider implements PushProvider {
   }
 
   /** Sends in concurrent chunks (HTTP/2 multiplexes them over the pool); never rejects, order preserved. */
-  async sendBatch(messages: readonly PushMessage[]): Promise<SendOutcome[]> {
-    const outcomes: SendOutcome[] = [];
+  async sendBatch(messages: readonly PushMessage[], options: SendBatchOptions = {}): Promise<BatchOutcome[]> {
+    const { stop } = options;
+    const outcomes: BatchOutcome[] = [];
     for (let start = 0; start < messages.length; start += this.chunkSize) {
       const chunk = messages.slice(start, start + this.chunkSize);
-      outcomes.push(...(await Promise.all(chunk.map((message) => this.send(message)))));
+      outcomes.push(...(await Promise.all(chunk.map((message) => this.handOff((): BatchOutcome | Promise<BatchOutcome> => (stop?.aborted ? NOT_SENT : this.sendNow(message)))))));
     }
     return outcomes;
   }

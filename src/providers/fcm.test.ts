@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { installDnsGuard, type DnsGuard } from "./dns-guard";
 import { FcmProvider } from "./fcm";
 import { ProviderSimulator } from "./simulator";
-import { assertHttpDateRetryAfterHonoured, assertOutcomeLike, testPush } from "./test-support";
+import { assertHttpDateRetryAfterHonoured, assertOutcomeLike, assertStoppedBatchLeavesWaitingUnsent, testPush } from "./test-support";
 
 let guard: DnsGuard;
 let sim: ProviderSimulator;
@@ -215,3 +215,6 @@ test("close lets sends under way finish (a rotated credential retires the provid
     await slowSim.stop();
   }
 });
+
+test("a stopped batch keeps the pushes still waiting for a connection unsent; the one under way finishes", () =>
+  assertStoppedBatchLeavesWaitingUnsent((s) => new FcmProvider({ ...s.fcmCredentials(), endpoint: s.fcmEndpoint(), maxSockets: 1 })));

@@ -13,7 +13,7 @@ import { cert, deleteApp, initializeApp, type App, type Credential } from "fireb
 import { getMessaging, type Messaging, type TokenMessage } from "firebase-admin/messaging";
 import { classifyFcmError, parseRetryAfter } from "./errors";
 import { buildFcmMessage } from "./payload";
-import type { FailureOutcome, PoolUsage, ProviderEndpoint, PushMessage, PushProvider, SendOutcome, ValidationIssue } from "./types";
+import { NOT_SENT, type BatchOutcome, type FailureOutcome, type PoolUsage, type ProviderEndpoint, type PushMessage, type PushProvider, type SendBatchOptions, type SendOutcome, type ValidationIssue } from "./types";
 import { outcomeFromIssues, validateFcmMessage } from "./validation";
 
 /** An application's FCM credential: a service account (production) or a static access token (simulator/tests). */
@@ -57,12 +57,25 @@ export const FCM_IDLE_SOCKET_MS = 60_000;
 
 const NO_RETRY = { maxRetries: 0, statusCodes: [] as number[], ioErrorCodes: [] as string[], backOffFactor: 0, maxDelayInMillis: 0 };
 
-/** Retry-After seen during one sendEach call, by status; firebase-admin errors do not carry response headers. */
+/** What the agent learns about one sendEach call's requests (firebase-admin errors do not carry response headers). */
 interface Exchange {
   /** Largest Retry-After on a 429, in ms (applies to rate_limited outcomes). */
   rateLimitedMs?: number;
   /** Largest Retry-After on a 503, in ms (applies to provider_outage outcomes). */
   outageMs?: number;
+  /** The call's requests not yet on a socket: nothing of them has been written, so a stop may drop them. */
+  waiting: Set<ClientRequest>;
+}
+
+/**
+ * The error code a dropped request fails with. firebase-admin reports it as a network error whose
+ * message ends "Error code: <code>", and sendEach gives that error to the dropped message alone.
+ */
+const NOT_SENT_CODE = "AUTOMATA_BATCH_STOPPED";
+
+/** Whether firebase-admin's error for a message is a request this adapter dropped before it was written. */
+function wasDropped(error: unknown): boolean {
+  return error instanceof Error && error.message.includes(NOT_SENT_CODE);
 }
 
 const exchange = new AsyncLocalStorage<Exchange>();
@@ -99,10 +112,25 @@ class FcmAgent extends https.Agent {
     return { connections: inFlight + count(this.freeSockets), inFlight, queued: count(this.requests) };
   }
 
+  /**
+   * Drops the call's requests that no socket has taken yet (waiting in this agent's queue, or for a
+   * socket still connecting): they are destroyed before a byte of them is written. Node fails such a
+   * request (with {@link NOT_SENT_CODE}) when a socket comes free for it, and hands the socket on
+   * unused, so they all end once the requests under way have. Those are left to finish.
+   */
+  dropWaiting(context: Exchange): void {
+    const stopped = Object.assign(new Error("the batch stopped before a connection took this request"), { code: NOT_SENT_CODE });
+    for (const request of context.waiting) if (!request.socket) request.destroy(stopped);
+    context.waiting.clear();
+  }
+
   // Not in @types/node, but http.Agent#addRequest is how every request reaches an agent (agent-base relies on it too).
   addRequest(request: ClientRequest, options: unknown): void {
     const context = exchange.getStore();
     if (context !== undefined) {
+      context.waiting.add(request);
+      request.once("socket", () => context.waiting.delete(request));
+      request.once("close", () => context.waiting.delete(request));
       request.once("response", (response: IncomingMessage) => {
         const field = response.statusCode === 429 ? "rateLimitedMs" : response.statusCode === 503 ? "outageMs" : undefined;
         // Delta-seconds or an HTTP-date, as for APNs.
@@ -206,15 +234,15 @@ export class FcmProvider implements PushProvider {
   /** One attempt; never rejects. */
   async send(message: PushMessage): Promise<SendOutcome> {
     const [outcome] = await this.sendBatch([message]);
-    return outcome ?? CLOSED;
+    return outcome === undefined || outcome.kind === "not_sent" ? CLOSED : outcome;
   }
 
   /** sendEach in chunks of ≤500; never rejects, order preserved. */
-  async sendBatch(messages: readonly PushMessage[]): Promise<SendOutcome[]> {
-    const outcomes: SendOutcome[] = new Array<SendOutcome>(messages.length);
+  async sendBatch(messages: readonly PushMessage[], options: SendBatchOptions = {}): Promise<BatchOutcome[]> {
+    const outcomes: BatchOutcome[] = new Array<BatchOutcome>(messages.length);
     const sending = (async () => {
       for (let start = 0; start < messages.length; start += this.chunkSize) {
-        await this.sendChunk(messages, start, Math.min(messages.length, start + this.chunkSize), outcomes);
+        await this.sendChunk(messages, start, Math.min(messages.length, start + this.chunkSize), outcomes, options.stop);
       }
     })();
     this.inFlight.add(sending);
@@ -239,11 +267,15 @@ export class FcmProvider implements PushProvider {
     this.agent.destroy();
   }
 
-  private async sendChunk(messages: readonly PushMessage[], start: number, end: number, outcomes: SendOutcome[]): Promise<void> {
+  private async sendChunk(messages: readonly PushMessage[], start: number, end: number, outcomes: BatchOutcome[], stop: AbortSignal | undefined): Promise<void> {
     const indexes: number[] = [];
     const wire: TokenMessage[] = [];
     for (let i = start; i < end; i += 1) {
       const message = messages[i] as PushMessage;
+      if (stop?.aborted) {
+        outcomes[i] = NOT_SENT;
+        continue;
+      }
       const early = this.precheck(message);
       if (early !== undefined) {
         outcomes[i] = early;
@@ -258,20 +290,23 @@ export class FcmProvider implements PushProvider {
     }
     if (wire.length === 0 || this.messaging === undefined) return;
     const messaging = this.messaging;
-    const context: Exchange = {};
+    const context: Exchange = { waiting: new Set() };
+    const dropWaiting = () => this.agent.dropWaiting(context);
+    stop?.addEventListener("abort", dropWaiting, { once: true });
     try {
       const batch = await exchange.run(context, () => messaging.sendEach(wire));
       batch.responses.forEach((response, k) => {
         const index = indexes[k] as number;
-        outcomes[index] =
-          response.success && response.messageId !== undefined
-            ? { kind: "success", providerMessageId: response.messageId }
-            : withRetryAfter(classifyFcmError(response.error ?? new Error("FCM reported failure without an error")), context);
+        if (response.success && response.messageId !== undefined) outcomes[index] = { kind: "success", providerMessageId: response.messageId };
+        else if (wasDropped(response.error)) outcomes[index] = NOT_SENT;
+        else outcomes[index] = withRetryAfter(classifyFcmError(response.error ?? new Error("FCM reported failure without an error")), context);
       });
     } catch (error) {
       // sendEach rejects only for whole-call problems (e.g. the App was deleted); every message shares that fate.
       const outcome = classifyFcmError(error);
       for (const index of indexes) outcomes[index] = outcome;
+    } finally {
+      stop?.removeEventListener("abort", dropWaiting);
     }
   }
 

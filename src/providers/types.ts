@@ -120,6 +120,30 @@ export type FailureOutcome = PermanentOutcome | TemporaryOutcome;
 /** The result of one delivery attempt. */
 export type SendOutcome = SuccessOutcome | FailureOutcome;
 
+/**
+ * A batch's message that was never handed to a connection: the batch was told to stop while it
+ * waited for one. Nothing reached the provider, so the message is still to be sent.
+ */
+export interface NotSentOutcome {
+  kind: "not_sent";
+}
+
+/** What {@link PushProvider.sendBatch} answers per message. */
+export type BatchOutcome = SendOutcome | NotSentOutcome;
+
+/** How a batch may be stopped part-way. */
+export interface SendBatchOptions {
+  /**
+   * Once aborted, messages still waiting for a connection are not sent (answered `not_sent`);
+   * those already handed to a connection finish, since aborting them could lose a push the provider
+   * accepted. A worker shutting down stops a campaign chunk this way.
+   */
+  stop?: AbortSignal;
+}
+
+/** The outcome of a message left unsent by a stopped batch. */
+export const NOT_SENT: NotSentOutcome = { kind: "not_sent" };
+
 /** A push provider bound to one application credential; instances own connection pools, so reuse them. */
 export interface PushProvider {
   /** Which wire protocol this provider speaks. */
@@ -130,8 +154,8 @@ export interface PushProvider {
   validate(message: PushMessage): ValidationIssue[];
   /** One attempt, no retries; never rejects. Invalid messages come back as permanent outcomes without a network call. */
   send(message: PushMessage): Promise<SendOutcome>;
-  /** Many attempts concurrently; never rejects; outcome i belongs to message i. */
-  sendBatch(messages: readonly PushMessage[]): Promise<SendOutcome[]>;
+  /** Many attempts concurrently; never rejects; outcome i belongs to message i (`not_sent` only after `options.stop`). */
+  sendBatch(messages: readonly PushMessage[], options?: SendBatchOptions): Promise<BatchOutcome[]>;
   /** Releases connections; later sends answer a temporary `provider_closed` outcome. */
   close(): Promise<void>;
 }
