@@ -6,7 +6,8 @@
 
 // SQLSTATE class 08 (connection exception) is matched by prefix; these are the others that mean
 // the server is going away, starting, or out of connections.
-const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300"]);
+// 25006 (read-only transaction): a failover routed the connection to a node not yet promoted.
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300", "25006"]);
 // Socket-level failures from the pg driver while connecting or mid-query.
 const UNAVAILABLE_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
 
@@ -21,8 +22,11 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   if (typeof code === "string" && ((code.startsWith("08") && code !== "08P01") || UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_ERRNOS.has(code))) return true;
   // A Unix-socket connection to a stopped server: its socket file is gone (TCP's ECONNREFUSED).
   if (code === "ENOENT" && (error as { syscall?: unknown }).syscall === "connect") return true;
-  // pg reports a server that closed the socket mid-query with this message and no code.
-  return typeof message === "string" && /^Connection terminated/.test(message);
+  // pg reports a server that closed the socket mid-query with these messages and no code. knex
+  // prefixes the query ("select … - Connection terminated unexpectedly"), and in a transaction
+  // answers the failed ROLLBACK's error ("ROLLBACK - Client has encountered a connection error and
+  // is not queryable") instead of the first one.
+  return typeof message === "string" && /(^| - )(Connection terminated|Client has encountered a connection error)/.test(message);
 }
 
 // Another transaction won a race for the same rows: PostgreSQL aborted this one (deadlock,
