@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { loadConfig } from "./config";
 import { createLogger } from "./logger";
 import { createDeps, closeDeps } from "./runtime";
+import { createDb } from "./db/knex";
 
 test("AUTOMATA_DB_POOL_MAX bounds a process's PostgreSQL pool: 6 concurrent queries share 3 connections", async () => {
   const config = loadConfig({ ...process.env, AUTOMATA_DB_POOL_MAX: "3" });
@@ -14,5 +15,44 @@ test("AUTOMATA_DB_POOL_MAX bounds a process's PostgreSQL pool: 6 concurrent quer
     assert.equal(new Set(answers).size, 3);
   } finally {
     await closeDeps(deps);
+  }
+});
+
+test("a worker's pools give up lock waits after 2 minutes and every pool ends transactions idle for 5 minutes; the API's pool waits for locks under its statement timeout", async () => {
+  const config = loadConfig(process.env);
+  const base = { config, logger: createLogger("fatal", "runtime-test"), databaseUrl: process.env.DATABASE_URL!, temporalAddress: process.env.TEMPORAL_ADDRESS!, encryptionKey: process.env.AUTOMATA_ENCRYPTION_KEY! };
+  const worker = await createDeps({ ...base, campaignPool: true });
+  const api = await createDeps({ ...base, statementTimeoutMs: 30_000 });
+  const show = async (db: typeof worker.db, setting: string) => ((await db.raw(`show ${setting}`)) as { rows: Array<Record<string, string>> }).rows[0]![setting];
+  try {
+    for (const db of [worker.db, worker.campaignDb!]) {
+      assert.equal(await show(db, "lock_timeout"), "2min");
+      assert.equal(await show(db, "idle_in_transaction_session_timeout"), "5min");
+    }
+    assert.equal(await show(api.db, "lock_timeout"), "0");
+    assert.equal(await show(api.db, "idle_in_transaction_session_timeout"), "5min");
+  } finally {
+    await closeDeps(worker);
+    await closeDeps(api);
+  }
+});
+
+test("a transaction left idle past the idle-in-transaction timeout (a worker whose host died mid-send) is ended, and its locks with it", async () => {
+  const stalled = createDb(process.env.DATABASE_URL!, 1, { idleInTransactionTimeoutMs: 500 });
+  const other = createDb(process.env.DATABASE_URL!, 1);
+  const key = Math.floor(Math.random() * 1e9);
+  const trx = await stalled.transaction();
+  try {
+    await trx.raw("select pg_advisory_xact_lock(?)", [key]);
+    const taken = async () => ((await other.raw("select pg_try_advisory_lock(?) as ok", [key])) as { rows: Array<{ ok: boolean }> }).rows[0]!.ok;
+    assert.equal(await taken(), false, "held while the transaction is open");
+    // The holder goes quiet, as a dead host's session does.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(await taken(), true, "PostgreSQL ended the idle transaction and released its lock");
+    await other.raw("select pg_advisory_unlock(?)", [key]);
+  } finally {
+    await trx.rollback().catch(() => undefined /* its session is gone */);
+    await stalled.destroy();
+    await other.destroy();
   }
 });

@@ -4,7 +4,7 @@ import { Client, Connection } from "@temporalio/client";
 import type { Logger } from "pino";
 import type { Config } from "./config";
 import type { Deps } from "./deps";
-import { createDb } from "./db/knex";
+import { createDb, WORKER_LOCK_TIMEOUT_MS } from "./db/knex";
 import { SecretBox, parseMasterKey } from "./crypto/secret-box";
 import { createHttpApp } from "./http/app";
 import { answerClientErrorsInApiFormat } from "./http/client-errors";
@@ -28,7 +28,10 @@ export interface RuntimeOptions {
    * Workers leave it unset: their bulk statements are paced by Temporal's timeouts instead.
    */
   statementTimeoutMs?: number;
-  /** Open {@link Deps.campaignDb} (worker processes), of AUTOMATA_CAMPAIGN_DB_POOL_MAX (default: this pool's size). */
+  /**
+   * Worker processes: open {@link Deps.campaignDb}, of AUTOMATA_CAMPAIGN_DB_POOL_MAX (default: this
+   * pool's size), and give both pools WORKER_LOCK_TIMEOUT_MS.
+   */
   campaignPool?: boolean;
 }
 
@@ -36,8 +39,9 @@ export interface RuntimeOptions {
 export async function createDeps(options: RuntimeOptions): Promise<Deps> {
   const poolMax = options.poolMax ?? options.config.AUTOMATA_DB_POOL_MAX;
   // Created first: createDb binds objection's models to the pool it makes last, which must be `db`.
-  const campaignDb = options.campaignPool ? createDb(options.databaseUrl, options.config.AUTOMATA_CAMPAIGN_DB_POOL_MAX ?? poolMax) : undefined;
-  const db = createDb(options.databaseUrl, poolMax, options.statementTimeoutMs);
+  const lockTimeoutMs = options.campaignPool ? WORKER_LOCK_TIMEOUT_MS : 0;
+  const campaignDb = options.campaignPool ? createDb(options.databaseUrl, options.config.AUTOMATA_CAMPAIGN_DB_POOL_MAX ?? poolMax, { lockTimeoutMs }) : undefined;
+  const db = createDb(options.databaseUrl, poolMax, { statementTimeoutMs: options.statementTimeoutMs, lockTimeoutMs });
   // Lazy: the API accepts messages while Temporal is down (the reconciler starts their workflows
   // later), so a process started during an outage must come up rather than exit; /readyz says so.
   const connection = Connection.lazy({ address: options.temporalAddress });

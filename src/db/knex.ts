@@ -18,14 +18,45 @@ export async function lockForTransaction(trx: Knex.Transaction, name: string): P
 }
 
 /**
- * Opens a knex pool on PostgreSQL and binds objection models to it. `statementTimeoutMs` (sent as
- * a start-up parameter, so it costs no round trip) makes PostgreSQL cancel any statement of this
- * pool that runs longer; 0 or absent: none.
+ * How long PostgreSQL lets a session sit idle inside a transaction before ending it. A worker whose
+ * host died mid-send (VM lost, partition) left a transaction open with its message rows locked, and
+ * PostgreSQL only noticed through TCP keepalive: about 2 h 11 min on Linux defaults, while every
+ * retry of those messages, their cancels and receipts waited on the rows. Far above the longest
+ * legitimate pause, a campaign chunk waiting for its providers (a few rounds of LONGEST_SEND_CHUNK_MS
+ * when its requests queue for connections).
  */
-export function createDb(url: string, poolMax: number, statementTimeoutMs = 0): Knex {
+export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 5 * 60_000;
+
+/**
+ * Longest a worker statement waits for a row or advisory lock. Nothing in a worker waits that long
+ * for a live holder (the longest is a chunk's provider round); past it the activity fails and
+ * Temporal retries it, instead of a query abandoned by its timed-out activity holding a pooled
+ * connection until the holder ends.
+ */
+export const WORKER_LOCK_TIMEOUT_MS = 2 * 60_000;
+
+/** Per-session limits of a pool, sent as start-up parameters (no round trip); 0 or absent: none. */
+export interface SessionLimits {
+  /** PostgreSQL cancels any statement that runs longer (the API's pool). */
+  statementTimeoutMs?: number;
+  /** A statement waiting longer for a lock fails with 55P03 (the workers' pools). */
+  lockTimeoutMs?: number;
+  /** Default {@link IDLE_IN_TRANSACTION_TIMEOUT_MS}. */
+  idleInTransactionTimeoutMs?: number;
+}
+
+/** Opens a knex pool on PostgreSQL with these session limits and binds objection models to it. */
+export function createDb(url: string, poolMax: number, limits: SessionLimits = {}): Knex {
+  const { statementTimeoutMs = 0, lockTimeoutMs = 0, idleInTransactionTimeoutMs = IDLE_IN_TRANSACTION_TIMEOUT_MS } = limits;
   const db = knexFactory({
     client: "pg",
-    connection: { connectionString: url, application_name: "automata-signal", ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) },
+    connection: {
+      connectionString: url,
+      application_name: "automata-signal",
+      ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+      ...(lockTimeoutMs > 0 ? { lock_timeout: lockTimeoutMs } : {}),
+      ...(idleInTransactionTimeoutMs > 0 ? { idle_in_transaction_session_timeout: idleInTransactionTimeoutMs } : {}),
+    },
     pool: { min: 0, max: poolMax },
     acquireConnectionTimeout: 10_000,
     // knex's default prefixes a failed query's error message with the SQL and its bound values

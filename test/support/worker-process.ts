@@ -24,6 +24,7 @@ async function main(): Promise<void> {
     temporalAddress: process.env.TEMPORAL_ADDRESS!,
     encryptionKey: process.env.AUTOMATA_ENCRYPTION_KEY!,
     simulator,
+    campaignPool: true,
   });
   await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
   const worker = await startWorker(deps, process.env.TEMPORAL_ADDRESS!);
