@@ -8,6 +8,7 @@ import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
 import { startMetricsServer } from "./metrics/exposition";
 import { setBacklogSource } from "./metrics/registry";
 import { assertEncryptionKeyMatches } from "./crypto/key-check";
+import { untilDatabaseAnswers } from "./db/availability";
 
 /**
  * Production worker process (`node dist/src/worker.js`): polls our Temporal task queue and runs
@@ -23,7 +24,10 @@ async function main(): Promise<void> {
   // Off by default in production: an app without credentials fails with provider_not_configured.
   const simulator = config.AUTOMATA_SIMULATOR === "on" ? await startSimulator(logger, { apnsPort: config.AUTOMATA_SIMULATOR_APNS_PORT, fcmPort: config.AUTOMATA_SIMULATOR_FCM_PORT }) : undefined;
   const deps = await createDeps({ config, logger, databaseUrl, temporalAddress, encryptionKey, simulator: simulator?.target, campaignPool: true });
-  await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
+  // A worker started while PostgreSQL is down waits for it; a wrong key still ends the process.
+  await untilDatabaseAnswers(() => assertEncryptionKeyMatches(deps.db, deps.secrets, logger), {
+    onUnavailable: (error, retryInMs) => logger.warn({ err: error, retry_in_ms: retryInMs }, "PostgreSQL is unavailable; the worker waits for it before polling"),
+  });
   // Everything that can fail at start comes before polling: a failure then exits a worker that runs
   // nothing yet, instead of killing local-activity sends and campaign chunks already in flight.
   await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });

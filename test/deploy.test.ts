@@ -218,6 +218,9 @@ test("fly.toml: api and worker from one image, health check, metrics, shutdown, 
   assert.equal((fly.build as Json).dockerfile, "Dockerfile");
   assert.equal(fly.primary_region, "nrt");
   assert.equal((fly.deploy as Json).release_command, "node dist/src/cli/migrate.js");
+  // Nothing wakes a stopped worker (it serves no traffic): fly must restart it however it exited.
+  const restarts = ([] as Json[]).concat((fly.restart as Json | Json[] | undefined) ?? []);
+  assert.ok(restarts.some((r) => r.policy === "always" && (r.processes as string[]).includes("worker")), "workers restart always");
 
   const flyEnv = fly.env as Record<string, string>;
   for (const key of Object.keys(flyEnv)) assert.ok(KNOWN.has(key), `[env] ${key} is not a name the code reads`);

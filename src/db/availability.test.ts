@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { isDatabaseUnavailable, isTransientConflict } from "./availability";
+import { untilDatabaseAnswers, isDatabaseUnavailable, isTransientConflict } from "./availability";
 
 const named = (name: string, message = "x") => Object.assign(new Error(message), { name });
 const coded = (code: string, message = "x") => Object.assign(new Error(message), { code });
@@ -45,4 +45,37 @@ test("isTransientConflict: lost races a retry resolves yes, outages and bugs no"
     ["null", null, false],
   ];
   for (const [name, error, expected] of cases) assert.equal(isTransientConflict(error), expected, name);
+});
+
+test("untilDatabaseAnswers: retries an unavailable database with doubling waits up to the cap, and throws anything else at once", async () => {
+  const waits: number[] = [];
+  const sleep = async (ms: number) => void waits.push(ms);
+  let calls = 0;
+  const answer = await untilDatabaseAnswers(
+    async () => {
+      calls += 1;
+      if (calls <= 5) throw calls % 2 === 0 ? coded("ECONNREFUSED") : coded("57P03");
+      return "ready";
+    },
+    { initialDelayMs: 100, maxDelayMs: 500, sleep },
+  );
+  assert.equal(answer, "ready");
+  assert.deepEqual(waits, [100, 200, 400, 500, 500]);
+
+  const cases: Array<[string, unknown]> = [
+    ["a wrong encryption key", new Error("the encryption key does not match")],
+    ["a schema error", coded("42P01")],
+  ];
+  for (const [name, error] of cases) {
+    let tries = 0;
+    await assert.rejects(
+      untilDatabaseAnswers(async () => {
+        tries += 1;
+        throw error;
+      }, { sleep }),
+      (thrown: unknown) => thrown === error,
+      name,
+    );
+    assert.equal(tries, 1, name);
+  }
 });

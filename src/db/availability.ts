@@ -48,3 +48,33 @@ export function isTransientConflict(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   return typeof code === "string" && TRANSIENT_CONFLICT_SQLSTATES.has(code);
 }
+
+/** Pacing of {@link untilDatabaseAnswers}. */
+export interface DatabaseWaitOptions {
+  /** First wait after a failure; doubles up to maxDelayMs. */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  /** Injected in tests. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Told about each failure that will be retried. */
+  onUnavailable?: (error: unknown, retryInMs: number) => void;
+}
+
+/**
+ * Runs `work` until it succeeds or fails for a reason other than an unavailable database
+ * ({@link isDatabaseUnavailable}), which is thrown. A worker started during a database outage
+ * waits for the database this way instead of exiting: fly restarts a failed machine at most 10
+ * times, and nothing wakes a stopped worker, which serves no traffic.
+ */
+export async function untilDatabaseAnswers<T>(work: () => Promise<T>, options: DatabaseWaitOptions = {}): Promise<T> {
+  const { initialDelayMs = 1_000, maxDelayMs = 30_000, sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)), onUnavailable } = options;
+  for (let delay = initialDelayMs; ; delay = Math.min(maxDelayMs, delay * 2)) {
+    try {
+      return await work();
+    } catch (error) {
+      if (!isDatabaseUnavailable(error)) throw error;
+      onUnavailable?.(error, delay);
+      await sleep(delay);
+    }
+  }
+}
