@@ -101,6 +101,8 @@ interface SendRow {
   data: Record<string, unknown>;
   options: StoredPushOptions;
   created_at: Date;
+  /** Provider answers recorded so far: 0 before the first attempt. */
+  attempts: number;
   /** Null once user erasure deleted the subscription (its messages keep their row). */
   subscription_id: string | null;
   /** The subscription's columns are null when it no longer exists. */
@@ -218,7 +220,7 @@ export function createCampaignActivities(deps: Deps) {
         .leftJoin("subscriptions as s", (on) => on.on("s.id", "m.subscription_id").andOn("s.application_id", "m.application_id"))
         .where(inBatch(range, "m"))
         .where("m.status", "pending")
-        .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.created_at", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.token_hash", "s.test_type")
+        .select("m.id", "m.application_id", "m.title", "m.body", "m.data", "m.options", "m.created_at", "m.attempts", "m.subscription_id", "s.subscription_type", "s.subscription_status", "s.archived_at", "s.token_ciphertext", "s.token_hash", "s.test_type")
         .orderBy("m.subscription_id")
         .limit(SEND_CHUNK)
         .forUpdate("m")) as SendRow[];
@@ -258,7 +260,7 @@ export function createCampaignActivities(deps: Deps) {
         failed.push(...failUnsent([row], null, "subscription_disabled", "the subscription is gone or no longer subscribed"));
       } else if ((row.subscription_type !== "iOSPush" && row.subscription_type !== "AndroidPush") || !row.token_ciphertext) {
         failed.push(...failUnsent([row], null, "invalid_subscription_type", `${row.subscription_type} is not a sendable channel yet`));
-      } else if (expiredBeforeSend(row.options, row.created_at, nowMs)) {
+      } else if (expiredBeforeSend(row.options, row.created_at, row.attempts, nowMs)) {
         failed.push(...failUnsent([row], null, MESSAGE_EXPIRED.code, MESSAGE_EXPIRED.message));
       } else {
         const sandbox = row.test_type === 1 || row.test_type === 2;

@@ -143,7 +143,7 @@ export function createMessageActivities(deps: Deps) {
           await failUnsent(trx, message, "invalid_subscription_type", `${subscription.subscription_type} is not a sendable channel yet`);
           return { status: "failed" as const, errorCode: "invalid_subscription_type" };
         }
-        if (expiredBeforeSend(message.options as StoredPushOptions, message.created_at)) {
+        if (expiredBeforeSend(message.options as StoredPushOptions, message.created_at, message.attempts)) {
           await failUnsent(trx, message, MESSAGE_EXPIRED.code, MESSAGE_EXPIRED.message);
           return { status: "failed" as const, errorCode: MESSAGE_EXPIRED.code };
         }

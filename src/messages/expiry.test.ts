@@ -5,6 +5,7 @@ import { createPushSubscription, seedPushSubscriptions, simulatorToken } from ".
 import { newId } from "../db/ids";
 import { quotaStatus } from "../quota/quota";
 import { NOW_OR_NEVER, expiredBeforeSend } from "./push-options";
+import { startWorker } from "../worker/run-worker";
 
 // Outage retries at 15 min × 0.004 = 3.6 s: a `flaky-` token's first attempt answers 503 and its
 // retry comes after a 3-second ttl has run out (the expiry is the acceptance second + 3, so at most
@@ -21,7 +22,7 @@ after(async () => {
   await app.close();
 });
 
-test("expiredBeforeSend: only a positive ttl that has run out; now-or-never (new and legacy rows) always goes out", () => {
+test("expiredBeforeSend: only a retry whose positive ttl has run out; the first attempt and now-or-never (new and legacy rows) always go out", () => {
   const created = new Date("2026-12-01T10:00:00.400Z");
   const s = Math.floor(created.getTime() / 1000);
   const cases: Array<[string, { expiration?: number; ttl_seconds?: number } | null, number, boolean]> = [
@@ -39,7 +40,11 @@ test("expiredBeforeSend: only a positive ttl that has run out; now-or-never (new
     ["legacy now or never, the API's clock a second ahead of the database's", { expiration: s + 1 }, (s + 3_600) * 1000, false],
     ["legacy ttl 2, run out", { expiration: s + 2 }, (s + 3) * 1000, true],
   ];
-  for (const [name, options, now, expected] of cases) assert.equal(expiredBeforeSend(options, created, now), expected, name);
+  for (const [name, options, now, expected] of cases) {
+    assert.equal(expiredBeforeSend(options, created, 1, now), expected, `a retry: ${name}`);
+    // The first attempt goes out whatever the deadline; a past one reaches the provider as now or never.
+    assert.equal(expiredBeforeSend(options, created, 0, now), false, `the first attempt: ${name}`);
+  }
 });
 
 async function send(apiKey: string, subscriptionId: string, options: Record<string, unknown>): Promise<string> {
@@ -113,4 +118,22 @@ test("campaign messages whose ttl runs out before their batch's retry round fail
   ]);
   await eventually(async () => (await app.request("GET", `/campaigns/${id}`, { key: apiKey })).body.data.status === "completed", 30_000, 200);
   await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 2, 15_000, 200);
+});
+
+// Last in this file: it stops the app's worker.
+test("a message whose first attempt comes after its ttl ran out (no worker free in time) still goes out, as now or never", async () => {
+  const { apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+  const subscription = await createPushSubscription(app, apiKey, { type: "iOSPush", token: simulatorToken("ok") });
+  await app.worker!.shutdown();
+  const id = await send(apiKey, subscription.id, { ttl_seconds: 1 });
+  // Longer than the ttl before any worker picks the message up, as across regions under load.
+  await new Promise((resolve) => setTimeout(resolve, 2_500));
+  const worker = await startWorker(app.deps, process.env.TEMPORAL_ADDRESS!);
+  try {
+    const outcome = await settled(apiKey, id);
+    assert.deepEqual([outcome.status, outcome.error_code ?? null], ["successful", null]);
+    assert.equal(app.simulator!.simulator.lastPayloadFor(subscription.token)?.headers["apns-expiration"], "0", "its deadline had passed: deliver now or never");
+  } finally {
+    await worker.shutdown();
+  }
 });

@@ -57,11 +57,15 @@ export const MESSAGE_EXPIRED = {
 } as const;
 
 /**
- * Whether a message's ttl_seconds ran out before this send attempt (a retry after a provider
- * outage): it must not reach the device late, so it fails with `expired` instead of going out.
- * Now-or-never messages (ttl 0) go out on every attempt with expiration 0.
+ * Whether a message's ttl_seconds ran out before this retry (after a provider outage): it must not
+ * reach the device late, so it fails with `expired` instead of going out. The first attempt
+ * (`attempts` 0) always goes out: the way from the API to a worker takes a second or more across
+ * regions, which a ttl of a few seconds did not survive, and a deadline already past reaches the
+ * provider as "now or never" (APNs expiration 0, FCM ttl 0). Now-or-never messages (ttl 0) go out
+ * on every attempt with expiration 0.
  */
-export function expiredBeforeSend(options: StoredPushOptions | null | undefined, createdAt: Date, nowMs: number = Date.now()): boolean {
+export function expiredBeforeSend(options: StoredPushOptions | null | undefined, createdAt: Date, attempts: number, nowMs: number = Date.now()): boolean {
+  if (attempts === 0) return false;
   const expiration = options?.expiration;
   if (expiration === undefined || expiration === NOW_OR_NEVER) return false;
   if (options?.ttl_seconds !== undefined) return options.ttl_seconds > 0 && nowMs >= expiration * 1000;
