@@ -36,7 +36,8 @@ after(async () => {
 });
 
 async function createApp(quota: Record<string, unknown> | undefined, extra: Record<string, unknown> = {}): Promise<string> {
-  const { id } = await app.createApplication({ ...(quota ? { quota } : {}), ...extra });
+  // UTC unless a test says otherwise: these tests debit at fixed instants (NOW), not the clock's.
+  const { id } = await app.createApplication({ ...(quota ? { quota } : {}), timezone: "UTC", ...extra });
   applications.push(id);
   return id;
 }
