@@ -120,6 +120,25 @@ test("campaign messages whose ttl runs out before their batch's retry round fail
   await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 2, 15_000, 200);
 });
 
+test("a receipt for an errored message (the provider's answer was lost, the push arrived) is kept, and the retry sends nothing again", async () => {
+  const { apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+  const subscription = await createPushSubscription(app, apiKey, { type: "AndroidPush", token: simulatorToken("flaky") });
+  const id = await send(apiKey, subscription.id, {});
+  // The first attempt's 503: errored, its retry 3.6 s away.
+  await eventually(async () => (await app.request("GET", `/messages/${id}`, { key: apiKey })).body.data.status === "errored", 10_000, 50);
+  const receipt = await app.request("POST", `/messages/${id}/status`, { key: apiKey, body: { status: "received" } });
+  assert.equal(receipt.status, 200, JSON.stringify(receipt.body));
+  assert.equal(receipt.body.data.status, "received");
+  // Past the retry's time: the workflow found the message received and sent nothing.
+  await new Promise((resolve) => setTimeout(resolve, 5_000));
+  const message = (await app.request("GET", `/messages/${id}`, { key: apiKey })).body.data;
+  assert.equal(message.status, "received");
+  assert.ok(message.sent_at && message.received_at, "sent (as the receipt proves) and received");
+  assert.equal(app.simulator!.simulator.requestsFor(subscription.token), 1, "the device was not sent the push again");
+  const events = (await app.deps.db("message_events").where("message_id", id).orderBy("created_at").orderBy("id").pluck("event_type")) as string[];
+  assert.deepEqual(events.slice(-2), ["sent", "received"]);
+});
+
 // Last in this file: it stops the app's worker.
 test("a message whose first attempt comes after its ttl ran out (no worker free in time) still goes out, as now or never", async () => {
   const { apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });

@@ -35,6 +35,11 @@ test("SDK actions: a conversion without a prior receipt implies the receipt", ()
   assert.equal(planSdkAction("convert", "converted"), "noop");
   assert.equal(planSdkAction("convert", "pending"), "illegal");
   assert.deepEqual(planSdkAction("receive", "successful"), ["receive"]);
+  // An errored attempt that reached the device: sent, then received (and converted).
+  assert.deepEqual(planSdkAction("receive", "errored"), ["send", "receive"]);
+  assert.deepEqual(planSdkAction("convert", "errored"), ["send", "receive", "convert"]);
+  assert.equal(planSdkAction("receive", "pending"), "illegal");
+  assert.equal(planSdkAction("receive", "cancelled"), "illegal");
   assert.equal(planSdkAction("receive", "converted"), "noop");
   assert.equal(planSdkAction("receive", "failed"), "illegal");
 });
