@@ -5,7 +5,7 @@ import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
 import { lockForTransaction } from "../src/db/knex";
 import { inTransaction } from "../src/db/transactions";
-import { RECORD_OUTCOME_ATTEMPTS } from "../src/messages/delivery";
+import { RECORD_OUTCOME_ATTEMPTS, SEND_CHUNK_QUEUE_DEADLINE_MS } from "../src/messages/delivery";
 import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitBatchQuota, refundUnsentBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
@@ -301,8 +301,10 @@ export function createCampaignActivities(deps: Deps) {
       try {
         // A worker past its shutdown grace stops the chunk's pushes that wait for a connection: they
         // stay pending for the retried attempt, and the chunk commits in the time its requests
-        // already under way take (the deploy's kill timeout allows for that, not for a queue).
-        outcomes = await provider.sendBatch(messages, { stop: Context.current().cancellationSignal });
+        // already under way take (the deploy's kill timeout allows for that, not for a queue). So
+        // does a queue longer than SEND_CHUNK_QUEUE_DEADLINE_MS: the next chunk takes them.
+        const stop = AbortSignal.any([Context.current().cancellationSignal, AbortSignal.timeout(SEND_CHUNK_QUEUE_DEADLINE_MS)]);
+        outcomes = await provider.sendBatch(messages, { stop });
       } catch (error) {
         // Adapters answer outcomes, so a throw is a bug or a crash in the client: still a provider error.
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { loadConfig } from "./config";
 import { createLogger } from "./logger";
 import { createDeps, closeDeps } from "./runtime";
-import { createDb } from "./db/knex";
+import { createDb, IDLE_IN_TRANSACTION_TIMEOUT_MS } from "./db/knex";
+import { LONGEST_SEND_CHUNK_MS, SEND_CHUNK_QUEUE_DEADLINE_MS } from "./messages/delivery";
 
 test("AUTOMATA_DB_POOL_MAX bounds a process's PostgreSQL pool: 6 concurrent queries share 3 connections", async () => {
   const config = loadConfig({ ...process.env, AUTOMATA_DB_POOL_MAX: "3" });
@@ -55,4 +56,8 @@ test("a transaction left idle past the idle-in-transaction timeout (a worker who
     await stalled.destroy();
     await other.destroy();
   }
+});
+
+test("a campaign chunk's longest idle stretch (its queue deadline, then the requests under way) ends before PostgreSQL's idle-in-transaction limit", () => {
+  assert.ok(SEND_CHUNK_QUEUE_DEADLINE_MS + LONGEST_SEND_CHUNK_MS < IDLE_IN_TRANSACTION_TIMEOUT_MS);
 });

@@ -44,6 +44,8 @@ export const statusQuery = defineQuery<MessageStatus>("status");
 
 // Histories recorded before a re-run could resume a message another run had sent replay without it.
 const RESUME_PATCH = "resume-after-lost-task";
+// Histories recorded before a receipt could arrive for an errored message end at the retry, as they did.
+const DELIVERED_WHILE_ERRORED_PATCH = "delivered-while-errored";
 
 /** Workflow id of a message: its business id, so starting it twice is impossible. */
 export function messageWorkflowId(messageId: string): string {
@@ -127,6 +129,12 @@ export async function messageWorkflow(input: MessageWorkflowInput): Promise<Mess
     }
     const resumed = await activities.retryMessage(messageId);
     if (resumed === "cancelled") return finishCancelled();
+    // A receipt during the backoff proved the errored attempt reached the device (the API applied
+    // send, then receive): nothing to send again, but the receipt and conversion waits still apply.
+    if ((resumed === "successful" || resumed === "received") && patched(DELIVERED_WHILE_ERRORED_PATCH)) {
+      observe(resumed);
+      break;
+    }
     if (resumed !== "pending") return observe(resumed);
     observe("pending");
   }

@@ -36,6 +36,15 @@ export const PROVIDER_REQUEST_TIMEOUT_MS = 15_000;
 export const LONGEST_SEND_CHUNK_MS = PROVIDER_REQUEST_TIMEOUT_MS + 10_000;
 
 /**
+ * Longest a campaign chunk's pushes wait for a provider connection. The window's chunks share the
+ * campaign lane's pool, so under a slow provider a chunk's queue could outlast the database's
+ * idle-in-transaction limit (its rows stay locked meanwhile) and the session was ended after the
+ * providers had accepted pushes, which the retry then sent again. Past this the pushes still
+ * waiting stay pending for the next chunk; those under way finish.
+ */
+export const SEND_CHUNK_QUEUE_DEADLINE_MS = 2 * 60_000;
+
+/**
  * Tries at recording a provider's answer (a single send's, a campaign chunk's) when PostgreSQL picks
  * the recording as a deadlock victim. Past this the transaction rolls back and the retry sends the
  * push again; each try can cost PostgreSQL's deadlock_timeout (1 s).

@@ -4,7 +4,7 @@ import { startTestApp, eventually, type TestApp } from "../../test/support/harne
 import { createPushSubscription, seedPushSubscriptions, simulatorToken } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { quotaStatus } from "../quota/quota";
-import { NOW_OR_NEVER, expiredBeforeSend } from "./push-options";
+import { FIRST_ATTEMPT_GRACE_MS, NOW_OR_NEVER, expiredBeforeSend } from "./push-options";
 import { startWorker } from "../worker/run-worker";
 
 // Outage retries at 15 min × 0.004 = 3.6 s: a `flaky-` token's first attempt answers 503 and its
@@ -22,7 +22,7 @@ after(async () => {
   await app.close();
 });
 
-test("expiredBeforeSend: only a retry whose positive ttl has run out; the first attempt and now-or-never (new and legacy rows) always go out", () => {
+test("expiredBeforeSend: a positive ttl that has run out, for a first attempt only past a grace; now-or-never (new and legacy rows) always goes out", () => {
   const created = new Date("2026-12-01T10:00:00.400Z");
   const s = Math.floor(created.getTime() / 1000);
   const cases: Array<[string, { expiration?: number; ttl_seconds?: number } | null, number, boolean]> = [
@@ -40,11 +40,18 @@ test("expiredBeforeSend: only a retry whose positive ttl has run out; the first 
     ["legacy now or never, the API's clock a second ahead of the database's", { expiration: s + 1 }, (s + 3_600) * 1000, false],
     ["legacy ttl 2, run out", { expiration: s + 2 }, (s + 3) * 1000, true],
   ];
-  for (const [name, options, now, expected] of cases) {
-    assert.equal(expiredBeforeSend(options, created, 1, now), expected, `a retry: ${name}`);
-    // The first attempt goes out whatever the deadline; a past one reaches the provider as now or never.
-    assert.equal(expiredBeforeSend(options, created, 0, now), false, `the first attempt: ${name}`);
-  }
+  for (const [name, options, now, expected] of cases) assert.equal(expiredBeforeSend(options, created, 1, now), expected, `a retry: ${name}`);
+  // The first attempt goes out (as now or never) up to the grace past its deadline, no later.
+  const ttl60 = { ttl_seconds: 60, expiration: s + 60 };
+  const first: Array<[string, { expiration?: number; ttl_seconds?: number }, number, boolean]> = [
+    ["ttl 60, at its end", ttl60, (s + 60) * 1000, false],
+    ["ttl 60, just inside the grace", ttl60, (s + 60) * 1000 + FIRST_ATTEMPT_GRACE_MS - 1, false],
+    ["ttl 60, at the grace's end", ttl60, (s + 60) * 1000 + FIRST_ATTEMPT_GRACE_MS, true],
+    ["ttl 60, an hour later", ttl60, (s + 3_600) * 1000, true],
+    ["ttl 1, two seconds after acceptance (the way to a worker)", { ttl_seconds: 1, expiration: s + 1 }, (s + 2) * 1000, false],
+    ["now or never, an hour later", { ttl_seconds: 0, expiration: NOW_OR_NEVER }, (s + 3_600) * 1000, false],
+  ];
+  for (const [name, options, now, expected] of first) assert.equal(expiredBeforeSend(options, created, 0, now), expected, `the first attempt: ${name}`);
 });
 
 async function send(apiKey: string, subscriptionId: string, options: Record<string, unknown>): Promise<string> {
@@ -137,6 +144,10 @@ test("a receipt for an errored message (the provider's answer was lost, the push
   assert.equal(app.simulator!.simulator.requestsFor(subscription.token), 1, "the device was not sent the push again");
   const events = (await app.deps.db("message_events").where("message_id", id).orderBy("created_at").orderBy("id").pluck("event_type")) as string[];
   assert.deepEqual(events.slice(-2), ["sent", "received"]);
+  // The workflow went on to the conversion wait: a conversion ends it as converted.
+  const converted = await app.request("POST", `/messages/${id}/convert`, { key: apiKey, body: {} });
+  assert.equal(converted.status, 200, JSON.stringify(converted.body));
+  assert.equal(await app.deps.temporal.workflow.getHandle(`message-${id}`).result(), "converted");
 });
 
 // Last in this file: it stops the app's worker.

@@ -57,15 +57,21 @@ export const MESSAGE_EXPIRED = {
 } as const;
 
 /**
- * Whether a message's ttl_seconds ran out before this retry (after a provider outage): it must not
- * reach the device late, so it fails with `expired` instead of going out. The first attempt
- * (`attempts` 0) always goes out: the way from the API to a worker takes a second or more across
- * regions, which a ttl of a few seconds did not survive, and a deadline already past reaches the
- * provider as "now or never" (APNs expiration 0, FCM ttl 0). Now-or-never messages (ttl 0) go out
- * on every attempt with expiration 0.
+ * How long past its deadline a message's first attempt still goes out (as "now or never": APNs
+ * expiration 0, FCM ttl 0). The way from the API to a worker takes a second or more across regions,
+ * which a ttl of a few seconds did not survive; a first attempt later than this (a message whose
+ * workflow the reconciler started after a Temporal outage) has missed its ttl like a late retry.
+ */
+export const FIRST_ATTEMPT_GRACE_MS = 30_000;
+
+/**
+ * Whether a message's ttl_seconds ran out before this attempt: it must not reach the device late, so
+ * it fails with `expired` instead of going out. A retry (`attempts` > 0, after a provider failure)
+ * expires at the deadline, the first attempt {@link FIRST_ATTEMPT_GRACE_MS} after it. Now-or-never
+ * messages (ttl 0) go out on every attempt with expiration 0.
  */
 export function expiredBeforeSend(options: StoredPushOptions | null | undefined, createdAt: Date, attempts: number, nowMs: number = Date.now()): boolean {
-  if (attempts === 0) return false;
+  if (attempts === 0) return expiredBeforeSend(options, createdAt, 1, nowMs - FIRST_ATTEMPT_GRACE_MS);
   const expiration = options?.expiration;
   if (expiration === undefined || expiration === NOW_OR_NEVER) return false;
   if (options?.ttl_seconds !== undefined) return options.ttl_seconds > 0 && nowMs >= expiration * 1000;

@@ -65,6 +65,8 @@ interface Exchange {
   outageMs?: number;
   /** The call's requests not yet on a socket: nothing of them has been written, so a stop may drop them. */
   waiting: Set<ClientRequest>;
+  /** Set once the call was stopped: requests it creates later (after a token refresh) are dropped too. */
+  stopped?: Error;
 }
 
 /**
@@ -120,6 +122,7 @@ class FcmAgent extends https.Agent {
    */
   dropWaiting(context: Exchange): void {
     const stopped = Object.assign(new Error("the batch stopped before a connection took this request"), { code: NOT_SENT_CODE });
+    context.stopped = stopped;
     for (const request of context.waiting) if (!request.socket) request.destroy(stopped);
     context.waiting.clear();
   }
@@ -127,7 +130,9 @@ class FcmAgent extends https.Agent {
   // Not in @types/node, but http.Agent#addRequest is how every request reaches an agent (agent-base relies on it too).
   addRequest(request: ClientRequest, options: unknown): void {
     const context = exchange.getStore();
-    if (context !== undefined) {
+    // Still handed to the agent: a destroyed request fails (and frees its socket unused) only once it is given one.
+    if (context?.stopped !== undefined) request.destroy(context.stopped);
+    else if (context !== undefined) {
       context.waiting.add(request);
       request.once("socket", () => context.waiting.delete(request));
       request.once("close", () => context.waiting.delete(request));
