@@ -58,6 +58,14 @@ export async function assertStoppedBatchLeavesWaitingUnsent(build: (simulator: P
     // Past the time the other two would have taken: they were dropped, not merely answered early.
     await new Promise((resolve) => setTimeout(resolve, 1_200));
     assert.deepEqual(tokens.map((token) => simulator.requestsFor(token)), [1, 0, 0], "the waiting pushes never reached the provider");
+    // Stopped right after the call, before any request exists (FCM creates them once its access
+    // token resolves): none is sent.
+    const late = ["ok-stop-early-1", "ok-stop-early-2"].map((t) => `${t}-${crypto.randomUUID()}`);
+    const early = new AbortController();
+    const stoppedEarly = provider.sendBatch(late.map((token) => testPush(token)), { stop: early.signal });
+    early.abort();
+    assert.deepEqual((await stoppedEarly).map((o) => o.kind), ["not_sent", "not_sent"]);
+    assert.deepEqual(late.map((token) => simulator.requestsFor(token)), [0, 0]);
     // A send without a stop is unaffected afterwards.
     assert.equal((await provider.sendBatch([testPush(`ok-after-stop-${crypto.randomUUID()}`)]))[0]?.kind, "success");
   } finally {
