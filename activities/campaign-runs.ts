@@ -6,7 +6,7 @@ import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
 import { applicationIsActive, ENDED_CAMPAIGN_STATUSES, statusToActOn, type CampaignRow } from "../src/campaigns/repository";
 import { campaignWorkflowInput } from "../src/campaigns/workflow-client";
-import { deleteCampaignSchedule, firesAtOneTimeOfDay, runFireTime } from "../src/campaigns/schedules";
+import { CAMPAIGN_CATCHUP_WINDOW_MS, deleteCampaignSchedule, firesAtOneTimeOfDay, runFireTime } from "../src/campaigns/schedules";
 import { sameLocalWallTime } from "../src/campaigns/timezones";
 import { campaignWorkflowId, type CampaignWorkflowInput } from "../workflows/campaign";
 
@@ -69,6 +69,15 @@ export function createCampaignRunActivities(deps: Deps) {
       const existing = await db("message_campaigns").where({ parent_campaign_id: input.parentCampaignId, run_key: input.runKey }).first<CampaignRow | undefined>();
       // A retry after the insert committed: the run exists, whatever the parent did since.
       if (existing) return campaignWorkflowInput(deps.config, existing);
+      // A fire that waited past the schedules' catch-up window (this activity retrying through a
+      // database outage) is dropped, as Temporal drops one it missed: sent late, a timezone-delivery
+      // run planned its groups from well after the fire, moved that day's local time to the next
+      // day and, still open then, made overlap SKIP eat the next fire.
+      const firedAt = runFireTime(input.runKey);
+      if (firedAt !== null && Date.now() - firedAt.getTime() > CAMPAIGN_CATCHUP_WINDOW_MS) {
+        deps.logger.warn({ campaign_id: input.parentCampaignId, fired_at: firedAt.toISOString() }, "a recurring campaign's fire came more than the catch-up window late; it makes no run");
+        return null;
+      }
       // The parent's row is share-locked from its read to the run's insert: a pause or cancel
       // (an UPDATE of that row) either comes first and this fire is skipped, or waits for the run
       // to exist and then reaches it (they move the parent's active runs with it).

@@ -238,6 +238,19 @@ describe("recurring campaigns", () => {
     }
   });
 
+  test("a fire whose run is created more than the catch-up window late (the database was down) makes no run; one inside it does", async () => {
+    const { apiKey } = await app.createApplication();
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    const runs = createCampaignRunActivities(app.deps);
+    const fire = (at: Date) => runs.createCampaignRun({ parentCampaignId: id, runKey: `${campaignRunWorkflowIdPrefix(id)}-${at.toISOString().replace(/\.\d{3}Z$/, "Z")}` });
+    const minutesAgo = (m: number) => new Date(Math.floor((Date.now() - m * 60_000) / 1000) * 1000);
+    assert.equal(await fire(minutesAgo(11)), null, "11 minutes late: dropped");
+    assert.notEqual(await fire(minutesAgo(5)), null, "5 minutes late: still runs");
+    assert.equal(((await app.deps.db("message_campaigns").where("parent_campaign_id", id).pluck("run_key")) as string[]).length, 1);
+  });
+
   test("fires of a deactivated application's recurring campaign make no run; reactivated, the next fire does", async () => {
     const { id: appId, apiKey } = await app.createApplication();
     const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
