@@ -356,7 +356,8 @@ export function createCampaignActivities(deps: Deps) {
     // locked, and lets the other transaction go on.
     // Status changes in (type, id) order: the subscription-stats row of each type is then taken in
     // the same order by every chunk.
-    statusChanges.sort((x, y) => (x.subscriptionType < y.subscriptionType ? -1 : x.subscriptionType > y.subscriptionType ? 1 : x.subscriptionId < y.subscriptionId ? -1 : x.subscriptionId > y.subscriptionId ? 1 : 0));
+    const typeThenId = (change: (typeof statusChanges)[number]) => `${change.subscriptionType}|${change.subscriptionId}`;
+    statusChanges.sort((x, y) => (typeThenId(x) < typeThenId(y) ? -1 : 1));
     const recorded = await inTransaction(
       trx,
       async (savepoint) => {

@@ -189,9 +189,7 @@ export function createMessageActivities(deps: Deps) {
         // The provider has answered: a rollback now would send the push again on the retry. So the
         // outcome is recorded in a savepoint, re-run if PostgreSQL picks it as a deadlock victim
         // (its counter triggers and a campaign chunk's can meet in another order).
-        const answered = outcome;
-        const provider = providerName;
-        return inTransaction(trx, (savepoint) => recordSendOutcome(savepoint, message, subscription, provider, answered), RECORD_OUTCOME_ATTEMPTS);
+        return inTransaction(trx, (savepoint) => recordSendOutcome(savepoint, message, subscription, providerName, outcome), RECORD_OUTCOME_ATTEMPTS);
       });
     },
 
