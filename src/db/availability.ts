@@ -29,10 +29,19 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return typeof message === "string" && /(^| - )(Connection terminated|Client has encountered a connection error)/.test(message);
 }
 
-// Another transaction won a race for the same rows: PostgreSQL aborted this one (deadlock,
-// serialization failure) or it gave up waiting for a row lock (a `lock_timeout`, e.g. a cancel
-// waiting behind a slow provider call). The same request succeeds when repeated.
-const TRANSIENT_CONFLICT_SQLSTATES = new Set(["40P01" /* deadlock_detected */, "40001" /* serialization_failure */, "55P03" /* lock_not_available */]);
+// PostgreSQL aborted the transaction for another one's sake: it was a deadlock victim or lost a
+// serialization race. Running the whole transaction again may succeed.
+const RERUNNABLE_SQLSTATES = new Set(["40P01" /* deadlock_detected */, "40001" /* serialization_failure */]);
+
+function sqlstateOf(error: unknown): string | undefined {
+  const code = typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** Whether PostgreSQL aborted the work as a deadlock victim or a serialization failure, so running it again may succeed. */
+export function isRerunnable(error: unknown): boolean {
+  return RERUNNABLE_SQLSTATES.has(sqlstateOf(error) ?? "");
+}
 
 /**
  * Whether PostgreSQL cancelled the statement (57014 query_canceled): its statement_timeout ran out,
@@ -42,11 +51,13 @@ export function isStatementCancelled(error: unknown): boolean {
   return typeof error === "object" && error !== null && (error as { code?: unknown }).code === "57014";
 }
 
-/** Whether `error` is a write conflict with a concurrent transaction that a retry resolves. */
+/**
+ * Whether `error` is a write conflict with a concurrent transaction that a retry resolves: a rerunnable
+ * abort, or a lock wait given up (55P03 lock_not_available: a `lock_timeout`, e.g. a cancel waiting
+ * behind a slow provider call).
+ */
 export function isTransientConflict(error: unknown): boolean {
-  if (typeof error !== "object" || error === null) return false;
-  const code = (error as { code?: unknown }).code;
-  return typeof code === "string" && TRANSIENT_CONFLICT_SQLSTATES.has(code);
+  return isRerunnable(error) || sqlstateOf(error) === "55P03";
 }
 
 /** Pacing of {@link untilDatabaseAnswers}. */

@@ -1,13 +1,5 @@
 import type { Knex } from "knex";
-
-/** PostgreSQL errors after which the whole transaction may simply be run again. */
-const RERUNNABLE_SQLSTATES = new Set(["40P01" /* deadlock_detected */, "40001" /* serialization_failure */]);
-
-/** Whether PostgreSQL aborted the work as a deadlock victim or a serialization failure, so running it again may succeed. */
-export function isRerunnable(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && RERUNNABLE_SQLSTATES.has(code);
-}
+import { isRerunnable } from "./availability";
 
 /**
  * Runs `work` in one transaction and runs it again (up to `attempts` times) if PostgreSQL aborted it

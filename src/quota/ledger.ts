@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import { newId } from "../db/ids";
+import { isRerunnable } from "../db/availability";
 import { afterCommit } from "../metrics/after-commit";
 import { ledgerTransfersTotal } from "../metrics/registry";
 
@@ -238,15 +239,14 @@ export async function balanceOf(db: Knex | Knex.Transaction, applicationId: stri
   return Number(row?.balance ?? 0);
 }
 
-// PostgreSQL errors a whole transaction can simply be re-run after: serialization failure,
-// deadlock, and a unique violation lost to a concurrent insert of the same row.
-const RETRYABLE_SQLSTATES = new Set(["40001", "40P01", "23505"]);
-
-/** True for errors after which re-running the whole ledger transaction is safe and may succeed. */
+/**
+ * True for errors after which re-running the whole ledger transaction is safe and may succeed: a
+ * rerunnable abort (deadlock, serialization failure), and a unique violation lost to a concurrent
+ * insert of the same row.
+ */
 export function isRetryableLedgerError(error: unknown): boolean {
-  if (error instanceof LedgerConflictError) return true;
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && RETRYABLE_SQLSTATES.has(code);
+  if (error instanceof LedgerConflictError || isRerunnable(error)) return true;
+  return (error as { code?: unknown } | null)?.code === "23505";
 }
 
 /**
