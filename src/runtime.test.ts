@@ -1,4 +1,5 @@
 import { test } from "node:test";
+import fs from "node:fs";
 import assert from "node:assert/strict";
 import { loadConfig } from "./config";
 import { createLogger } from "./logger";
@@ -60,4 +61,37 @@ test("a transaction left idle past the idle-in-transaction timeout (a worker who
 
 test("a campaign chunk's longest idle stretch (its queue deadline, then the requests under way) ends before PostgreSQL's idle-in-transaction limit", () => {
   assert.ok(SEND_CHUNK_QUEUE_DEADLINE_MS + LONGEST_SEND_CHUNK_MS < IDLE_IN_TRANSACTION_TIMEOUT_MS);
+});
+
+test("pooled PostgreSQL connections have TCP keepalive on, so one to a primary that vanished without a reset fails instead of waiting forever", async (t) => {
+  if (process.platform !== "linux") return t.skip("reads the kernel's socket timers from /proc/net/tcp");
+  const config = loadConfig(process.env);
+  // The embedded server is reached over its Unix socket (`?host=`), where keepalive means nothing;
+  // production connects over TCP, which the same server also listens on.
+  const overTcp = new URL(process.env.DATABASE_URL!);
+  overTcp.searchParams.delete("host");
+  const deps = await createDeps({ config, logger: createLogger("fatal", "runtime-test"), databaseUrl: overTcp.toString(), temporalAddress: process.env.TEMPORAL_ADDRESS!, encryptionKey: process.env.AUTOMATA_ENCRYPTION_KEY!, campaignPool: true });
+  try {
+    for (const db of [deps.db, deps.campaignDb!]) {
+      const connection = (await db.client.acquireConnection()) as { connection: { stream: { localPort: number } } };
+      try {
+        // Column 6 of /proc/net/tcp is "timer:expiry"; timer 02 is the keepalive timer, which the
+        // kernel arms on an idle socket only when SO_KEEPALIVE is set.
+        const port = connection.connection.stream.localPort.toString(16).toUpperCase().padStart(4, "0");
+        const timers = ["/proc/net/tcp", "/proc/net/tcp6"]
+          .flatMap((file) => fs.readFileSync(file, "utf8").split("\n").slice(1))
+          .map((line) => line.trim().split(/\s+/))
+          .filter((fields) => fields[1]?.endsWith(`:${port}`))
+          .map((fields) => fields[5]!);
+        assert.equal(timers.length, 1, "the connection's socket is listed once");
+        const [timer, expiryJiffies] = timers[0]!.split(":");
+        assert.equal(timer, "02", "keepalive timer armed");
+        assert.ok(parseInt(expiryJiffies!, 16) > 0);
+      } finally {
+        await db.client.releaseConnection(connection);
+      }
+    }
+  } finally {
+    await closeDeps(deps);
+  }
 });

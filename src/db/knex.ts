@@ -35,6 +35,16 @@ export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 5 * 60_000;
  */
 export const WORKER_LOCK_TIMEOUT_MS = 2 * 60_000;
 
+/**
+ * Idle time after which the kernel starts probing a pooled connection. A primary that vanished
+ * without a reset (VM lost, failover behind a moved address) otherwise leaves a connection waiting
+ * for an answer to a query it had acknowledged, or idle in the pool, with nothing ever failing it.
+ * With probes the socket fails after about 11 minutes on Linux defaults (9 probes, 75 s apart:
+ * Node 20 cannot shorten them), and the pool drops it. Writes nobody acknowledges are bounded by
+ * TCP retransmission instead (about 15 minutes).
+ */
+export const TCP_KEEPALIVE_IDLE_MS = 10_000;
+
 /** Per-session limits of a pool, sent as start-up parameters (no round trip); 0 or absent: none. */
 export interface SessionLimits {
   /** PostgreSQL cancels any statement that runs longer (the API's pool). */
@@ -53,6 +63,8 @@ export function createDb(url: string, poolMax: number, limits: SessionLimits = {
     connection: {
       connectionString: url,
       application_name: "automata-signal",
+      keepAlive: true,
+      keepAliveInitialDelayMillis: TCP_KEEPALIVE_IDLE_MS,
       ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
       ...(lockTimeoutMs > 0 ? { lock_timeout: lockTimeoutMs } : {}),
       ...(idleInTransactionTimeoutMs > 0 ? { idle_in_transaction_session_timeout: idleInTransactionTimeoutMs } : {}),
