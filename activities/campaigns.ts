@@ -74,6 +74,8 @@ export interface BatchSendResult {
   errored: Partial<Record<TemporaryClass, number>>;
   /** The largest Retry-After a rate-limited provider asked for in this round. */
   retryAfterMs?: number;
+  /** The largest Retry-After a provider answering 503 (outage) asked for in this round. */
+  outageRetryAfterMs?: number;
 }
 
 /** Messages sent per transaction: the rows stay locked while the provider answers (cancel waits). */
@@ -340,7 +342,10 @@ export function createCampaignActivities(deps: Deps) {
             error_details: { class: outcome.class, code: outcome.code, retry_after_ms: outcome.retryAfterMs ?? null },
             event: { class: outcome.class, code: outcome.code, retry_after_ms: outcome.retryAfterMs ?? null },
           });
-          if (outcome.class === "rate_limited" && outcome.retryAfterMs !== undefined) result.retryAfterMs = Math.max(result.retryAfterMs ?? 0, outcome.retryAfterMs);
+          if (outcome.retryAfterMs !== undefined) {
+            if (outcome.class === "rate_limited") result.retryAfterMs = Math.max(result.retryAfterMs ?? 0, outcome.retryAfterMs);
+            if (outcome.class === "provider_outage") result.outageRetryAfterMs = Math.max(result.outageRetryAfterMs ?? 0, outcome.retryAfterMs);
+          }
         }
       });
     }

@@ -1,7 +1,7 @@
 import { condition, defineSignal, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, sleep } from "@temporalio/workflow";
 import type { BatchStart, createCampaignActivities } from "../activities/campaigns";
 import type { BatchRange } from "../src/campaigns/repository";
-import { nextRetryDelay, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
+import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
 
 // Regular (not local) activities: a batch send of 500 pushes can outlast a workflow task, and it
 // heartbeats, so a worker that dies mid-send is noticed within the heartbeat timeout and the retried
@@ -84,9 +84,11 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
       // One draw per round (the workflow's seeded Math.random()): a campaign's batches that hit the
       // same 429 wake spread out instead of all at once.
       const jitter = patched(RETRY_JITTER_PATCH) ? Math.random() : 0;
+      const legacyRetryAfter = !patched(RETRY_AFTER_FLOOR_PATCH);
+      const askedWait: Partial<Record<RetryClass, number>> = { rate_limited: round.retryAfterMs, provider_outage: round.outageRetryAfterMs };
       for (const retryClass of classes) {
         retries[retryClass] += 1;
-        const next = nextRetryDelay(retryClass, retries[retryClass], timing.retryScale, retryClass === "rate_limited" ? round.retryAfterMs : undefined, jitter);
+        const next = nextRetryDelay(retryClass, retries[retryClass], timing.retryScale, askedWait[retryClass], jitter, legacyRetryAfter);
         if (next === undefined) exhausted.push(retryClass);
         else delay = Math.max(delay, next);
       }

@@ -1,7 +1,7 @@
 import { condition, defineQuery, defineSignal, patched, proxyLocalActivities, setHandler, upsertSearchAttributes, workflowInfo } from "@temporalio/workflow";
 import type { createMessageActivities } from "../activities/messages";
 import type { MessageStatus } from "../src/messages/state-machine";
-import { nextRetryDelay, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
+import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
 import { MessageStatusKey } from "../temporal/search-attributes";
 
 // Local activities: each step is a short database transaction (the send adds one provider call
@@ -116,7 +116,7 @@ export async function messageWorkflow(input: MessageWorkflowInput): Promise<Mess
     retriesByClass[attempt.retryClass] += 1;
     // Math.random() is the workflow's seeded one, so a replay draws the same jitter.
     const jitter = patched(RETRY_JITTER_PATCH) ? Math.random() : 0;
-    const delay = nextRetryDelay(attempt.retryClass, retriesByClass[attempt.retryClass], timing.retryScale, attempt.retryAfterMs, jitter);
+    const delay = nextRetryDelay(attempt.retryClass, retriesByClass[attempt.retryClass], timing.retryScale, attempt.retryAfterMs, jitter, !patched(RETRY_AFTER_FLOOR_PATCH));
     const pendingFor = Date.now() - acceptedAt;
     if (delay === undefined || pendingFor + delay > timing.pendingTimeoutMs) {
       const reason = delay === undefined ? "retries_exhausted" : "pending_timeout";

@@ -162,13 +162,22 @@ describe("failure classes", () => {
     assert.equal(sent.attempts, 2);
   });
 
-  test("rate limited: Retry-After honoured, 3 retries, then failed with retries_exhausted", async () => {
+  test("rate limited: 3 retries after 1, 2 and 5 (scaled) minutes, not after the provider's shorter Retry-After, then failed with retries_exhausted", async () => {
     const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("busy") });
     const id = (await send({ subscription_id: sub.id, body: "x" })).body.data.message_id;
     const failed = await waitForStatus(id, "failed");
     assert.equal(failed.error_code, "retries_exhausted");
     assert.equal(app.simulator!.simulator.requestsFor(sub.token), 4);
     assert.equal(failed.events.filter((e: { event_type: string }) => e.event_type === "errored").length, 4);
+    // The simulator answers `Retry-After: 1` (1 s, 0.1 ms scaled): used as the wait, it spent the
+    // three retries at once while the quota was still exceeded. It only ever lengthens the wait.
+    const history = await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).fetchHistory();
+    const timersMs = (history.events ?? []).flatMap((e) => {
+      const timeout = e.timerStartedEventAttributes?.startToFireTimeout;
+      return timeout ? [Number(timeout.seconds ?? 0) * 1000 + Math.round((timeout.nanos ?? 0) / 1e6)] : [];
+    });
+    assert.equal(timersMs.length, 3, JSON.stringify(timersMs));
+    [6, 12, 30].forEach((planned, i) => assert.ok(timersMs[i]! >= planned && timersMs[i]! <= planned * 1.2 + 1, JSON.stringify(timersMs)));
   });
 
   test("provider outage: retried every (scaled) 15 minutes for 24 tries, then failed", async () => {

@@ -12,17 +12,29 @@ const cases: Array<[Parameters<typeof nextRetryDelay>, number | undefined]> = [
   [["provider_outage", 23], 900_000],
   [["provider_outage", 24], undefined],
   [["rate_limited", 1], 60_000],
-  [["rate_limited", 1, 1, 1_000], 1_000],
-  [["rate_limited", 3, 1, 7_000], 7_000],
+  // A Retry-After lengthens the planned delay, never shortens it (retries are counted)...
+  [["rate_limited", 1, 1, 1_000], 60_000],
+  [["rate_limited", 3, 1, 7_000], 300_000],
+  [["rate_limited", 1, 1, 90_000], 90_000],
   [["rate_limited", 4, 1, 1_000], undefined],
   [["rate_limited", 1, 1, 10 * 3_600_000], 3_600_000],
+  // ...for an outage too (APNs and FCM send it with 503s), up to an hour.
+  [["provider_outage", 1, 1, 1_800_000], 1_800_000],
+  [["provider_outage", 1, 1, 60_000], 900_000],
+  [["provider_outage", 2, 1, 10 * 3_600_000], 3_600_000],
+  [["network", 1, 1, 120_000], 120_000],
+  // Workflows started before the floor replay the old rule: a rate limit's Retry-After replaced
+  // the schedule, other classes ignored it.
+  [["rate_limited", 1, 1, 1_000, 0, true], 1_000],
+  [["rate_limited", 3, 1, 7_000, 0, true], 7_000],
+  [["provider_outage", 1, 1, 1_800_000, 0, true], 900_000],
   [["network", 1, 0.001], 30],
   [["provider_outage", 1, 0.0001], 90],
   [["network", 1, 0], 1],
   // Jitter only lengthens, by up to 20 %, also a provider's Retry-After.
   [["network", 1, 1, undefined, 0.5], 33_000],
   [["network", 1, 1, undefined, 0.999], 35_994],
-  [["rate_limited", 1, 1, 10_000, 0.25], 10_500],
+  [["rate_limited", 1, 1, 100_000, 0.25], 105_000],
   [["network", 5, 1, undefined, 0.5], undefined],
   // Out-of-range jitter is clamped (never shortens, never more than 20 %).
   [["network", 1, 1, undefined, -1], 30_000],

@@ -19,7 +19,7 @@ export const RETRY_SCHEDULES: Record<RetryClass, readonly number[]> = {
   rate_limited: [1 * MINUTE, 2 * MINUTE, 5 * MINUTE],
 };
 
-/** Longest Retry-After we honour; a provider asking for more is treated as an outage. */
+/** Longest Retry-After we honour; a provider asking for more is retried after this long. */
 export const MAX_RETRY_AFTER_MS = 60 * MINUTE;
 
 /**
@@ -33,15 +33,28 @@ export const RETRY_JITTER = 0.2;
 export const RETRY_JITTER_PATCH = "retry-jitter";
 
 /**
+ * patched() id of {@link nextRetryDelay}'s Retry-After floor in the message and batch workflows:
+ * histories before it replay with the Retry-After replacing the rate-limit schedule.
+ */
+export const RETRY_AFTER_FLOOR_PATCH = "retry-after-floor";
+
+/**
  * Delay before retry number `retryNumber` (1-based) of a class, or undefined when that class's
  * retries are exhausted. `scale` shrinks every delay (tests run the 6-hour schedule in seconds).
  * `jitter` in [0, 1) (a workflow's deterministic Math.random()) lengthens it by up to RETRY_JITTER.
+ *
+ * A provider's Retry-After (any class: APNs and FCM send it with 503s too) lengthens the planned
+ * delay, never shortens it: retries are counted, so a 429 with `Retry-After: 1` that replaced the
+ * schedule spent all three rate-limit retries in seconds while the quota was still exceeded.
+ * `legacyRetryAfter` gives the rule of workflows started before {@link RETRY_AFTER_FLOOR_PATCH}:
+ * a rate limit's Retry-After replaced the schedule and other classes ignored it.
  */
-export function nextRetryDelay(retryClass: RetryClass, retryNumber: number, scale = 1, retryAfterMs?: number, jitter = 0): number | undefined {
+export function nextRetryDelay(retryClass: RetryClass, retryNumber: number, scale = 1, retryAfterMs?: number, jitter = 0, legacyRetryAfter = false): number | undefined {
   const schedule = RETRY_SCHEDULES[retryClass];
   const planned = schedule[retryNumber - 1];
   if (planned === undefined) return undefined;
-  const base = retryClass === "rate_limited" && retryAfterMs !== undefined && retryAfterMs > 0 ? Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) : planned;
+  const asked = retryAfterMs !== undefined && retryAfterMs > 0 ? Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) : undefined;
+  const base = asked === undefined ? planned : legacyRetryAfter ? (retryClass === "rate_limited" ? asked : planned) : Math.max(planned, asked);
   const spread = 1 + RETRY_JITTER * Math.min(Math.max(jitter, 0), 1);
   return Math.max(1, Math.round(base * scale * spread));
 }
