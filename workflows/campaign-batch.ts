@@ -1,4 +1,4 @@
-import { condition, defineSignal, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, sleep } from "@temporalio/workflow";
+import { condition, defineSignal, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, sleep, type ExternalWorkflowHandle } from "@temporalio/workflow";
 import type { BatchStart, createCampaignActivities } from "../activities/campaigns";
 import type { BatchRange } from "../src/campaigns/repository";
 import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
@@ -37,6 +37,14 @@ export interface BatchDone {
 
 /** Sent by a batch to its campaign workflow when the batch has nothing more to send. */
 export const batchDoneSignal = defineSignal<[BatchDone]>("batchDone");
+/**
+ * Sent by a batch to its campaign workflow when its first round is over and only temporarily
+ * failed messages are left, waiting on a retry timer: the campaign gives its window slot to the
+ * next page instead of keeping it for the whole retry schedule (15 min per outage retry).
+ */
+export const batchRetryingSignal = defineSignal<[number]>("batchRetrying");
+/** patched() id of {@link batchRetryingSignal}: batches from before it kept their slot until done. */
+export const BATCH_RETRY_FREES_SLOT_PATCH = "campaign-batch-retry-frees-slot";
 /** Sent by the campaign to its running batches on cancel: wake up from retry timers now. */
 export const batchCancelSignal = defineSignal("cancel");
 
@@ -45,6 +53,15 @@ async function startInSteps(range: BatchRange): Promise<BatchStart> {
   const { messages } = await activities.createCampaignBatch(range);
   const proceed = messages > 0 && (await activities.debitCampaignBatch(range)).proceed;
   return { messages, proceed, round: null, settled: null };
+}
+
+/** Signals the batch's campaign; one that already finished (cancelled) is waiting for nothing. */
+async function tellCampaign(parentWorkflowId: string, batchNo: number, signal: (campaign: ExternalWorkflowHandle) => Promise<void>): Promise<void> {
+  try {
+    await signal(getExternalWorkflowHandle(parentWorkflowId));
+  } catch (error) {
+    log.info("campaign workflow not reachable", { batchNo, error: String(error) });
+  }
 }
 
 /** Workflow id of a campaign batch. */
@@ -75,6 +92,7 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
     let settled = start.settled;
     let round = start.round;
     const retries: Record<RetryClass, number> = { network: 0, provider_outage: 0, rate_limited: 0 };
+    let slotFreed = false;
     while (!settled) {
       round ??= await activities.sendCampaignBatch(range);
       const classes = (Object.keys(round.errored) as RetryClass[]).filter((c) => (round!.errored[c] ?? 0) > 0);
@@ -101,6 +119,10 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
         await activities.failErroredCampaignBatch(range, classes.filter((c) => !exhausted.includes(c)), "pending_timeout");
         break;
       }
+      if (!slotFreed && patched(BATCH_RETRY_FREES_SLOT_PATCH)) {
+        slotFreed = true;
+        await tellCampaign(parentWorkflowId, range.batchNo, (campaign) => campaign.signal(batchRetryingSignal, range.batchNo));
+      }
       // One timer for the whole still-errored subset; a campaign cancel cuts it short.
       await condition(() => cancelled, delay);
       await activities.retryCampaignBatch(range);
@@ -117,12 +139,7 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
     done.successful = start.settled.sent;
     done.failed = start.settled.failed;
   }
-  try {
-    await getExternalWorkflowHandle(parentWorkflowId).signal(batchDoneSignal, done);
-  } catch (error) {
-    // The campaign already finished (cancelled); nobody is waiting for this batch any more.
-    log.info("campaign workflow not reachable for batchDone", { batchNo: range.batchNo, error: String(error) });
-  }
+  await tellCampaign(parentWorkflowId, range.batchNo, (campaign) => campaign.signal(batchDoneSignal, done));
   // Someone was sent something: wait for receipts, then expire what got none.
   if (done.successful > 0) {
     await sleep(timing.receiptTimeoutMs);

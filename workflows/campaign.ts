@@ -17,7 +17,7 @@ import { ApplicationIdKey, CampaignIdKey } from "../temporal/search-attributes";
 import type { CampaignDelivery, CampaignStatus } from "../src/campaigns/repository";
 import type { DeliveryGroup } from "../src/campaigns/timezones";
 export { campaignBatchWorkflow } from "./campaign-batch";
-import { batchCancelSignal, batchDoneSignal, campaignBatchWorkflow, campaignBatchWorkflowId, type BatchDone, type CampaignTiming } from "./campaign-batch";
+import { batchCancelSignal, batchDoneSignal, batchRetryingSignal, campaignBatchWorkflow, campaignBatchWorkflowId, type BatchDone, type CampaignTiming } from "./campaign-batch";
 
 const activities = proxyActivities<ReturnType<typeof createCampaignActivities>>({
   startToCloseTimeout: "2 minutes",
@@ -32,8 +32,14 @@ export interface CampaignProgress {
   /** The audience has been fully paged. */
   exhausted: boolean;
   batchesStarted: number;
-  /** Batch numbers started but not yet done sending. */
+  /** Batch numbers started and holding a window slot: sending their first round. */
   inFlight: number[];
+  /**
+   * Batch numbers past their first round with only retries left (waiting on retry timers): not
+   * done, so the campaign does not end before them, but holding no window slot. Absent in
+   * progress carried over from runs before batches reported it.
+   */
+  retrying?: number[];
   recipientsPaged: number;
   messages: number;
   successful: number;
@@ -141,13 +147,21 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     statusSignals += 1;
   });
   const batchFinished = (done: BatchDone): void => {
-    if (!p.inFlight.includes(done.batchNo)) return;
+    if (!p.inFlight.includes(done.batchNo) && !p.retrying?.includes(done.batchNo)) return;
     p.inFlight = p.inFlight.filter((n) => n !== done.batchNo);
+    if (p.retrying) p.retrying = p.retrying.filter((n) => n !== done.batchNo);
     p.messages += done.messages;
     p.successful += done.successful;
     p.failed += done.failed;
   };
   setHandler(batchDoneSignal, batchFinished);
+  setHandler(batchRetryingSignal, (batchNo) => {
+    if (!p.inFlight.includes(batchNo)) return;
+    p.inFlight = p.inFlight.filter((n) => n !== batchNo);
+    p.retrying = [...(p.retrying ?? []), batchNo];
+  });
+  /** Batches that have not reported done, whether sending or retrying. */
+  const unfinished = (): number[] => [...p.inFlight, ...(p.retrying ?? [])];
   setHandler(progressQuery, () => p);
   const handOver = async (): Promise<void> => {
     if (workflowInfo().continueAsNewSuggested) await continueAsNew<typeof campaignWorkflow>({ ...input, progress: p });
@@ -178,8 +192,8 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
   const waitUntil = async (ready: () => boolean): Promise<void> => {
     while (!(await condition(() => p.cancelled || ready(), pollMs))) {
       await refreshStatus();
-      if (p.inFlight.length > 0) {
-        for (const batchNo of await activities.closedCampaignBatches({ campaignId, applicationId, batchNos: p.inFlight })) {
+      if (unfinished().length > 0) {
+        for (const batchNo of await activities.closedCampaignBatches({ campaignId, applicationId, batchNos: unfinished() })) {
           log.warn("campaign batch closed without reporting", { batchNo });
           batchFinished({ batchNo, messages: 0, successful: 0, failed: 0 });
         }
@@ -334,10 +348,10 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
     if (!p.exhausted && (workflowInfo().continueAsNewSuggested || runFull)) await continueAsNew<typeof campaignWorkflow>({ ...input, progress: p });
   }
 
-  if (!p.cancelled) await waitUntil(() => p.inFlight.length === 0);
+  if (!p.cancelled) await waitUntil(() => unfinished().length === 0);
   if (p.cancelled) {
     await activities.cancelCampaignMessages(campaignId);
-    for (const batchNo of p.inFlight) {
+    for (const batchNo of unfinished()) {
       try {
         await getExternalWorkflowHandle(campaignBatchWorkflowId(campaignId, batchNo)).signal(batchCancelSignal);
       } catch (error) {
