@@ -78,6 +78,11 @@ export interface BatchSendResult {
   outageRetryAfterMs?: number;
 }
 
+/** The advisory lock a batch's create holds until its messages are committed (attempts take turns; an abort waits). */
+function batchCreateLock(batch: Pick<BatchRange, "campaignId" | "batchNo">): string {
+  return `campaign-batch:${batch.campaignId}:${batch.batchNo}`;
+}
+
 /** Messages sent per transaction: the rows stay locked while the provider answers (cancel waits). */
 const SEND_CHUNK = 100;
 
@@ -170,9 +175,22 @@ export function createCampaignActivities(deps: Deps) {
    * them and refunding them (a retry changes no message but still owes their refund).
    */
   async function abortBatch(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<void> {
+    // An attempt of the batch's create still running (the workflow was terminated under it) holds
+    // this lock until its messages are committed: wait for them, or they would be created after
+    // this abort looked, stay pending with nobody to send them, and keep their debit.
+    await db.transaction((trx) => lockForTransaction(trx, batchCreateLock(batch)));
     await failInBatch(batch, (q) => q.whereIn("status", UNSENT_STATUSES), "batch_aborted", "the batch workflow ended before sending this message");
+    await refundUnsentOf(batch);
+  }
+
+  /**
+   * Brings the batch's refunds up to its messages that were never sent (failed or cancelled
+   * unsent); a repeat or a twin refunds nothing more. Answers that count.
+   */
+  async function refundUnsentOf(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<number> {
     const unsent = await countOf(db("messages").where(inBatch(batch)).whereIn("status", ["failed", "cancelled"]).whereNull("sent_at"));
     if (unsent > 0) await refundUnsentBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), unsentUnits: unsent });
+    return unsent;
   }
 
   /**
@@ -539,7 +557,7 @@ export function createCampaignActivities(deps: Deps) {
         // Attempts of one batch take turns: a retry started while the first attempt still runs
         // (its heartbeat timed out) would otherwise read the audience before the first commits and
         // add whoever joined the range meanwhile — messages the first attempt's debit never paid for.
-        await lockForTransaction(trx, `campaign-batch:${range.campaignId}:${range.batchNo}`);
+        await lockForTransaction(trx, batchCreateLock(range));
         // Shared row lock: a cancel's UPDATE of the campaign waits until these messages are
         // committed, so the bulk cancel that follows it always sees them, while the batches of one
         // campaign create side by side (an exclusive lock here made creation one batch at a time,
@@ -630,7 +648,13 @@ export function createCampaignActivities(deps: Deps) {
         return { proceed: false };
       }
       const debit = await debitBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), units });
-      if (debit.status !== "exhausted") return { proceed: true };
+      if (debit.status !== "exhausted") {
+        // An abort (the batch's workflow was terminated while this attempt ran on) that failed the
+        // messages before this debit found nothing to refund; its messages are owed back now. The
+        // refund is "up to the unsent count", so an abort after the debit and this never both pay.
+        await refundUnsentOf(range);
+        return { proceed: true };
+      }
       await db.transaction((trx) =>
         transitionMessagesWhere(trx, "fail", inBatch(range), { error_code: "quota_exceeded", error_message: `${debit.period} quota exhausted`, error_details: debit }, { error_code: "quota_exceeded", period: debit.period }),
       );

@@ -147,3 +147,39 @@ test("two attempts of one batch create at once (a heartbeat timeout's retry whil
   const recipients = (await app.deps.db("messages").where("campaign_id", id).orderBy("subscription_id").pluck("subscription_id")) as string[];
   assert.deepEqual(recipients, [ids[0], ids[2], ids[3]], "the batch holds what its one debit will pay for");
 });
+
+test("a batch aborted while an attempt of its create and debit still runs (its workflow terminated under it) leaves no message pending and nothing debited", async () => {
+  const { id: appId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100, unit_price: 2, credit_balance: 1000 } });
+  const group = newId();
+  const ids = await seedPushSubscriptions(app, appId, 3, { tags: () => ({ group }) });
+  const id = await insertRunningCampaign(app, appId, "aborted under its create", { tags: { group } });
+  const activities = createCampaignActivities(app.deps);
+  const range = { campaignId: id, applicationId: appId, batchNo: 0, after: null, last: ids[2]! };
+  // A twin attempt holds the batch's create lock, so this attempt's create waits for it.
+  const twin = await app.deps.db.transaction();
+  const twinPid = Number((await twin.raw("select pg_backend_pid() as pid")).rows[0].pid);
+  const waitingOnTwin = async () =>
+    ((await app.deps.db.raw("select count(*)::int as n from pg_stat_activity where ? = any(pg_blocking_pids(pid))", [twinPid])).rows[0] as { n: number }).n;
+  let create: Promise<{ messages: number }> | undefined;
+  let abort: Promise<number[]> | undefined;
+  try {
+    await twin.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [`campaign-batch:${id}:0`]);
+    create = activities.createCampaignBatch(range);
+    await eventually(async () => (await waitingOnTwin()) >= 1 || undefined, 10_000, 10);
+    // The workflow is gone (it never existed here): the campaign aborts the batch meanwhile.
+    abort = activities.closedCampaignBatches({ campaignId: id, applicationId: appId, batchNos: [0] });
+    await eventually(async () => (await waitingOnTwin()) >= 2 || undefined, 10_000, 10);
+  } finally {
+    await twin.rollback();
+  }
+  assert.deepEqual(await create!, { messages: 3 });
+  assert.deepEqual(await abort!, [0]);
+  const messages = async () => (await app.deps.db("messages").where("campaign_id", id).orderBy("subscription_id").pluck("error_code")) as Array<string | null>;
+  assert.deepEqual(await messages(), ["batch_aborted", "batch_aborted", "batch_aborted"], "the abort waited for the create and failed what it made");
+  // The attempt goes on to its debit (nothing tells it the workflow is gone until it heartbeats).
+  await activities.debitCampaignBatch(range);
+  const status = await quotaStatus(app.deps.db, appId);
+  assert.equal(status.daily!.used, 0);
+  assert.equal(status.credit!.balance, 1000);
+  assert.deepEqual(await ledgerBalanceMismatches(app.deps.db, appId), []);
+});
