@@ -524,6 +524,27 @@ describe("recurring campaigns", () => {
     assert.equal(run.status, "running", "a run sending finishes (DELETE's rule), never paused with nobody to resume it");
   });
 
+  test("a pause or resume retried after its first attempt died past its commit still moves the run going out", async () => {
+    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const parentId = res.body.data.campaign_id as string;
+    const runId = await insertRunningCampaign(app, appId, "run", {}, { parent_campaign_id: parentId, run_key: "r1", campaign_type: "immediate" });
+    const runStatus = async () => (await app.deps.db("message_campaigns").where({ id: runId }).first()).status as string;
+    // POST /pause's commit, then the process dies (a deploy's kill, PostgreSQL restarting) before
+    // it tells Temporal anything; the client retries.
+    const first = await changeStatusIdempotently(app.deps, appId, parentId, "pause", ["running"], { status: "paused" }, undefined, { from: ["running"], set: { status: "paused" } });
+    assert.equal(first.changed, true);
+    const retried = await app.request("POST", `/campaigns/${parentId}/pause`, { key: apiKey });
+    assert.deepEqual([retried.status, retried.body.data?.status], [200, "paused"]);
+    assert.equal(await runStatus(), "paused", "the run stopped sending with its campaign");
+    // The same for resume: a run left paused would hold the schedule's overlap slot for good.
+    await changeStatusIdempotently(app.deps, appId, parentId, "resume", ["paused"], { status: "running" }, undefined, { from: ["paused"], set: { status: "running" } });
+    const resumed = await app.request("POST", `/campaigns/${parentId}/resume`, { key: apiKey });
+    assert.deepEqual([resumed.status, resumed.body.data?.status], [200, "in_progress"]);
+    assert.equal(await runStatus(), "running");
+  });
+
   test("concurrent repeats of cancel, pause and resume all answer 200 with the campaign in that state", async () => {
     const { apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
     for (let trial = 0; trial < 3; trial += 1) {

@@ -1,3 +1,4 @@
+import type { Knex } from "knex";
 import { defineRoute, type RouteSpec } from "../http/route";
 import { IdParams } from "../http/validation";
 import { ApiError } from "../http/errors";
@@ -158,15 +159,21 @@ function refuse(c: CampaignRow, action: string): never {
  * workflow is signalled), or refuses with the code for its current status.
  */
 export async function changeStatus(deps: Deps, applicationId: string, id: string, action: string, from: readonly CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow> {
-  const updated = await updateCampaignFrom(deps, applicationId, id, from, set);
+  const updated = await updateCampaignFrom(deps.db, applicationId, id, from, set);
   if (updated) return updated;
   refuse(await loadCampaign(deps, applicationId, id), action);
 }
 
 /** The conditional update under both: the campaign as updated, or undefined if it was in none of `from`. */
-async function updateCampaignFrom(deps: Deps, applicationId: string, id: string, from: readonly CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow | undefined> {
-  const [updated] = (await deps.db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
+async function updateCampaignFrom(db: Knex, applicationId: string, id: string, from: readonly CampaignStatus[], set: Record<string, unknown>): Promise<CampaignRow | undefined> {
+  const [updated] = (await db("message_campaigns").where({ id, application_id: applicationId }).whereIn("status", from).update(set, "*")) as CampaignRow[];
   return updated;
+}
+
+/** How a status change of a recurring campaign moves its runs (the ones in `from` take `set`). */
+export interface RunsChange {
+  from: CampaignStatus[];
+  set: Record<string, unknown> & { status: CampaignStatus };
 }
 
 /**
@@ -183,13 +190,24 @@ export async function changeStatusIdempotently(
   set: Record<string, unknown> & { status: CampaignStatus },
   /** The campaign as the caller just read it, if it did. */
   read?: CampaignRow,
-): Promise<{ campaign: CampaignRow; changed: boolean }> {
+  /**
+   * A recurring campaign's runs move in the same transaction (pause, resume): moved after the
+   * campaign's own commit, a request that died in between (PostgreSQL restart, a deploy's kill)
+   * left them behind, and its retry, finding the campaign already changed, never moved them.
+   */
+  runs?: RunsChange,
+): Promise<{ campaign: CampaignRow; changed: boolean; runs: CampaignRow[] }> {
   const current = read ?? (await loadCampaign(deps, applicationId, id));
-  if (current.status === set.status) return { campaign: current, changed: false };
-  const updated = await updateCampaignFrom(deps, applicationId, id, from, set);
-  if (updated) return { campaign: updated, changed: true };
+  if (current.status === set.status) return { campaign: current, changed: false, runs: [] };
+  const { updated, movedRuns } = await deps.db.transaction(async (trx) => {
+    const updated = await updateCampaignFrom(trx, applicationId, id, from, set);
+    if (!updated?.schedule || !runs) return { updated, movedRuns: [] };
+    const movedRuns = (await trx("message_campaigns").where({ application_id: applicationId, parent_campaign_id: updated.id }).whereIn("status", runs.from).update(runs.set, "*")) as CampaignRow[];
+    return { updated, movedRuns };
+  });
+  if (updated) return { campaign: updated, changed: true, runs: movedRuns };
   const now = await loadCampaign(deps, applicationId, id);
-  if (now.status === set.status) return { campaign: now, changed: false };
+  if (now.status === set.status) return { campaign: now, changed: false, runs: [] };
   refuse(now, action);
 }
 
@@ -214,6 +232,14 @@ export async function changeActiveRuns(
     if (!still) return [];
     return (await trx("message_campaigns").where({ application_id: parent.application_id, parent_campaign_id: parent.id }).whereIn("status", from).update(set, "*")) as CampaignRow[];
   });
+  await tellRuns(deps, runs, signal);
+}
+
+/**
+ * Tells the workflows of runs whose status just changed. A signal that does not arrive (Temporal
+ * unreachable) only delays the change: each run re-reads its status from PostgreSQL as it polls.
+ */
+async function tellRuns(deps: Deps, runs: readonly CampaignRow[], signal: typeof cancelSignal | typeof pauseSignal | typeof resumeSignal): Promise<void> {
   for (const run of runs) {
     if (signal === cancelSignal) await cancelCampaignWorkflow(deps, run);
     else await signalCampaignWorkflow(deps, run.id, signal);
@@ -504,14 +530,15 @@ export const campaignRoutes: RouteSpec[] = [
     params: IdParams,
     responses: { 200: { description: "The paused campaign" } },
     handler: async ({ params, deps, application }) => {
-      // Idempotent like cancel: a retried pause answers 200 with the paused campaign.
-      const { campaign: c, changed } = await changeStatusIdempotently(deps, application.id, params.id, "pause", ["running"], { status: "paused" });
-      // Recurring: the schedule takes no fire while paused (told again on a repeat: it re-delivers
-      // a change Temporal may have missed), and the run in progress pauses too — only when this
-      // call paused the campaign, so a repeat never re-pauses a run an operator resumed by its id.
+      // Idempotent like cancel: a retried pause answers 200 with the paused campaign. Recurring:
+      // the run in progress pauses with it, in the same commit — only when this call paused the
+      // campaign, so a repeat never re-pauses a run an operator resumed by its id.
+      const { campaign: c, runs } = await changeStatusIdempotently(deps, application.id, params.id, "pause", ["running"], { status: "paused" }, undefined, { from: ["running"], set: { status: "paused" } });
+      // The schedule takes no fire while paused (told again on a repeat: it re-delivers a change
+      // Temporal may have missed).
       if (c.schedule) {
         await setCampaignSchedulePaused(deps, c.id, true);
-        if (changed) await changeActiveRuns(deps, c, ["running"], { status: "paused" }, pauseSignal);
+        await tellRuns(deps, runs, pauseSignal);
       } else await signalCampaignWorkflow(deps, c.id, pauseSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },
@@ -526,12 +553,12 @@ export const campaignRoutes: RouteSpec[] = [
     responses: { 200: { description: "The campaign, in progress" } },
     handler: async ({ params, deps, application }) => {
       // Idempotent like cancel: a retried resume answers 200 with the campaign in progress.
-      const { campaign: c, changed } = await changeStatusIdempotently(deps, application.id, params.id, "resume", ["paused"], { status: "running" });
-      // Recurring: its paused runs resume with it — only when this call resumed the campaign, so a
-      // repeat never restarts a run an operator paused by its own id.
+      // Recurring: its paused runs resume with it, in the same commit — only when this call
+      // resumed the campaign, so a repeat never restarts a run an operator paused by its own id.
+      const { campaign: c, runs } = await changeStatusIdempotently(deps, application.id, params.id, "resume", ["paused"], { status: "running" }, undefined, { from: ["paused"], set: { status: "running" } });
       if (c.schedule) {
         await setCampaignSchedulePaused(deps, c.id, false);
-        if (changed) await changeActiveRuns(deps, c, ["paused"], { status: "running" }, resumeSignal);
+        await tellRuns(deps, runs, resumeSignal);
       } else await signalCampaignWorkflow(deps, c.id, resumeSignal);
       return { data: { id: c.id, status: apiCampaignStatus(c.status) } };
     },
