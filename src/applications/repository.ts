@@ -6,6 +6,7 @@ import { MAX_CREDIT_BALANCE, type QuotaInput } from "./schemas";
 import { balanceOf, creditAccount, creditSourceAccount, transfer } from "../quota/ledger";
 import { ApiError } from "../http/errors";
 import { newId } from "../db/ids";
+import { fingerprint } from "../http/idempotency";
 
 /** What an application's provider credentials ciphertext is bound to: that application. */
 export function providerCredentialsContext(applicationId: string): string {
@@ -34,8 +35,19 @@ export function sealProviderCredentials(secrets: SecretBox, applicationId: strin
   return Object.keys(merged).length === 0 ? null : secrets.encrypt(JSON.stringify(merged), providerCredentialsContext(applicationId));
 }
 
+/**
+ * A top-up's request, when the operator sent an Idempotency-Key: the same key tops up once, so a
+ * PATCH retried after a lost response (which a client treats as safe to repeat) never adds the
+ * credit twice.
+ */
+export interface TopUpRequest {
+  idempotencyKey: string;
+  /** Fingerprint of the request's quota: the same key with a different quota is refused. */
+  fingerprint: string;
+}
+
 /** Creates or updates the quota row and tops up the credit balance through the ledger. */
-export async function applyQuota(trx: Knex.Transaction, applicationId: string, quota: z.infer<typeof QuotaInput>): Promise<void> {
+export async function applyQuota(trx: Knex.Transaction, applicationId: string, quota: z.infer<typeof QuotaInput>, topUp?: TopUpRequest): Promise<void> {
   const existing = (await trx("message_quotas").where("application_id", applicationId).forUpdate().first()) as { billing_currency: string } | undefined;
   if (existing && quota.billing_currency !== undefined && quota.billing_currency !== existing.billing_currency) {
     // A message not sent yet is refunded into the account it was charged from: after a switch
@@ -74,7 +86,16 @@ export async function applyQuota(trx: Knex.Transaction, applicationId: string, q
     await trx("message_quotas").insert({ id: newId(), application_id: applicationId, ...fields });
   }
   if (quota.credit_balance && quota.credit_balance > 0) {
-    // The quota row is locked above (FOR UPDATE): concurrent top-ups check the balance one at a time.
+    // The quota row is locked above (FOR UPDATE): concurrent top-ups check the balance (and their
+    // Idempotency-Key) one at a time.
+    const transferKey = topUp ? `topup:${applicationId}:request-${fingerprint(topUp.idempotencyKey)}` : `topup:${applicationId}:${newId()}`;
+    if (topUp) {
+      const previous = await trx("ledger_transfers").where("idempotency_key", transferKey).first<{ metadata: { request_fingerprint?: string } } | undefined>("metadata");
+      if (previous) {
+        if (previous.metadata.request_fingerprint !== topUp.fingerprint) throw new ApiError("idempotency_key_reused", undefined, { header: "Idempotency-Key" });
+        return;
+      }
+    }
     const row = await trx("message_quotas").where("application_id", applicationId).first<{ billing_currency: string }>("billing_currency");
     const currency = row?.billing_currency ?? "KRW";
     const held = await balanceOf(trx, applicationId, creditAccount(applicationId, currency).code);
@@ -88,9 +109,10 @@ export async function applyQuota(trx: Knex.Transaction, applicationId: string, q
       from: creditSourceAccount(applicationId, currency),
       to: creditAccount(applicationId, currency),
       amount: quota.credit_balance,
-      idempotencyKey: `topup:${applicationId}:${newId()}`,
+      idempotencyKey: transferKey,
       reason: "credit_topup",
       applicationId,
+      ...(topUp ? { metadata: { request_fingerprint: topUp.fingerprint } } : {}),
     });
   }
 }

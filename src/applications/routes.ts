@@ -6,6 +6,7 @@ import type { Deps } from "../deps";
 import { CreateApplicationBody, RotateKeyBody, UpdateApplicationBody } from "./schemas";
 import { mintApiKey } from "./api-keys";
 import { applyQuota, openProviderCredentials, sealProviderCredentials } from "./repository";
+import { fingerprint, idempotencyKeyOf } from "../http/idempotency";
 import type { ProviderCredentials } from "./schemas";
 import { balanceOf, creditAccount } from "../quota/ledger";
 import { newId } from "../db/ids";
@@ -162,8 +163,17 @@ export const applicationRoutes: RouteSpec[] = [
     auth: "admin",
     params: IdParams,
     body: UpdateApplicationBody,
+    headers: [
+      {
+        name: "Idempotency-Key",
+        description:
+          "Makes a credit top-up (quota.credit_balance) happen once: a repeat with the same key and quota adds nothing more; the same key with a different quota answers 409 idempotency_key_reused. Without it every request adds its credit.",
+      },
+    ],
     responses: { 200: { description: "The updated application", schema: ApplicationView } },
-    handler: async ({ params, body, deps }) => {
+    handler: async ({ params, body, deps, req }) => {
+      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
+      const topUp = idempotencyKey === undefined ? undefined : { idempotencyKey, fingerprint: fingerprint(body.quota ?? null) };
       await deps.db.transaction(async (trx) => {
         const app = await trx("applications").where("id", params.id).forNoKeyUpdate().first();
         if (!app) throw notFound("application", params.id);
@@ -179,7 +189,7 @@ export const applicationRoutes: RouteSpec[] = [
           changes.provider_credentials_ciphertext = sealProviderCredentials(deps.secrets, params.id, current, body.provider_credentials);
         }
         if (Object.keys(changes).length > 0) await trx("applications").where("id", params.id).update(changes);
-        if (body.quota) await applyQuota(trx, params.id, body.quota);
+        if (body.quota) await applyQuota(trx, params.id, body.quota, topUp);
       });
       return { data: await viewApplication(deps, params.id) };
     },

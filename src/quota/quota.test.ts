@@ -225,6 +225,25 @@ describe("debitMessageQuota", () => {
     assert.equal(await balanceOf(db, id, "credit:KRW"), 9);
   });
 
+  test("a credit top-up with an Idempotency-Key is added once: a retry (lost response, concurrent twin) adds nothing more, another quota under that key is refused 409", async () => {
+    const id = await createApp({ unit_price: 1, credit_balance: 100 });
+    const topUp = (key: string, quota: Record<string, unknown>) =>
+      app.request("PATCH", `/admin/applications/${id}`, { admin: true, body: { name: "retried top-up", quota }, headers: { "Idempotency-Key": key } });
+    const [first, twin] = await Promise.all([topUp("invoice-42", { credit_balance: 50 }), topUp("invoice-42", { credit_balance: 50 })]);
+    assert.deepEqual([first.status, twin.status], [200, 200], JSON.stringify([first.body, twin.body]));
+    const retried = await topUp("invoice-42", { credit_balance: 50 });
+    assert.equal(retried.status, 200, JSON.stringify(retried.body));
+    assert.equal(retried.body.data.quota.credit_balance, 150);
+    assert.equal(await balanceOf(db, id, "credit:KRW"), 150);
+    const reused = await topUp("invoice-42", { credit_balance: 70 });
+    assert.deepEqual([reused.status, reused.body.error?.code], [409, "idempotency_key_reused"]);
+    // Another key is another top-up; without a key, every request adds its credit.
+    assert.equal((await topUp("invoice-43", { credit_balance: 50 })).status, 200);
+    await updateQuota(id, { credit_balance: 5 });
+    await updateQuota(id, { credit_balance: 5 });
+    assert.equal(await balanceOf(db, id, "credit:KRW"), 210);
+  });
+
   test("a credit top-up while a debit holds the credit account waits for it instead of deadlocking", async () => {
     const id = await createApp({ daily_quota: 10, unit_price: 1, credit_balance: 5 });
     // A debit in flight: it has locked the credit account and is about to write its transfer, whose
