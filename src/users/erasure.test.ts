@@ -183,10 +183,18 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     assert.equal(request.user_id, null);
     assert.equal(request.status, "completed");
 
-    // The user is gone: a second DELETE is a 404, and identifying again makes a brand-new user.
-    assert.equal((await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey })).status, 404);
+    // The user is gone. A DELETE retried after its 202 was lost answers the request that erased
+    // them (its id, completed), and starts nothing; a never-known id is still a 404.
+    const retried = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
+    assert.deepEqual([retried.status, retried.body.data?.request_id, retried.body.data?.status], [202, del.body.data.request_id, "completed"]);
+    assert.equal((await db("erasure_requests").where({ application_id: tenant.id, external_id: externalId })).length, 1);
+    assert.equal((await app.request("DELETE", `/users/${encodeURIComponent(ext("nobody"))}`, { key: tenant.apiKey })).status, 404);
     assert.equal((await app.request("GET", `/users/${encodeURIComponent(externalId)}/subscriptions`, { key: tenant.apiKey })).status, 404);
+    // Identifying again makes a brand-new user, whom a DELETE erases with a request of its own.
     assert.notEqual(await identify(app, tenant.apiKey, externalId), userId);
+    const again = await app.request("DELETE", `/users/${encodeURIComponent(externalId)}`, { key: tenant.apiKey });
+    assert.equal(again.status, 202);
+    assert.notEqual(again.body.data.request_id, del.body.data.request_id);
   });
 
   /**

@@ -274,8 +274,8 @@ export interface ErasureRequestRow {
  * Records a GDPR erasure request for (application, external_id), or returns the one already pending
  * or running for them: DELETE is idempotent while a request is in flight, which is also how a
  * request whose workflow could not be started is resumed (the client retries the DELETE). The user
- * row is locked so concurrent DELETEs cannot both insert. Undefined when there is no such user and
- * no request in flight (→ 404).
+ * row is locked so concurrent DELETEs cannot both insert. With no such user, the request that
+ * erased them in the last 24 hours answers (a retried DELETE); undefined when there is none (→ 404).
  */
 export async function createOrReuseErasureRequest(
   db: Knex,
@@ -292,7 +292,16 @@ export async function createOrReuseErasureRequest(
       .orderBy("requested_at", "desc")
       .first<ErasureRequestRow | undefined>();
     if (inFlight) return { request: inFlight, reused: true };
-    if (!user) return undefined;
+    if (!user) {
+      // A DELETE retried after its 202 was lost finds the erasure already done (it takes seconds):
+      // the same request answers, so the client still learns its id, instead of a 404.
+      const recent = await trx("erasure_requests")
+        .where({ application_id: applicationId, external_id: externalId, status: "completed" })
+        .where("requested_at", ">", trx.raw("now() - interval '24 hours'"))
+        .orderBy("requested_at", "desc")
+        .first<ErasureRequestRow | undefined>();
+      return recent ? { request: recent, reused: true } : undefined;
+    }
     const [request] = await trx("erasure_requests")
       .insert({ id: newId(), application_id: applicationId, external_id: externalId, user_id: user.id, status: "pending" })
       .returning<ErasureRequestRow[]>("*");

@@ -139,13 +139,14 @@ export const userRoutes: RouteSpec[] = [
     tag: TAG,
     auth: "apiKey",
     params: ExternalIdParams,
-    responses: { 202: { description: "Accepted; a retry while it is in flight returns the same request", schema: ErasureAccepted } },
+    responses: { 202: { description: "Accepted; a retry while it is in flight, or within 24 h after it completed, returns the same request", schema: ErasureAccepted } },
     handler: async ({ params, application, deps, req }) => {
       const outcome = await createOrReuseErasureRequest(deps.db, application.id, params.external_id);
       if (!outcome) throw notFound("user", params.external_id);
       const { request } = outcome;
       try {
-        await startErasureWorkflow(deps, request);
+        // A completed request (a retried DELETE) has nothing left to start.
+        if (request.status !== "completed") await startErasureWorkflow(deps, request);
       } catch (error) {
         // The request row is committed and stays pending: a retried DELETE finds it and starts the
         // (idempotent) workflow again, so the request is never lost and never duplicated.
