@@ -75,7 +75,7 @@ test("each migration's down restores the schema from before its up (columns, con
   assert.deepEqual(await schemaOf(db), migrated);
 });
 
-/** The newest migration that changes rows (later ones only add a table and an index). */
+/** The newest migration that changes rows (later ones only add a table, indexes and nullable columns). */
 const PER_TYPE_COUNTS_MIGRATION = "20261202000300_campaign_counts_by_subscription_type";
 
 test("with rows in the tables the latest migrations change, the latest down and up succeed and keep them", async () => {
@@ -109,7 +109,7 @@ test("with rows in the tables the latest migrations change, the latest down and 
     { subscription_type: "iOSPush", successful: 1, failed: 1, pending: 0, failed_after_sent: 1 },
   ]);
   const before = await schemaOf(db);
-  // Down to and including the per-type counts migration (later ones only add a table and an index).
+  // Down to and including the per-type counts migration (later ones only add a table, indexes and nullable columns).
   const undone: string[] = [];
   while (!undone.includes(PER_TYPE_COUNTS_MIGRATION)) {
     const [, names] = (await db.migrate.down(migrationConfig())) as [number, string[]];

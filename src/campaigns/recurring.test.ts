@@ -10,7 +10,7 @@ import { createReconcilerActivities } from "../../activities/reconciler";
 import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
 import { changeActiveRuns, changeStatusIdempotently } from "./routes";
-import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, shortestCronIntervalSeconds, temporalCronExpression } from "./schedules";
+import { CAMPAIGN_CATCHUP_WINDOW_MS, openScheduleRun, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, shortestCronIntervalSeconds, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
 // EVERY_3S fires every three seconds: allowed here so a run comes within the test's time.
@@ -442,6 +442,33 @@ describe("recurring campaigns", () => {
     assert.equal(whilePaused.status, 409, JSON.stringify(whilePaused.body));
     assert.equal(whilePaused.body.error.code, "invalid_status_transition");
     assert.equal((await get(apiKey, `/campaigns/${id}/runs`)).runs.length, 1, "no run was fired by the refused requests");
+  });
+
+  test("an execute retried with its Idempotency-Key after its run finished answers that run instead of sending the campaign again", async () => {
+    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    await seedPushSubscriptions(app, appId, 3);
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    const execute = (key: string) => app.request("POST", `/campaigns/${id}/execute`, { key: apiKey, headers: { "Idempotency-Key": key } });
+    const completedRuns = async (count: number) =>
+      eventually(async () => {
+        const runs = (await get(apiKey, `/campaigns/${id}/runs`)).runs as Array<{ status: string }>;
+        return runs.length === count && runs.every((r) => r.status === "completed") && (await openScheduleRun(app.deps, id)) === null ? runs : undefined;
+      }, 30_000, 250);
+
+    const first = await execute("fire-1");
+    assert.deepEqual([first.status, first.body.data?.run_requested], [200, true], JSON.stringify(first.body));
+    await completedRuns(1);
+    // The response was lost; the client retries once the run has already gone out.
+    const retried = await execute("fire-1");
+    assert.deepEqual([retried.status, retried.body.data], [200, first.body.data]);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal((await get(apiKey, `/campaigns/${id}/runs`)).runs.length, 1, "no second run");
+    assert.equal(await app.deps.db("messages").whereIn("campaign_id", app.deps.db("message_campaigns").where("parent_campaign_id", id).select("id")).count({ n: "*" }).then((r) => Number(r[0]!.n)), 3);
+    // Another key is another execute.
+    assert.equal((await execute("fire-2")).status, 200);
+    await completedRuns(2);
   });
 
   test("pausing, resuming, cancelling and deleting a recurring campaign reach the run going out now", async () => {

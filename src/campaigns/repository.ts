@@ -120,6 +120,9 @@ export interface CampaignRow {
   run_key: string | null;
   /** Recipients the audience had when the campaign started paging (null before that, and for campaigns started before it was recorded). */
   audience_size: number | null;
+  /** Recurring: the Idempotency-Key of its last `execute`, and when that execute came. */
+  execute_idempotency_key: string | null;
+  execute_requested_at: Date | null;
   /** When the reconciler last looked at this campaign (it takes the least recently checked first). */
   reconciled_at: Date | null;
   created_at: Date;

@@ -124,7 +124,18 @@ function campaignView(c: CampaignRow, counts: ReportedCounts) {
  * first: a paused campaign's fires are skipped) and while a run is still sending (the overlap
  * policy would silently skip this one), so the answer says what will happen.
  */
-async function executeRecurring(deps: Deps, c: CampaignRow) {
+async function executeRecurring(deps: Deps, c: CampaignRow, idempotencyKey: string | undefined) {
+  const answer = { id: c.id, status: apiCampaignStatus(c.status), started_at: iso(c.started_at), run_requested: true };
+  const repeat = idempotencyKey !== undefined && c.execute_idempotency_key === idempotencyKey && c.execute_requested_at !== null;
+  if (repeat && c.status === "running") {
+    // The run this key asked for exists (a run started since: a fire is a fire), or its fire is
+    // still going: the first answer again. Neither (the first attempt's trigger never reached
+    // Temporal): fire now — overlap SKIP drops a second fire while one is going anyway.
+    const run = await deps.db("message_campaigns").where({ application_id: c.application_id, parent_campaign_id: c.id }).where("created_at", ">=", c.execute_requested_at).first("id");
+    if (run || (await openScheduleRun(deps, c.id))) return answer;
+    await triggerCampaignRun(deps, c);
+    return answer;
+  }
   if (c.status === "paused") throw new ApiError("invalid_status_transition", "The recurring campaign is paused; resume it before running it now", { id: c.id, status: apiCampaignStatus(c.status) });
   if (c.status !== "running") refuse(c, "execute");
   const active = (await deps.db("message_campaigns").where({ application_id: c.application_id, parent_campaign_id: c.id }).whereIn("status", ["running", "paused"]).first("id")) as { id: string } | undefined;
@@ -132,6 +143,10 @@ async function executeRecurring(deps: Deps, c: CampaignRow) {
   try {
     const open = await openScheduleRun(deps, c.id);
     if (open) throw new ApiError("campaign_already_started", "A run of this recurring campaign is still finishing; try again in a moment", { id: c.id, run_workflow_id: open });
+    // Recorded before the fire: a retry that finds no run since then fires again (above).
+    if (idempotencyKey !== undefined) {
+      await deps.db("message_campaigns").where({ id: c.id, application_id: c.application_id }).update({ execute_idempotency_key: idempotencyKey, execute_requested_at: deps.db.fn.now() });
+    }
     await triggerCampaignRun(deps, c);
   } catch (error) {
     // A DELETE or cancel that won the race removed the schedule under this request (Temporal then
@@ -141,7 +156,7 @@ async function executeRecurring(deps: Deps, c: CampaignRow) {
     if (now.status !== "running") refuse(now, "execute");
     throw error;
   }
-  return { id: c.id, status: apiCampaignStatus(c.status), started_at: iso(c.started_at), run_requested: true };
+  return answer;
 }
 
 /** Refuses a state change with the REF-001 code for where the campaign is. */
@@ -492,10 +507,17 @@ export const campaignRoutes: RouteSpec[] = [
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
+    headers: [
+      {
+        name: "Idempotency-Key",
+        description:
+          "Recurring campaigns: a repeat of the last execute's key answers the run it fired (200) instead of firing another, also once that run has finished.",
+      },
+    ],
     responses: { 200: { description: "The campaign, in progress" } },
-    handler: async ({ params, deps, application }) => {
+    handler: async ({ params, deps, application, req }) => {
       const current = await loadCampaign(deps, application.id, params.id);
-      if (current.schedule) return { data: await executeRecurring(deps, current) };
+      if (current.schedule) return { data: await executeRecurring(deps, current, idempotencyKeyOf(req.header("idempotency-key"))) };
       const c = await changeStatus(deps, application.id, params.id, "execute", WAITING_CAMPAIGN_STATUSES, { status: "running", started_at: deps.db.fn.now() });
       // No workflow yet (Temporal was down when the campaign was created): start it now rather
       // than leave the early start to the reconciler's next pass.
