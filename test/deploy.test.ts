@@ -179,8 +179,15 @@ test("compose: ports match PORT and the metrics ports, and metrics are not publi
   assert.equal(worker.AUTOMATA_TEMPORAL_METRICS_ADDRESS, "0.0.0.0:9465", "SDK exporter reachable from other containers");
   assert.ok(services.worker!.expose!.includes(String(worker.AUTOMATA_METRICS_PORT)));
   assert.ok(services.worker!.expose!.includes("9465"));
-  assert.ok(services.temporal!.ports!.includes("7233:7233"));
   assert.equal(env("temporal").PROMETHEUS_ENDPOINT, "0.0.0.0:8000");
+});
+
+test("compose: only the API is published on every interface; PostgreSQL, Temporal (gRPC and UI: no auth, full control of every tenant's workflows), Prometheus and Grafana on loopback", () => {
+  const published = Object.entries(services).flatMap(([name, service]) => (service.ports ?? []).map((port) => [name, port] as const));
+  assert.deepEqual(published.filter(([, port]) => !port.startsWith("127.0.0.1:")).map(([name]) => name), ["api"]);
+  for (const port of ["127.0.0.1:5432:5432", "127.0.0.1:7233:7233", "127.0.0.1:8233:8080", "127.0.0.1:9090:9090", "127.0.0.1:3000:3000"]) {
+    assert.ok(published.some(([, p]) => p === port), port);
+  }
 });
 
 test("compose: SIGKILL comes only after the worker's shutdown grace", () => {
