@@ -53,6 +53,16 @@ test("with binding off (a rolling deploy from a release that reads only v1) it w
   assert.equal(unbinding.decrypt(binding.encrypt("device-token", "device-token:app-a"), "device-token:app-a"), "device-token");
 });
 
+test("resealUnbound upgrades an unbound value to one bound to its context, and leaves bound values (and a box with binding off) alone", () => {
+  const legacy = box.encrypt("device-token");
+  const upgraded = box.resealUnbound(legacy, "device-token", "device-token:app-a");
+  assert.match(upgraded!, /^v2:/);
+  assert.equal(box.decrypt(upgraded!, "device-token:app-a"), "device-token");
+  assert.equal(box.resealUnbound(box.encrypt("device-token", "device-token:app-a"), "device-token", "device-token:app-a"), undefined);
+  assert.equal(box.resealUnbound(null, "device-token", "device-token:app-a"), undefined);
+  assert.equal(new SecretBox(crypto.randomBytes(32), { bind: false }).resealUnbound(legacy, "device-token", "device-token:app-a"), undefined);
+});
+
 test("hash is deterministic per key and differs across keys", () => {
   assert.equal(box.hash("t1"), box.hash("t1"));
   assert.notEqual(box.hash("t1"), box.hash("t2"));

@@ -68,6 +68,16 @@ export class SecretBox {
     return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString("utf8");
   }
 
+  /**
+   * A bound value for `plaintext` when `current` is an unbound (v1) one and this box binds, so a
+   * row written before binding is upgraded whenever its plaintext passes by (a device registering
+   * its token again); undefined when nothing needs rewriting.
+   */
+  resealUnbound(current: string | null, plaintext: string, context: string): string | undefined {
+    if (!this.bind || current === null || !current.startsWith(`${UNBOUND_VERSION}:`)) return undefined;
+    return this.encrypt(plaintext, context);
+  }
+
   /** Keyed hash (hex) for equality lookups; the same input always gives the same hash. */
   hash(value: string): string {
     return crypto.createHmac("sha256", this.macKey).update(value, "utf8").digest("hex");

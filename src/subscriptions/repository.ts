@@ -465,7 +465,9 @@ export async function registerSubscription(deps: Deps, applicationId: string, in
         .forUpdate()
         .first();
       if (!existing) continue;
-      return { id: existing.id, created: await reRegister(trx, existing, userId, device, input.tags) };
+      // A token sealed before binding (v1) is sealed again, bound to its application.
+      const resealed = deps.secrets.resealUnbound(existing.token_ciphertext, input.token, deviceTokenContext(applicationId));
+      return { id: existing.id, created: await reRegister(trx, existing, userId, { ...device, ...(resealed ? { token_ciphertext: resealed } : {}) }, input.tags) };
     }
     throw new Error("subscription registration did not settle after 3 attempts");
   });
@@ -547,6 +549,9 @@ async function replaceToken(deps: Deps, trx: Knex.Transaction, row: Subscription
     if (other) throw new ApiError("duplicate_subscription", "Another subscription of this application already has this token", { subscription_id: other.id });
     changes.token_ciphertext = deps.secrets.encrypt(token, deviceTokenContext(row.application_id));
     changes.token_hash = tokenHash;
+  } else {
+    const resealed = deps.secrets.resealUnbound(row.token_ciphertext, token, deviceTokenContext(row.application_id));
+    if (resealed) changes.token_ciphertext = resealed;
   }
   const transition = nextStatusFor({ type: "token_updated" }, row.subscription_status);
   const to = transition.allowed ? transition.to : row.subscription_status;

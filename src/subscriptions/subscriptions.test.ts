@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, type ApiResponse, type TestApp } from "../../test/support/harness";
 import { changeSubscriptionStatus, decryptToken, findSubscription, linkSubscriptionsToUser, type SubscriptionRow } from "./repository";
+import { deviceTokenContext } from "./device-token";
 
 let app: TestApp;
 /** Application A: most tests run here. */
@@ -130,6 +131,24 @@ describe("POST /subscriptions", () => {
     assert.equal(decryptToken(app.deps, row), token);
     const events = await app.deps.db("subscription_events").where("subscription_id", id);
     assert.ok(!JSON.stringify(events).includes(token));
+  });
+
+  test("a token sealed before binding (v1) is sealed again, bound to its application, when the device registers it again or updates to the same token", async () => {
+    for (const again of ["register", "update-token"] as const) {
+      const { id, token } = await newSubscription();
+      // As a release before binding wrote it: opens under any application's context.
+      await app.deps.db("subscriptions").where({ id }).update({ token_ciphertext: app.deps.secrets.encrypt(token) });
+      assert.ok((await rowOf(id)).token_ciphertext!.startsWith("v1:"));
+      const res =
+        again === "register"
+          ? await register(keyA, { type: "iOSPush", token })
+          : await app.request("POST", `/subscriptions/${id}/update-token`, { key: keyA, body: { token } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const row = await rowOf(id);
+      assert.ok(row.token_ciphertext!.startsWith("v2:"), again);
+      assert.equal(decryptToken(app.deps, row), token);
+      assert.throws(() => app.deps.secrets.decrypt(row.token_ciphertext!, deviceTokenContext(appB)), "no longer opens as another application's");
+    }
   });
 
   test("e-mail and SMS tokens are validated and normalised, so case and separators do not create duplicates", async () => {
