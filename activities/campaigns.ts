@@ -76,6 +76,18 @@ export interface BatchSendResult {
   retryAfterMs?: number;
   /** The largest Retry-After a provider answering 503 (outage) asked for in this round. */
   outageRetryAfterMs?: number;
+  /**
+   * The first push in this round a provider refused for the application's own credentials
+   * (`provider_auth_failed`: a revoked .p8 key, a disabled service account): every later push of
+   * the application would fail the same way, so the campaign pauses.
+   */
+  credentialRefusal?: CredentialRefusal;
+}
+
+/** A provider's refusal of an application's credentials, as the paused campaign reports it. */
+export interface CredentialRefusal {
+  provider: string;
+  code: string;
 }
 
 /** The advisory lock a batch's create holds until its messages are committed (attempts take turns; an abort waits). */
@@ -348,6 +360,7 @@ export function createCampaignActivities(deps: Deps) {
             error_details: { provider_code: outcome.code },
             event: { error_code: outcome.reason, provider_code: outcome.code },
           });
+          if (outcome.reason === "provider_auth_failed") result.credentialRefusal ??= { provider: provider.platform, code: outcome.code };
           if (outcome.subscriptionStatus !== undefined) {
             statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id!, subscriptionType: row.subscription_type!, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id, tokenHash: row.token_hash! });
           }
@@ -467,6 +480,20 @@ export function createCampaignActivities(deps: Deps) {
         .whereIn("status", ["draft", "scheduled", "running"])
         .update({ status: "running", started_at: db.raw("coalesce(started_at, now())") }, ["status"])) as Array<{ status: CampaignStatus }>;
       return row?.status ?? (await loadCampaign(campaignId)).status;
+    },
+
+    /**
+     * Pauses a running campaign whose provider refused the application's credentials, saying why in
+     * its `error_message`: sending the rest of the audience would fail every push alike (and fail
+     * those messages for good). Resuming, once the credentials are fixed, sends the rest. Answers
+     * whether this call paused it.
+     */
+    async pauseCampaignForCredentials(campaignId: string, refusal: CredentialRefusal): Promise<boolean> {
+      const paused = await db("message_campaigns")
+        .where({ id: campaignId, status: "running" })
+        .update({ status: "paused", error_message: `${refusal.provider === "apns" ? "APNs" : "FCM"} refused the application's credentials (${refusal.code}); the campaign paused itself. Fix the credentials (PATCH /admin/applications/:id), then resume it.` });
+      if (paused > 0) deps.logger.warn({ campaign_id: campaignId, provider: refusal.provider, provider_code: refusal.code }, "campaign paused: the provider refused the application's credentials");
+      return paused > 0;
     },
 
     /**

@@ -1,5 +1,5 @@
 import { condition, defineSignal, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, sleep, type ExternalWorkflowHandle } from "@temporalio/workflow";
-import type { BatchStart, createCampaignActivities } from "../activities/campaigns";
+import type { BatchSendResult, BatchStart, createCampaignActivities } from "../activities/campaigns";
 import type { BatchRange } from "../src/campaigns/repository";
 import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
 
@@ -43,6 +43,13 @@ export const batchDoneSignal = defineSignal<[BatchDone]>("batchDone");
  * next page instead of keeping it for the whole retry schedule (15 min per outage retry).
  */
 export const batchRetryingSignal = defineSignal<[number]>("batchRetrying");
+/**
+ * The campaign workflow's own pause signal (campaign.ts's `pauseSignal`, by name: that module
+ * imports this one), sent when a provider refused the application's credentials.
+ */
+const campaignPauseSignal = defineSignal("pause");
+/** patched() id of the pause on a credential refusal: batches from before it sent on. */
+export const CREDENTIAL_REFUSAL_PAUSE_PATCH = "campaign-batch-pauses-on-credential-refusal";
 /** patched() id of {@link batchRetryingSignal}: batches from before it kept their slot until done. */
 export const BATCH_RETRY_FREES_SLOT_PATCH = "campaign-batch-retry-frees-slot";
 /** Sent by the campaign to its running batches on cancel: wake up from retry timers now. */
@@ -88,13 +95,27 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
     ? await activities.startCampaignBatch(range)
     : await startInSteps(range);
   done.messages = start.messages;
+  // A provider refused the application's credentials: every later push would fail alike, so the
+  // campaign pauses (once; resuming it after the fix sends the rest).
+  let pausedForCredentials = false;
+  const pauseIfCredentialsRefused = async (round: BatchSendResult | null): Promise<void> => {
+    if (pausedForCredentials || !round?.credentialRefusal || !patched(CREDENTIAL_REFUSAL_PAUSE_PATCH)) return;
+    pausedForCredentials = true;
+    if (await activities.pauseCampaignForCredentials(range.campaignId, round.credentialRefusal)) {
+      await tellCampaign(parentWorkflowId, range.batchNo, (campaign) => campaign.signal(campaignPauseSignal));
+    }
+  };
+  await pauseIfCredentialsRefused(start.round);
   if (start.proceed) {
     let settled = start.settled;
     let round = start.round;
     const retries: Record<RetryClass, number> = { network: 0, provider_outage: 0, rate_limited: 0 };
     let slotFreed = false;
     while (!settled) {
-      round ??= await activities.sendCampaignBatch(range);
+      if (round === null) {
+        round = await activities.sendCampaignBatch(range);
+        await pauseIfCredentialsRefused(round);
+      }
       const classes = (Object.keys(round.errored) as RetryClass[]).filter((c) => (round!.errored[c] ?? 0) > 0);
       if (classes.length === 0) break;
       let delay = 0;

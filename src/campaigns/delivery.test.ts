@@ -469,6 +469,38 @@ test("a device token the worker cannot decrypt fails only its own message (token
   }
 });
 
+test("a provider refusing the application's credentials pauses the campaign, saying why, instead of failing the rest of its audience; resume sends the rest", async () => {
+  const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
+  const group = newId();
+  // Pages of 5, one batch at a time: batch 0 meets the refusal (the simulator's `denied-`: APNs
+  // 403 InvalidProviderToken, FCM 403 PERMISSION_DENIED), batches 1 and 2 would have too.
+  await seed(appId, 5, { prefix: () => "denied", tags: () => ({ group }) });
+  await seed(appId, 10, { tags: () => ({ group }) });
+  const id = await insertRunningCampaign(app, appId, "credentials refused", { tags: { group } });
+  const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 5, window: 1, statusPollMs: 1_000 });
+  const paused = await eventually(async () => {
+    const view = (await app.request("GET", `/campaigns/${id}`, { key: apiKey })).body.data;
+    return view.status === "paused" ? view : undefined;
+  }, 20_000, 100);
+  assert.match(paused.error_message, /refused the application's credentials \((InvalidProviderToken|messaging\/mismatched-credential)\).*resume/);
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  const whilePaused = await messagesOf(id);
+  assert.deepEqual(whilePaused.map((m) => [m.status, m.error_code]), Array.from({ length: 5 }, () => ["failed", "provider_auth_failed"]), "no later page was created");
+  assert.equal((await handle.query(progressQuery)).paused, true);
+
+  // The credentials are fixed (here: the other devices are fine); resume sends the rest.
+  const resumed = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
+  assert.deepEqual([resumed.status, resumed.body.data?.status], [200, "in_progress"]);
+  const result = await handle.result();
+  assert.equal(result.batchesStarted, 3);
+  const rows = await messagesOf(id);
+  assert.deepEqual(rows.map((m) => m.sent_at !== null), [...Array(5).fill(false), ...Array(10).fill(true)]);
+  const done = (await app.request("GET", `/campaigns/${id}`, { key: apiKey })).body.data;
+  assert.deepEqual([done.status, done.error_message], ["completed", null]);
+  // The refused pushes were never accepted: their units came back.
+  await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 10, 15_000, 200);
+});
+
 test("provider credentials that will not load end a campaign's messages at the pending timeout, not in retries for ever", async () => {
   const { id: appId, apiKey } = await createApp();
   const tag = newId();

@@ -577,7 +577,9 @@ export const campaignRoutes: RouteSpec[] = [
       // Idempotent like cancel: a retried resume answers 200 with the campaign in progress.
       // Recurring: its paused runs resume with it, in the same commit — only when this call
       // resumed the campaign, so a repeat never restarts a run an operator paused by its own id.
-      const { campaign: c, runs } = await changeStatusIdempotently(deps, application.id, params.id, "resume", ["paused"], { status: "running" }, undefined, { from: ["paused"], set: { status: "running" } });
+      // A pause the campaign made itself (its provider refused the credentials) said why in
+      // error_message; resuming clears it.
+      const { campaign: c, runs } = await changeStatusIdempotently(deps, application.id, params.id, "resume", ["paused"], { status: "running", error_message: null }, undefined, { from: ["paused"], set: { status: "running", error_message: null } });
       if (c.schedule) {
         await setCampaignSchedulePaused(deps, c.id, false);
         await tellRuns(deps, runs, resumeSignal);

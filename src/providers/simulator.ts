@@ -11,6 +11,7 @@
  *   slow-     200 after `slowMs` (default 2 s)
  *   mismatch- APNs 400 DeviceTokenNotForTopic    FCM 403 SENDER_ID_MISMATCH
  *   reset-    the stream (APNs) / connection (FCM) is reset without an answer
+ *   denied-   APNs 403 InvalidProviderToken      FCM 403 PERMISSION_DENIED     (as if the application's credentials were revoked)
  *   anything else: 200
  */
 import crypto from "node:crypto";
@@ -91,7 +92,7 @@ export function generateApnsSigningKey(): { privateKeyPem: string; publicKeyPem:
   };
 }
 
-type Behaviour = "ok" | "bad" | "gone" | "busy" | "down" | "flaky-fail" | "slow" | "mismatch" | "reset";
+type Behaviour = "ok" | "bad" | "gone" | "busy" | "down" | "flaky-fail" | "slow" | "mismatch" | "reset" | "denied";
 
 type AnyRequest = http2.Http2ServerRequest | IncomingMessage;
 type AnyResponse = http2.Http2ServerResponse | ServerResponse;
@@ -359,6 +360,7 @@ export class ProviderSimulator {
       case "slow":
       case "mismatch":
       case "reset":
+      case "denied":
         return prefix;
       case "flaky":
         if (this.flakySeen.has(`${provider}:${token}`)) return "ok";
@@ -480,6 +482,8 @@ export class ProviderSimulator {
         return reply(503, "ServiceUnavailable");
       case "mismatch":
         return reply(400, "DeviceTokenNotForTopic");
+      case "denied":
+        return reply(403, "InvalidProviderToken");
       case "reset":
         req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
         return;
@@ -545,6 +549,8 @@ export class ProviderSimulator {
         return fail(503, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE");
       case "mismatch":
         return fail(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH");
+      case "denied":
+        return fail(403, "PERMISSION_DENIED", `Permission 'cloudmessaging.messages.create' denied on resource '//cloudresourcemanager.googleapis.com/projects/${project}' (or it may not exist).`);
       case "reset":
         if ("stream" in req) req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
         else req.socket.destroy();
