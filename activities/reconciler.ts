@@ -1,3 +1,4 @@
+import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 import pLimit from "p-limit";
 import { startMessageWorkflows, type StartableMessage } from "../src/messages/workflow-client";
@@ -326,18 +327,11 @@ export function createReconcilerActivities(deps: Deps) {
      * workflow never ran (Temporal was unreachable or the API died before the start) and the client
      * did not retry. An erasure is owed regardless, so it is started here; the start reuses a
      * workflow that exists, and a workflow marks its request running first, so an old pending one
-     * has none that ever got going. The table holds one row per erasure ever made, which stays
-     * small enough to scan.
+     * has none that ever got going. The table keeps every erasure ever made; a partial index holds
+     * only the pending ones (migration 20261203000300).
      */
     async restartPendingErasures(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
-      const requests = (await deps
-        .db("erasure_requests")
-        .where("status", "pending")
-        .modify((q) => (options.applicationId ? q.where("application_id", options.applicationId) : q))
-        .where("requested_at", "<", new Date(Date.now() - options.olderThanMs))
-        .orderBy("requested_at")
-        .limit(options.limit)
-        .select("id", "application_id")) as Array<{ id: string; application_id: string }>;
+      const requests = (await pendingErasureRequests(deps.db, options).select("id", "application_id")) as Array<{ id: string; application_id: string }>;
       let started = 0;
       let failed = 0;
       for (const request of requests) {
@@ -353,4 +347,17 @@ export function createReconcilerActivities(deps: Deps) {
       return { checked: requests.length, started, failed };
     },
   };
+}
+
+/**
+ * Erasure requests still pending after `olderThanMs`, oldest first: the shape
+ * `erasure_requests_pending_idx` serves.
+ */
+export function pendingErasureRequests(db: Knex, options: { olderThanMs: number; limit: number; applicationId?: string }): Knex.QueryBuilder {
+  return db("erasure_requests")
+    .where("status", "pending")
+    .modify((q) => (options.applicationId ? q.where("application_id", options.applicationId) : q))
+    .where("requested_at", "<", new Date(Date.now() - options.olderThanMs))
+    .orderBy("requested_at")
+    .limit(options.limit);
 }

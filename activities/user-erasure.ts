@@ -135,24 +135,31 @@ async function scrubForeignSubscriptionEvents(trx: Knex.Transaction, target: Tar
 }
 
 /**
+ * The application's campaigns (and runs) whose targeting names `externalId` in `external_ids`:
+ * the shape `message_campaigns_targeted_external_ids_idx` serves.
+ */
+export function campaignsNaming(db: Knex, applicationId: string, externalId: string): Knex.QueryBuilder {
+  // A jsonb literal, not jsonb_build_array(?): the planner can only cost a GIN scan for a value it
+  // knows when planning, and otherwise walks all of the application's campaigns instead.
+  return db("message_campaigns").where("application_id", applicationId).whereRaw("targeting_criteria->'external_ids' @> ?::jsonb", [JSON.stringify([externalId])]);
+}
+
+/**
  * Campaigns that target the user by external id keep the list (a scheduled or recurring one still
  * targets the others), with the erased id replaced by `erased:<request id>`: no user has it, so
  * it matches nobody, and the list never becomes empty (which would fail to parse, or target all).
  * Their request fingerprint goes too: it hashed the body with the id, so it would confirm a guess.
  */
 async function removeFromCampaignTargeting(trx: Knex.Transaction, request: ErasureRequestRow): Promise<number> {
-  return trx("message_campaigns")
-    .where("application_id", request.application_id)
-    .whereRaw("targeting_criteria->'external_ids' @> jsonb_build_array(?::text)", [request.external_id])
-    .update({
-      request_hash: null,
-      targeting_criteria: trx.raw(
-        `jsonb_set(targeting_criteria, '{external_ids}',
-           (SELECT jsonb_agg(CASE WHEN e = to_jsonb(?::text) THEN to_jsonb(?::text) ELSE e END ORDER BY n)
-              FROM jsonb_array_elements(targeting_criteria->'external_ids') WITH ORDINALITY AS x(e, n)))`,
-        [request.external_id, `erased:${request.id}`],
-      ),
-    });
+  return campaignsNaming(trx, request.application_id, request.external_id).update({
+    request_hash: null,
+    targeting_criteria: trx.raw(
+      `jsonb_set(targeting_criteria, '{external_ids}',
+         (SELECT jsonb_agg(CASE WHEN e = to_jsonb(?::text) THEN to_jsonb(?::text) ELSE e END ORDER BY n)
+            FROM jsonb_array_elements(targeting_criteria->'external_ids') WITH ORDINALITY AS x(e, n)))`,
+      [request.external_id, `erased:${request.id}`],
+    ),
+  });
 }
 
 /**

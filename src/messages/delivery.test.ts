@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
 import { createPushSubscription, seedPushSubscriptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
+import { PushDelivery } from "./delivery";
 
 // A worker runs up to 100 activities at once on a pool of 20 connections. A send holds its
 // transaction (one connection) while it calls the provider, so anything it reads on the way (the
@@ -48,4 +49,20 @@ test("a campaign is sent by a worker whose pool has a single connection", async 
   const statuses = (await app.deps.db("messages").where("campaign_id", campaignId).select("status")) as Array<{ status: string }>;
   assert.equal(statuses.length, 6);
   assert.ok(statuses.every((row) => row.status === "successful"), JSON.stringify(statuses));
+});
+
+test("decrypted credentials of an application that stopped sending are dropped from the worker's memory once they expire", async (t) => {
+  const [a, b] = [await app.createApplication({ rate_limit_tier: "enterprise" }), await app.createApplication({ rate_limit_tier: "enterprise" })];
+  const delivery = new PushDelivery(app.deps.db, app.deps.secrets, app.deps.logger, app.simulator!.target);
+  try {
+    await delivery.providerFor(a.id, "iOSPush", false, app.deps.db);
+    assert.equal(delivery.cachedCredentialCount, 1);
+    // 31 s later (past the 30 s cache), only another application sends.
+    const now = Date.now();
+    t.mock.method(Date, "now", () => now + 31_000);
+    await delivery.providerFor(b.id, "iOSPush", false, app.deps.db);
+    assert.equal(delivery.cachedCredentialCount, 1, "application A's entry is gone");
+  } finally {
+    await delivery.close();
+  }
 });

@@ -63,6 +63,7 @@ export class PushDelivery {
   private readonly real: ProviderRegistry;
   private readonly simulated: ProviderRegistry | undefined;
   private readonly credentialCache = new Map<string, { at: number; credentials: Promise<ApplicationPushCredentials> }>();
+  private credentialsSweptAt = 0;
 
   constructor(
     private readonly db: Knex,
@@ -136,7 +137,25 @@ export class PushDelivery {
       this.credentialCache.delete(applicationId);
       this.logger.warn({ err: error, application_id: applicationId }, "could not load provider credentials");
     });
+    this.forgetExpiredCredentials();
     this.credentialCache.set(applicationId, { at: Date.now(), credentials });
     return credentials;
+  }
+
+  /**
+   * Drops expired entries (at most once per cache period): an entry is only replaced when its
+   * application sends again, so a deleted or deactivated application's decrypted credentials (a
+   * revoked private key among them) stayed in memory for the life of the process.
+   */
+  private forgetExpiredCredentials(): void {
+    const now = Date.now();
+    if (now - this.credentialsSweptAt < CREDENTIAL_CACHE_MS) return;
+    this.credentialsSweptAt = now;
+    for (const [applicationId, entry] of this.credentialCache) if (now - entry.at >= CREDENTIAL_CACHE_MS) this.credentialCache.delete(applicationId);
+  }
+
+  /** Size of the decrypted-credentials cache (tests). */
+  get cachedCredentialCount(): number {
+    return this.credentialCache.size;
   }
 }

@@ -1,10 +1,11 @@
 import crypto from "node:crypto";
+import type { Knex } from "knex";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { eventually, startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
-import { createReconcilerActivities } from "../../activities/reconciler";
-import { createUserErasureActivities } from "../../activities/user-erasure";
+import { createReconcilerActivities, pendingErasureRequests } from "../../activities/reconciler";
+import { campaignsNaming, createUserErasureActivities } from "../../activities/user-erasure";
 import { deviceTokenContext } from "../subscriptions/device-token";
 
 let app: TestApp;
@@ -338,5 +339,40 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     assert.equal(Number(left?.count), 0);
     const [kept] = await app.deps.db("messages").whereIn("id", rows.map((r) => r.id)).where({ status: "successful" }).count<{ count: number }[]>({ count: "*" });
     assert.equal(Number(kept?.count), 2500);
+  });
+});
+
+describe("lookups over tables that keep growing", () => {
+  /** The plan PostgreSQL picks for a query, as text. */
+  async function planOf(query: Knex.QueryBuilder): Promise<string> {
+    const { sql, bindings } = query.toSQL();
+    const rows = (await app.deps.db.raw(`EXPLAIN ${sql}`, bindings)).rows as Array<{ "QUERY PLAN": string }>;
+    return rows.map((r) => r["QUERY PLAN"]).join("\n");
+  }
+
+  test("an erasure finds the campaigns naming the user through the id-list index, not by reading every run of the application's recurring campaigns", async () => {
+    // A year of an hourly recurring campaign: its runs copy the parent's external ids; one names the user.
+    const ids = Array.from({ length: 10 }, () => crypto.randomUUID());
+    const rows = Array.from({ length: 8_760 }, (_, i) => ({
+      id: newId(),
+      application_id: tenant.id,
+      name: `run ${i}`,
+      status: "completed",
+      content: JSON.stringify({ title: "t", body: "b", data: {} }),
+      targeting_criteria: JSON.stringify({ external_ids: i === 1_234 ? [...ids, "the-user"] : ids }),
+    }));
+    for (let i = 0; i < rows.length; i += 1_000) await app.deps.db("message_campaigns").insert(rows.slice(i, i + 1_000));
+    // As autovacuum keeps it: the GIN index's pending list folded in, statistics current.
+    await app.deps.db.raw("VACUUM ANALYZE message_campaigns");
+    const lookup = campaignsNaming(app.deps.db, tenant.id, "the-user").select("id");
+    assert.match(await planOf(lookup), /message_campaigns_targeted_external_ids_idx/);
+    assert.deepEqual((await lookup).map((r: { id: string }) => r.id), [rows[1_234]!.id]);
+  });
+
+  test("the reconciler reads pending erasure requests through their partial index, not every request ever made", async () => {
+    const done = Array.from({ length: 5_000 }, () => ({ id: newId(), application_id: tenant.id, external_id: `gone-${newId()}`, status: "completed", requested_at: new Date(Date.now() - 86_400_000) }));
+    for (let i = 0; i < done.length; i += 1_000) await app.deps.db("erasure_requests").insert(done.slice(i, i + 1_000));
+    await app.deps.db.raw("VACUUM ANALYZE erasure_requests");
+    assert.match(await planOf(pendingErasureRequests(app.deps.db, { olderThanMs: 60_000, limit: 50 }).select("id", "application_id")), /erasure_requests_pending_idx/);
   });
 });
