@@ -99,6 +99,23 @@ describe("campaign test send", () => {
     assert.equal(again.body.data.messages[0].subscription_id, a.id);
   });
 
+  test("a test send retried with its Idempotency-Key answers the first messages and sends nothing twice; the key with another request is 409", async () => {
+    const { id: appId, apiKey } = await createApp({ quota: { daily_quota: 100 } });
+    const a = await createPushSubscription(app, apiKey);
+    const campaignId = await scheduledCampaign(apiKey);
+    const send = (body: unknown) => app.request("POST", `/campaigns/${campaignId}/test-send`, { key: apiKey, body, headers: { "Idempotency-Key": "qa-run-7" } });
+    const first = await send({ subscription_ids: [a.id] });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const retried = await send({ subscription_ids: [a.id] });
+    assert.equal(retried.status, 201, JSON.stringify(retried.body));
+    assert.deepEqual(retried.body.data.messages.map((m: { message_id: string }) => m.message_id), first.body.data.messages.map((m: { message_id: string }) => m.message_id));
+    assert.equal(await messageCount(appId), 1, "one message, so one send and one debit");
+    await eventually(async () => (await messageOf(apiKey, first.body.data.messages[0].message_id)).status === "successful", 15_000, 100);
+    assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 1);
+    const reused = await send({ subscription_ids: [a.id, (await createPushSubscription(app, apiKey)).id] });
+    assert.deepEqual([reused.status, reused.body.error?.code], [409, "idempotency_key_reused"]);
+  });
+
   test("external_ids: every subscribed push device of each user", async () => {
     const { apiKey } = await createApp();
     const user = `u-${newId()}`;

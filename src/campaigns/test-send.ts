@@ -11,6 +11,8 @@ import { IdParams, uuidField } from "../http/validation";
 import { ApiError } from "../http/errors";
 import { acceptMessages, type ContentSource, type MessageContent, type Recipient, type ResolvedRecipient } from "../messages/accept";
 import { AcceptedMessage } from "../messages/schemas";
+import { idempotencyKeyOf } from "../http/idempotency";
+import { requestFingerprint } from "../messages/idempotency";
 import { recipientRenderer } from "./personalize";
 import type { CampaignRow } from "./repository";
 import { messageOptionsAt } from "./content";
@@ -72,14 +74,24 @@ export const testSendRoutes: RouteSpec[] = [
     auth: "apiKey",
     params: IdParams,
     body: TestSendBody,
+    headers: [
+      {
+        name: "Idempotency-Key",
+        description:
+          "Repeat a test send with the same key to get the first messages back; nothing is sent twice. One key space with the send endpoints: the same key with a different request answers 409 idempotency_key_reused.",
+      },
+    ],
     responses: { 201: { description: "The test messages; delivery is asynchronous", schema: TestSendResult } },
-    handler: async ({ params, body, deps, application }) => {
+    handler: async ({ params, body, deps, application, req }) => {
       const campaign = await deps.db("message_campaigns").where({ id: params.id, application_id: application.id }).first<CampaignRow | undefined>();
       if (!campaign) throw new ApiError("campaign_not_found", undefined, { id: params.id });
       const recipient: Recipient = body.subscription_ids ? { subscriptionIds: body.subscription_ids } : { externalIds: body.external_ids! };
-      const accepted = await acceptMessages(deps, application.id, recipient, testContent(campaign, new Date()), undefined, {
+      // A test send retried after a lost response pushed to the QA devices twice and debited twice.
+      const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
+      const accepted = await acceptMessages(deps, application.id, recipient, testContent(campaign, new Date()), idempotencyKey, {
         isTest: true,
         eventData: { source: "campaign_test", campaign_id: campaign.id },
+        requestHash: idempotencyKey ? requestFingerprint(`POST /campaigns/${campaign.id}/test-send`, body) : undefined,
       });
       return { status: 201, data: { campaign_id: campaign.id, messages: accepted } };
     },
