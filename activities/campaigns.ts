@@ -90,6 +90,9 @@ export interface CredentialRefusal {
   code: string;
 }
 
+/** What follows the reason in the error_message of a campaign that paused itself on a credential refusal. */
+const PAUSED_FOR_CREDENTIALS = "; the campaign paused itself.";
+
 /** The advisory lock a batch's create holds until its messages are committed (attempts take turns; an abort waits). */
 function batchCreateLock(batch: Pick<BatchRange, "campaignId" | "batchNo">): string {
   return `campaign-batch:${batch.campaignId}:${batch.batchNo}`;
@@ -489,11 +492,23 @@ export function createCampaignActivities(deps: Deps) {
      * whether this call paused it.
      */
     async pauseCampaignForCredentials(campaignId: string, refusal: CredentialRefusal): Promise<boolean> {
-      const paused = await db("message_campaigns")
-        .where({ id: campaignId, status: "running" })
-        .update({ status: "paused", error_message: `${refusal.provider === "apns" ? "APNs" : "FCM"} refused the application's credentials (${refusal.code}); the campaign paused itself. Fix the credentials (PATCH /admin/applications/:id), then resume it.` });
-      if (paused > 0) deps.logger.warn({ campaign_id: campaignId, provider: refusal.provider, provider_code: refusal.code }, "campaign paused: the provider refused the application's credentials");
-      return paused > 0;
+      const reason = `${refusal.provider === "apns" ? "APNs" : "FCM"} refused the application's credentials (${refusal.code})`;
+      const errorMessage = `${reason}${PAUSED_FOR_CREDENTIALS} Fix the credentials (PATCH /admin/applications/:id), then resume it; workers read them again within 30 s.`;
+      const paused = await db.transaction(async (trx) => {
+        const [run] = (await trx("message_campaigns").where({ id: campaignId, status: "running" }).update({ status: "paused", error_message: errorMessage }, ["application_id", "parent_campaign_id"])) as Array<{ application_id: string; parent_campaign_id: string | null }>;
+        if (!run) return undefined;
+        // A run of a recurring campaign: the campaign pauses with it. Its own resume is what the
+        // operator reaches for, and it resumes the run; a paused run alone held the schedule's
+        // overlap slot (every later fire skipped) while the campaign still read "in progress".
+        if (run.parent_campaign_id !== null) {
+          await trx("message_campaigns").where({ id: run.parent_campaign_id, application_id: run.application_id, status: "running" }).update({ status: "paused", error_message: errorMessage });
+        }
+        return run;
+      });
+      if (!paused) return false;
+      deps.push.forgetCredentials(paused.application_id);
+      deps.logger.warn({ campaign_id: campaignId, parent_campaign_id: paused.parent_campaign_id, provider: refusal.provider, provider_code: refusal.code }, "campaign paused: the provider refused the application's credentials");
+      return true;
     },
 
     /**
@@ -774,7 +789,16 @@ export function createCampaignActivities(deps: Deps) {
      */
     async finishCampaign(campaignId: string, outcome: "completed" | "cancelled"): Promise<CampaignStatus> {
       if (outcome === "completed") {
-        await db("message_campaigns").where("id", campaignId).whereIn("status", ["running", "paused"]).update({ status: "completed", completed_at: db.fn.now() });
+        // A campaign that paused itself after its last page had started still completes; its
+        // error_message keeps the reason and drops the call to resume it.
+        await db("message_campaigns")
+          .where("id", campaignId)
+          .whereIn("status", ["running", "paused"])
+          .update({
+            status: "completed",
+            completed_at: db.fn.now(),
+            error_message: db.raw("CASE WHEN status = 'paused' AND position(? in coalesce(error_message, '')) > 0 THEN split_part(error_message, ?, 1) || ?  ELSE error_message END", [PAUSED_FOR_CREDENTIALS, PAUSED_FOR_CREDENTIALS, "; the pushes sent meanwhile failed (provider_auth_failed)."]),
+          });
       } else {
         // A campaign the reconciler failed (its previous workflow was terminated) stays failed.
         await db("message_campaigns").where("id", campaignId).whereNotIn("status", ENDED_CAMPAIGN_STATUSES).update({ status: "cancelled", cancelled_at: db.fn.now() });

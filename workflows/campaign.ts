@@ -108,6 +108,9 @@ export function campaignWorkflowId(campaignId: string): string {
 
 const DEFAULT_STATUS_POLL_MS = 5 * 60_000;
 
+/** Batches waiting to retry looked at per status poll for having closed without reporting. */
+const RETRYING_SWEEP = 64;
+
 /**
  * A campaign (SEQ-002 §2.3/§4): waits durably for scheduled_at (or execute/cancel), then pages the
  * audience by keyset on subscription id — per timezone group, each at its own instant, with
@@ -192,11 +195,16 @@ export async function campaignWorkflow(input: CampaignWorkflowInput): Promise<Ca
   const waitUntil = async (ready: () => boolean): Promise<void> => {
     while (!(await condition(() => p.cancelled || ready(), pollMs))) {
       await refreshStatus();
-      if (unfinished().length > 0) {
-        for (const batchNo of await activities.closedCampaignBatches({ campaignId, applicationId, batchNos: unfinished() })) {
+      // Every batch in the window, and a slice of those waiting to retry (a provider outage can
+      // leave thousands there, each one describe() call): the slice rotates, so each is looked at
+      // within a few polls.
+      const retryingSlice = (p.retrying ?? []).slice(0, RETRYING_SWEEP);
+      if (p.inFlight.length + retryingSlice.length > 0) {
+        for (const batchNo of await activities.closedCampaignBatches({ campaignId, applicationId, batchNos: [...p.inFlight, ...retryingSlice] })) {
           log.warn("campaign batch closed without reporting", { batchNo });
           batchFinished({ batchNo, messages: 0, successful: 0, failed: 0 });
         }
+        if (p.retrying) p.retrying = [...p.retrying.filter((n) => !retryingSlice.includes(n)), ...p.retrying.filter((n) => retryingSlice.includes(n))];
       }
       await handOver();
     }

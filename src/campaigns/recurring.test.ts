@@ -471,6 +471,32 @@ describe("recurring campaigns", () => {
     await completedRuns(2);
   });
 
+  test("a run whose provider refuses the credentials pauses the recurring campaign too, saying why; its resume is what starts the fires again", async () => {
+    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+    await seedPushSubscriptions(app, appId, 2, { prefix: () => "denied" });
+    await seedPushSubscriptions(app, appId, 2);
+    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id as string;
+    assert.equal((await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey })).status, 200);
+    const parent = await eventually(async () => {
+      const view = await get(apiKey, `/campaigns/${id}`);
+      return view.status === "paused" ? view : undefined;
+    }, 30_000, 200);
+    assert.match(parent.error_message, /refused the application's credentials.*resume/);
+    // The run had started its only page: it completes, keeping the reason without the call to resume.
+    const run = await eventually(async () => {
+      const runs = (await get(apiKey, `/campaigns/${id}/runs`)).runs as Array<{ id: string; status: string }>;
+      return runs.length === 1 && runs[0]!.status === "completed" ? runs[0] : undefined;
+    }, 30_000, 200);
+    const finished = await get(apiKey, `/campaigns/${run.id}`);
+    assert.match(finished.error_message, /refused the application's credentials.*failed \(provider_auth_failed\)/);
+    assert.doesNotMatch(finished.error_message, /resume/);
+    const resumed = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
+    assert.deepEqual([resumed.status, resumed.body.data?.status], [200, "in_progress"]);
+    assert.equal((await get(apiKey, `/campaigns/${id}`)).error_message, null);
+  });
+
   test("pausing, resuming, cancelling and deleting a recurring campaign reach the run going out now", async () => {
     const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
     await seedPushSubscriptions(app, appId, 20);

@@ -154,6 +154,14 @@ export class PushDelivery {
     for (const [applicationId, entry] of this.credentialCache) if (now - entry.at >= CREDENTIAL_CACHE_MS) this.credentialCache.delete(applicationId);
   }
 
+  /**
+   * Forgets an application's cached credentials: a provider refused them, so the next send reads
+   * them again (an operator fixing them and resuming is not held up to the cache period).
+   */
+  forgetCredentials(applicationId: string): void {
+    this.credentialCache.delete(applicationId);
+  }
+
   /** Size of the decrypted-credentials cache (tests). */
   get cachedCredentialCount(): number {
     return this.credentialCache.size;
