@@ -68,13 +68,18 @@ export function templateNotFound(id: string, version?: number): ApiError {
     : new ApiError("template_not_found", `Template version ${version} not found`, { id, version });
 }
 
-/** Turns the per-application name uniqueness violation into a field error; rethrows anything else. */
-function rethrowNameConflict(error: unknown): never {
+/**
+ * Turns the per-application name uniqueness violation into a field error naming the template that
+ * has the name (a create retried after a lost response learns the id it made); rethrows anything else.
+ */
+async function rethrowNameConflict(db: Knex, applicationId: string, name: string | undefined, error: unknown): Promise<never> {
   const pg = error as { code?: string; constraint?: string };
   if (pg?.code === "23505" && pg.constraint === NAME_UNIQUE) {
+    const holder = name === undefined ? undefined : await db("message_templates").where({ application_id: applicationId, name }).first<{ id: string } | undefined>("id");
     throw new ApiError("validation_error", "The request body failed validation", {
       in: "body",
       fields: { name: "a template with this name already exists" },
+      ...(holder ? { template_id: holder.id } : {}),
     });
   }
   throw error;
@@ -165,7 +170,7 @@ export async function createTemplate(db: Knex, applicationId: string, input: z.o
       return template!;
     });
   } catch (error) {
-    rethrowNameConflict(error);
+    return rethrowNameConflict(db, applicationId, input.name, error);
   }
 }
 
@@ -250,7 +255,7 @@ export async function updateTemplate(
       return { template: updated!, version };
     });
   } catch (error) {
-    rethrowNameConflict(error);
+    return rethrowNameConflict(db, applicationId, input.name, error);
   }
 }
 

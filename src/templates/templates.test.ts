@@ -267,18 +267,20 @@ describe("data templates every send would refuse", () => {
 });
 
 describe("names are unique per application", () => {
-  test("a duplicate name is a validation_error on name, and nothing is written", async () => {
+  test("a duplicate name is a validation_error on name naming the template that has it (a retried create learns its id), and nothing is written", async () => {
     const name = `dup-${crypto.randomUUID()}`;
-    await create(a.apiKey, { name });
+    const first = await create(a.apiKey, { name });
     const before = await counts(a.id);
     const res = await call(a.apiKey, "POST", "/templates", { name, body_template: "x" });
     assertError(res, 422, "validation_error");
     assert.deepEqual(Object.keys(res.body.error.details.fields), ["name"]);
+    assert.equal(res.body.error.details.template_id, first);
     assert.deepEqual(await counts(a.id), before);
 
     const other = await create(a.apiKey);
     const renamed = await call(a.apiKey, "PUT", `/templates/${other}`, { name, body_template: "changed" });
     assertError(renamed, 422, "validation_error");
+    assert.equal(renamed.body.error.details.template_id, first);
     assert.deepEqual(await counts(a.id), { templates: before.templates + 1, versions: before.versions + 1 }, "the rename's new version was rolled back");
   });
 
