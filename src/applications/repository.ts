@@ -85,17 +85,18 @@ export async function applyQuota(trx: Knex.Transaction, applicationId: string, q
   } else {
     await trx("message_quotas").insert({ id: newId(), application_id: applicationId, ...fields });
   }
-  if (quota.credit_balance && quota.credit_balance > 0) {
-    // The quota row is locked above (FOR UPDATE): concurrent top-ups check the balance (and their
-    // Idempotency-Key) one at a time.
-    const transferKey = topUp ? `topup:${applicationId}:request-${fingerprint(topUp.idempotencyKey)}` : `topup:${applicationId}:${newId()}`;
-    if (topUp) {
-      const previous = await trx("ledger_transfers").where("idempotency_key", transferKey).first<{ metadata: { request_fingerprint?: string } } | undefined>("metadata");
-      if (previous) {
-        if (previous.metadata.request_fingerprint !== topUp.fingerprint) throw new ApiError("idempotency_key_reused", undefined, { header: "Idempotency-Key" });
-        return;
-      }
+  // The quota row is locked above (FOR UPDATE): concurrent top-ups check their Idempotency-Key
+  // (and the balance) one at a time. A key that already topped up answers for any later request
+  // under it: the same quota is a repeat (nothing more is added), another one is refused.
+  const transferKey = topUp ? `topup:${applicationId}:request-${fingerprint(topUp.idempotencyKey)}` : `topup:${applicationId}:${newId()}`;
+  if (topUp) {
+    const previous = await trx("ledger_transfers").where("idempotency_key", transferKey).first<{ metadata: { request_fingerprint?: string } } | undefined>("metadata");
+    if (previous) {
+      if (previous.metadata.request_fingerprint !== topUp.fingerprint) throw new ApiError("idempotency_key_reused", undefined, { header: "Idempotency-Key" });
+      return;
     }
+  }
+  if (quota.credit_balance && quota.credit_balance > 0) {
     const row = await trx("message_quotas").where("application_id", applicationId).first<{ billing_currency: string }>("billing_currency");
     const currency = row?.billing_currency ?? "KRW";
     const held = await balanceOf(trx, applicationId, creditAccount(applicationId, currency).code);

@@ -15,7 +15,7 @@ export const RETRY_SCHEDULES: Record<RetryClass, readonly number[]> = {
   network: [30 * SECOND, 2 * MINUTE, 5 * MINUTE, 15 * MINUTE],
   // Linear every 15 minutes for up to 6 hours (24 tries in all).
   provider_outage: Array.from({ length: 23 }, () => 15 * MINUTE),
-  // Provider-specified when it says (Retry-After), else 1, 2, then 5 minutes: 3 retries.
+  // 1, 2, then 5 minutes (a longer Retry-After waits longer): 3 retries.
   rate_limited: [1 * MINUTE, 2 * MINUTE, 5 * MINUTE],
 };
 

@@ -237,6 +237,9 @@ describe("debitMessageQuota", () => {
     assert.equal(await balanceOf(db, id, "credit:KRW"), 150);
     const reused = await topUp("invoice-42", { credit_balance: 70 });
     assert.deepEqual([reused.status, reused.body.error?.code], [409, "idempotency_key_reused"]);
+    const reusedWithoutCredit = await topUp("invoice-42", { daily_quota: 5 });
+    assert.deepEqual([reusedWithoutCredit.status, reusedWithoutCredit.body.error?.code], [409, "idempotency_key_reused"]);
+    assert.equal((await app.deps.db("message_quotas").where("application_id", id).first()).daily_quota, null, "the refused request changed nothing");
     // Another key is another top-up; without a key, every request adds its credit.
     assert.equal((await topUp("invoice-43", { credit_balance: 50 })).status, 200);
     await updateQuota(id, { credit_balance: 5 });

@@ -297,8 +297,8 @@ export async function createOrReuseErasureRequest(
       // the same request answers, so the client still learns its id, instead of a 404.
       const recent = await trx("erasure_requests")
         .where({ application_id: applicationId, external_id: externalId, status: "completed" })
-        .where("requested_at", ">", trx.raw("now() - interval '24 hours'"))
-        .orderBy("requested_at", "desc")
+        .where("completed_at", ">", trx.raw("now() - interval '24 hours'"))
+        .orderBy("completed_at", "desc")
         .first<ErasureRequestRow | undefined>();
       return recent ? { request: recent, reused: true } : undefined;
     }
