@@ -558,13 +558,18 @@ describe("recurring campaigns", () => {
     await eventually(async () => (await app.deps.temporal.workflow.getHandle(campaignWorkflowId(third)).describe()).status.name === "COMPLETED", 15_000, 100);
   });
 
-  test("a pause whose runs step lands after a concurrent DELETE leaves no run paused for ever", async () => {
+  /** A recurring campaign and a run of it going out now (no workflow: only the rows matter here). */
+  async function recurringWithRunGoingOut() {
     const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
     const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     const parentId = res.body.data.campaign_id as string;
-    // A run going out now (no workflow: only the rows matter to the ordering).
     const runId = await insertRunningCampaign(app, appId, "run", {}, { parent_campaign_id: parentId, run_key: "r1", campaign_type: "immediate" });
+    return { appId, apiKey, parentId, runId };
+  }
+
+  test("a pause whose runs step lands after a concurrent DELETE leaves no run paused for ever", async () => {
+    const { appId, apiKey, parentId, runId } = await recurringWithRunGoingOut();
     // POST /pause, step by step: the campaign is paused...
     const paused = await changeStatusIdempotently(app.deps, appId, parentId, "pause", ["running"], { status: "paused" });
     assert.equal(paused.changed, true);
@@ -578,11 +583,7 @@ describe("recurring campaigns", () => {
   });
 
   test("a pause or resume retried after its first attempt died past its commit still moves the run going out", async () => {
-    const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
-    const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
-    assert.equal(res.status, 201, JSON.stringify(res.body));
-    const parentId = res.body.data.campaign_id as string;
-    const runId = await insertRunningCampaign(app, appId, "run", {}, { parent_campaign_id: parentId, run_key: "r1", campaign_type: "immediate" });
+    const { appId, apiKey, parentId, runId } = await recurringWithRunGoingOut();
     const runStatus = async () => (await app.deps.db("message_campaigns").where({ id: runId }).first()).status as string;
     // POST /pause's commit, then the process dies (a deploy's kill, PostgreSQL restarting) before
     // it tells Temporal anything; the client retries.

@@ -89,14 +89,18 @@ test("a batch create retried after its debit keeps its recipients: one that re-s
   assert.deepEqual(await ledgerBalanceMismatches(app.deps.db, appId), []);
 });
 
-test("a campaign cancel retried after its first attempt committed still aborts and refunds the batches that will never settle", async () => {
+/** A charged application (daily 100, 2 per message, 1,000 credit), a running campaign to three devices, and its batch 0's range. */
+async function campaignOfThree(name: string) {
   const { id: appId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100, unit_price: 2, credit_balance: 1000 } });
   const group = newId();
   const ids = await seedPushSubscriptions(app, appId, 3, { tags: () => ({ group }) });
-  const id = await insertRunningCampaign(app, appId, "cancel retried", { tags: { group } });
-  const activities = createCampaignActivities(app.deps);
+  const id = await insertRunningCampaign(app, appId, name, { tags: { group } });
+  return { appId, id, activities: createCampaignActivities(app.deps), range: { campaignId: id, applicationId: appId, batchNo: 0, after: null, last: ids[2]! } };
+}
+
+test("a campaign cancel retried after its first attempt committed still aborts and refunds the batches that will never settle", async () => {
   // Batch 0's messages exist and are paid for; its workflow does not exist (closed without settling).
-  const range = { campaignId: id, applicationId: appId, batchNo: 0, after: null, last: ids[2]! };
+  const { appId, id, activities, range } = await campaignOfThree("cancel retried");
   assert.deepEqual(await activities.createCampaignBatch(range), { messages: 3 });
   assert.deepEqual(await activities.debitCampaignBatch(range), { proceed: true });
   assert.equal((await quotaStatus(app.deps.db, appId)).daily!.used, 3);
@@ -149,12 +153,7 @@ test("two attempts of one batch create at once (a heartbeat timeout's retry whil
 });
 
 test("a batch aborted while an attempt of its create and debit still runs (its workflow terminated under it) leaves no message pending and nothing debited", async () => {
-  const { id: appId } = await app.createApplication({ rate_limit_tier: "enterprise", quota: { daily_quota: 100, unit_price: 2, credit_balance: 1000 } });
-  const group = newId();
-  const ids = await seedPushSubscriptions(app, appId, 3, { tags: () => ({ group }) });
-  const id = await insertRunningCampaign(app, appId, "aborted under its create", { tags: { group } });
-  const activities = createCampaignActivities(app.deps);
-  const range = { campaignId: id, applicationId: appId, batchNo: 0, after: null, last: ids[2]! };
+  const { appId, id, activities, range } = await campaignOfThree("aborted under its create");
   // A twin attempt holds the batch's create lock, so this attempt's create waits for it.
   const twin = await app.deps.db.transaction();
   const twinPid = Number((await twin.raw("select pg_backend_pid() as pid")).rows[0].pid);
