@@ -204,8 +204,13 @@ export function createCampaignActivities(deps: Deps) {
    */
   async function refundUnsentOf(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">): Promise<number> {
     const unsent = await countOf(db("messages").where(inBatch(batch)).whereIn("status", ["failed", "cancelled"]).whereNull("sent_at"));
-    if (unsent > 0) await refundUnsentBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), unsentUnits: unsent });
+    await refundUpTo(batch, unsent);
     return unsent;
+  }
+
+  /** Brings the batch's refunds up to `unsent` messages (nothing when it has none). */
+  async function refundUpTo(batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">, unsent: number): Promise<void> {
+    if (unsent > 0) await refundUnsentBatchQuota(db, { applicationId: batch.applicationId, batchId: campaignBatchId(batch), unsentUnits: unsent });
   }
 
   /**
@@ -756,7 +761,7 @@ export function createCampaignActivities(deps: Deps) {
       const { unsent, sent, failed } = row ?? { unsent: 0, sent: 0, failed: 0 };
       // Up to the unsent count, not that many more: an abort (the batch's workflow was terminated
       // while an attempt of this activity still ran) may have refunded some of them already.
-      if (unsent > 0) await refundUnsentBatchQuota(db, { applicationId: range.applicationId, batchId: campaignBatchId(range), unsentUnits: unsent });
+      await refundUpTo(range, unsent);
       return { refunded: unsent, sent, failed };
     },
 
@@ -797,7 +802,7 @@ export function createCampaignActivities(deps: Deps) {
           .update({
             status: "completed",
             completed_at: db.fn.now(),
-            error_message: db.raw("CASE WHEN status = 'paused' AND position(? in coalesce(error_message, '')) > 0 THEN split_part(error_message, ?, 1) || ?  ELSE error_message END", [PAUSED_FOR_CREDENTIALS, PAUSED_FOR_CREDENTIALS, "; the pushes sent meanwhile failed (provider_auth_failed)."]),
+            error_message: db.raw("CASE WHEN status = 'paused' AND position(? in coalesce(error_message, '')) > 0 THEN split_part(error_message, ?, 1) || ? ELSE error_message END", [PAUSED_FOR_CREDENTIALS, PAUSED_FOR_CREDENTIALS, "; the pushes sent meanwhile failed (provider_auth_failed)."]),
           });
       } else {
         // A campaign the reconciler failed (its previous workflow was terminated) stays failed.

@@ -88,8 +88,8 @@ export async function applyQuota(trx: Knex.Transaction, applicationId: string, q
   // The quota row is locked above (FOR UPDATE): concurrent top-ups check their Idempotency-Key
   // (and the balance) one at a time. A key that already topped up answers for any later request
   // under it: the same quota is a repeat (nothing more is added), another one is refused.
-  const transferKey = topUp ? `topup:${applicationId}:request-${fingerprint(topUp.idempotencyKey)}` : `topup:${applicationId}:${newId()}`;
-  if (topUp) {
+  const transferKey = topUp ? `topup:${applicationId}:request-${fingerprint(topUp.idempotencyKey)}` : undefined;
+  if (transferKey && topUp) {
     const previous = await trx("ledger_transfers").where("idempotency_key", transferKey).first<{ metadata: { request_fingerprint?: string } } | undefined>("metadata");
     if (previous) {
       if (previous.metadata.request_fingerprint !== topUp.fingerprint) throw new ApiError("idempotency_key_reused", undefined, { header: "Idempotency-Key" });
@@ -110,7 +110,7 @@ export async function applyQuota(trx: Knex.Transaction, applicationId: string, q
       from: creditSourceAccount(applicationId, currency),
       to: creditAccount(applicationId, currency),
       amount: quota.credit_balance,
-      idempotencyKey: transferKey,
+      idempotencyKey: transferKey ?? `topup:${applicationId}:${newId()}`,
       reason: "credit_topup",
       applicationId,
       ...(topUp ? { metadata: { request_fingerprint: topUp.fingerprint } } : {}),
