@@ -29,14 +29,18 @@ const STATUSES = ["pending", "errored", "successful", "received", "converted", "
  * The two trigger functions' CREATE statements, over `statuses` plus `extra` counters (each a
  * FILTER condition on `n` for inserts and on `d` — campaign_id, status, sent, delta — for updates).
  * With `bySubscriptionType`, counts are kept per campaign and message subscription_type ('' for
- * none). Exported so a later migration that changes the counters, and its down, produce exactly
- * this text; the defaults produce this migration's.
+ * none); with `rollUpRuns` (which needs it) the deltas of a recurring campaign's runs are added to
+ * `recurring_campaign_counts` under the recurring campaign too. Exported so a later migration that
+ * changes the counters, and its down, produce exactly this text; the defaults produce this
+ * migration's.
  */
 export function campaignCountFunctions(
   extra: ReadonlyArray<{ column: string; onInsert: string; onUpdate: string }> = [],
   orReplace = false,
   bySubscriptionType = false,
+  rollUpRuns = false,
 ): string[] {
+  if (rollUpRuns && !bySubscriptionType) throw new Error("the recurring roll-up is kept per subscription type");
   const shard = `(txid_current() % ${SHARDS})::smallint`;
   const columns = [...STATUSES, ...extra.map((e) => e.column)];
   const cols = columns.join(", ");
@@ -44,14 +48,27 @@ export function campaignCountFunctions(
   const key = bySubscriptionType ? "campaign_id, subscription_type" : "campaign_id";
   const upsert = (name: string, deltas: string, rows: string, alias: "n" | "d"): string => {
     const group = bySubscriptionType ? `${alias}.campaign_id, ${alias === "n" ? "coalesce(n.subscription_type, '')" : "d.subscription_type"}` : `${alias}.campaign_id`;
+    const perCampaign = `SELECT ${group}, ${shard}, ${deltas}
+           ${rows}
+          GROUP BY ${group}`;
+    // The runs' deltas regrouped by their recurring campaign (one-shot campaigns join to no parent).
+    const rollUp = rollUpRuns
+      ? `
+       INSERT INTO recurring_campaign_counts (${key}, shard, ${cols})
+         SELECT r.parent_campaign_id, g.subscription_type, g.shard, ${columns.map((c) => `sum(g.${c})::int`).join(", ")}
+           FROM (${perCampaign}) AS g (campaign_id, subscription_type, shard, ${cols})
+           JOIN message_campaigns r ON r.id = g.campaign_id
+          WHERE r.parent_campaign_id IS NOT NULL
+          GROUP BY r.parent_campaign_id, g.subscription_type, g.shard
+          ORDER BY r.parent_campaign_id, g.subscription_type
+       ON CONFLICT (${key}, shard) DO UPDATE SET ${add.replaceAll("campaign_message_counts.", "recurring_campaign_counts.")};`
+      : "";
     return `CREATE ${orReplace ? "OR REPLACE " : ""}FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
        INSERT INTO campaign_message_counts (${key}, shard, ${cols})
-         SELECT ${group}, ${shard}, ${deltas}
-           ${rows}
-          GROUP BY ${group}
+         ${perCampaign}
           ORDER BY ${group}
-       ON CONFLICT (${key}, shard) DO UPDATE SET ${add};
+       ON CONFLICT (${key}, shard) DO UPDATE SET ${add};${rollUp}
        RETURN NULL;
      END;
      $$`;

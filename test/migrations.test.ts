@@ -75,7 +75,7 @@ test("each migration's down restores the schema from before its up (columns, con
   assert.deepEqual(await schemaOf(db), migrated);
 });
 
-/** The newest migration that changes rows (later ones only add a table, indexes and nullable columns). */
+/** The newest migration that recounts rows (later ones add tables, indexes, nullable columns, and the recurring counts backfilled from the runs'). */
 const PER_TYPE_COUNTS_MIGRATION = "20261202000300_campaign_counts_by_subscription_type";
 
 test("with rows in the tables the latest migrations change, the latest down and up succeed and keep them", async () => {
@@ -97,6 +97,37 @@ test("with rows in the tables the latest migrations change, the latest down and 
     { application_id: applicationId, campaign_id: campaignId, subscription_type: "iOSPush", status: "failed", sent_at: new Date() },
     { application_id: applicationId, campaign_id: campaignId, subscription_type: "AndroidPush", status: "pending" },
   ]);
+  // A recurring campaign with two runs, whose totals the recurring counts migration backfills.
+  const recurringId = crypto.randomUUID();
+  const runIds = [crypto.randomUUID(), crypto.randomUUID()];
+  const campaignRow = (id: string, extra: Record<string, unknown>) => ({
+    id,
+    application_id: applicationId,
+    name: `recurring-${id}`,
+    status: "running",
+    content: JSON.stringify({ title: "t", body: "b", data: {} }),
+    targeting_criteria: JSON.stringify({}),
+    ...extra,
+  });
+  await db("message_campaigns").insert(campaignRow(recurringId, { schedule: JSON.stringify({ cron: "0 9 * * 1", timezone: "Asia/Seoul" }) }));
+  await db("message_campaigns").insert(runIds.map((id, i) => campaignRow(id, { parent_campaign_id: recurringId, run_key: `run-${i}` })));
+  for (const runId of runIds) {
+    await db("messages").insert([
+      { application_id: applicationId, campaign_id: runId, subscription_type: "iOSPush", status: "successful", sent_at: new Date() },
+      { application_id: applicationId, campaign_id: runId, subscription_type: "AndroidPush", status: "received", sent_at: new Date() },
+    ]);
+  }
+  const recurringTotals = async () =>
+    (await db("recurring_campaign_counts")
+      .where("campaign_id", recurringId)
+      .groupBy("subscription_type")
+      .orderBy("subscription_type")
+      .select("subscription_type", db.raw("sum(successful)::int AS successful, sum(received)::int AS received"))) as unknown[];
+  const recurringBefore = await recurringTotals();
+  assert.deepEqual(recurringBefore, [
+    { subscription_type: "AndroidPush", successful: 0, received: 2 },
+    { subscription_type: "iOSPush", successful: 2, received: 0 },
+  ]);
   const countsByType = async () =>
     (await db("campaign_message_counts")
       .where("campaign_id", campaignId)
@@ -109,7 +140,7 @@ test("with rows in the tables the latest migrations change, the latest down and 
     { subscription_type: "iOSPush", successful: 1, failed: 1, pending: 0, failed_after_sent: 1 },
   ]);
   const before = await schemaOf(db);
-  // Down to and including the per-type counts migration (later ones only add a table, indexes and nullable columns).
+  // Down to and including the per-type counts migration (and the recurring counts after it).
   const undone: string[] = [];
   while (!undone.includes(PER_TYPE_COUNTS_MIGRATION)) {
     const [, names] = (await db.migrate.down(migrationConfig())) as [number, string[]];
@@ -124,6 +155,7 @@ test("with rows in the tables the latest migrations change, the latest down and 
   const row = (await db("message_campaigns").where("id", campaignId).first("name")) as { name: string } | undefined;
   assert.equal(row?.name, "kept");
   assert.deepEqual(await countsByType(), countsBefore, "up recounts them per type");
+  assert.deepEqual(await recurringTotals(), recurringBefore, "up sums the runs' counts under their recurring campaign");
 });
 
 /** Runs the migrate CLI (`npm run migrate -- <args>`) against this test's own database. */

@@ -10,6 +10,7 @@ import { createReconcilerActivities } from "../../activities/reconciler";
 import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
 import { changeActiveRuns, changeStatusIdempotently } from "./routes";
+import { campaignCounts, campaignCountsBySubscriptionType, campaignCountsOf, sumCounts } from "./repository";
 import { CAMPAIGN_CATCHUP_WINDOW_MS, openScheduleRun, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, shortestCronIntervalSeconds, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
@@ -442,6 +443,41 @@ describe("recurring campaigns", () => {
     assert.equal(whilePaused.status, 409, JSON.stringify(whilePaused.body));
     assert.equal(whilePaused.body.error.code, "invalid_status_transition");
     assert.equal((await get(apiKey, `/campaigns/${id}/runs`)).runs.length, 1, "no run was fired by the refused requests");
+  });
+
+  test("a recurring campaign's counts are its runs' totals through inserts and status changes in several runs, read from ≤ 32 rows however many runs", async () => {
+    const { id: appId } = await app.createApplication();
+    const parentId = await insertRunningCampaign(app, appId, `r-${newId()}`, {}, { schedule: JSON.stringify({ cron: NEVER_SOON, timezone: "UTC" }) });
+    const runIds: string[] = [];
+    for (let run = 0; run < 3; run++) runIds.push(await insertRunningCampaign(app, appId, `run-${run}`, {}, { parent_campaign_id: parentId, run_key: `run-${run}` }));
+    const db = app.deps.db;
+    // Each run's messages in transactions of their own (different shards), both platforms.
+    for (const [run, campaignId] of runIds.entries()) {
+      await db("messages").insert(
+        Array.from({ length: 4 + run }, (_, i) => ({ application_id: appId, campaign_id: campaignId, subscription_type: i % 2 === 0 ? "iOSPush" : "AndroidPush", status: "pending" })),
+      );
+    }
+    // One statement moving messages of two runs at once, then a receipt timeout (successful → failed) in one run.
+    await db("messages").whereIn("campaign_id", runIds.slice(0, 2)).update({ status: "successful", sent_at: new Date() });
+    const timedOut = (await db("messages").where({ campaign_id: runIds[0], subscription_type: "iOSPush" }).first("id")) as { id: string };
+    await db("messages").where("id", timedOut.id).update({ status: "failed" });
+    await db("messages").where({ campaign_id: runIds[2], subscription_type: "AndroidPush" }).update({ status: "cancelled" });
+
+    const byRun = await campaignCountsOf(db, runIds);
+    const runsTotal = sumCounts(byRun.values());
+    assert.deepEqual(
+      [runsTotal.total, runsTotal.pending, runsTotal.successful, runsTotal.failed, runsTotal.failed_after_sent, runsTotal.cancelled],
+      [15, 3, 8, 1, 1, 3],
+      "the runs' own counts",
+    );
+    assert.deepEqual(await campaignCounts(db, parentId), runsTotal, "the recurring campaign's counts are its runs' totals");
+    const perType = await campaignCountsBySubscriptionType(db, parentId);
+    assert.deepEqual([perType.get("iOSPush")!.total, perType.get("AndroidPush")!.total], [8, 7]);
+    // Kept under the recurring campaign, not summed from the runs at read time.
+    const kept = (await db("recurring_campaign_counts").where("campaign_id", parentId).first(db.raw("count(*)::int AS n, sum(successful)::int AS successful"))) as { n: number; successful: number };
+    assert.ok(kept.n > 0 && kept.n <= 32, `rows kept for the recurring campaign: ${kept.n}`);
+    assert.equal(kept.successful, 8);
+    assert.equal(await db("recurring_campaign_counts").whereIn("campaign_id", runIds).first().then((row: unknown) => row), undefined, "no roll-up rows under the runs themselves");
   });
 
   test("an execute retried with its Idempotency-Key after its run finished answers that run instead of sending the campaign again", async () => {

@@ -195,23 +195,20 @@ function zeroCounts(): CampaignCounts {
 
 /**
  * Sums count shards per campaign (and per subscription type when asked). A recurring campaign
- * sends nothing itself, so its counts are the sum over its runs (each run's own counts stay under
- * the run's id).
+ * sends nothing itself: its counts are its runs' totals, which the message triggers keep in
+ * recurring_campaign_counts as the runs change (each run's own counts stay under the run's id).
+ * A campaign has rows in only one of the two tables.
  */
 async function summedCounts(db: Knex | Knex.Transaction, campaignIds: readonly string[], bySubscriptionType: boolean) {
-  const columns = ["failed_after_sent", ...MESSAGE_STATUSES].map((column) => `sum(c.${column})::int AS ${column}`).join(", ");
+  const counted = ["failed_after_sent", ...MESSAGE_STATUSES];
+  const columns = counted.map((column) => `sum(c.${column})::int AS ${column}`).join(", ");
   const type = bySubscriptionType ? ", c.subscription_type" : "";
+  const rowsOf = (table: string) => `SELECT campaign_id, subscription_type, ${counted.join(", ")} FROM ${table} WHERE campaign_id = ANY(?::uuid[])`;
   const result = await db.raw(
-    `WITH asked AS (SELECT unnest(?::uuid[]) AS id),
-     members AS (
-       SELECT id AS key, id AS campaign_id FROM asked
-       UNION ALL
-       SELECT r.parent_campaign_id, r.id FROM message_campaigns r WHERE r.parent_campaign_id IN (SELECT id FROM asked)
-     )
-     SELECT m.key AS campaign_id${type}, ${columns}
-       FROM members m JOIN campaign_message_counts c ON c.campaign_id = m.campaign_id
-      GROUP BY m.key${type}`,
-    [[...campaignIds]],
+    `SELECT c.campaign_id${type}, ${columns}
+       FROM (${rowsOf("campaign_message_counts")} UNION ALL ${rowsOf("recurring_campaign_counts")}) c
+      GROUP BY c.campaign_id${type}`,
+    [[...campaignIds], [...campaignIds]],
   );
   return (result.rows as Array<{ campaign_id: string; subscription_type?: string; failed_after_sent: number } & Record<MessageStatus, number>>).map((row) => {
     const counts = zeroCounts();
