@@ -184,6 +184,26 @@ describe("admin applications", () => {
     assert.equal(res.body.error.code, "permission_denied");
   });
 
+  test("the application list pages applications created in the same instant in one order (newest id first), and refuses unknown parameters", async () => {
+    // Far in the future so they are the list's first page; inactive so nothing else acts on them.
+    const sameInstant = new Date("2100-01-01T00:00:00Z");
+    const ids = Array.from({ length: 4 }, () => newId()).sort();
+    for (const id of ids) await app.deps.db("applications").insert({ id, name: `tie-${id}`, is_active: false, created_at: sameInstant });
+    const paged: string[] = [];
+    for (let page = 1; page <= ids.length; page++) {
+      const res = await app.request("GET", `/admin/applications?per_page=1&page=${page}`, { admin: true });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      paged.push(res.body.data.applications[0].id);
+    }
+    assert.deepEqual(paged, [...ids].reverse(), "each page its own application, newest id first");
+    for (const query of ["is_active=false", "perpage=100"]) {
+      const res = await app.request("GET", `/admin/applications?${query}`, { admin: true });
+      assert.equal(res.status, 422, query);
+      assert.equal(res.body.error.code, "validation_error");
+      assert.ok(Object.keys(res.body.error.details.fields).length > 0, JSON.stringify(res.body.error));
+    }
+  });
+
   test("bad admin input is rejected with each bad field and nothing written", async () => {
     // Other test files create applications meanwhile: count only what this body would have written.
     const written = () => app.deps.db("applications").where("name", "").count<{ count: number }[]>({ count: "*" });

@@ -140,7 +140,11 @@ export const applicationRoutes: RouteSpec[] = [
         deps.db("applications").select("id", "name", "is_active", "created_at"),
         query.page,
         query.per_page,
-        [{ column: "created_at", order: "desc" }],
+        // id breaks ties (one transaction's creates share created_at), so no page repeats or skips one.
+        [
+          { column: "created_at", order: "desc" },
+          { column: "id", order: "desc" },
+        ],
       );
       return { data: { applications: rows.map((r) => ({ ...r, created_at: iso(r.created_at) })), pagination } };
     },

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { PushOptionsShape } from "../messages/push-options";
 import { MESSAGE_STATUSES } from "../messages/state-machine";
-import { PaginationQuery } from "../http/pagination";
+import { PaginationQuery, refuseEmptyWindow } from "../http/pagination";
 import { PG_INTEGER_MAX, uuidField } from "../http/validation";
 import { API_CAMPAIGN_STATUSES } from "./repository";
 import { isValidTimeZone, LOCAL_TIME_PATTERN } from "./timezones";
@@ -69,10 +69,7 @@ export const ListCampaignsQuery = PaginationQuery.extend({
   to: isoDate.optional().describe("created before (ISO 8601)"),
 })
   .strict()
-  .superRefine((query, ctx) => {
-    // An empty window is a mistake (swapped bounds), not a question whose answer is "nothing".
-    if (query.from && query.to && Date.parse(query.from) >= Date.parse(query.to)) ctx.addIssue({ code: "custom", path: ["from"], message: "must be before `to`" });
-  });
+  .superRefine(refuseEmptyWindow);
 
 /** Query of `GET /campaigns/:id/messages`. */
 export const CampaignMessagesQuery = PaginationQuery.extend({ status: z.enum(MESSAGE_STATUSES).optional() }).strict();

@@ -5,11 +5,23 @@ import { queryInteger } from "./validation";
 /** Largest page a list endpoint returns; bigger requests are a validation error, not a silent cap. */
 export const MAX_PER_PAGE = 100;
 
-/** `page` / `per_page` query parameters shared by every list endpoint. */
-export const PaginationQuery = z.object({
+/**
+ * `page` / `per_page` query parameters shared by every list endpoint. Strict: an unknown parameter
+ * (a filter the list does not have, a typo of `per_page`) is a validation error, not a page that
+ * silently ignores it.
+ */
+export const PaginationQuery = z.strictObject({
   page: queryInteger(1).default(1),
   per_page: queryInteger(1, MAX_PER_PAGE).default(20),
 });
+
+/**
+ * Refuses a `from`/`to` window that holds no instant (`from` at or after `to`): swapped bounds
+ * are a mistake, not a question whose answer is "nothing". For list queries' superRefine.
+ */
+export function refuseEmptyWindow(query: { from?: string | undefined; to?: string | undefined }, ctx: z.RefinementCtx): void {
+  if (query.from && query.to && Date.parse(query.from) >= Date.parse(query.to)) ctx.addIssue({ code: "custom", path: ["from"], message: "must be before `to`" });
+}
 
 /** REF-001's `pagination` object. */
 export interface Pagination {

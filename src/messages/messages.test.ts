@@ -463,9 +463,45 @@ describe("listing", () => {
     assert.equal(page.pagination.total_items, 4);
     assert.equal(page.pagination.total_pages, 4);
     assert.deepEqual(await ids(`subscription_id=${s1.id}`, other.apiKey), [], "another tenant's key sees none of them");
-    const bad = await app.request("GET", "/messages?status=sent", { key });
-    assert.equal(bad.status, 422, JSON.stringify(bad.body));
-    assert.equal(bad.body.error.code, "validation_error");
+    for (const query of ["status=sent", "from=2026-01-04T00:00:00Z&to=2026-01-02T00:00:00Z", "from=2026-01-02T00:00:00Z&to=2026-01-02T00:00:00Z"]) {
+      const bad = await app.request("GET", `/messages?${query}`, { key });
+      assert.equal(bad.status, 422, `${query}: ${JSON.stringify(bad.body)}`);
+      assert.equal(bad.body.error.code, "validation_error");
+    }
+  });
+
+  test("GET /messages?campaign_id= of a recurring campaign lists its runs' messages (they carry the run's id); another tenant's recurring campaign lists none", async () => {
+    const { id: appId, apiKey: key } = await createApp();
+    const other = await createApp();
+    const subscription = await createPushSubscription(app, key, { type: "iOSPush" });
+    const recurring = await insertRunningCampaign(app, appId, "recurring", {}, { schedule: JSON.stringify({ cron: "0 9 * * 1", timezone: "Asia/Seoul" }) });
+    const runs = [
+      await insertRunningCampaign(app, appId, "run 1", {}, { parent_campaign_id: recurring, run_key: "run-1", status: "completed" }),
+      await insertRunningCampaign(app, appId, "run 2", {}, { parent_campaign_id: recurring, run_key: "run-2", status: "completed" }),
+    ];
+    const oneShot = await insertRunningCampaign(app, appId, "one-shot", {}, { status: "completed" });
+    const messageOf = (campaignId: string, day: number) => ({
+      id: newId(),
+      application_id: appId,
+      subscription_id: subscription.id,
+      subscription_type: "iOSPush",
+      status: "successful",
+      body: "b",
+      campaign_id: campaignId,
+      campaign_batch: 0,
+      sent_at: new Date(Date.UTC(2026, 1, day, 0, 0, 1)),
+      created_at: new Date(Date.UTC(2026, 1, day)),
+    });
+    const [first, second, unrelated] = [messageOf(runs[0]!, 1), messageOf(runs[1]!, 2), messageOf(oneShot, 3)];
+    await app.deps.db("messages").insert([first, second, unrelated]);
+    const ids = async (campaignId: string, apiKey = key) => {
+      const res = await app.request("GET", `/messages?campaign_id=${campaignId}`, { key: apiKey });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.data.messages.map((m: { id: string }) => m.id);
+    };
+    assert.deepEqual(await ids(recurring), [second.id, first.id], "the recurring campaign's: both runs'");
+    assert.deepEqual(await ids(runs[0]!), [first.id], "a run's own");
+    assert.deepEqual(await ids(recurring, other.apiKey), [], "another tenant's key");
   });
 });
 

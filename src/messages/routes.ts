@@ -177,7 +177,14 @@ export const messageRoutes: RouteSpec[] = [
       const q = deps.db("messages as m").where("m.application_id", application.id).select("m.*");
       if (query.status) q.where("m.status", query.status);
       if (query.subscription_id) q.where("m.subscription_id", query.subscription_id);
-      if (query.campaign_id) q.where("m.campaign_id", query.campaign_id);
+      if (query.campaign_id) {
+        // A recurring campaign's messages carry its runs' ids: asked for it, the list holds its runs' messages.
+        const campaignId = query.campaign_id;
+        q.whereIn(
+          "m.campaign_id",
+          deps.db("message_campaigns").where("application_id", application.id).andWhere((c) => c.where("id", campaignId).orWhere("parent_campaign_id", campaignId)).select("id"),
+        );
+      }
       if (query.from) q.where("m.created_at", ">=", new Date(query.from));
       if (query.to) q.where("m.created_at", "<", new Date(query.to));
       if (query.external_id) {

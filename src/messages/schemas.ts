@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { PushOptionsShape } from "./push-options";
 import { MESSAGE_STATUSES } from "./state-machine";
-import { PaginationQuery } from "../http/pagination";
+import { PaginationQuery, refuseEmptyWindow } from "../http/pagination";
 import { uuidField } from "../http/validation";
 import { ExternalUserId } from "../subscriptions/schemas";
 
@@ -61,7 +61,9 @@ export const ListMessagesQuery = PaginationQuery.extend({
   campaign_id: uuidField.optional(),
   from: z.iso.datetime({ offset: true }).optional().describe("created at or after (ISO 8601)"),
   to: z.iso.datetime({ offset: true }).optional().describe("created before (ISO 8601)"),
-}).strict();
+})
+  .strict()
+  .superRefine(refuseEmptyWindow);
 
 /** One accepted message in a send response. */
 export const AcceptedMessage = z.object({ message_id: z.string(), subscription_id: z.string(), status: z.string(), created_at: z.string() });

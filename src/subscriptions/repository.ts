@@ -146,7 +146,8 @@ export async function listSubscriptions(
   const query = selectWithUser(deps.db, applicationId);
   if (filters.userExternalId !== undefined) query.where("u.external_id", filters.userExternalId);
   if (filters.type !== undefined) query.where("s.subscription_type", filters.type);
-  if (filters.status !== undefined) query.where("s.subscription_status", filters.status);
+  // REF-002: any positive value is SUBSCRIBED, so a positive filter asks for the subscribed ones.
+  if (filters.status !== undefined) query.where("s.subscription_status", filters.status > 0 ? ">" : "=", filters.status > 0 ? 0 : filters.status);
   // (application_id, id) is a unique index, so this order is served without a sort.
   const { rows, pagination } = await paginate<SubscriptionWithUserRow>(query, page, perPage, [{ column: "s.id", order: "desc" }]);
   return { subscriptions: rows.map((row) => toSubscriptionView(deps, row)), pagination };

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { PaginationQuery, PaginationSchema } from "../http/pagination";
 import { uuidField } from "../http/validation";
+import { STATUS_NAMES } from "./status";
 
 /** REF-001 §2.1 subscription types (the `subscription_type` column's CHECK list). */
 export const SUBSCRIPTION_TYPES = ["iOSPush", "AndroidPush", "Email", "SMS", "KakaoTalk", "InAppMessage"] as const;
@@ -139,7 +140,10 @@ export const ListSubscriptionsQuery = z.strictObject({
     .string()
     .regex(/^-?\d{1,3}$/, "must be an integer status code (REF-002)")
     .transform(Number)
-    .optional(),
+    // A code REF-002 does not define can match nothing: say so rather than answer an empty page.
+    .refine((code) => code > 0 || STATUS_NAMES.has(code), "is not a REF-002 status code")
+    .optional()
+    .describe("a REF-002 status code; any positive code means subscribed (matches every positive status)"),
 });
 
 /** A subscription as the API returns it (REF-001 §2.2); the token only ever appears masked. */

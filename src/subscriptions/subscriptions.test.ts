@@ -580,7 +580,8 @@ describe("GET /subscriptions", () => {
     assert.equal(page3.body.data.subscriptions.length, 5);
     const defaults = await app.request("GET", "/subscriptions", { key: apiKey });
     assert.deepEqual(defaults.body.data.pagination, { page: 1, per_page: 20, total_items: 25, total_pages: 2 });
-    for (const query of ["per_page=101", "per_page=0", "page=0", "page=abc", "status=active", "userid=x"]) {
+    // Codes REF-002 does not define (-1, -100) match nothing: refused, not an empty page.
+    for (const query of ["per_page=101", "per_page=0", "page=0", "page=abc", "status=active", "status=-1", "status=-100", "userid=x"]) {
       const res = await app.request("GET", `/subscriptions?${query}`, { key: apiKey });
       assert.equal(res.status, 422, query);
       assert.equal(res.body.error.code, "validation_error");
@@ -609,6 +610,12 @@ describe("GET /subscriptions", () => {
     );
     const combined = await app.request("GET", "/subscriptions?user_id=alice&type=iOSPush&status=1", { key: apiKey });
     assert.equal(combined.body.data.pagination.total_items, 0);
+    // REF-002: any positive value is SUBSCRIBED, so any positive filter lists the subscribed ones.
+    for (const code of ["1", "2"]) {
+      const subscribed = await app.request("GET", `/subscriptions?status=${code}`, { key: apiKey });
+      assert.equal(subscribed.body.data.pagination.total_items, 2, `status=${code}`);
+      assert.ok(subscribed.body.data.subscriptions.every((s: { subscription_status: number }) => s.subscription_status > 0));
+    }
     const nobody = await app.request("GET", "/subscriptions?user_id=carol", { key: apiKey });
     assert.equal(nobody.body.data.pagination.total_items, 0);
     const badType = await app.request("GET", "/subscriptions?type=Pigeon", { key: apiKey });

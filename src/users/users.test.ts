@@ -341,7 +341,8 @@ describe("GET /users/:external_id/subscriptions", () => {
     const externalId = ext("pager");
     await app.request("POST", "/users/identify", { key: appA.apiKey, body: { external_id: externalId } });
     // Digits only: 1e1, 0x10 and " 5" are not another spelling of a page size.
-    for (const q of ["per_page=101", "page=0", "per_page=abc", "per_page=1e1", "per_page=0x10", "page=2.0", "per_page=%205"]) {
+    // A filter this list does not have, or a typo of per_page, is refused rather than ignored.
+    for (const q of ["per_page=101", "page=0", "per_page=abc", "per_page=1e1", "per_page=0x10", "page=2.0", "per_page=%205", "type=iOSPush", "perpage=5"]) {
       const res = await app.request("GET", `/users/${externalId}/subscriptions?${q}`, { key: appA.apiKey });
       assert.equal(res.status, 422, q);
     }
