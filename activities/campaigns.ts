@@ -500,6 +500,10 @@ export function createCampaignActivities(deps: Deps) {
       const reason = `${refusal.provider === "apns" ? "APNs" : "FCM"} refused the application's credentials (${refusal.code})`;
       const errorMessage = `${reason}${PAUSED_FOR_CREDENTIALS} Fix the credentials (PATCH /admin/applications/:id), then resume it; workers read them again within 30 s.`;
       const paused = await db.transaction(async (trx) => {
+        // A run's recurring campaign is locked before the run, the order of the API's pause and
+        // resume (campaign, then its runs): the other order deadlocked with an operator's pause.
+        const parent = (await trx("message_campaigns").where("id", campaignId).first("parent_campaign_id")) as { parent_campaign_id: string | null } | undefined;
+        if (parent?.parent_campaign_id) await trx("message_campaigns").where("id", parent.parent_campaign_id).forNoKeyUpdate().first("id");
         const [run] = (await trx("message_campaigns").where({ id: campaignId, status: "running" }).update({ status: "paused", error_message: errorMessage }, ["application_id", "parent_campaign_id"])) as Array<{ application_id: string; parent_campaign_id: string | null }>;
         if (!run) return undefined;
         // A run of a recurring campaign: the campaign pauses with it. Its own resume is what the

@@ -533,6 +533,39 @@ describe("recurring campaigns", () => {
     assert.equal((await get(apiKey, `/campaigns/${id}`)).error_message, null);
   });
 
+  test("a run pausing itself over refused credentials waits for an operator's pause of its recurring campaign before locking the run (the API's order), so neither deadlocks", async () => {
+    const { id: appId } = await app.createApplication();
+    const parentId = await insertRunningCampaign(app, appId, `r-${newId()}`, {}, { schedule: JSON.stringify({ cron: NEVER_SOON, timezone: "UTC" }) });
+    const runId = await insertRunningCampaign(app, appId, "run", {}, { parent_campaign_id: parentId, run_key: "run-locks" });
+    const db = app.deps.db;
+    // The operator's pause, half done: the recurring campaign is updated, its runs not yet.
+    const operator = await db.transaction();
+    try {
+      await operator("message_campaigns").where("id", parentId).update({ status: "paused" });
+      const operatorPid = ((await operator.raw("SELECT pg_backend_pid() AS pid")).rows[0] as { pid: number }).pid;
+      const selfPause = createCampaignActivities(app.deps).pauseCampaignForCredentials(runId, { provider: "apns", code: "InvalidProviderToken" });
+      await eventually(async () => {
+        const waiting = await db.raw(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> ? AND query ILIKE '%message_campaigns%'`, [operatorPid]);
+        return waiting.rows.length > 0 ? true : undefined;
+      }, 10_000, 50);
+      // It waits without holding the run: the operator's next step can take it.
+      const runLocked = await db
+        .transaction(async (probe) => probe.raw(`SELECT id FROM message_campaigns WHERE id = ? FOR UPDATE NOWAIT`, [runId]))
+        .then(
+          () => false,
+          (error: { code?: string }) => error.code === "55P03",
+        );
+      assert.equal(runLocked, false, "the run's row was locked while its recurring campaign's lock was awaited");
+      await operator("message_campaigns").where({ parent_campaign_id: parentId, status: "running" }).update({ status: "paused" });
+      await operator.commit();
+      assert.equal(await selfPause, false, "the operator paused the run first");
+    } finally {
+      if (!operator.isCompleted()) await operator.rollback();
+    }
+    const statuses = (await db("message_campaigns").whereIn("id", [parentId, runId]).pluck("status")) as string[];
+    assert.deepEqual(statuses, ["paused", "paused"]);
+  });
+
   test("pausing, resuming, cancelling and deleting a recurring campaign reach the run going out now", async () => {
     const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
     await seedPushSubscriptions(app, appId, 20);
