@@ -3,10 +3,11 @@ import assert from "node:assert/strict";
 import { startTestApp, type TestApp } from "./support/harness";
 import { generateApnsSigningKey } from "../src/providers/simulator";
 import { newId } from "../src/db/ids";
+import { startApiServer } from "../src/runtime";
 import net from "node:net";
 
 /** Writes `request` as raw bytes and reads everything until the server closes the connection. */
-function rawExchange(port: number, request: string): Promise<string> {
+function rawExchange(port: number, request: string | Buffer): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, "127.0.0.1", () => socket.write(request));
     const chunks: Buffer[] = [];
@@ -57,6 +58,22 @@ describe("authentication", () => {
   test("the admin API refuses a wrong bearer token", async () => {
     const res = await app.request("GET", `/admin/applications/${applicationId}`, { headers: { Authorization: "Bearer wrong-token-wrong-token" } });
     assert.equal(res.status, 401);
+  });
+
+  test("an API started without AUTOMATA_ADMIN_TOKEN refuses every admin request, an empty bearer token too", async () => {
+    const unconfigured = await startApiServer({ ...app.deps, config: { ...app.deps.config, AUTOMATA_ADMIN_TOKEN: undefined } }, 0, "127.0.0.1");
+    try {
+      for (const authorization of [undefined, "Bearer ", "Bearer x", `Bearer ${app.adminToken}`]) {
+        const res = await fetch(`${unconfigured.url}/api/v1/admin/applications`, { headers: authorization === undefined ? {} : { Authorization: authorization } });
+        assert.equal(res.status, 401, String(authorization));
+      }
+      // A token that trims to nothing (a no-break space, which HTTP does not strip but String#trim does).
+      const port = new URL(unconfigured.url).port;
+      const answer = await rawExchange(Number(port), Buffer.from(`GET /api/v1/admin/applications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer  \xa0\r\nConnection: close\r\n\r\n`, "latin1"));
+      assert.match(answer, /^HTTP\/1\.1 401 /);
+    } finally {
+      await unconfigured.close();
+    }
   });
 
   test("API keys are stored hashed, never in clear", async () => {
@@ -310,9 +327,13 @@ describe("request handling", () => {
     assert.ok(res.headers.get("x-request-id"));
   });
 
-  test("an incoming X-Request-Id is echoed back", async () => {
+  test("an incoming X-Request-Id is echoed back; one that could forge log fields (spaces, quotes, over 128 characters) is replaced by a new id", async () => {
     const res = await app.request("GET", "/subscriptions", { key: apiKey, headers: { "X-Request-Id": "trace-abc-123" } });
     assert.equal(res.headers.get("x-request-id"), "trace-abc-123");
+    for (const unsafe of ['x" level=fatal msg="forged', "a b", "x".repeat(129)]) {
+      const replaced = await app.request("GET", "/subscriptions", { key: apiKey, headers: { "X-Request-Id": unsafe } });
+      assert.match(replaced.headers.get("x-request-id") ?? "", /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/, unsafe);
+    }
   });
 });
 
