@@ -10,7 +10,7 @@ import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptio
 import { debitBatchQuota, refundUnsentBatchQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
-import { ProviderNotConfiguredError, type BatchOutcome, type PushMessage, type PushSubscriptionType, type TemporaryClass } from "../src/providers";
+import { ProviderNotConfiguredError, usesApnsSandbox, type BatchOutcome, type PushMessage, type PushSubscriptionType, type TemporaryClass } from "../src/providers";
 import { audienceQuery, parseTargetingCriteria, type TargetingCriteria } from "../src/campaigns/targeting";
 import { countMessageEvents, insertCampaignMessages, transitionMessagesEach, transitionMessagesWhere, type PerMessageOutcome } from "../src/campaigns/bulk";
 import { applicationIsActive, batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES, inBatch, statusToActOn, type AudienceGroup, type BatchRange, type CampaignRow, type CampaignStatus } from "../src/campaigns/repository";
@@ -303,7 +303,7 @@ export function createCampaignActivities(deps: Deps) {
       } else if (expiredBeforeSend(row.options, row.created_at, row.attempts, nowMs)) {
         failed.push(...failUnsent([row], null, MESSAGE_EXPIRED.code, MESSAGE_EXPIRED.message));
       } else {
-        const sandbox = row.test_type === 1 || row.test_type === 2;
+        const sandbox = usesApnsSandbox(row.test_type);
         const key = `${row.subscription_type}:${sandbox}`;
         const group = groups.get(key);
         if (group) group.push(row);
@@ -316,7 +316,7 @@ export function createCampaignActivities(deps: Deps) {
       let provider;
       try {
         // The bulk lane: a campaign's queue of requests never delays a single message's send.
-        provider = await deps.push.providerFor(first.application_id, first.subscription_type as PushSubscriptionType, first.test_type === 1 || first.test_type === 2, trx, "bulk");
+        provider = await deps.push.providerFor(first.application_id, first.subscription_type as PushSubscriptionType, usesApnsSandbox(first.test_type), trx, "bulk");
       } catch (error) {
         if (!(error instanceof ProviderNotConfiguredError)) throw error;
         failed.push(...failUnsent(group, null, "provider_not_configured", error.message));

@@ -9,7 +9,7 @@ import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptio
 import { debitMessageQuota, refundMessageQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
-import { ProviderNotConfiguredError, isPushSubscriptionType, type SendOutcome, type TemporaryClass } from "../src/providers";
+import { ProviderNotConfiguredError, isPushSubscriptionType, usesApnsSandbox, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { afterCommit } from "../src/metrics/after-commit";
 import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/registry";
 
@@ -150,7 +150,7 @@ export function createMessageActivities(deps: Deps) {
         let outcome: SendOutcome;
         let providerName: string;
         try {
-          const provider = await deps.push.providerFor(message.application_id, subscription.subscription_type, subscription.test_type === 1 || subscription.test_type === 2, trx);
+          const provider = await deps.push.providerFor(message.application_id, subscription.subscription_type, usesApnsSandbox(subscription.test_type), trx);
           providerName = provider.platform;
           const token = openDeviceToken(deps, subscription.token_ciphertext, subscription.application_id, { message_id: messageId, subscription_id: subscription.id });
           if (token === undefined) {

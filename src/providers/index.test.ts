@@ -1,7 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { installDnsGuard, type DnsGuard } from "./dns-guard";
-import { ApnsProvider, FcmProvider, ProviderNotConfiguredError, createProviderRegistry, credentialFingerprint, type ApplicationPushCredentials } from "./index";
+import { ApnsProvider, FcmProvider, ProviderNotConfiguredError, createProviderRegistry, credentialFingerprint, usesApnsSandbox, type ApplicationPushCredentials } from "./index";
 import { ProviderSimulator, generateApnsSigningKey } from "./simulator";
 
 let guard: DnsGuard;
@@ -30,6 +30,30 @@ test("credential fingerprints ignore key order and change with any value", () =>
   assert.notEqual(credentialFingerprint({ a: 1 }), credentialFingerprint({ a: 2 }));
   assert.equal(credentialFingerprint({ a: 1, b: undefined }), credentialFingerprint({ a: 1 }));
   assert.doesNotMatch(credentialFingerprint({ secret: "hunter2" }), /hunter2/);
+});
+
+test("development and ad-hoc builds (test_type 1, 2) go to the APNs sandbox host whatever the application's flag; production: false sends every device there", async () => {
+  const cases: Array<[testType: number | null | undefined, sandbox: boolean]> = [
+    [0, false],
+    [1, true],
+    [2, true],
+    [null, false],
+    [undefined, false],
+  ];
+  for (const [testType, sandbox] of cases) assert.equal(usesApnsSandbox(testType), sandbox, String(testType));
+  // No simulator endpoint: the provider's origin is Apple's host for its environment (nothing is sent).
+  const registry = createProviderRegistry();
+  try {
+    const production = { applicationId: "app-hosts", apns: { ...sim.apnsCredentials(), environment: "production" as const } };
+    const sandboxOnly = { applicationId: "app-hosts-dev", apns: { ...sim.apnsCredentials(), environment: "sandbox" as const } };
+    const origin = (credentials: ApplicationPushCredentials, testType: number) => (registry.providerFor(credentials, "iOSPush", { sandbox: usesApnsSandbox(testType) }) as ApnsProvider).origin;
+    assert.equal(origin(production, 0), "https://api.push.apple.com:443");
+    assert.equal(origin(production, 1), "https://api.sandbox.push.apple.com:443");
+    assert.equal(origin(production, 2), "https://api.sandbox.push.apple.com:443");
+    assert.equal(origin(sandboxOnly, 0), "https://api.sandbox.push.apple.com:443");
+  } finally {
+    await registry.closeAll();
+  }
 });
 
 test("providers are cached per application credential and reach the simulator", async () => {

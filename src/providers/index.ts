@@ -22,6 +22,15 @@ export interface ApplicationPushCredentials {
 }
 
 /** Registry-wide settings; endpoints route every provider to the simulator in dev/test. */
+/**
+ * Whether a subscription's pushes go to the APNs sandbox: development (1) and ad-hoc (2) builds do,
+ * whatever the application's `production` flag (the seed's get_apns_config); their tokens are
+ * BadDeviceToken in production, which would unsubscribe every tester's device.
+ */
+export function usesApnsSandbox(testType: number | null | undefined): boolean {
+  return testType === 1 || testType === 2;
+}
+
 export interface ProviderRegistryOptions {
   apnsEndpoint?: ProviderEndpoint;
   fcmEndpoint?: ProviderEndpoint;
