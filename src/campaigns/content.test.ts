@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { assertCampaignSendable, campaignPlatforms, campaignPushOptions, messageOptionsAt } from "./content";
-import { remainingRecipients, reportedCounts, sumCounts, apiCampaignStatus, storedCampaignStatus, type CampaignCounts } from "./repository";
+import { campaignRates, remainingRecipients, reportedCounts, sumCounts, apiCampaignStatus, storedCampaignStatus, type CampaignCounts } from "./repository";
 import { ApiError } from "../http/errors";
 import { NOW_OR_NEVER } from "../messages/push-options";
 
@@ -81,6 +81,21 @@ describe("campaign stats", () => {
       for (const [key, value] of Object.entries(c.expect)) assert.equal(reported[key as keyof typeof reported], value, `${c.name}: ${key}`);
       assert.equal(reported.successful + reported.failed + reported.cancelled + reported.pending, reported.total, `${c.name}: the counts add up to the total`);
     }
+  });
+
+  test("rates (SEQ-003 §5.1): delivery of attempted messages only, so waiting or cancelled ones do not lower it; receive of accepted; conversion of received", () => {
+    const zero: CampaignCounts = { total: 0, failed_after_sent: 0, pending: 0, errored: 0, successful: 0, received: 0, converted: 0, failed: 0, cancelled: 0 };
+    const cases: Array<{ name: string; n: Partial<CampaignCounts>; expect: ReturnType<typeof campaignRates> }> = [
+      { name: "nothing yet", n: {}, expect: { delivery_rate: 0, receive_rate: 0, conversion_rate: 0 } },
+      // 8,000 created, 3,000 out, none failed: 100 %, not 37.5 %.
+      { name: "mid-send", n: { total: 8000, pending: 5000, successful: 3000 }, expect: { delivery_rate: 100, receive_rate: 0, conversion_rate: 0 } },
+      { name: "cancelled after a pause", n: { total: 8000, cancelled: 5000, successful: 2990, failed: 10 }, expect: { delivery_rate: 99.67, receive_rate: 0, conversion_rate: 0 } },
+      // An errored message was attempted: it counts against delivery until a retry succeeds.
+      { name: "errored waiting for a retry", n: { total: 4, successful: 3, errored: 1 }, expect: { delivery_rate: 75, receive_rate: 0, conversion_rate: 0 } },
+      // REF-001 §6.5: 5,380 of 5,420 accepted (99.26), 4,930 received (91.64 of accepted), 1,245 converted (25.25 of received).
+      { name: "REF-001 example", n: { total: 5420, successful: 0, received: 3685, converted: 1245, failed: 490, failed_after_sent: 450 }, expect: { delivery_rate: 99.26, receive_rate: 91.64, conversion_rate: 25.25 } },
+    ];
+    for (const c of cases) assert.deepEqual(campaignRates({ ...zero, ...c.n }), c.expect, c.name);
   });
 
   test("per-type counts add up to the campaign's totals, every counter included", () => {

@@ -6,6 +6,7 @@ import type { CampaignPushOptions } from "./content";
 import type { RenderableTemplate } from "../templates/render";
 import type { TargetingCriteria } from "./targeting";
 import { MESSAGE_STATUSES, UNSENT_STATUSES, type MessageStatus } from "../messages/state-machine";
+import { percent } from "../http/format";
 
 /** Every campaign status (the `message_campaigns_status_check` constraint). */
 export const CAMPAIGN_STATUSES = ["draft", "scheduled", "running", "paused", "completed", "cancelled", "failed"] as const;
@@ -276,6 +277,18 @@ export function reportedCounts(n: CampaignCounts): ReportedCounts {
     cancelled: n.cancelled,
     pending: n.pending + n.errored,
   };
+}
+
+/**
+ * SEQ-003 §5.1 rates, in percent, from a campaign's counts: delivery = accepted of attempted
+ * (successful + never-accepted failures + errored: messages waiting to be sent, and cancelled
+ * ones, were never attempted and do not lower it), receive = received of accepted, conversion =
+ * converted of received. The same rule as `/analytics/messages`.
+ */
+export function campaignRates(counts: CampaignCounts): { delivery_rate: number; receive_rate: number; conversion_rate: number } {
+  const n = reportedCounts(counts);
+  const attempted = n.successful + n.failed + counts.errored;
+  return { delivery_rate: percent(n.successful, attempted), receive_rate: percent(n.received, n.successful), conversion_rate: percent(n.converted, n.received) };
 }
 
 /** Statuses after which a campaign creates no more messages. */

@@ -23,6 +23,7 @@ import {
   campaignCountsBySubscriptionType,
   sumCounts,
   campaignCountsOf,
+  campaignRates,
   remainingRecipients,
   reportedCounts,
   storedCampaignStatus,
@@ -35,7 +36,7 @@ import {
 import { assertCampaignSendable, campaignOptionsView, campaignPushOptions } from "./content";
 import { cancelCampaignWorkflow, signalCampaignWorkflow, startCampaign } from "./workflow-client";
 import { inIdempotencyTurn } from "./idempotency-turns";
-import { iso, percent } from "../http/format";
+import { iso } from "../http/format";
 import type { z } from "zod";
 import { fingerprint, idempotencyKeyOf } from "../http/idempotency";
 import { referencesRecipient, validatePersonalizedTemplate } from "./personalize";
@@ -62,11 +63,6 @@ const IDEMPOTENCY_HEADER = {
 /** The five counts REF-001 §6.5 reports per channel (and we per platform). */
 function keyFigures(n: ReportedCounts) {
   return { total: n.total, successful: n.successful, failed: n.failed, received: n.received, converted: n.converted };
-}
-
-/** Delivery (of all), receive (of delivered) and conversion (of received) rates, in percent. */
-function rates(n: ReportedCounts) {
-  return { delivery_rate: percent(n.successful, n.total), receive_rate: percent(n.received, n.successful), conversion_rate: percent(n.converted, n.received) };
 }
 
 /** The campaign_not_found 404, also for another tenant's campaign. */
@@ -599,12 +595,12 @@ export const campaignRoutes: RouteSpec[] = [
       const c = await loadCampaign(deps, application.id, params.id);
       // One read: the totals are the per-type figures added up, so the two always agree.
       const perType = await campaignCountsBySubscriptionType(deps.db, c.id);
-      const n = reportedCounts(sumCounts(perType.values()));
+      const totals = sumCounts(perType.values());
+      const n = reportedCounts(totals);
       const push = keyFigures(n);
       // DESIGN-005's report shows the key figures per device platform (iOS and Android side by side).
       const byType = [...perType].map(([type, counts]) => {
-        const t = reportedCounts(counts);
-        return [type, { ...keyFigures(t), ...rates(t) }] as const;
+        return [type, { ...keyFigures(reportedCounts(counts)), ...campaignRates(counts) }] as const;
       });
       return {
         data: {
@@ -622,7 +618,7 @@ export const campaignRoutes: RouteSpec[] = [
           remaining: remainingRecipients(c, n),
           channel_stats: { push },
           by_subscription_type: Object.fromEntries(byType),
-          ...rates(n),
+          ...campaignRates(totals),
           started_at: iso(c.started_at),
           completed_at: iso(c.completed_at),
           cancelled_at: iso(c.cancelled_at),
