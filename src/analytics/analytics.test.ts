@@ -452,6 +452,13 @@ describe("GET /analytics/devices", () => {
   });
 });
 
+test("a segment on any tag key a subscription can hold (spaces, Hangul, 128 characters) is answered", async () => {
+  for (const key of ["회원 등급", "a b", "k".repeat(128)]) {
+    const data = await get(a.apiKey, `/analytics/engagement?from=${FROM}&to=${TO}&segment=${encodeURIComponent(key)}`);
+    assert.deepEqual(data.by_segment, {}, key);
+  }
+});
+
 describe("validation", () => {
   for (const [path, field] of [
     ["/analytics/messages?from=2026-01-10&to=2026-01-01", "from"],
@@ -460,7 +467,7 @@ describe("validation", () => {
     ["/analytics/messages?group_by=hour", "group_by"],
     ["/analytics/messages?channel_type=fax", "channel_type"],
     ["/analytics/subscriptions?bogus=1", "bogus"],
-    ["/analytics/engagement?segment=a%20b", "segment"],
+    [`/analytics/engagement?segment=${"k".repeat(129)}`, "segment"],
     ["/analytics/usage?to=2026-13-01", "to"],
     // Valid ISO 8601, but outside the days PostgreSQL and the rollups can hold.
     ["/analytics/messages?from=0000-01-01&to=0000-01-02", "from"],

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { TEMPLATE_CHANNELS } from "../templates/schemas";
 import { queryInteger } from "../http/validation";
+import { TagKey } from "../subscriptions/schemas";
 
 /** Longest period one analytics request may cover, in days (bounds the rollup rows read). */
 export const MAX_RANGE_DAYS = 366;
@@ -74,11 +75,8 @@ export const SubscriptionStatsQuery = z.strictObject({ ...rangeShape, group_by: 
 export const EngagementQuery = z
   .strictObject({
     ...rangeShape,
-    segment: z
-      .string()
-      .regex(/^[A-Za-z0-9_.:-]{1,100}$/, "must be a tag key (letters, digits, _ . : -)")
-      .optional()
-      .describe("tag key; by_segment groups recipients by that tag's value"),
+    // Any key a subscription can hold (and a campaign target): a segment on a stored tag must be readable.
+    segment: TagKey.optional().describe("tag key; by_segment groups recipients by that tag's value"),
     limit: queryInteger(1, 100).default(10).describe("top converting templates to return"),
   })
   .superRefine(checkRange);
