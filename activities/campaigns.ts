@@ -24,6 +24,7 @@ import { WorkflowNotFoundError } from "@temporalio/client";
 import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/registry";
 import { afterCommit } from "../src/metrics/after-commit";
 import { UNSENT_STATUSES } from "../src/messages/state-machine";
+import { ERRORED_RETRY_CLASS_SQL } from "../src/messages/retry-policy";
 
 /**
  * One keyset page of a campaign's audience: how many matched and the last subscription id, and
@@ -724,8 +725,8 @@ export function createCampaignActivities(deps: Deps) {
       const errored = (await db("messages")
         .where(inBatch(range))
         .where("status", "errored")
-        .groupByRaw("error_details->>'class'")
-        .select(db.raw("error_details->>'class' as class"), db.raw("count(*)::int as n"))) as Array<{ class: TemporaryClass; n: number }>;
+        .groupByRaw(ERRORED_RETRY_CLASS_SQL)
+        .select(db.raw(`${ERRORED_RETRY_CLASS_SQL} as class`), db.raw("count(*)::int as n"))) as Array<{ class: TemporaryClass; n: number }>;
       for (const row of errored) result.errored[row.class] = row.n;
       return result;
     },
@@ -743,7 +744,7 @@ export function createCampaignActivities(deps: Deps) {
     async failErroredCampaignBatch(range: BatchRange, classes: TemporaryClass[], errorCode: "retries_exhausted" | "pending_timeout" = "retries_exhausted"): Promise<number> {
       return failInBatch(
         range,
-        (q) => q.where("status", "errored").whereRaw("error_details->>'class' = any(?::text[])", [classes]),
+        (q) => q.where("status", "errored").whereRaw(`${ERRORED_RETRY_CLASS_SQL} = any(?::text[])`, [classes]),
         errorCode,
         `${errorCode === "pending_timeout" ? "pending timeout" : "retries exhausted"}: ${classes.join(", ")}`,
       );

@@ -36,7 +36,7 @@ interface Target {
  * The personal content of a message, erased; everything else (status, channel, provider, error
  * code, attempts, timestamps, campaign and template references) stays so counts and delivery
  * statistics remain correct. `options` and `error_details` can carry rendered variables or provider
- * echoes of the payload/token, the idempotency key is chosen by the tenant (often "welcome-<user>"),
+ * echoes of the payload/token (an errored message keeps only its retry class, code and Retry-After), the idempotency key is chosen by the tenant (often "welcome-<user>"),
  * the request hash is derived from the content, and the provider message id links to provider-side
  * logs: all go.
  */
@@ -47,7 +47,11 @@ function scrubbedMessageColumns(trx: Knex.Transaction): Record<string, unknown> 
     data: trx.raw("'{}'::jsonb"),
     options: trx.raw("'{}'::jsonb"),
     error_message: null,
-    error_details: trx.raw("'{}'::jsonb"),
+    // An errored message keeps how it is retried (class, provider code, Retry-After: nothing of the
+    // user's); its batch retries it by class.
+    error_details: trx.raw(
+      `CASE WHEN status = 'errored' THEN jsonb_strip_nulls(jsonb_build_object('class', error_details->'class', 'code', error_details->'code', 'retry_after_ms', error_details->'retry_after_ms')) ELSE '{}'::jsonb END`,
+    ),
     idempotency_key: null,
     // A hash of the request (content, external id): derived from what is erased, and it would
     // confirm a guess of it.

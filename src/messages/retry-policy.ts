@@ -19,6 +19,13 @@ export const RETRY_SCHEDULES: Record<RetryClass, readonly number[]> = {
   rate_limited: [1 * MINUTE, 2 * MINUTE, 5 * MINUTE],
 };
 
+/**
+ * SQL for an errored campaign message's retry class (`error_details.class`), `network` when it has
+ * none it could be retried by (a row whose details were erased): a class nothing retries would
+ * leave the message errored for good, and its batch waiting for it.
+ */
+export const ERRORED_RETRY_CLASS_SQL = `CASE WHEN error_details->>'class' IN (${Object.keys(RETRY_SCHEDULES).map((c) => `'${c}'`).join(", ")}) THEN error_details->>'class' ELSE 'network' END`;
+
 /** Longest Retry-After we honour; a provider asking for more is retried after this long. */
 export const MAX_RETRY_AFTER_MS = 60 * MINUTE;
 

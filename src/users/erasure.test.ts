@@ -7,6 +7,7 @@ import { newId } from "../db/ids";
 import { createReconcilerActivities, pendingErasureRequests } from "../../activities/reconciler";
 import { campaignsNaming, createUserErasureActivities } from "../../activities/user-erasure";
 import { deviceTokenContext } from "../subscriptions/device-token";
+import { ERRORED_RETRY_CLASS_SQL } from "../messages/retry-policy";
 
 let app: TestApp;
 let tenant: { id: string; apiKey: string };
@@ -81,6 +82,19 @@ async function waitForCompletion(target: TestApp, key: string, requestId: string
   }, timeoutMs, 200);
 }
 
+test("an errored message without a retry class (its details erased before erasure kept it) is retried as network, never by no class", async () => {
+  const cases: Array<[details: Record<string, unknown>, retryClass: string]> = [
+    [{ class: "rate_limited" }, "rate_limited"],
+    [{ class: "provider_outage", code: "ServiceUnavailable" }, "provider_outage"],
+    [{}, "network"],
+    [{ class: "bogus" }, "network"],
+  ];
+  for (const [details, retryClass] of cases) {
+    const row = await app.deps.db.raw(`SELECT ${ERRORED_RETRY_CLASS_SQL} AS class FROM (SELECT ?::jsonb AS error_details) m`, [JSON.stringify(details)]);
+    assert.equal(row.rows[0].class, retryClass, JSON.stringify(details));
+  }
+});
+
 describe("GDPR erasure (DELETE /users/:external_id)", () => {
   test("end to end: user and subscriptions deleted, messages kept but emptied of personal content", async () => {
     const externalId = ext("jane");
@@ -95,6 +109,16 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
       await insertMessage(app, { application_id: tenant.id, subscription_id: s2, user_id: userId, status: "failed", error_code: "BadDeviceToken", error_message: "token for Jane rejected", failed_at: new Date() }),
       await insertMessage(app, { application_id: tenant.id, subscription_id: s3, user_id: userId }),
     ];
+    // A campaign message waiting for its retry: it keeps what its batch retries it by, nothing else.
+    const waiting = await insertMessage(app, {
+      application_id: tenant.id,
+      subscription_id: s1,
+      user_id: userId,
+      status: "errored",
+      received_at: null,
+      error_code: "TooManyRequests",
+      error_details: JSON.stringify({ class: "rate_limited", code: "TooManyRequests", retry_after_ms: 5_000, token_suffix: "abcd" }),
+    });
     // Another user's message and device must be untouched.
     const otherSub = await insertSubscription(app, tenant.id);
     const john = ext("john");
@@ -117,7 +141,7 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
 
     const done = await waitForCompletion(app, tenant.apiKey, del.body.data.request_id);
     assert.ok(done.completed_at);
-    assert.deepEqual(done.result, { users: 1, subscriptions: 2, messages_scrubbed: 4, subscription_events_scrubbed: 2 });
+    assert.deepEqual(done.result, { users: 1, subscriptions: 2, messages_scrubbed: 5, subscription_events_scrubbed: 2 });
 
     const db = app.deps.db;
     assert.equal(await db("users").where({ id: userId }).first(), undefined);
@@ -148,6 +172,8 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
       );
       for (const e of events) assert.deepEqual(e.data, {});
     }
+    const waitingRow = await db("messages").where({ id: waiting }).first();
+    assert.deepEqual([waitingRow.status, waitingRow.body, waitingRow.error_details], ["errored", null, { class: "rate_limited", code: "TooManyRequests", retry_after_ms: 5_000 }]);
     assert.equal((await db("messages").where({ id: mine[1] }).first()).status, "failed");
     assert.equal((await db("messages").where({ id: mine[1] }).first()).error_code, "BadDeviceToken");
 
