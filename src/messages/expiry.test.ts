@@ -141,6 +141,7 @@ test("a receipt for an errored message (the provider's answer was lost, the push
   const message = (await app.request("GET", `/messages/${id}`, { key: apiKey })).body.data;
   assert.equal(message.status, "received");
   assert.ok(message.sent_at && message.received_at, "sent (as the receipt proves) and received");
+  assert.deepEqual([message.error_code ?? null, message.error_message ?? null], [null, null], "the lost attempt's 503 is not left on a delivered message");
   assert.equal(app.simulator!.simulator.requestsFor(subscription.token), 1, "the device was not sent the push again");
   const events = (await app.deps.db("message_events").where("message_id", id).orderBy("created_at").orderBy("id").pluck("event_type")) as string[];
   assert.deepEqual(events.slice(-2), ["sent", "received"]);

@@ -231,6 +231,27 @@ describe("a workflow task re-run after the send committed (worker died before Te
     assert.equal(message.error_code, "receipt_timeout");
   });
 
+  test("a receipt for a message still pending (its sender's commit was lost, the push arrived) is kept, and the send that follows sends nothing", async () => {
+    const { apiKey: key, id: applicationId } = await createApp();
+    const sub = await createPushSubscription(app, key);
+    const id = newId();
+    await app.deps.db("messages").insert({ id, application_id: applicationId, subscription_id: sub.id, subscription_type: "iOSPush", status: "pending", body: "x" });
+    const receipt = await app.request("POST", `/messages/${id}/status`, { key, body: { status: "received" } });
+    assert.equal(receipt.status, 200, JSON.stringify(receipt.body));
+    assert.equal(receipt.body.data.status, "received");
+    const events = (await app.deps.db("message_events").where("message_id", id).orderBy("created_at").orderBy("id").pluck("event_type")) as string[];
+    assert.deepEqual(events, ["sent", "received"]);
+    // The re-run send finds it past pending: nothing is pushed again, and the conversion wait still applies.
+    await startMessageWorkflows(app.deps, [{ id, application_id: applicationId, subscription_id: sub.id }]);
+    const converted = await eventually(async () => {
+      const res = await app.request("POST", `/messages/${id}/convert`, { key, body: {} });
+      return res.status === 200 ? res : undefined;
+    }, 10_000, 200);
+    assert.equal(converted.body.data.status, "converted");
+    assert.equal(await workflowResult(id), "converted");
+    assert.equal(app.simulator!.simulator.requestsFor(sub.token), 0, "the device was not sent the push again");
+  });
+
   test("an already errored message is retried and sent instead of ending errored", async () => {
     const { id, key, token } = await messageAlready("errored");
     await waitForStatus(id, "successful", 20_000, key);

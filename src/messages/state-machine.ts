@@ -67,12 +67,13 @@ export function isMessageStatus(value: string): value is MessageStatus {
  * The transitions an SDK action needs from the current status. A conversion reported for a message
  * whose receipt never arrived (iOS without a notification service extension sends no receipt)
  * implies the receipt, so it applies `receive` then `convert`. A receipt or conversion for an
- * `errored` message proves the attempt reached the device although its answer was lost (a provider
- * that accepted the push, then timed out): it applies `send` first (SEQ-003's errored → successful),
- * so the device's report is kept and the retry finds nothing left to send again.
+ * `errored` or `pending` message proves an attempt reached the device although its answer was lost
+ * (a provider that accepted the push, then timed out; a sender whose commit was lost with its
+ * worker): it applies `send` first, so the device's report is kept and the sender, which only sends
+ * pending messages, finds nothing left to send again.
  */
 export function planSdkAction(action: "receive" | "convert", current: MessageStatus): TransitionName[] | "noop" | "illegal" {
-  if (current === "errored") return action === "receive" ? ["send", "receive"] : ["send", "receive", "convert"];
+  if (current === "errored" || current === "pending") return action === "receive" ? ["send", "receive"] : ["send", "receive", "convert"];
   if (action === "convert" && current === "successful") return ["receive", "convert"];
   const decision = decideTransition(action, current);
   return decision === "apply" ? [action] : decision;

@@ -165,8 +165,10 @@ export async function applySdkAction(
     }
     let last: TransitionResult = { outcome: "noop", message: current };
     for (const step of plan) {
-      // The receipt opens the conversion window: received_at and the deadline share now().
-      const set = step === "receive" ? { conversion_deadline: trx.raw(`now() + ${PLUS_WINDOW}`, [request.conversionWindowMs]) } : undefined;
+      // The receipt opens the conversion window: received_at and the deadline share now(). A send
+      // the device's report implies clears the lost attempt's temporary error, as a sender's success does.
+      const set =
+        step === "receive" ? { conversion_deadline: trx.raw(`now() + ${PLUS_WINDOW}`, [request.conversionWindowMs]) } : step === "send" ? { error_code: null, error_message: null } : undefined;
       last = await applyMessageTransition(trx, { messageId: request.messageId, applicationId: request.applicationId, action: step, set, eventData: request.eventData });
       if (last.outcome !== "applied") return last;
     }
