@@ -281,7 +281,7 @@ export function createCampaignActivities(deps: Deps) {
 
   /** Fails messages the provider never accepted (their quota comes back when the batch settles). */
   function failUnsent(rows: readonly SendRow[], provider: string | null, errorCode: string, errorMessage: string): PerMessageOutcome[] {
-    return rows.map((r) => ({ id: r.id, provider, error_code: errorCode, error_message: errorMessage, event: { error_code: errorCode } }));
+    return rows.map((r) => ({ id: r.id, provider, error_code: errorCode, error_message: errorMessage, event: { error_code: errorCode }, attempted: false }));
   }
 
   /**
@@ -677,7 +677,7 @@ export function createCampaignActivities(deps: Deps) {
               "fail",
               failedRender.map((m) => {
                 const error = unrenderable.get(m.id)!;
-                return { id: m.id, provider: null, error_code: error.code, error_message: error.message, error_details: error.details, event: { error_code: error.code } };
+                return { id: m.id, provider: null, error_code: error.code, error_message: error.message, error_details: error.details, event: { error_code: error.code }, attempted: false };
               }),
             );
           }

@@ -97,11 +97,13 @@ export interface PerMessageOutcome {
   error_details?: Record<string, unknown>;
   /** Stored on the event row. */
   event?: Record<string, unknown>;
+  /** False for an outcome decided before any provider call (`attempts` counts provider calls); default true. */
+  attempted?: boolean;
 }
 
 /**
  * Applies `action` to a list of messages that each carry their own provider answer, counting the
- * attempt. Only rows still in an allowed status change. One statement locks, updates and writes
+ * attempt of those that reached a provider. Only rows still in an allowed status change. One statement locks, updates and writes
  * the event rows: the outcomes travel as one JSON parameter, where a multi-row event insert needed
  * seven bound parameters per message and a second round trip.
  */
@@ -119,15 +121,16 @@ export async function transitionMessagesEach(trx: Knex.Transaction, action: Tran
     error_message: o.error_message ?? null,
     error_details: o.error_details ?? {},
     event: o.event ?? {},
+    attempted: o.attempted ?? true,
   }));
   const result = await trx.raw(
     `WITH v AS MATERIALIZED (
        SELECT * FROM jsonb_to_recordset(?::jsonb)
-         AS v(id uuid, event_id uuid, provider text, provider_message_id text, error_code text, error_message text, error_details jsonb, event jsonb)
+         AS v(id uuid, event_id uuid, provider text, provider_message_id text, error_code text, error_message text, error_details jsonb, event jsonb, attempted boolean)
      ), old AS MATERIALIZED (
        SELECT id, status FROM messages WHERE id = ANY(?::uuid[]) AND status = ANY(?::text[]) FOR UPDATE
      ), changed AS (
-       UPDATE messages m SET status = ?${stamp}, attempts = m.attempts + 1, provider = v.provider,
+       UPDATE messages m SET status = ?${stamp}, attempts = m.attempts + v.attempted::int, provider = v.provider,
          provider_message_id = coalesce(v.provider_message_id, m.provider_message_id),
          error_code = v.error_code, error_message = v.error_message, error_details = v.error_details
        FROM v, old

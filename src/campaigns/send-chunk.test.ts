@@ -130,7 +130,7 @@ test("a campaign cancelled while a half-sent batch waits for its retry: the retr
   }
 });
 
-test("a recipient erased after its batch was created is failed as subscription_disabled and refunded, not left pending", async () => {
+test("a recipient erased after its batch was created is failed as subscription_disabled (no provider call counted) and refunded, not left pending", async () => {
   const { applicationId, ids, campaignId, range } = await campaignBatchFixture("erased recipient", 2, { quota: { daily_quota: 100 } });
   // The batch's messages exist (its first attempt created them and died) when user erasure deletes
   // a subscription; its message keeps the row without one (ON DELETE SET NULL).
@@ -141,10 +141,11 @@ test("a recipient erased after its batch was created is failed as subscription_d
   const handle = await startBatch(range);
   try {
     await until(campaignId, ["AndroidPush:successful:1", "iOSPush:failed:1"]);
-    const messages = (await app.deps.db("messages").where("campaign_id", campaignId).orderBy("status").select("subscription_id", "status", "error_code")) as Array<{ subscription_id: string | null; status: string; error_code: string | null }>;
+    const messages = (await app.deps.db("messages").where("campaign_id", campaignId).orderBy("status").select("subscription_id", "status", "error_code", "attempts")) as Array<{ subscription_id: string | null; status: string; error_code: string | null; attempts: number }>;
+    // attempts counts provider calls, as for a single message failed before its send.
     assert.deepEqual(messages, [
-      { subscription_id: null, status: "failed", error_code: "subscription_disabled" },
-      { subscription_id: ids[1]!, status: "successful", error_code: null },
+      { subscription_id: null, status: "failed", error_code: "subscription_disabled", attempts: 0 },
+      { subscription_id: ids[1]!, status: "successful", error_code: null, attempts: 1 },
     ]);
     await eventually(async () => (await quotaStatus(app.deps.db, applicationId)).daily!.used === 1, 30_000, 100);
   } finally {
