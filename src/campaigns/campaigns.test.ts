@@ -177,6 +177,12 @@ describe("campaign execution", () => {
     assert.equal(failedPage.body.data.pagination.total_items, 10);
     assert.deepEqual(new Set(failedPage.body.data.messages.map((m: { subscription_id: string }) => m.subscription_id)), new Set(gone));
     assert.ok(failedPage.body.data.messages.every((m: { status: string }) => m.status === "failed"));
+    // DESIGN-005's report counts uninstalls ("앱 삭제"): the failures with error_code unregistered.
+    const uninstalled = await app.request("GET", `/campaigns/${id}/messages?error_code=unregistered&per_page=1`, { key: apiKey });
+    assert.equal(uninstalled.status, 200, JSON.stringify(uninstalled.body));
+    assert.equal(uninstalled.body.data.pagination.total_items, 10);
+    const other = await app.request("GET", `/campaigns/${id}/messages?error_code=quota_exceeded`, { key: apiKey });
+    assert.equal(other.body.data.pagination.total_items, 0);
   });
 
   test("quota exhausted: the batch fails with quota_exceeded and nothing is sent", async () => {

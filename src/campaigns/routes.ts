@@ -629,7 +629,7 @@ export const campaignRoutes: RouteSpec[] = [
   defineRoute({
     method: "get",
     path: "/campaigns/:id/messages",
-    summary: "List a campaign's messages (filter: status)",
+    summary: "List a campaign's messages (filters: status, error_code)",
     tag: TAG,
     auth: "apiKey",
     params: IdParams,
@@ -642,6 +642,7 @@ export const campaignRoutes: RouteSpec[] = [
       if (c.schedule) q.whereIn("campaign_id", deps.db("message_campaigns").select("id").where({ application_id: application.id, parent_campaign_id: c.id }));
       else q.where("campaign_id", c.id);
       if (query.status) q.where("status", query.status);
+      if (query.error_code) q.where("error_code", query.error_code);
       const { rows, pagination } = await paginate<MessageRow>(q, query.page, query.per_page, [{ column: "id", order: "asc" }]);
       const messages = rows.map((m) => ({
         id: m.id,

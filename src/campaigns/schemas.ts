@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { PushOptionsShape } from "../messages/push-options";
 import { MESSAGE_STATUSES } from "../messages/state-machine";
+import { ErrorCodeFilter } from "../messages/schemas";
 import { PaginationQuery, refuseEmptyWindow } from "../http/pagination";
 import { PG_INTEGER_MAX, uuidField } from "../http/validation";
 import { API_CAMPAIGN_STATUSES } from "./repository";
@@ -72,7 +73,10 @@ export const ListCampaignsQuery = PaginationQuery.extend({
   .superRefine(refuseEmptyWindow);
 
 /** Query of `GET /campaigns/:id/messages`. */
-export const CampaignMessagesQuery = PaginationQuery.extend({ status: z.enum(MESSAGE_STATUSES).optional() }).strict();
+export const CampaignMessagesQuery = PaginationQuery.extend({
+  status: z.enum(MESSAGE_STATUSES).optional(),
+  error_code: ErrorCodeFilter.optional(),
+}).strict();
 
 /** The create answer (REF-001 §6.1). */
 export const CreatedCampaign = z.object({ campaign_id: z.string(), name: z.string(), status: z.enum(API_CAMPAIGN_STATUSES), scheduled_at: z.string().nullable(), created_at: z.string() });

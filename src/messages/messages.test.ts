@@ -438,7 +438,7 @@ describe("API rules", () => {
 });
 
 describe("listing", () => {
-  test("GET /messages filters by status, subscription, campaign and created range, pages newest first, and never shows another tenant's", async () => {
+  test("GET /messages filters by status, subscription, campaign, error code and created range, pages newest first, and never shows another tenant's", async () => {
     const { id: appId, apiKey: key } = await createApp();
     const other = await createApp();
     const [s1, s2] = [await createPushSubscription(app, key, { type: "iOSPush" }), await createPushSubscription(app, key, { type: "AndroidPush" })];
@@ -477,6 +477,8 @@ describe("listing", () => {
       ["from=2026-01-02T00:00:00Z&to=2026-01-04T00:00:00Z", [m3.id, m2.id]],
       [`status=successful&subscription_id=${s2.id}`, [m4.id]],
       [`campaign_id=${otherCampaign}`, []],
+      ["error_code=unregistered", [m3.id]],
+      ["error_code=receipt_timeout", []],
     ];
     for (const [query, expected] of cases) assert.deepEqual(await ids(query), expected, query);
     const page = await list("per_page=1&page=2");

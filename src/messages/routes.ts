@@ -168,7 +168,7 @@ export const messageRoutes: RouteSpec[] = [
   defineRoute({
     method: "get",
     path: "/messages",
-    summary: "List messages (filters: status, subscription_id, external_id, campaign_id, from/to)",
+    summary: "List messages (filters: status, subscription_id, external_id, campaign_id, error_code, from/to)",
     tag: TAG,
     auth: "apiKey",
     query: ListMessagesQuery,
@@ -177,6 +177,7 @@ export const messageRoutes: RouteSpec[] = [
       const q = deps.db("messages as m").where("m.application_id", application.id).select("m.*");
       if (query.status) q.where("m.status", query.status);
       if (query.subscription_id) q.where("m.subscription_id", query.subscription_id);
+      if (query.error_code) q.where("m.error_code", query.error_code);
       if (query.campaign_id) {
         // A recurring campaign's messages carry its runs' ids: asked for it, the list holds its runs' messages.
         const campaignId = query.campaign_id;

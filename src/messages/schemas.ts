@@ -53,12 +53,19 @@ export const ConvertMessageBody = z.strictObject({
   data: z.record(z.string(), z.unknown()).optional(),
 });
 
+/**
+ * A message's `error_code` to filter by (`unregistered`: the app was uninstalled, DESIGN-005's
+ * "앱 삭제"; `receipt_timeout`, `quota_exceeded`, …); the page's `total_items` is then their count.
+ */
+export const ErrorCodeFilter = z.string().trim().min(1).max(100).describe("error_code, e.g. unregistered (app uninstalled)");
+
 /** Query of `GET /messages`. */
 export const ListMessagesQuery = PaginationQuery.extend({
   status: z.enum(MESSAGE_STATUSES).optional(),
   subscription_id: uuidField.optional(),
   external_id: ExternalUserId.optional(),
   campaign_id: uuidField.optional(),
+  error_code: ErrorCodeFilter.optional(),
   from: z.iso.datetime({ offset: true }).optional().describe("created at or after (ISO 8601)"),
   to: z.iso.datetime({ offset: true }).optional().describe("created before (ISO 8601)"),
 })
