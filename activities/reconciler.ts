@@ -292,7 +292,8 @@ export function createReconcilerActivities(deps: Deps) {
             .where("created_at", "<", new Date(Date.now() - options.olderThanMs))
             .orderByRaw("reconciled_at ASC NULLS FIRST, created_at ASC")
             .limit(options.limit)
-            .forUpdate()
+            // NO KEY UPDATE: message writers key-share campaign rows (their counts' foreign keys).
+            .forNoKeyUpdate()
             .skipLocked(),
         )
         .update({ reconciled_at: db.fn.now() }, ["id", "application_id", "status", "scheduled_at", "throttle_per_minute", "delivery", "schedule", "parent_campaign_id"])) as ReconciledCampaign[];

@@ -5,7 +5,7 @@ import { startTestApp, eventually, type TestApp } from "../../test/support/harne
 import { seedPushSubscriptions } from "../../test/support/fixtures";
 import { insertRunningCampaign, startRunBeforeItsWrapper } from "../../test/support/campaigns";
 import { newId } from "../db/ids";
-import { campaignWorkflowId, pauseSignal, progressQuery } from "../../workflows/campaign";
+import { campaignWorkflowId, cancelSignal, pauseSignal, progressQuery } from "../../workflows/campaign";
 import { createReconcilerActivities } from "../../activities/reconciler";
 import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
@@ -564,6 +564,32 @@ describe("recurring campaigns", () => {
     }
     const statuses = (await db("message_campaigns").whereIn("id", [parentId, runId]).pluck("status")) as string[];
     assert.deepEqual(statuses, ["paused", "paused"]);
+  });
+
+  test("cancelling a recurring campaign while its run's batch creates messages neither deadlocks nor leaves the run sending", async () => {
+    const { id: appId } = await app.createApplication();
+    const [subscriptionId] = await seedPushSubscriptions(app, appId, 1);
+    const parentId = await insertRunningCampaign(app, appId, `r-${newId()}`, {}, { schedule: JSON.stringify({ cron: NEVER_SOON, timezone: "UTC" }) });
+    const runId = await insertRunningCampaign(app, appId, "run", {}, { parent_campaign_id: parentId, run_key: "run-cancel-locks" });
+    const parent = (await app.deps.db("message_campaigns").where("id", parentId).first()) as Parameters<typeof changeActiveRuns>[1];
+    await app.deps.db("message_campaigns").where("id", parentId).update({ status: "cancelled" });
+    const db = app.deps.db;
+    // A batch creating its messages: it share-locks its run first (createCampaignBatch), inserts later.
+    const batch = await db.transaction();
+    try {
+      await batch("message_campaigns").where("id", runId).forShare().first("id");
+      // The operator's cancel: locks the recurring campaign, then waits for the run's row.
+      const cancelling = changeActiveRuns(app.deps, { ...parent, status: "cancelled" }, ["running", "paused"], { status: "cancelled" }, cancelSignal);
+      const batchPid = ((await batch.raw("SELECT pg_backend_pid() AS pid")).rows[0] as { pid: number }).pid;
+      await eventually(async () => ((await db.raw(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> ? AND query ILIKE 'update "message_campaigns"%'`, [batchPid])).rows.length > 0 ? true : undefined), 10_000, 50);
+      // The batch's insert: its recurring counts row is new, so the foreign key key-shares the recurring campaign.
+      await batch("messages").insert({ application_id: appId, campaign_id: runId, campaign_batch: 0, subscription_id: subscriptionId, subscription_type: "iOSPush", status: "pending", body: "b" });
+      await batch.commit();
+      await cancelling;
+    } finally {
+      if (!batch.isCompleted()) await batch.rollback();
+    }
+    assert.equal((await db("message_campaigns").where("id", runId).first("status")).status, "cancelled", "the run going out was cancelled with it");
   });
 
   test("pausing, resuming, cancelling and deleting a recurring campaign reach the run going out now", async () => {

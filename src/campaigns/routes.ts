@@ -237,9 +237,11 @@ export async function changeActiveRuns(
 ): Promise<void> {
   // Runs follow the campaign only while it is still where this call put it: a pause whose runs
   // update came after a concurrent DELETE (which cancels paused runs) would otherwise leave its
-  // run paused with nothing ever to resume it. The parent's row lock orders the two.
+  // run paused with nothing ever to resume it. The parent's row lock orders the two. NO KEY UPDATE,
+  // not UPDATE: a run's batch inserting messages key-shares the parent (the foreign key of its
+  // recurring counts) while this waits for the run's row, and FOR UPDATE would deadlock with it.
   const runs = await deps.db.transaction(async (trx) => {
-    const still = await trx("message_campaigns").where({ id: parent.id, application_id: parent.application_id, status: set.status }).forUpdate().first("id");
+    const still = await trx("message_campaigns").where({ id: parent.id, application_id: parent.application_id, status: set.status }).forNoKeyUpdate().first("id");
     if (!still) return [];
     return (await trx("message_campaigns").where({ application_id: parent.application_id, parent_campaign_id: parent.id }).whereIn("status", from).update(set, "*")) as CampaignRow[];
   });
