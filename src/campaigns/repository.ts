@@ -202,7 +202,8 @@ function zeroCounts(): CampaignCounts {
  */
 async function summedCounts(db: Knex | Knex.Transaction, campaignIds: readonly string[], bySubscriptionType: boolean) {
   const counted = ["failed_after_sent", ...MESSAGE_STATUSES];
-  const columns = counted.map((column) => `sum(c.${column})::int AS ${column}`).join(", ");
+  // bigint: a recurring campaign's lifetime totals pass 2^31 (a daily run to 6 million devices does in a year).
+  const columns = counted.map((column) => `sum(c.${column})::bigint AS ${column}`).join(", ");
   const type = bySubscriptionType ? ", c.subscription_type" : "";
   const rowsOf = (table: string) => `SELECT campaign_id, subscription_type, ${counted.join(", ")} FROM ${table} WHERE campaign_id = ANY(?::uuid[])`;
   const result = await db.raw(
@@ -211,12 +212,12 @@ async function summedCounts(db: Knex | Knex.Transaction, campaignIds: readonly s
       GROUP BY c.campaign_id${type}`,
     [[...campaignIds], [...campaignIds]],
   );
-  return (result.rows as Array<{ campaign_id: string; subscription_type?: string; failed_after_sent: number } & Record<MessageStatus, number>>).map((row) => {
+  return (result.rows as Array<{ campaign_id: string; subscription_type?: string; failed_after_sent: string } & Record<MessageStatus, string>>).map((row) => {
     const counts = zeroCounts();
-    counts.failed_after_sent = row.failed_after_sent;
+    counts.failed_after_sent = Number(row.failed_after_sent);
     for (const status of MESSAGE_STATUSES) {
-      counts[status] = row[status];
-      counts.total += row[status];
+      counts[status] = Number(row[status]);
+      counts.total += counts[status];
     }
     return { campaignId: row.campaign_id, subscriptionType: row.subscription_type, counts };
   });
