@@ -1,7 +1,7 @@
 import { condition, defineSignal, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, sleep, type ExternalWorkflowHandle } from "@temporalio/workflow";
 import type { BatchSendResult, BatchStart, createCampaignActivities } from "../activities/campaigns";
 import type { BatchRange } from "../src/campaigns/repository";
-import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
+import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, RETRY_SCHEDULES, type RetryClass } from "../src/messages/retry-policy";
 
 // Regular (not local) activities: a batch send of 500 pushes can outlast a workflow task, and it
 // heartbeats, so a worker that dies mid-send is noticed within the heartbeat timeout and the retried
@@ -116,7 +116,10 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
         round = await activities.sendCampaignBatch(range);
         await pauseIfCredentialsRefused(round);
       }
-      const classes = (Object.keys(round.errored) as RetryClass[]).filter((c) => (round!.errored[c] ?? 0) > 0);
+      // A round recorded before the send step named a missing class `network` (a user's erasure had
+      // wiped it) reports it as "null": retried as network, as the step now does, instead of a
+      // TypeError on every replay of that stuck task. Rounds with known classes are unchanged.
+      const classes = [...new Set((Object.keys(round.errored) as string[]).filter((c) => (round!.errored[c as RetryClass] ?? 0) > 0).map((c) => (c in RETRY_SCHEDULES ? (c as RetryClass) : "network")))];
       if (classes.length === 0) break;
       let delay = 0;
       const exhausted: RetryClass[] = [];
