@@ -452,6 +452,14 @@ describe("GET /analytics/devices", () => {
   });
 });
 
+test("the last accepted day, 9999-12-30, is answered: usage lists its 30 days, engagement bounds its range", async () => {
+  const usage = await get(a.apiKey, "/analytics/usage?to=9999-12-30");
+  assert.equal(usage.usage_trend.length, 30);
+  assert.deepEqual([usage.usage_trend[0].date, usage.usage_trend.at(-1).date], ["9999-12-01", "9999-12-30"]);
+  const engagement = await get(a.apiKey, "/analytics/engagement?to=9999-12-30");
+  assert.equal(engagement.overall_engagement.total_users, 0);
+});
+
 test("a segment on any tag key a subscription can hold (spaces, Hangul, 128 characters) is answered", async () => {
   for (const key of ["회원 등급", "a b", "k".repeat(128)]) {
     const data = await get(a.apiKey, `/analytics/engagement?from=${FROM}&to=${TO}&segment=${encodeURIComponent(key)}`);
@@ -473,6 +481,9 @@ describe("validation", () => {
     ["/analytics/messages?from=0000-01-01&to=0000-01-02", "from"],
     ["/analytics/usage?from=0000-01-01T00:00:00%2B01:00&to=0000-01-02", "from"],
     ["/analytics/engagement?from=9999-12-31T23:00:00-05:00", "from"],
+    // The day after 9999-12-31 has a 5-digit year: a range ending there could not be bounded.
+    ["/analytics/usage?to=9999-12-31", "to"],
+    ["/analytics/engagement?to=9999-12-31", "to"],
   ] as const) {
     test(`${path} → validation_error on ${field}`, async () => {
       const res = await app.request("GET", path, { key: a.apiKey });

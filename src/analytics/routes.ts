@@ -27,7 +27,7 @@ import {
   SubscriptionStatsView,
   UsageQuery,
   UsageView,
-  addDays,
+  daysOf,
   resolveRange,
   type DayRange,
 } from "./schemas";
@@ -199,7 +199,7 @@ export const analyticsRoutes: RouteSpec[] = [
       }
       // Zero-filled so a chart shows quiet days; every channel seen in the range appears on every day.
       const trend: Array<Record<string, string | number>> = [];
-      for (let day = range.fromDay; day <= range.toDay; day = addDays(day, 1)) {
+      for (const day of daysOf(range)) {
         const counts = perDay.get(day) ?? {};
         const entry: Record<string, string | number> = { date: day, total: Object.values(counts).reduce((a, b) => a + b, 0) };
         for (const channel of Object.keys(byChannel)) entry[channel] = counts[channel] ?? 0;

@@ -11,7 +11,9 @@ export const DEFAULT_RANGE_DAYS = 30;
 
 const DAY_MS = 86_400_000;
 const EARLIEST_DAY_MS = Date.parse("1970-01-01T00:00:00Z");
-const LATEST_DAY_MS = Date.parse("9999-12-31T23:59:59.999Z");
+// The day after the last one must still be a 4-digit year: queries bound a range by `to` + 1 day,
+// and 10000-01-01 is no date PostgreSQL or toISOString's plain form can write.
+const LATEST_DAY_MS = Date.parse("9999-12-30T23:59:59.999Z");
 
 /** An ISO 8601 date or date-time; only its UTC calendar day matters (the rollups are per day). */
 const DateParam = z
@@ -20,7 +22,7 @@ const DateParam = z
   .refine((value) => {
     const ms = Date.parse(value.length === 10 ? `${value}T00:00:00Z` : value);
     return ms >= EARLIEST_DAY_MS && ms <= LATEST_DAY_MS;
-  }, "must be between 1970-01-01 and 9999-12-31")
+  }, "must be between 1970-01-01 and 9999-12-30")
   .describe("ISO 8601 date or date-time; truncated to its UTC day");
 
 /** A resolved, inclusive range of UTC days, as `YYYY-MM-DD`. */
@@ -30,6 +32,12 @@ export interface DayRange {
 }
 
 const utcDay = (value: string | Date): string => new Date(value).toISOString().slice(0, 10);
+
+/** The days of a range, in order (at most {@link MAX_RANGE_DAYS} once validated). */
+export function daysOf(range: DayRange): string[] {
+  const count = (Date.parse(range.toDay) - Date.parse(range.fromDay)) / DAY_MS + 1;
+  return Array.from({ length: Math.max(0, count) }, (_, i) => addDays(range.fromDay, i));
+}
 
 /** Adds `days` to a `YYYY-MM-DD` day. */
 export function addDays(day: string, days: number): string {
