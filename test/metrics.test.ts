@@ -6,8 +6,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { createPushSubscription, seedPushSubscriptions, simulatorToken } from "./support/fixtures";
-import { registry, setBacklogSource } from "../src/metrics/registry";
+import { BACKLOG_SCRAPE_WAIT_MS, registry, setBacklogSource } from "../src/metrics/registry";
 import { createDb } from "../src/db/knex";
+import { newId } from "../src/db/ids";
 import { startMetricsServer } from "../src/metrics/exposition";
 import { startApiProcessServers } from "../src/runtime";
 
@@ -117,6 +118,30 @@ describe("metrics", () => {
     const res = await app.request("GET", "/no/such/thing/0193");
     assert.equal(res.status, 404);
     assert.equal(await valueOf("automata_http_request_duration_seconds", { route: "unmatched", status: "404" }), before404 + 1);
+  });
+
+  test("a request whose client gave up before the answer is still recorded, with status 499", async () => {
+    const { id: applicationId, apiKey: key } = await app.createApplication();
+    const sub = await createPushSubscription(app, key, { type: "iOSPush", token: simulatorToken("ok") });
+    const messageId = newId();
+    await app.deps.db("messages").insert({ id: messageId, application_id: applicationId, subscription_id: sub.id, subscription_type: "iOSPush", status: "successful", sent_at: new Date(), body: "b" });
+    const labels = { route: "/api/v1/messages/:id/status", method: "POST", status: "499" };
+    const before = await valueOf("automata_http_request_duration_seconds", labels);
+    // The receipt waits for the row (up to 5 s) while another transaction holds it; the client gives up first.
+    const holder = await app.deps.db.transaction();
+    try {
+      await holder("messages").where("id", messageId).forUpdate().first("id");
+      const abandoned = fetch(`${app.url}/api/v1/messages/${messageId}/status`, {
+        method: "POST",
+        headers: { "X-API-Key": key, "Content-Type": "application/json" },
+        body: JSON.stringify({ status: "received" }),
+        signal: AbortSignal.timeout(500),
+      });
+      await assert.rejects(abandoned, (error: Error) => error.name === "TimeoutError");
+    } finally {
+      await holder.rollback();
+    }
+    await eventually(async () => ((await valueOf("automata_http_request_duration_seconds", labels)) === before + 1 ? true : undefined), 10_000, 100);
   });
 
   test("a bad- token counts a provider error by reason and a failed message", async () => {
@@ -293,6 +318,29 @@ describe("metrics", () => {
       await unreachable.destroy();
     }
     assert.match(await (await fetch(`${app.url}/metrics`)).text(), /^automata_messages_pending \d+/m, "back once the database answers");
+  });
+
+  test("a backlog query that cannot get a connection holds the scrape at most 2 s: the rest of the scrape answers, the backlog gauges leave their sample out", async () => {
+    // A real pool of one connection, busy with a long statement: the backlog query waits in its queue.
+    const busy = createDb(process.env.DATABASE_URL!, 1);
+    // then(): a knex query runs only once something awaits it.
+    const holding = busy.raw("select pg_sleep(6) /* metrics-busy-pool */").then(() => undefined);
+    await eventually(async () => ((await app.deps.db.raw(`SELECT 1 FROM pg_stat_activity WHERE query LIKE 'select pg_sleep(6) /* metrics-busy-pool */%'`)).rows.length > 0 ? true : undefined), 5_000, 50);
+    setBacklogSource(busy);
+    try {
+      const timeouts0 = await valueOf("automata_metrics_collect_errors_total", { collector: "backlog", error: "timeout" });
+      const started = Date.now();
+      const text = await (await fetch(`${app.url}/metrics`)).text();
+      const tookMs = Date.now() - started;
+      assert.ok(tookMs < BACKLOG_SCRAPE_WAIT_MS + 2_000, `the scrape took ${tookMs} ms`);
+      assert.doesNotMatch(text, /^automata_messages_pending /m, "no reading, no sample");
+      assert.match(text, /^automata_messages_total\{/m, "the rest of the scrape answers");
+      assert.equal(await valueOf("automata_metrics_collect_errors_total", { collector: "backlog", error: "timeout" }), timeouts0 + 1);
+    } finally {
+      await holding;
+      setBacklogSource(app.deps.db);
+      await busy.destroy();
+    }
   });
 
   // Last in this file: the tests above made every kind of series (sends, a provider error, a retry, a

@@ -53,18 +53,25 @@ function asyncRoute(spec: RouteSpec, deps: Deps) {
   };
 }
 
+/** Status label of a request whose client closed the connection before the answer (nginx's 499). */
+export const CLIENT_CLOSED_REQUEST = "499";
+
 /**
- * Records every request's duration on 'finish', labelled by the route PATTERN (never the raw URL:
- * ids would explode cardinality and leak into labels); requests no route matched are `unmatched`.
+ * Records every request's duration once its connection is done with it ('close'), labelled by the
+ * route PATTERN (never the raw URL: ids would explode cardinality and leak into labels); requests
+ * no route matched are `unmatched`. A request whose client gave up before the answer (a proxy's
+ * timeout while a statement waited) never emits 'finish': it counts with status 499, so the slowest
+ * requests of an overload are not the ones missing from the latency and error panels.
  */
 function recordRequestDuration(req: Request, res: Response, next: NextFunction): void {
   const started = process.hrtime.bigint();
-  res.on("finish", () => {
+  res.once("close", () => {
     // Set by the API router per route (its baseUrl is gone once an error leaves the router); req.route covers top-level routes.
     const pattern = res.locals.routePattern as string | undefined;
     const routePath = (req.route as { path?: unknown } | undefined)?.path;
     const route = pattern ?? (typeof routePath === "string" ? `${req.baseUrl}${routePath}` : "unmatched");
-    httpRequestDuration.observe({ method: req.method, route, status: String(res.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+    const status = res.writableFinished ? String(res.statusCode) : CLIENT_CLOSED_REQUEST;
+    httpRequestDuration.observe({ method: req.method, route, status }, Number(process.hrtime.bigint() - started) / 1e9);
   });
   next();
 }

@@ -17,7 +17,8 @@ export const httpRequestDuration = new Histogram({
   name: "automata_http_request_duration_seconds",
   help: "HTTP request duration by method, route pattern and status code",
   labelNames: ["method", "route", "status"] as const,
-  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  // Up to 60 s: API statements may run 30 s (AUTOMATA_API_STATEMENT_TIMEOUT), and a p95 must not flatten below that.
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
   registers: [registry],
 });
 
@@ -34,7 +35,8 @@ export const providerRequestDuration = new Histogram({
   name: "automata_provider_request_duration_seconds",
   help: "Duration of one push provider request by provider and outcome",
   labelNames: ["provider", "outcome"] as const,
-  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  // Up to 3 min: a campaign message's duration is its chunk's call, which may queue 2 min for a connection.
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 180],
   registers: [registry],
 });
 
@@ -88,10 +90,22 @@ export const metricsCollectErrorsTotal = new Counter({
 });
 
 const BACKLOG_CACHE_MS = 10_000;
+/**
+ * Longest a scrape waits for the backlog query. prom-client renders nothing until every collector
+ * answers, so a query queued behind a busy pool (slow providers hold the worker's connections) or
+ * sent to a database that vanished held the whole scrape past Prometheus's timeout: every series
+ * gapped just when they mattered. Past this the backlog gauges leave their sample out; the query
+ * goes on, and a later scrape uses its answer.
+ */
+export const BACKLOG_SCRAPE_WAIT_MS = 2_000;
 let backlogDb: Knex | undefined;
 let backlogCache: { at: number; count: number; oldestAgeSeconds: number } | undefined;
 
-let backlogReading: Promise<{ count: number; oldestAgeSeconds: number } | undefined> | undefined;
+/** One reading of the backlog gauges. */
+type BacklogReading = { count: number; oldestAgeSeconds: number };
+let backlogReading: Promise<BacklogReading | undefined> | undefined;
+/** What scrapes wait for: the reading, or nothing once BACKLOG_SCRAPE_WAIT_MS has passed. */
+let backlogAnswer: Promise<BacklogReading | undefined> | undefined;
 
 async function queryBacklog(db: Knex): Promise<{ count: number; oldestAgeSeconds: number } | undefined> {
   let row: { count: string; oldest: string | null } | undefined;
@@ -114,10 +128,24 @@ async function readBacklog(): Promise<{ count: number; oldestAgeSeconds: number 
   if (!backlogDb) return undefined;
   if (backlogCache && Date.now() - backlogCache.at < BACKLOG_CACHE_MS) return backlogCache;
   // prom-client collects every metric at once: both backlog gauges share one query, not one each.
-  backlogReading ??= queryBacklog(backlogDb).finally(() => {
+  const reading = (backlogReading ??= queryBacklog(backlogDb).finally(() => {
     backlogReading = undefined;
+  }));
+  // Shared like the reading, so one scrape's two gauges time out (and count it) once.
+  backlogAnswer ??= new Promise<BacklogReading | undefined>((resolve) => {
+    const timer = setTimeout(() => {
+      metricsCollectErrorsTotal.inc({ collector: "backlog", error: "timeout" });
+      resolve(undefined);
+    }, BACKLOG_SCRAPE_WAIT_MS);
+    timer.unref();
+    void reading.then((answer) => {
+      clearTimeout(timer);
+      resolve(answer);
+    });
+  }).finally(() => {
+    backlogAnswer = undefined;
   });
-  return backlogReading;
+  return backlogAnswer;
 }
 
 /** Messages waiting to be sent (status pending), read from PostgreSQL on scrape (cached 10 s). */
@@ -187,6 +215,7 @@ export function setBacklogSource(db: Knex | undefined): void {
   backlogDb = db;
   backlogCache = undefined;
   backlogReading = undefined;
+  backlogAnswer = undefined;
 }
 
 /** Provider label for a message: the provider that handled it, else the platform its subscription type goes to. */
