@@ -161,7 +161,7 @@ function refuse(c: CampaignRow, action: string): never {
   if (ENDED_CAMPAIGN_STATUSES.includes(c.status)) {
     throw new ApiError("campaign_already_completed", `The campaign is ${status}; it cannot ${action}`, { id: c.id, status });
   }
-  if (action === "execute") throw new ApiError("campaign_already_started", `The campaign is ${status}`, { id: c.id, status });
+  if (action === "execute") throw new ApiError("campaign_already_started", `The campaign is ${status}: it has started${c.status === "paused" ? "; resume it to go on" : ""}`, { id: c.id, status });
   throw new ApiError("invalid_status_transition", `The campaign is ${status}; it cannot ${action}`, { id: c.id, status });
 }
 

@@ -420,6 +420,10 @@ describe("API rules", () => {
     assert.notEqual(resent.body.data.message_id, id);
     const notFailed = await app.request("POST", `/messages/${resent.body.data.message_id}/resend`, { key: apiKey });
     assert.equal(notFailed.status, 400);
+    // Its subscription deleted since (the user was erased): not found, as a send to it answers.
+    await app.deps.db("messages").where("id", id).update({ subscription_id: null });
+    const gone = await app.request("POST", `/messages/${id}/resend`, { key: apiKey });
+    assert.deepEqual([gone.status, gone.body.error.code], [404, "resource_not_found"]);
   });
 
   test("template sends record the template version used", async () => {

@@ -287,7 +287,8 @@ export const messageRoutes: RouteSpec[] = [
       if (original.status !== "failed") {
         throw new ApiError("message_already_processed", `Only failed messages can be resent; this one is ${original.status}`, { id: params.id, status: original.status });
       }
-      if (!original.subscription_id) throw new ApiError("subscription_disabled", "The original subscription no longer exists", { id: params.id });
+      // Deleted (erased with its user): not found, as any send to a deleted subscription answers.
+      if (!original.subscription_id) throw new ApiError("resource_not_found", "subscription not found", { id: params.id, reason: "the message's subscription was deleted" });
       const idempotencyKey = idempotencyKeyOf(req.header("idempotency-key"));
       // Which message is resent is the whole request: the same key for another one is a different request.
       const requestHash = idempotencyKey ? requestFingerprint("POST /messages/:id/resend", { message_id: original.id }) : undefined;
