@@ -514,7 +514,27 @@ async function reRegister(
   // Absent user_id keeps the link: logging out is POST /users/logout, not a re-registration without a user.
   const relink = userId !== null && userId !== existing.user_id;
   if (relink) changes.user_id = userId;
+  // The device presenting its token again re-confirms it, as update-token with the same token does:
+  // a delivery error (-10 after a build sent to the wrong APNs environment) clears; an opt-out or
+  // a block by the API stays. SDKs register on every launch and call update-token only on a change,
+  // so without this such a device stayed unreachable for good.
+  const confirmed = nextStatusFor({ type: "token_updated" }, existing.subscription_status);
+  const status = confirmed.allowed ? confirmed.to : existing.subscription_status;
+  if (status !== existing.subscription_status) Object.assign(changes, statusColumns(trx, existing.subscription_status, status));
   await trx("subscriptions").where(where).update(changes);
+  if (status !== existing.subscription_status) {
+    await writeEvent(trx, {
+      applicationId: existing.application_id,
+      subscriptionId: existing.id,
+      userId: relink ? userId : existing.user_id,
+      eventType: "token_updated",
+      fromStatus: existing.subscription_status,
+      toStatus: status,
+      source: "api",
+      reason: "registration",
+      data: { token_changed: false },
+    });
+  }
   if (relink) {
     await writeEvent(trx, {
       applicationId: existing.application_id,

@@ -265,6 +265,18 @@ describe("duplicate registration (idempotent, like OneSignal)", () => {
     assert.equal(again.body.data.subscription_status, -2);
   });
 
+  test("re-registering the same token clears a delivery error (-10), as update-token does; an API block (-31) stays", async () => {
+    const { id, token } = await newSubscription();
+    await changeSubscriptionStatus(app.deps.db, { applicationId: appA, subscriptionId: id, toStatus: -10, eventType: "delivery_failed", reason: "BadDeviceToken" });
+    const again = await register(keyA, { type: "iOSPush", token, device_info: { ...DEVICE_INFO, test_type: 1 } });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.data.subscription_status, 1);
+    const event = (await app.deps.db("subscription_events").where("subscription_id", id).orderBy("created_at", "desc").orderBy("id", "desc").first()) as { event_type: string; from_status: number; to_status: number };
+    assert.deepEqual([event.event_type, event.from_status, event.to_status], ["token_updated", -10, 1]);
+    await changeSubscriptionStatus(app.deps.db, { applicationId: appA, subscriptionId: id, toStatus: -31, eventType: "disabled" });
+    assert.equal((await register(keyA, { type: "iOSPush", token })).body.data.subscription_status, -31);
+  });
+
   test("the same token under another type is a different subscription", async () => {
     const token = pushToken();
     const ios = await register(keyA, { type: "iOSPush", token });
