@@ -65,6 +65,11 @@ export interface IdentifyInput {
   externalId: string;
   subscriptionIds: readonly string[];
   properties?: Record<string, unknown>;
+  /**
+   * Link only subscriptions linked to this user now (null: anonymous ones); a subscription linked
+   * to someone else is left alone (a late or retried identify must not undo a newer login).
+   */
+  previousExternalId?: string | null;
 }
 
 /** Outcome of {@link identifyUser}. */
@@ -73,6 +78,8 @@ export interface IdentifyOutcome {
   created: boolean;
   /** Subscriptions that were not linked to this user before (each got a `user_linked` event). */
   linked: string[];
+  /** Subscriptions left alone because the guard did not match their current user. */
+  notLinked: string[];
 }
 
 /** Most keys a user's merged properties may hold. */
@@ -131,13 +138,17 @@ export async function identifyUser(db: Knex, applicationId: string, input: Ident
     if (input.properties) assertPropertiesWithinBounds(user.properties, before);
 
     const subscriptions = await lockSubscriptions(trx, applicationId, input.subscriptionIds);
-    const toLink = subscriptions.filter((s) => s.user_id !== user.id);
+    const others = subscriptions.filter((s) => s.user_id !== user.id);
+    const previousExternalIds = await externalIdsOf(
+      trx,
+      applicationId,
+      others.flatMap((s) => (s.user_id ? [s.user_id] : [])),
+    );
+    const guarded = (s: (typeof others)[number]): boolean =>
+      input.previousExternalId === undefined || (s.user_id === null ? input.previousExternalId === null : previousExternalIds.get(s.user_id) === input.previousExternalId);
+    const toLink = others.filter(guarded);
+    const notLinked = others.filter((s) => !guarded(s)).map((s) => s.id);
     if (toLink.length > 0) {
-      const previousExternalIds = await externalIdsOf(
-        trx,
-        applicationId,
-        toLink.flatMap((s) => (s.user_id ? [s.user_id] : [])),
-      );
       await trx("subscriptions")
         .where("application_id", applicationId)
         .whereIn(
@@ -161,7 +172,7 @@ export async function identifyUser(db: Knex, applicationId: string, input: Ident
         })),
       );
     }
-    return { user, created: user.id === candidateId, linked: toLink.map((s) => s.id) };
+    return { user, created: user.id === candidateId, linked: toLink.map((s) => s.id), notLinked };
   });
 }
 

@@ -62,12 +62,21 @@ export const userRoutes: RouteSpec[] = [
     responses: { 200: { description: "The user (created if new); the subscriptions are linked", schema: IdentifyResult } },
     handler: async ({ body, application, deps }) => {
       assertKeyApplication(body.application_id, application.id);
-      const { user } = await identifyUser(deps.db, application.id, {
+      const { user, notLinked } = await identifyUser(deps.db, application.id, {
         externalId: body.external_id,
         subscriptionIds: collectSubscriptionIds(body.subscriptions, body.subscription_id),
         properties: body.properties,
+        previousExternalId: body.previous_external_id,
       });
-      return { data: { user_id: user.id, external_id: user.external_id, created_at: iso(user.created_at)! } };
+      // not_linked only when the guard was sent: the REF-001 answer stays as it was otherwise.
+      return {
+        data: {
+          user_id: user.id,
+          external_id: user.external_id,
+          created_at: iso(user.created_at)!,
+          ...(body.previous_external_id !== undefined ? { not_linked: notLinked } : {}),
+        },
+      };
     },
   }),
   defineRoute({

@@ -32,6 +32,11 @@ export const IdentifyBody = z.strictObject({
     .record(z.string(), z.unknown())
     .optional()
     .describe("user properties, shallow-merged into the stored ones (a key sent again replaces its value)"),
+  previous_external_id: ExternalId.nullable()
+    .optional()
+    .describe(
+      "optional guard: link only subscriptions that are anonymous (null) or linked to this user, so a retried or late identify cannot take a device from a newer login; the others are left alone and listed in not_linked",
+    ),
   application_id: ApplicationIdField,
 });
 
@@ -58,6 +63,7 @@ export const IdentifyResult = z.object({
   user_id: z.string(),
   external_id: z.string(),
   created_at: z.string(),
+  not_linked: z.array(z.string()).optional().describe("with previous_external_id: the subscriptions left alone, linked to another user"),
 });
 
 /** Response of logout: REF-001 §3.2. */

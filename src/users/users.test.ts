@@ -288,6 +288,28 @@ describe("POST /users/logout", () => {
     assert.equal((await app.deps.db("subscriptions").where({ id: sub }).first()).user_id, newer.body.data.user_id);
   });
 
+  test("with previous_external_id, a retried or late identify does not take the device from a newer login", async () => {
+    const [first, second, third] = [ext("first-id"), ext("second-id"), ext("third-id")];
+    const sub = await insertSubscription(appA.id);
+    const identify = (body: Record<string, unknown>) => app.request("POST", "/users/identify", { key: appA.apiKey, body: { subscriptions: [sub], ...body } });
+    // The SDK's first login from an anonymous device: the guard is null.
+    const login = await identify({ external_id: first, previous_external_id: null });
+    assert.deepEqual(login.body.data.not_linked, []);
+    await app.request("POST", "/users/logout", { key: appA.apiKey, body: { subscriptions: [sub], external_id: first } });
+    const newer = await identify({ external_id: second, previous_external_id: null });
+    // The first login's retry (its answer was lost) arrives now: the device stays the newer user's.
+    const late = await identify({ external_id: first, previous_external_id: null });
+    assert.equal(late.status, 200, JSON.stringify(late.body));
+    assert.deepEqual(late.body.data.not_linked, [sub]);
+    assert.equal((await app.deps.db("subscriptions").where({ id: sub }).first()).user_id, newer.body.data.user_id);
+    // A switch of account that names the user it replaces goes through.
+    const switched = await identify({ external_id: third, previous_external_id: second });
+    assert.deepEqual(switched.body.data.not_linked, []);
+    assert.equal((await app.deps.db("subscriptions").where({ id: sub }).first()).user_id, switched.body.data.user_id);
+    // Without the guard, REF-001's answer as before.
+    assert.equal("not_linked" in (await identify({ external_id: third })).body.data, false);
+  });
+
   test("bad input: 422 without subscriptions, 404 for an unknown one; nothing written", async () => {
     const externalId = ext("stay");
     const sub = await insertSubscription(appA.id);
