@@ -518,6 +518,19 @@ describe("campaign API", () => {
     assert.equal((await handle.describe()).runId, runId, "a replay does not run a finished campaign again");
   });
 
+  test("scheduled_at more than two years ahead, or an instant whose offset carries it past 9999, is a 422 naming it; nothing is created", async () => {
+    const { apiKey } = await createApp();
+    const cases = [new Date(Date.now() + 731 * 86_400_000).toISOString(), "9999-12-31T23:59:59-23:59", "1969-12-31T23:59:59Z"];
+    for (const scheduledAt of cases) {
+      const res = await createCampaign(apiKey, { scheduled_at: scheduledAt });
+      assert.equal(res.status, 422, `${scheduledAt}: ${JSON.stringify(res.body)}`);
+      assert.ok("scheduled_at" in res.body.error.details.fields, JSON.stringify(res.body.error));
+    }
+    const nearLimit = await createCampaign(apiKey, { scheduled_at: new Date(Date.now() + 729 * 86_400_000).toISOString() });
+    assert.equal(nearLimit.status, 201, JSON.stringify(nearLimit.body));
+    assert.equal((await app.request("POST", `/campaigns/${nearLimit.body.data.campaign_id}/cancel`, { key: apiKey })).status, 200);
+  });
+
   test("the list: a created_at window (from inclusive, to exclusive) and pages", async () => {
     const { apiKey } = await createApp();
     const later = new Date(Date.now() + 3_600_000).toISOString();

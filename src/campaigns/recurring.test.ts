@@ -62,7 +62,7 @@ describe("cron expressions", () => {
     assert.equal(temporalCronExpression("*/3 * * * * *"), "*/3 * * * * * *");
     assert.equal(temporalCronExpression(" 0  0 1-15/2 jan,jul sun-sat "), "0 0 1-15/2 jan,jul sun-sat");
     assert.equal(temporalCronExpression("@daily"), "0 0 * * *");
-    for (const bad of ["* * * *", "61 * * * *", "* 24 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8", "*/0 * * * *", "0 0 ? * *", "0 0 L * *", "5-2 * * * *", "0 9 * * SAT-SUN", "0 9 1 DEC-JAN *", "0 0 1 1 * 2030 x", "@every 5s", "CRON_TZ=UTC 0 9 * * *", "0 9 * * MO#2"]) {
+    for (const bad of ["* * * *", "61 * * * *", "* 24 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8", "*/0 * * * *", "0 0 ? * *", "0 0 L * *", "5-2 * * * *", "0 9 * * SAT-SUN", "0 9 1 DEC-JAN *", "0 0 1 1 * 2030 x", "@every 5s", "CRON_TZ=UTC 0 9 * * *", "0 9 * * MO#2", "0 */4294967296 * * *", "*/4294967296 * * * * *", "*/61 * * * *", "0 0 */32 * *"]) {
       assert.throws(() => temporalCronExpression(bad), InvalidCronError, bad);
     }
   });

@@ -100,6 +100,10 @@ function checkCronField(text: string, field: CronField): void {
     const [range, step, extra] = part.split("/");
     if (extra !== undefined || range === undefined || range === "") throw new InvalidCronError(`${field.name}: "${part}" is malformed`);
     if (step !== undefined && (!/^\d+$/.test(step) || Number(step) < 1)) throw new InvalidCronError(`${field.name}: step "${step}" must be a positive integer`);
+    // Temporal keeps a step's low 32 bits (2^32 reads as 0, treated as 1: every unit), so a step
+    // past the field's range, which would pass our interval checks as "once", fires far more often.
+    const span = field.max - field.min + 1;
+    if (step !== undefined && Number(step) > span) throw new InvalidCronError(`${field.name}: step ${step} is larger than the field's range (at most ${span})`);
     if (range === "*") continue;
     const bounds = range.split("-");
     if (bounds.length > 2) throw new InvalidCronError(`${field.name}: "${range}" is malformed`);

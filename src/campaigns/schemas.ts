@@ -3,11 +3,17 @@ import { PushOptionsShape } from "../messages/push-options";
 import { MESSAGE_STATUSES } from "../messages/state-machine";
 import { ErrorCodeFilter } from "../messages/schemas";
 import { PaginationQuery, refuseEmptyWindow } from "../http/pagination";
-import { PG_INTEGER_MAX, uuidField } from "../http/validation";
+import { apiInstant, PG_INTEGER_MAX, uuidField } from "../http/validation";
 import { API_CAMPAIGN_STATUSES } from "./repository";
 import { isValidTimeZone, LOCAL_TIME_PATTERN } from "./timezones";
 
-const isoDate = z.iso.datetime({ offset: true });
+const isoDate = apiInstant;
+
+/**
+ * Furthest ahead a campaign may be scheduled. A campaign waiting for its start costs its workflow a
+ * status check every few minutes; one set for year 9999 would cost that for ever, and is a typo.
+ */
+export const MAX_SCHEDULE_AHEAD_DAYS = 730;
 
 const timeZone = z.string().min(1).max(64).refine(isValidTimeZone, { message: "must be an IANA timezone such as Asia/Seoul" });
 
@@ -45,7 +51,10 @@ export const CreateCampaignBody = z
     data: z.record(z.string().min(1).max(256), z.unknown()).optional(),
     variables: z.record(z.string(), z.unknown()).optional(),
     targeting_criteria: z.unknown().optional().describe("tags, countries, languages, subscription_types, last_active_after/before, external_ids, test_type"),
-    scheduled_at: isoDate.optional().describe("absent or in the past = start now"),
+    scheduled_at: isoDate
+      .refine((value) => Date.parse(value) <= Date.now() + MAX_SCHEDULE_AHEAD_DAYS * 86_400_000, `must be at most ${MAX_SCHEDULE_AHEAD_DAYS} days ahead`)
+      .optional()
+      .describe(`absent or in the past = start now; at most ${MAX_SCHEDULE_AHEAD_DAYS} days ahead`),
     throttle_per_minute: z.number().int().min(1).max(1_000_000).optional().describe("pace batches to about this many recipients per minute"),
     schedule: CampaignScheduleBody.optional().describe("recurring campaign: one run per cron match"),
     delivery: CampaignDeliveryBody.optional().describe("timezone delivery: each recipient at local_time in their timezone"),

@@ -24,7 +24,9 @@ export function nextLocalTime(from: Date, zone: string, localTime: string): Date
   const [hour, minute, second] = [Number(match[1]), Number(match[2]), Number(match[3] ?? 0)];
   const start = DateTime.fromJSDate(from, { zone });
   let candidate = start.set({ hour, minute, second, millisecond: 0 });
-  if (candidate.toMillis() < from.getTime()) candidate = start.plus({ days: 1 }).set({ hour, minute, second, millisecond: 0 });
+  // The next calendar day from its start: `from`'s time of day may not exist on that day (a DST
+  // jump across midnight), and luxon would move it into the day after.
+  if (candidate.toMillis() < from.getTime()) candidate = start.startOf("day").plus({ days: 1 }).set({ hour, minute, second, millisecond: 0 });
   return candidate.toJSDate();
 }
 

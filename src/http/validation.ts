@@ -7,6 +7,22 @@ import { ApiError } from "./errors";
  * upper-case id would find the row and miss everything else. Malformed ids fail validation
  * instead of reaching SQL.
  */
+/** The last instant {@link apiInstant} accepts. */
+const LATEST_INSTANT_MS = Date.parse("9999-12-31T23:59:59.999Z");
+
+/**
+ * An ISO 8601 instant with an offset, between 1970 and the end of 9999 in UTC. An offset can carry
+ * 9999-12-31T23:59-23:59 into year 10000, which the API would then answer as "+010000-…": no
+ * RFC 3339, and refused by this very schema when a client sends it back.
+ */
+export const apiInstant = z.iso
+  .datetime({ offset: true })
+  .refine((value) => {
+    const ms = Date.parse(value);
+    return ms >= 0 && ms <= LATEST_INSTANT_MS;
+  }, "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z");
+
+
 export const uuidField = z.uuid({ message: "must be a valid UUID" }).transform((id) => id.toLowerCase());
 
 /** Largest value of a PostgreSQL `integer` column (template versions and the like); zod's `.int()` alone allows 2^53. */

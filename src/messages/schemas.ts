@@ -2,7 +2,7 @@ import { z } from "zod";
 import { PushOptionsShape } from "./push-options";
 import { MESSAGE_STATUSES } from "./state-machine";
 import { PaginationQuery, refuseEmptyWindow } from "../http/pagination";
-import { uuidField } from "../http/validation";
+import { apiInstant, uuidField } from "../http/validation";
 import { ExternalUserId } from "../subscriptions/schemas";
 
 const Recipient = {
@@ -66,8 +66,8 @@ export const ListMessagesQuery = PaginationQuery.extend({
   external_id: ExternalUserId.optional(),
   campaign_id: uuidField.optional(),
   error_code: ErrorCodeFilter.optional(),
-  from: z.iso.datetime({ offset: true }).optional().describe("created at or after (ISO 8601)"),
-  to: z.iso.datetime({ offset: true }).optional().describe("created before (ISO 8601)"),
+  from: apiInstant.optional().describe("created at or after (ISO 8601)"),
+  to: apiInstant.optional().describe("created before (ISO 8601)"),
 })
   .strict()
   .superRefine(refuseEmptyWindow);
