@@ -19,7 +19,9 @@ import { FAILED_AFTER_SENT } from "./20261202000200_campaign_counts_failed_after
  *
  * The backfill sums the runs' counts under the same lock as the earlier backfills (message writes
  * wait for one scan of campaign_message_counts; its rows change only with messages), with the
- * trigger functions replaced in the same transaction.
+ * trigger functions replaced in the same transaction. bigint: one row collects about a sixteenth of
+ * a platform's messages over the campaign's whole life (a minute cron to 100,000 devices passes
+ * 2^31 in a shard within a year).
  */
 const COLUMNS = ["pending", "errored", "successful", "received", "converted", "failed", "cancelled", "failed_after_sent"] as const;
 
@@ -31,11 +33,11 @@ export async function up(knex: Knex): Promise<void> {
     campaign_id uuid NOT NULL REFERENCES message_campaigns (id) ON DELETE CASCADE,
     subscription_type text NOT NULL DEFAULT '',
     shard smallint NOT NULL,
-    ${COLUMNS.map((c) => `${c} integer NOT NULL DEFAULT 0`).join(",\n    ")},
+    ${COLUMNS.map((c) => `${c} bigint NOT NULL DEFAULT 0`).join(",\n    ")},
     PRIMARY KEY (campaign_id, subscription_type, shard)
   )`);
   await knex.raw(`INSERT INTO recurring_campaign_counts (campaign_id, subscription_type, shard, ${COLUMNS.join(", ")})
-    SELECT r.parent_campaign_id, c.subscription_type, 0, ${COLUMNS.map((c) => `sum(c.${c})::int`).join(", ")}
+    SELECT r.parent_campaign_id, c.subscription_type, 0, ${COLUMNS.map((c) => `sum(c.${c})::bigint`).join(", ")}
       FROM campaign_message_counts c JOIN message_campaigns r ON r.id = c.campaign_id
      WHERE r.parent_campaign_id IS NOT NULL
      GROUP BY r.parent_campaign_id, c.subscription_type`);

@@ -11,7 +11,7 @@ import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
 import { changeActiveRuns, changeStatusIdempotently } from "./routes";
 import { campaignCounts, campaignCountsBySubscriptionType, campaignCountsOf, sumCounts } from "./repository";
-import { CAMPAIGN_CATCHUP_WINDOW_MS, openScheduleRun, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, shortestCronIntervalSeconds, temporalCronExpression } from "./schedules";
+import { assertCronStepsWithinRange, CAMPAIGN_CATCHUP_WINDOW_MS, openScheduleRun, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, shortestCronIntervalSeconds, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
 // EVERY_3S fires every three seconds: allowed here so a run comes within the test's time.
@@ -62,9 +62,16 @@ describe("cron expressions", () => {
     assert.equal(temporalCronExpression("*/3 * * * * *"), "*/3 * * * * * *");
     assert.equal(temporalCronExpression(" 0  0 1-15/2 jan,jul sun-sat "), "0 0 1-15/2 jan,jul sun-sat");
     assert.equal(temporalCronExpression("@daily"), "0 0 * * *");
-    for (const bad of ["* * * *", "61 * * * *", "* 24 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8", "*/0 * * * *", "0 0 ? * *", "0 0 L * *", "5-2 * * * *", "0 9 * * SAT-SUN", "0 9 1 DEC-JAN *", "0 0 1 1 * 2030 x", "@every 5s", "CRON_TZ=UTC 0 9 * * *", "0 9 * * MO#2", "0 */4294967296 * * *", "*/4294967296 * * * * *", "*/61 * * * *", "0 0 */32 * *"]) {
+    for (const bad of ["* * * *", "61 * * * *", "* 24 * * *", "0 0 0 * *", "0 0 * 13 *", "0 0 * * 8", "*/0 * * * *", "0 0 ? * *", "0 0 L * *", "5-2 * * * *", "0 9 * * SAT-SUN", "0 9 1 DEC-JAN *", "0 0 1 1 * 2030 x", "@every 5s", "CRON_TZ=UTC 0 9 * * *", "0 9 * * MO#2"]) {
       assert.throws(() => temporalCronExpression(bad), InvalidCronError, bad);
     }
+    // A step past its field's range is refused on requests (Temporal keeps a step's low 32 bits),
+    // while a stored one an earlier release accepted still converts: its campaign keeps running.
+    for (const oversized of ["0 */4294967296 * * *", "*/4294967296 * * * * *", "*/61 * * * *", "0 0 */32 * *"]) {
+      assert.throws(() => assertCronStepsWithinRange(oversized), InvalidCronError, oversized);
+    }
+    assert.equal(temporalCronExpression("*/90 * * * *"), "*/90 * * * *");
+    for (const fine of ["*/30 * * * * *", "0 0 1 */12 *", "1-59/2 * * * *", "0 */24 * * *", "0 9 * * *"]) assertCronStepsWithinRange(fine);
   });
 });
 

@@ -100,10 +100,6 @@ function checkCronField(text: string, field: CronField): void {
     const [range, step, extra] = part.split("/");
     if (extra !== undefined || range === undefined || range === "") throw new InvalidCronError(`${field.name}: "${part}" is malformed`);
     if (step !== undefined && (!/^\d+$/.test(step) || Number(step) < 1)) throw new InvalidCronError(`${field.name}: step "${step}" must be a positive integer`);
-    // Temporal keeps a step's low 32 bits (2^32 reads as 0, treated as 1: every unit), so a step
-    // past the field's range, which would pass our interval checks as "once", fires far more often.
-    const span = field.max - field.min + 1;
-    if (step !== undefined && Number(step) > span) throw new InvalidCronError(`${field.name}: step ${step} is larger than the field's range (at most ${span})`);
     if (range === "*") continue;
     const bounds = range.split("-");
     if (bounds.length > 2) throw new InvalidCronError(`${field.name}: "${range}" is malformed`);
@@ -199,10 +195,30 @@ export function shortestCronIntervalSeconds(cron: string): number {
  * workflows and an audience query, whether or not anyone is messaged), or that fires more than once
  * a day with timezone delivery (named `delivery`). Call before inserting.
  */
+/**
+ * Refuses a step larger than its field's range. Temporal keeps a step's low 32 bits (2^32 reads as
+ * 0, treated as 1: every unit), so such a step, which the interval checks read as "once", could
+ * fire far more often. Checked on requests only: a stored cron with a merely oversized step
+ * (a 90-minute step, which Temporal runs hourly) was accepted by an earlier release and keeps working.
+ */
+export function assertCronStepsWithinRange(cron: string): void {
+  const expression = temporalCronExpression(cron);
+  const parts = expression.split(/\s+/);
+  const fields = parts.length === 7 ? [SECOND, ...FIELDS] : FIELDS;
+  fields.forEach((field, i) => {
+    for (const part of (parts[i] ?? "").split(",")) {
+      const step = part.split("/")[1];
+      const span = field.max - field.min + 1;
+      if (step !== undefined && Number(step) > span) throw new InvalidCronError(`${field.name}: step ${step} is larger than the field's range (at most ${span})`);
+    }
+  });
+}
+
 export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cron">, minIntervalMs: number, options: { timezoneDelivery?: boolean } = {}): void {
   const refuse = (message: string, field = "schedule.cron") => new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { [field]: message } });
   let intervalSeconds: number;
   try {
+    assertCronStepsWithinRange(schedule.cron);
     intervalSeconds = shortestCronIntervalSeconds(schedule.cron);
   } catch (error) {
     if (!(error instanceof InvalidCronError)) throw error;

@@ -6,12 +6,13 @@
 import type { Knex } from "knex";
 import { z } from "zod";
 import { ApiError } from "../http/errors";
-import { apiInstant } from "../http/validation";
 import { PUSH_SUBSCRIPTION_TYPES } from "../providers/types";
 import { CountryCode, ExternalUserId, LANGUAGE_TAG, MAX_TAGS, TagKey, TagValue } from "../subscriptions/schemas";
 import type { AudienceGroup } from "./repository";
 
-const isoDate = apiInstant;
+// Not apiInstant: stored campaigns are parsed with this schema too, and an earlier release stored
+// what z.iso.datetime accepts (a client's zero time, 0001-01-01T00:00:00Z, among them).
+const isoDate = z.iso.datetime({ offset: true });
 
 /** Tag values in one criteria in all; each is a bound parameter, and PostgreSQL takes at most 65,535. */
 export const MAX_TARGETING_TAG_VALUES = 1_000;

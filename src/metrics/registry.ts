@@ -106,6 +106,8 @@ type BacklogReading = { count: number; oldestAgeSeconds: number };
 let backlogReading: Promise<BacklogReading | undefined> | undefined;
 /** What scrapes wait for: the reading, or nothing once BACKLOG_SCRAPE_WAIT_MS has passed. */
 let backlogAnswer: Promise<BacklogReading | undefined> | undefined;
+/** A reading that finished after its scrape stopped waiting, for the next scrape. */
+let lateBacklogReading: BacklogReading | undefined;
 
 async function queryBacklog(db: Knex): Promise<{ count: number; oldestAgeSeconds: number } | undefined> {
   let row: { count: string; oldest: string | null } | undefined;
@@ -126,6 +128,14 @@ async function queryBacklog(db: Knex): Promise<{ count: number; oldestAgeSeconds
 
 async function readBacklog(): Promise<{ count: number; oldestAgeSeconds: number } | undefined> {
   if (!backlogDb) return undefined;
+  if (lateBacklogReading) {
+    const late = lateBacklogReading;
+    // Both gauges of this scrape collect at once: keep it until the event loop moves on.
+    setImmediate(() => {
+      if (lateBacklogReading === late) lateBacklogReading = undefined;
+    });
+    return late;
+  }
   if (backlogCache && Date.now() - backlogCache.at < BACKLOG_CACHE_MS) return backlogCache;
   // prom-client collects every metric at once: both backlog gauges share one query, not one each.
   const reading = (backlogReading ??= queryBacklog(backlogDb).finally(() => {
@@ -133,13 +143,18 @@ async function readBacklog(): Promise<{ count: number; oldestAgeSeconds: number 
   }));
   // Shared like the reading, so one scrape's two gauges time out (and count it) once.
   backlogAnswer ??= new Promise<BacklogReading | undefined>((resolve) => {
+    let timedOut = false;
     const timer = setTimeout(() => {
+      timedOut = true;
       metricsCollectErrorsTotal.inc({ collector: "backlog", error: "timeout" });
       resolve(undefined);
     }, BACKLOG_SCRAPE_WAIT_MS);
     timer.unref();
     void reading.then((answer) => {
       clearTimeout(timer);
+      // Finished after its scrape gave up: the next scrape shows it whatever its age, or a query
+      // that always takes longer than the wait (but less than the scrape interval) would never be seen.
+      if (timedOut) lateBacklogReading = answer;
       resolve(answer);
     });
   }).finally(() => {
@@ -216,6 +231,7 @@ export function setBacklogSource(db: Knex | undefined): void {
   backlogCache = undefined;
   backlogReading = undefined;
   backlogAnswer = undefined;
+  lateBacklogReading = undefined;
 }
 
 /** Provider label for a message: the provider that handled it, else the platform its subscription type goes to. */
