@@ -99,17 +99,17 @@ const BACKLOG_CACHE_MS = 10_000;
  */
 export const BACKLOG_SCRAPE_WAIT_MS = 2_000;
 let backlogDb: Knex | undefined;
-let backlogCache: { at: number; count: number; oldestAgeSeconds: number } | undefined;
 
 /** One reading of the backlog gauges. */
 type BacklogReading = { count: number; oldestAgeSeconds: number };
+let backlogCache: (BacklogReading & { at: number }) | undefined;
 let backlogReading: Promise<BacklogReading | undefined> | undefined;
 /** What scrapes wait for: the reading, or nothing once BACKLOG_SCRAPE_WAIT_MS has passed. */
 let backlogAnswer: Promise<BacklogReading | undefined> | undefined;
 /** A reading that finished after its scrape stopped waiting, for the next scrape. */
 let lateBacklogReading: BacklogReading | undefined;
 
-async function queryBacklog(db: Knex): Promise<{ count: number; oldestAgeSeconds: number } | undefined> {
+async function queryBacklog(db: Knex): Promise<BacklogReading | undefined> {
   let row: { count: string; oldest: string | null } | undefined;
   try {
     // Served by the partial index messages_pending_created_at_idx; cached so scrapes stay cheap.
@@ -126,7 +126,7 @@ async function queryBacklog(db: Knex): Promise<{ count: number; oldestAgeSeconds
   return backlogCache;
 }
 
-async function readBacklog(): Promise<{ count: number; oldestAgeSeconds: number } | undefined> {
+async function readBacklog(): Promise<BacklogReading | undefined> {
   if (!backlogDb) return undefined;
   if (lateBacklogReading) {
     const late = lateBacklogReading;
