@@ -117,23 +117,20 @@ test("with rows in the tables the latest migrations change, the latest down and 
       { application_id: applicationId, campaign_id: runId, subscription_type: "AndroidPush", status: "received", sent_at: new Date() },
     ]);
   }
-  const recurringTotals = async () =>
-    (await db("recurring_campaign_counts")
-      .where("campaign_id", recurringId)
+  /** A campaign's counts in `table`, per subscription type: the sums of `columns` over its shards. */
+  const summedByType = async (table: string, id: string, columns: string[]) =>
+    (await db(table)
+      .where("campaign_id", id)
       .groupBy("subscription_type")
       .orderBy("subscription_type")
-      .select("subscription_type", db.raw("sum(successful)::int AS successful, sum(received)::int AS received"))) as unknown[];
+      .select("subscription_type", db.raw(columns.map((c) => `sum(${c})::int AS ${c}`).join(", ")))) as unknown[];
+  const recurringTotals = () => summedByType("recurring_campaign_counts", recurringId, ["successful", "received"]);
   const recurringBefore = await recurringTotals();
   assert.deepEqual(recurringBefore, [
     { subscription_type: "AndroidPush", successful: 0, received: 2 },
     { subscription_type: "iOSPush", successful: 2, received: 0 },
   ]);
-  const countsByType = async () =>
-    (await db("campaign_message_counts")
-      .where("campaign_id", campaignId)
-      .groupBy("subscription_type")
-      .orderBy("subscription_type")
-      .select("subscription_type", db.raw("sum(successful)::int AS successful, sum(failed)::int AS failed, sum(pending)::int AS pending, sum(failed_after_sent)::int AS failed_after_sent"))) as unknown[];
+  const countsByType = () => summedByType("campaign_message_counts", campaignId, ["successful", "failed", "pending", "failed_after_sent"]);
   const countsBefore = await countsByType();
   assert.deepEqual(countsBefore, [
     { subscription_type: "AndroidPush", successful: 0, failed: 0, pending: 1, failed_after_sent: 0 },

@@ -183,6 +183,16 @@ async function writeEvent(trx: Knex.Transaction, event: SubscriptionEventInput):
   });
 }
 
+/**
+ * The status a device's presenting its token again leads to (REF-002 §8.2: a delivery error clears
+ * to 1; opt-outs and API blocks stay), with the column changes to get there (none when it stays).
+ */
+function confirmedTokenStatus(trx: Knex.Transaction, current: number): { status: number; changes: Record<string, unknown> } {
+  const transition = nextStatusFor({ type: "token_updated" }, current);
+  const status = transition.allowed ? transition.to : current;
+  return { status, changes: status === current ? {} : statusColumns(trx, current, status) };
+}
+
 /** Column changes for a status move: subscribed_at when it becomes active, unsubscribed_at when it stops or is opted out. */
 function statusColumns(trx: Knex.Transaction, from: number, to: number): Record<string, unknown> {
   const changes: Record<string, unknown> = { subscription_status: to };
@@ -518,9 +528,8 @@ async function reRegister(
   // a delivery error (-10 after a build sent to the wrong APNs environment) clears; an opt-out or
   // a block by the API stays. SDKs register on every launch and call update-token only on a change,
   // so without this such a device stayed unreachable for good.
-  const confirmed = nextStatusFor({ type: "token_updated" }, existing.subscription_status);
-  const status = confirmed.allowed ? confirmed.to : existing.subscription_status;
-  if (status !== existing.subscription_status) Object.assign(changes, statusColumns(trx, existing.subscription_status, status));
+  const { status, changes: statusChanges } = confirmedTokenStatus(trx, existing.subscription_status);
+  Object.assign(changes, statusChanges);
   await trx("subscriptions").where(where).update(changes);
   if (status !== existing.subscription_status) {
     await writeEvent(trx, {
@@ -574,9 +583,8 @@ async function replaceToken(deps: Deps, trx: Knex.Transaction, row: Subscription
     const resealed = deps.secrets.resealUnbound(row.token_ciphertext, token, deviceTokenContext(row.application_id));
     if (resealed) changes.token_ciphertext = resealed;
   }
-  const transition = nextStatusFor({ type: "token_updated" }, row.subscription_status);
-  const to = transition.allowed ? transition.to : row.subscription_status;
-  if (to !== row.subscription_status) Object.assign(changes, statusColumns(trx, row.subscription_status, to));
+  const { status: to, changes: statusChanges } = confirmedTokenStatus(trx, row.subscription_status);
+  Object.assign(changes, statusChanges);
   if (Object.keys(changes).length > 0) {
     try {
       await trx("subscriptions").where({ application_id: row.application_id, id: row.id }).update(changes);
