@@ -320,7 +320,7 @@ describe("metrics", () => {
     assert.match(await (await fetch(`${app.url}/metrics`)).text(), /^automata_messages_pending \d+/m, "back once the database answers");
   });
 
-  test("a backlog query that cannot get a connection holds the scrape at most 2 s: the rest of the scrape answers, the backlog gauges leave their sample out", async () => {
+  test("a backlog query that cannot get a connection holds the scrape at most 2 s: the rest of the scrape answers, the backlog gauges leave their sample out, and the next scrape shows the late reading", async () => {
     // A real pool of one connection, busy with a long statement: the backlog query waits in its queue.
     const busy = createDb(process.env.DATABASE_URL!, 1);
     // then(): a knex query runs only once something awaits it.
@@ -336,6 +336,18 @@ describe("metrics", () => {
       assert.doesNotMatch(text, /^automata_messages_pending /m, "no reading, no sample");
       assert.match(text, /^automata_messages_total\{/m, "the rest of the scrape answers");
       assert.equal(await valueOf("automata_metrics_collect_errors_total", { collector: "backlog", error: "timeout" }), timeouts0 + 1);
+
+      // A query that always outlasts the scrape's wait must still be seen: the next scrape shows its answer.
+      await holding;
+      // The pool hands its one connection out in order: this returns once the queued backlog query has.
+      await busy.raw("select 1");
+      // Past the 10 s cache, so only the late reading can answer; and with the pool gone, no new query can.
+      await new Promise((resolve) => setTimeout(resolve, 10_500));
+      await busy.destroy();
+      const late = await (await fetch(`${app.url}/metrics`)).text();
+      assert.match(late, /^automata_messages_pending \d+/m, "the reading that finished after its scrape");
+      assert.match(late, /^automata_messages_oldest_pending_age_seconds [\d.]+/m, "both gauges of that scrape");
+      assert.doesNotMatch(await (await fetch(`${app.url}/metrics`)).text(), /^automata_messages_pending /m, "shown once, not repeated");
     } finally {
       await holding;
       setBacklogSource(app.deps.db);
