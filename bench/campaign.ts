@@ -1,19 +1,22 @@
 /**
  * `npm run bench:campaign -- --recipients 100000`: seeds N push subscriptions (half iOS, half
  * Android, simulator tokens), runs one immediate campaign to all of them through the API on real
- * PostgreSQL and Temporal, and reports recipients/s from campaign start to the last `successful`,
- * plus peak RSS of this process (API + worker + simulator). The last line is machine-readable.
+ * PostgreSQL and Temporal, and reports recipients/s from the create request to the campaign's
+ * completion (every message `successful`), plus peak RSS of this process (API + worker; the
+ * simulator runs in its own). The last line is machine-readable.
  */
 import crypto from "node:crypto";
 import os from "node:os";
 import { startBenchPlatform, percentile, cpuByRole } from "./support";
-import { numericFlag, providerLatencyFlag } from "./flags";
+import { benchFlags } from "./flags";
 import { newId } from "../src/db/ids";
 import { deviceTokenContext } from "../src/subscriptions/device-token";
 
 async function main(): Promise<void> {
-  const recipients = numericFlag("recipients", 10_000);
-  const providerLatencyMs = providerLatencyFlag();
+  const {
+    counts: { recipients },
+    providerLatencyMs,
+  } = benchFlags({ recipients: 10_000 });
   const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" }, providerLatencyMs);
   const base = `${platform.api.url}/api/v1`;
   // Sampled only while the campaign runs (seeding N subscriptions in this process would otherwise
@@ -71,6 +74,7 @@ async function main(): Promise<void> {
     const rssAtStart = process.memoryUsage().rss;
     startSampling();
     const started = performance.now();
+    const startedAt = Date.now();
     const res = await fetch(`${base}/campaigns`, {
       method: "POST",
       headers: { "X-API-Key": created.data.api_key, "Content-Type": "application/json" },
@@ -80,14 +84,18 @@ async function main(): Promise<void> {
     if (res.status !== 201) throw new Error(`campaign create failed: ${res.status} ${JSON.stringify(campaign)}`);
     const campaignId = campaign.data.campaign_id;
     let pgMs = 0;
+    let completedAt = 0;
     // Wait on the campaign row (one indexed read), not on a count of its messages: counting a
     // million rows every half second took a core of PostgreSQL away from the campaign itself.
     for (;;) {
       const t0 = performance.now();
-      const campaignRow = (await platform.deps.db("message_campaigns").where("id", campaignId).first("status")) as { status: string };
+      const campaignRow = (await platform.deps.db("message_campaigns").where("id", campaignId).first("status", "completed_at")) as { status: string; completed_at: Date | null };
       pgMs += performance.now() - t0;
       if (campaignRow.status === "completed") {
         clearInterval(sampler);
+        // The workflow completes the campaign once every batch has reported all its messages
+        // settled; the row's time, not this poll's, ends the run (same machine, same clock).
+        completedAt = campaignRow.completed_at!.getTime();
         break;
       }
       if (campaignRow.status !== "running") throw new Error(`campaign ended ${campaignRow.status}`);
@@ -104,7 +112,8 @@ async function main(): Promise<void> {
     const [span] = await platform.deps.db("messages")
       .where("campaign_id", campaignId)
       .select(platform.deps.db.raw("extract(epoch from (max(sent_at) - min(created_at))) as seconds"));
-    const perSecond = recipients / Number(span.seconds);
+    const createToCompletedSeconds = (completedAt - startedAt) / 1000;
+    const perSecond = recipients / createToCompletedSeconds;
     // Where the time goes: how fast batches start (the campaign workflow's fan-out) and how long
     // one batch takes from its insert to its last send (the batch pipeline).
     const batches = (await platform.deps.db("messages")
@@ -120,7 +129,7 @@ async function main(): Promise<void> {
     console.log(`batches:               ${batches.length}, one started every ${percentile(gaps, 50).toFixed(0)} ms (p50), p90 ${percentile(gaps, 90).toFixed(0)} ms`);
     console.log(`batch insert → sent:   p50 ${percentile(batches.map((b) => Number(b.span_ms)), 50).toFixed(0)} ms, p90 ${percentile(batches.map((b) => Number(b.span_ms)), 90).toFixed(0)} ms`);
     console.log(`recipients:            ${recipients}${providerLatencyMs > 0 ? ` (provider round trip ${providerLatencyMs} ms)` : ""}`);
-    console.log(`create → all sent:     ${seconds.toFixed(1)} s wall clock (first message created → last sent: ${Number(span.seconds).toFixed(1)} s)`);
+    console.log(`create → completed:    ${createToCompletedSeconds.toFixed(1)} s (first message created → last sent: ${Number(span.seconds).toFixed(1)} s; ${(recipients / Number(span.seconds)).toFixed(0)} messages/s over that span)`);
     const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)}`;
     const rssAt = (fraction: number) => rssSamples[Math.min(rssSamples.length - 1, Math.floor(fraction * rssSamples.length))] ?? rssAtStart;
     console.log(`peak RSS (API+worker): ${mib(Math.max(rssAtStart, ...rssSamples))} MiB while the campaign ran (main-thread JS heap peak ${mib(peakHeap)} MiB; the provider simulator runs in its own process)`);
@@ -134,7 +143,7 @@ async function main(): Promise<void> {
     console.log(`CPU per message:       ${roles.map((role) => `${role} ${((used(role) * 1e6) / recipients).toFixed(0)} µs`).join(", ")}; ${(perMessageMs * 1000).toFixed(0)} µs in all → at most ${Math.round((cores * 1000) / perMessageMs)} messages/s on ${cores} cores`);
     const topWaits = [...waits].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([wait, n]) => `${wait} ${(n / Math.max(1, waitSamples)).toFixed(1)}`);
     console.log(`PostgreSQL sessions:   ${topWaits.join(", ")} (average active sessions by wait event)`);
-    console.log(`bench polling cost:    ${(pgMs / 1000).toFixed(1)} s of PostgreSQL time`);
+    console.log(`bench polling:         ${(pgMs / 1000).toFixed(1)} s waiting on its status reads (wall clock)`);
     console.log(`campaign throughput: ${Math.round(perSecond)} messages/s`);
   } finally {
     clearInterval(sampler);

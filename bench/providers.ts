@@ -11,16 +11,22 @@ import { APNS_DEFAULT_CONNECTIONS, APNS_DEFAULT_PIPELINING } from "../src/provid
 import { FCM_SIMULATOR_SOCKETS } from "../src/providers/fcm";
 import { createProviderRegistry, type ApplicationPushCredentials, type PushMessage, type PushSubscriptionType } from "../src/providers";
 import { cpuByRole, startSimulatorProcess } from "./support";
-import { numericFlag, providerLatencyFlag } from "./flags";
+import { benchFlags } from "./flags";
 
 async function main(): Promise<void> {
-  const total = numericFlag("messages", 100_000);
-  const lanes = numericFlag("lanes", 16);
-  const chunk = numericFlag("chunk", 100);
-  const only = process.argv.includes("--apns") ? "iOSPush" : process.argv.includes("--fcm") ? "AndroidPush" : null;
+  const {
+    counts: { messages: total, lanes, chunk, connections, pipelining, "fcm-sockets": fcmSockets },
+    providerLatencyMs,
+    switches,
+  } = benchFlags(
+    { messages: 100_000, lanes: 16, chunk: 100, connections: APNS_DEFAULT_CONNECTIONS, pipelining: APNS_DEFAULT_PIPELINING, "fcm-sockets": FCM_SIMULATOR_SOCKETS },
+    ["apns", "fcm"],
+  );
+  if (switches.apns && switches.fcm) throw new Error("--apns and --fcm each choose one provider; give neither for both");
+  const only = switches.apns ? "iOSPush" : switches.fcm ? "AndroidPush" : null;
   const platforms: PushSubscriptionType[] = only ? [only] : ["iOSPush", "AndroidPush"];
-  const simulator = await startSimulatorProcess(providerLatencyFlag());
-  const registry = createProviderRegistry({ apnsEndpoint: simulator.target.apnsEndpoint, fcmEndpoint: simulator.target.fcmEndpoint, apns: { requestTimeoutMs: 15_000, connections: numericFlag("connections", APNS_DEFAULT_CONNECTIONS), pipelining: numericFlag("pipelining", APNS_DEFAULT_PIPELINING) }, fcm: { maxSockets: numericFlag("fcm-sockets", FCM_SIMULATOR_SOCKETS) } });
+  const simulator = await startSimulatorProcess(providerLatencyMs);
+  const registry = createProviderRegistry({ apnsEndpoint: simulator.target.apnsEndpoint, fcmEndpoint: simulator.target.fcmEndpoint, apns: { requestTimeoutMs: 15_000, connections, pipelining }, fcm: { maxSockets: fcmSockets } });
   const credentials: ApplicationPushCredentials = {
     applicationId: crypto.randomUUID(),
     apns: { ...simulator.target.apns, environment: "production" },

@@ -7,13 +7,15 @@
  */
 import crypto from "node:crypto";
 import { startBenchPlatform, percentile } from "./support";
-import { numericFlag, providerLatencyFlag } from "./flags";
+import { benchFlags } from "./flags";
 
 async function main(): Promise<void> {
-  const messages = numericFlag("messages", 1000);
-  const concurrency = numericFlag("concurrency", 16);
+  const {
+    counts: { messages, concurrency },
+    providerLatencyMs,
+  } = benchFlags({ messages: 1000, concurrency: 16 });
   const subscriptionCount = Math.min(messages, 500);
-  const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" }, providerLatencyFlag());
+  const platform = await startBenchPlatform({ AUTOMATA_RECEIPT_TIMEOUT: "1h" }, providerLatencyMs);
   const base = `${platform.api.url}/api/v1`;
   console.log(`metrics: ${platform.api.url}/metrics (live while this runs)`);
   try {

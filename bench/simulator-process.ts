@@ -6,10 +6,10 @@
  */
 import { createLogger } from "../src/logger";
 import { startSimulator } from "../src/infra/simulator";
-import { providerLatencyFlag } from "./flags";
+import { benchFlags } from "./flags";
 
 async function main(): Promise<void> {
-  const running = await startSimulator(createLogger("error", "bench-simulator"), {}, { latencyMs: providerLatencyFlag() });
+  const running = await startSimulator(createLogger("error", "bench-simulator"), {}, { latencyMs: benchFlags({}).providerLatencyMs });
   process.stdout.write(`${JSON.stringify(running.target)}\n`);
   process.stdin.resume();
   process.stdin.on("end", () => void running.stop().finally(() => process.exit(0)));

@@ -32,6 +32,13 @@ export interface BenchPlatform {
 
 /** Starts everything a benchmark needs on free ports under a temporary data directory. */
 export async function startBenchPlatform(env: Record<string, string> = {}, providerLatencyMs = 0): Promise<BenchPlatform> {
+  // The platform's own servers are the ones measured (their CPU is read by process), and the
+  // benchmark's rows are never cleaned up: it must not run against someone's database or Temporal.
+  for (const name of ["DATABASE_URL", "TEMPORAL_ADDRESS"]) {
+    if (process.env[name]) throw new Error(`${name} is set: the benchmarks start their own PostgreSQL and Temporal; unset it`);
+  }
+  const tuning = Object.keys(process.env).filter((name) => name.startsWith("AUTOMATA_") && !/KEY|TOKEN|SECRET|PASSWORD/.test(name));
+  if (tuning.length > 0) console.log(`settings from the environment: ${tuning.map((name) => `${name}=${process.env[name]}`).join(" ")}`);
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "automata-bench-"));
   fs.chmodSync(home, 0o755);
   const adminToken = crypto.randomBytes(24).toString("base64url");
@@ -49,40 +56,53 @@ export async function startBenchPlatform(env: Record<string, string> = {}, provi
   });
   const logger = createLogger(config.LOG_LEVEL, "bench");
   installTemporalRuntimeLogger(logger);
-  const stack: LocalStack = await startLocalStack(config, logger, { headless: true, ephemeral: true });
-  const migrator = createDb(stack.databaseUrl, 2);
-  await migrateLatest(migrator);
-  await migrator.destroy();
-  const simulator = await startSimulatorProcess(providerLatencyMs);
-  const deps = await createDeps({
-    config,
-    logger,
-    databaseUrl: stack.databaseUrl,
-    temporalAddress: stack.temporalAddress,
-    encryptionKey: crypto.randomBytes(32).toString("base64"),
-    poolMax: 40,
-    simulator: simulator.target,
-    campaignPool: true,
-  });
-  const worker = await startWorker(deps, stack.temporalAddress);
-  const api = await startApiServer(deps, 0, "127.0.0.1");
-  return {
-    config,
-    deps,
-    api,
-    worker,
-    simulator: simulator.target,
-    simulatorPid: simulator.pid,
-    adminToken,
-    stop: async () => {
-      await api.close();
-      await worker.shutdown();
-      await closeDeps(deps);
-      await simulator.stop();
-      await stack.stop();
-      fs.rmSync(home, { recursive: true, force: true });
-    },
+  // Stopped in reverse order, each whatever the others do: a failed start or stop must not leave
+  // the Temporal dev server (which has no exit hook of its own) running with its temporary folder.
+  const stops: Array<() => Promise<unknown>> = [async () => fs.rmSync(home, { recursive: true, force: true })];
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      for (const step of stops.reverse()) {
+        await step().catch((error: unknown) => console.error("while stopping the benchmark platform:", error));
+      }
+    })());
+  const stopOnSignal = (signal: NodeJS.Signals) => {
+    console.error(`${signal}: stopping the benchmark platform`);
+    void stop().finally(() => process.exit(130));
   };
+  process.once("SIGINT", stopOnSignal);
+  process.once("SIGTERM", stopOnSignal);
+  try {
+    const stack: LocalStack = await startLocalStack(config, logger, { headless: true, ephemeral: true });
+    stops.push(() => stack.stop());
+    const migrator = createDb(stack.databaseUrl, 2);
+    try {
+      await migrateLatest(migrator);
+    } finally {
+      await migrator.destroy();
+    }
+    const simulator = await startSimulatorProcess(providerLatencyMs);
+    stops.push(() => simulator.stop());
+    const deps = await createDeps({
+      config,
+      logger,
+      databaseUrl: stack.databaseUrl,
+      temporalAddress: stack.temporalAddress,
+      encryptionKey: crypto.randomBytes(32).toString("base64"),
+      poolMax: 40,
+      simulator: simulator.target,
+      campaignPool: true,
+    });
+    stops.push(() => closeDeps(deps));
+    const worker = await startWorker(deps, stack.temporalAddress);
+    stops.push(() => worker.shutdown());
+    const api = await startApiServer(deps, 0, "127.0.0.1");
+    stops.push(() => api.close());
+    return { config, deps, api, worker, simulator: simulator.target, simulatorPid: simulator.pid, adminToken, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }
 
 /**
@@ -112,8 +132,11 @@ export async function startSimulatorProcess(latencyMs = 0): Promise<{ target: Si
 export type CpuByRole = Record<"api+worker" | "simulator" | "postgres" | "temporal", number>;
 
 /**
- * Reads every process's user+system time from /proc (Linux; elsewhere all zeros). PostgreSQL
- * backends come and go, so a difference of two readings slightly undercounts it.
+ * Reads user+system time from /proc (Linux; elsewhere all zeros) for this process and the servers
+ * it started: each child of this process by role, with its live descendants and the time of the
+ * ones it has reaped (a PostgreSQL backend or autovacuum worker that exits mid-run moves into its
+ * postmaster's cutime/cstime instead of dropping out). Another PostgreSQL or Temporal on the host,
+ * such as a test run's, is not counted.
  */
 export function cpuByRole(simulatorPid: number): CpuByRole {
   const totals: CpuByRole = { "api+worker": 0, simulator: 0, postgres: 0, temporal: 0 };
@@ -124,6 +147,7 @@ export function cpuByRole(simulatorPid: number): CpuByRole {
     return totals;
   }
   const ticksPerSecond = 100;
+  const processes = new Map<number, { comm: string; ppid: number; own: number; reaped: number }>();
   for (const pid of entries) {
     let stat: string;
     try {
@@ -132,12 +156,27 @@ export function cpuByRole(simulatorPid: number): CpuByRole {
       continue; // exited meanwhile
     }
     const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    // Fields after the command: state, ppid, …, utime (11), stime (12), cutime (13), cstime (14).
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const seconds = (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
-    if (Number(pid) === process.pid) totals["api+worker"] += seconds;
-    else if (Number(pid) === simulatorPid) totals.simulator += seconds;
-    else if (comm === "postgres") totals.postgres += seconds;
-    else if (comm === "temporal") totals.temporal += seconds;
+    processes.set(Number(pid), {
+      comm,
+      ppid: Number(fields[1]),
+      own: (Number(fields[11]) + Number(fields[12])) / ticksPerSecond,
+      reaped: (Number(fields[13]) + Number(fields[14])) / ticksPerSecond,
+    });
+  }
+  const children = new Map<number, number[]>();
+  for (const [pid, { ppid }] of processes) children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  const subtree = (pid: number): number => {
+    const entry = processes.get(pid);
+    return (entry ? entry.own + entry.reaped : 0) + (children.get(pid) ?? []).reduce((sum, child) => sum + subtree(child), 0);
+  };
+  totals["api+worker"] = processes.get(process.pid)?.own ?? 0;
+  for (const child of children.get(process.pid) ?? []) {
+    const comm = processes.get(child)!.comm;
+    if (child === simulatorPid) totals.simulator += subtree(child);
+    else if (comm === "postgres") totals.postgres += subtree(child);
+    else if (comm === "temporal") totals.temporal += subtree(child);
   }
   return totals;
 }
