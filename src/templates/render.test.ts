@@ -2,7 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import Mustache from "mustache";
 import { ApiError } from "../http/errors";
-import { MAX_RENDERED_CHARS, referencedVariables, renderTemplate, templateSyntaxError, type RenderableTemplate } from "./render";
+import { MAX_RENDERED_CHARS, PARSE_CACHE_MAX_CHARS, parseCacheChars, referencedVariables, renderTemplate, templateSyntaxError, type RenderableTemplate } from "./render";
 
 interface RenderCase {
   name: string;
@@ -321,4 +321,17 @@ describe("templateSyntaxError", () => {
       else assert.equal(problem, undefined);
     });
   }
+});
+
+describe("parse cache", () => {
+  test("holds at most PARSE_CACHE_MAX_CHARS characters of source, however many long templates pass through", () => {
+    // Each template is parsed (and cached) while its request is validated, even a refused one.
+    for (let i = 0; i < 400; i++) assert.equal(templateSyntaxError(`${i} ${"{{a}}".repeat(1_600)}`), undefined);
+    assert.ok(parseCacheChars() <= PARSE_CACHE_MAX_CHARS, `${parseCacheChars()} characters cached`);
+    assert.ok(parseCacheChars() > PARSE_CACHE_MAX_CHARS / 2, "recent templates stay cached");
+    // A source longer than the whole budget is parsed but not kept.
+    const before = parseCacheChars();
+    assert.equal(templateSyntaxError("z".repeat(PARSE_CACHE_MAX_CHARS + 1)), undefined);
+    assert.ok(parseCacheChars() <= before);
+  });
 });

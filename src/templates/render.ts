@@ -57,11 +57,15 @@ type Token = [type: string, value: string, start: number, end: number, children?
 
 /**
  * A bounded LRU for parsed templates. Mustache's own cache is an unbounded object; a long-running
- * worker rendering every version of every tenant's templates would grow it forever.
+ * worker rendering every version of every tenant's templates would grow it forever. Bounded by the
+ * characters of its sources, not their count: a parsed template holds about 90 bytes of tokens per
+ * tag, so a thousand long tag-dense sources (each parsed while its request was validated, even
+ * when the request was refused) held gigabytes.
  */
 class LruCache {
   private readonly entries = new Map<string, unknown>();
-  constructor(private readonly limit: number) {}
+  private chars = 0;
+  constructor(private readonly maxChars: number) {}
   get(key: string): unknown {
     const value = this.entries.get(key);
     if (value !== undefined) {
@@ -71,14 +75,29 @@ class LruCache {
     return value;
   }
   set(key: string, value: unknown): void {
-    this.entries.delete(key);
+    if (this.entries.delete(key)) this.chars -= key.length;
+    // mustache keys its cache by source and tags; a key past the whole budget is not kept at all.
+    if (key.length > this.maxChars) return;
     this.entries.set(key, value);
-    if (this.entries.size > this.limit) this.entries.delete(this.entries.keys().next().value as string);
+    this.chars += key.length;
+    for (const oldest of this.entries.keys()) {
+      if (this.chars <= this.maxChars) break;
+      this.entries.delete(oldest);
+      this.chars -= oldest.length;
+    }
   }
   clear(): void {
     this.entries.clear();
+    this.chars = 0;
+  }
+  /** Characters of the sources held. */
+  get size(): number {
+    return this.chars;
   }
 }
+
+/** Characters of template source the parse cache keeps: thousands of typical templates. */
+export const PARSE_CACHE_MAX_CHARS = 2_000_000;
 
 /**
  * Most characters one template render may produce (title, body and data together): far above what
@@ -119,7 +138,13 @@ class BudgetedWriter extends Mustache.Writer {
 
 // A private writer keeps our parse cache out of the module-global default writer.
 const writer = new BudgetedWriter();
-(writer as unknown as { templateCache: LruCache }).templateCache = new LruCache(1000);
+const parseCache = new LruCache(PARSE_CACHE_MAX_CHARS);
+(writer as unknown as { templateCache: LruCache }).templateCache = parseCache;
+
+/** Characters of template source whose parse is cached now (for tests of the bound). */
+export function parseCacheChars(): number {
+  return parseCache.size;
+}
 
 function parse(source: string): Token[] {
   return writer.parse(source, TAGS) as Token[];

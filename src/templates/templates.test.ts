@@ -4,6 +4,7 @@ import crypto from "node:crypto";
 import { startTestApp, type ApiResponse, type TestApp } from "../../test/support/harness";
 import { ApiError } from "../http/errors";
 import { loadTemplateForSend } from "./repository";
+import { MAX_TEMPLATE_SOURCE_CHARS } from "./schemas";
 import { createPushSubscription } from "../../test/support/fixtures";
 
 let app: TestApp;
@@ -263,6 +264,30 @@ describe("data templates every send would refuse", () => {
     for (const data_template of [{ aps: "x" }, { from: "x" }, { nested: { value: null } }]) {
       assert.equal((await call(a.apiKey, "POST", "/templates", { name: `data-${crypto.randomUUID()}`, body_template: "b", data_template })).status, 201, JSON.stringify(data_template));
     }
+  });
+});
+
+describe("template text is bounded", () => {
+  test("a title, body or data template past 8,192 characters of template text is refused at create and update, naming the field, and nothing is written", async () => {
+    const long = "{{a}}".repeat(Math.ceil((MAX_TEMPLATE_SOURCE_CHARS + 1) / 5));
+    const half = "x".repeat(MAX_TEMPLATE_SOURCE_CHARS / 2);
+    const cases: Array<[body: Record<string, unknown>, field: string]> = [
+      [{ title_template: long, body_template: "b" }, "title_template"],
+      [{ body_template: long }, "body_template"],
+      // Two strings each under the bound, together over it: every one is rendered per recipient.
+      [{ body_template: "b", data_template: { a: half, nested: { b: `${half}x` } } }, "data_template"],
+    ];
+    const id = await create(a.apiKey);
+    for (const [body, field] of cases) {
+      const before = await counts(a.id);
+      const res = await call(a.apiKey, "POST", "/templates", { name: `long-${crypto.randomUUID()}`, ...body });
+      assertError(res, 422, "validation_error");
+      assert.match(JSON.stringify(res.body.error.details.fields[field]), /at most 8192/, JSON.stringify(res.body.error.details));
+      assertError(await call(a.apiKey, "PUT", `/templates/${id}`, body), 422, "validation_error");
+      assert.deepEqual(await counts(a.id), before, "nothing was written");
+    }
+    const atTheBound = "y".repeat(MAX_TEMPLATE_SOURCE_CHARS);
+    assert.equal((await call(a.apiKey, "POST", "/templates", { name: `long-${crypto.randomUUID()}`, body_template: atTheBound, data_template: { a: atTheBound } })).status, 201);
   });
 });
 
@@ -632,8 +657,8 @@ describe("docs", () => {
 });
 
 test("a render that would print far more than any provider takes is refused with message_too_large, and nothing is written", async () => {
-  // 100 KB of template repeating one variable: 2 GB of text if it were rendered to the end.
-  const id = await create(a.apiKey, { body_template: "{{a}}".repeat(20_000) });
+  // 8 KB of template repeating one variable: 160 MB of text if it were rendered to the end.
+  const id = await create(a.apiKey, { body_template: "{{a}}".repeat(1_600) });
   const huge = { a: "x".repeat(100_000) };
   assertError(await call(a.apiKey, "POST", `/templates/${id}/render-test`, { variables: huge }), 400, "message_too_large");
   const sub = await createPushSubscription(app, a.apiKey);
