@@ -111,12 +111,53 @@ function variablesTheTemplateReads(template: RenderableTemplate, variables: Reco
 export function recipientRenderer(template: RenderableTemplate, variables: Record<string, unknown>): (recipient: RecipientFields) => RenderedContent {
   const read = variablesTheTemplateReads(template, variables);
   return (recipient) => {
-    const subscription: Record<string, string> = { id: recipient.subscription_id, type: recipient.subscription_type };
-    if (recipient.language) subscription.language = recipient.language;
-    if (recipient.country) subscription.country = recipient.country;
-    if (recipient.timezone) subscription.timezone = recipient.timezone;
-    const user: Record<string, string> = recipient.external_id ? { external_id: recipient.external_id } : {};
-    const rendered = renderTemplate(template, { ...read, tags: printableTags(recipient.tags), subscription, user });
+    const rendered = renderTemplate(template, { ...read, ...recipientView(recipient) });
     return { title: rendered.title, body: rendered.body, data: rendered.data };
+  };
+}
+
+/** What a template sees of its recipient: the `tags`, `subscription` and `user` roots. */
+function recipientView(recipient: RecipientFields): Record<(typeof RECIPIENT_ROOTS)[number], Record<string, unknown>> {
+  const subscription: Record<string, string> = { id: recipient.subscription_id, type: recipient.subscription_type };
+  if (recipient.language) subscription.language = recipient.language;
+  if (recipient.country) subscription.country = recipient.country;
+  if (recipient.timezone) subscription.timezone = recipient.timezone;
+  const user: Record<string, string> = recipient.external_id ? { external_id: recipient.external_id } : {};
+  return { tags: printableTags(recipient.tags), subscription, user };
+}
+
+/**
+ * Renderer for a single send (`POST /messages/template`) of a template that reads recipient
+ * fields: each device's own fields, under what the caller passed. Unlike a campaign, a single send
+ * has always taken `variables.user.name` and the like from its caller (it knows its user), so the
+ * caller's values stay; the recipient's fill in what the caller left out.
+ */
+export function singleSendRenderer(template: RenderableTemplate, variables: Record<string, unknown>): (recipient: RecipientFields) => RenderedContent {
+  const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+  return (recipient) => {
+    const view: Record<string, unknown> = { ...variables };
+    for (const [root, fields] of Object.entries(recipientView(recipient))) {
+      const given = variables[root];
+      if (given === undefined) view[root] = fields;
+      else if (isRecord(given)) view[root] = { ...fields, ...given };
+    }
+    const rendered = renderTemplate(template, view);
+    return { title: rendered.title, body: rendered.body, data: rendered.data };
+  };
+}
+
+/**
+ * Per-recipient content from a renderer, for a request that creates one message per device: a
+ * device the template cannot be rendered for refuses the whole request (before anything is
+ * written), and the error names that subscription.
+ */
+export function contentPerRecipient<T extends object>(base: T, renderFor: (recipient: RecipientFields) => RenderedContent): (recipient: RecipientRecord) => T & RenderedContent {
+  return (recipient) => {
+    try {
+      return { ...base, ...renderFor({ ...recipient, subscription_id: recipient.id }) };
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      throw new ApiError(error.code, error.message, { ...error.details, subscription_id: recipient.id });
+    }
   };
 }

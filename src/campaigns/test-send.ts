@@ -9,11 +9,11 @@ import { z } from "zod";
 import { defineRoute, type RouteSpec } from "../http/route";
 import { IdParams, uuidField } from "../http/validation";
 import { ApiError } from "../http/errors";
-import { acceptMessages, type ContentSource, type MessageContent, type Recipient, type ResolvedRecipient } from "../messages/accept";
+import { acceptMessages, type ContentSource, type MessageContent, type Recipient } from "../messages/accept";
 import { AcceptedMessage } from "../messages/schemas";
 import { idempotencyKeyOf } from "../http/idempotency";
 import { requestFingerprint } from "../messages/idempotency";
-import { recipientRenderer } from "./personalize";
+import { contentPerRecipient, recipientRenderer } from "./personalize";
 import type { CampaignRow } from "./repository";
 import { messageOptionsAt } from "./content";
 
@@ -53,15 +53,7 @@ function testContent(campaign: CampaignRow, now: Date): ContentSource {
   };
   const personalized = content.personalized;
   if (!personalized) return base;
-  const renderFor = recipientRenderer(personalized, content.variables);
-  return (r: ResolvedRecipient) => {
-    try {
-      return { ...base, ...renderFor({ ...r, subscription_id: r.id }) };
-    } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
-      throw new ApiError(error.code, error.message, { ...error.details, subscription_id: r.id });
-    }
-  };
+  return contentPerRecipient(base, recipientRenderer(personalized, content.variables));
 }
 
 /** `POST /campaigns/:id/test-send`. */

@@ -1,5 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import crypto from "node:crypto";
 import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
 import { createPushSubscription, seedPushSubscriptions, simulatorToken } from "../../test/support/fixtures";
 import { MAX_DEVICES_PER_SEND } from "./accept";
@@ -438,6 +439,32 @@ describe("API rules", () => {
     assert.equal(message.body, "Order ORD-9 <shipped>");
     assert.equal(message.template_id, templateId);
     assert.equal(message.template_version, 1);
+  });
+
+  test("a template that reads recipient fields renders each device's own (as campaigns and test sends do); the caller's variables win; a device without a required field refuses the send, naming it, with nothing written", async () => {
+    const kim = await createPushSubscription(app, apiKey, { tags: { first_name: "Kim" }, externalId: `u-${crypto.randomUUID()}` });
+    const bare = await createPushSubscription(app, apiKey);
+    const template = await app.request("POST", "/templates", {
+      key: apiKey,
+      body: { name: `personal-${crypto.randomUUID()}`, title_template: "{{tags.first_name}}님", body_template: "{{greeting}} {{user.external_id}}", variables: [{ name: "tags.first_name", required: true }] },
+    });
+    assert.equal(template.status, 201, JSON.stringify(template.body));
+    const templateId = template.body.data.template_id;
+    const sent = await app.request("POST", "/messages/template", { key: apiKey, body: { subscription_id: kim.id, template_id: templateId, variables: { greeting: "Hello" } } });
+    assert.equal(sent.status, 201, JSON.stringify(sent.body));
+    const message = await messageOf(sent.body.data.message_id);
+    assert.equal(message.title, "Kim님");
+    assert.match(message.body, /^Hello u-/, "the user's external_id from the device's user");
+
+    const overridden = await app.request("POST", "/messages/template", { key: apiKey, body: { subscription_id: kim.id, template_id: templateId, variables: { greeting: "Hi", tags: { first_name: "Lee" } } } });
+    assert.equal(overridden.status, 201, JSON.stringify(overridden.body));
+    assert.equal((await messageOf(overridden.body.data.message_id)).title, "Lee님");
+
+    const before = await app.deps.db("messages").where("subscription_id", bare.id).count<{ count: string }[]>({ count: "*" });
+    const refused = await app.request("POST", "/messages/template", { key: apiKey, body: { subscription_id: bare.id, template_id: templateId, variables: { greeting: "Hello" } } });
+    assert.deepEqual([refused.status, refused.body.error.code], [400, "missing_required_variable"], JSON.stringify(refused.body));
+    assert.equal(refused.body.error.details.subscription_id, bare.id);
+    assert.deepEqual(await app.deps.db("messages").where("subscription_id", bare.id).count<{ count: string }[]>({ count: "*" }), before, "nothing written");
   });
 });
 

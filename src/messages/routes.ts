@@ -5,7 +5,7 @@ import { ApiError, notFound } from "../http/errors";
 import { paginate } from "../http/pagination";
 import type { Deps } from "../deps";
 import { ConvertMessageBody, ListMessagesQuery, MessageStatusBody, SendMessageBody, SendTemplateMessageBody, AcceptedMessage } from "./schemas";
-import { acceptMessages, replayIdempotentSend, type AcceptedMessageView, type Recipient } from "./accept";
+import { acceptMessages, replayIdempotentSend, type AcceptedMessageView, type ContentSource, type Recipient } from "./accept";
 import { renewedPushOptions, storedPushOptions, PushOptionsShape } from "./push-options";
 import { applyMessageTransition, applySdkAction, type MessageRow, type SdkActionResult, type TransitionResult } from "./transitions";
 import { requestFingerprint } from "./idempotency";
@@ -13,10 +13,16 @@ import { idempotencyKeyOf } from "../http/idempotency";
 import { signalMessageWorkflow } from "./workflow-client";
 import { cancelledSignal, convertedSignal, receivedSignal } from "../../workflows/message";
 import { loadTemplateForSend } from "../templates/repository";
-import { renderTemplate } from "../templates/render";
+import { renderTemplate, type RenderedTemplate } from "../templates/render";
+import { contentPerRecipient, referencesRecipient, singleSendRenderer } from "../campaigns/personalize";
 import { iso } from "../http/format";
 import { refundMessageQuota } from "../quota/quota";
 
+
+/** The message text of a render (without its missing-variable notes). */
+function pickContent({ title, body, data }: RenderedTemplate): Pick<RenderedTemplate, "title" | "body" | "data"> {
+  return { title, body, data };
+}
 const TAG = "Messages";
 const IDEMPOTENCY_HEADER = {
   name: "Idempotency-Key",
@@ -152,16 +158,15 @@ export const messageRoutes: RouteSpec[] = [
       const replayed = idempotencyKey ? await replayIdempotentSend(deps, application.id, idempotencyKey, requestHash) : undefined;
       if (replayed) return sendResponse(replayed, recipient);
       const template = await loadTemplateForSend(deps.db, application.id, body.template_id);
-      const rendered = renderTemplate(template.content, body.variables ?? {});
+      const variables = body.variables ?? {};
       const options = storedPushOptions({ ...template.content.options, ...pushOptionsOf(body) }, new Date());
-      const accepted = await acceptMessages(
-        deps,
-        application.id,
-        recipient,
-        { title: rendered.title, body: rendered.body, data: rendered.data, options, templateId: template.templateId, templateVersion: template.version },
-        idempotencyKey,
-        { requestHash },
-      );
+      const base = { options, templateId: template.templateId, templateVersion: template.version };
+      // `{{tags.first_name}}` reads each device's own tags, as campaigns and test sends do; the
+      // caller's variables win where they name the same field.
+      const content: ContentSource = referencesRecipient(template.content)
+        ? contentPerRecipient(base, singleSendRenderer(template.content, variables))
+        : { ...base, ...pickContent(renderTemplate(template.content, variables)) };
+      const accepted = await acceptMessages(deps, application.id, recipient, content, idempotencyKey, { requestHash });
       return sendResponse(accepted, recipient);
     },
   }),
