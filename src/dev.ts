@@ -49,6 +49,7 @@ async function main(): Promise<void> {
   };
   process.once("SIGINT", abortStart);
   process.once("SIGTERM", abortStart);
+  process.once("SIGHUP", abortStart);
   console.log(`Automata-Signal: starting (data in ${config.homeDir})…`);
   stackStarting = startLocalStack(config, logger);
   const stack = await stackStarting;
@@ -99,8 +100,11 @@ async function main(): Promise<void> {
   // The running platform's handlers replace the start's (added first: no moment without one).
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  // Closing the terminal: Node's default for SIGHUP is to die at once, leaving the servers running.
+  process.on("SIGHUP", () => void stop("SIGHUP"));
   process.off("SIGINT", abortStart);
   process.off("SIGTERM", abortStart);
+  process.off("SIGHUP", abortStart);
   console.log(
     [
       "",
@@ -122,6 +126,13 @@ async function main(): Promise<void> {
   worker.done.catch(async (error: unknown) => {
     logger.fatal({ err: error }, "worker stopped unexpectedly");
     await stop("worker failure", true);
+  });
+  // Nothing restarts them here: without Temporal the API still answers 201 and nothing is sent,
+  // without PostgreSQL every request is a 503. Stopping says so at once; all state is durable, and
+  // the next `npm start` carries on from it.
+  void stack.unexpectedExit.then(async (reason) => {
+    logger.fatal({ reason }, "a server npm start runs stopped unexpectedly");
+    await stop(reason, true);
   });
 }
 

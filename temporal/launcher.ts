@@ -21,6 +21,11 @@ export interface TemporalServerHandle {
   uiUrl?: string;
   /** True when this process started the server and must stop it. */
   owned: boolean;
+  /**
+   * Settles with why the server we started exited without stop() being called (never settles for a
+   * server we did not start): nothing would run or be sent until someone noticed.
+   */
+  unexpectedExit?: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -186,8 +191,12 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     stderrTail = (stderrTail + chunk.toString()).slice(-2000);
   });
   child.stdout?.on("data", (chunk: Buffer) => options.logger.trace({ component: "temporal" }, chunk.toString().trim()));
-  child.on("exit", (code, signal) => {
-    exitReason = `exit ${code ?? signal}: ${stderrTail.trim()}`;
+  let stopping = false;
+  const unexpectedExit = new Promise<string>((resolve) => {
+    child.on("exit", (code, signal) => {
+      exitReason = `exit ${code ?? signal}: ${stderrTail.trim()}`;
+      if (!stopping) resolve(`the Temporal dev server exited (${exitReason})`);
+    });
   });
   try {
     await waitForTemporal(address, 60_000, () => exitReason);
@@ -200,7 +209,9 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     namespace: options.namespace,
     uiUrl,
     owned: true,
+    unexpectedExit,
     stop: async () => {
+      stopping = true;
       await stopChild(child);
       fs.rmSync(pidFile, { force: true });
     },

