@@ -25,6 +25,7 @@ import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/regi
 import { afterCommit } from "../src/metrics/after-commit";
 import { UNSENT_STATUSES } from "../src/messages/state-machine";
 import { ERRORED_RETRY_CLASS_SQL } from "../src/messages/retry-policy";
+import { FAILURE_CODES, type FailureCode } from "../src/messages/failure-codes";
 
 /**
  * One keyset page of a campaign's audience: how many matched and the last subscription id, and
@@ -166,7 +167,7 @@ export function createCampaignActivities(deps: Deps) {
   async function failInBatch(
     batch: Pick<BatchRange, "campaignId" | "applicationId" | "batchNo">,
     where: (q: Knex.QueryBuilder, trx: Knex.Transaction) => void,
-    errorCode: string,
+    errorCode: FailureCode,
     errorMessage: string,
   ): Promise<number> {
     const changed = await db.transaction((trx) =>
@@ -195,7 +196,7 @@ export function createCampaignActivities(deps: Deps) {
     // this lock until its messages are committed: wait for them, or they would be created after
     // this abort looked, stay pending with nobody to send them, and keep their debit.
     await db.transaction((trx) => lockForTransaction(trx, batchCreateLock(batch)));
-    await failInBatch(batch, (q) => q.whereIn("status", UNSENT_STATUSES), "batch_aborted", "the batch workflow ended before sending this message");
+    await failInBatch(batch, (q) => q.whereIn("status", UNSENT_STATUSES), FAILURE_CODES.batchAborted, "the batch workflow ended before sending this message");
     await refundUnsentOf(batch);
   }
 
@@ -223,7 +224,7 @@ export function createCampaignActivities(deps: Deps) {
     const changed = await failInBatch(
       range,
       (q, trx) => q.where("status", "pending").where("created_at", "<", trx.raw("now() - make_interval(secs => ?)", [deps.config.AUTOMATA_PENDING_TIMEOUT / 1000])),
-      "pending_timeout",
+      FAILURE_CODES.pendingTimeout,
       `sending kept failing until the pending timeout (${error instanceof Error ? error.name : typeof error}; details in the worker log)`,
     );
     if (changed > 0) deps.logger.error({ err: error, campaign_id: range.campaignId, batch: range.batchNo, messages: changed }, "campaign batch kept failing past the pending timeout");
@@ -280,7 +281,7 @@ export function createCampaignActivities(deps: Deps) {
   }
 
   /** Fails messages the provider never accepted (their quota comes back when the batch settles). */
-  function failUnsent(rows: readonly SendRow[], provider: string | null, errorCode: string, errorMessage: string): PerMessageOutcome[] {
+  function failUnsent(rows: readonly SendRow[], provider: string | null, errorCode: FailureCode, errorMessage: string): PerMessageOutcome[] {
     return rows.map((r) => ({ id: r.id, provider, error_code: errorCode, error_message: errorMessage, event: { error_code: errorCode }, attempted: false }));
   }
 
@@ -298,9 +299,9 @@ export function createCampaignActivities(deps: Deps) {
     const nowMs = Date.now();
     for (const row of rows) {
       if (row.subscription_status === null || row.subscription_status <= 0 || row.archived_at) {
-        failed.push(...failUnsent([row], null, "subscription_disabled", "the subscription is gone or no longer subscribed"));
+        failed.push(...failUnsent([row], null, FAILURE_CODES.subscriptionDisabled, "the subscription is gone or no longer subscribed"));
       } else if ((row.subscription_type !== "iOSPush" && row.subscription_type !== "AndroidPush") || !row.token_ciphertext) {
-        failed.push(...failUnsent([row], null, "invalid_subscription_type", `${row.subscription_type} is not a sendable channel yet`));
+        failed.push(...failUnsent([row], null, FAILURE_CODES.invalidSubscriptionType, `${row.subscription_type} is not a sendable channel yet`));
       } else if (expiredBeforeSend(row.options, row.created_at, row.attempts, nowMs)) {
         failed.push(...failUnsent([row], null, MESSAGE_EXPIRED.code, MESSAGE_EXPIRED.message));
       } else {
@@ -320,7 +321,7 @@ export function createCampaignActivities(deps: Deps) {
         provider = await deps.push.providerFor(first.application_id, first.subscription_type as PushSubscriptionType, usesApnsSandbox(first.test_type), trx, "bulk");
       } catch (error) {
         if (!(error instanceof ProviderNotConfiguredError)) throw error;
-        failed.push(...failUnsent(group, null, "provider_not_configured", error.message));
+        failed.push(...failUnsent(group, null, FAILURE_CODES.providerNotConfigured, error.message));
         return;
       }
       // Tokens are decrypted here, inside the activity, and never leave this process. One that
@@ -708,7 +709,7 @@ export function createCampaignActivities(deps: Deps) {
         return { proceed: true };
       }
       await db.transaction((trx) =>
-        transitionMessagesWhere(trx, "fail", inBatch(range), { error_code: "quota_exceeded", error_message: `${debit.period} quota exhausted`, error_details: debit }, { error_code: "quota_exceeded", period: debit.period }),
+        transitionMessagesWhere(trx, "fail", inBatch(range), { error_code: FAILURE_CODES.quotaExceeded, error_message: `${debit.period} quota exhausted`, error_details: debit }, { error_code: FAILURE_CODES.quotaExceeded, period: debit.period }),
       );
       return { proceed: false };
     },
@@ -741,12 +742,12 @@ export function createCampaignActivities(deps: Deps) {
      * `pending_timeout` when the next retry would land after the pending timeout (as for single
      * messages).
      */
-    async failErroredCampaignBatch(range: BatchRange, classes: TemporaryClass[], errorCode: "retries_exhausted" | "pending_timeout" = "retries_exhausted"): Promise<number> {
+    async failErroredCampaignBatch(range: BatchRange, classes: TemporaryClass[], errorCode: typeof FAILURE_CODES.retriesExhausted | typeof FAILURE_CODES.pendingTimeout = FAILURE_CODES.retriesExhausted): Promise<number> {
       return failInBatch(
         range,
         (q) => q.where("status", "errored").whereRaw(`${ERRORED_RETRY_CLASS_SQL} = any(?::text[])`, [classes]),
         errorCode,
-        `${errorCode === "pending_timeout" ? "pending timeout" : "retries exhausted"}: ${classes.join(", ")}`,
+        `${errorCode === FAILURE_CODES.pendingTimeout ? "pending timeout" : "retries exhausted"}: ${classes.join(", ")}`,
       );
     },
 
@@ -772,7 +773,7 @@ export function createCampaignActivities(deps: Deps) {
 
     /** successful → failed(receipt_timeout) for the batch; receipts that arrived first stand. */
     async expireCampaignBatchReceipts(range: BatchRange): Promise<number> {
-      return failInBatch(range, (q) => q.where("status", "successful"), "receipt_timeout", "no receipt from the device before the receipt timeout");
+      return failInBatch(range, (q) => q.where("status", "successful"), FAILURE_CODES.receiptTimeout, "no receipt from the device before the receipt timeout");
     },
 
     /**

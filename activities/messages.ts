@@ -4,14 +4,15 @@ import type { Deps } from "../src/deps";
 import { inTransaction } from "../src/db/transactions";
 import { RECORD_OUTCOME_ATTEMPTS } from "../src/messages/delivery";
 import { applyMessageTransition, closeConversionWindow, type MessageRow } from "../src/messages/transitions";
-import type { MessageStatus } from "../src/messages/state-machine";
+import { UNSENT_STATUSES, type MessageStatus } from "../src/messages/state-machine";
 import { MESSAGE_EXPIRED, expiredBeforeSend, toPushMessage, type StoredPushOptions } from "../src/messages/push-options";
 import { debitMessageQuota, refundMessageQuota } from "../src/quota/quota";
 import { changeSubscriptionStatus } from "../src/subscriptions/repository";
 import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-token";
-import { ProviderNotConfiguredError, isPushSubscriptionType, usesApnsSandbox, type SendOutcome, type TemporaryClass } from "../src/providers";
+import { ProviderNotConfiguredError, isPushSubscriptionType, usesApnsSandbox, type PermanentReason, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { afterCommit } from "../src/metrics/after-commit";
 import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/registry";
+import { FAILURE_CODES, type FailureCode } from "../src/messages/failure-codes";
 
 /** What the workflow learns from one send attempt. */
 export type SendStepResult =
@@ -39,7 +40,7 @@ export function createMessageActivities(deps: Deps) {
   }
 
   /** Fails a message that the provider never accepted, and gives its quota back. */
-  async function failUnsent(trx: Knex.Transaction, message: MessageRow, errorCode: string, errorMessage: string, details: Record<string, unknown> = {}): Promise<void> {
+  async function failUnsent(trx: Knex.Transaction, message: MessageRow, errorCode: FailureCode | PermanentReason, errorMessage: string, details: Record<string, unknown> = {}): Promise<void> {
     await applyMessageTransition(trx, {
       messageId: message.id,
       action: "fail",
@@ -103,14 +104,14 @@ export function createMessageActivities(deps: Deps) {
     async debitQuota(messageId: string): Promise<QuotaStepResult> {
       return db.transaction(async (trx) => {
         const message = await lockMessage(trx, messageId);
-        if (message.status !== "pending" && message.status !== "errored") return { proceed: false, status: message.status };
+        if (!UNSENT_STATUSES.includes(message.status)) return { proceed: false, status: message.status };
         const debit = await debitMessageQuota(trx, { applicationId: message.application_id, messageId });
         if (debit.status === "exhausted") {
           await applyMessageTransition(trx, {
             messageId,
             action: "fail",
-            set: { error_code: "quota_exceeded", error_message: `${debit.period} quota exhausted`, error_details: debit },
-            eventData: { error_code: "quota_exceeded", period: debit.period },
+            set: { error_code: FAILURE_CODES.quotaExceeded, error_message: `${debit.period} quota exhausted`, error_details: debit },
+            eventData: { error_code: FAILURE_CODES.quotaExceeded, period: debit.period },
           });
           return { proceed: false, status: "failed" as const };
         }
@@ -134,14 +135,14 @@ export function createMessageActivities(deps: Deps) {
           ? await trx("subscriptions").where({ id: message.subscription_id, application_id: message.application_id }).first()
           : undefined;
         if (!subscription || subscription.subscription_status <= 0) {
-          await failUnsent(trx, message, "subscription_disabled", "the subscription is gone or no longer subscribed", {
+          await failUnsent(trx, message, FAILURE_CODES.subscriptionDisabled, "the subscription is gone or no longer subscribed", {
             subscription_status: subscription?.subscription_status ?? null,
           });
-          return { status: "failed" as const, errorCode: "subscription_disabled" };
+          return { status: "failed" as const, errorCode: FAILURE_CODES.subscriptionDisabled };
         }
         if (!isPushSubscriptionType(subscription.subscription_type) || !subscription.token_ciphertext) {
-          await failUnsent(trx, message, "invalid_subscription_type", `${subscription.subscription_type} is not a sendable channel yet`);
-          return { status: "failed" as const, errorCode: "invalid_subscription_type" };
+          await failUnsent(trx, message, FAILURE_CODES.invalidSubscriptionType, `${subscription.subscription_type} is not a sendable channel yet`);
+          return { status: "failed" as const, errorCode: FAILURE_CODES.invalidSubscriptionType };
         }
         if (expiredBeforeSend(message.options as StoredPushOptions, message.created_at, message.attempts)) {
           await failUnsent(trx, message, MESSAGE_EXPIRED.code, MESSAGE_EXPIRED.message);
@@ -174,15 +175,15 @@ export function createMessageActivities(deps: Deps) {
           );
         } catch (error) {
           if (error instanceof ProviderNotConfiguredError) {
-            await failUnsent(trx, message, "provider_not_configured", error.message);
-            return { status: "failed" as const, errorCode: "provider_not_configured" };
+            await failUnsent(trx, message, FAILURE_CODES.providerNotConfigured, error.message);
+            return { status: "failed" as const, errorCode: FAILURE_CODES.providerNotConfigured };
           }
           // Anything else (credentials that will not load, a client bug) is retried by Temporal, but
           // not past the pending timeout: a message must end somewhere, not stay pending for ever.
           if (pendingTooLong(message.created_at)) {
             deps.logger.error({ err: error, message_id: messageId, application_id: message.application_id }, "sending kept failing past the pending timeout");
-            await failUnsent(trx, message, "pending_timeout", `sending kept failing until the pending timeout (${error instanceof Error ? error.name : typeof error}; details in the worker log)`);
-            return { status: "failed" as const, errorCode: "pending_timeout" };
+            await failUnsent(trx, message, FAILURE_CODES.pendingTimeout, `sending kept failing until the pending timeout (${error instanceof Error ? error.name : typeof error}; details in the worker log)`);
+            return { status: "failed" as const, errorCode: FAILURE_CODES.pendingTimeout };
           }
           throw error;
         }
@@ -201,10 +202,10 @@ export function createMessageActivities(deps: Deps) {
     },
 
     /** Gives up on a message that was never accepted (retries exhausted, pending too long). */
-    async failMessage(messageId: string, errorCode: string, errorMessage: string): Promise<MessageStatus> {
+    async failMessage(messageId: string, errorCode: FailureCode, errorMessage: string): Promise<MessageStatus> {
       return db.transaction(async (trx) => {
         const message = await lockMessage(trx, messageId);
-        if (message.status !== "pending" && message.status !== "errored") return message.status;
+        if (!UNSENT_STATUSES.includes(message.status)) return message.status;
         await failUnsent(trx, message, errorCode, errorMessage);
         return "failed" as const;
       });
@@ -215,8 +216,8 @@ export function createMessageActivities(deps: Deps) {
       const result = await applyMessageTransition(db, {
         messageId,
         action: "fail",
-        set: { error_code: "receipt_timeout", error_message: "no receipt from the device before the receipt timeout" },
-        eventData: { error_code: "receipt_timeout" },
+        set: { error_code: FAILURE_CODES.receiptTimeout, error_message: "no receipt from the device before the receipt timeout" },
+        eventData: { error_code: FAILURE_CODES.receiptTimeout },
       });
       if (result.outcome === "not_found") throw ApplicationFailure.nonRetryable(`message ${messageId} does not exist`, "MessageNotFound");
       return result.message.status;

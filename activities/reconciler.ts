@@ -12,6 +12,7 @@ import { createCampaignActivities } from "./campaigns";
 import { createMessageActivities } from "./messages";
 import type { MessageStatus } from "../src/messages/state-machine";
 import { startErasureWorkflow } from "../src/users/erasure";
+import { FAILURE_CODES } from "../src/messages/failure-codes";
 
 /** A campaign the reconciler looks at: what starting it needs, and whether it is a recurring campaign's run. */
 type ReconciledCampaign = StartableCampaign & { parent_campaign_id: string | null };
@@ -183,7 +184,7 @@ export function createReconcilerActivities(deps: Deps) {
               return;
             }
             if (!MESSAGE_ABANDONED_CLOSES.has(closedAs)) return;
-            if ((await messageActivities.failMessage(message.id, "workflow_closed", `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
+            if ((await messageActivities.failMessage(message.id, FAILURE_CODES.workflowClosed, `the message workflow closed as ${closedAs} before the message was sent`)) === "failed") {
               failed += 1;
               deps.logger.error({ message_id: message.id, application_id: message.application_id, workflow_status: closedAs }, "reconciler failed a message whose workflow closed before sending it");
             }

@@ -2,6 +2,7 @@ import { condition, defineSignal, getExternalWorkflowHandle, log, patched, proxy
 import type { BatchSendResult, BatchStart, createCampaignActivities } from "../activities/campaigns";
 import type { BatchRange } from "../src/campaigns/repository";
 import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, RETRY_SCHEDULES, type RetryClass } from "../src/messages/retry-policy";
+import { FAILURE_CODES } from "../src/messages/failure-codes";
 
 // Regular (not local) activities: a batch send of 500 pushes can outlast a workflow task, and it
 // heartbeats, so a worker that dies mid-send is noticed within the heartbeat timeout and the retried
@@ -140,7 +141,7 @@ export async function campaignBatchWorkflow(input: CampaignBatchInput): Promise<
       // attempted (older timing inputs have no pending timeout).
       const pendingTimeoutMs = timing.pendingTimeoutMs ?? Number.POSITIVE_INFINITY;
       if (Date.now() - createdAt + delay > pendingTimeoutMs) {
-        await activities.failErroredCampaignBatch(range, classes.filter((c) => !exhausted.includes(c)), "pending_timeout");
+        await activities.failErroredCampaignBatch(range, classes.filter((c) => !exhausted.includes(c)), FAILURE_CODES.pendingTimeout);
         break;
       }
       if (!slotFreed && patched(BATCH_RETRY_FREES_SLOT_PATCH)) {

@@ -3,6 +3,7 @@ import type { createMessageActivities } from "../activities/messages";
 import type { MessageStatus } from "../src/messages/state-machine";
 import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
 import { MessageStatusKey } from "../temporal/search-attributes";
+import { FAILURE_CODES } from "../src/messages/failure-codes";
 
 // Local activities: each step is a short database transaction (the send adds one provider call
 // bounded at 15 s), so running them inside the workflow task saves the server the schedule/start/
@@ -85,7 +86,7 @@ export async function messageWorkflow(input: MessageWorkflowInput): Promise<Mess
   const acceptedAt = input.acceptedAt ?? workflowInfo().startTime.getTime();
   if (Date.now() - acceptedAt > timing.pendingTimeoutMs) {
     // Started late (e.g. by the reconciler after a long Temporal outage): too old to send now.
-    return observe(await activities.failMessage(messageId, "pending_timeout", "the message waited longer than the pending timeout before its first attempt"));
+    return observe(await activities.failMessage(messageId, FAILURE_CODES.pendingTimeout, "the message waited longer than the pending timeout before its first attempt"));
   }
   const quota = await activities.debitQuota(messageId);
   // Debit and send run in one workflow task, so a worker that dies after the send committed but
@@ -103,7 +104,7 @@ export async function messageWorkflow(input: MessageWorkflowInput): Promise<Mess
       // The same lost task after a temporary failure (or an attempt that outlived its timeout and
       // committed anyway): the failure's class is gone with it, so it is retried as a network one.
       if (attempt.status === "errored" && patched(RESUME_PATCH)) {
-        attempt = { status: "errored", retryClass: "network", errorCode: "attempt_result_lost" };
+        attempt = { status: "errored", retryClass: "network", errorCode: FAILURE_CODES.attemptResultLost };
       } else {
         observe(attempt.status);
         break;
@@ -119,7 +120,7 @@ export async function messageWorkflow(input: MessageWorkflowInput): Promise<Mess
     const delay = nextRetryDelay(attempt.retryClass, retriesByClass[attempt.retryClass], timing.retryScale, attempt.retryAfterMs, jitter, !patched(RETRY_AFTER_FLOOR_PATCH));
     const pendingFor = Date.now() - acceptedAt;
     if (delay === undefined || pendingFor + delay > timing.pendingTimeoutMs) {
-      const reason = delay === undefined ? "retries_exhausted" : "pending_timeout";
+      const reason = delay === undefined ? FAILURE_CODES.retriesExhausted : FAILURE_CODES.pendingTimeout;
       return observe(await activities.failMessage(messageId, reason, `${attempt.retryClass} failures: ${attempt.errorCode}`));
     }
     // Sleep until the retry is due, waking early if the message is cancelled meanwhile.

@@ -7,6 +7,7 @@ import { balanceOf, creditAccount, creditSourceAccount, transfer } from "../quot
 import { ApiError } from "../http/errors";
 import { newId } from "../db/ids";
 import { fingerprint } from "../http/idempotency";
+import { UNSENT_STATUSES } from "../messages/state-machine";
 
 /** What an application's provider credentials ciphertext is bound to: that application. */
 export function providerCredentialsContext(applicationId: string): string {
@@ -54,7 +55,7 @@ export async function applyQuota(trx: Knex.Transaction, applicationId: string, q
     // that credit would land in the old currency, unseen and unspendable. Whatever the price is
     // now (it may have been lowered to 0 after the charge), and campaigns refund a batch's unsent
     // messages when the batch settles, so none may be running either.
-    const unsent = await trx("messages").where("application_id", applicationId).whereIn("status", ["pending", "errored"]).first("id");
+    const unsent = await trx("messages").where("application_id", applicationId).whereIn("status", UNSENT_STATUSES).first("id");
     const activeCampaign = await trx("message_campaigns").where("application_id", applicationId).whereIn("status", ["running", "paused"]).first("id");
     if (unsent || activeCampaign) {
       throw new ApiError("validation_error", "The request body failed validation", {

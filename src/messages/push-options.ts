@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { PushMessage } from "../providers";
+import { FAILURE_CODES } from "./failure-codes";
 
 /** Push delivery options accepted by every send endpoint (snake_case, stored as-is in `messages.options`). */
 export const PushOptionsShape = {
@@ -52,7 +53,7 @@ export function expirationOf(ttlSeconds: number, createdAt: Date): number {
 
 /** The message failure for a message whose ttl_seconds ran out before it could be sent (refunded: nothing was sent). */
 export const MESSAGE_EXPIRED = {
-  code: "expired",
+  code: FAILURE_CODES.expired,
   message: "ttl_seconds ran out before the message could be sent (the provider kept failing until then)",
 } as const;
 

@@ -7,6 +7,7 @@ import crypto from "node:crypto";
 import { ApnsProvider, type ApnsCredentials, type ApnsEnvironment, type ApnsProviderOptions } from "./apns";
 import { FcmProvider, type FcmCredentials, type FcmProviderOptions } from "./fcm";
 import type { PoolUsage, ProviderEndpoint, PushProvider, PushSubscriptionType } from "./types";
+import { FAILURE_CODES } from "../messages/failure-codes";
 
 export * from "./types";
 export { ApnsProvider, type ApnsCredentials, type ApnsEnvironment, type ApnsProviderOptions } from "./apns";
@@ -83,7 +84,7 @@ export interface ProviderSelection {
 
 /** Thrown when an application has no credentials for the requested subscription type. */
 export class ProviderNotConfiguredError extends Error {
-  readonly code = "provider_not_configured";
+  readonly code = FAILURE_CODES.providerNotConfigured;
   constructor(applicationId: string, subscriptionType: string) {
     super(`application ${applicationId} has no push credentials for ${subscriptionType}`);
     this.name = "ProviderNotConfiguredError";

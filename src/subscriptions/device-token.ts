@@ -1,8 +1,9 @@
 import type { Deps } from "../deps";
+import { FAILURE_CODES } from "../messages/failure-codes";
 
 /** The message failure for a device token this worker's encryption key cannot open. */
 export const TOKEN_UNREADABLE = {
-  code: "token_unreadable",
+  code: FAILURE_CODES.tokenUnreadable,
   message: "the device token cannot be decrypted with this worker's encryption key (a corrupted row, or a worker with another AUTOMATA_ENCRYPTION_KEY)",
 } as const;
 
