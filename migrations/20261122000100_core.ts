@@ -24,6 +24,7 @@ function updatedAtTrigger(table: string): string {
     FOR EACH ROW EXECUTE FUNCTION set_updated_at()`;
 }
 
+/** Creates set_updated_at() and the applications, api_keys, users, subscriptions and subscription_events tables with their indexes. */
 export async function up(knex: Knex): Promise<void> {
   await run(knex, [
     `CREATE OR REPLACE FUNCTION set_updated_at() RETURNS trigger
@@ -163,6 +164,7 @@ export async function up(knex: Knex): Promise<void> {
   ]);
 }
 
+/** Drops the five core tables, dependents first, and the set_updated_at() trigger function. */
 export async function down(knex: Knex): Promise<void> {
   await run(knex, [
     `DROP TABLE IF EXISTS subscription_events`,

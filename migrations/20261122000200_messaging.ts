@@ -23,6 +23,7 @@ function updatedAtTrigger(table: string): string {
 const CHANNELS = `('push', 'email', 'sms', 'kakao_talk', 'in_app')`;
 const SUBSCRIPTION_TYPES = `('iOSPush', 'AndroidPush', 'Email', 'SMS', 'KakaoTalk', 'InAppMessage')`;
 
+/** Creates message_templates, immutable message_template_versions, message_campaigns, messages and message_events with their indexes. */
 export async function up(knex: Knex): Promise<void> {
   await run(knex, [
     // ------------------------------------------------------------------ message_templates
@@ -204,6 +205,7 @@ export async function up(knex: Knex): Promise<void> {
   ]);
 }
 
+/** Drops the messaging tables, dependents first, and the message_template_versions_immutable() trigger function. */
 export async function down(knex: Knex): Promise<void> {
   await run(knex, [
     `DROP TABLE IF EXISTS message_events`,

@@ -23,6 +23,7 @@ function updatedAtTrigger(table: string): string {
     FOR EACH ROW EXECUTE FUNCTION set_updated_at()`;
 }
 
+/** Creates message_quotas, ledger_accounts and the append-only ledger_transfers journal, with their indexes and triggers. */
 export async function up(knex: Knex): Promise<void> {
   await run(knex, [
     // ------------------------------------------------------------------ message_quotas
@@ -85,6 +86,7 @@ export async function up(knex: Knex): Promise<void> {
   ]);
 }
 
+/** Drops ledger_transfers, ledger_accounts and message_quotas. */
 export async function down(knex: Knex): Promise<void> {
   await run(knex, [
     `DROP TABLE IF EXISTS ledger_transfers`,

@@ -11,6 +11,7 @@ async function run(knex: Knex, statements: readonly string[]): Promise<void> {
   }
 }
 
+/** Creates the UNLOGGED rate_limit_counters table and erasure_requests, with their indexes and updated_at trigger. */
 export async function up(knex: Knex): Promise<void> {
   await run(knex, [
     // ------------------------------------------------------------------ rate_limit_counters
@@ -49,6 +50,7 @@ export async function up(knex: Knex): Promise<void> {
   ]);
 }
 
+/** Drops erasure_requests and rate_limit_counters. */
 export async function down(knex: Knex): Promise<void> {
   await run(knex, [`DROP TABLE IF EXISTS erasure_requests`, `DROP TABLE IF EXISTS rate_limit_counters`]);
 }

@@ -13,6 +13,7 @@ export async function up(knex: Knex): Promise<void> {
     ON messages (campaign_id, subscription_id) WHERE campaign_id IS NOT NULL`);
 }
 
+/** Drops the campaign/subscription and idempotency-key unique indexes and message_campaigns.idempotency_key. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP INDEX IF EXISTS messages_campaign_id_subscription_id_key`);
   await knex.raw(`DROP INDEX IF EXISTS message_campaigns_idempotency_key`);

@@ -42,6 +42,7 @@ export async function up(knex: Knex): Promise<void> {
   )`);
 }
 
+/** Drops application_send_pacing, campaign_max_per_minute, campaign_batch and the campaign run/delivery columns, indexes and FK. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP TABLE IF EXISTS application_send_pacing`);
   await knex.raw(`ALTER TABLE applications DROP COLUMN IF EXISTS campaign_max_per_minute`);

@@ -12,6 +12,7 @@ import { MESSAGE_COUNTERS, messageStatsTriggerFunctions } from "./20261122005000
  */
 export const MESSAGE_STATS_SHARDS = 16;
 
+/** Adds shard to message_stats_daily's primary key and makes the trigger functions write to the transaction's shard. */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`ALTER TABLE message_stats_daily ADD COLUMN shard smallint NOT NULL DEFAULT 0`);
   await knex.raw(`ALTER TABLE message_stats_daily DROP CONSTRAINT message_stats_daily_pkey`);

@@ -100,6 +100,7 @@ export function campaignCountFunctions(
   ];
 }
 
+/** Creates campaign_message_counts and its statement triggers on messages, then backfills it from messages under a lock. */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`CREATE TABLE campaign_message_counts (
     campaign_id uuid NOT NULL REFERENCES message_campaigns (id) ON DELETE CASCADE,

@@ -16,6 +16,7 @@ export async function up(knex: Knex): Promise<void> {
   await knex.raw(`ALTER TABLE message_events DROP CONSTRAINT IF EXISTS message_events_application_id_fkey`);
 }
 
+/** Restores the message_events.application_id foreign key to applications (ON DELETE CASCADE). */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`ALTER TABLE message_events
     ADD CONSTRAINT message_events_application_id_fkey FOREIGN KEY (application_id) REFERENCES applications (id) ON DELETE CASCADE`);

@@ -13,6 +13,7 @@ import type { Knex } from "knex";
  */
 const COUNTERS = ["total_recipients", "sent_count", "failed_count", "received_count", "converted_count", "skipped_count"] as const;
 
+/** Drops message_campaigns_counters_check and message_campaigns' six DESIGN-003 counter columns. */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`ALTER TABLE message_campaigns DROP CONSTRAINT IF EXISTS message_campaigns_counters_check`);
   await knex.raw(`ALTER TABLE message_campaigns ${COUNTERS.map((c) => `DROP COLUMN IF EXISTS ${c}`).join(", ")}`);

@@ -25,6 +25,7 @@ export async function up(knex: Knex): Promise<void> {
     ON message_campaigns (reconciled_at NULLS FIRST, created_at) WHERE status IN ('scheduled', 'running', 'paused')`);
 }
 
+/** Drops message_campaigns_reconcile_idx and the audience_size (with its check) and reconciled_at columns. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP INDEX IF EXISTS message_campaigns_reconcile_idx`);
   await knex.raw(`ALTER TABLE message_campaigns

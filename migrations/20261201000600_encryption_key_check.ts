@@ -28,6 +28,7 @@ export async function up(knex: Knex): Promise<void> {
     EXECUTE FUNCTION set_updated_at()`);
 }
 
+/** Restores the unconditional message_campaigns updated_at trigger and drops encryption_key_check. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP TRIGGER IF EXISTS message_campaigns_set_updated_at ON message_campaigns`);
   await knex.raw(`CREATE TRIGGER message_campaigns_set_updated_at BEFORE UPDATE ON message_campaigns

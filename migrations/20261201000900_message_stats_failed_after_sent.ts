@@ -88,6 +88,7 @@ function backfillFunction(): string {
   return withColumn;
 }
 
+/** Adds message_stats_daily.failed_after_sent, makes the trigger and backfill functions count it, and backfills shard 0. */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`ALTER TABLE message_stats_daily ADD COLUMN failed_after_sent integer DEFAULT 0`);
   for (const sql of triggerFunctions()) await knex.raw(sql);

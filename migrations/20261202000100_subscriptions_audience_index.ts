@@ -33,10 +33,12 @@ export async function createIndexConcurrently(knex: Knex, name: string, definiti
   await knex.raw(`CREATE INDEX CONCURRENTLY ${name} ${definition}`);
 }
 
+/** Builds subscriptions_audience_idx on (application_id, id) over deliverable, unarchived subscriptions, concurrently. */
 export async function up(knex: Knex): Promise<void> {
   await createIndexConcurrently(knex, "subscriptions_audience_idx", "ON subscriptions (application_id, id) WHERE subscription_status > 0 AND archived_at IS NULL");
 }
 
+/** Drops subscriptions_audience_idx concurrently. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP INDEX CONCURRENTLY IF EXISTS subscriptions_audience_idx`);
 }

@@ -19,6 +19,7 @@ import { campaignCountFunctions } from "./20261201000100_campaign_message_counts
 /** The failed_after_sent counter of the trigger functions (shared with later migrations that replace them). */
 export const FAILED_AFTER_SENT = [{ column: "failed_after_sent", onInsert: "n.status = 'failed' AND n.sent_at IS NOT NULL", onUpdate: "d.status = 'failed' AND d.sent" }];
 
+/** Adds campaign_message_counts.failed_after_sent, makes the trigger functions count it, and backfills it under a lock. */
 export async function up(knex: Knex): Promise<void> {
   // messages first, as its writers do (their triggers then write the counts): the other order can deadlock with them.
   // Give up rather than queue behind a long transaction with every send queued behind this lock.
@@ -34,6 +35,7 @@ export async function up(knex: Knex): Promise<void> {
     ON CONFLICT (campaign_id, shard) DO UPDATE SET failed_after_sent = EXCLUDED.failed_after_sent`);
 }
 
+/** Restores the trigger functions without failed_after_sent and drops that column. */
 export async function down(knex: Knex): Promise<void> {
   for (const statement of campaignCountFunctions([], true)) await knex.raw(statement);
   await knex.raw(`ALTER TABLE campaign_message_counts DROP COLUMN IF EXISTS failed_after_sent`);

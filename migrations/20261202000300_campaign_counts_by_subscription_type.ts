@@ -15,6 +15,7 @@ import { FAILED_AFTER_SENT } from "./20261202000200_campaign_counts_failed_after
  */
 const STATUSES = ["pending", "errored", "successful", "received", "converted", "failed", "cancelled"] as const;
 
+/** Keys campaign_message_counts by subscription_type, recounts it from messages under a lock, and replaces the trigger functions. */
 export async function up(knex: Knex): Promise<void> {
   // Give up rather than queue behind a long transaction with every send queued behind this lock.
   await knex.raw(`SET LOCAL lock_timeout = '10s'`);

@@ -19,6 +19,7 @@ export async function up(knex: Knex): Promise<void> {
   )`);
 }
 
+/** Drops the reconciler_cursors table. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP TABLE IF EXISTS reconciler_cursors`);
 }

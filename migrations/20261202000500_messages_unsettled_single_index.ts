@@ -15,10 +15,12 @@ import { createIndexConcurrently } from "./20261202000100_subscriptions_audience
  */
 export const config = { transaction: false };
 
+/** Builds messages_unsettled_single_idx over pending and errored messages outside campaigns, concurrently. */
 export async function up(knex: Knex): Promise<void> {
   await createIndexConcurrently(knex, "messages_unsettled_single_idx", "ON messages (status, created_at, id) WHERE campaign_id IS NULL AND status IN ('pending', 'errored')");
 }
 
+/** Drops messages_unsettled_single_idx concurrently. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP INDEX CONCURRENTLY IF EXISTS messages_unsettled_single_idx`);
 }

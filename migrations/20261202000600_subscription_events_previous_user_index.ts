@@ -13,6 +13,7 @@ import { createIndexConcurrently } from "./20261202000100_subscriptions_audience
  */
 export const config = { transaction: false };
 
+/** Builds subscription_events_previous_user_idx on data->>'previous_user_id' for erasure lookups, concurrently. */
 export async function up(knex: Knex): Promise<void> {
   await createIndexConcurrently(
     knex,
@@ -21,6 +22,7 @@ export async function up(knex: Knex): Promise<void> {
   );
 }
 
+/** Drops subscription_events_previous_user_idx concurrently. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP INDEX CONCURRENTLY IF EXISTS subscription_events_previous_user_idx`);
 }

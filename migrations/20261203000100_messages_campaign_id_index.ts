@@ -12,10 +12,12 @@ import { createIndexConcurrently } from "./20261202000100_subscriptions_audience
  */
 export const config = { transaction: false };
 
+/** Builds messages_campaign_id_id_idx on (campaign_id, id) over campaign messages for paging them, concurrently. */
 export async function up(knex: Knex): Promise<void> {
   await createIndexConcurrently(knex, "messages_campaign_id_id_idx", "ON messages (campaign_id, id) WHERE campaign_id IS NOT NULL");
 }
 
+/** Drops messages_campaign_id_id_idx concurrently. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP INDEX CONCURRENTLY IF EXISTS messages_campaign_id_id_idx`);
 }

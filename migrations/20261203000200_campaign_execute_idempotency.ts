@@ -13,6 +13,7 @@ export async function up(knex: Knex): Promise<void> {
   await knex.raw(`ALTER TABLE message_campaigns ADD COLUMN execute_idempotency_key text NULL, ADD COLUMN execute_requested_at timestamptz NULL`);
 }
 
+/** Drops message_campaigns' execute_idempotency_key and execute_requested_at columns. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`SET LOCAL lock_timeout = '10s'`);
   await knex.raw(`ALTER TABLE message_campaigns DROP COLUMN execute_idempotency_key, DROP COLUMN execute_requested_at`);

@@ -15,11 +15,13 @@ import { createIndexConcurrently } from "./20261202000100_subscriptions_audience
  */
 export const config = { transaction: false };
 
+/** Builds a GIN index on campaigns' targeting external_ids and a partial index of pending erasure_requests, concurrently. */
 export async function up(knex: Knex): Promise<void> {
   await createIndexConcurrently(knex, "message_campaigns_targeted_external_ids_idx", "ON message_campaigns USING gin ((targeting_criteria->'external_ids') jsonb_path_ops)");
   await createIndexConcurrently(knex, "erasure_requests_pending_idx", "ON erasure_requests (requested_at) WHERE status = 'pending'");
 }
 
+/** Drops erasure_requests_pending_idx and message_campaigns_targeted_external_ids_idx concurrently. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP INDEX CONCURRENTLY IF EXISTS erasure_requests_pending_idx`);
   await knex.raw(`DROP INDEX CONCURRENTLY IF EXISTS message_campaigns_targeted_external_ids_idx`);

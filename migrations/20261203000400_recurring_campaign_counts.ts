@@ -25,6 +25,7 @@ import { FAILED_AFTER_SENT } from "./20261202000200_campaign_counts_failed_after
  */
 const COLUMNS = ["pending", "errored", "successful", "received", "converted", "failed", "cancelled", "failed_after_sent"] as const;
 
+/** Creates recurring_campaign_counts, backfills it from the runs' counts, and makes the triggers roll run deltas up into it. */
 export async function up(knex: Knex): Promise<void> {
   // Give up rather than queue behind a long transaction with every send queued behind this lock.
   await knex.raw(`SET LOCAL lock_timeout = '10s'`);
@@ -44,6 +45,7 @@ export async function up(knex: Knex): Promise<void> {
   for (const statement of campaignCountFunctions(FAILED_AFTER_SENT, true, true, true)) await knex.raw(statement);
 }
 
+/** Restores the trigger functions without the recurring roll-up and drops recurring_campaign_counts. */
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`SET LOCAL lock_timeout = '10s'`);
   await knex.raw(`LOCK TABLE messages IN SHARE MODE`);

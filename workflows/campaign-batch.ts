@@ -3,6 +3,7 @@ import type { BatchSendResult, BatchStart, createCampaignActivities } from "../a
 import type { BatchRange } from "../src/campaigns/repository";
 import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, RETRY_SCHEDULES, type RetryClass } from "../src/messages/retry-policy";
 import { FAILURE_CODES } from "../src/messages/failure-codes";
+import { ACTIVITY_RETRY } from "./activity-retry";
 
 // Regular (not local) activities: a batch send of 500 pushes can outlast a workflow task, and it
 // heartbeats, so a worker that dies mid-send is noticed within the heartbeat timeout and the retried
@@ -10,7 +11,7 @@ import { FAILURE_CODES } from "../src/messages/failure-codes";
 const activities = proxyActivities<ReturnType<typeof createCampaignActivities>>({
   startToCloseTimeout: "10 minutes",
   heartbeatTimeout: "20 seconds",
-  retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
+  retry: ACTIVITY_RETRY,
 });
 
 /** Durations a batch runs with; fixed when the campaign started so replays never read config. */

@@ -3,10 +3,11 @@ import { WorkflowExecutionAlreadyStartedError } from "@temporalio/common";
 import type { createCampaignRunActivities } from "../activities/campaign-runs";
 import { ApplicationIdKey, CampaignIdKey } from "../temporal/search-attributes";
 import { campaignWorkflow, campaignWorkflowId, type CampaignProgress } from "./campaign";
+import { ACTIVITY_RETRY } from "./activity-retry";
 
 const { createCampaignRun } = proxyActivities<ReturnType<typeof createCampaignRunActivities>>({
   startToCloseTimeout: "1 minute",
-  retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
+  retry: ACTIVITY_RETRY,
 });
 
 // A run may send for a day (timezone delivery) or stay paused far longer; the heartbeat notices a
@@ -14,7 +15,7 @@ const { createCampaignRun } = proxyActivities<ReturnType<typeof createCampaignRu
 const { awaitRunCampaignWorkflow } = proxyActivities<ReturnType<typeof createCampaignRunActivities>>({
   startToCloseTimeout: "3650 days",
   heartbeatTimeout: "1 minute",
-  retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
+  retry: ACTIVITY_RETRY,
 });
 
 /** Input of {@link campaignRunWorkflow}: the recurring (parent) campaign. */

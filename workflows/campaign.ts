@@ -18,10 +18,11 @@ import type { CampaignDelivery, CampaignStatus } from "../src/campaigns/reposito
 import type { DeliveryGroup } from "../src/campaigns/timezones";
 export { campaignBatchWorkflow } from "./campaign-batch";
 import { batchCancelSignal, batchDoneSignal, batchRetryingSignal, campaignBatchWorkflow, campaignBatchWorkflowId, type BatchDone, type CampaignTiming } from "./campaign-batch";
+import { ACTIVITY_RETRY } from "./activity-retry";
 
 const activities = proxyActivities<ReturnType<typeof createCampaignActivities>>({
   startToCloseTimeout: "2 minutes",
-  retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
+  retry: ACTIVITY_RETRY,
 });
 
 /** Where a campaign's fan-out stands; carried across continue-as-new. */

@@ -4,6 +4,7 @@ import type { MessageStatus } from "../src/messages/state-machine";
 import { nextRetryDelay, RETRY_AFTER_FLOOR_PATCH, RETRY_JITTER_PATCH, type RetryClass } from "../src/messages/retry-policy";
 import { MessageStatusKey } from "../temporal/search-attributes";
 import { FAILURE_CODES } from "../src/messages/failure-codes";
+import { ACTIVITY_RETRY } from "./activity-retry";
 
 // Local activities: each step is a short database transaction (the send adds one provider call
 // bounded at 15 s), so running them inside the workflow task saves the server the schedule/start/
@@ -12,9 +13,7 @@ import { FAILURE_CODES } from "../src/messages/failure-codes";
 // re-runs it; the steps are idempotent conditional updates, so a re-run changes nothing twice.
 const activities = proxyLocalActivities<ReturnType<typeof createMessageActivities>>({
   startToCloseTimeout: "30 seconds",
-  // Infrastructure failures (database down) are retried until they clear; provider outcomes are
-  // values, not exceptions, and their retries are the durable timers below.
-  retry: { initialInterval: "1 second", backoffCoefficient: 2, maximumInterval: "1 minute" },
+  retry: ACTIVITY_RETRY,
 });
 
 /** Durations the workflow runs with; fixed at acceptance so a replay never depends on config. */

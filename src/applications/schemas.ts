@@ -1,5 +1,6 @@
 import crypto from "node:crypto";
 import { z } from "zod";
+import { TimeZoneName } from "../time-zones";
 
 /** Largest daily or monthly allowance, in messages (a trillion: no real plan, and far from the ledger's bigint). */
 export const MAX_QUOTA_MESSAGES = 1_000_000_000_000;
@@ -76,15 +77,7 @@ export const ProviderCredentialsInput = z.strictObject({
 });
 
 const Tier = z.enum(["basic", "premium", "enterprise"]);
-const Timezone = z.string().refine((tz) => {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: tz });
-    return true;
-  } catch {
-    // RangeError for an unknown zone: the refinement reports it.
-    return false;
-  }
-}, "must be an IANA timezone like Asia/Seoul");
+const Timezone = TimeZoneName;
 
 const CampaignCeiling = z
   .number()

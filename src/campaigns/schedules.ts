@@ -214,6 +214,10 @@ export function assertCronStepsWithinRange(cron: string): void {
   });
 }
 
+/**
+ * Refuses (422 on `schedule.cron`, or `delivery`) a requested cron that Temporal would not run as
+ * written, fires more often than `minIntervalMs`, or fires more than daily for timezone delivery.
+ */
 export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cron">, minIntervalMs: number, options: { timezoneDelivery?: boolean } = {}): void {
   const refuse = (message: string, field = "schedule.cron") => new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { [field]: message } });
   let intervalSeconds: number;

@@ -5,7 +5,8 @@ import { ErrorCodeFilter } from "../messages/schemas";
 import { PaginationQuery, refuseEmptyWindow } from "../http/pagination";
 import { apiInstant, PG_INTEGER_MAX, uuidField } from "../http/validation";
 import { API_CAMPAIGN_STATUSES } from "./repository";
-import { isValidTimeZone, LOCAL_TIME_PATTERN } from "./timezones";
+import { LOCAL_TIME_PATTERN } from "./timezones";
+import { TimeZoneName } from "../time-zones";
 
 const isoDate = apiInstant;
 
@@ -15,7 +16,7 @@ const isoDate = apiInstant;
  */
 export const MAX_SCHEDULE_AHEAD_DAYS = 730;
 
-const timeZone = z.string().min(1).max(64).refine(isValidTimeZone, { message: "must be an IANA timezone such as Asia/Seoul" });
+const timeZone = TimeZoneName;
 
 /** `schedule` of a recurring campaign: a Temporal Schedule fires one run per cron match. */
 export const CampaignScheduleBody = z

@@ -3,15 +3,11 @@
  * recipient's local time falls on, and how recipients group by that instant. Pure; luxon does the
  * IANA zone arithmetic (DST gaps and overlaps included).
  */
-import { DateTime, IANAZone } from "luxon";
+import { DateTime } from "luxon";
+import { isIanaTimeZone } from "../time-zones";
 
 /** "HH:MM" or "HH:MM:SS", 24-hour clock. */
 export const LOCAL_TIME_PATTERN = /^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$/;
-
-/** True for an IANA timezone name this runtime knows ("Asia/Seoul", "UTC"). */
-export function isValidTimeZone(zone: string): boolean {
-  return IANAZone.isValidZone(zone);
-}
 
 /**
  * The first instant at or after `from` at which the wall clock in `zone` reads `localTime`.
@@ -76,7 +72,7 @@ export function deliveryGroups(zones: ReadonlyArray<string | null>, fallbackZone
     if (zone === null) {
       fallback.includesUnset = true;
       fallbackUsed = true;
-    } else if (isValidTimeZone(zone)) {
+    } else if (isIanaTimeZone(zone)) {
       groupFor(zone).timezones.push(zone);
     } else {
       fallback.timezones.push(zone);

@@ -1,12 +1,6 @@
 import { z } from "zod";
 import { ApiError } from "./errors";
 
-/**
- * A UUID (path parameter or field), lower-cased: PostgreSQL matches an id in either case, but the
- * code also compares ids as strings and builds workflow ids from them (`message-<id>`), so an
- * upper-case id would find the row and miss everything else. Malformed ids fail validation
- * instead of reaching SQL.
- */
 /** The last instant {@link apiInstant} accepts. */
 const LATEST_INSTANT_MS = Date.parse("9999-12-31T23:59:59.999Z");
 
@@ -22,7 +16,12 @@ export const apiInstant = z.iso
     return ms >= 0 && ms <= LATEST_INSTANT_MS;
   }, "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z");
 
-
+/**
+ * A UUID (path parameter or field), lower-cased: PostgreSQL matches an id in either case, but the
+ * code also compares ids as strings and builds workflow ids from them (`message-<id>`), so an
+ * upper-case id would find the row and miss everything else. Malformed ids fail validation
+ * instead of reaching SQL.
+ */
 export const uuidField = z.uuid({ message: "must be a valid UUID" }).transform((id) => id.toLowerCase());
 
 /** Largest value of a PostgreSQL `integer` column (template versions and the like); zod's `.int()` alone allows 2^53. */

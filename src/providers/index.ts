@@ -32,6 +32,7 @@ export function usesApnsSandbox(testType: number | null | undefined): boolean {
   return testType === 1 || testType === 2;
 }
 
+/** Where the providers are (the simulator, in development and tests) and how their clients are tuned. */
 export interface ProviderRegistryOptions {
   apnsEndpoint?: ProviderEndpoint;
   fcmEndpoint?: ProviderEndpoint;

@@ -3,6 +3,7 @@
  * instants at which they start and end. Pure functions on top of Intl.DateTimeFormat (the ICU time
  * zone data that ships with Node), so DST is handled without a date library.
  */
+import { isIanaTimeZone } from "../time-zones";
 
 /** The daily and monthly period an instant falls in, in one timezone. */
 export interface PeriodKeys {
@@ -62,22 +63,11 @@ function localTime(instant: number, timezone: string): LocalDate & { wall: numbe
   return { year, month, day, wall: Date.UTC(year, month - 1, day, hour, minute, second, millis) };
 }
 
-/** True when `timezone` is an IANA zone name this runtime knows (e.g. "Asia/Seoul", "UTC"). */
-export function isValidTimeZone(timezone: string): boolean {
-  try {
-    formatterFor(timezone);
-    return true;
-  } catch (error) {
-    // Intl throws RangeError for an unknown zone; anything else is a real fault.
-    if (error instanceof RangeError) return false;
-    throw error;
-  }
-}
 
 /** The first candidate that is a valid IANA zone, else "UTC" (quota zone, then application zone). */
 export function resolveTimeZone(...candidates: Array<string | null | undefined>): string {
   for (const candidate of candidates) {
-    if (candidate && isValidTimeZone(candidate)) return candidate;
+    if (candidate && isIanaTimeZone(candidate)) return candidate;
   }
   return "UTC";
 }

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { PaginationQuery, PaginationSchema } from "../http/pagination";
 import { uuidField } from "../http/validation";
 import { STATUS_NAMES } from "./status";
+import { TimeZoneName } from "../time-zones";
 
 /** REF-001 §2.1 subscription types (the `subscription_type` column's CHECK list). */
 export const SUBSCRIPTION_TYPES = ["iOSPush", "AndroidPush", "Email", "SMS", "KakaoTalk", "InAppMessage"] as const;
@@ -21,23 +22,8 @@ export const MAX_TAG_KEY_LENGTH = 128;
 /** Longest tag value (after numbers and booleans become strings). */
 export const MAX_TAG_VALUE_LENGTH = 256;
 
-// An offset like "+09:00" is accepted by some ICU versions; only IANA names are allowed here.
-const IANA_NAME = /^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/;
-
-/** Whether `tz` is an IANA time zone name this runtime knows. */
-export function isIanaTimezone(tz: string): boolean {
-  if (!IANA_NAME.test(tz)) return false;
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: tz });
-    return true;
-  } catch {
-    // RangeError for an unknown zone: the caller reports it as a validation error.
-    return false;
-  }
-}
-
 /** An IANA time zone name such as `Asia/Seoul`. */
-export const Timezone = z.string().trim().max(64).refine(isIanaTimezone, "must be an IANA timezone like Asia/Seoul");
+export const Timezone = TimeZoneName;
 
 /** A BCP 47-like language tag as SDKs send it: ko, en-US, zh_Hant_TW. */
 export const LANGUAGE_TAG = /^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$/;
