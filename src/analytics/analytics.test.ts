@@ -2,6 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { startTestApp, type TestApp } from "../../test/support/harness";
+import { createPushSubscription } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { debitMessageQuota, quotaStatus } from "../quota/quota";
 import { MESSAGE_COUNTERS } from "../../migrations/20261122005000_analytics";
@@ -333,8 +334,9 @@ describe("GET /analytics/engagement", () => {
     const figures = (subset: typeof rows) => {
       const total = new Set(subset.map((r) => r.subscription_id)).size;
       const active = new Set(subset.filter((r) => r.converted_at).map((r) => r.subscription_id)).size;
-      const conv = subset.filter((r) => r.converted_at).map((r) => (r.converted_at!.getTime() - r.received_at!.getTime()) / 1000);
-      const recv = subset.filter((r) => r.received_at).map((r) => (r.received_at!.getTime() - r.sent_at!.getTime()) / 1000);
+      // A filled-in step (same timestamp as the report that implied it) measures nothing.
+      const conv = subset.filter((r) => r.converted_at && r.converted_at > r.received_at!).map((r) => (r.converted_at!.getTime() - r.received_at!.getTime()) / 1000);
+      const recv = subset.filter((r) => r.received_at && r.received_at > r.sent_at! && (!r.converted_at || r.converted_at > r.received_at)).map((r) => (r.received_at!.getTime() - r.sent_at!.getTime()) / 1000);
       return {
         total_users: total,
         active_users: active,
@@ -380,6 +382,21 @@ describe("GET /analytics/engagement", () => {
       assert.match(t.template_name, /^(flash sale|restock)-/);
     }
     assert.ok(data.top_converting_messages[0].conversion_rate >= data.top_converting_messages[1].conversion_rate);
+  });
+
+  test("a conversion reported without a receipt (iOS without a notification service extension) does not count as a 0 s response: latencies come from real reports only", async () => {
+    const own = await app.createApplication();
+    const sub = await createPushSubscription(app, own.apiKey);
+    const at = (seconds: number) => new Date(Date.parse(`${TO}T00:00:00Z`) + seconds * 1000);
+    const insert = (sent: number, received: number, converted: number) =>
+      app.deps.db("messages").insert({ id: newId(), application_id: own.id, subscription_id: sub.id, channel: "push", body: "hi", status: "converted", created_at: at(sent), sent_at: at(sent), received_at: at(received), converted_at: at(converted) });
+    await insert(0, 2, 600); // Android: a receipt at +2 s, opened at +600 s
+    await insert(0, 598, 598); // iOS: only the conversion at +598 s; the API filled in the receipt in its transaction
+    await insert(0, 0, 300); // a receipt for a message whose send result was lost: send filled in
+    const data = await get(own.apiKey, `/analytics/engagement?from=${TO}&to=${TO}`);
+    assert.equal(data.overall_engagement.average_response_time, 449, "(598 + 300) / 2, not (598 + 0 + 300) / 3");
+    assert.equal(data.overall_engagement.median_time_to_convert, 449);
+    assert.equal(data.overall_engagement.median_time_to_receive, 2, "only the real receipt (the filled-in one is the open time)");
   });
 
   test("another application sees zeros", async () => {

@@ -174,11 +174,16 @@ export interface EngagementFigures {
   median_time_to_convert: number | null;
 }
 
+// A step the API fills in for an SDK report (a conversion with no receipt before it, as iOS apps
+// without a notification service extension send; a receipt for a message whose send result was
+// lost) is stamped in the same transaction as the report, so its timestamp equals the next one:
+// received_at = converted_at, sent_at = received_at. Two separate reports never share now(). Such
+// a pair measures nothing and is left out of the latencies (it read as 0 s and halved them).
 const ENGAGEMENT_SELECT = `count(DISTINCT m.subscription_id) AS total_users,
   count(DISTINCT m.subscription_id) FILTER (WHERE m.converted_at IS NOT NULL) AS active_users,
-  avg(extract(epoch FROM m.converted_at - m.received_at)) AS average_response_time,
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM m.received_at - m.sent_at)) AS median_time_to_receive,
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM m.converted_at - m.received_at)) AS median_time_to_convert`;
+  avg(extract(epoch FROM m.converted_at - m.received_at)) FILTER (WHERE m.converted_at > m.received_at) AS average_response_time,
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM m.received_at - m.sent_at)) FILTER (WHERE m.received_at > m.sent_at AND (m.converted_at IS NULL OR m.converted_at > m.received_at)) AS median_time_to_receive,
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM m.converted_at - m.received_at)) FILTER (WHERE m.converted_at > m.received_at) AS median_time_to_convert`;
 
 const round1 = (value: unknown): number | null => (value === null || value === undefined ? null : Math.round(Number(value) * 10) / 10);
 
