@@ -415,7 +415,7 @@ describe("GET /analytics/engagement", () => {
 });
 
 describe("GET /analytics/usage", () => {
-  test("quotas come from the ledger; usage by channel and trend equal direct counts", async () => {
+  test("quotas come from the ledger; usage by channel and trend equal the messages a provider accepted (cancelled, refused and waiting ones used no quota)", async () => {
     await debitMessageQuota(app.deps.db, { applicationId: a.id, messageId: newId() });
     await debitMessageQuota(app.deps.db, { applicationId: a.id, messageId: newId() });
     const data = await get(a.apiKey, `/analytics/usage?from=${FROM}&to=${TO}`);
@@ -427,10 +427,11 @@ describe("GET /analytics/usage", () => {
     assert.ok(Date.parse(data.current_period.start_date) <= now && now <= Date.parse(data.current_period.end_date));
 
     const byChannel = await directMessageCounts(a.id, "channel");
-    assert.deepEqual(data.usage_by_channel, Object.fromEntries([...byChannel].map(([k, v]) => [k, v.created])));
+    assert.deepEqual(data.usage_by_channel, Object.fromEntries([...byChannel].filter(([, v]) => v.successful! > 0).map(([k, v]) => [k, v.successful])));
+    assert.ok([...byChannel.values()].some((v) => v.created! > v.successful!), "the seed has messages never sent, which usage leaves out");
     const perDay = await directMessageCounts(a.id, "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
     assert.equal(data.usage_trend.length, 6);
-    for (const row of data.usage_trend) assert.equal(row.total, perDay.get(row.date)?.created ?? 0, row.date);
+    for (const row of data.usage_trend) assert.equal(row.total, perDay.get(row.date)?.successful ?? 0, row.date);
 
     const defaults = await get(a.apiKey, "/analytics/usage");
     assert.ok(defaults.period.to.startsWith(defaults.usage_trend.at(-1).date));
@@ -560,7 +561,7 @@ describe("GET /analytics/usage default range", () => {
     const utcHour = new Date().getUTCHours();
     const timezone = utcHour < 12 ? "Etc/GMT+12" : "Etc/GMT-14";
     const c = await app.createApplication({ timezone });
-    await app.deps.db("messages").insert({ id: newId(), application_id: c.id, channel: "push", body: "now", created_at: new Date() });
+    await app.deps.db("messages").insert({ id: newId(), application_id: c.id, channel: "push", body: "now", created_at: new Date(), status: "successful", sent_at: new Date() });
     const data = await get(c.apiKey, "/analytics/usage");
     const utcToday = new Date().toISOString().slice(0, 10);
     assert.deepEqual(data.usage_by_channel, { push: 1 }, JSON.stringify(data));

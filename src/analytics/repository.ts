@@ -266,15 +266,20 @@ export async function topConvertingTemplates(
   }));
 }
 
-/** Messages created per day and channel (the rollup's `created`), for usage. */
-export async function createdByDayAndChannel(db: Knex, applicationId: string, range: DayRange): Promise<Array<{ date: string; channel: string; created: number }>> {
+/**
+ * Messages a provider accepted, per day the messages were created and channel (the rollup's
+ * `successful`: ever sent), for usage. That is what the quota counts: a message cancelled, refused
+ * by its provider or failed before sending is refunded, and one still waiting has not been used.
+ * Counting created messages put a campaign refused by an exhausted quota into the usage in full.
+ */
+export async function sentByDayAndChannel(db: Knex, applicationId: string, range: DayRange): Promise<Array<{ date: string; channel: string; sent: number }>> {
   const result = await db.raw(
-    `SELECT to_char(day, 'YYYY-MM-DD') AS date, channel, sum(created)::bigint AS created
+    `SELECT to_char(day, 'YYYY-MM-DD') AS date, channel, sum(successful)::bigint AS sent
        FROM message_stats_daily WHERE application_id = ? AND day BETWEEN ? AND ?
-      GROUP BY day, channel ORDER BY day, channel`,
+      GROUP BY day, channel HAVING sum(successful) > 0 ORDER BY day, channel`,
     [applicationId, range.fromDay, range.toDay],
   );
-  return (result.rows as Array<Record<string, unknown>>).map((r) => ({ date: String(r.date), channel: String(r.channel), created: Number(r.created) }));
+  return (result.rows as Array<Record<string, unknown>>).map((r) => ({ date: String(r.date), channel: String(r.channel), sent: Number(r.sent) }));
 }
 
 /** Active push subscriptions grouped by platform and one version column. */

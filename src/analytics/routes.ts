@@ -7,7 +7,7 @@ import {
   CHANNEL_OF_SUBSCRIPTION_TYPE,
   activeByType,
   activeDevicesBy,
-  createdByDayAndChannel,
+  sentByDayAndChannel,
   engagement,
   messageFigures,
   messageStats,
@@ -176,7 +176,7 @@ export const analyticsRoutes: RouteSpec[] = [
   defineRoute({
     method: "get",
     path: "/analytics/usage",
-    summary: "Usage and quota: daily/monthly allowance from the ledger, messages by channel and per day",
+    summary: "Usage and quota: daily/monthly allowance from the ledger, messages sent (accepted by a provider) by channel and per day",
     tag: TAG,
     auth: "apiKey",
     query: UsageQuery,
@@ -188,13 +188,13 @@ export const analyticsRoutes: RouteSpec[] = [
       // dates (1st..today) ended a day early west of UTC, leaving out what was sent since UTC midnight,
       // and ran into a UTC day still to come east of it.
       const range = query.from || query.to ? resolveRange(query.from, query.to, now) : { fromDay: utcDay(month.start), toDay: utcDay(now) };
-      const [quota, rows] = await Promise.all([quotaStatus(deps.db, application.id, now), createdByDayAndChannel(deps.db, application.id, range)]);
+      const [quota, rows] = await Promise.all([quotaStatus(deps.db, application.id, now), sentByDayAndChannel(deps.db, application.id, range)]);
       const byChannel: Record<string, number> = {};
       const perDay = new Map<string, Record<string, number>>();
       for (const row of rows) {
-        byChannel[row.channel] = (byChannel[row.channel] ?? 0) + row.created;
+        byChannel[row.channel] = (byChannel[row.channel] ?? 0) + row.sent;
         const day = perDay.get(row.date) ?? {};
-        day[row.channel] = row.created;
+        day[row.channel] = row.sent;
         perDay.set(row.date, day);
       }
       // Zero-filled so a chart shows quiet days; every channel seen in the range appears on every day.
