@@ -32,11 +32,11 @@ test("credential fingerprints ignore key order and change with any value", () =>
   assert.doesNotMatch(credentialFingerprint({ secret: "hunter2" }), /hunter2/);
 });
 
-test("development and ad-hoc builds (test_type 1, 2) go to the APNs sandbox host whatever the application's flag; production: false sends every device there", async () => {
+test("development builds (test_type 1) go to the APNs sandbox host whatever the application's flag, ad-hoc builds (2) to production as Apple signs them; production: false sends every device to the sandbox", async () => {
   const cases: Array<[testType: number | null | undefined, sandbox: boolean]> = [
     [0, false],
     [1, true],
-    [2, true],
+    [2, false],
     [null, false],
     [undefined, false],
   ];
@@ -49,7 +49,7 @@ test("development and ad-hoc builds (test_type 1, 2) go to the APNs sandbox host
     const origin = (credentials: ApplicationPushCredentials, testType: number) => (registry.providerFor(credentials, "iOSPush", { sandbox: usesApnsSandbox(testType) }) as ApnsProvider).origin;
     assert.equal(origin(production, 0), "https://api.push.apple.com:443");
     assert.equal(origin(production, 1), "https://api.sandbox.push.apple.com:443");
-    assert.equal(origin(production, 2), "https://api.sandbox.push.apple.com:443");
+    assert.equal(origin(production, 2), "https://api.push.apple.com:443");
     assert.equal(origin(sandboxOnly, 0), "https://api.sandbox.push.apple.com:443");
   } finally {
     await registry.closeAll();

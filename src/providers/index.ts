@@ -24,12 +24,15 @@ export interface ApplicationPushCredentials {
 
 /** Registry-wide settings; endpoints route every provider to the simulator in dev/test. */
 /**
- * Whether a subscription's pushes go to the APNs sandbox: development (1) and ad-hoc (2) builds do,
- * whatever the application's `production` flag (the seed's get_apns_config); their tokens are
- * BadDeviceToken in production, which would unsubscribe every tester's device.
+ * Whether a subscription's pushes go to the APNs sandbox: development builds (1) do, whatever the
+ * application's `production` flag; their tokens are BadDeviceToken in production, which would
+ * unsubscribe every tester's device. Ad-hoc builds (2) do not: Apple signs them, like App Store,
+ * TestFlight and Enterprise builds, with the production aps-environment, so their tokens exist
+ * only in production (the seed's get_apns_config sent 2 to the sandbox too, where every ad-hoc
+ * tester's push was BadDeviceToken). test_type 2 still marks a test device for targeting.
  */
 export function usesApnsSandbox(testType: number | null | undefined): boolean {
-  return testType === 1 || testType === 2;
+  return testType === 1;
 }
 
 /** Where the providers are (the simulator, in development and tests) and how their clients are tuned. */

@@ -54,7 +54,7 @@ export const DeviceInfo = z.strictObject({
   app_version: optionalText(64),
   sdk_version: optionalText(64),
   country_code: CountryCode.nullable().optional(),
-  test_type: z.number().int().min(0).max(2).nullable().optional().describe("0 production, 1 development, 2 ad-hoc (APNs sandbox for 1 and 2)"),
+  test_type: z.number().int().min(0).max(2).nullable().optional().describe("0 production, 1 development (sent to the APNs sandbox), 2 ad-hoc (production APNs, marked as a test device)"),
   timezone: Timezone.nullable().optional(),
 });
 
