@@ -9,24 +9,49 @@ import { z } from "zod";
 const IANA_NAME = /^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/;
 
 // Names already found valid: building an Intl formatter costs tens of µs, and quota periods and
-// delivery groups ask per batch. Only valid names are kept, so the set stays as small as the tz
-// database, whatever requests send.
+// delivery groups ask per batch. Intl takes a name in any letter case, so only a name spelled as
+// the runtime spells it is kept (and at most this many): requests cannot grow the set.
+const MAX_KNOWN = 1_000;
 const known = new Set<string>();
+
+/** The runtime's spelling of a zone name it knows, or undefined; never an offset. */
+function resolvedName(zone: string): string | undefined {
+  if (!IANA_NAME.test(zone)) return undefined;
+  try {
+    return new Intl.DateTimeFormat("en-US", { timeZone: zone }).resolvedOptions().timeZone;
+  } catch (error) {
+    // Intl throws RangeError for an unknown zone; anything else is a real fault.
+    if (error instanceof RangeError) return undefined;
+    throw error;
+  }
+}
 
 /** True for an IANA time zone name this runtime knows ("Asia/Seoul", "UTC"); never an offset. */
 export function isIanaTimeZone(zone: string): boolean {
   if (known.has(zone)) return true;
-  if (!IANA_NAME.test(zone)) return false;
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: zone });
-  } catch (error) {
-    // Intl throws RangeError for an unknown zone; anything else is a real fault.
-    if (error instanceof RangeError) return false;
-    throw error;
-  }
-  known.add(zone);
+  const resolved = resolvedName(zone);
+  if (resolved === undefined) return false;
+  if (resolved === zone && known.size < MAX_KNOWN) known.add(zone);
   return true;
 }
 
-/** An IANA time zone name such as `Asia/Seoul` in a request body or query. */
-export const TimeZoneName = z.string().trim().min(1).max(64).refine(isIanaTimeZone, "must be an IANA timezone like Asia/Seoul");
+/**
+ * An IANA time zone name such as `Asia/Seoul` in a request body or query, stored with the
+ * runtime's letter case (`asia/seoul` → `Asia/Seoul`) so one zone is one value in targeting and
+ * grouping. Links keep their own name (`Asia/Kolkata` stays, though ICU answers `Asia/Calcutta`).
+ */
+export const TimeZoneName = z
+  .string()
+  .trim()
+  .min(1)
+  .max(64)
+  .refine(isIanaTimeZone, "must be an IANA timezone like Asia/Seoul")
+  .transform((zone) => {
+    const resolved = resolvedName(zone);
+    return resolved !== undefined && resolved.toLowerCase() === zone.toLowerCase() ? resolved : zone;
+  });
+
+/** How many zone names are cached as known (for tests of the bound). */
+export function knownTimeZoneCount(): number {
+  return known.size;
+}
