@@ -35,6 +35,25 @@ export const CountryCode = z
   .regex(/^[A-Za-z]{2}$/, "must be an ISO 3166-1 alpha-2 code like KR")
   .transform((code) => code.toUpperCase());
 
+// Java's Locale.toString() on Android 7+ for a locale with a script: zh_CN_#Hans, sr__#Latn.
+const JAVA_LOCALE_WITH_SCRIPT = /^([A-Za-z]{2,3})_([A-Za-z]{2}|\d{3})?_#([A-Za-z]{4})$/;
+
+/**
+ * What SDKs send for the device's language and region, as they read it from the OS, made storable
+ * instead of refused: a refusal fails the whole registration, and the SDK sends the same values
+ * on every launch, so the device would never be subscribed. An empty value is none; a Java locale
+ * with a script becomes its BCP 47 tag (zh_CN_#Hans → zh-Hans-CN); a numeric UN M.49 region
+ * (419, Latin America, from es-419) names no country and is stored as none.
+ */
+export function normaliseDeviceLocale(field: "device_language" | "country_code", value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  const trimmed = value.trim();
+  if (trimmed === "") return null;
+  if (field === "country_code") return /^\d{3}$/.test(trimmed) ? null : trimmed;
+  const java = JAVA_LOCALE_WITH_SCRIPT.exec(trimmed);
+  return java ? [java[1], java[3], java[2]].filter(Boolean).join("-") : trimmed;
+}
+
 /** The application's own user id (REF-001 `user_id`, stored as `users.external_id`). */
 export const ExternalUserId = z.string().trim().min(1).max(255).describe("your own user id (users.external_id), e.g. u1234567890");
 
@@ -44,16 +63,13 @@ const optionalText = (max: number) => z.string().trim().max(max).nullable().opti
 export const DeviceInfo = z.strictObject({
   device_model: optionalText(255),
   device_os: optionalText(255).describe("e.g. iOS 15.4; the trailing version number is also stored as os_version"),
-  device_language: z
-    .string()
-    .trim()
-    .max(35)
-    .regex(LANGUAGE_TAG, "must be a language tag like ko or en-US")
-    .nullable()
-    .optional(),
+  device_language: z.preprocess(
+    (value) => normaliseDeviceLocale("device_language", value),
+    z.string().max(35).regex(LANGUAGE_TAG, "must be a language tag like ko or en-US").nullable().optional(),
+  ),
   app_version: optionalText(64),
   sdk_version: optionalText(64),
-  country_code: CountryCode.nullable().optional(),
+  country_code: z.preprocess((value) => normaliseDeviceLocale("country_code", value), CountryCode.nullable().optional()),
   test_type: z.number().int().min(0).max(2).nullable().optional().describe("0 production, 1 development (sent to the APNs sandbox), 2 ad-hoc (production APNs, marked as a test device)"),
   timezone: Timezone.nullable().optional(),
 });
