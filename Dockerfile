@@ -37,8 +37,9 @@ COPY --from=build --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
 # Files stay root-owned and read-only for the process; it writes nothing but /tmp.
 USER node
-# 8080: API (and /metrics); 9464: worker metrics; 9465: Temporal SDK metrics of the worker.
-EXPOSE 8080 9464 9465
+# 8080: API; 9463: API metrics (/metrics is not on 8080, which the public proxy routes);
+# 9464: worker metrics; 9465: Temporal SDK metrics of the worker.
+EXPOSE 8080 9463 9464 9465
 # Node is PID 1 and handles SIGTERM itself (src/infra/process.ts): the API drains, the worker
 # stops polling and lets in-flight activities finish within AUTOMATA_SHUTDOWN_GRACE.
 STOPSIGNAL SIGTERM

@@ -132,9 +132,10 @@ export async function migrationStatus(db: Knex): Promise<MigrationStatus> {
 }
 
 /**
- * Applies every pending migration. knex's lock row keeps two runs from migrating at once: the
- * second fails with `MigrationLocked` rather than waiting, and a run killed mid-way leaves the lock
- * set until `migrate --unlock` (see {@link freeMigrationLock}).
+ * Applies every pending migration. knex's lock row keeps two runs from migrating at once: when
+ * the pending ones all run in one transaction the second waits for the first, otherwise it fails
+ * with `MigrationLocked`, and a run killed mid-way then leaves the lock set until
+ * `migrate --unlock` (see {@link freeMigrationLock}).
  */
 export async function migrateLatest(db: Knex): Promise<string[]> {
   const [, applied] = (await db.migrate.latest(migrationConfig())) as [number, string[]];
