@@ -279,6 +279,11 @@ describe("campaign execution", () => {
     assert.equal(again.status, 200, JSON.stringify(again.body));
     assert.equal(again.body.data.status, "paused");
     assert.equal((await handle.query(progressQuery)).batchesStarted, before);
+    // Execute on a paused campaign: it has started (REF-001 §8.3); resume is how it goes on.
+    const executed = await app.request("POST", `/campaigns/${id}/execute`, { key: apiKey });
+    assert.deepEqual([executed.status, executed.body.error.code, executed.body.error.details.status], [400, "campaign_already_started", "paused"], JSON.stringify(executed.body));
+    assert.match(executed.body.error.message, /resume it/);
+    assert.equal((await campaignOf(apiKey, id)).status, "paused", "and it stays paused");
 
     const resumed = await app.request("POST", `/campaigns/${id}/resume`, { key: apiKey });
     assert.equal(resumed.status, 200, JSON.stringify(resumed.body));

@@ -100,6 +100,27 @@ test("timezone delivery: each timezone group at its local time; unset and invali
   assert.equal((await messagesOf(id)).length, 16, "the cancelled group never got messages");
 });
 
+test("timezone delivery without fallback_timezone uses the application's timezone for subscriptions without one", async () => {
+  const { id: appId, apiKey } = await createApp({ timezone: "Asia/Seoul" });
+  const tag = newId();
+  const zones = [null, "Asia/Seoul", "UTC"];
+  await seed(appId, 6, { timezone: (i) => zones[i % 3]!, tags: () => ({ wave: tag }) });
+  // Hours away in every zone: this test reads the plan, it sends nothing.
+  const localTime = new Date(Date.now() + 6 * 3_600_000).toISOString().slice(11, 16);
+  const id = await createdCampaign(apiKey, { targeting_criteria: { tags: { wave: tag } }, delivery: { mode: "timezone", local_time: localTime } });
+  const view = (await app.request("GET", `/campaigns/${id}`, { key: apiKey })).body.data;
+  assert.deepEqual(view.delivery, { mode: "timezone", local_time: localTime, fallback_timezone: "Asia/Seoul" });
+  const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
+  const progress = await eventually(async () => {
+    const p = await handle.query(progressQuery);
+    return p.groups ? p : undefined;
+  }, 15_000, 100);
+  const unset = progress.groups!.find((g) => g.includesUnset);
+  assert.deepEqual(unset?.timezones, ["Asia/Seoul"], "the devices without a timezone go with Seoul's, at Seoul's local time");
+  assert.deepEqual(progress.groups!.find((g) => !g.includesUnset)?.timezones, ["UTC"]);
+  assert.equal((await app.request("POST", `/campaigns/${id}/cancel`, { key: apiKey })).status, 200);
+});
+
 test("a cancel written to PostgreSQL without a signal (Temporal unreachable) ends a campaign waiting for a later timezone group", async () => {
   const { id: appId, apiKey } = await createApp();
   const tag = newId();
