@@ -110,3 +110,19 @@ describe("targeting compiler", () => {
     });
   }
 });
+
+describe("timezone delivery groups", () => {
+  const cases: Array<{ name: string; group: { timezones: string[]; includesUnset: boolean }; where: string; bindings: unknown[] }> = [
+    { name: "zones only", group: { timezones: ["Asia/Seoul", "Asia/Tokyo"], includesUnset: false }, where: ` and ("s"."timezone" in (?, ?))`, bindings: ["Asia/Seoul", "Asia/Tokyo"] },
+    { name: "zones and the devices without one", group: { timezones: ["UTC"], includesUnset: true }, where: ` and ("s"."timezone" in (?) or "s"."timezone" is null)`, bindings: ["UTC"] },
+    { name: "only the devices without one", group: { timezones: [], includesUnset: true }, where: ` and ("s"."timezone" is null)`, bindings: [] },
+    { name: "an empty group matches nobody, not everybody", group: { timezones: [], includesUnset: false }, where: ` and (false)`, bindings: [] },
+  ];
+  for (const { name, group, where, bindings } of cases) {
+    test(name, () => {
+      const { sql, bindings: bound } = audienceQuery(db, APP, parseTargetingCriteria({}), group).select("s.id").toSQL();
+      assert.equal(sql, BASE + where);
+      assert.deepEqual(bound, [APP, 0, "iOSPush", "AndroidPush", ...bindings]);
+    });
+  }
+});
