@@ -8,7 +8,7 @@ import { createDeps, closeDeps, startApiServer } from "./runtime";
 import { startWorker } from "./worker/run-worker";
 import { installTemporalRuntimeLogger, runStopSteps } from "./infra/process";
 import { startSimulator } from "./infra/simulator";
-import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
+import { ensureReconcilerSchedule, keepReconcilerSchedule } from "./worker/reconciler-schedule";
 import { assertEncryptionKeyMatches } from "./crypto/key-check";
 import { assertPortsFree, PortInUseError } from "./infra/ports";
 
@@ -65,7 +65,10 @@ async function main(): Promise<void> {
     if (applied.length > 0) logger.info({ migrations: applied }, "database migrated");
     await assertEncryptionKeyMatches(deps.db, deps.secrets, logger);
     // Before polling, as the production worker does: a failure here stops a worker that runs nothing yet.
-    await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
+    const reconcilerSchedule = { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER };
+    await ensureReconcilerSchedule(deps, reconcilerSchedule);
+    // Unref'd: it never holds the process; the process exits through stop().
+    keepReconcilerSchedule(deps, reconcilerSchedule);
     const worker = await startWorker(deps, stack.temporalAddress);
     // A pool of the API's own, as in production where they are separate processes: sends hold a
     // connection while the provider answers, and a slow provider must not starve API requests.

@@ -4,7 +4,7 @@ import { createDeps, closeDeps } from "./runtime";
 import { startWorker } from "./worker/run-worker";
 import { installTemporalRuntimeLogger, onShutdownSignal, requireEnv } from "./infra/process";
 import { startSimulator } from "./infra/simulator";
-import { ensureReconcilerSchedule } from "./worker/reconciler-schedule";
+import { ensureReconcilerSchedule, keepReconcilerSchedule } from "./worker/reconciler-schedule";
 import { startMetricsServer } from "./metrics/exposition";
 import { setBacklogSource } from "./metrics/registry";
 import { assertEncryptionKeyMatches } from "./crypto/key-check";
@@ -30,7 +30,9 @@ async function main(): Promise<void> {
   });
   // Everything that can fail at start comes before polling: a failure then exits a worker that runs
   // nothing yet, instead of killing local-activity sends and campaign chunks already in flight.
-  await ensureReconcilerSchedule(deps, { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER });
+  const reconcilerSchedule = { intervalMs: config.AUTOMATA_RECONCILE_INTERVAL, olderThanMs: config.AUTOMATA_RECONCILE_AFTER };
+  await ensureReconcilerSchedule(deps, reconcilerSchedule);
+  const stopKeepingSchedule = keepReconcilerSchedule(deps, reconcilerSchedule);
   // The worker has no API: a tiny server exposes /metrics (ours + the Temporal SDK's) and /healthz.
   setBacklogSource(deps.db);
   // HOST as for the API: fly sets "::" so its private IPv6 network (the scraper, the check) reaches it.
@@ -40,6 +42,7 @@ async function main(): Promise<void> {
   // SIGTERM: stop polling, let in-flight activities finish within AUTOMATA_SHUTDOWN_GRACE. Installed
   // as soon as tasks can run, so a signal never meets Node's default (an immediate exit mid-send).
   onShutdownSignal(logger, async () => {
+    stopKeepingSchedule();
     await worker.shutdown();
     await metrics.close();
     await closeDeps(deps);
@@ -47,6 +50,7 @@ async function main(): Promise<void> {
   });
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE }, "worker running");
   await worker.done;
+  stopKeepingSchedule();
   await metrics.close();
   await closeDeps(deps);
 }

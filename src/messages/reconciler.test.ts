@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { startTestApp, eventually, type TestApp } from "../../test/support/harness";
 import { createPushSubscription, simulatorToken } from "../../test/support/fixtures";
 import { quotaStatus } from "../quota/quota";
-import { ensureReconcilerSchedule } from "../worker/reconciler-schedule";
+import { ensureReconcilerSchedule, keepReconcilerSchedule } from "../worker/reconciler-schedule";
 import { newId } from "../db/ids";
 import { messageWorkflowId } from "../../workflows/message";
 import { createReconcilerActivities } from "../../activities/reconciler";
@@ -55,6 +55,21 @@ test("a message accepted without a workflow (API died before starting it) is sta
     assert.equal(updated.state.paused, true);
   } finally {
     await app.deps.temporal.schedule.getHandle(scheduleId).delete();
+  }
+});
+
+test("a reconciler schedule an operator deleted is recreated by the workers' periodic check, with its settings", { timeout: 60_000 }, async () => {
+  const { id: applicationId } = await app.createApplication();
+  const options = { intervalMs: 60_000, olderThanMs: 120_000, applicationId };
+  const scheduleId = await ensureReconcilerSchedule(app.deps, options);
+  const stop = keepReconcilerSchedule(app.deps, options, 200);
+  try {
+    await app.deps.temporal.schedule.getHandle(scheduleId).delete();
+    const recreated = await eventually(async () => app.deps.temporal.schedule.getHandle(scheduleId).describe().catch(() => undefined), 20_000, 200);
+    assert.deepEqual(recreated.spec.intervals?.map((i) => Number(i.every)), [60_000]);
+  } finally {
+    stop();
+    await app.deps.temporal.schedule.getHandle(scheduleId).delete().catch(() => undefined);
   }
 });
 

@@ -1,4 +1,4 @@
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy } from "@temporalio/client";
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy } from "@temporalio/client";
 import type { Deps } from "../deps";
 import { reconcilerWorkflow, RECONCILER_SCHEDULE_ID } from "../../workflows/reconciler";
 import { RECONCILER_PASS_BUDGET_MS } from "../../activities/reconciler";
@@ -39,4 +39,37 @@ export async function ensureReconcilerSchedule(deps: Deps, options: ReconcilerSc
     await deps.temporal.schedule.getHandle(scheduleId).update((current) => ({ ...settings, state: current.state }));
   }
   return scheduleId;
+}
+
+/** How often a worker checks that the reconciler's schedule still exists. */
+export const RECONCILER_SCHEDULE_CHECK_MS = 5 * 60_000;
+
+/**
+ * Recreates the reconciler's schedule whenever a check finds it gone (an operator cleaning up
+ * schedules in the UI deleted it): otherwise nothing would restart the work a Temporal outage left
+ * without a workflow until some worker happened to restart. A paused schedule is left paused.
+ * Answers the function that stops the checks.
+ */
+export function keepReconcilerSchedule(deps: Deps, options: ReconcilerScheduleOptions, everyMs = RECONCILER_SCHEDULE_CHECK_MS): () => void {
+  const scheduleId = `${RECONCILER_SCHEDULE_ID}-${deps.config.TEMPORAL_TASK_QUEUE}`;
+  let checking = false;
+  const timer = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    void deps.temporal.schedule
+      .getHandle(scheduleId)
+      .describe()
+      .catch(async (error: unknown) => {
+        if (!(error instanceof ScheduleNotFoundError)) throw error;
+        await ensureReconcilerSchedule(deps, options);
+        deps.logger.warn({ schedule_id: scheduleId }, "the reconciler's schedule was gone; recreated it");
+      })
+      // Temporal unreachable: the next check tries again.
+      .catch((error: unknown) => deps.logger.warn({ err: error, schedule_id: scheduleId }, "could not check the reconciler's schedule"))
+      .finally(() => {
+        checking = false;
+      });
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
