@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ApiError } from "../http/errors";
-import { recipientRenderer, referencesRecipient, validatePersonalizedTemplate, type RecipientFields } from "./personalize";
+import { recipientRenderer, referencesRecipient, singleSendRenderer, validatePersonalizedTemplate, type RecipientFields } from "./personalize";
 
 const recipient: RecipientFields = {
   subscription_id: "s-1",
@@ -105,4 +105,17 @@ test("validatePersonalizedTemplate refuses at creation exactly what every recipi
     assert.equal(atCreate, refused, `at create: ${JSON.stringify(template)}`);
     assert.equal(atSend, refused, `per recipient: ${JSON.stringify(template)}`);
   }
+});
+
+test("singleSendRenderer: the device's fields fill what the caller's variables leave out, in either form the caller uses", () => {
+  const cases: Array<[name: string, template: Parameters<typeof singleSendRenderer>[0], variables: Record<string, unknown>, title: string]> = [
+    ["the device's own tag", { title: "{{tags.first_name}}님" }, {}, "Mina님"],
+    ["a nested caller value wins", { title: "{{tags.first_name}}님" }, { tags: { first_name: "Lee" } }, "Lee님"],
+    ["a dotted caller value wins (it was refused as given twice)", { title: "{{tags.first_name}}님" }, { "tags.first_name": "Caller" }, "Caller님"],
+    ["the caller's other fields and the device's merge", { title: "{{user.name}} {{user.external_id}} {{tags.level}}" }, { user: { name: "Bob" }, "tags.other": "x" }, "Bob user-7 3"],
+    // A template printing a root as text, with a default: no recipient object replaces it.
+    ["a root printed as text keeps its default", { title: "Hi {{user}}", variables: [{ name: "user", required: false, default: "there" }] }, {}, "Hi there"],
+    ["a root the caller gave as text is the caller's", { title: "Hi {{user}} {{tags.first_name}}" }, { user: "Bob" }, "Hi Bob Mina"],
+  ];
+  for (const [name, template, variables, title] of cases) assert.equal(singleSendRenderer(template, variables)(recipient).title, title, name);
 });

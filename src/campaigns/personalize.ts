@@ -130,20 +130,47 @@ function recipientView(recipient: RecipientFields): Record<(typeof RECIPIENT_ROO
  * Renderer for a single send (`POST /messages/template`) of a template that reads recipient
  * fields: each device's own fields, under what the caller passed. Unlike a campaign, a single send
  * has always taken `variables.user.name` and the like from its caller (it knows its user), so the
- * caller's values stay; the recipient's fill in what the caller left out.
+ * caller's values stay, in either form (`{"tags": {"a": …}}` or `{"tags.a": …}`); the recipient's
+ * fill in the fields the caller left out, and only under a root whose fields the template reads
+ * (a template printing a `user` variable as text keeps its default). As for campaigns, each device
+ * is rendered against only the variables the template names.
  */
 export function singleSendRenderer(template: RenderableTemplate, variables: Record<string, unknown>): (recipient: RecipientFields) => RenderedContent {
-  const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+  const read = variablesTheTemplateReads(template, variables);
+  const names = [...referencedVariables(template), ...(template.variables ?? []).map((v) => v.name)];
+  const rootsWithFieldsRead = new Set(names.filter((name) => isRecipientName(name) && name.includes(".")).map(rootOf));
+  const { paths: callerPaths, roots: callerTextRoots } = recipientPathsGiven(read);
   return (recipient) => {
-    const view: Record<string, unknown> = { ...variables };
+    const view: Record<string, unknown> = { ...read };
     for (const [root, fields] of Object.entries(recipientView(recipient))) {
-      const given = variables[root];
-      if (given === undefined) view[root] = fields;
-      else if (isRecord(given)) view[root] = { ...fields, ...given };
+      if (!rootsWithFieldsRead.has(root) || callerTextRoots.has(root)) continue;
+      // Dotted names merge with whatever form the caller used; a field the caller gave is skipped.
+      for (const [field, value] of Object.entries(fields)) if (!callerPaths.has(`${root}.${field}`)) view[`${root}.${field}`] = value;
     }
     const rendered = renderTemplate(template, view);
     return { title: rendered.title, body: rendered.body, data: rendered.data };
   };
+}
+
+/**
+ * Every dotted path (and each prefix of one) the caller's variables give under a recipient root,
+ * in nested or dotted form; and the roots the caller gave as a value rather than an object.
+ */
+function recipientPathsGiven(variables: Record<string, unknown>): { paths: Set<string>; roots: Set<string> } {
+  const paths = new Set<string>();
+  const roots = new Set<string>();
+  const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+  const walk = (path: string, value: unknown, depth: number): void => {
+    const segments = path.split(".");
+    for (let i = 2; i <= segments.length; i++) paths.add(segments.slice(0, i).join("."));
+    if (isRecord(value) && depth < 10) for (const [key, child] of Object.entries(value)) walk(`${path}.${key}`, child, depth + 1);
+  };
+  for (const [key, value] of Object.entries(variables)) {
+    if (!isRecipientName(key)) continue;
+    if (key === rootOf(key) && !isRecord(value)) roots.add(key);
+    else walk(key, value, 0);
+  }
+  return { paths, roots };
 }
 
 /**
