@@ -382,8 +382,15 @@ describe("metrics", () => {
     assert.ok(queries.length > 25);
     // job and instance come from the scrape, le from the histogram's buckets.
     const fromPrometheus = new Set(["job", "instance"]);
+    // Prometheus's own `up`, for alerts on a process that is not scraped at all: its job names must
+    // be the scrape jobs deploy/prometheus.yml defines.
+    const scrapeJobs = new Set([...fs.readFileSync(path.join(root, "deploy/prometheus.yml"), "utf8").matchAll(/job_name:\s*(\S+)/g)].map((m) => m[1]!));
     for (const { where, expr } of queries) {
       const used = [...expr.matchAll(/\b(automata_\w+)(?:\{([^}]*)\})?/g)];
+      for (const [, jobs] of expr.matchAll(/\bup\{job=~?"([^"]+)"\}/g)) {
+        for (const job of jobs!.split("|")) assert.ok(scrapeJobs.has(job), `${where}: job ${job} is scraped by deploy/prometheus.yml`);
+      }
+      if (used.length === 0 && /\bup\{job=/.test(expr)) continue;
       assert.ok(used.length > 0, `${where}: ${expr} queries one of our series`);
       // Grouping labels must exist on the series the aggregation reads (each query reads one metric).
       const grouping = [...expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap(([, by]) => by!.split(",").map((l) => l.trim()).filter(Boolean));
