@@ -6,7 +6,7 @@
  */
 import type { Knex } from "knex";
 import { ApiError } from "../http/errors";
-import { referencedVariables, renderTemplate, type RenderableTemplate } from "../templates/render";
+import { isRecord, MAX_NESTING_DEPTH, referencedVariables, renderTemplate, type RenderableTemplate } from "../templates/render";
 
 /** Variable roots that name the recipient, not a campaign variable. */
 export const RECIPIENT_ROOTS = ["tags", "subscription", "user"] as const;
@@ -159,11 +159,10 @@ export function singleSendRenderer(template: RenderableTemplate, variables: Reco
 function recipientPathsGiven(variables: Record<string, unknown>): { paths: Set<string>; roots: Set<string> } {
   const paths = new Set<string>();
   const roots = new Set<string>();
-  const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
   const walk = (path: string, value: unknown, depth: number): void => {
     const segments = path.split(".");
     for (let i = 2; i <= segments.length; i++) paths.add(segments.slice(0, i).join("."));
-    if (isRecord(value) && depth < 10) for (const [key, child] of Object.entries(value)) walk(`${path}.${key}`, child, depth + 1);
+    if (isRecord(value) && depth < MAX_NESTING_DEPTH) for (const [key, child] of Object.entries(value)) walk(`${path}.${key}`, child, depth + 1);
   };
   for (const [key, value] of Object.entries(variables)) {
     if (!isRecipientName(key)) continue;

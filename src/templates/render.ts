@@ -152,7 +152,8 @@ function parse(source: string): Token[] {
 
 type Lookup = { found: true; value: unknown } | { found: false };
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+/** A plain JSON object (not an array, not null). */
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
