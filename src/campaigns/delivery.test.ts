@@ -53,6 +53,15 @@ async function messagesOf(id: string) {
   }>;
 }
 
+/** The campaign workflow's progress once it has planned its timezone delivery groups. */
+async function plannedProgress(id: string) {
+  const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
+  return eventually(async () => {
+    const p = await handle.query(progressQuery);
+    return p.groups ? p : undefined;
+  }, 15_000, 100);
+}
+
 async function seed(applicationId: string, count: number, options: SeedOptions = {}): Promise<string[]> {
   return seedPushSubscriptions(app, applicationId, count, options);
 }
@@ -73,10 +82,7 @@ test("timezone delivery: each timezone group at its local time; unset and invali
   assert.deepEqual(view.delivery, { mode: "timezone", local_time: localTime, fallback_timezone: "UTC" });
 
   const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
-  const progress = await eventually(async () => {
-    const p = await handle.query(progressQuery);
-    return p.groups ? p : undefined;
-  }, 15_000, 100);
+  const progress = await plannedProgress(id);
   assert.equal(progress.groups!.length, 2);
   assert.equal(progress.groups![0]!.sendAt, target.getTime());
   assert.equal(progress.groups![0]!.includesUnset, true);
@@ -110,11 +116,7 @@ test("timezone delivery without fallback_timezone uses the application's timezon
   const id = await createdCampaign(apiKey, { targeting_criteria: { tags: { wave: tag } }, delivery: { mode: "timezone", local_time: localTime } });
   const view = (await app.request("GET", `/campaigns/${id}`, { key: apiKey })).body.data;
   assert.deepEqual(view.delivery, { mode: "timezone", local_time: localTime, fallback_timezone: "Asia/Seoul" });
-  const handle = app.deps.temporal.workflow.getHandle(campaignWorkflowId(id));
-  const progress = await eventually(async () => {
-    const p = await handle.query(progressQuery);
-    return p.groups ? p : undefined;
-  }, 15_000, 100);
+  const progress = await plannedProgress(id);
   const unset = progress.groups!.find((g) => g.includesUnset);
   assert.deepEqual(unset?.timezones, ["Asia/Seoul"], "the devices without a timezone go with Seoul's, at Seoul's local time");
   assert.deepEqual(progress.groups!.find((g) => !g.includesUnset)?.timezones, ["UTC"]);

@@ -6,7 +6,7 @@
  */
 import type { Knex } from "knex";
 import { ApiError } from "../http/errors";
-import { isRecord, MAX_NESTING_DEPTH, referencedVariables, renderTemplate, type RenderableTemplate } from "../templates/render";
+import { isRecord, MAX_NESTING_DEPTH, referencedVariables, renderedContent, renderTemplate, type RenderableTemplate } from "../templates/render";
 
 /** Variable roots that name the recipient, not a campaign variable. */
 export const RECIPIENT_ROOTS = ["tags", "subscription", "user"] as const;
@@ -71,8 +71,7 @@ export function validatePersonalizedTemplate(template: RenderableTemplate, varia
   const probe: Record<string, unknown> = { tags: {}, subscription: {}, user: {} };
   const names = [...referencedVariables(template), ...(template.variables ?? []).map((v) => v.name)];
   const fields = names.filter((name) => isRecipientName(name) && name.includes("."));
-  const rendered = renderTemplate(template, { ...variables, ...probe, ...collapse(Object.fromEntries(fields.map((name) => [name, "-"]))) });
-  return { title: rendered.title, body: rendered.body, data: rendered.data };
+  return renderedContent(renderTemplate(template, { ...variables, ...probe, ...collapse(Object.fromEntries(fields.map((name) => [name, "-"]))) }));
 }
 
 /** `{"tags.a": x, "tags": {...}}` would conflict in the renderer: keep the deepest names only. */
@@ -111,8 +110,7 @@ function variablesTheTemplateReads(template: RenderableTemplate, variables: Reco
 export function recipientRenderer(template: RenderableTemplate, variables: Record<string, unknown>): (recipient: RecipientFields) => RenderedContent {
   const read = variablesTheTemplateReads(template, variables);
   return (recipient) => {
-    const rendered = renderTemplate(template, { ...read, ...recipientView(recipient) });
-    return { title: rendered.title, body: rendered.body, data: rendered.data };
+    return renderedContent(renderTemplate(template, { ...read, ...recipientView(recipient) }));
   };
 }
 
@@ -147,8 +145,7 @@ export function singleSendRenderer(template: RenderableTemplate, variables: Reco
       // Dotted names merge with whatever form the caller used; a field the caller gave is skipped.
       for (const [field, value] of Object.entries(fields)) if (!callerPaths.has(`${root}.${field}`)) view[`${root}.${field}`] = value;
     }
-    const rendered = renderTemplate(template, view);
-    return { title: rendered.title, body: rendered.body, data: rendered.data };
+    return renderedContent(renderTemplate(template, view));
   };
 }
 

@@ -13,16 +13,11 @@ import { idempotencyKeyOf } from "../http/idempotency";
 import { signalMessageWorkflow } from "./workflow-client";
 import { cancelledSignal, convertedSignal, receivedSignal } from "../../workflows/message";
 import { loadTemplateForSend } from "../templates/repository";
-import { renderTemplate, type RenderedTemplate } from "../templates/render";
+import { renderedContent, renderTemplate } from "../templates/render";
 import { contentPerRecipient, referencesRecipient, singleSendRenderer } from "../campaigns/personalize";
 import { iso } from "../http/format";
 import { refundMessageQuota } from "../quota/quota";
 
-
-/** The message text of a render (without its missing-variable notes). */
-function pickContent({ title, body, data }: RenderedTemplate): Pick<RenderedTemplate, "title" | "body" | "data"> {
-  return { title, body, data };
-}
 const TAG = "Messages";
 const IDEMPOTENCY_HEADER = {
   name: "Idempotency-Key",
@@ -165,7 +160,7 @@ export const messageRoutes: RouteSpec[] = [
       // caller's variables win where they name the same field.
       const content: ContentSource = referencesRecipient(template.content)
         ? contentPerRecipient(base, singleSendRenderer(template.content, variables))
-        : { ...base, ...pickContent(renderTemplate(template.content, variables)) };
+        : { ...base, ...renderedContent(renderTemplate(template.content, variables)) };
       const accepted = await acceptMessages(deps, application.id, recipient, content, idempotencyKey, { requestHash });
       return sendResponse(accepted, recipient);
     },

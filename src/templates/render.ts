@@ -389,6 +389,11 @@ function renderData(value: unknown, view: View): unknown {
   return value;
 }
 
+/** The message text of a render, without its missing-variable notes. */
+export function renderedContent({ title, body, data }: RenderedTemplate): Pick<RenderedTemplate, "title" | "body" | "data"> {
+  return { title, body, data };
+}
+
 /**
  * Renders a template version with the given variables: title, body and every string leaf of the
  * data template (non-strings pass through). Throws `missing_required_variable` (details
