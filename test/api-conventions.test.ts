@@ -295,6 +295,13 @@ describe("request handling", () => {
       ["__proto__ as a tag criterion (dropped, it targeted everyone)", "POST", "/campaigns/estimate", '{"targeting_criteria":{"tags":{"__proto__":"vip"}}}', "targeting_criteria.tags.__proto__"],
       ["__proto__ as a subscription tag", "POST", "/subscriptions", '{"type":"iOSPush","token":"ok-proto-tag-0001","tags":{"__proto__":"vip","plan":"pro"}}', "tags.__proto__"],
       ["__proto__ in message data", "POST", "/messages", '{"external_id":"u-1","body":"b","data":{"__proto__":"x","k":"v"}}', "data.__proto__"],
+      // Named like Object.prototype's members: an error map built on {} found them "already set" and named no field.
+      ["__proto__ at the top of a body", "POST", "/messages", '{"__proto__":{"x":1},"external_id":"u-1","body":"b"}', "__proto__"],
+      ["constructor at the top of a body", "POST", "/messages", '{"constructor":1,"external_id":"u-1","body":"b"}', "constructor"],
+      ["toString as a query parameter", "GET", "/subscriptions?toString=1", undefined, "toString"],
+      // Sent as text: JSON's 1e309 parses to Infinity, which was stored (and pushed) as null.
+      ["1e309 in user properties", "POST", "/users/identify", '{"external_id":"u-inf","properties":{"score":1e309}}', "properties.score"],
+      ["-1e400 nested in message data", "POST", "/messages", '{"external_id":"u-1","body":"b","data":{"a":{"n":-1e400}}}', "data.a.n"],
     ];
     for (const [what, method, path, body, field] of cases) {
       const payload = body === undefined ? {} : typeof body === "string" ? { rawBody: body, headers: { "Content-Type": "application/json" } } : { body };
@@ -318,6 +325,25 @@ describe("request handling", () => {
     const res = await app.request("POST", "/subscriptions", { key: apiKey, rawBody: "not gzip at all", headers: { "Content-Type": "application/json", "Content-Encoding": "gzip" } });
     assert.equal(res.status, 400);
     assert.equal(res.body.error.code, "invalid_request");
+  });
+
+  test("a route that takes no query parameters refuses one instead of ignoring it (nothing is sent or written)", async () => {
+    const { id, apiKey: key } = await app.createApplication();
+    const cases: Array<[method: string, path: string, body: unknown]> = [
+      ["POST", "/messages?dry_run=true", { external_id: "u-query", body: "b" }],
+      ["POST", "/subscriptions?upsert=false", { type: "iOSPush", token: "ok-query-param-01" }],
+      ["GET", `/campaigns/${id}/stats?from=2026-01-01T00:00:00Z`, undefined],
+    ];
+    for (const [method, path, body] of cases) {
+      const res = await app.request(method, path, { key, ...(body === undefined ? {} : { body }) });
+      assert.equal(res.status, 422, `${method} ${path}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.details.in, "query", path);
+      assert.equal(Object.keys(res.body.error.details.fields).length, 1, path);
+    }
+    for (const table of ["subscriptions", "messages"]) {
+      const [row] = await app.deps.db(table).where("application_id", id).count<{ n: string }[]>({ n: "*" });
+      assert.equal(Number(row?.n), 0, `${table} has rows`);
+    }
   });
 
   test("unknown routes answer 404 in the envelope, with a request id header", async () => {

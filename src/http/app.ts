@@ -26,6 +26,9 @@ export const API_BASE = "/api/v1";
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
+/** The query of a route that takes none. */
+const NO_QUERY = z.strictObject({});
+
 /** Whether the request carries a body (an empty Content-Length: 0 one counts as none). */
 function hasContent(req: Request): boolean {
   return Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
@@ -42,7 +45,8 @@ function asyncRoute(spec: RouteSpec, deps: Deps) {
       assertStorableInput(req.query, "query");
       if (spec.body) assertStorableInput(req.body, "body");
       const params = spec.params ? parseOrThrow(spec.params, req.params, "params") : req.params;
-      const query = spec.query ? parseOrThrow(spec.query, req.query, "query") : {};
+      // A route without query parameters still refuses one: `?dry_run=true` must not send for real.
+      const query = parseOrThrow(spec.query ?? NO_QUERY, req.query, "query");
       const body = spec.body ? parseOrThrow(spec.body, bare ? {} : req.body, "body") : undefined;
       const result = await spec.handler({ body, query, params, application: res.locals.application, deps, req, res });
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);

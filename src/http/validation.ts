@@ -48,13 +48,21 @@ export const IdParams = z.strictObject({ id: uuidField });
  * (dotted paths; `_` for the body as a whole).
  */
 export function validationError(error: z.ZodError, where: "body" | "query" | "params"): ApiError {
-  const fields: Record<string, string> = {};
+  const fields = fieldMessages();
   for (const issue of error.issues) {
     const keys = issue.code === "unrecognized_keys" ? issue.keys.map((k) => [...issue.path, k].join(".")) : [issue.path.join(".") || "_"];
     const message = issue.code === "unrecognized_keys" ? "unknown field" : issue.message;
     for (const key of keys) fields[key] ??= message;
   }
   return new ApiError("validation_error", `The request ${where} failed validation`, { in: where, fields });
+}
+
+/**
+ * An empty field → message map without a prototype: on `{}` a field named `constructor` or
+ * `__proto__` finds an inherited value, `??=` records nothing, and the error names no field.
+ */
+function fieldMessages(): Record<string, string> {
+  return Object.create(null) as Record<string, string>;
 }
 
 /** Parses input with a schema or throws the REF-001 validation error. */
@@ -87,11 +95,16 @@ function unstorableText(text: string): string | null {
  * campaign went to everyone.
  */
 export function assertStorableInput(input: unknown, where: "body" | "query" | "params"): void {
-  const fields: Record<string, string> = {};
+  const fields = fieldMessages();
   const visit = (value: unknown, path: string[], depth: number): void => {
     if (typeof value === "string") {
       const problem = unstorableText(value);
       if (problem !== null) fields[path.join(".") || "_"] ??= problem;
+      return;
+    }
+    // JSON's 1e309 parses to Infinity, which JSON.stringify writes as null: stored and sent as null.
+    if (typeof value === "number" && !Number.isFinite(value)) {
+      fields[path.join(".") || "_"] ??= "must be a finite number";
       return;
     }
     if (value === null || typeof value !== "object") return;

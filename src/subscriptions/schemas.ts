@@ -81,7 +81,13 @@ export type DeviceInfoInput = z.output<typeof DeviceInfo>;
 export const TagKey = z.string().min(1).max(MAX_TAG_KEY_LENGTH);
 /** A tag value as stored on a subscription: numbers and booleans become strings. */
 export const TagValue = z
-  .union([z.string(), z.number(), z.boolean()])
+  .union([
+    z.string(),
+    // 12345678901234567890 arrives already rounded to a double: stored as "12345678901234567000",
+    // it would match no device whose SDK sent the id as text.
+    z.number().refine((n) => !Number.isInteger(n) || Number.isSafeInteger(n), "an integer this large loses digits in JSON: send it as a string"),
+    z.boolean(),
+  ])
   .transform((value) => String(value))
   .pipe(z.string().max(MAX_TAG_VALUE_LENGTH, `must be at most ${MAX_TAG_VALUE_LENGTH} characters`));
 
