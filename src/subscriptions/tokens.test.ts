@@ -49,4 +49,10 @@ describe("maskToken", () => {
     assert.equal(maskToken("Email", "user@example.com"), "u***@example.com");
     assert.equal(maskToken("SMS", "+821012345678"), "***5678");
   });
+
+  test("an address starting outside the Basic Multilingual Plane keeps its whole first character (valid Unicode in the response)", () => {
+    const masked = maskToken("Email", "😀@example.com");
+    assert.equal(masked, "😀***@example.com");
+    assert.ok(masked.isWellFormed());
+  });
 });

@@ -53,7 +53,8 @@ export function maskToken(type: SubscriptionType, token: string): string {
   switch (type) {
     case "Email": {
       const at = token.lastIndexOf("@");
-      return at > 0 ? `${token[0]}***${token.slice(at)}` : "***";
+      // The first code point, not code unit: half an emoji is not valid Unicode in a response.
+      return at > 0 ? `${String.fromCodePoint(token.codePointAt(0)!)}***${token.slice(at)}` : "***";
     }
     case "SMS":
     case "KakaoTalk":
