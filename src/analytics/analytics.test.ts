@@ -358,10 +358,11 @@ describe("GET /analytics/engagement", () => {
     assert.deepEqual(Object.keys(top.bySegment), ["gold"]);
     assert.equal(top.segmentsTruncated, true);
     // In an application of its own (the seed above is shared by the other tests): "b" has more
-    // recipients than "a", though "a" sorts first.
+    // recipients than "__proto__", though "__proto__" sorts first (a value named like Object's
+    // prototype is a segment like any other).
     const c = await app.createApplication();
     const template = (await app.deps.db("subscriptions").where("application_id", a.id).first()) as Record<string, unknown>;
-    for (const level of ["a", "b", "b"]) {
+    for (const level of ["__proto__", "b", "b"]) {
       const subscriptionId = newId();
       await app.deps.db("subscriptions").insert({ ...template, id: subscriptionId, application_id: c.id, user_id: null, tags: { level }, token_hash: crypto.randomBytes(32).toString("hex") });
       await app.deps.db("messages").insert({ id: newId(), application_id: c.id, subscription_id: subscriptionId, channel: "push", body: "hi", status: "successful", sent_at: new Date(), created_at: new Date() });
@@ -370,6 +371,9 @@ describe("GET /analytics/engagement", () => {
     assert.deepEqual(Object.keys(bigger.bySegment), ["b"]);
     assert.equal(bigger.bySegment.b!.total_users, 2);
     assert.equal(bigger.segmentsTruncated, true);
+    const both = await get(c.apiKey, `/analytics/engagement?from=${FROM}&to=${TO}&segment=level`);
+    assert.deepEqual(Object.keys(both.by_segment).sort(), ["__proto__", "b"]);
+    assert.equal(both.by_segment.__proto__.total_users, 1);
 
     const perTemplate = await directMessageCounts(a.id, "coalesce(template_id::text, 'none')");
     assert.equal(data.top_converting_messages.length, 2);

@@ -221,7 +221,7 @@ export async function engagement(
   const where = `m.application_id = ? AND m.created_at >= ?::timestamptz AND m.created_at < ?::timestamptz AND m.sent_at IS NOT NULL`;
   const bindings = [applicationId, `${range.fromDay}T00:00:00Z`, `${addDays(range.toDay, 1)}T00:00:00Z`];
   const overall = await db.raw(`SELECT ${ENGAGEMENT_SELECT} FROM messages m WHERE ${where}`, bindings);
-  const bySegment: Record<string, EngagementFigures> = {};
+  let bySegment: Record<string, EngagementFigures> = {};
   let segmentsTruncated = false;
   if (segmentKey !== undefined) {
     const rows = await db.raw(
@@ -233,7 +233,8 @@ export async function engagement(
     );
     const found = rows.rows as Array<Record<string, unknown>>;
     segmentsTruncated = found.length > maxSegments;
-    for (const r of found.slice(0, maxSegments)) bySegment[String(r.segment)] = toEngagement(r);
+    // fromEntries defines own keys: assigning a segment named "__proto__" to {} set its prototype instead.
+    bySegment = Object.fromEntries(found.slice(0, maxSegments).map((r) => [String(r.segment), toEngagement(r)]));
   }
   return { overall: toEngagement(overall.rows[0]), bySegment, segmentsTruncated };
 }
