@@ -59,6 +59,10 @@ test("a cluster directory too deep for a socket path gets no socket (TCP only)",
   assert.equal(unixSocketDir("/srv/automata/postgres/cluster", 5432), "/srv/automata/postgres/cluster");
   const deep = `/srv/${"d".repeat(90)}/cluster`;
   assert.equal(unixSocketDir(deep, 5432), undefined);
+  // 84 characters but 110 bytes: PostgreSQL would refuse the socket and not start at all.
+  const korean = "/Users/kim/Documents/프로젝트/모바일푸시알림서버/automata-signal/.automata/postgres";
+  assert.ok(`${korean}/.s.PGSQL.5433`.length <= 103);
+  assert.equal(unixSocketDir(korean, 5433), undefined);
 });
 
 test("`npm run migrate` while `npm start` runs shares its embedded PostgreSQL instead of stopping it", { timeout: 120_000 }, async () => {

@@ -123,7 +123,8 @@ const MAX_SOCKET_PATH = 103;
  */
 export function unixSocketDir(clusterDir: string, port: number): string | undefined {
   if (process.platform === "win32") return undefined;
-  return path.join(clusterDir, `.s.PGSQL.${port}`).length <= MAX_SOCKET_PATH ? clusterDir : undefined;
+  // The OS counts bytes: a checkout under 프로젝트/ is three bytes a character.
+  return Buffer.byteLength(path.join(clusterDir, `.s.PGSQL.${port}`)) <= MAX_SOCKET_PATH ? clusterDir : undefined;
 }
 
 /** Creates the application database on the embedded server unless it exists. */
