@@ -86,6 +86,19 @@ export interface BatchSendResult {
   credentialRefusal?: CredentialRefusal;
 }
 
+/**
+ * Whether one provider group's `provider_auth_failed` answers speak for the application's
+ * credentials, so the campaign pauses: not when the same provider accepted other pushes of the
+ * group (the refusal was about those devices, like FCM's THIRD_PARTY_AUTH_ERROR for an iOS token
+ * in a Firebase project without an APNs key), and not from the APNs sandbox (a key Apple limits
+ * to production is refused there while production accepts it: development builds fail, the
+ * audience goes on). Those refused messages still fail, one by one.
+ */
+export function refusalSpeaksForCredentials(group: { platform: string; sandbox: boolean; accepted: number }): boolean {
+  if (group.accepted > 0) return false;
+  return !(group.platform === "apns" && group.sandbox);
+}
+
 /** A provider's refusal of an application's credentials, as the paused campaign reports it. */
 export interface CredentialRefusal {
   provider: string;
@@ -356,10 +369,13 @@ export function createCampaignActivities(deps: Deps) {
       // The provider was called whether or not this transaction commits, so these count at once.
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       for (const outcome of outcomes) if (outcome.kind !== "not_sent") observeProviderOutcome(provider.platform, outcome, seconds);
+      let refusal: CredentialRefusal | undefined;
+      let accepted = 0;
       outcomes.forEach((outcome, i) => {
         const row = sendable[i]!;
         if (outcome.kind === "not_sent") return;
         if (outcome.kind === "success") {
+          accepted++;
           sent.push({ id: row.id, provider: provider.platform, provider_message_id: outcome.providerMessageId, event: { provider: provider.platform, provider_message_id: outcome.providerMessageId } });
         } else if (outcome.kind === "permanent") {
           failed.push({
@@ -370,7 +386,7 @@ export function createCampaignActivities(deps: Deps) {
             error_details: { provider_code: outcome.code },
             event: { error_code: outcome.reason, provider_code: outcome.code },
           });
-          if (outcome.reason === "provider_auth_failed") result.credentialRefusal ??= { provider: provider.platform, code: outcome.code };
+          if (outcome.reason === "provider_auth_failed") refusal ??= { provider: provider.platform, code: outcome.code };
           if (outcome.subscriptionStatus !== undefined) {
             statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id!, subscriptionType: row.subscription_type!, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id, tokenHash: row.token_hash! });
           }
@@ -389,6 +405,9 @@ export function createCampaignActivities(deps: Deps) {
           }
         }
       });
+      if (refusal !== undefined && refusalSpeaksForCredentials({ platform: provider.platform, sandbox: usesApnsSandbox(first.test_type), accepted })) {
+        result.credentialRefusal ??= refusal;
+      }
     }
     // The providers' groups go out at once: a chunk waits for one round trip, not one per
     // provider. A group whose client threw adds no outcome; the others' are recorded below.

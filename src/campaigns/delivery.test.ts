@@ -526,6 +526,26 @@ test("a provider refusing the application's credentials pauses the campaign, say
   await eventually(async () => (await quotaStatus(app.deps.db, appId)).daily!.used === 10, 15_000, 200);
 });
 
+test("a credential refusal about some devices only (FCM THIRD_PARTY_AUTH_ERROR, APNs BadEnvironmentKeyInToken) fails those messages without pausing a campaign the same provider delivers", async () => {
+  const { id: appId } = await createApp();
+  const group = newId();
+  // iOS and Android alternate: one of each is refused (the simulator's `foreign-`), two of each go through, all in one page.
+  const ids = await seed(appId, 6, { prefix: (i) => (i < 2 ? "foreign" : "ok"), tags: () => ({ group }) });
+  const refused = new Set(ids.slice(0, 2));
+  const id = await insertRunningCampaign(app, appId, "some devices refused", { tags: { group } });
+  const handle = await startTestCampaignWorkflow(app, { campaignId: id, applicationId: appId }, { timing: { receiptTimeoutMs: 3_000, retryScale: 1, pendingTimeoutMs: 3_600_000 }, pageSize: 10, window: 1, statusPollMs: 1_000 });
+  await handle.result();
+  assert.equal(await statusOf(id), "completed");
+  const rows = await messagesOf(id);
+  assert.equal(rows.length, 6);
+  for (const m of rows) {
+    if (refused.has(m.subscription_id)) assert.deepEqual([m.status, m.error_code, m.sent_at], ["failed", "provider_auth_failed", null], m.subscription_id);
+    else assert.deepEqual([m.status, m.error_code, m.sent_at !== null], ["successful", null, true], m.subscription_id);
+  }
+  const campaign = await app.deps.db("message_campaigns").where("id", id).first();
+  assert.equal(campaign.error_message, null);
+});
+
 test("provider credentials that will not load end a campaign's messages at the pending timeout, not in retries for ever", async () => {
   const { id: appId, apiKey } = await createApp();
   const tag = newId();

@@ -36,6 +36,7 @@ const EXPECTED: Record<string, Partial<Record<string, unknown>>> = {
   flaky: { kind: "temporary", class: "provider_outage", code: "ServiceUnavailable" },
   mismatch: { kind: "permanent", reason: "token_topic_mismatch", code: "DeviceTokenNotForTopic", subscriptionStatus: -14 },
   reset: { kind: "temporary", class: "network", code: "ERR_HTTP2_STREAM_ERROR" },
+  foreign: { kind: "permanent", reason: "provider_auth_failed", code: "BadEnvironmentKeyInToken" },
 };
 
 const assertLike = assertOutcomeLike;
@@ -100,7 +101,7 @@ test("non-UUID message ids: APNs assigns the apns-id, collapse id is the message
 });
 
 test("every simulator prefix maps to the expected outcome, one request each (no hidden retries)", async () => {
-  for (const prefix of ["bad", "gone", "busy", "down", "mismatch", "reset"]) {
+  for (const prefix of ["bad", "gone", "busy", "down", "mismatch", "reset", "foreign"]) {
     const token = `${prefix}-single`;
     const outcome = await apns.send(message(token));
     assertLike(outcome, EXPECTED[prefix]!, prefix);

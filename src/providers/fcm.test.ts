@@ -34,6 +34,7 @@ const EXPECTED: Record<string, Partial<Record<string, unknown>>> = {
   flaky: { kind: "temporary", class: "provider_outage", code: "messaging/server-unavailable" },
   mismatch: { kind: "permanent", reason: "sender_id_mismatch", code: "messaging/mismatched-credential", subscriptionStatus: -6 },
   reset: { kind: "temporary", class: "network", code: "app/network-error" },
+  foreign: { kind: "permanent", reason: "provider_auth_failed", code: "messaging/third-party-auth-error" },
 };
 
 const assertLike = assertOutcomeLike;
@@ -74,7 +75,7 @@ test("success: FCM message name is the providerMessageId; data is stringified an
 
 test("every simulator prefix maps to the expected outcome, one request each (firebase-admin retries are off)", async () => {
   assert.equal(fcm.sdkRetriesDisabled, true);
-  for (const prefix of ["bad", "gone", "busy", "down", "mismatch", "reset"]) {
+  for (const prefix of ["bad", "gone", "busy", "down", "mismatch", "reset", "foreign"]) {
     const token = `${prefix}-single`;
     const outcome = await fcm.send(message(token));
     assertLike(outcome, EXPECTED[prefix]!, prefix);

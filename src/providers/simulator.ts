@@ -12,6 +12,8 @@
  *   mismatch- APNs 400 DeviceTokenNotForTopic    FCM 403 SENDER_ID_MISMATCH
  *   reset-    the stream (APNs) / connection (FCM) is reset without an answer
  *   denied-   APNs 403 InvalidProviderToken      FCM 403 PERMISSION_DENIED     (as if the application's credentials were revoked)
+ *   foreign-  APNs 403 BadEnvironmentKeyInToken  FCM 401 THIRD_PARTY_AUTH_ERROR  (the credentials are fine, not for this device:
+ *             a key Apple limits to the other environment; an iOS token in a Firebase project without an APNs key)
  *   anything else: 200
  */
 import crypto from "node:crypto";
@@ -92,7 +94,7 @@ export function generateApnsSigningKey(): { privateKeyPem: string; publicKeyPem:
   };
 }
 
-type Behaviour = "ok" | "bad" | "gone" | "busy" | "down" | "flaky-fail" | "slow" | "mismatch" | "reset" | "denied";
+type Behaviour = "ok" | "bad" | "gone" | "busy" | "down" | "flaky-fail" | "slow" | "mismatch" | "reset" | "denied" | "foreign";
 
 type AnyRequest = http2.Http2ServerRequest | IncomingMessage;
 type AnyResponse = http2.Http2ServerResponse | ServerResponse;
@@ -361,6 +363,7 @@ export class ProviderSimulator {
       case "mismatch":
       case "reset":
       case "denied":
+      case "foreign":
         return prefix;
       case "flaky":
         if (this.flakySeen.has(`${provider}:${token}`)) return "ok";
@@ -484,6 +487,8 @@ export class ProviderSimulator {
         return reply(400, "DeviceTokenNotForTopic");
       case "denied":
         return reply(403, "InvalidProviderToken");
+      case "foreign":
+        return reply(403, "BadEnvironmentKeyInToken");
       case "reset":
         req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
         return;
@@ -551,6 +556,8 @@ export class ProviderSimulator {
         return fail(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH");
       case "denied":
         return fail(403, "PERMISSION_DENIED", `Permission 'cloudmessaging.messages.create' denied on resource '//cloudresourcemanager.googleapis.com/projects/${project}' (or it may not exist).`);
+      case "foreign":
+        return fail(401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service", "THIRD_PARTY_AUTH_ERROR");
       case "reset":
         if ("stream" in req) req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
         else req.socket.destroy();

@@ -3,8 +3,8 @@ import type { TestApp } from "./harness";
 import { newId } from "../../src/db/ids";
 import { deviceTokenContext } from "../../src/subscriptions/device-token";
 
-/** A device token the provider simulator answers by prefix (ok-, bad-, gone-, busy-, down-, flaky-, slow-, denied-). */
-export function simulatorToken(prefix: "ok" | "bad" | "gone" | "busy" | "down" | "flaky" | "slow" | "denied"): string {
+/** A device token the provider simulator answers by prefix (ok-, bad-, gone-, busy-, down-, flaky-, slow-, denied-, foreign-). */
+export function simulatorToken(prefix: "ok" | "bad" | "gone" | "busy" | "down" | "flaky" | "slow" | "denied" | "foreign"): string {
   return `${prefix}-${crypto.randomBytes(16).toString("hex")}`;
 }
 
