@@ -1,6 +1,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { APNS_DEFAULT_CONNECTIONS, ApnsProvider } from "./apns";
+import { APNS_DEFAULT_CONNECTIONS, ApnsProvider, PROVIDER_TOKEN_REUSE_MS, sharedProviderToken } from "./apns";
 import { installDnsGuard, type DnsGuard } from "./dns-guard";
 import { buildApnsPayload } from "./payload";
 import { ProviderSimulator, generateApnsSigningKey } from "./simulator";
@@ -237,6 +237,42 @@ test("ExpiredProviderToken is retried, not a dead credential: apns2 signs a fres
     Date.now = realNow;
     await provider.close();
   }
+});
+
+test("every client signing with one key sends the same provider token, also after a close; another key has its own", async () => {
+  // APNs answers TooManyProviderTokenUpdates to a key re-signed more often than every 20 minutes.
+  const credentials = { ...sim.apnsCredentials(), endpoint: sim.apnsEndpoint() };
+  const first = new ApnsProvider(credentials);
+  const sandbox = new ApnsProvider({ ...credentials, environment: "sandbox" });
+  assert.equal((await first.send(message("ok-jwt-first"))).kind, "success");
+  assert.equal((await sandbox.send(message("ok-jwt-sandbox"))).kind, "success");
+  await first.close();
+  await sandbox.close();
+  // What an idle provider closed and made again on the next send does.
+  const again = new ApnsProvider(credentials);
+  assert.equal((await again.send(message("ok-jwt-again"))).kind, "success");
+  await again.close();
+  const bearer = (token: string) => sim.lastPayloadFor(token)?.headers.authorization;
+  assert.match(bearer("ok-jwt-first") ?? "", /^bearer [\w-]+\.[\w-]+\.[\w-]+$/);
+  assert.equal(bearer("ok-jwt-sandbox"), bearer("ok-jwt-first"));
+  assert.equal(bearer("ok-jwt-again"), bearer("ok-jwt-first"));
+  // Another key (here refused by the simulator, which knows one) signs a token of its own.
+  const other = new ApnsProvider({ ...credentials, signingKey: generateApnsSigningKey().privateKeyPem });
+  assertLike(await other.send(message("ok-jwt-other-key")), { kind: "permanent", code: "InvalidProviderToken" }, "unknown key");
+  await other.close();
+  assert.notEqual(bearer("ok-jwt-other-key"), bearer("ok-jwt-first"));
+});
+
+test("sharedProviderToken signs again only after the reuse period, or when the clock went back", () => {
+  let signatures = 0;
+  const sign = () => `token-${++signatures}`;
+  const key = `test-key-${Date.now()}`;
+  const t0 = 1_000_000_000_000;
+  assert.equal(sharedProviderToken(key, sign, t0), "token-1");
+  assert.equal(sharedProviderToken(key, sign, t0 + PROVIDER_TOKEN_REUSE_MS - 1), "token-1");
+  assert.equal(sharedProviderToken(key, sign, t0 + PROVIDER_TOKEN_REUSE_MS), "token-2");
+  assert.equal(sharedProviderToken(key, sign, t0), "token-3", "clock went back: a token from the future would be refused");
+  assert.equal(sharedProviderToken(`${key}-other`, sign, t0), "token-4");
 });
 
 test("an expiration already past goes out as apns-expiration 0 (deliver now or never), like FCM's ttl 0", async () => {

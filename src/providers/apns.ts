@@ -54,6 +54,50 @@ export const APNS_DEFAULT_PIPELINING = 250;
 /** Default per-request timeout. */
 export const APNS_DEFAULT_TIMEOUT_MS = 30_000;
 
+/**
+ * How long one provider token (JWT) is reused. Apple accepts a token up to 60 minutes old and
+ * answers 429 TooManyProviderTokenUpdates to a key re-signed more often than every 20 minutes.
+ */
+export const PROVIDER_TOKEN_REUSE_MS = 50 * 60_000;
+
+/** The provider token of each signing key (team, key id, key), shared by every client that signs with it. */
+const providerTokens = new Map<string, { value: string; signedAtMs: number }>();
+
+/**
+ * The shared provider token of a signing key, signed anew only when it is older than
+ * {@link PROVIDER_TOKEN_REUSE_MS} (or the clock went back). Each client signing its own would
+ * re-sign one key many times an hour: there is a provider per application, environment and lane,
+ * and one idle for 15 minutes is closed and made again on the next send.
+ */
+export function sharedProviderToken(signingKeyId: string, sign: () => string, nowMs = Date.now()): string {
+  const shared = providerTokens.get(signingKeyId);
+  if (shared !== undefined && nowMs >= shared.signedAtMs && nowMs - shared.signedAtMs < PROVIDER_TOKEN_REUSE_MS) return shared.value;
+  const value = sign();
+  providerTokens.set(signingKeyId, { value, signedAtMs: nowMs });
+  return value;
+}
+
+/**
+ * Forgets a key's shared token that APNs called expired, unless it was signed after the refused
+ * request started (another client already replaced it: forgetting that one would re-sign again).
+ */
+function forgetProviderToken(signingKeyId: string, requestStartedMs: number): void {
+  const shared = providerTokens.get(signingKeyId);
+  if (shared !== undefined && shared.signedAtMs <= requestStartedMs) providerTokens.delete(signingKeyId);
+}
+
+/** The key {@link sharedProviderToken} files a credential's token under (the key itself only as a digest). */
+function signingKeyIdOf(credentials: Pick<ApnsCredentials, "teamId" | "keyId" | "signingKey">): string {
+  const digest = crypto.createHash("sha256").update(credentials.signingKey).digest("base64url");
+  return `${credentials.teamId}:${credentials.keyId}:${digest}`;
+}
+
+/** The apns2 internals the shared token replaces: its per-client token cache and signer. */
+interface Apns2Signing {
+  _token: unknown;
+  _getSigningToken(): string;
+}
+
 // apns2's package.json says "type": "module", so TypeScript (module commonjs) refuses a value import even though its
 // exports map ships a CommonJS build; require that build and take only the types from the ESM declarations.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -129,6 +173,8 @@ export class ApnsProvider implements PushProvider {
    * The rest wait here rather than in undici's queue, so a stopped batch can keep them unsent.
    */
   private readonly handOff: pLimit.Limit;
+  /** Which shared provider token this client sends ({@link sharedProviderToken}). */
+  private readonly signingKeyId: string;
   private closed = false;
 
   constructor(options: ApnsProviderOptions) {
@@ -162,6 +208,19 @@ export class ApnsProvider implements PushProvider {
     // apns2 hard-codes port 443 and has no timeout/CA options, so its own pool (never used yet) is swapped for ours.
     this.retiredPool = this.client.client.close();
     Object.defineProperty(this.client, "client", { value: pool, configurable: true, enumerable: true, writable: false });
+    // apns2 signs (in its own method, on its own clock) only when its cached token is gone: it is
+    // cleared before each signature the shared cache asks for.
+    this.signingKeyId = signingKeyIdOf(options);
+    const signing = this.client as unknown as Apns2Signing;
+    const sign = signing._getSigningToken.bind(this.client);
+    const signingKeyId = this.signingKeyId;
+    Object.defineProperty(this.client, "_getSigningToken", {
+      value: () =>
+        sharedProviderToken(signingKeyId, () => {
+          signing._token = null;
+          return sign();
+        }),
+    });
   }
 
   /** The HTTP/2 pool now (undici's counts; streams Node's client holds back are not visible). */
@@ -183,6 +242,7 @@ export class ApnsProvider implements PushProvider {
   private async sendNow(message: PushMessage): Promise<SendOutcome> {
     if (this.closed) return CLOSED;
     const context: Exchange = {};
+    let startedMs = Date.now();
     try {
       if (this.keyProblem !== undefined) {
         return { kind: "permanent", reason: "provider_auth_failed", code: "InvalidSigningKey", detail: this.keyProblem };
@@ -191,10 +251,14 @@ export class ApnsProvider implements PushProvider {
       if (issues.length > 0) return outcomeFromIssues(issues);
       if (UUID.test(message.messageId)) context.requestApnsId = message.messageId.toLowerCase();
       const notification = toNotification(message);
+      startedMs = Date.now();
       await exchange.run(context, () => this.client.send(notification));
       return { kind: "success", providerMessageId: context.responseApnsId ?? context.requestApnsId ?? message.messageId };
     } catch (error) {
-      return classifyApnsError(error, context.retryAfter !== undefined ? { retryAfter: context.retryAfter } : {});
+      const outcome = classifyApnsError(error, context.retryAfter !== undefined ? { retryAfter: context.retryAfter } : {});
+      // The next send, by any client with this key, signs a fresh one.
+      if (outcome.code === "ExpiredProviderToken") forgetProviderToken(this.signingKeyId, startedMs);
+      return outcome;
     }
   }
 

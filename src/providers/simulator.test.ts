@@ -77,7 +77,8 @@ test("generated signing keys look like .p8 files (PKCS#8 EC P-256)", () => {
 test("APNs side verifies the provider JWT: signature, kid, iss and age", async () => {
   const creds = sim.apnsCredentials();
   const topic = { "apns-topic": creds.bundleId };
-  const good = await apnsRequest("ok-raw", { ...topic, authorization: `bearer ${jwt(creds.signingKey, creds.keyId, creds.teamId)}`, "apns-id": "0b6f9c3e-3a43-4b53-9a32-4b5a0c1d2e3f" });
+  const accepted = `bearer ${jwt(creds.signingKey, creds.keyId, creds.teamId)}`;
+  const good = await apnsRequest("ok-raw", { ...topic, authorization: accepted, "apns-id": "0b6f9c3e-3a43-4b53-9a32-4b5a0c1d2e3f" });
   assert.deepEqual([good.status, good.apnsId], [200, "0b6f9c3e-3a43-4b53-9a32-4b5a0c1d2e3f"]);
 
   const cases: Array<[string, Record<string, string>, number, string]> = [
@@ -98,6 +99,16 @@ test("APNs side verifies the provider JWT: signature, kid, iss and age", async (
   assert.deepEqual([oversized.status, oversized.body?.reason], [413, "PayloadTooLarge"]);
   assert.equal((await apnsRequest("ok-raw", topic, "", "GET")).status, 405);
   assert.equal((await apnsRequest("ok-raw", topic, "{}", "POST", "/3/other")).status, 404);
+
+  // A token accepted once is refused once it is an hour old: the verdict cached is the signature's, not the age's.
+  const realNow = Date.now;
+  try {
+    Date.now = () => realNow() + 3_601_000;
+    const stale = await apnsRequest("ok-raw", { ...topic, authorization: accepted });
+    assert.deepEqual([stale.status, stale.body?.reason], [403, "ExpiredProviderToken"]);
+  } finally {
+    Date.now = realNow;
+  }
 });
 
 test("latencyMs delays every answer, refusals included, as a remote provider's round trip does", async () => {

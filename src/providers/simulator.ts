@@ -179,7 +179,7 @@ export class ProviderSimulator {
   private readonly counts = new Map<string, number>();
   private readonly flakySeen = new Set<string>();
   private readonly last = new Map<string, RecordedPush>();
-  private readonly jwtCache = new Map<string, string | null>();
+  private readonly jwtCache = new Map<string, string | { iat: number }>();
   private readonly sockets = new Set<TLSSocket>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly authenticatedSessions = new WeakSet<http2.Http2Session>();
@@ -388,24 +388,31 @@ export class ProviderSimulator {
     else handle();
   }
 
-  /** Verifies an APNs provider JWT; returns null when valid, else the APNs reason. */
   /** The Retry-After value of a 429, in the configured form. */
   private retryAfter(): string | number {
     return this.retryAfterAsDate ? new Date(Date.now() + this.retryAfterSeconds * 1000).toUTCString() : this.retryAfterSeconds;
   }
 
+  /**
+   * Verifies an APNs provider JWT; returns null when valid, else the APNs reason. The signature's
+   * verdict is cached, the token's age is checked on every request: one accepted once is refused
+   * once it is an hour old, as Apple does.
+   */
   private verifyApnsJwt(authorization: string | undefined): string | null {
     if (authorization === undefined || !/^bearer /i.test(authorization)) return "MissingProviderToken";
     const jwt = authorization.slice(7).trim();
-    const cached = this.jwtCache.get(jwt);
-    if (cached !== undefined) return cached;
-    const verdict = this.checkJwt(jwt);
-    if (this.jwtCache.size > 1000) this.jwtCache.clear();
-    this.jwtCache.set(jwt, verdict);
-    return verdict;
+    let checked = this.jwtCache.get(jwt);
+    if (checked === undefined) {
+      checked = this.checkJwt(jwt);
+      if (this.jwtCache.size > 1000) this.jwtCache.clear();
+      this.jwtCache.set(jwt, checked);
+    }
+    if (typeof checked === "string") return checked;
+    return Date.now() / 1000 - checked.iat < 3600 ? null : "ExpiredProviderToken";
   }
 
-  private checkJwt(jwt: string): string | null {
+  /** A JWT's signature and claims: the APNs reason it is refused for, or its issue time. */
+  private checkJwt(jwt: string): string | { iat: number } {
     const [h, p, s] = jwt.split(".");
     const head = base64urlJson(h);
     const claims = base64urlJson(p);
@@ -418,9 +425,8 @@ export class ProviderSimulator {
       Buffer.from(s, "base64url"),
     );
     if (!valid) return "InvalidProviderToken";
-    const iat = typeof claims.iat === "number" ? claims.iat : NaN;
-    if (!(Date.now() / 1000 - iat < 3600)) return "ExpiredProviderToken";
-    return null;
+    // A missing or non-numeric iat is as good as an expired one.
+    return { iat: typeof claims.iat === "number" ? claims.iat : -Infinity };
   }
 
   private async handleApns(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): Promise<void> {
