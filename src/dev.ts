@@ -3,7 +3,7 @@ import { loadConfig } from "./config";
 import { createLogger } from "./logger";
 import { startLocalStack, type LocalStack } from "./infra/local-stack";
 import { readOrCreateLocalSecret } from "./infra/local-secrets";
-import { migrateLatest, migrationStatus } from "./db/knex";
+import { isMigrationLocked, MIGRATION_LOCKED_HINT, migrateLatest, migrationStatus } from "./db/knex";
 import { createDeps, closeDeps, startApiServer } from "./runtime";
 import { startWorker } from "./worker/run-worker";
 import { installTemporalRuntimeLogger, runStopSteps } from "./infra/process";
@@ -157,6 +157,10 @@ main().catch((error: unknown) => {
   // A refusal that says what to do needs no stack trace.
   if (error instanceof PortInUseError) {
     console.error(`Automata-Signal did not start: ${error.message}`);
+    process.exit(1);
+  }
+  if (isMigrationLocked(error)) {
+    console.error(`Automata-Signal did not start: ${MIGRATION_LOCKED_HINT}`);
     process.exit(1);
   }
   console.error("Automata-Signal failed to start:", error);

@@ -6,7 +6,10 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
+import knex from "knex";
 import { freePort } from "../src/infra/ports";
+import { startEmbeddedPostgres } from "../src/infra/postgres";
+import { createLogger } from "../src/logger";
 
 // `npm start` on a data directory it created before, started with another AUTOMATA_ENCRYPTION_KEY:
 // it must refuse (every token would be unreadable) and must not leave its embedded PostgreSQL and
@@ -89,6 +92,22 @@ test("npm start with another encryption key than its data directory's refuses to
     // And the right key (the generated one) still starts.
     const again = await runDev(env, /Press Ctrl-C to stop/);
     assert.equal(again.code, 0, again.output);
+
+    // A migrate killed mid-run left knex's lock set: the refusal says how to clear it, and stops what it started.
+    const postgres = await startEmbeddedPostgres({ dataDir: path.join(home, "postgres"), port: ports.AUTOMATA_PG_PORT, database: "automata_signal", logger: createLogger("error", "dev-start-test") });
+    const db = knex({ client: "pg", connection: postgres.url });
+    try {
+      await db("knex_migrations_lock").update({ is_locked: 1 });
+    } finally {
+      await db.destroy();
+      await postgres.stop();
+    }
+    const locked = await runDev(env);
+    assert.equal(locked.code, 1, locked.output);
+    assert.match(locked.output, /did not start: the migration lock is set.*npm run migrate -- --unlock/);
+    assert.doesNotMatch(locked.output, /\n\s+at /, "a refusal that says what to do needs no stack trace");
+    assert.equal(await portAcceptsConnections(ports.AUTOMATA_PG_PORT), false, "embedded PostgreSQL was stopped");
+    assert.equal(await portAcceptsConnections(ports.TEMPORAL_PORT), false, "the Temporal dev server was stopped");
   } finally {
     fs.rmSync(home, { recursive: true, force: true });
   }

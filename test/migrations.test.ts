@@ -220,7 +220,7 @@ test("a lock left by a migrate killed mid-run: `migrate` says how to clear it, `
   try {
     const locked = await migrateCli();
     assert.equal(locked.status, 1);
-    assert.match(locked.stderr, /migrate --unlock/);
+    assert.match(locked.stderr, /npm run migrate -- --unlock/);
     const unlock = await migrateCli("--unlock");
     assert.equal(unlock.status, 0, unlock.stderr);
     assert.equal(((await db("knex_migrations_lock").first()) as { is_locked: number }).is_locked, 0);

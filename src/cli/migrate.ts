@@ -1,10 +1,7 @@
 import path from "node:path";
 import { loadConfig } from "../config";
 import { createLogger } from "../logger";
-import { createDb, freeMigrationLock, migrateLatest, migrationConfig, migrationStatus } from "../db/knex";
-
-/** What to do when knex finds its migration lock set (another migrate, or one killed mid-run). */
-const MIGRATION_LOCKED = "the migration lock is set: another migrate is running, or one was killed mid-run; if none is running, run `migrate --unlock` and try again";
+import { createDb, freeMigrationLock, isMigrationLocked, MIGRATION_LOCKED_HINT, migrateLatest, migrationConfig, migrationStatus } from "../db/knex";
 import { startEmbeddedPostgres } from "../infra/postgres";
 
 const USAGE = `usage: migrate [--status | --down | --unlock]
@@ -63,8 +60,8 @@ async function main(): Promise<number> {
         return 1;
       }
       const result = await (db.migrate.down(migrationConfig()) as Promise<[number, string[]]>).catch((error: unknown) => {
-        if ((error as { name?: string }).name !== "MigrationLocked") throw error;
-        console.error(MIGRATION_LOCKED);
+        if (!isMigrationLocked(error)) throw error;
+        console.error(MIGRATION_LOCKED_HINT);
         return undefined;
       });
       if (result === undefined) return 1;
@@ -73,8 +70,8 @@ async function main(): Promise<number> {
     } else {
       if (unknown.length > 0) console.warn(`warning: applied by a newer release, not known to this one (left as they are): ${unknown.join(", ")}`);
       const migrated = await migrateLatest(db).catch((error: unknown) => {
-        if ((error as { name?: string }).name !== "MigrationLocked") throw error;
-        console.error(MIGRATION_LOCKED);
+        if (!isMigrationLocked(error)) throw error;
+        console.error(MIGRATION_LOCKED_HINT);
         return undefined;
       });
       if (migrated === undefined) return 1;

@@ -142,6 +142,15 @@ export async function migrateLatest(db: Knex): Promise<string[]> {
   return applied;
 }
 
+/** What to do when knex finds its migration lock set; `npm start` and the migrate CLI say the same. */
+export const MIGRATION_LOCKED_HINT =
+  "the migration lock is set: another migrate is running, or one was killed mid-run; if none is running, run `npm run migrate -- --unlock` (a built release: `node dist/src/cli/migrate.js --unlock`) and try again";
+
+/** Whether knex refused to migrate because its lock is set ({@link MIGRATION_LOCKED_HINT}). */
+export function isMigrationLocked(error: unknown): boolean {
+  return typeof error === "object" && error !== null && (error as { name?: unknown }).name === "MigrationLocked";
+}
+
 /**
  * Clears knex's migration lock, which a migrate process killed mid-run (SIGKILL, OOM, a lost
  * machine) leaves set when its batch held a migration that runs outside a transaction; every later
