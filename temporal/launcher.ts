@@ -78,15 +78,46 @@ export async function resolveTemporalCli(logger: Logger, env: NodeJS.ProcessEnv 
   if (isExecutable(cached)) return cached;
   const go = findOnPath("go");
   if (!go) return undefined;
-  await buildTemporalCli(go, logger);
-  return cached;
+  return buildTemporalCli(go, logger);
 }
 
-/** Builds the CLI with `go install`, printing progress so a first start does not look hung. */
-async function buildTemporalCli(go: string, logger: Logger): Promise<void> {
-  fs.mkdirSync(TEMPORAL_CLI_CACHE_DIR, { recursive: true });
+/**
+ * The environment `go install` runs in: its output directory, and, when HOME is unset (a service
+ * account, a bare CI runner), build and module caches under ours, without which go refuses to build.
+ */
+export function goInstallEnv(env: NodeJS.ProcessEnv, gobin: string, cacheRoot: string): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env, GOBIN: gobin, GOFLAGS: "-mod=mod" };
+  if (!env.HOME) {
+    if (!env.GOCACHE && !env.XDG_CACHE_HOME) out.GOCACHE = path.join(cacheRoot, "go-build");
+    if (!env.GOPATH && !env.GOMODCACHE) out.GOPATH = path.join(cacheRoot, "go");
+  }
+  return out;
+}
+
+const STAGING_PREFIX = ".build-";
+
+/** Removes staging directories of builds whose process is gone (each holds a partial binary of ~250 MB). */
+function removeAbandonedBuilds(into: string): void {
+  for (const entry of fs.readdirSync(into)) {
+    if (!entry.startsWith(STAGING_PREFIX)) continue;
+    const pid = Number(entry.slice(STAGING_PREFIX.length).split("-")[0]);
+    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) continue;
+    fs.rmSync(path.join(into, entry), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Builds the CLI with `go install` into a staging directory and moves it into `into` when the
+ * build succeeded: go copies the binary into GOBIN, and a build killed mid-copy would leave a
+ * truncated `temporal` every later start takes for the real one. Prints progress so a first start
+ * does not look hung.
+ */
+export async function buildTemporalCli(go: string, logger: Logger, into = TEMPORAL_CLI_CACHE_DIR, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  fs.mkdirSync(into, { recursive: true });
+  removeAbandonedBuilds(into);
+  const staging = fs.mkdtempSync(path.join(into, `${STAGING_PREFIX}${process.pid}-`));
   const pkg = `github.com/temporalio/cli/cmd/temporal@${TEMPORAL_CLI_VERSION}`;
-  logger.info({ pkg, into: TEMPORAL_CLI_CACHE_DIR }, "building the Temporal CLI with go install (first run only, a few minutes)");
+  logger.info({ pkg, into }, "building the Temporal CLI with go install (first run only, a few minutes)");
   const started = Date.now();
   const ticker = setInterval(() => {
     logger.info({ elapsedSeconds: Math.round((Date.now() - started) / 1000) }, "still building the Temporal CLI…");
@@ -94,7 +125,7 @@ async function buildTemporalCli(go: string, logger: Logger): Promise<void> {
   try {
     await new Promise<void>((resolve, reject) => {
       const child = spawn(go, ["install", pkg], {
-        env: { ...process.env, GOBIN: TEMPORAL_CLI_CACHE_DIR, GOFLAGS: "-mod=mod" },
+        env: goInstallEnv(env, staging, path.dirname(into)),
         stdio: ["ignore", "inherit", "pipe"],
       });
       let tail = "";
@@ -106,10 +137,14 @@ async function buildTemporalCli(go: string, logger: Logger): Promise<void> {
       child.on("error", reject);
       child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`go install ${pkg} failed (exit ${code}): ${tail}`))));
     });
+    const built = path.join(into, "temporal");
+    fs.renameSync(path.join(staging, "temporal"), built);
+    logger.info({ seconds: Math.round((Date.now() - started) / 1000) }, "Temporal CLI built");
+    return built;
   } finally {
     clearInterval(ticker);
+    fs.rmSync(staging, { recursive: true, force: true });
   }
-  logger.info({ seconds: Math.round((Date.now() - started) / 1000) }, "Temporal CLI built");
 }
 
 /** Connects to a Temporal frontend, retrying until it answers or the deadline passes. */
@@ -288,7 +323,7 @@ async function startWithSdkDownload(options: DevServerOptions): Promise<Temporal
   };
 }
 
-/** Prints the CLI's version; used by .ci/run to prove the binary works. */
+/** The CLI's `--version` line; temporal/install-cli.ts prints it to show the binary runs. */
 export function temporalCliVersion(cli: string): string {
   return spawnSync(cli, ["--version"], { encoding: "utf8" }).stdout.trim();
 }

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { createLogger } from "../src/logger";
 import { freePort } from "../src/infra/ports";
 import { isAlive } from "../src/infra/process-info";
-import { startTemporalDevServer, waitForTemporal } from "../temporal/launcher";
+import { buildTemporalCli, goInstallEnv, startTemporalDevServer, temporalCliVersion, waitForTemporal } from "../temporal/launcher";
 
 // `npm start` killed with SIGKILL leaves its Temporal dev server running (reparented, holding the
 // ports and the SQLite file). The next start must not merely reuse it — nothing would ever stop it.
@@ -47,6 +47,53 @@ test("a dev server orphaned by a SIGKILLed start is stopped and replaced by one 
   } finally {
     holder.kill("SIGKILL");
     if (orphan && isAlive(orphan)) process.kill(orphan, "SIGKILL");
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("goInstallEnv gives go its caches under ours only when HOME is unset and go has no other place for them", () => {
+  const root = "/var/cache/automata-signal";
+  const cases: Array<[string, NodeJS.ProcessEnv, NodeJS.ProcessEnv]> = [
+    ["HOME set: go's own defaults", { HOME: "/home/ci" }, {}],
+    ["no HOME", {}, { GOCACHE: `${root}/go-build`, GOPATH: `${root}/go` }],
+    ["no HOME, caches given", { GOCACHE: "/c", GOMODCACHE: "/m" }, { GOCACHE: "/c", GOMODCACHE: "/m" }],
+    ["no HOME, XDG cache and GOPATH given", { XDG_CACHE_HOME: "/x", GOPATH: "/g" }, { XDG_CACHE_HOME: "/x", GOPATH: "/g" }],
+  ];
+  for (const [name, env, expected] of cases) {
+    const out = goInstallEnv(env, "/staging", root);
+    assert.deepEqual(
+      { GOCACHE: out.GOCACHE, GOPATH: out.GOPATH, GOMODCACHE: out.GOMODCACHE, XDG_CACHE_HOME: out.XDG_CACHE_HOME },
+      { GOCACHE: expected.GOCACHE, GOPATH: expected.GOPATH, GOMODCACHE: expected.GOMODCACHE, XDG_CACHE_HOME: expected.XDG_CACHE_HOME },
+      name,
+    );
+    assert.deepEqual([out.GOBIN, out.GOFLAGS], ["/staging", "-mod=mod"], name);
+  }
+});
+
+test("a Temporal CLI build that fails part-way leaves no binary in the cache for the next start to take; one that succeeds is moved in whole", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "temporal-build-"));
+  const into = path.join(dir, "bin");
+  // Stands in for the Go toolchain (not for Temporal): writes into $GOBIN as go install does.
+  const fakeGo = (name: string, script: string) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+    return file;
+  };
+  const logger = createLogger("error", "temporal-build-test");
+  try {
+    fs.mkdirSync(into);
+    // A staging directory left by a build whose process is gone.
+    fs.mkdirSync(path.join(into, ".build-2147483646-abc"));
+    const killedMidCopy = fakeGo("go-fails", 'printf "\\177ELF" > "$GOBIN/temporal"; chmod +x "$GOBIN/temporal"; echo "signal: killed" >&2; exit 1');
+    await assert.rejects(buildTemporalCli(killedMidCopy, logger, into, { HOME: dir, PATH: process.env.PATH }), /failed \(exit 1\): signal: killed/);
+    assert.deepEqual(fs.readdirSync(into), [], "no truncated temporal, no staging directories");
+
+    const builds = fakeGo("go-builds", 'printf "#!/bin/sh\\necho temporal version 1.5.1\\n" > "$GOBIN/temporal"; chmod +x "$GOBIN/temporal"');
+    const built = await buildTemporalCli(builds, logger, into, { HOME: dir, PATH: process.env.PATH });
+    assert.equal(built, path.join(into, "temporal"));
+    assert.deepEqual(fs.readdirSync(into), ["temporal"]);
+    assert.equal(temporalCliVersion(built), "temporal version 1.5.1");
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
