@@ -148,7 +148,7 @@ export function createHttpApp(deps: Deps, routes: RouteSpec[], options: { serveM
   const router = express.Router();
   // Parsed after the route's guards: an anonymous caller gets 401, not a parse of up to the body limit.
   const jsonBody = express.json({ limit: deps.config.AUTOMATA_MAX_BODY, strict: true, type: "application/json" });
-  const rateLimiter = apiKeyRateLimit(deps.db);
+  const rateLimiter = apiKeyRateLimit(deps.db, deps.logger);
   const apiKeyAuth = requireApiKey(deps);
   const adminAuth = requireAdmin(deps);
   for (const spec of routes) {

@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import type { Logger } from "pino";
 import type { Request, Response, NextFunction, RequestHandler } from "express";
 import { rateLimit, type Store, type ClientRateLimitInfo, type Options } from "express-rate-limit";
 import { ApiError } from "./errors";
@@ -22,7 +23,10 @@ export class PostgresRateLimitStore implements Store {
   localKeys = false;
   private lastCleanup = 0;
 
-  constructor(private readonly db: Knex) {}
+  constructor(
+    private readonly db: Knex,
+    private readonly logger: Logger,
+  ) {}
 
   /** Called by express-rate-limit with its options; the window is fixed at one minute. */
   init(_options: Options): void {}
@@ -58,7 +62,8 @@ export class PostgresRateLimitStore implements Store {
     void this.db("rate_limit_counters")
       .where("window_start", "<", new Date(now - 2 * WINDOW_MS))
       .delete()
-      .catch(() => undefined /* another instance may be cleaning the same rows; the next minute retries */);
+      // Not the request's failure (its count is recorded): the next minute's cleanup retries.
+      .catch((error: unknown) => this.logger.warn({ err: error }, "could not delete old rate limit windows"));
   }
 }
 
@@ -79,7 +84,7 @@ const MAX_REMEMBERED_REFUSALS = 10_000;
  * from memory until its window ends: a client hammering past its allowance then costs this process
  * no database write (the count is shared, the refusal needs no more counting).
  */
-export function apiKeyRateLimit(db: Knex): RequestHandler {
+export function apiKeyRateLimit(db: Knex, logger: Logger): RequestHandler {
   const keyOf = (res: Response) => `api_key:${(res.locals.application as AuthenticatedApplication).apiKeyId}`;
   const refusedUntil = new Map<string, { resetMs: number; limit: number }>();
   const limiter = rateLimit({
@@ -88,7 +93,7 @@ export function apiKeyRateLimit(db: Knex): RequestHandler {
     keyGenerator: (_req: Request, res: Response) => keyOf(res),
     standardHeaders: false,
     legacyHeaders: true,
-    store: new PostgresRateLimitStore(db),
+    store: new PostgresRateLimitStore(db, logger),
     // Our keys are API key ids, not IP addresses, so the IP-oriented sanity checks do not apply.
     validate: false,
     passOnStoreError: false,
