@@ -18,6 +18,3 @@ export function createActivities(deps: Deps) {
     ...createCampaignRunActivities(campaignDeps),
   };
 }
-
-/** The activity functions' types, for `proxyActivities<Activities>()` in workflows. */
-export type Activities = ReturnType<typeof createActivities>;

@@ -96,10 +96,6 @@ const EnvSchema = z.object({
   AUTOMATA_SIMULATOR_FCM_PORT: port(0),
   AUTOMATA_MAX_BODY: bodySize("256kb"),
   /**
-   * PostgreSQL connections each process keeps at most. A worker's send holds one for the provider's
-   * round trip (the message rows stay locked, so a racing cancel waits for the outcome).
-   */
-  /**
    * Longest a statement of the API's pool may run before PostgreSQL cancels it (the request answers
    * 503): one tenant's huge list or analytics query cannot hold the pool every tenant shares. Above
    * the 20 s a cancel waits for a send's row lock. 0 disables it.
@@ -107,6 +103,10 @@ const EnvSchema = z.object({
   AUTOMATA_API_STATEMENT_TIMEOUT: duration("30s", { max: POSTGRES_MAX_TIMEOUT_MS }),
   /** A worker's second pool, for campaign activities only (default: AUTOMATA_DB_POOL_MAX). */
   AUTOMATA_CAMPAIGN_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).optional(),
+  /**
+   * PostgreSQL connections each process keeps at most. A worker's send holds one for the provider's
+   * round trip (the message rows stay locked, so a racing cancel waits for the outcome).
+   */
   AUTOMATA_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(20),
   /** Port of the worker's own /metrics + /healthz server. */
   AUTOMATA_METRICS_PORT: port(9464),

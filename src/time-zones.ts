@@ -17,8 +17,8 @@ const MAX_OTHER_SPELLINGS = 1_000;
 const known = new Set<string>();
 const otherSpellings = new Set<string>();
 
-/** The runtime's spelling of a zone name it knows, or undefined; never an offset. */
-function resolvedName(zone: string): string | undefined {
+/** The runtime's spelling of a zone name it knows ("asia/seoul" → "Asia/Seoul"), or undefined; never an offset. */
+export function runtimeTimeZoneName(zone: string): string | undefined {
   if (!IANA_NAME.test(zone)) return undefined;
   try {
     return new Intl.DateTimeFormat("en-US", { timeZone: zone }).resolvedOptions().timeZone;
@@ -32,7 +32,7 @@ function resolvedName(zone: string): string | undefined {
 /** True for an IANA time zone name this runtime knows ("Asia/Seoul", "UTC"); never an offset. */
 export function isIanaTimeZone(zone: string): boolean {
   if (known.has(zone) || otherSpellings.has(zone)) return true;
-  const resolved = resolvedName(zone);
+  const resolved = runtimeTimeZoneName(zone);
   if (resolved === undefined) return false;
   if (resolved === zone) known.add(zone);
   else if (otherSpellings.size < MAX_OTHER_SPELLINGS) otherSpellings.add(zone);
@@ -52,7 +52,7 @@ export const TimeZoneName = z
   .max(64)
   .refine(isIanaTimeZone, "must be an IANA timezone like Asia/Seoul")
   .transform((zone) => {
-    const resolved = resolvedName(zone);
+    const resolved = runtimeTimeZoneName(zone);
     return resolved !== undefined && resolved.toLowerCase() === zone.toLowerCase() ? resolved : zone;
   });
 

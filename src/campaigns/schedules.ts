@@ -8,6 +8,7 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowNotFoundError, type ScheduleOptions } from "@temporalio/client";
 import type { Deps } from "../deps";
 import { ApiError } from "../http/errors";
+import { runtimeTimeZoneName } from "../time-zones";
 import { ApplicationIdKey, CampaignIdKey } from "../../temporal/search-attributes";
 import { campaignRunWorkflow } from "../../workflows/campaign-run";
 import { ACTIVE_CAMPAIGN_STATUSES, ENDED_CAMPAIGN_STATUSES, type CampaignRow, type CampaignSchedule } from "./repository";
@@ -190,12 +191,6 @@ export function shortestCronIntervalSeconds(cron: string): number {
 }
 
 /**
- * Refuses, with 422 `validation_error` naming `schedule.cron`, a schedule Temporal could not run or
- * one that may fire more often than every `minIntervalMs` (each fire is a campaign run: a row, two
- * workflows and an audience query, whether or not anyone is messaged), or that fires more than once
- * a day with timezone delivery (named `delivery`). Call before inserting.
- */
-/**
  * Refuses a step larger than its field's range. Temporal keeps a step's low 32 bits (2^32 reads as
  * 0, treated as 1: every unit), so such a step, which the interval checks read as "once", could
  * fire far more often. Checked on requests only: a stored cron with a merely oversized step
@@ -216,7 +211,9 @@ export function assertCronStepsWithinRange(cron: string): void {
 
 /**
  * Refuses (422 on `schedule.cron`, or `delivery`) a requested cron that Temporal would not run as
- * written, fires more often than `minIntervalMs`, or fires more than daily for timezone delivery.
+ * written, fires more often than `minIntervalMs` (each fire is a campaign run: a row, two workflows
+ * and an audience query, whether or not anyone is messaged), or fires more than daily for timezone
+ * delivery. Call before inserting.
  */
 export function assertValidCampaignSchedule(schedule: Pick<CampaignSchedule, "cron">, minIntervalMs: number, options: { timezoneDelivery?: boolean } = {}): void {
   const refuse = (message: string, field = "schedule.cron") => new ApiError("validation_error", "The request body failed validation", { in: "body", fields: { [field]: message } });
@@ -251,16 +248,6 @@ export function assertScheduleEndsLater(schedule: Pick<CampaignSchedule, "end_at
 
 // ---------------------------------------------------------------------------------- schedule
 
-function canonicalTimeZone(zone: string): string {
-  try {
-    return new Intl.DateTimeFormat("en-US", { timeZone: zone }).resolvedOptions().timeZone;
-  } catch (error) {
-    // Not a zone Intl knows (the API validated it with luxon): let Temporal judge it as given.
-    if (error instanceof RangeError) return zone;
-    throw error;
-  }
-}
-
 /** The Temporal Schedule of a recurring campaign. */
 export function campaignScheduleOptions(
   deps: Deps,
@@ -276,8 +263,9 @@ export function campaignScheduleOptions(
     scheduleId: campaignScheduleId(campaign.id),
     spec: {
       cronExpressions: [temporalCronExpression(cron)],
-      // Canonical IANA spelling: the API accepts "asia/seoul" (luxon), Temporal's Go tzdata lookup is case-sensitive.
-      timezone: canonicalTimeZone(timezone || "UTC"),
+      // The runtime's spelling: the API accepts "asia/seoul" (Intl does), Temporal's Go tzdata lookup
+      // is case-sensitive. A zone this runtime no longer knows goes as stored, for Temporal to judge.
+      timezone: runtimeTimeZoneName(timezone || "UTC") ?? timezone,
       ...(start_at ? { startAt: new Date(start_at) } : {}),
       ...(end_at ? { endAt: new Date(end_at) } : {}),
     },

@@ -22,7 +22,6 @@ export interface ApplicationPushCredentials {
   fcm?: FcmCredentials;
 }
 
-/** Registry-wide settings; endpoints route every provider to the simulator in dev/test. */
 /**
  * Whether a subscription's pushes go to the APNs sandbox: development builds (1) do, whatever the
  * application's `production` flag; their tokens are BadDeviceToken in production, which would

@@ -620,7 +620,8 @@ export async function ledgerInvariant(db: Knex): Promise<Array<{ unit: string; s
 
 /**
  * Accounts whose balance differs from their journal (credits − debits), optionally for one
- * application. Expect none; a periodic check pairs this with {@link ledgerInvariant}.
+ * application. Expect none: the crash and restart tests check it with {@link ledgerInvariant}
+ * (nothing runs it periodically yet).
  */
 export async function ledgerBalanceMismatches(db: Knex, applicationId?: string): Promise<Array<{ id: string; code: string; balance: number; journal: number }>> {
   const result = await db.raw<{ rows: Array<{ id: string; code: string; balance: number; journal: number }> }>(
