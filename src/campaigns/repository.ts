@@ -292,9 +292,6 @@ export function campaignRates(counts: CampaignCounts): { delivery_rate: number; 
   return { delivery_rate: percent(n.successful, attempted), receive_rate: percent(n.received, n.successful), conversion_rate: percent(n.converted, n.received) };
 }
 
-/** Statuses after which a campaign creates no more messages. */
-const FINISHED: readonly CampaignStatus[] = ["completed", "cancelled", "failed"];
-
 /**
  * Recipients not sent yet (REF-001 §6.5 `remaining`): the unsent messages (pending or errored), plus
  * the recipients whose messages the batches have not created yet — the audience size recorded when
@@ -303,6 +300,6 @@ const FINISHED: readonly CampaignStatus[] = ["completed", "cancelled", "failed"]
  * started yet has no recorded audience: neither adds any.
  */
 export function remainingRecipients(campaign: Pick<CampaignRow, "status" | "audience_size">, counts: ReportedCounts): number {
-  const notCreated = campaign.audience_size === null || FINISHED.includes(campaign.status) ? 0 : Math.max(0, campaign.audience_size - counts.total);
+  const notCreated = campaign.audience_size === null || ENDED_CAMPAIGN_STATUSES.includes(campaign.status) ? 0 : Math.max(0, campaign.audience_size - counts.total);
   return counts.pending + notCreated;
 }

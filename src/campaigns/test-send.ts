@@ -11,6 +11,7 @@ import { IdParams, uuidField } from "../http/validation";
 import { ApiError } from "../http/errors";
 import { acceptMessages, type ContentSource, type MessageContent, type Recipient } from "../messages/accept";
 import { AcceptedMessage } from "../messages/schemas";
+import { ExternalUserId } from "../subscriptions/schemas";
 import { idempotencyKeyOf } from "../http/idempotency";
 import { requestFingerprint } from "../messages/idempotency";
 import { contentPerRecipient, recipientRenderer } from "./personalize";
@@ -24,7 +25,7 @@ export const MAX_TEST_RECIPIENTS = 50;
 export const TestSendBody = z
   .strictObject({
     subscription_ids: z.array(uuidField).min(1).max(MAX_TEST_RECIPIENTS).optional(),
-    external_ids: z.array(z.string().trim().min(1).max(255)).min(1).max(MAX_TEST_RECIPIENTS).optional().describe("every subscribed push device of these users"),
+    external_ids: z.array(ExternalUserId).min(1).max(MAX_TEST_RECIPIENTS).optional().describe("every subscribed push device of these users"),
   })
   .superRefine((body, ctx) => {
     if ((body.subscription_ids === undefined) === (body.external_ids === undefined)) {
