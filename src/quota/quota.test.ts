@@ -13,7 +13,6 @@ import {
   ledgerBalanceMismatches,
   ledgerInvariant,
   quotaStatus,
-  refundBatchQuota,
   refundMessageQuota,
   refundUnsentBatchQuota,
   type DebitResult,
@@ -449,28 +448,6 @@ describe("batches", () => {
     assert.deepEqual(await debitBatchQuota(db, { applicationId: other, batchId: "campaign-1.b0", units: 4, now: NOW }), { status: "debited" });
   });
 
-  test("refundBatchQuota refunds unsent messages in parts, idempotently, never more than debited", async () => {
-    const id = await createApp({ daily_quota: 10, unit_price: 3, credit_balance: 100 });
-    const batchId = "b-1";
-    assert.deepEqual(await refundBatchQuota(db, { applicationId: id, batchId, units: 1, refundId: "r0" }), { status: "not_debited" });
-    await debitBatchQuota(db, { applicationId: id, batchId, units: 4, now: NOW });
-    assert.equal(await balanceOf(db, id, "credit:KRW"), 88);
-
-    assert.deepEqual(await refundBatchQuota(db, { applicationId: id, batchId, units: 1, refundId: "r1" }), { status: "refunded", units: 1 });
-    assert.deepEqual(await refundBatchQuota(db, { applicationId: id, batchId, units: 1, refundId: "r1" }), { status: "already_refunded" });
-    await assert.rejects(refundBatchQuota(db, { applicationId: id, batchId, units: 2, refundId: "r1" }), /different number of units/);
-    assert.equal(await balanceOf(db, id, "quota:daily:2026-11-22"), 7);
-    assert.equal(await balanceOf(db, id, "credit:KRW"), 91);
-
-    await assert.rejects(refundBatchQuota(db, { applicationId: id, batchId, units: 4, refundId: "r2" }), RangeError);
-    assert.deepEqual(await refundBatchQuota(db, { applicationId: id, batchId, units: 3, refundId: "r2" }), { status: "refunded", units: 3 });
-    await assert.rejects(refundBatchQuota(db, { applicationId: id, batchId, units: 1, refundId: "r3" }), RangeError);
-    assert.equal(await balanceOf(db, id, "quota:daily:2026-11-22"), 10);
-    assert.equal(await balanceOf(db, id, "credit:KRW"), 100);
-    assert.equal(await balanceOf(db, id, "system:revenue:KRW"), 0);
-    assert.deepEqual((await quotaStatus(db, id, NOW)).daily, { limit: 10, used: 0, remaining: 10, reset_at: "2026-11-23T00:00:00.000Z" });
-  });
-
   test("refundUnsentBatchQuota brings a batch's refunds up to its unsent count, whatever refunded before, once", async () => {
     const id = await createApp({ daily_quota: 10, unit_price: 3, credit_balance: 100 });
     const batchId = "unsent-1";
@@ -478,7 +455,7 @@ describe("batches", () => {
     assert.deepEqual(await unsent(2), { status: "not_debited" });
     await debitBatchQuota(db, { applicationId: id, batchId, units: 10, now: NOW });
     // An earlier step refunded 3 of them (e.g. the part a crashed attempt got to).
-    await refundBatchQuota(db, { applicationId: id, batchId, units: 3, refundId: "settle" });
+    assert.deepEqual(await unsent(3), { status: "refunded", units: 3 });
     assert.deepEqual(await unsent(5), { status: "refunded", units: 2 });
     assert.deepEqual(await unsent(5), { status: "already_refunded" }, "a retry refunds nothing more");
     assert.deepEqual(await unsent(4), { status: "already_refunded" }, "a smaller count never takes a refund back");
@@ -502,9 +479,10 @@ describe("batches", () => {
     assert.equal(await balanceOf(db, id, "credit:KRW"), 92);
     // A later price change does not affect refunds of this batch.
     await db("message_quotas").where("application_id", id).update({ unit_price: 100 });
-    await refundBatchQuota(db, { applicationId: id, batchId: "frac", units: 1, refundId: "a" });
+    const unsent = (unsentUnits: number) => refundUnsentBatchQuota(db, { applicationId: id, batchId: "frac", unsentUnits });
+    await unsent(1);
     assert.equal(await balanceOf(db, id, "credit:KRW"), 95);
-    await refundBatchQuota(db, { applicationId: id, batchId: "frac", units: 2, refundId: "b" });
+    await unsent(3);
     assert.equal(await balanceOf(db, id, "credit:KRW"), 100);
   });
 

@@ -488,32 +488,6 @@ async function reverseBatchUnits(trx: Knex.Transaction, applicationId: string, b
 }
 
 /**
- * Gives back `units` of a campaign batch's debit (messages that were never sent), to the accounts
- * the batch was debited from. Idempotent per (batch, refundId); the charge is refunded pro rata at
- * the price of the debit, and the last refund returns exactly what is left of it. Throws when more
- * units would be refunded than the batch debited.
- */
-export async function refundBatchQuota(db: Knex, input: { applicationId: string; batchId: string; units: number; refundId: string }): Promise<RefundResult> {
-  const { applicationId, batchId, units, refundId } = input;
-  assertKeyPart("batchId", batchId);
-  assertKeyPart("refundId", refundId);
-  assertUnits(units);
-  return withLedgerRetry(() =>
-    db.transaction(async (trx): Promise<RefundResult> => {
-      const state = await lockBatchDebit(trx, applicationId, batchId);
-      if (!state) return { status: "not_debited" };
-      const previous = await findTransfers(trx, applicationId, state.originals.map((t) => `refund:${t.idempotency_key}:${refundId}`));
-      if (previous.length > 0) {
-        if (previous.some((t) => Number(t.metadata.units) !== units)) throw new Error(`refund ${refundId} of batch ${batchId} was already made for a different number of units`);
-        return { status: "already_refunded" };
-      }
-      await reverseBatchUnits(trx, applicationId, batchId, state, units, refundId);
-      return { status: "refunded", units };
-    }),
-  );
-}
-
-/**
  * Refunds a campaign batch down to what was sent: brings the units refunded so far (by any earlier
  * refund) up to `unsentUnits`, the number of the batch's messages the provider never accepted.
  * Unlike a refund of "the messages this call changed", it cannot miss messages that an earlier

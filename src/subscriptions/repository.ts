@@ -57,21 +57,11 @@ const TOKEN_UNIQUE_CONSTRAINT = "subscriptions_token_hash_key";
 
 // ------------------------------------------------------------------ reads
 
-/** One live (not archived) subscription of the application, or undefined — also for another tenant's id. */
-export async function findSubscription(db: Knex, applicationId: string, id: string): Promise<SubscriptionRow | undefined> {
-  return db<SubscriptionRow>("subscriptions").where({ application_id: applicationId, id }).whereNull("archived_at").first();
-}
-
 /** Locks a live subscription for the rest of the transaction, or throws the tenant-blind 404. */
 async function lockSubscription(trx: Knex.Transaction, applicationId: string, id: string): Promise<SubscriptionRow> {
   const row = await trx<SubscriptionRow>("subscriptions").where({ application_id: applicationId, id }).whereNull("archived_at").forUpdate().first();
   if (!row) throw notFound("subscription", id);
   return row;
-}
-
-/** Decrypts a subscription's token for delivery; null when the subscription has none. */
-export function decryptToken(deps: Pick<Deps, "secrets">, row: Pick<SubscriptionRow, "token_ciphertext" | "application_id">): string | null {
-  return row.token_ciphertext ? deps.secrets.decrypt(row.token_ciphertext, deviceTokenContext(row.application_id)) : null;
 }
 
 function selectWithUser(db: Knex, applicationId: string): Knex.QueryBuilder {
@@ -314,53 +304,6 @@ export async function findOrCreateUser(trx: Knex.Transaction, applicationId: str
   const row = rows[0];
   if (!row) throw new Error("user upsert returned no row");
   return row.id;
-}
-
-/**
- * Links subscriptions to a user (`userId` = `users.id`), or unlinks them with null, writing a
- * `user_linked` / `user_unlinked` event for each one that changes. Ids must be UUIDs; ids not found
- * in the application are reported in `missing` and left alone.
- */
-export async function linkSubscriptionsToUser(
-  trx: Knex.Transaction,
-  applicationId: string,
-  subscriptionIds: readonly string[],
-  userId: string | null,
-): Promise<{ linked: string[]; missing: string[] }> {
-  const ids = [...new Set(subscriptionIds)];
-  if (ids.length === 0) return { linked: [], missing: [] };
-  const rows = await trx<SubscriptionRow>("subscriptions")
-    .where("application_id", applicationId)
-    .whereIn("id", ids)
-    .whereNull("archived_at")
-    .orderBy("id") // lock in one order so concurrent links cannot deadlock
-    .forUpdate()
-    .select("id", "user_id", "subscription_status");
-  const found = new Set(rows.map((r) => r.id));
-  const changing = rows.filter((r) => r.user_id !== userId);
-  if (changing.length > 0) {
-    await trx("subscriptions")
-      .where("application_id", applicationId)
-      .whereIn(
-        "id",
-        changing.map((r) => r.id),
-      )
-      .update({ user_id: userId });
-    for (const row of changing) {
-      await writeEvent(trx, {
-        applicationId,
-        subscriptionId: row.id,
-        // an unlink event stays findable under the user it was unlinked from
-        userId: userId ?? row.user_id,
-        eventType: userId ? "user_linked" : "user_unlinked",
-        fromStatus: row.subscription_status,
-        toStatus: row.subscription_status,
-        source: "api",
-        data: { previous_user_id: row.user_id },
-      });
-    }
-  }
-  return { linked: ids.filter((id) => found.has(id)), missing: ids.filter((id) => !found.has(id)) };
 }
 
 // ------------------------------------------------------------------ writes
