@@ -93,6 +93,9 @@ describe("campaign execution", () => {
     const first = await eventually(async () => (await app.deps.db("messages").where({ campaign_id: id, status: "successful" }).first("id")) as { id: string } | undefined, 30_000, 25);
     const receipt = await app.request("POST", `/messages/${first.id}/status`, { key: apiKey, body: { status: "received" } });
     assert.equal(receipt.status, 200, JSON.stringify(receipt.body));
+    // The user then opens it: the campaign's conversion figures come from the same message API.
+    const conversion = await app.request("POST", `/messages/${first.id}/convert`, { key: apiKey, body: { action: "opened" } });
+    assert.deepEqual([conversion.status, conversion.body.data?.status], [200, "converted"], JSON.stringify(conversion.body));
     const received = 1;
 
     const done = await waitForCampaign(apiKey, id, "completed");
@@ -112,7 +115,7 @@ describe("campaign execution", () => {
     for (const m of messages) {
       assert.ok(m.sent_at, "accepted by the provider");
       assert.equal(m.attempts, 1);
-      if (m.id === first.id) assert.equal(m.status, "received");
+      if (m.id === first.id) assert.equal(m.status, "converted");
       else assert.ok(m.status === "successful" || (m.status === "failed" && m.error_code === "receipt_timeout"), `${m.status} ${m.error_code}`);
       assert.equal(m.title, "Hello");
       assert.deepEqual(m.data, { promo: "spring" });
@@ -147,6 +150,9 @@ describe("campaign execution", () => {
     }
     assert.equal(stats.by_subscription_type.iOSPush.received + stats.by_subscription_type.AndroidPush.received, received);
     assert.equal(stats.receive_rate, Math.round((received / 1_200) * 10_000) / 100);
+    // The one received message was also opened: converted, and counted received too.
+    assert.deepEqual([stats.converted_count, stats.channel_stats.push.converted, stats.channel_stats.push.received, stats.conversion_rate], [1, 1, 1, 100]);
+    assert.deepEqual([stats.started_at, stats.completed_at], [done.started_at, done.completed_at]);
     await assertCountsMatchMessages(id);
     assert.equal((await campaignCounts(app.deps.db, id)).failed_after_sent, 1_200 - received);
     const view = await campaignOf(apiKey, id);
@@ -485,6 +491,7 @@ describe("campaign API", () => {
       ["POST", `/campaigns/${id}/execute`],
       ["POST", `/campaigns/${id}/cancel`],
       ["POST", `/campaigns/${id}/pause`],
+      ["POST", `/campaigns/${id}/resume`],
     ] as const) {
       const res = await app.request(method, path, { key: b.apiKey });
       assert.equal(res.status, 404, `${method} ${path}`);
@@ -575,7 +582,11 @@ describe("campaign API", () => {
     const created = await app.request("POST", "/campaigns", { key: apiKey, body: { name: "t", template_id: templateId, variables: { promo: "Spring", discount: "20%" } } });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const id = created.body.data.campaign_id;
-    await waitForCampaign(apiKey, id, "completed");
+    const view = await waitForCampaign(apiKey, id, "completed");
+    assert.deepEqual([view.template_id, view.template_version, view.variables], [templateId, 1, { promo: "Spring", discount: "20%" }]);
+    // Who created it, by the key's id: never the key itself.
+    assert.match(view.created_by, /^api_key:[0-9a-f-]{36}$/);
+    assert.ok(!view.created_by.includes(apiKey));
     const rows = (await app.deps.db("messages").where("campaign_id", id).select("title", "body", "template_id", "template_version")) as Array<Record<string, unknown>>;
     assert.equal(rows.length, 4);
     for (const r of rows) assert.deepEqual(r, { title: "Hi Spring", body: "20% off", template_id: templateId, template_version: 1 });
