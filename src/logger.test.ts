@@ -37,6 +37,12 @@ test("errors are logged without PostgreSQL's value-quoting fields", () => {
   assert.equal(logged.message, error.message);
   assert.equal(logged.detail, undefined);
   assert.equal(logged.where, undefined);
+  // Each error of an AggregateError (nested ones too) is written with all its fields.
+  const aggregate = serializeError(new AggregateError([error, new AggregateError([error], "inner")], "provider clients threw")) as { aggregateErrors: Array<Record<string, unknown>> };
+  assert.equal(aggregate.aggregateErrors[0]!.code, "23505");
+  assert.equal(aggregate.aggregateErrors[0]!.detail, undefined);
+  assert.equal(aggregate.aggregateErrors[0]!.where, undefined);
+  assert.doesNotMatch(JSON.stringify(aggregate), /jane@example\.com|JSON data/);
 });
 
 test("secret field names are redacted at any depth up to four, and under `error` errors keep their message", () => {

@@ -38,9 +38,20 @@ const VALUE_QUOTING_ERROR_FIELDS = ["detail", "where", "internalQuery", "paramet
  */
 export function serializeError(error: unknown): unknown {
   const serialized = error instanceof Error ? (pino.stdSerializers.err(error) as unknown as Record<string, unknown>) : error;
-  if (serialized === null || typeof serialized !== "object") return serialized;
+  return withoutQuotedValues(serialized, 0);
+}
+
+/**
+ * A serialized error without the value-quoting fields, also in the errors of an AggregateError
+ * (pino writes each with all its fields: a campaign chunk whose provider groups all threw logs one).
+ */
+function withoutQuotedValues(serialized: unknown, depth: number): unknown {
+  if (serialized === null || typeof serialized !== "object" || Array.isArray(serialized)) return serialized;
   const cleaned: Record<string, unknown> = { ...(serialized as Record<string, unknown>) };
   for (const field of VALUE_QUOTING_ERROR_FIELDS) delete cleaned[field];
+  if (Array.isArray(cleaned.aggregateErrors)) {
+    cleaned.aggregateErrors = depth < 4 ? cleaned.aggregateErrors.map((inner: unknown) => withoutQuotedValues(inner, depth + 1)) : "[nested too deep]";
+  }
   return cleaned;
 }
 
