@@ -182,6 +182,7 @@ export function createCampaignActivities(deps: Deps) {
     where: (q: Knex.QueryBuilder, trx: Knex.Transaction) => void,
     errorCode: FailureCode,
     errorMessage: string,
+    details?: { error_details: Record<string, unknown>; event: Record<string, unknown> },
   ): Promise<number> {
     const changed = await db.transaction((trx) =>
       transitionMessagesWhere(
@@ -191,8 +192,8 @@ export function createCampaignActivities(deps: Deps) {
           inBatch(batch)(q);
           where(q, trx);
         },
-        { error_code: errorCode, error_message: errorMessage },
-        { error_code: errorCode },
+        { error_code: errorCode, error_message: errorMessage, ...(details ? { error_details: details.error_details } : {}) },
+        { error_code: errorCode, ...details?.event },
       ),
     );
     return changed.length;
@@ -727,9 +728,9 @@ export function createCampaignActivities(deps: Deps) {
         await refundUnsentOf(range);
         return { proceed: true };
       }
-      await db.transaction((trx) =>
-        transitionMessagesWhere(trx, "fail", inBatch(range), { error_code: FAILURE_CODES.quotaExceeded, error_message: `${debit.period} quota exhausted`, error_details: debit }, { error_code: FAILURE_CODES.quotaExceeded, period: debit.period }),
-      );
+      // Only the unsent: a retry can find part of the batch delivered, by an attempt that ran while
+      // the application was unlimited (no ledger entry) before an operator set a quota.
+      await failInBatch(range, (q) => q.whereIn("status", UNSENT_STATUSES), FAILURE_CODES.quotaExceeded, `${debit.period} quota exhausted`, { error_details: debit, event: { period: debit.period } });
       return { proceed: false };
     },
 

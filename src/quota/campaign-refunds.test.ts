@@ -182,3 +182,28 @@ test("a batch aborted while an attempt of its create and debit still runs (its w
   assert.equal(status.credit!.balance, 1000);
   assert.deepEqual(await ledgerBalanceMismatches(app.deps.db, appId), []);
 });
+
+test("a batch retried after a quota was set fails only its unsent messages as quota_exceeded; what an earlier attempt delivered stays delivered", async () => {
+  // Unlimited when the first attempt debits: no ledger entry is written for the batch.
+  const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
+  const group = newId();
+  const ids = await seedPushSubscriptions(app, appId, 3, { tags: () => ({ group }) });
+  const id = await insertRunningCampaign(app, appId, "quota set mid-batch", { tags: { group } });
+  const activities = createCampaignActivities(app.deps);
+  const range = { campaignId: id, applicationId: appId, batchNo: 0, after: null, last: ids[2]! };
+  assert.deepEqual(await activities.createCampaignBatch(range), { messages: 3 });
+  assert.deepEqual(await activities.debitCampaignBatch(range), { proceed: true });
+  // The attempt's first chunk went out (one message accepted by the provider), then it stopped.
+  const delivered = (await app.deps.db("messages").where("campaign_id", id).orderBy("id").first("id")) as { id: string };
+  await app.deps.db("messages").where("id", delivered.id).update({ status: "successful", sent_at: new Date(), attempts: 1 });
+  // An operator sets a daily quota smaller than the batch; the retry's debit finds it exhausted.
+  const quota = await app.request("PATCH", `/admin/applications/${appId}`, { admin: true, body: { quota: { daily_quota: 2 } } });
+  assert.equal(quota.status, 200, JSON.stringify(quota.body));
+  assert.deepEqual(await activities.debitCampaignBatch(range), { proceed: false });
+  const rows = (await app.deps.db("messages").where("campaign_id", id).select("id", "status", "error_code")) as Array<{ id: string; status: string; error_code: string | null }>;
+  assert.deepEqual(rows.find((m) => m.id === delivered.id), { id: delivered.id, status: "successful", error_code: null });
+  assert.deepEqual(rows.filter((m) => m.id !== delivered.id).map((m) => [m.status, m.error_code]), [["failed", "quota_exceeded"], ["failed", "quota_exceeded"]]);
+  // The device that got it can still report it.
+  const receipt = await app.request("POST", `/messages/${delivered.id}/status`, { key: apiKey, body: { status: "received" } });
+  assert.deepEqual([receipt.status, receipt.body.data?.status], [200, "received"], JSON.stringify(receipt.body));
+});
