@@ -25,7 +25,7 @@ import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/regi
 import { afterCommit } from "../src/metrics/after-commit";
 import { UNSENT_STATUSES } from "../src/messages/state-machine";
 import { ERRORED_RETRY_CLASS_SQL } from "../src/messages/retry-policy";
-import { FAILURE_CODES, type FailureCode } from "../src/messages/failure-codes";
+import { FAILURE_CODES, RECEIPT_TIMEOUT_MESSAGE, type FailureCode } from "../src/messages/failure-codes";
 
 /**
  * One keyset page of a campaign's audience: how many matched and the last subscription id, and
@@ -793,7 +793,7 @@ export function createCampaignActivities(deps: Deps) {
 
     /** successful → failed(receipt_timeout) for the batch; receipts that arrived first stand. */
     async expireCampaignBatchReceipts(range: BatchRange): Promise<number> {
-      return failInBatch(range, (q) => q.where("status", "successful"), FAILURE_CODES.receiptTimeout, "no receipt from the device before the receipt timeout");
+      return failInBatch(range, (q) => q.where("status", "successful"), FAILURE_CODES.receiptTimeout, RECEIPT_TIMEOUT_MESSAGE);
     },
 
     /**

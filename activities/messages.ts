@@ -12,7 +12,7 @@ import { openDeviceToken, TOKEN_UNREADABLE } from "../src/subscriptions/device-t
 import { ProviderNotConfiguredError, isPushSubscriptionType, usesApnsSandbox, type PermanentReason, type SendOutcome, type TemporaryClass } from "../src/providers";
 import { afterCommit } from "../src/metrics/after-commit";
 import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/registry";
-import { FAILURE_CODES, type FailureCode } from "../src/messages/failure-codes";
+import { FAILURE_CODES, RECEIPT_TIMEOUT_MESSAGE, type FailureCode } from "../src/messages/failure-codes";
 
 /** What the workflow learns from one send attempt. */
 export type SendStepResult =
@@ -216,7 +216,7 @@ export function createMessageActivities(deps: Deps) {
       const result = await applyMessageTransition(db, {
         messageId,
         action: "fail",
-        set: { error_code: FAILURE_CODES.receiptTimeout, error_message: "no receipt from the device before the receipt timeout" },
+        set: { error_code: FAILURE_CODES.receiptTimeout, error_message: RECEIPT_TIMEOUT_MESSAGE },
         eventData: { error_code: FAILURE_CODES.receiptTimeout },
       });
       if (result.outcome === "not_found") throw ApplicationFailure.nonRetryable(`message ${messageId} does not exist`, "MessageNotFound");

@@ -12,7 +12,8 @@ import { createCampaignActivities } from "./campaigns";
 import { createMessageActivities } from "./messages";
 import type { MessageStatus } from "../src/messages/state-machine";
 import { startErasureWorkflow } from "../src/users/erasure";
-import { FAILURE_CODES } from "../src/messages/failure-codes";
+import { FAILURE_CODES, RECEIPT_TIMEOUT_MESSAGE } from "../src/messages/failure-codes";
+import { transitionMessagesWhere } from "../src/campaigns/bulk";
 
 /** A campaign the reconciler looks at: what starting it needs, and whether it is a recurring campaign's run. */
 type ReconciledCampaign = StartableCampaign & { parent_campaign_id: string | null };
@@ -332,6 +333,27 @@ export function createReconcilerActivities(deps: Deps) {
      * has none that ever got going. The table keeps every erasure ever made; a partial index holds
      * only the pending ones (migration 20261203000300).
      */
+    /**
+     * Fails with `receipt_timeout` the sent messages (`successful`, single or campaign) whose
+     * receipt window (AUTOMATA_RECEIPT_TIMEOUT after `sent_at`) ended more than `olderThanMs` ago.
+     * Their workflow expires them and had closed first: terminated in the Temporal UI, lost with a
+     * dev server's recent history, or recorded by an early release that ended on the sent status.
+     * Left alone they would stay `successful` for ever (SEQ-003 §10: no receipt in 72 h is a
+     * failure). A live workflow's own expiry later finds them failed and leaves them so. Oldest
+     * first, up to `limit` a pass, through messages_awaiting_receipt_idx.
+     */
+    async expireOverdueReceipts(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ expired: number }> {
+      const { db } = deps;
+      const cutoff = new Date(Date.now() - deps.config.AUTOMATA_RECEIPT_TIMEOUT - options.olderThanMs);
+      const overdue = db("messages").select("id").where("status", "successful").where("sent_at", "<", cutoff).orderBy("sent_at").limit(options.limit);
+      if (options.applicationId) overdue.where("application_id", options.applicationId);
+      const expired = await db.transaction((trx) =>
+        transitionMessagesWhere(trx, "fail", (q) => q.whereIn("id", overdue), { error_code: FAILURE_CODES.receiptTimeout, error_message: RECEIPT_TIMEOUT_MESSAGE }, { error_code: FAILURE_CODES.receiptTimeout }),
+      );
+      if (expired.length > 0) deps.logger.warn({ count: expired.length }, "reconciler expired receipts whose workflow closed before expiring them");
+      return { expired: expired.length };
+    },
+
     async restartPendingErasures(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
       const requests = (await pendingErasureRequests(deps.db, options).select("id", "application_id")) as Array<{ id: string; application_id: string }>;
       let started = 0;

@@ -31,5 +31,8 @@ export const FAILURE_CODES = {
   tokenUnreadable: "token_unreadable",
 } as const;
 
+/** The error_message of a `receipt_timeout`, whichever of the workflows or the reconciler wrote it. */
+export const RECEIPT_TIMEOUT_MESSAGE = "no receipt from the device before the receipt timeout";
+
 /** One of our own failure codes. */
 export type FailureCode = (typeof FAILURE_CODES)[keyof typeof FAILURE_CODES];

@@ -304,3 +304,38 @@ test("a later page of a pass that fails whole ends the pass with what it did, ke
     await assert.rejects(pass(), /this row cannot change/);
   });
 });
+
+test("a sent message whose workflow closed before its receipt window ended is failed (receipt_timeout) once the window is over, not left successful for ever", async () => {
+  const { id: applicationId, apiKey } = await app.createApplication({ quota: { daily_quota: 10 } });
+  const sub = await createPushSubscription(app, apiKey, { token: simulatorToken("ok") });
+  const sendOne = async (body: string) => {
+    const res = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, body } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id: string = res.body.data.message_id;
+    await eventually(async () => (await app.deps.db("messages").where("id", id).first()).status === "successful", 15_000, 100);
+    // An operator terminates the workflow while it waits for the receipt (1 h here).
+    await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).terminate("operator stopped it");
+    return id;
+  };
+  const overdue = await sendOne("window over");
+  const waiting = await sendOne("window still open");
+  // Sent two hours ago: its 1 h window ended an hour ago.
+  await app.deps.db("messages").where("id", overdue).update({ sent_at: new Date(Date.now() - 2 * 3_600_000) });
+
+  const { expireOverdueReceipts } = createReconcilerActivities(app.deps);
+  assert.deepEqual(await expireOverdueReceipts({ olderThanMs: 60_000, limit: 500, applicationId }), { expired: 1 });
+  const view = async (id: string) => (await app.request("GET", `/messages/${id}`, { key: apiKey })).body.data;
+  const expired = await view(overdue);
+  assert.deepEqual([expired.status, expired.error_code], ["failed", "receipt_timeout"]);
+  assert.equal((await view(waiting)).status, "successful", "its window is still open: a receipt may come");
+  // It was sent: its quota stays used. A late receipt is refused like one after a workflow's own expiry.
+  assert.equal((await quotaStatus(app.deps.db, applicationId)).daily!.used, 2);
+  const late = await app.request("POST", `/messages/${overdue}/status`, { key: apiKey, body: { status: "received" } });
+  assert.equal(late.status, 400, JSON.stringify(late.body));
+  const onTime = await app.request("POST", `/messages/${waiting}/status`, { key: apiKey, body: { status: "received" } });
+  assert.deepEqual([onTime.status, onTime.body.data?.status], [200, "received"]);
+  // The next pass has nothing left to do.
+  assert.deepEqual(await expireOverdueReceipts({ olderThanMs: 60_000, limit: 500, applicationId }), { expired: 0 });
+  const events = (await app.deps.db("message_events").where("message_id", overdue).orderBy("created_at").pluck("event_type")) as string[];
+  assert.equal(events.at(-1), "failed");
+});
