@@ -35,7 +35,7 @@ export const IdentifyBody = z.strictObject({
   previous_external_id: ExternalId.nullable()
     .optional()
     .describe(
-      "optional guard: link only subscriptions that are anonymous (null) or linked to this user, so a retried or late identify cannot take a device from a newer login; the others are left alone and listed in not_linked",
+      "optional guard: link only subscriptions linked to this user, or, when null, only anonymous ones, so a retried or late identify cannot take a device from a newer login; the others are left alone and listed in not_linked",
     ),
   application_id: ApplicationIdField,
 });
