@@ -346,6 +346,20 @@ describe("request handling", () => {
     }
   });
 
+  test("a route that takes no body refuses one with fields instead of ignoring them; an empty {} is fine", async () => {
+    const { apiKey: key } = await app.createApplication();
+    const scheduledAt = new Date(Date.now() + 3_600_000).toISOString();
+    const created = await app.request("POST", "/campaigns", { key, body: { name: "no body", title: "t", body: "b", targeting_criteria: {}, scheduled_at: scheduledAt } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.data.campaign_id as string;
+    const refused = await app.request("POST", `/campaigns/${id}/cancel`, { key, body: { reason: "typo in the title" } });
+    assert.equal(refused.status, 422, JSON.stringify(refused.body));
+    assert.deepEqual([refused.body.error.details.in, refused.body.error.details.fields], ["body", { reason: "unknown field" }]);
+    assert.equal((await app.request("GET", `/campaigns/${id}`, { key })).body.data.status, "scheduled", "nothing was cancelled");
+    const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key, body: {} });
+    assert.deepEqual([cancelled.status, cancelled.body.data?.status], [200, "cancelled"], JSON.stringify(cancelled.body));
+  });
+
   test("unknown routes answer 404 in the envelope, with a request id header", async () => {
     const res = await app.request("GET", "/nope", { key: apiKey });
     assert.equal(res.status, 404);

@@ -26,8 +26,8 @@ export const API_BASE = "/api/v1";
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
-/** The query of a route that takes none. */
-const NO_QUERY = z.strictObject({});
+/** The query, or JSON body, of a route that takes none. */
+const NOTHING = z.strictObject({});
 
 /** Whether the request carries a body (an empty Content-Length: 0 one counts as none). */
 function hasContent(req: Request): boolean {
@@ -46,7 +46,9 @@ function asyncRoute(spec: RouteSpec, deps: Deps) {
       if (spec.body) assertStorableInput(req.body, "body");
       const params = spec.params ? parseOrThrow(spec.params, req.params, "params") : req.params;
       // A route without query parameters still refuses one: `?dry_run=true` must not send for real.
-      const query = parseOrThrow(spec.query ?? NO_QUERY, req.query, "query");
+      const query = parseOrThrow(spec.query ?? NOTHING, req.query, "query");
+      // Nor a body: a resend with {"title": "fixed"} must not go out with the old text. `{}` is fine.
+      if (!spec.body && req.body !== undefined) parseOrThrow(NOTHING, req.body, "body");
       const body = spec.body ? parseOrThrow(spec.body, bare ? {} : req.body, "body") : undefined;
       const result = await spec.handler({ body, query, params, application: res.locals.application, deps, req, res });
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
