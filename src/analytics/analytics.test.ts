@@ -278,6 +278,18 @@ describe("GET /analytics/messages", () => {
     for (const row of data.by_day) assert.equal(new Date(`${row.date}T00:00:00Z`).getUTCDay(), 1, "weeks start on Monday");
   });
 
+  test("month buckets start on the 1st and add up to the period; group_by=channel keeps daily rows beside by_channel", async () => {
+    const daily = await get(a.apiKey, `/analytics/messages?from=${FROM}&to=${TO}&group_by=day`);
+    const monthly = await get(a.apiKey, `/analytics/messages?from=${FROM}&to=${TO}&group_by=month`);
+    for (const row of monthly.by_day) assert.equal(row.date.slice(8), "01", "months start on the 1st");
+    const months = new Set(daily.by_day.map((r: { date: string }) => `${r.date.slice(0, 7)}-01`));
+    assert.deepEqual(monthly.by_day.map((r: { date: string }) => r.date), [...months]);
+    assert.equal(monthly.by_day.reduce((sum: number, r: { total_sent: number }) => sum + r.total_sent, 0), monthly.summary.total_sent);
+    const byChannel = await get(a.apiKey, `/analytics/messages?from=${FROM}&to=${TO}&group_by=channel`);
+    assert.deepEqual(byChannel.by_day, daily.by_day);
+    assert.deepEqual(byChannel.by_channel, daily.by_channel);
+  });
+
   test("another application sees zeros", async () => {
     const data = await get(b.apiKey, `/analytics/messages?from=${FROM}&to=${TO}`);
     assert.equal(data.summary.total_sent, 0);

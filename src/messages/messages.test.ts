@@ -84,12 +84,18 @@ describe("happy path", () => {
     const converted = await app.request("POST", `/messages/${id}/convert`, { key: apiKey, body: { action: "clicked_button", data: { button_id: "confirm" } } });
     assert.equal(converted.status, 200);
     assert.equal(converted.body.data.status, "converted");
+    assert.ok(Date.parse(converted.body.data.converted_at) >= Date.parse(received.body.data.received_at), "converted_at is a time, not before the receipt");
     assert.equal(await workflowResult(id), "converted");
     // The workflow keeps MessageStatus current (checked after the 3 s receipt window, not inside it).
     await eventually(async () => (await app.deps.temporal.workflow.getHandle(messageWorkflowId(id)).describe()).typedSearchAttributes.get(MessageStatusKey) === "converted");
 
     const final = await messageOf(id);
     assert.deepEqual(final.events.map((e: { event_type: string }) => e.event_type), ["created", "sent", "received", "converted"]);
+    // REF-001 §4.3's fields, as the contract names them.
+    for (const field of ["id", "subscription_id", "title", "body", "data", "status", "created_at", "sent_at", "events"]) assert.ok(field in final, `GET /messages/:id has ${field}`);
+    assert.deepEqual([final.id, final.subscription_id, final.title, final.body, final.data], [id, sub.id, "Hello", "World", { order_id: "ORD-1" }]);
+    const times = final.events.map((e: { occurred_at: string }) => Date.parse(e.occurred_at));
+    assert.ok(times.every((t: number) => Number.isFinite(t)) && times.every((t: number, i: number) => i === 0 || t >= times[i - 1]!), "events carry occurred_at, in order");
     const subscription = await app.deps.db("subscriptions").where("id", sub.id).first();
     assert.equal(subscription.total_messages_received, 1);
     assert.equal(subscription.total_messages_converted, 1);
@@ -273,6 +279,21 @@ describe("API rules", () => {
     assert.equal(third.body.data.message_id, first.body.data.message_id);
     assert.equal((await app.deps.db("messages").where("subscription_id", sub.id)).length, 1);
     assert.equal(app.simulator!.simulator.requestsFor(sub.token), 1);
+  });
+
+  test("a send to a channel we cannot send yet, or to a user whose only device is unsubscribed, is refused and writes nothing", async () => {
+    const externalId = `refused-${newId()}`;
+    const email = await app.request("POST", "/subscriptions", { key: apiKey, body: { type: "Email", token: `${externalId}@example.com` } });
+    assert.equal(email.status, 201, JSON.stringify(email.body));
+    const toEmail = await send({ subscription_id: email.body.data.subscription_id, body: "not yet" });
+    assert.deepEqual([toEmail.status, toEmail.body.error?.code], [400, "invalid_subscription_type"], JSON.stringify(toEmail.body));
+    assert.equal((await app.deps.db("messages").where("subscription_id", email.body.data.subscription_id)).length, 0);
+
+    const device = await createPushSubscription(app, apiKey, { externalId });
+    assert.equal((await app.request("POST", `/subscriptions/${device.id}/disable`, { key: apiKey })).status, 200);
+    const toUser = await send({ external_id: externalId, body: "nobody listening" });
+    assert.deepEqual([toUser.status, toUser.body.error?.code], [400, "subscription_disabled"], JSON.stringify(toUser.body));
+    assert.equal((await app.deps.db("messages").where("subscription_id", device.id)).length, 0);
   });
 
   test("ids in upper case name the same subscription and message as in lower case", async () => {
@@ -569,6 +590,7 @@ describe("cancel", () => {
       const cancelled = await idle.request("POST", `/messages/${id}/cancel`, { key });
       assert.equal(cancelled.status, 200);
       assert.equal(cancelled.body.data.status, "cancelled");
+      assert.ok(Number.isFinite(Date.parse(cancelled.body.data.cancelled_at)), "cancelled_at is a time");
       const again = await idle.request("POST", `/messages/${id}/cancel`, { key });
       assert.equal(again.status, 200, "cancelling twice is idempotent");
       const worker = await startTestApp({ worker: true, env: { ...TIMING, TEMPORAL_TASK_QUEUE: idle.config.TEMPORAL_TASK_QUEUE } });
