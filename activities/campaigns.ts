@@ -87,16 +87,25 @@ export interface BatchSendResult {
 }
 
 /**
- * Whether one provider group's `provider_auth_failed` answers speak for the application's
- * credentials, so the campaign pauses: not when the same provider accepted other pushes of the
- * group (the refusal was about those devices, like FCM's THIRD_PARTY_AUTH_ERROR for an iOS token
- * in a Firebase project without an APNs key), and not from the APNs sandbox (a key Apple limits
- * to production is refused there while production accepts it: development builds fail, the
- * audience goes on). Those refused messages still fail, one by one.
+ * Refusals that can be about some devices only, not every push of the credentials: APNs's
+ * BadEnvironmentKeyInToken (a key Apple limits to one environment, refused in the other) and
+ * FCM's THIRD_PARTY_AUTH_ERROR (an iOS or web token in a Firebase project without that
+ * platform's key).
  */
-export function refusalSpeaksForCredentials(group: { platform: string; sandbox: boolean; accepted: number }): boolean {
+const DEVICE_SCOPED_AUTH_CODES: ReadonlySet<string> = new Set(["BadEnvironmentKeyInToken", "messaging/third-party-auth-error"]);
+
+/**
+ * Whether a provider group's `provider_auth_failed` answer speaks for the application's
+ * credentials, so the campaign pauses. A refusal of the credentials themselves always does
+ * (InvalidProviderToken, PERMISSION_DENIED, …). A device-scoped one ({@link DEVICE_SCOPED_AUTH_CODES})
+ * does not when the same provider accepted other pushes of the group, nor as the APNs sandbox's
+ * BadEnvironmentKeyInToken (a production key: development builds fail, the audience goes on).
+ * Messages it does not pause for still fail, one by one.
+ */
+export function refusalSpeaksForCredentials(group: { platform: string; sandbox: boolean; accepted: number }, code: string): boolean {
+  if (!DEVICE_SCOPED_AUTH_CODES.has(code)) return true;
   if (group.accepted > 0) return false;
-  return !(group.platform === "apns" && group.sandbox);
+  return !(group.platform === "apns" && group.sandbox && code === "BadEnvironmentKeyInToken");
 }
 
 /** A provider's refusal of an application's credentials, as the paused campaign reports it. */
@@ -370,7 +379,7 @@ export function createCampaignActivities(deps: Deps) {
       // The provider was called whether or not this transaction commits, so these count at once.
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       for (const outcome of outcomes) if (outcome.kind !== "not_sent") observeProviderOutcome(provider.platform, outcome, seconds);
-      let refusal: CredentialRefusal | undefined;
+      const refusals: CredentialRefusal[] = [];
       let accepted = 0;
       outcomes.forEach((outcome, i) => {
         const row = sendable[i]!;
@@ -387,7 +396,7 @@ export function createCampaignActivities(deps: Deps) {
             error_details: { provider_code: outcome.code },
             event: { error_code: outcome.reason, provider_code: outcome.code },
           });
-          if (outcome.reason === "provider_auth_failed") refusal ??= { provider: provider.platform, code: outcome.code };
+          if (outcome.reason === "provider_auth_failed") refusals.push({ provider: provider.platform, code: outcome.code });
           if (outcome.subscriptionStatus !== undefined) {
             statusChanges.push({ applicationId: row.application_id, subscriptionId: row.subscription_id!, subscriptionType: row.subscription_type!, toStatus: outcome.subscriptionStatus, code: outcome.code, messageId: row.id, tokenHash: row.token_hash! });
           }
@@ -406,9 +415,9 @@ export function createCampaignActivities(deps: Deps) {
           }
         }
       });
-      if (refusal !== undefined && refusalSpeaksForCredentials({ platform: provider.platform, sandbox: usesApnsSandbox(first.test_type), accepted })) {
-        result.credentialRefusal ??= refusal;
-      }
+      const providerGroup = { platform: provider.platform, sandbox: usesApnsSandbox(first.test_type), accepted };
+      const speaking = refusals.find((refusal) => refusalSpeaksForCredentials(providerGroup, refusal.code));
+      if (speaking !== undefined) result.credentialRefusal ??= speaking;
     }
     // The providers' groups go out at once: a chunk waits for one round trip, not one per
     // provider. A group whose client threw adds no outcome; the others' are recorded below.

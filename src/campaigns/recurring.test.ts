@@ -516,9 +516,8 @@ describe("recurring campaigns", () => {
 
   test("a run whose provider refuses the credentials pauses the recurring campaign too, saying why; its resume is what starts the fires again", async () => {
     const { id: appId, apiKey } = await app.createApplication({ rate_limit_tier: "enterprise" });
-    // Revoked credentials are refused for every device: a provider that accepts some of the page
-    // refused the others for themselves (refusalSpeaksForCredentials), which pauses nothing.
     await seedPushSubscriptions(app, appId, 2, { prefix: () => "denied" });
+    await seedPushSubscriptions(app, appId, 2);
     const res = await createRecurring(apiKey, { cron: NEVER_SOON, timezone: "UTC" });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     const id = res.body.data.campaign_id as string;
