@@ -326,21 +326,15 @@ export function createReconcilerActivities(deps: Deps) {
     },
 
     /**
-     * Erasure requests still `pending` after `olderThanMs`: the DELETE committed the request but its
-     * workflow never ran (Temporal was unreachable or the API died before the start) and the client
-     * did not retry. An erasure is owed regardless, so it is started here; the start reuses a
-     * workflow that exists, and a workflow marks its request running first, so an old pending one
-     * has none that ever got going. The table keeps every erasure ever made; a partial index holds
-     * only the pending ones (migration 20261203000300).
-     */
-    /**
      * Fails with `receipt_timeout` the sent messages (`successful`, single or campaign) whose
-     * receipt window (AUTOMATA_RECEIPT_TIMEOUT after `sent_at`) ended more than `olderThanMs` ago.
-     * Their workflow expires them and had closed first: terminated in the Temporal UI, lost with a
-     * dev server's recent history, or recorded by an early release that ended on the sent status.
-     * Left alone they would stay `successful` for ever (SEQ-003 §10: no receipt in 72 h is a
-     * failure). A live workflow's own expiry later finds them failed and leaves them so. Oldest
-     * first, up to `limit` a pass, through messages_awaiting_receipt_idx.
+     * receipt window (AUTOMATA_RECEIPT_TIMEOUT after `sent_at`) ended more than `olderThanMs` ago
+     * (SEQ-003 §10: no receipt in 72 h is a failure). Mostly their workflow had closed before
+     * expiring them (terminated in the Temporal UI, lost with a dev server's recent history, or
+     * recorded by an early release that ended on the sent status), and they would stay
+     * `successful` for ever. A campaign batch still retrying its other messages only starts its
+     * receipt wait when they settle: its first sends are expired here, on time. A live workflow's
+     * own expiry later finds them failed and leaves them so. Oldest first, up to `limit` a pass,
+     * through messages_awaiting_receipt_idx.
      */
     async expireOverdueReceipts(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ expired: number }> {
       const { db } = deps;
@@ -350,10 +344,18 @@ export function createReconcilerActivities(deps: Deps) {
       const expired = await db.transaction((trx) =>
         transitionMessagesWhere(trx, "fail", (q) => q.whereIn("id", overdue), { error_code: FAILURE_CODES.receiptTimeout, error_message: RECEIPT_TIMEOUT_MESSAGE }, { error_code: FAILURE_CODES.receiptTimeout }),
       );
-      if (expired.length > 0) deps.logger.warn({ count: expired.length }, "reconciler expired receipts whose workflow closed before expiring them");
+      if (expired.length > 0) deps.logger.warn({ count: expired.length }, "reconciler expired receipts no workflow had expired by the end of their window");
       return { expired: expired.length };
     },
 
+    /**
+     * Erasure requests still `pending` after `olderThanMs`: the DELETE committed the request but its
+     * workflow never ran (Temporal was unreachable or the API died before the start) and the client
+     * did not retry. An erasure is owed regardless, so it is started here; the start reuses a
+     * workflow that exists, and a workflow marks its request running first, so an old pending one
+     * has none that ever got going. The table keeps every erasure ever made; a partial index holds
+     * only the pending ones (migration 20261203000300).
+     */
     async restartPendingErasures(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
       const requests = (await pendingErasureRequests(deps.db, options).select("id", "application_id")) as Array<{ id: string; application_id: string }>;
       let started = 0;
