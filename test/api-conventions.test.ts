@@ -355,6 +355,9 @@ describe("request handling", () => {
     const refused = await app.request("POST", `/campaigns/${id}/cancel`, { key, body: { reason: "typo in the title" } });
     assert.equal(refused.status, 422, JSON.stringify(refused.body));
     assert.deepEqual([refused.body.error.details.in, refused.body.error.details.fields], ["body", { reason: "unknown field" }]);
+    // curl's -d without a Content-Type sends a form: not read, so not ignored either.
+    const form = await app.request("POST", `/campaigns/${id}/cancel`, { key, rawBody: "reason=typo", headers: { "Content-Type": "application/x-www-form-urlencoded" } });
+    assert.deepEqual([form.status, form.body.error?.code], [400, "invalid_request"], JSON.stringify(form.body));
     assert.equal((await app.request("GET", `/campaigns/${id}`, { key })).body.data.status, "scheduled", "nothing was cancelled");
     const cancelled = await app.request("POST", `/campaigns/${id}/cancel`, { key, body: {} });
     assert.deepEqual([cancelled.status, cancelled.body.data?.status], [200, "cancelled"], JSON.stringify(cancelled.body));

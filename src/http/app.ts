@@ -47,8 +47,12 @@ function asyncRoute(spec: RouteSpec, deps: Deps) {
       const params = spec.params ? parseOrThrow(spec.params, req.params, "params") : req.params;
       // A route without query parameters still refuses one: `?dry_run=true` must not send for real.
       const query = parseOrThrow(spec.query ?? NOTHING, req.query, "query");
-      // Nor a body: a resend with {"title": "fixed"} must not go out with the old text. `{}` is fine.
-      if (!spec.body && req.body !== undefined) parseOrThrow(NOTHING, req.body, "body");
+      // Nor a body: a resend with {"title": "fixed"} must not go out with the old text. `{}` is fine;
+      // a body in another type than JSON (curl's -d without a Content-Type) is not read, so refused.
+      if (!spec.body && hasContent(req)) {
+        if (req.body === undefined) throw new ApiError("invalid_request", "This endpoint takes no request body", { in: "body" });
+        parseOrThrow(NOTHING, req.body, "body");
+      }
       const body = spec.body ? parseOrThrow(spec.body, bare ? {} : req.body, "body") : undefined;
       const result = await spec.handler({ body, query, params, application: res.locals.application, deps, req, res });
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
