@@ -219,7 +219,9 @@ test("after close, sends answer provider_closed instead of throwing", async () =
 });
 
 test("ExpiredProviderToken is retried, not a dead credential: apns2 signs a fresh token and the next attempt goes through", async () => {
-  // A provider of its own, so its cached JWT is the one signed "two hours ago" below.
+  // Providers share one token per key: signed "two hours ago" below, it is older than the shared
+  // one, so sharedProviderToken signs again (the clock went back), and the refusal makes every
+  // provider of the key drop it (forgetProviderToken) for the retry's fresh one.
   const provider = new ApnsProvider({ ...sim.apnsCredentials(), endpoint: sim.apnsEndpoint() });
   const realNow = Date.now;
   try {

@@ -11,6 +11,7 @@ import { classifyApnsError } from "./errors";
 import { apnsCollapseId, buildApnsPayload } from "./payload";
 import { NOT_SENT, type BatchOutcome, type FailureOutcome, type PoolUsage, type ProviderEndpoint, type PushMessage, type PushProvider, type SendBatchOptions, type SendOutcome, type ValidationIssue } from "./types";
 import { outcomeFromIssues, validateApnsMessage } from "./validation";
+import { credentialFingerprint } from "../crypto/fingerprint";
 
 /** An application's APNs token-auth credential (.p8 key). */
 export interface ApnsCredentials {
@@ -84,12 +85,6 @@ export function sharedProviderToken(signingKeyId: string, sign: () => string, no
 function forgetProviderToken(signingKeyId: string, requestStartedMs: number): void {
   const shared = providerTokens.get(signingKeyId);
   if (shared !== undefined && shared.signedAtMs <= requestStartedMs) providerTokens.delete(signingKeyId);
-}
-
-/** The key {@link sharedProviderToken} files a credential's token under (the key itself only as a digest). */
-function signingKeyIdOf(credentials: Pick<ApnsCredentials, "teamId" | "keyId" | "signingKey">): string {
-  const digest = crypto.createHash("sha256").update(credentials.signingKey).digest("base64url");
-  return `${credentials.teamId}:${credentials.keyId}:${digest}`;
 }
 
 /** The apns2 internals the shared token replaces: its per-client token cache and signer. */
@@ -210,7 +205,7 @@ export class ApnsProvider implements PushProvider {
     Object.defineProperty(this.client, "client", { value: pool, configurable: true, enumerable: true, writable: false });
     // apns2 signs (in its own method, on its own clock) only when its cached token is gone: it is
     // cleared before each signature the shared cache asks for.
-    this.signingKeyId = signingKeyIdOf(options);
+    this.signingKeyId = credentialFingerprint({ teamId: options.teamId, keyId: options.keyId, signingKey: options.signingKey });
     const signing = this.client as unknown as Apns2Signing;
     const sign = signing._getSigningToken.bind(this.client);
     const signingKeyId = this.signingKeyId;

@@ -3,11 +3,13 @@
  * lane, so HTTP/2 pools and keep-alive sockets are shared by every send of that application on
  * that lane (single messages, or campaign batches).
  */
-import crypto from "node:crypto";
 import { ApnsProvider, type ApnsCredentials, type ApnsEnvironment, type ApnsProviderOptions } from "./apns";
 import { FcmProvider, type FcmCredentials, type FcmProviderOptions } from "./fcm";
 import type { PoolUsage, ProviderEndpoint, PushProvider, PushSubscriptionType } from "./types";
 import { FAILURE_CODES } from "../messages/failure-codes";
+import { credentialFingerprint } from "../crypto/fingerprint";
+
+export { credentialFingerprint };
 
 export * from "./types";
 export { ApnsProvider, type ApnsCredentials, type ApnsEnvironment, type ApnsProviderOptions } from "./apns";
@@ -104,22 +106,6 @@ export interface ProviderRegistry {
   poolUsage(): ProviderPoolUsage;
   /** Closes every provider (process shutdown). */
   closeAll(): Promise<void>;
-}
-
-/** Stable hash of a credential (keys sorted) so a rotated key gets a fresh provider and the cache key never holds the secret. */
-export function credentialFingerprint(value: unknown): string {
-  return crypto.createHash("sha256").update(canonicalJson(value)).digest("hex").slice(0, 32);
-}
-
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
 }
 
 /** Creates a registry. Credential rotation replaces (and closes) the application's previous provider of that kind. */

@@ -12,6 +12,7 @@ import { newId } from "../db/ids";
 import type { RenderableTemplate, TemplateVariable } from "./render";
 import type { CreateTemplateBody, TemplateOptionsValue, UpdateTemplateBody } from "./schemas";
 import { CONTENT_FIELDS } from "./schemas";
+import { stringify as stableStringify } from "safe-stable-stringify";
 
 type Db = Knex | Knex.Transaction;
 
@@ -109,12 +110,7 @@ function versionColumns(content: { title: string | null; body: string | null; da
 
 /** JSON with object keys sorted (arrays keep their order), so jsonb's key reordering compares equal. */
 function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (typeof value === "object" && value !== null) {
-    const entries = Object.entries(value).filter(([, v]) => v !== undefined).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value ?? null);
+  return stableStringify(value ?? null) ?? "null";
 }
 
 /**
