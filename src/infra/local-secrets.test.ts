@@ -19,3 +19,21 @@ test("a generated dev secret is kept across starts and never reads as a CLI opti
     fs.rmSync(home, { recursive: true, force: true });
   }
 });
+
+test("a secret another start already wrote stands, and no temporary file is left behind", () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "automata-secrets-"));
+  try {
+    // What a racing start wrote between this one's check and its write: the generator runs, its value loses.
+    const raced = readOrCreateLocalSecret(home, "encryption.key", () => {
+      fs.writeFileSync(path.join(home, "encryption.key"), "written-by-the-other-start", { mode: 0o600 });
+      return "written-by-this-start";
+    });
+    assert.equal(raced, "written-by-the-other-start");
+    assert.deepEqual(fs.readdirSync(home), ["encryption.key"]);
+    const fresh = readOrCreateLocalSecret(home, "admin-token");
+    assert.equal(fs.readFileSync(path.join(home, "admin-token"), "utf8"), fresh);
+    assert.deepEqual(fs.readdirSync(home).sort(), ["admin-token", "encryption.key"]);
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
