@@ -10,6 +10,7 @@ test("isDatabaseUnavailable: outages and saturation yes, request and schema erro
     ["knex pool acquire timeout", named("KnexTimeoutError", "Knex: Timeout acquiring a connection."), true],
     ["connection refused", coded("ECONNREFUSED"), true],
     ["connection reset", coded("ECONNRESET"), true],
+    ["host name gone while its container restarts", coded("ENOTFOUND", "getaddrinfo ENOTFOUND postgres"), true],
     ["Unix socket of a stopped server", Object.assign(coded("ENOENT"), { syscall: "connect" }), true],
     ["a missing file is not the database", Object.assign(coded("ENOENT"), { syscall: "open" }), false],
     ["class 08: connection failure", coded("08006"), true],

@@ -9,7 +9,9 @@
 // 25006 (read-only transaction): a failover routed the connection to a node not yet promoted.
 const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300", "25006"]);
 // Socket-level failures from the pg driver while connecting or mid-query.
-const UNAVAILABLE_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
+const UNAVAILABLE_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN",
+  // The database's host name does not resolve: compose's DNS drops a stopped container's name.
+  "ENOTFOUND"]);
 
 /** Whether `error` says the database is unavailable (down, restarting, or no pooled connection freed in time). */
 export function isDatabaseUnavailable(error: unknown): boolean {
