@@ -1,4 +1,4 @@
-import { ApplicationFailure, heartbeat } from "@temporalio/activity";
+import { ApplicationFailure, Context, heartbeat } from "@temporalio/activity";
 import type { Knex } from "knex";
 import type { Deps } from "../src/deps";
 
@@ -188,8 +188,12 @@ export function createUserErasureActivities(deps: Deps) {
      * hung one. Rows, statuses and timestamps stay.
      */
     async scrubUserMessages(requestId: string): Promise<number> {
+      const cancellation = Context.current().cancellationSignal;
       let total = 0;
       for (;;) {
+        // A worker shutting down stops between batches (each commits with its progress): carrying
+        // on held the shutdown until the platform's SIGKILL, which rolled the batch back anyway.
+        if (cancellation.aborted) throw ApplicationFailure.retryable("the erasure stopped between batches (worker shutting down or attempt cancelled); the retry goes on from there", "ErasureStopped");
         const scrubbed = await deps.db.transaction(async (trx) => {
           const request = await lockRequest(trx, requestId);
           if (request.status === "completed") return 0;

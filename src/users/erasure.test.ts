@@ -5,7 +5,9 @@ import assert from "node:assert/strict";
 import { eventually, startTestApp, type TestApp } from "../../test/support/harness";
 import { newId } from "../db/ids";
 import { createReconcilerActivities, pendingErasureRequests } from "../../activities/reconciler";
-import { campaignsNaming, createUserErasureActivities } from "../../activities/user-erasure";
+import { campaignsNaming, createUserErasureActivities, ERASURE_MESSAGE_BATCH } from "../../activities/user-erasure";
+import { MockActivityEnvironment } from "@temporalio/testing";
+import { ApplicationFailure } from "@temporalio/common";
 import { deviceTokenContext } from "../subscriptions/device-token";
 import { ERRORED_RETRY_CLASS_SQL } from "../messages/retry-policy";
 
@@ -365,6 +367,28 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     assert.equal(Number(left?.count), 0);
     const [kept] = await app.deps.db("messages").whereIn("id", rows.map((r) => r.id)).where({ status: "successful" }).count<{ count: number }[]>({ count: "*" });
     assert.equal(Number(kept?.count), 2500);
+  });
+
+  test("a worker shutting down stops the message scrub between batches, and the retry goes on from there", async () => {
+    const externalId = ext("shutdown");
+    const sub = await insertSubscription(app, tenant.id);
+    const userId = await identify(app, tenant.apiKey, externalId, [sub]);
+    const rows = Array.from({ length: ERASURE_MESSAGE_BATCH + 500 }, () => ({ id: newId(), application_id: tenant.id, subscription_id: sub, user_id: userId, status: "successful", title: "Hi Jane", body: "private" }));
+    await app.deps.db.batchInsert("messages", rows, 500);
+    // The request as the workflow's first step leaves it (no workflow here: the activity is run alone).
+    const [request] = await app.deps.db("erasure_requests").insert({ application_id: tenant.id, external_id: externalId, status: "running" }).returning<Array<{ id: string }>>("id");
+    const { scrubUserMessages } = createUserErasureActivities(app.deps);
+    const titled = async () => Number((await app.deps.db("messages").whereIn("id", rows.map((r) => r.id)).whereNotNull("title").count<{ count: string }[]>({ count: "*" }))[0]!.count);
+
+    // The shutdown lands while the first batch commits.
+    const attempt = new MockActivityEnvironment();
+    attempt.once("heartbeat", () => attempt.cancel("WORKER_SHUTDOWN"));
+    await assert.rejects(attempt.run(scrubUserMessages, request!.id), (error: Error) => error instanceof ApplicationFailure && error.type === "ErasureStopped");
+    assert.equal(await titled(), 500, "the first batch committed, the rest waits");
+    assert.equal((await app.deps.db("erasure_requests").where("id", request!.id).first()).result.messages_scrubbed, ERASURE_MESSAGE_BATCH);
+
+    assert.equal(await new MockActivityEnvironment().run(scrubUserMessages, request!.id), 500);
+    assert.equal(await titled(), 0);
   });
 });
 
