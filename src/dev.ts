@@ -155,12 +155,9 @@ main().catch((error: unknown) => {
   // The signal handler stops the rest and exits.
   if (startAborted) return;
   // A refusal that says what to do needs no stack trace.
-  if (error instanceof PortInUseError) {
-    console.error(`Automata-Signal did not start: ${error.message}`);
-    process.exit(1);
-  }
-  if (isMigrationLocked(error)) {
-    console.error(`Automata-Signal did not start: ${MIGRATION_LOCKED_HINT}`);
+  const refusal = error instanceof PortInUseError ? error.message : isMigrationLocked(error) ? MIGRATION_LOCKED_HINT : undefined;
+  if (refusal !== undefined) {
+    console.error(`Automata-Signal did not start: ${refusal}`);
     process.exit(1);
   }
   console.error("Automata-Signal failed to start:", error);

@@ -4,6 +4,13 @@ import { createLogger } from "../logger";
 import { createDb, freeMigrationLock, isMigrationLocked, MIGRATION_LOCKED_HINT, migrateLatest, migrationConfig, migrationStatus } from "../db/knex";
 import { startEmbeddedPostgres } from "../infra/postgres";
 
+/** Says what to do when knex found its migration lock set, and answers undefined; rethrows anything else. */
+function undefinedIfLocked(error: unknown): undefined {
+  if (!isMigrationLocked(error)) throw error;
+  console.error(MIGRATION_LOCKED_HINT);
+  return undefined;
+}
+
 const USAGE = `usage: migrate [--status | --down | --unlock]
 
   (none)    apply pending migrations to DATABASE_URL (or, outside production, the embedded
@@ -59,21 +66,13 @@ async function main(): Promise<number> {
         console.error(`refusing to roll back: newer migrations are applied (${unknown.join(", ")}); run --down with the release that has them`);
         return 1;
       }
-      const result = await (db.migrate.down(migrationConfig()) as Promise<[number, string[]]>).catch((error: unknown) => {
-        if (!isMigrationLocked(error)) throw error;
-        console.error(MIGRATION_LOCKED_HINT);
-        return undefined;
-      });
+      const result = await (db.migrate.down(migrationConfig()) as Promise<[number, string[]]>).catch(undefinedIfLocked);
       if (result === undefined) return 1;
       const [, undone] = result;
       console.log(undone.length > 0 ? `rolled back ${undone.join(", ")}` : "no migration to roll back");
     } else {
       if (unknown.length > 0) console.warn(`warning: applied by a newer release, not known to this one (left as they are): ${unknown.join(", ")}`);
-      const migrated = await migrateLatest(db).catch((error: unknown) => {
-        if (!isMigrationLocked(error)) throw error;
-        console.error(MIGRATION_LOCKED_HINT);
-        return undefined;
-      });
+      const migrated = await migrateLatest(db).catch(undefinedIfLocked);
       if (migrated === undefined) return 1;
       console.log(migrated.length > 0 ? `applied ${migrated.length} migration(s): ${migrated.join(", ")}` : "database is up to date");
     }

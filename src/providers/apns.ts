@@ -205,10 +205,10 @@ export class ApnsProvider implements PushProvider {
     Object.defineProperty(this.client, "client", { value: pool, configurable: true, enumerable: true, writable: false });
     // apns2 signs (in its own method, on its own clock) only when its cached token is gone: it is
     // cleared before each signature the shared cache asks for.
-    this.signingKeyId = credentialFingerprint({ teamId: options.teamId, keyId: options.keyId, signingKey: options.signingKey });
+    const signingKeyId = credentialFingerprint({ teamId: options.teamId, keyId: options.keyId, signingKey: options.signingKey });
+    this.signingKeyId = signingKeyId;
     const signing = this.client as unknown as Apns2Signing;
     const sign = signing._getSigningToken.bind(this.client);
-    const signingKeyId = this.signingKeyId;
     Object.defineProperty(this.client, "_getSigningToken", {
       value: () =>
         sharedProviderToken(signingKeyId, () => {
