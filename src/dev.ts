@@ -134,7 +134,7 @@ async function main(): Promise<void> {
   // without PostgreSQL every request is a 503. Stopping says so at once; all state is durable, and
   // the next `npm start` carries on from it.
   void stack.unexpectedExit.then(async (reason) => {
-    // Ctrl-C reaches PostgreSQL and Temporal too (our process group): their exit then is expected.
+    // Our own stop() stops them last: their exit then is expected.
     if (stopping) return;
     logger.fatal({ reason }, "a server npm start runs stopped unexpectedly");
     await stop(reason, true);

@@ -43,6 +43,12 @@ export interface DevServerOptions {
   dynamicConfig?: Record<string, unknown>;
   /** Explicit CLI path; otherwise resolved by {@link resolveTemporalCli}. */
   cliPath?: string;
+  /**
+   * Runs the server in a session of its own, out of reach of the terminal's Ctrl-C: the caller's
+   * signal handler stops it once the worker has drained (the worker reports its last activities
+   * to it). A caller that passes this must handle SIGINT and SIGTERM.
+   */
+  detached?: boolean;
 }
 
 function isExecutable(file: string): boolean {
@@ -217,7 +223,12 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     ...Object.entries(CUSTOM_SEARCH_ATTRIBUTES).flatMap(([name, type]) => ["--search-attribute", `${name}=${type}`]),
     ...Object.entries(options.dynamicConfig ?? {}).flatMap(([key, value]) => ["--dynamic-config-value", `${key}=${JSON.stringify(value)}`]),
   ];
-  const child: ChildProcess = spawn(cli, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child: ChildProcess = spawn(cli, args, { stdio: ["ignore", "pipe", "pipe"], detached: options.detached === true });
+  // Exiting this process stops it (a crash must not leave a detached server running; an orphan is
+  // otherwise only found by the next start).
+  const stopWithUs = () => child.kill("SIGTERM");
+  process.once("exit", stopWithUs);
+  child.once("exit", () => process.off("exit", stopWithUs));
   const pidFile = pidFileOf(options.dbFile);
   if (child.pid !== undefined) fs.writeFileSync(pidFile, String(child.pid));
   let exitReason: string | undefined;

@@ -51,6 +51,56 @@ test("a dev server orphaned by a SIGKILLed start is stopped and replaced by one 
   }
 });
 
+/** Starts the holder in a process group of its own, as a shell starts a foreground job; answers its dev server's pid. */
+async function startHolderJob(dbFile: string, port: number): Promise<{ holder: ReturnType<typeof spawn>; server: number }> {
+  const holder = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/support/temporal-holder.ts"), dbFile, String(port), "detached"], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true });
+  const server = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    holder.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const ready = /ready (\d+)/.exec(out);
+      if (ready) resolve(Number(ready[1]));
+    });
+    holder.on("exit", (code) => reject(new Error(`holder exited ${code}`)));
+  });
+  return { holder, server };
+}
+
+/** Whether the process has gone (a zombie nobody reaped counts as gone). */
+function gone(pid: number): boolean {
+  return !isAlive(pid) || fs.readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+}
+
+test("started detached, the dev server is out of reach of the Ctrl-C a terminal sends its starter's process group, and goes when its starter exits", { timeout: 180_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-temporal-detached-"));
+  const dbFile = path.join(dir, "temporal.db");
+  const port = await freePort();
+  const servers: number[] = [];
+  try {
+    const first = await startHolderJob(dbFile, port);
+    servers.push(first.server);
+    // What the terminal's Ctrl-C does: SIGINT to every process of the foreground group. The holder
+    // has no handler and dies of it; npm start's handler would drain the worker and then stop the server.
+    process.kill(-first.holder.pid!, "SIGINT");
+    await new Promise((r) => first.holder.once("exit", r));
+    assert.ok(!gone(first.server), "the dev server did not get the group's SIGINT");
+    await waitForTemporal(`127.0.0.1:${port}`, 5_000);
+
+    // A starter that exits (a crash handler's process.exit) stops the server it started.
+    process.kill(first.server, "SIGTERM");
+    for (let waited = 0; waited < 10_000 && !gone(first.server); waited += 50) await new Promise((r) => setTimeout(r, 50));
+    const second = await startHolderJob(dbFile, port);
+    servers.push(second.server);
+    second.holder.kill("SIGTERM");
+    await new Promise((r) => second.holder.once("exit", r));
+    for (let waited = 0; waited < 10_000 && !gone(second.server); waited += 50) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(gone(second.server), "the server went with the process that started it");
+  } finally {
+    for (const pid of servers) if (!gone(pid)) process.kill(pid, "SIGKILL");
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("goInstallEnv gives go its caches under ours only when HOME is unset and go has no other place for them", () => {
   const root = "/var/cache/automata-signal";
   const cases: Array<[string, NodeJS.ProcessEnv, NodeJS.ProcessEnv]> = [

@@ -27,6 +27,8 @@ export interface LocalStackOptions {
 /**
  * Uses DATABASE_URL / TEMPORAL_ADDRESS when set; otherwise starts embedded PostgreSQL and the
  * Temporal dev server under the data dir. Both are started in parallel: they are independent.
+ * They run detached from the terminal, so Ctrl-C reaches the caller alone: the caller must handle
+ * SIGINT and SIGTERM and call stop() after its own shutdown (npm start drains the worker first).
  */
 export async function startLocalStack(config: Config, logger: Logger, options: LocalStackOptions = {}): Promise<LocalStack> {
   const postgresPromise: Promise<PostgresHandle | undefined> = config.DATABASE_URL
@@ -37,6 +39,7 @@ export async function startLocalStack(config: Config, logger: Logger, options: L
         database: "automata_signal",
         logger,
         ephemeral: options.ephemeral,
+        detached: true,
       });
   const temporalPromise: Promise<TemporalServerHandle | undefined> = config.TEMPORAL_ADDRESS
     ? ensureSearchAttributes(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE).then(() => undefined)
@@ -47,6 +50,7 @@ export async function startLocalStack(config: Config, logger: Logger, options: L
         dbFile: path.join(config.homeDir, "temporal", "temporal.db"),
         headless: options.headless,
         logger,
+        detached: true,
       });
   const [postgres, temporal] = await Promise.allSettled([postgresPromise, temporalPromise]);
   if (postgres.status === "rejected" || temporal.status === "rejected") {

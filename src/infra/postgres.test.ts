@@ -170,3 +170,45 @@ test("stop returns when PostgreSQL already exited on its own (Ctrl-C reaches it 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** Starts the holder in a process group of its own, as a shell starts a foreground job; answers its postmaster's pid. */
+async function startHolderJob(dir: string, port: number): Promise<{ holder: ReturnType<typeof spawn>; postmaster: number }> {
+  const holder = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/support/embedded-postgres-holder.ts"), dir, String(port), "detached"], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true });
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout!.on("data", (chunk: Buffer) => chunk.toString().includes("ready") && resolve());
+    holder.on("exit", (code) => reject(new Error(`holder exited ${code}`)));
+  });
+  return { holder, postmaster: Number(fs.readFileSync(path.join(dir, "cluster", "postmaster.pid"), "utf8").split("\n")[0]) };
+}
+
+test("started detached, PostgreSQL is out of reach of the Ctrl-C a terminal sends its starter's process group, and goes when its starter exits", { timeout: 120_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-pg-detached-"));
+  fs.chmodSync(dir, 0o755);
+  const port = await freePort();
+  const postmasters: number[] = [];
+  try {
+    const first = await startHolderJob(dir, port);
+    postmasters.push(first.postmaster);
+    const url = `postgres://postgres:${encodeURIComponent(fs.readFileSync(path.join(dir, "password"), "utf8").trim())}@127.0.0.1:${port}/held`;
+    // What the terminal's Ctrl-C does: SIGINT to every process of the foreground group. The holder
+    // has no handler and dies of it; npm start's handler would drain the worker and then stop the server.
+    process.kill(-first.holder.pid!, "SIGINT");
+    await new Promise((r) => first.holder.once("exit", r));
+    assert.ok(isAlive(first.postmaster), "PostgreSQL did not get the group's SIGINT");
+    assert.ok(await answers(url), "and still serves");
+
+    // A starter that exits (a crash handler's process.exit) stops the server it started.
+    process.kill(first.postmaster, "SIGINT");
+    while (isAlive(first.postmaster)) await new Promise((r) => setTimeout(r, 50));
+    const second = await startHolderJob(dir, port);
+    postmasters.push(second.postmaster);
+    second.holder.kill("SIGTERM");
+    await new Promise((r) => second.holder.once("exit", r));
+    for (let waited = 0; waited < 10_000 && isAlive(second.postmaster); waited += 50) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!isAlive(second.postmaster), "the server went with the process that started it");
+  } finally {
+    for (const pid of postmasters) if (isAlive(pid)) process.kill(pid, "SIGINT");
+    for (const pid of postmasters) while (isAlive(pid)) await new Promise((r) => setTimeout(r, 50));
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

