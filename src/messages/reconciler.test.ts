@@ -53,6 +53,10 @@ test("a message accepted without a workflow (API died before starting it) is sta
     assert.deepEqual(updated.spec.intervals?.map((i) => Number(i.every)), [90_000]);
     assert.equal(updated.action.type === "startWorkflow" && (updated.action.args?.[0] as { olderThanMs: number }).olderThanMs, 120_000);
     assert.equal(updated.state.paused, true);
+    // A worker whose settings match writes nothing: the SDK's update writes back the whole state it
+    // read, so each worker of a deploy rewriting it could undo a pause or resume made in between.
+    await ensureReconcilerSchedule(app.deps, { intervalMs: 90_000, olderThanMs: 120_000, applicationId });
+    assert.deepEqual((await app.deps.temporal.schedule.getHandle(scheduleId).describe()).info.lastUpdatedAt, updated.info.lastUpdatedAt);
   } finally {
     await app.deps.temporal.schedule.getHandle(scheduleId).delete();
   }

@@ -1,4 +1,5 @@
-import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy } from "@temporalio/client";
+import { isDeepStrictEqual } from "node:util";
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type ScheduleDescription } from "@temporalio/client";
 import type { Deps } from "../deps";
 import { reconcilerWorkflow, RECONCILER_SCHEDULE_ID } from "../../workflows/reconciler";
 import { RECONCILER_PASS_BUDGET_MS } from "../../activities/reconciler";
@@ -17,7 +18,9 @@ export interface ReconcilerScheduleOptions {
  * Creates the Temporal Schedule that runs the reconciler (one per task queue), so every worker can
  * call this at start. A schedule that already exists takes this worker's interval and arguments
  * (AUTOMATA_RECONCILE_INTERVAL / _AFTER changed since it was created would otherwise never apply)
- * and keeps its state: an operator's pause stays.
+ * and keeps its state: an operator's pause stays. One whose settings already match is not written:
+ * the SDK's update writes back the whole state it read, so every worker of a deploy rewriting it
+ * could undo a pause or resume an operator made in between.
  */
 export async function ensureReconcilerSchedule(deps: Deps, options: ReconcilerScheduleOptions): Promise<string> {
   const scheduleId = `${RECONCILER_SCHEDULE_ID}-${deps.config.TEMPORAL_TASK_QUEUE}`;
@@ -36,9 +39,32 @@ export async function ensureReconcilerSchedule(deps: Deps, options: ReconcilerSc
     await deps.temporal.schedule.create({ scheduleId, ...settings, state: { note: "Restarts messages accepted by the API whose workflow never started" } });
   } catch (error) {
     if (!(error instanceof ScheduleAlreadyRunning)) throw error;
-    await deps.temporal.schedule.getHandle(scheduleId).update((current) => ({ ...settings, state: current.state }));
+    const handle = deps.temporal.schedule.getHandle(scheduleId);
+    if (!reconcilerScheduleDiffers(await handle.describe(), settings)) return scheduleId;
+    await handle.update((current) => ({ ...settings, state: current.state }));
   }
   return scheduleId;
+}
+
+/** Whether a reconciler schedule as Temporal describes it runs otherwise than `settings` say. */
+export function reconcilerScheduleDiffers(
+  current: Pick<ScheduleDescription, "spec" | "action" | "policies">,
+  settings: { spec: { intervals: Array<{ every: number }> }; action: { workflowType: unknown; taskQueue: string; args: unknown[] }; policies: { overlap: ScheduleOverlapPolicy; catchupWindow: number } },
+): boolean {
+  const intervals = (current.spec.intervals ?? []).map((interval) => ({ every: Number(interval.every), offset: Number(interval.offset ?? 0) }));
+  const wanted = settings.spec.intervals.map((interval) => ({ every: interval.every, offset: 0 }));
+  const action = current.action.type === "startWorkflow" ? current.action : undefined;
+  const workflowType = typeof settings.action.workflowType === "function" ? settings.action.workflowType.name : settings.action.workflowType;
+  return (
+    !isDeepStrictEqual(intervals, wanted) ||
+    (current.spec.calendars ?? []).length > 0 ||
+    action === undefined ||
+    action.workflowType !== workflowType ||
+    action.taskQueue !== settings.action.taskQueue ||
+    !isDeepStrictEqual(action.args ?? [], settings.action.args) ||
+    current.policies.overlap !== settings.policies.overlap ||
+    Number(current.policies.catchupWindow) !== settings.policies.catchupWindow
+  );
 }
 
 /** How often a worker checks that the reconciler's schedule still exists. */
