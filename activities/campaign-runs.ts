@@ -6,7 +6,7 @@ import type { Deps } from "../src/deps";
 import { newId } from "../src/db/ids";
 import { applicationIsActive, ENDED_CAMPAIGN_STATUSES, statusToActOn, type CampaignRow } from "../src/campaigns/repository";
 import { campaignWorkflowInput } from "../src/campaigns/workflow-client";
-import { CAMPAIGN_CATCHUP_WINDOW_MS, deleteCampaignSchedule, firesAtOneTimeOfDay, runFireTime } from "../src/campaigns/schedules";
+import { CAMPAIGN_CATCHUP_WINDOW_MS, deleteCampaignSchedule, repeatedWallTimeIsDuplicate, runFireTime } from "../src/campaigns/schedules";
 import { sameLocalWallTime } from "../src/campaigns/timezones";
 import { campaignWorkflowId, type CampaignWorkflowInput } from "../workflows/campaign";
 
@@ -18,14 +18,14 @@ export function createCampaignRunActivities(deps: Deps) {
   const { db } = deps;
 
   /**
-   * True when an earlier run of `parent`, whose cron fires at one time of day, fired at the same
-   * wall-clock time in the schedule's zone: Temporal fires such a cron twice in the hour a DST
+   * True when an earlier run of `parent`, whose cron fires at least two hours apart, fired at the
+   * same wall-clock time in the schedule's zone: Temporal fires such a cron twice in the hour a DST
    * fall-back repeats (01:30 EDT, then 01:30 EST), and each fire has its own run key, so without
-   * this every recipient got that day's push twice.
+   * this every recipient got that push twice.
    */
   async function repeatsLocalFire(trx: Knex.Transaction, parent: CampaignRow, runAt: Date): Promise<boolean> {
     const { schedule } = parent;
-    if (!schedule?.timezone || !firesAtOneTimeOfDay(schedule.cron)) return false;
+    if (!schedule?.timezone || !repeatedWallTimeIsDuplicate(schedule.cron)) return false;
     const zone = schedule.timezone;
     // The repeated hour's earlier fire is at most an hour (the largest DST shift: two) before.
     const recent = (await trx("message_campaigns")

@@ -11,7 +11,7 @@ import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
 import { changeActiveRuns, changeStatusIdempotently } from "./routes";
 import { campaignCounts, campaignCountsBySubscriptionType, campaignCountsOf, sumCounts } from "./repository";
-import { assertCronStepsWithinRange, CAMPAIGN_CATCHUP_WINDOW_MS, openScheduleRun, campaignRunWorkflowIdPrefix, campaignScheduleId, firesAtOneTimeOfDay, InvalidCronError, shortestCronIntervalSeconds, temporalCronExpression } from "./schedules";
+import { assertCronStepsWithinRange, CAMPAIGN_CATCHUP_WINDOW_MS, openScheduleRun, campaignRunWorkflowIdPrefix, campaignScheduleId, InvalidCronError, repeatedWallTimeIsDuplicate, shortestCronIntervalSeconds, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
 // EVERY_3S fires every three seconds: allowed here so a run comes within the test's time.
@@ -96,21 +96,25 @@ test("shortestCronIntervalSeconds: the finest field matching more than one value
   assert.throws(() => shortestCronIntervalSeconds("61 * * * *"), InvalidCronError);
 });
 
-test("firesAtOneTimeOfDay: only crons with a fixed second, minute and hour", () => {
+test("repeatedWallTimeIsDuplicate: crons whose fires are at least two hours apart, so a second fire at the same wall time is the fall-back's repeat", () => {
   const cases: Array<[string, boolean]> = [
     ["30 1 * * *", true],
     ["0 9 * * MON", true],
     ["0 9 1 * *", true],
     ["@daily", true],
     ["15 30 9 * * *", true],
+    // Twice a day: 01:30 EDT and 01:30 EST on the fall-back night are one local time, not two fires.
+    ["30 1,13 * * *", true],
+    ["0 */3 * * *", true],
+    ["0 9,11 * * *", true],
     ["0 * * * *", false],
     ["@hourly", false],
     ["*/15 9 * * *", false],
-    ["0 9,18 * * *", false],
+    ["0 9,10 * * *", false],
     ["0 9-17 * * *", false],
     ["*/3 * * * * *", false],
   ];
-  for (const [cron, expected] of cases) assert.equal(firesAtOneTimeOfDay(cron), expected, cron);
+  for (const [cron, expected] of cases) assert.equal(repeatedWallTimeIsDuplicate(cron), expected, cron);
 });
 
 describe("recurring campaigns", () => {

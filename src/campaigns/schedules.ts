@@ -138,14 +138,13 @@ export function temporalCronExpression(cron: string): string {
 }
 
 /**
- * True when the cron fires at one fixed time of day (seconds, minute and hour each a single value:
- * daily, weekly, monthly): then two fires at the same local wall time can only be a DST fall-back
- * repeating that time. An hourly or finer cron fires legitimately in the repeated hour.
+ * True when two fires of the cron at the same local wall time can only be a DST fall-back
+ * repeating that time: its fires are at least two hours apart (daily, weekly, twice a day at 01:30
+ * and 13:30, …), more than a fall-back's hour. An hourly or finer cron fires legitimately in the
+ * repeated hour.
  */
-export function firesAtOneTimeOfDay(cron: string): boolean {
-  const fields = temporalCronExpression(cron).split(" ");
-  const timeOfDay = fields.length === 7 ? fields.slice(0, 3) : fields.slice(0, 2);
-  return timeOfDay.every((field) => /^\d+$/.test(field));
+export function repeatedWallTimeIsDuplicate(cron: string): boolean {
+  return shortestCronIntervalSeconds(cron) >= 7_200;
 }
 
 /** The values a seconds, minutes or hours field matches, ascending (those fields take no names). */
