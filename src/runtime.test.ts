@@ -77,11 +77,15 @@ test("pooled PostgreSQL connections have TCP keepalive on, so one to a primary t
       try {
         // Column 6 of /proc/net/tcp is "timer:expiry"; timer 02 is the keepalive timer, which the
         // kernel arms on an idle socket only when SO_KEEPALIVE is set.
-        const port = connection.connection.stream.localPort.toString(16).toUpperCase().padStart(4, "0");
+        // Matched by both ends and the established state (01): Linux may reuse a local port for
+        // another destination, and TIME_WAIT rows are listed too.
+        const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, "0");
+        const port = hex(connection.connection.stream.localPort);
+        const serverPort = hex(Number(overTcp.port || 5432));
         const timers = ["/proc/net/tcp", "/proc/net/tcp6"]
           .flatMap((file) => fs.readFileSync(file, "utf8").split("\n").slice(1))
           .map((line) => line.trim().split(/\s+/))
-          .filter((fields) => fields[1]?.endsWith(`:${port}`))
+          .filter((fields) => fields[1]?.endsWith(`:${port}`) && fields[2]?.endsWith(`:${serverPort}`) && fields[3] === "01")
           .map((fields) => fields[5]!);
         assert.equal(timers.length, 1, "the connection's socket is listed once");
         const [timer, expiryJiffies] = timers[0]!.split(":");

@@ -1,6 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startTestApp, type TestApp } from "./support/harness";
+import { createPushSubscription } from "./support/fixtures";
 import { generateApnsSigningKey } from "../src/providers/simulator";
 import { newId } from "../src/db/ids";
 import { startApiServer } from "../src/runtime";
@@ -398,8 +399,9 @@ describe("rate limiting", () => {
     assert.equal(first.headers.get("x-ratelimit-remaining"), "299");
     const reset = Number(first.headers.get("x-ratelimit-reset"));
     assert.ok(reset * 1000 > Date.now() && reset * 1000 <= Date.now() + 61_000);
-    // The window is a wall-clock minute: if it is about to roll over, wait for the next one.
-    if (reset * 1000 - Date.now() < 15_000) await new Promise((r) => setTimeout(r, reset * 1000 - Date.now() + 100));
+    // The window is a wall-clock minute: the ~300 requests below must all fall in one, so unless
+    // most of this one is left, wait for the next.
+    if (reset * 1000 - Date.now() < 30_000) await new Promise((r) => setTimeout(r, reset * 1000 - Date.now() + 100));
     const probe = await app.request("GET", "/subscriptions", { key });
     assert.equal(probe.status, 200);
     const remaining = Number(probe.headers.get("x-ratelimit-remaining"));
@@ -443,6 +445,9 @@ describe("rate limiting", () => {
     const { apiKey: key } = await app.createApplication();
     const other = await startTestApp();
     try {
+      // The three requests must fall in one wall-clock minute (the window).
+      const leftOfMinute = 60_000 - (Date.now() % 60_000);
+      if (leftOfMinute < 10_000) await new Promise((r) => setTimeout(r, leftOfMinute + 100));
       await app.request("GET", "/subscriptions", { key });
       await app.request("GET", "/subscriptions", { key });
       const res = await other.request("GET", "/subscriptions", { key });
@@ -488,11 +493,13 @@ describe("docs and health", () => {
   test("a statement running past the API's statement timeout is cancelled: 503 with Retry-After, and the pool goes on serving", { timeout: 60_000 }, async () => {
     const timed = await startTestApp({ statementTimeoutMs: 500 });
     const { apiKey: key } = await timed.createApplication();
-    // Another session holds the table, so the list query waits on it past the timeout.
+    const subscription = await createPushSubscription(timed, key);
+    // Another session holds the subscription's row (only this test's: a table lock would stall
+    // every test file sharing the database), so the update waits on it past the timeout.
     const blocker = await app.deps.db.transaction();
     try {
-      await blocker.raw("LOCK TABLE subscriptions IN ACCESS EXCLUSIVE MODE");
-      const res = await timed.request("GET", "/subscriptions", { key });
+      await blocker("subscriptions").where("id", subscription.id).forUpdate().first("id");
+      const res = await timed.request("PATCH", `/subscriptions/${subscription.id}`, { key, body: { tags: { held: "yes" } } });
       assert.equal(res.status, 503, JSON.stringify(res.body));
       assert.equal(res.body.error.code, "service_unavailable");
       assert.match(res.body.error.message, /did not finish this request in time/);
@@ -501,7 +508,7 @@ describe("docs and health", () => {
       await blocker.rollback();
     }
     try {
-      assert.equal((await timed.request("GET", "/subscriptions", { key })).status, 200);
+      assert.equal((await timed.request("PATCH", `/subscriptions/${subscription.id}`, { key, body: { tags: { held: "no" } } })).status, 200);
     } finally {
       await timed.close();
     }

@@ -92,12 +92,13 @@ test("usage errors exit 2 with the usage on stderr; --help exits 0", async () =>
   assert.match(unknownCommand.stderr, /unknown command "apps delete"/);
   const noId = await automata("apps", "get");
   assert.equal(noId.status, 2);
-  // An unquoted name with a space: nothing is created under half of it.
-  const before = await applicationNames();
-  const unquoted = await automata("apps", "create", "--name", "My", "App");
+  // An unquoted name with a space: nothing is created under half of it. (A name of its own: other
+  // test files create applications meanwhile.)
+  const half = `Unquoted${Date.now()}`;
+  const unquoted = await automata("apps", "create", "--name", half, "App");
   assert.equal(unquoted.status, 2, unquoted.stderr);
   assert.match(unquoted.stderr, /unexpected argument\(s\) "App"/);
-  assert.deepEqual(await applicationNames(), before);
+  assert.deepEqual(await app.deps.db("applications").whereIn("name", [half, `${half} App`]).pluck("name"), []);
   const help = await run(["--help"]);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /^usage: automata/m);

@@ -6,17 +6,20 @@ import { startTestApp, eventually, type TestApp } from "./support/harness";
 import { createPushSubscription, simulatorToken } from "./support/fixtures";
 
 let app: TestApp;
+/** Every worker process started here, so a failing test cannot leave one running (it would hold the run open). */
+const workers = new Set<ChildProcess>();
 
 before(async () => {
   // No in-process worker: the workers are separate processes this test can SIGKILL.
   app = await startTestApp({ simulator: true, env: { AUTOMATA_RECEIPT_TIMEOUT: "1h" } });
 });
 after(async () => {
+  for (const child of workers) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await app.close();
 });
 
 function spawnWorker(): Promise<ChildProcess> {
-  return spawnWorkerProcess(app);
+  return spawnWorkerProcess(app, { track: workers });
 }
 
 test("a worker killed (SIGKILL) mid-send loses nothing: every message ends successful exactly once", { timeout: 240_000 }, async () => {

@@ -38,7 +38,10 @@ test("logs carry ids but never device tokens, API keys, the admin token or signi
   await app.request("GET", `/messages?external_id=${encodeURIComponent(personal)}`, { key: apiKey });
   await app.request("GET", `/subscriptions?user_id=${encodeURIComponent(personal)}`, { key: apiKey });
   await app.request("GET", `/users/${encodeURIComponent(personal)}/subscriptions`, { key: apiKey });
-  await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, title: "Hi" }, headers: { "Idempotency-Key": `welcome-${personal}` } });
+  const keyed = await app.request("POST", "/messages", { key: apiKey, body: { subscription_id: sub.id, title: "Hi" }, headers: { "Idempotency-Key": `welcome-${personal}` } });
+  assert.equal(keyed.status, 201, JSON.stringify(keyed.body));
+  // Its worker logs too (the workflow and the send activity), not only the request's.
+  await eventually(async () => (await app.request("GET", `/messages/${keyed.body.data.message_id}`, { key: apiKey })).body.data.status === "successful");
 
   const output = lines.join("");
   assert.ok(output.length > 0, "something was logged");

@@ -71,7 +71,7 @@ async function main(): Promise<number> {
     await db.destroy();
     const child = spawn(
       process.execPath,
-      ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=300000", ...files],
+      ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=1200000", ...files],
       { cwd: ROOT, stdio: "inherit", env: { ...env, DATABASE_URL: stack.databaseUrl, TEMPORAL_ADDRESS: stack.temporalAddress } },
     );
     return await new Promise<number>((resolve) => child.on("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0))));

@@ -76,7 +76,8 @@ test("providers are cached per application credential and reach the simulator", 
     const rotated = { ...credentials(), apns: { ...sim.apnsCredentials(), signingKey: generateApnsSigningKey().privateKeyPem } };
     assert.notEqual(registry.providerFor(rotated, "iOSPush", { lane: "bulk" }), bulkIos);
     assert.equal(registry.size(), 6);
-    assert.equal((await bulkIos.send({ messageId: "m-0", token: "ok-retired", body: "x" })).kind, "temporary", "the retired bulk pool refuses new sends");
+    const retired = await bulkIos.send({ messageId: "m-0", token: "ok-retired", body: "x" });
+  assert.deepEqual([retired.kind, retired.kind === "temporary" ? retired.reason : undefined], ["temporary", "provider_closed"], "the retired bulk pool refuses new sends");
     const message = { messageId: "m-1", token: "ok-registry", body: "hi" };
     assert.equal((await ios.send(message)).kind, "success");
     assert.equal((await android.send(message)).kind, "success");
