@@ -17,10 +17,10 @@ import { applicationIsActive, batchesWithUnsentMessages, ENDED_CAMPAIGN_STATUSES
 import { recipientRenderer, selectRecipientFields, type RecipientRecord, type RenderedContent } from "../src/campaigns/personalize";
 import { deliveryGroups, deliveryPlanningStart, type DeliveryGroup } from "../src/campaigns/timezones";
 import { messageOptionsAt } from "../src/campaigns/content";
-import { CAMPAIGN_CATCHUP_WINDOW_MS, completeEndedRecurringCampaign, runFireTime } from "../src/campaigns/schedules";
+import { CAMPAIGN_CATCHUP_WINDOW_MS, campaignScheduleId, completeEndedRecurringCampaign, runFireTime } from "../src/campaigns/schedules";
 import { campaignBatchWorkflowId } from "../workflows/campaign-batch";
 import { ApiError } from "../src/http/errors";
-import { WorkflowNotFoundError } from "@temporalio/client";
+import { ScheduleNotFoundError, WorkflowNotFoundError } from "@temporalio/client";
 import { messageRetriesTotal, observeProviderOutcome } from "../src/metrics/registry";
 import { afterCommit } from "../src/metrics/after-commit";
 import { UNSENT_STATUSES } from "../src/messages/state-machine";
@@ -511,6 +511,20 @@ export function createCampaignActivities(deps: Deps) {
     return { pages, limit, status: campaign.status, waitMs, ended: ids.length < limit * pageCount };
   }
 
+  /**
+   * The next fire of a recurring campaign's schedule, where a run's timezone delivery stops: the
+   * zones whose instant comes at or after it are that run's. None when the schedule is gone or fires
+   * no more (the run then plans every zone, as a one-off campaign does).
+   */
+  async function nextScheduledFire(recurringCampaignId: string): Promise<Date | undefined> {
+    try {
+      return (await deps.temporal.schedule.getHandle(campaignScheduleId(recurringCampaignId)).describe()).info.nextActionTimes[0];
+    } catch (error) {
+      if (error instanceof ScheduleNotFoundError) return undefined;
+      throw error;
+    }
+  }
+
   const activities = {
     /** draft/scheduled → running (stamps started_at once); answers the campaign's status afterwards. */
     async markCampaignRunning(campaignId: string): Promise<CampaignStatus> {
@@ -576,6 +590,7 @@ export function createCampaignActivities(deps: Deps) {
         campaign.delivery.fallback_timezone,
         campaign.delivery.local_time,
         deliveryPlanningStart(nominal === null ? null : new Date(nominal), new Date(input.fromMs), CAMPAIGN_CATCHUP_WINDOW_MS),
+        campaign.parent_campaign_id === null ? undefined : await nextScheduledFire(campaign.parent_campaign_id),
       );
     },
 

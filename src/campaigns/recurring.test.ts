@@ -310,6 +310,33 @@ describe("recurring campaigns", () => {
     assert.ok([7, 8].includes((paris!.sendAt - fireAt.getTime()) / 3_600_000), "Paris reads that time 7 or 8 hours (by season) after Seoul");
   });
 
+  test("a run with timezone delivery plans only the zones whose local time comes before the schedule's next fire; the later ones are the next run's", async () => {
+    const { id: appId, apiKey } = await app.createApplication();
+    await seedPushSubscriptions(app, appId, 3, { timezone: (i) => ["Etc/UTC", "Etc/GMT+1", "Etc/GMT-3"][i]! });
+    // Daily at a UTC time two hours from now: the schedule's next fire.
+    const nextFire = new Date(Math.ceil((Date.now() + 2 * 3_600_000) / 60_000) * 60_000);
+    const cron = `${nextFire.getUTCMinutes()} ${nextFire.getUTCHours()} * * *`;
+    const res = await createRecurring(apiKey, { cron, timezone: "UTC" }, {}, { delivery: { mode: "timezone", local_time: "09:00", fallback_timezone: "UTC" } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.data.campaign_id;
+    assert.equal((await describeSchedule(id)).info.nextActionTimes[0]?.getTime(), nextFire.getTime());
+    const fireAt = new Date(Math.floor((Date.now() - 1_000) / 1_000) * 1_000);
+    const run = await createCampaignRunActivities(app.deps).createCampaignRun({ parentCampaignId: id, runKey: `${campaignRunWorkflowIdPrefix(id)}-${fireAt.toISOString().replace(".000Z", "Z")}` });
+    assert.ok(run);
+    // Local time = the fire's UTC wall time: UTC now, UTC−1 in an hour (before the next fire),
+    // UTC+3 three hours ago, so its next is 21 h away, after the next fire.
+    const localTime = fireAt.toISOString().slice(11, 19);
+    await app.deps.db("message_campaigns").where("id", run.campaignId).update({ delivery: JSON.stringify({ mode: "timezone", local_time: localTime, fallback_timezone: "UTC" }) });
+    const groups = await createCampaignActivities(app.deps).planDeliveryGroups({ campaignId: run.campaignId, fromMs: fireAt.getTime() + 800 });
+    assert.deepEqual(
+      groups.map((g) => [g.timezones, g.sendAt - fireAt.getTime()]),
+      [
+        [["Etc/UTC"], 0],
+        [["Etc/GMT+1"], 3_600_000],
+      ],
+    );
+  });
+
   test("the reconciler deletes schedules its campaign's end could not: a paused one of a cancelled campaign, one whose campaign row is gone; an active one stays", async () => {
     const { id: appId, apiKey } = await app.createApplication();
     const ids: string[] = [];

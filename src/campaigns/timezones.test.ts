@@ -1,4 +1,5 @@
 import { test } from "node:test";
+import { DateTime } from "luxon";
 import assert from "node:assert/strict";
 import { deliveryGroups, deliveryPlanningStart, nextLocalTime, sameLocalWallTime } from "./timezones";
 
@@ -64,4 +65,28 @@ test("sameLocalWallTime: the two fires of a DST fall-back hour read alike; other
     ["2026-12-07T00:00:00Z", "2026-12-07T00:00:03Z", "Asia/Seoul", false, "seconds-level fires differ"],
   ];
   for (const [a, b, zone, expected, why] of cases) assert.equal(sameLocalWallTime(new Date(a), new Date(b), zone), expected, why);
+});
+
+test("deliveryGroups with a recurring run's next fire: across a DST change every run ends before the next fire, and no local date is sent twice", () => {
+  // "0 9 * * *" in UTC with local 09:00, run after run across the UK's and the US's autumn changes.
+  const zones = ["Europe/London", "America/New_York", "Asia/Seoul"];
+  const day = 86_400_000;
+  const sentDates = new Map<string, string[]>(zones.map((zone) => [zone, []]));
+  for (let fire = Date.parse("2026-10-20T09:00:00Z"); fire <= Date.parse("2026-11-05T09:00:00Z"); fire += day) {
+    const nextFire = new Date(fire + day);
+    for (const group of deliveryGroups(zones, "UTC", "09:00", new Date(fire), nextFire)) {
+      assert.ok(group.sendAt >= fire && group.sendAt < nextFire.getTime(), `run of ${new Date(fire).toISOString()} sends before the next fire`);
+      for (const zone of group.timezones) sentDates.get(zone)!.push(DateTime.fromMillis(group.sendAt, { zone }).toISODate()!);
+    }
+  }
+  for (const [zone, dates] of sentDates) {
+    assert.equal(new Set(dates).size, dates.length, `${zone}: no local date twice`);
+    // Every local date from the first to the last was sent: London's 25 October (09:00 GMT is the
+    // next fire itself) is the next run's, not a run that would still be open at that fire.
+    const days = (Date.parse(dates.at(-1)!) - Date.parse(dates[0]!)) / day + 1;
+    assert.equal(dates.length, days, `${zone}: ${dates.join(", ")}`);
+  }
+  // Without the next fire (a one-off campaign) the first instant is planned, as before.
+  assert.deepEqual(deliveryGroups(["Europe/London"], "UTC", "09:00", new Date("2026-10-24T09:00:00Z")).map((g) => new Date(g.sendAt).toISOString()), ["2026-10-25T09:00:00.000Z"]);
+  assert.deepEqual(deliveryGroups(["Europe/London"], "UTC", "09:00", new Date("2026-10-24T09:00:00Z"), new Date("2026-10-25T09:00:00Z")), []);
 });

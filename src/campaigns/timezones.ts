@@ -56,9 +56,13 @@ export interface DeliveryGroup {
 
 /**
  * Groups the audience's distinct timezone values by send instant, earliest first. Values that are
- * not valid zones are sent with the fallback, like subscriptions that have none.
+ * not valid zones are sent with the fallback, like subscriptions that have none. With `until` (a
+ * recurring run: its schedule's next fire), groups whose instant comes at or after it are left out:
+ * the next run plans them from that fire. Across a DST change a zone's instant can fall a day past
+ * the run's fire; sent by this run, it held the run open at the next fire, which overlap SKIP then
+ * dropped for every zone.
  */
-export function deliveryGroups(zones: ReadonlyArray<string | null>, fallbackZone: string, localTime: string, from: Date): DeliveryGroup[] {
+export function deliveryGroups(zones: ReadonlyArray<string | null>, fallbackZone: string, localTime: string, from: Date, until?: Date): DeliveryGroup[] {
   const groups = new Map<number, DeliveryGroup>();
   const groupFor = (zone: string): DeliveryGroup => {
     const sendAt = nextLocalTime(from, zone, localTime).getTime();
@@ -81,5 +85,5 @@ export function deliveryGroups(zones: ReadonlyArray<string | null>, fallbackZone
   }
   // The fallback group exists only if someone is in it (or shares its instant with a real zone).
   if (!fallbackUsed && fallback.timezones.length === 0) groups.delete(fallback.sendAt);
-  return [...groups.values()].sort((a, b) => a.sendAt - b.sendAt);
+  return [...groups.values()].filter((group) => until === undefined || group.sendAt < until.getTime()).sort((a, b) => a.sendAt - b.sendAt);
 }
