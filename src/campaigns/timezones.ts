@@ -28,10 +28,11 @@ export function nextLocalTime(from: Date, zone: string, localTime: string): Date
 
 /**
  * The instant timezone delivery plans from. The campaign's nominal start (a recurring run's fire
- * time, a one-shot's scheduled_at) when it passed at most `graceMs` ago, else `now`: the workflow
- * plans a moment after the fire, and planning from that moment moved every zone whose local time
- * equals the fire time to the next day (with overlap skip, a daily run then ate the next fire).
- * An execute ahead of schedule plans from now.
+ * time, a one-shot's scheduled_at) when it passed at most `graceMs` ago, else `now − graceMs` (a
+ * zone whose local time passed within the grace still goes at once), and `now` when the nominal
+ * start is still ahead (an execute ahead of schedule). Not simply `now`: the workflow plans a
+ * moment after the fire, and planning from that moment moved every zone whose local time equals the
+ * fire time to the next day (with overlap skip, a daily run then ate the next fire).
  */
 export function deliveryPlanningStart(nominal: Date | null, now: Date, graceMs: number): Date {
   if (nominal === null) return now;
