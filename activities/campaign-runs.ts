@@ -9,6 +9,7 @@ import { campaignWorkflowInput } from "../src/campaigns/workflow-client";
 import { CAMPAIGN_CATCHUP_WINDOW_MS, deleteCampaignSchedule, repeatedWallTimeIsDuplicate, runFireTime } from "../src/campaigns/schedules";
 import { sameLocalWallTime } from "../src/campaigns/timezones";
 import { campaignWorkflowId, type CampaignWorkflowInput } from "../workflows/campaign";
+import { campaignFiresSkippedTotal } from "../src/metrics/registry";
 
 /** Longest campaign name (the `message_campaigns_name_length` constraint). */
 const MAX_NAME = 200;
@@ -76,18 +77,19 @@ export function createCampaignRunActivities(deps: Deps) {
       const firedAt = runFireTime(input.runKey);
       if (firedAt !== null && Date.now() - firedAt.getTime() > CAMPAIGN_CATCHUP_WINDOW_MS) {
         deps.logger.warn({ campaign_id: input.parentCampaignId, fired_at: firedAt.toISOString() }, "a recurring campaign's fire came more than the catch-up window late; it makes no run");
+        campaignFiresSkippedTotal.inc({ reason: "late" });
         return null;
       }
       // The parent's row is share-locked from its read to the run's insert: a pause or cancel
       // (an UPDATE of that row) either comes first and this fire is skipped, or waits for the run
       // to exist and then reaches it (they move the parent's active runs with it).
-      const outcome = await db.transaction(async (trx): Promise<CampaignRow | "skip" | "ended"> => {
+      const outcome = await db.transaction(async (trx): Promise<CampaignRow | "paused" | "repeated_wall_time" | "ended"> => {
         const parent = await trx("message_campaigns").where("id", input.parentCampaignId).forShare().first<CampaignRow | undefined>();
         if (!parent || ENDED_CAMPAIGN_STATUSES.includes(parent.status)) return "ended";
         // Paused, or held because its application is deactivated: this fire is skipped.
-        if (statusToActOn(parent.status, await applicationIsActive(trx, parent.application_id)) !== "running") return "skip";
+        if (statusToActOn(parent.status, await applicationIsActive(trx, parent.application_id)) !== "running") return "paused";
         const runAt = runFireTime(input.runKey) ?? new Date();
-        if (await repeatsLocalFire(trx, parent, runAt)) return "skip";
+        if (await repeatsLocalFire(trx, parent, runAt)) return "repeated_wall_time";
         const suffix = ` — ${runAt.toISOString()}`;
         const id = newId();
         const [inserted] = (await trx("message_campaigns")
@@ -115,12 +117,12 @@ export function createCampaignRunActivities(deps: Deps) {
           .returning("*")) as CampaignRow[];
         return inserted ?? (await trx("message_campaigns").where({ parent_campaign_id: parent.id, run_key: input.runKey }).first<CampaignRow>());
       });
-      if (outcome === "ended") {
-        // The schedule should not exist any more.
-        await deleteCampaignSchedule(deps, input.parentCampaignId);
+      if (typeof outcome === "string") {
+        // The schedule of an ended campaign should not exist any more.
+        if (outcome === "ended") await deleteCampaignSchedule(deps, input.parentCampaignId);
+        campaignFiresSkippedTotal.inc({ reason: outcome });
         return null;
       }
-      if (outcome === "skip") return null;
       return campaignWorkflowInput(deps.config, outcome);
     },
   };

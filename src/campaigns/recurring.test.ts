@@ -11,6 +11,7 @@ import { createCampaignRunActivities } from "../../activities/campaign-runs";
 import { createCampaignActivities } from "../../activities/campaigns";
 import { changeActiveRuns, changeStatusIdempotently } from "./routes";
 import { campaignCounts, campaignCountsBySubscriptionType, campaignCountsOf, sumCounts } from "./repository";
+import { campaignFiresSkippedTotal } from "../metrics/registry";
 import { assertCronStepsWithinRange, CAMPAIGN_CATCHUP_WINDOW_MS, openScheduleRun, campaignRunWorkflowIdPrefix, campaignScheduleId, InvalidCronError, repeatedWallTimeIsDuplicate, shortestCronIntervalSeconds, temporalCronExpression } from "./schedules";
 
 // Retries shrunk; the receipt window stays long so every run's messages stay `successful` (stable stats).
@@ -50,6 +51,11 @@ async function get(key: string, path: string) {
   const res = await app.request("GET", path, { key });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body.data;
+}
+
+/** automata_campaign_fires_skipped_total for one reason, in this process. */
+async function firesSkipped(reason: string): Promise<number> {
+  return (await campaignFiresSkippedTotal.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
 }
 
 function describeSchedule(id: string) {
@@ -236,7 +242,9 @@ describe("recurring campaigns", () => {
     const runs = createCampaignRunActivities(app.deps);
     const fire = (at: string) => runs.createCampaignRun({ parentCampaignId: id, runKey: `${campaignRunWorkflowIdPrefix(id)}-${at}` });
     assert.notEqual(await fire("2027-11-07T05:30:00Z"), null, "the first 01:30 makes a run");
+    const repeatsBefore = await firesSkipped("repeated_wall_time");
     assert.equal(await fire("2027-11-07T06:30:00Z"), null, "the repeated 01:30 is skipped");
+    assert.equal(await firesSkipped("repeated_wall_time"), repeatsBefore + 1, "and counted");
     assert.notEqual(await fire("2027-11-08T06:30:00Z"), null, "the next day's 01:30 makes a run");
     assert.notEqual(await fire("2027-11-07T05:30:00Z"), null, "a retried first fire still answers its run");
     const keys = (await app.deps.db("message_campaigns").where("parent_campaign_id", id).orderBy("run_key").pluck("run_key")) as string[];
@@ -258,7 +266,9 @@ describe("recurring campaigns", () => {
     const runs = createCampaignRunActivities(app.deps);
     const fire = (at: Date) => runs.createCampaignRun({ parentCampaignId: id, runKey: `${campaignRunWorkflowIdPrefix(id)}-${at.toISOString().replace(/\.\d{3}Z$/, "Z")}` });
     const minutesAgo = (m: number) => new Date(Math.floor((Date.now() - m * 60_000) / 1000) * 1000);
+    const lateBefore = await firesSkipped("late");
     assert.equal(await fire(minutesAgo(11)), null, "11 minutes late: dropped");
+    assert.equal(await firesSkipped("late"), lateBefore + 1, "and counted");
     assert.notEqual(await fire(minutesAgo(5)), null, "5 minutes late: still runs");
     assert.equal(((await app.deps.db("message_campaigns").where("parent_campaign_id", id).pluck("run_key")) as string[]).length, 1);
   });
@@ -272,7 +282,9 @@ describe("recurring campaigns", () => {
     const fire = (at: string) => runs.createCampaignRun({ parentCampaignId: id, runKey: `${campaignRunWorkflowIdPrefix(id)}-${at}` });
     const setActive = (isActive: boolean) => app.request("PATCH", `/admin/applications/${appId}`, { admin: true, body: { is_active: isActive } });
     assert.equal((await setActive(false)).status, 200);
+    const pausedBefore = await firesSkipped("paused");
     assert.equal(await fire("2031-01-01T09:00:00Z"), null);
+    assert.equal(await firesSkipped("paused"), pausedBefore + 1, "a skipped fire is counted");
     assert.equal((await setActive(true)).status, 200);
     assert.notEqual(await fire("2032-01-01T09:00:00Z"), null);
     const keys = (await app.deps.db("message_campaigns").where("parent_campaign_id", id).pluck("run_key")) as string[];

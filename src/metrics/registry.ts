@@ -81,6 +81,19 @@ export const ledgerTransfersTotal = new Counter({
   registers: [registry],
 });
 
+/**
+ * Fires of recurring campaigns that made no run, by reason: `late` (past the catch-up window),
+ * `paused` (campaign paused or application deactivated), `repeated_wall_time` (a DST fall-back's
+ * second fire), `ended`. Fires Temporal itself skips (overlap) never reach a worker: those show in
+ * the schedule (Temporal UI → Schedules).
+ */
+export const campaignFiresSkippedTotal = new Counter({
+  name: "automata_campaign_fires_skipped_total",
+  help: "Recurring campaign fires that made no run, by reason",
+  labelNames: ["reason"] as const,
+  registers: [registry],
+});
+
 /** Failures of on-scrape collectors (backlog SQL, Temporal SDK endpoint); the scrape still answers. */
 export const metricsCollectErrorsTotal = new Counter({
   name: "automata_metrics_collect_errors_total",
