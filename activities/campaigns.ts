@@ -514,11 +514,13 @@ export function createCampaignActivities(deps: Deps) {
   /**
    * The next fire of a recurring campaign's schedule, where a run's timezone delivery stops: the
    * zones whose instant comes at or after it are that run's. None when the schedule is gone or fires
-   * no more (the run then plans every zone, as a one-off campaign does).
+   * no more, or is paused (its listed next fire may never come): the run then plans every zone, as
+   * a one-off campaign does.
    */
   async function nextScheduledFire(recurringCampaignId: string): Promise<Date | undefined> {
     try {
-      return (await deps.temporal.schedule.getHandle(campaignScheduleId(recurringCampaignId)).describe()).info.nextActionTimes[0];
+      const schedule = await deps.temporal.schedule.getHandle(campaignScheduleId(recurringCampaignId)).describe();
+      return schedule.state.paused ? undefined : schedule.info.nextActionTimes[0];
     } catch (error) {
       if (error instanceof ScheduleNotFoundError) return undefined;
       throw error;

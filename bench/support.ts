@@ -57,7 +57,7 @@ export async function startBenchPlatform(env: Record<string, string> = {}, provi
   const logger = createLogger(config.LOG_LEVEL, "bench");
   installTemporalRuntimeLogger(logger);
   // Stopped in reverse order, each whatever the others do: a failed start or stop must not leave
-  // the Temporal dev server (which has no exit hook of its own) running with its temporary folder.
+  // the Temporal dev server running with its temporary folder.
   const stops: Array<() => Promise<unknown>> = [async () => fs.rmSync(home, { recursive: true, force: true })];
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
@@ -72,6 +72,8 @@ export async function startBenchPlatform(env: Record<string, string> = {}, provi
   };
   process.once("SIGINT", stopOnSignal);
   process.once("SIGTERM", stopOnSignal);
+  // A closed terminal: the servers run detached and would outlive the benchmark otherwise.
+  process.once("SIGHUP", stopOnSignal);
   try {
     const stack: LocalStack = await startLocalStack(config, logger, { headless: true, ephemeral: true });
     stops.push(() => stack.stop());

@@ -55,14 +55,19 @@ async function main(): Promise<number> {
   const config = loadConfig(env);
   const logger = createLogger(config.LOG_LEVEL, "test-runner");
   const started = Date.now();
-  const stack = await startLocalStack(config, logger, { headless: true, ephemeral: true });
-  console.log(`# infrastructure up in ${Date.now() - started} ms: PostgreSQL ${stack.postgres ? "embedded" : "external"}, Temporal ${stack.temporalAddress}`);
-  // Ctrl-C: the test runner child gets the signal too; make sure the servers go down with it.
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  const starting = startLocalStack(config, logger, { headless: true, ephemeral: true });
+  // Ctrl-C (also while the servers start), a kill or a closed terminal: the servers run detached,
+  // so nothing but this stops them, and their folder is this run's own (no later start finds them).
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.once(signal, () => {
-      void stack.stop().finally(() => process.exit(130));
+      void starting
+        .then((started) => started.stop())
+        .catch(() => undefined)
+        .finally(() => process.exit(130));
     });
   }
+  const stack = await starting;
+  console.log(`# infrastructure up in ${Date.now() - started} ms: PostgreSQL ${stack.postgres ? "embedded" : "external"}, Temporal ${stack.temporalAddress}`);
   try {
     const db = createDb(stack.databaseUrl, 2);
     await migrateLatest(db);

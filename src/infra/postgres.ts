@@ -150,7 +150,8 @@ async function spawnPostmaster(clusterDir: string, port: number, flags: string[]
       }
     });
     child.once("error", (error) => reject(new Error(`embedded PostgreSQL did not start on port ${port}: ${error.message}`)));
-    child.once("exit", (code, signal) => reject(new Error(`embedded PostgreSQL did not start on port ${port}: ${startFailureReason([...recentLog, unfinishedLine], `process exited (${code ?? signal})`)}`)));
+    // On close, not exit: its last stderr lines (the reason) may still be in the pipe at exit.
+    child.once("close", (code, signal) => reject(new Error(`embedded PostgreSQL did not start on port ${port}: ${startFailureReason([...recentLog, unfinishedLine], `process exited (${code ?? signal})`)}`)));
   });
   return child;
 }

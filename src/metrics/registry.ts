@@ -93,6 +93,9 @@ export const campaignFiresSkippedTotal = new Counter({
   labelNames: ["reason"] as const,
   registers: [registry],
 });
+// Each reason from 0: such skips are rare and a worker restart resets the count, so most are a
+// series' first step, which increase() and rate() cannot see on a series that starts at 1.
+for (const reason of ["late", "paused", "repeated_wall_time", "ended"]) campaignFiresSkippedTotal.inc({ reason }, 0);
 
 /** Failures of on-scrape collectors (backlog SQL, Temporal SDK endpoint); the scrape still answers. */
 export const metricsCollectErrorsTotal = new Counter({
