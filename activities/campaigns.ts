@@ -335,6 +335,9 @@ export function createCampaignActivities(deps: Deps) {
         else groups.set(key, [row]);
       }
     }
+    // Credentials changed since this worker read them (an operator fixed ones a provider refused,
+    // then resumed the campaign it paused) are read again, not sent with for up to 30 s more.
+    if (groups.size > 0) await deps.push.forgetChangedCredentials(rows[0]!.application_id, trx);
     /** Sends one provider's group of the chunk and sorts its answers into sent, failed and errored. */
     async function sendGroup(group: SendRow[]): Promise<void> {
       const first = group[0]!;
@@ -545,7 +548,7 @@ export function createCampaignActivities(deps: Deps) {
      */
     async pauseCampaignForCredentials(campaignId: string, refusal: CredentialRefusal): Promise<boolean> {
       const reason = `${refusal.provider === "apns" ? "APNs" : "FCM"} refused the application's credentials (${refusal.code})`;
-      const errorMessage = `${reason}${PAUSED_FOR_CREDENTIALS} Fix the credentials (PATCH /admin/applications/:id), then resume it; workers read them again within 30 s.`;
+      const errorMessage = `${reason}${PAUSED_FOR_CREDENTIALS} Fix the credentials (PATCH /admin/applications/:id), then resume it; campaign batches read them again at once.`;
       const paused = await db.transaction(async (trx) => {
         // A run's recurring campaign is locked before the run, the order of the API's pause and
         // resume (campaign, then its runs): the other order deadlocked with an operator's pause.

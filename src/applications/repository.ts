@@ -20,10 +20,10 @@ export function openProviderCredentials(secrets: SecretBox, applicationId: strin
   return JSON.parse(secrets.decrypt(ciphertext, providerCredentialsContext(applicationId))) as ProviderCredentials;
 }
 
-/** Reads an application's decrypted provider credentials ({} when none are configured). */
-export async function loadProviderCredentials(db: Knex, secrets: SecretBox, applicationId: string): Promise<ProviderCredentials> {
+/** An application's sealed provider credentials as stored (null when none are configured). */
+export async function readSealedProviderCredentials(db: Knex, applicationId: string): Promise<string | null> {
   const row = await db("applications").where("id", applicationId).first<{ provider_credentials_ciphertext: string | null }>("provider_credentials_ciphertext");
-  return openProviderCredentials(secrets, applicationId, row?.provider_credentials_ciphertext ?? null);
+  return row?.provider_credentials_ciphertext ?? null;
 }
 
 /** Merges new provider credentials over stored ones (null removes a provider) and encrypts them. */

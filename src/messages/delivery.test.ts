@@ -4,6 +4,7 @@ import { startTestApp, eventually, type TestApp } from "../../test/support/harne
 import { createPushSubscription, seedPushSubscriptions } from "../../test/support/fixtures";
 import { newId } from "../db/ids";
 import { PushDelivery } from "./delivery";
+import { generateApnsSigningKey } from "../providers/simulator";
 
 // A worker runs up to 100 activities at once on a pool of 20 connections. A send holds its
 // transaction (one connection) while it calls the provider, so anything it reads on the way (the
@@ -62,6 +63,28 @@ test("decrypted credentials of an application that stopped sending are dropped f
     t.mock.method(Date, "now", () => now + 31_000);
     await delivery.providerFor(b.id, "iOSPush", false, app.deps.db);
     assert.equal(delivery.cachedCredentialCount, 1, "application A's entry is gone");
+  } finally {
+    await delivery.close();
+  }
+});
+
+test("credentials changed since a worker read them are read again at the next campaign chunk (fixed, then resumed at once), not up to 30 s later", async () => {
+  const { id } = await app.createApplication({ rate_limit_tier: "enterprise" });
+  const delivery = new PushDelivery(app.deps.db, app.deps.secrets, app.deps.logger, app.simulator!.target);
+  try {
+    const before = await delivery.providerFor(id, "iOSPush", false, app.deps.db, "bulk");
+    await delivery.forgetChangedCredentials(id, app.deps.db);
+    assert.equal(delivery.cachedCredentialCount, 1, "unchanged credentials stay cached");
+    // The operator stores the application's own APNs credentials.
+    const stored = await app.request("PATCH", `/admin/applications/${id}`, {
+      admin: true,
+      body: { provider_credentials: { apns: { team_id: "TEAM123456", key_id: "KEY1234567", signing_key: generateApnsSigningKey().privateKeyPem, bundle_id: "com.example.app" } } },
+    });
+    assert.equal(stored.status, 200, JSON.stringify(stored.body));
+    await delivery.forgetChangedCredentials(id, app.deps.db);
+    assert.equal(delivery.cachedCredentialCount, 0, "the copy read before the change is dropped");
+    const after = await delivery.providerFor(id, "iOSPush", false, app.deps.db, "bulk");
+    assert.notEqual(after, before, "the next send uses the stored credentials, not the simulator's");
   } finally {
     await delivery.close();
   }

@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { SecretBox } from "../crypto/secret-box";
-import { loadProviderCredentials } from "../applications/repository";
+import { openProviderCredentials, readSealedProviderCredentials } from "../applications/repository";
 import {
   createProviderRegistry,
   ProviderNotConfiguredError,
@@ -62,7 +62,8 @@ const CREDENTIAL_CACHE_MS = 30_000;
 export class PushDelivery {
   private readonly real: ProviderRegistry;
   private readonly simulated: ProviderRegistry | undefined;
-  private readonly credentialCache = new Map<string, { at: number; credentials: Promise<ApplicationPushCredentials> }>();
+  /** Decrypted credentials per application, with the sealed text they came from (to tell a change). */
+  private readonly credentialCache = new Map<string, { at: number; sealed: Promise<string | null>; credentials: Promise<ApplicationPushCredentials> }>();
   private credentialsSweptAt = 0;
 
   constructor(
@@ -120,7 +121,8 @@ export class PushDelivery {
   private credentialsOf(applicationId: string, reader: Knex): Promise<ApplicationPushCredentials> {
     const cached = this.credentialCache.get(applicationId);
     if (cached && Date.now() - cached.at < CREDENTIAL_CACHE_MS) return cached.credentials;
-    const credentials = loadProviderCredentials(reader, this.secrets, applicationId).then((stored) => ({
+    const sealed = readSealedProviderCredentials(reader, applicationId);
+    const credentials = sealed.then((text) => openProviderCredentials(this.secrets, applicationId, text)).then((stored) => ({
       applicationId,
       apns: stored.apns
         ? {
@@ -138,8 +140,22 @@ export class PushDelivery {
       this.logger.warn({ err: error, application_id: applicationId }, "could not load provider credentials");
     });
     this.forgetExpiredCredentials();
-    this.credentialCache.set(applicationId, { at: Date.now(), credentials });
+    this.credentialCache.set(applicationId, { at: Date.now(), sealed, credentials });
     return credentials;
+  }
+
+  /**
+   * Forgets an application's cached credentials when the stored ones changed since they were read
+   * (one primary-key read through `reader`). A campaign chunk asks before it sends: an operator
+   * who fixed credentials a provider refused and resumed the paused campaign at once had the
+   * batches other workers ran fail on their copies of the old ones (up to 30 s old), and the
+   * campaign paused itself again.
+   */
+  async forgetChangedCredentials(applicationId: string, reader: Knex): Promise<void> {
+    const cached = this.credentialCache.get(applicationId);
+    if (cached === undefined) return;
+    const [stored, read] = await Promise.all([readSealedProviderCredentials(reader, applicationId), cached.sealed.catch(() => undefined)]);
+    if (stored !== read && this.credentialCache.get(applicationId) === cached) this.credentialCache.delete(applicationId);
   }
 
   /**
