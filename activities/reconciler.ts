@@ -12,6 +12,7 @@ import { createCampaignActivities } from "./campaigns";
 import { createMessageActivities } from "./messages";
 import type { MessageStatus } from "../src/messages/state-machine";
 import { startErasureWorkflow } from "../src/users/erasure";
+import { userErasureWorkflowId } from "../workflows/user-erasure";
 import { FAILURE_CODES, RECEIPT_TIMEOUT_MESSAGE } from "../src/messages/failure-codes";
 import { transitionMessagesWhere } from "../src/campaigns/bulk";
 
@@ -206,6 +207,20 @@ export function createReconcilerActivities(deps: Deps) {
     return { checked: candidates.length, started, failed, errors, firstError };
   }
 
+  /**
+   * Whether an erasure's workflow ended without completing (terminated, failed, cancelled, timed
+   * out) or is gone: its request, still `running`, then has nobody to finish it.
+   */
+  async function erasureWorkflowEndedUnfinished(requestId: string): Promise<boolean> {
+    try {
+      const status = (await deps.temporal.workflow.getHandle(userErasureWorkflowId(requestId)).describe()).status.name;
+      return !["RUNNING", "COMPLETED", "CONTINUED_AS_NEW"].includes(status);
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return true;
+      throw error;
+    }
+  }
+
   return {
     /**
      * Looks at individually sent messages still pending/errored after `olderThanMs` and starts the
@@ -353,11 +368,24 @@ export function createReconcilerActivities(deps: Deps) {
      * workflow never ran (Temporal was unreachable or the API died before the start) and the client
      * did not retry. An erasure is owed regardless, so it is started here; the start reuses a
      * workflow that exists, and a workflow marks its request running first, so an old pending one
-     * has none that ever got going. The table keeps every erasure ever made; a partial index holds
-     * only the pending ones (migration 20261203000300).
+     * has none that ever got going. The table keeps every erasure ever made; partial indexes hold
+     * only the pending ones (migration 20261203000300) and the running ones (20261204000200).
      */
     async restartPendingErasures(options: { olderThanMs: number; limit: number; applicationId?: string }): Promise<{ checked: number; started: number; failed: number }> {
-      const requests = (await pendingErasureRequests(deps.db, options).select("id", "application_id")) as Array<{ id: string; application_id: string }>;
+      const pending = (await pendingErasureRequests(deps.db, options).select("id", "application_id")) as Array<{ id: string; application_id: string }>;
+      // Also those left `running` by a workflow that ended without finishing them: an operator
+      // terminated it in the UI (a step kept failing), or the dev server lost it. Nothing else would
+      // ever run them again. One whose workflow still runs (retrying a step) is left to it.
+      const running = (await erasureRequestsInStatus(deps.db, "running", options).select("id", "application_id")) as Array<{ id: string; application_id: string }>;
+      const abandoned: typeof running = [];
+      for (const request of running) {
+        try {
+          if (await erasureWorkflowEndedUnfinished(request.id)) abandoned.push(request);
+        } catch (error) {
+          deps.logger.error({ err: error, erasure_request_id: request.id, application_id: request.application_id }, "reconciler could not look at an erasure's workflow; a later pass tries again");
+        }
+      }
+      const requests = [...pending, ...abandoned];
       let started = 0;
       let failed = 0;
       for (const request of requests) {
@@ -369,8 +397,8 @@ export function createReconcilerActivities(deps: Deps) {
           deps.logger.error({ err: error, erasure_request_id: request.id, application_id: request.application_id }, "reconciler could not start an erasure; a later pass tries again");
         }
       }
-      if (started > 0) deps.logger.warn({ count: started }, "reconciler started the workflows of pending erasure requests");
-      return { checked: requests.length, started, failed };
+      if (started > 0) deps.logger.warn({ count: started, abandoned: abandoned.length }, "reconciler started the workflows of pending (or abandoned) erasure requests");
+      return { checked: pending.length + running.length, started, failed };
     },
   };
 }
@@ -380,8 +408,13 @@ export function createReconcilerActivities(deps: Deps) {
  * `erasure_requests_pending_idx` serves.
  */
 export function pendingErasureRequests(db: Knex, options: { olderThanMs: number; limit: number; applicationId?: string }): Knex.QueryBuilder {
+  return erasureRequestsInStatus(db, "pending", options);
+}
+
+/** Erasure requests in `status` requested before `olderThanMs` ago, oldest first (a partial index per status serves it). */
+function erasureRequestsInStatus(db: Knex, status: "pending" | "running", options: { olderThanMs: number; limit: number; applicationId?: string }): Knex.QueryBuilder {
   return db("erasure_requests")
-    .where("status", "pending")
+    .where("status", status)
     .modify((q) => (options.applicationId ? q.where("application_id", options.applicationId) : q))
     .where("requested_at", "<", new Date(Date.now() - options.olderThanMs))
     .orderBy("requested_at")

@@ -10,6 +10,7 @@ import { MockActivityEnvironment } from "@temporalio/testing";
 import { ApplicationFailure } from "@temporalio/common";
 import { deviceTokenContext } from "../subscriptions/device-token";
 import { ERRORED_RETRY_CLASS_SQL } from "../messages/retry-policy";
+import { userErasureWorkflow, userErasureWorkflowId } from "../../workflows/user-erasure";
 
 let app: TestApp;
 let tenant: { id: string; apiKey: string };
@@ -281,6 +282,38 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     const again = await restartPendingErasures({ olderThanMs: 60_000, limit: 500, applicationId: tenant.id });
     assert.deepEqual(again, { checked: 0, started: 0, failed: 0 });
     assert.equal((await app.deps.db("erasure_requests").where({ id: requestId }).first()).status, "completed");
+  });
+
+  test("a request left running by a workflow an operator terminated is started again by the reconciler and completes; one whose workflow still runs is left to it", async () => {
+    // Two requests whose workflows got going (marked running) on a queue no worker polls.
+    const requests: Array<{ requestId: string; sub: string }> = [];
+    for (const label of ["terminated", "retrying"]) {
+      const externalId = ext(label);
+      const sub = await insertSubscription(app, tenant.id);
+      await identify(app, tenant.apiKey, externalId, [sub]);
+      const failed = await deleteThroughRefusingTemporal(externalId);
+      assert.equal(failed.status, 503);
+      const requestId = failed.body.error.details.request_id as string;
+      await app.deps.db("erasure_requests").where({ id: requestId }).update({ status: "running", requested_at: new Date(Date.now() - 10 * 60_000) });
+      await app.deps.temporal.workflow.start(userErasureWorkflow, { taskQueue: `no-worker-${crypto.randomUUID()}`, workflowId: userErasureWorkflowId(requestId), args: [requestId] });
+      requests.push({ requestId, sub });
+    }
+    const [terminated, retrying] = requests as [(typeof requests)[number], (typeof requests)[number]];
+    await app.deps.temporal.workflow.getHandle(userErasureWorkflowId(terminated.requestId)).terminate("an operator stopped a step that kept failing");
+    try {
+      const { restartPendingErasures } = createReconcilerActivities(app.deps);
+      const pass = await restartPendingErasures({ olderThanMs: 60_000, limit: 500, applicationId: tenant.id });
+      assert.deepEqual(pass, { checked: 2, started: 1, failed: 0 });
+      const done = await waitForCompletion(app, tenant.apiKey, terminated.requestId);
+      assert.equal(done.result.users, 1);
+      assert.equal(await app.deps.db("subscriptions").where({ id: terminated.sub }).first(), undefined);
+      assert.equal((await app.deps.temporal.workflow.getHandle(userErasureWorkflowId(retrying.requestId)).describe()).status.name, "RUNNING", "the running workflow was left alone");
+      assert.equal((await app.deps.db("erasure_requests").where({ id: retrying.requestId }).first()).status, "running");
+    } finally {
+      await app.deps.temporal.workflow.getHandle(userErasureWorkflowId(retrying.requestId)).terminate("test over").catch(() => undefined);
+      // Not left for the reconciler passes of the tests after this one.
+      await app.deps.db("erasure_requests").where({ id: retrying.requestId }).delete();
+    }
   });
 
   test("a request made while no worker runs completes once a worker starts on the task queue", async () => {
