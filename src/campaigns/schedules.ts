@@ -283,6 +283,9 @@ export function campaignScheduleOptions(
 }
 
 const PAUSED_NOTE = "Paused through the API (POST /campaigns/:id/pause)";
+/** Notes of a schedule set back to its campaign's status (pause and resume go through the API). */
+const ALIGNED_PAUSED_NOTE = "Paused: the campaign is paused (pause and resume it through the API; a change here is set back)";
+const ALIGNED_RUNNING_NOTE = "Running: the campaign runs (pause and resume it through the API; a change here is set back)";
 
 /**
  * Temporal's refusal as the API's error: an invalid spec (Temporal throws TypeError) is the
@@ -341,7 +344,8 @@ export async function ensureCampaignSchedule(deps: Deps, campaign: Pick<Campaign
   try {
     const handle = deps.temporal.schedule.getHandle(campaignScheduleId(row.id));
     const described = await handle.describe();
-    if (described.state.paused !== paused) await (paused ? handle.pause(PAUSED_NOTE) : handle.unpause("Resumed through the API"));
+    // Also an operator's pause or unpause in the Temporal UI is set back: the campaign's status decides.
+    if (described.state.paused !== paused) await (paused ? handle.pause(ALIGNED_PAUSED_NOTE) : handle.unpause(ALIGNED_RUNNING_NOTE));
   } catch (error) {
     throw scheduleError(error, row.id);
   }
