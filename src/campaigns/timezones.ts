@@ -12,8 +12,7 @@ export const LOCAL_TIME_PATTERN = /^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$/;
 /**
  * The first instant at or after `from` at which the wall clock in `zone` reads `localTime`.
  * A time skipped by a DST jump moves forward by the jump (02:30 on a spring-forward night reads
- * 03:30; luxon's rule); an hour repeated by a fall-back resolves to its first occurrence, or to its
- * second when `from` falls between them.
+ * 03:30; luxon's rule); an hour repeated by a fall-back resolves to its first occurrence.
  */
 export function nextLocalTime(from: Date, zone: string, localTime: string): Date {
   const match = LOCAL_TIME_PATTERN.exec(localTime);
@@ -21,16 +20,6 @@ export function nextLocalTime(from: Date, zone: string, localTime: string): Date
   const [hour, minute, second] = [Number(match[1]), Number(match[2]), Number(match[3] ?? 0)];
   const start = DateTime.fromJSDate(from, { zone });
   let candidate = start.set({ hour, minute, second, millisecond: 0 });
-  // Passed, but in a fall-back's repeated hour the same wall time comes again at the offset after
-  // the change: the wall time read at each offset in force around it (3 h covers any DST shift).
-  if (candidate.toMillis() < from.getTime()) {
-    const wallAsUtc = Date.UTC(candidate.year, candidate.month - 1, candidate.day, hour, minute, second);
-    for (const probe of [candidate.minus({ hours: 3 }), candidate.plus({ hours: 3 })]) {
-      const instant = DateTime.fromMillis(wallAsUtc - probe.offset * 60_000, { zone });
-      const readsLocalTime = instant.hour === hour && instant.minute === minute && instant.second === second && instant.hasSame(candidate, "day");
-      if (readsLocalTime && instant.toMillis() >= from.getTime()) return instant.toJSDate();
-    }
-  }
   // The next calendar day from its start: `from`'s time of day may not exist on that day (a DST
   // jump across midnight), and luxon would move it into the day after.
   if (candidate.toMillis() < from.getTime()) candidate = start.startOf("day").plus({ days: 1 }).set({ hour, minute, second, millisecond: 0 });
