@@ -12,6 +12,8 @@ test("nextLocalTime: the first instant at or after `from` when the zone's clock 
     ["2026-07-01T00:00:00Z", "America/New_York", "09:00", "2026-07-01T13:00:00.000Z", "EDT is UTC-4 in July"],
     ["2026-03-08T06:00:00Z", "America/New_York", "02:30", "2026-03-08T07:30:00.000Z", "a time skipped by DST moves past the jump"],
     ["2026-11-01T04:00:00Z", "America/New_York", "01:30", "2026-11-01T05:30:00.000Z", "a repeated time takes its first occurrence"],
+    // Not the second occurrence 45 min later: a recurring run the day before may have sent the first.
+    ["2026-11-01T05:45:00Z", "America/New_York", "01:30", "2026-11-02T06:30:00.000Z", "between its two occurrences: the next day's, one instant per local date"],
     ["2026-11-22T23:00:00Z", "UTC", "00:00", "2026-11-23T00:00:00.000Z", "midnight rolls to the next day"],
     // Nuuk jumps 23:00 → 00:00 on 2026-03-28: from 23:30 on the 27th, the next 09:00 is the 28th's, not the 29th's.
     ["2026-03-28T01:30:00Z", "America/Nuuk", "09:00", "2026-03-28T11:00:00.000Z", "a DST jump across midnight does not skip a day"],

@@ -12,7 +12,9 @@ export const LOCAL_TIME_PATTERN = /^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$/;
 /**
  * The first instant at or after `from` at which the wall clock in `zone` reads `localTime`.
  * A time skipped by a DST jump moves forward by the jump (02:30 on a spring-forward night reads
- * 03:30; luxon's rule); an hour repeated by a fall-back resolves to its first occurrence.
+ * 03:30; luxon's rule); an hour repeated by a fall-back resolves to its first occurrence, also when
+ * `from` falls between the two (then the next day's): one instant per local date, so consecutive
+ * recurring runs never send a zone that date's 01:30 twice, once at each occurrence.
  */
 export function nextLocalTime(from: Date, zone: string, localTime: string): Date {
   const match = LOCAL_TIME_PATTERN.exec(localTime);
