@@ -4,6 +4,7 @@
  * between validation and `secrets.encrypt` / `secrets.hash` (never stored, returned or logged).
  */
 import type { Knex } from "knex";
+import { inTransaction } from "../db/transactions";
 import type { Deps } from "../deps";
 import { newId } from "../db/ids";
 import { ApiError, notFound } from "../http/errors";
@@ -281,7 +282,9 @@ export async function applyStatusAction(
   id: string,
   action: Extract<StatusAction, { type: "disable" | "enable" }>,
 ): Promise<void> {
-  await deps.db.transaction(async (trx) => {
+  // Re-run as a deadlock victim: a user's erasure locks the user, then their subscriptions; this
+  // locks the subscription, then its event's foreign key share-locks the user.
+  await inTransaction(deps.db, async (trx) => {
     const row = await lockSubscription(trx, applicationId, id);
     const transition = nextStatusFor(action, row.subscription_status);
     if (!transition.allowed) {
@@ -378,7 +381,8 @@ export interface RegisterSubscriptionInput {
 export async function registerSubscription(deps: Deps, applicationId: string, input: RegisterSubscriptionInput): Promise<{ id: string; created: boolean }> {
   const tokenHash = deps.secrets.hash(input.token);
   const device = deviceColumns(input.deviceInfo, input.timezone);
-  return deps.db.transaction(async (trx) => {
+  // Re-run as a deadlock victim against a user's erasure (see applyStatusAction).
+  return inTransaction(deps.db, async (trx) => {
     const userId = input.userExternalId ? await findOrCreateUser(trx, applicationId, input.userExternalId) : null;
     // A conflicting row can vanish between the insert and the lookup (deleted by erasure); try again then.
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -555,7 +559,8 @@ async function replaceToken(deps: Deps, trx: Knex.Transaction, row: Subscription
 
 /** `POST /subscriptions/:id/update-token`. */
 export async function updateSubscriptionToken(deps: Deps, applicationId: string, id: string, rawToken: string): Promise<void> {
-  await deps.db.transaction(async (trx) => {
+  // Re-run as a deadlock victim against a user's erasure (see applyStatusAction).
+  await inTransaction(deps.db, async (trx) => {
     const row = await lockSubscription(trx, applicationId, id);
     await replaceToken(deps, trx, row, rawToken);
   });
@@ -571,7 +576,8 @@ export interface SubscriptionPatch {
 
 /** `PATCH /subscriptions/:id`: token (as update-token), device info, timezone and tags (merged), in one transaction. */
 export async function patchSubscription(deps: Deps, applicationId: string, id: string, patch: SubscriptionPatch): Promise<void> {
-  await deps.db.transaction(async (trx) => {
+  // Re-run as a deadlock victim against a user's erasure (see applyStatusAction).
+  await inTransaction(deps.db, async (trx) => {
     const row = await lockSubscription(trx, applicationId, id);
     if (patch.token !== undefined) await replaceToken(deps, trx, row, patch.token);
     const changes = deviceColumns(patch.deviceInfo, patch.timezone);

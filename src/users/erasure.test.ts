@@ -316,6 +316,29 @@ describe("GDPR erasure (DELETE /users/:external_id)", () => {
     }
   });
 
+  test("a disable of a device while its user's erasure holds the user (the erasure locks user, then devices) is re-run as the deadlock victim, not answered 503", async () => {
+    const externalId = ext("deadlock");
+    const sub = await insertSubscription(app, tenant.id);
+    const userId = await identify(app, tenant.apiKey, externalId, [sub]);
+    const erasure = await app.deps.db.transaction();
+    let disabling: ReturnType<typeof app.request> | undefined;
+    try {
+      await erasure("users").where({ id: userId }).forUpdate().first("id");
+      const erasurePid = ((await erasure.raw("select pg_backend_pid() as pid")).rows[0] as { pid: number }).pid;
+      disabling = app.request("POST", `/subscriptions/${sub}/disable`, { key: tenant.apiKey });
+      // The disable holds the device and waits for the user (its event's foreign key share-locks it).
+      await eventually(async () => ((await app.deps.db.raw("select 1 from pg_stat_activity where ? = any(pg_blocking_pids(pid))", [erasurePid])).rows.length > 0 ? true : undefined), 10_000, 20);
+      // The erasure's next step takes the user's devices: a deadlock, which the disable (waiting
+      // longer, so checking first) loses.
+      await erasure("subscriptions").where({ id: sub }).forUpdate().first("id");
+    } finally {
+      await erasure.rollback();
+    }
+    const res = await disabling!;
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal((await app.deps.db("subscriptions").where({ id: sub }).first()).subscription_status, -2);
+  });
+
   test("a request made while no worker runs completes once a worker starts on the task queue", async () => {
     const apiOnly = await startTestApp();
     let worker: TestApp | undefined;
