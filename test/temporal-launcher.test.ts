@@ -15,14 +15,16 @@ import { buildTemporalCli, goInstallEnv, startTemporalDevServer, temporalCliVers
 const ROOT = path.resolve(__dirname, "..");
 const logger = createLogger("error", "launcher-test");
 
-test("a dev server orphaned by a SIGKILLed start is stopped and replaced by one this start owns", { timeout: 180_000 }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-temporal-orphan-"));
-  const dbFile = path.join(dir, "temporal.db");
-  const port = await freePort();
-  const holder = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/support/temporal-holder.ts"), dbFile, String(port)], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
-  let orphan = 0;
+/**
+ * Starts test/support/temporal-holder.ts (a stand-in for npm start) and answers it with its dev
+ * server's pid. As a `job` it runs in a process group of its own, as a shell starts a foreground
+ * job, and starts the server detached.
+ */
+async function startHolder(dbFile: string, port: number, options: { job: boolean }): Promise<{ holder: ReturnType<typeof spawn>; server: number }> {
+  const args = ["--import", "tsx", path.join(ROOT, "test/support/temporal-holder.ts"), dbFile, String(port), ...(options.job ? ["detached"] : [])];
+  const holder = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: options.job });
   try {
-    orphan = await new Promise<number>((resolve, reject) => {
+    const server = await new Promise<number>((resolve, reject) => {
       let out = "";
       holder.stdout!.on("data", (chunk: Buffer) => {
         out += chunk.toString();
@@ -31,6 +33,19 @@ test("a dev server orphaned by a SIGKILLed start is stopped and replaced by one 
       });
       holder.on("exit", (code) => reject(new Error(`holder exited ${code}`)));
     });
+    return { holder, server };
+  } catch (error) {
+    holder.kill("SIGKILL");
+    throw error;
+  }
+}
+
+test("a dev server orphaned by a SIGKILLed start is stopped and replaced by one this start owns", { timeout: 180_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "automata-temporal-orphan-"));
+  const dbFile = path.join(dir, "temporal.db");
+  const port = await freePort();
+  const { holder, server: orphan } = await startHolder(dbFile, port, { job: false });
+  try {
     holder.kill("SIGKILL");
     await new Promise((r) => holder.once("exit", r));
     assert.ok(isAlive(orphan), "the dev server outlived its SIGKILLed parent");
@@ -51,21 +66,6 @@ test("a dev server orphaned by a SIGKILLed start is stopped and replaced by one 
   }
 });
 
-/** Starts the holder in a process group of its own, as a shell starts a foreground job; answers its dev server's pid. */
-async function startHolderJob(dbFile: string, port: number): Promise<{ holder: ReturnType<typeof spawn>; server: number }> {
-  const holder = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/support/temporal-holder.ts"), dbFile, String(port), "detached"], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true });
-  const server = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    holder.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const ready = /ready (\d+)/.exec(out);
-      if (ready) resolve(Number(ready[1]));
-    });
-    holder.on("exit", (code) => reject(new Error(`holder exited ${code}`)));
-  });
-  return { holder, server };
-}
-
 /** Whether the process has gone (isAlive counts a zombie nobody reaped as gone). */
 function gone(pid: number): boolean {
   return !isAlive(pid);
@@ -77,7 +77,7 @@ test("started detached, the dev server is out of reach of the Ctrl-C a terminal 
   const port = await freePort();
   const servers: number[] = [];
   try {
-    const first = await startHolderJob(dbFile, port);
+    const first = await startHolder(dbFile, port, { job: true });
     servers.push(first.server);
     // What the terminal's Ctrl-C does: SIGINT to every process of the foreground group. The holder
     // has no handler and dies of it; npm start's handler would drain the worker and then stop the server.
@@ -89,7 +89,7 @@ test("started detached, the dev server is out of reach of the Ctrl-C a terminal 
     // A starter that exits (a crash handler's process.exit) stops the server it started.
     process.kill(first.server, "SIGTERM");
     for (let waited = 0; waited < 10_000 && !gone(first.server); waited += 50) await new Promise((r) => setTimeout(r, 50));
-    const second = await startHolderJob(dbFile, port);
+    const second = await startHolder(dbFile, port, { job: true });
     servers.push(second.server);
     second.holder.kill("SIGTERM");
     await new Promise((r) => second.holder.once("exit", r));
