@@ -99,3 +99,19 @@ test("pooled PostgreSQL connections have TCP keepalive on, so one to a primary t
     await closeDeps(deps);
   }
 });
+
+test("a production process writes unbound (v1) sealed values unless AUTOMATA_SEAL_BOUND=on, so processes of a release before binding read them during a rolling deploy; it reads bound ones either way", async () => {
+  const env = { ...process.env };
+  delete env.AUTOMATA_SEAL_BOUND;
+  const base = { logger: createLogger("fatal", "runtime-test"), databaseUrl: process.env.DATABASE_URL!, temporalAddress: process.env.TEMPORAL_ADDRESS!, encryptionKey: process.env.AUTOMATA_ENCRYPTION_KEY! };
+  const unset = await createDeps({ ...base, config: loadConfig(env) });
+  const on = await createDeps({ ...base, config: loadConfig({ ...env, AUTOMATA_SEAL_BOUND: "on" }) });
+  try {
+    assert.match(unset.secrets.encrypt("ok-token", "device-token:app"), /^v1:/);
+    assert.match(on.secrets.encrypt("ok-token", "device-token:app"), /^v2:/);
+    assert.equal(unset.secrets.decrypt(on.secrets.encrypt("ok-token", "device-token:app"), "device-token:app"), "ok-token");
+  } finally {
+    await closeDeps(unset);
+    await closeDeps(on);
+  }
+});
